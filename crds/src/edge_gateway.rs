@@ -1,0 +1,110 @@
+//! `EdgeGateway`: one site's gateway and the config its agent runs.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+use crate::gateway::GatewayConfig;
+
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "EdgeGateway",
+    plural = "edgegateways",
+    shortname = "egw",
+    category = "weir",
+    namespaced,
+    status = "EdgeGatewayStatus",
+    printcolumn(name = "Mode", type_ = "string", json_path = ".spec.mode"),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(
+        name = "Config",
+        type_ = "integer",
+        json_path = ".status.configVersion"
+    ),
+    printcolumn(
+        name = "Applied",
+        type_ = "integer",
+        json_path = ".status.appliedVersion"
+    ),
+    printcolumn(name = "Online", type_ = "boolean", json_path = ".status.online"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[x_kube(validation = Rule::new("self.mode != 'inCluster' || has(self.clusterRef)").message("clusterRef: an inCluster gateway needs the MQTT cluster it publishes to"))]
+#[x_kube(validation = Rule::new("!has(self.pipelines) || self.pipelines.all(p, has(self.devices) && self.devices.exists(d, d.name == p.select.device))").message("pipelines[].select.device: must name a device of this gateway"))]
+#[x_kube(validation = Rule::new("!has(self.pipelines) || self.pipelines.all(p, !has(p.select.group) || self.devices.exists(d, d.name == p.select.device && d.groups.exists(g, g.name == p.select.group)))").message("pipelines[].select.group: must name a group of the selected device"))]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeGatewaySpec {
+    #[serde(default)]
+    pub site: Site,
+    #[serde(default)]
+    pub mode: GatewayMode,
+    /// The MqttCluster (same namespace) the gateway publishes to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_ref: Option<String>,
+    /// Agent version to run (inCluster) or to offer for update (external).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    pub agent_version: Option<String>,
+    #[serde(flatten)]
+    pub config: GatewayConfig,
+}
+
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Site {
+    /// Site name, e.g. "Raw water pump station 1".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 128))]
+    pub name: Option<String>,
+    /// Free text or "lat,lon".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    pub location: Option<String>,
+    /// IANA time zone, e.g. "Europe/Berlin".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$"))]
+    pub timezone: Option<String>,
+}
+
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum GatewayMode {
+    /// An industrial PC at the plant that enrolls over HTTPS.
+    #[default]
+    External,
+    /// The operator runs the agent as a Deployment in the tenant namespace.
+    InCluster,
+}
+
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct EdgeGatewayStatus {
+    /// Pending, Ready, Degraded or Offline.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// Version of the latest signed bundle.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_version: Option<u64>,
+    /// Hash of the rendered config, to bump the version only on change.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    /// Version the agent reports as applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_version: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_heartbeat: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,319 @@
+//! Validation of a gateway config with exactly the rules of the CRD: the
+//! schema (types, enums, ranges, patterns), unknown fields, the CEL rules
+//! (`x-kubernetes-validations`, evaluated with kube's CEL library) and the
+//! checks CEL cannot express (address parsing, references to tags, filter
+//! syntax). The api, `weir-agent validate` and the CRD give the same messages.
+
+use std::fmt;
+use std::sync::OnceLock;
+
+use kube::CustomResourceExt;
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{AdapterKind, GatewayConfig, ModbusAddress};
+use crate::edge_gateway::{EdgeGateway, EdgeGatewaySpec};
+
+/// One problem with one field, e.g. `spec.devices[0].groups[0].intervalMs`:
+/// `polling interval must be at least 100 ms`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for FieldError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.field, self.message)
+    }
+}
+
+impl FieldError {
+    fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+/// The `spec` schema of the EdgeGateway CRD, as generated.
+pub fn spec_schema() -> &'static Value {
+    static SCHEMA: OnceLock<Value> = OnceLock::new();
+    SCHEMA.get_or_init(|| {
+        let crd = serde_json::to_value(EdgeGateway::crd()).expect("crd serializes");
+        crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
+    })
+}
+
+thread_local! {
+    // Registering the CEL functions is not free: once per thread.
+    static CEL: kube::core::cel::Validator = kube::core::cel::Validator::new();
+}
+
+/// Evaluate every `x-kubernetes-validations` rule of `schema` on `value`.
+fn cel_validate(
+    schema: &Value,
+    value: &Value,
+    old: Option<&Value>,
+) -> Result<(), kube::core::cel::ValidationErrors> {
+    CEL.with(|v| v.validate(schema, value, old))
+}
+
+fn compiled_schema() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| jsonschema::validator_for(spec_schema()).expect("CRD schema compiles"))
+}
+
+/// Validate a raw spec (as a user sent it) and return the typed spec.
+pub fn validate_spec_value(value: &Value) -> Result<EdgeGatewaySpec, Vec<FieldError>> {
+    let mut errors = Vec::new();
+    unknown_fields(spec_schema(), value, "spec", &mut errors);
+    for e in compiled_schema().iter_errors(value) {
+        let field = pointer_to_path(&e.instance_path().to_string());
+        errors.push(FieldError::new(field, schema_message(&e.to_string())));
+    }
+    if !errors.is_empty() {
+        errors.dedup();
+        return Err(errors);
+    }
+    let spec: EdgeGatewaySpec = serde_json::from_value(value.clone())
+        .map_err(|e| vec![FieldError::new("spec", e.to_string())])?;
+    validate_spec(&spec)?;
+    Ok(spec)
+}
+
+/// Validate a typed spec: CEL rules and semantic checks.
+pub fn validate_spec(spec: &EdgeGatewaySpec) -> Result<(), Vec<FieldError>> {
+    let value = serde_json::to_value(spec).expect("spec serializes");
+    let mut errors = Vec::new();
+    for e in compiled_schema().iter_errors(&value) {
+        let field = pointer_to_path(&e.instance_path().to_string());
+        errors.push(FieldError::new(field, schema_message(&e.to_string())));
+    }
+    if let Err(errs) = cel_validate(spec_schema(), &value, None) {
+        for e in errs.iter() {
+            let field = cel_path(&e.field_path);
+            errors.push(FieldError::new(
+                field.clone(),
+                strip_field_prefix(&e.message),
+            ));
+        }
+    }
+    semantic_checks(&spec.config, &mut errors);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        errors.dedup();
+        Err(errors)
+    }
+}
+
+/// Validate the part of a spec an agent runs.
+pub fn validate_config(config: &GatewayConfig) -> Result<(), Vec<FieldError>> {
+    validate_spec(&EdgeGatewaySpec {
+        config: config.clone(),
+        ..Default::default()
+    })
+}
+
+fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
+    for (di, d) in config.devices.iter().enumerate() {
+        for (gi, g) in d.groups.iter().enumerate() {
+            for (ti, t) in g.tags.iter().enumerate() {
+                if d.adapter != AdapterKind::ModbusTcp {
+                    continue;
+                }
+                let field = format!("spec.devices[{di}].groups[{gi}].tags[{ti}].address");
+                match ModbusAddress::parse(&t.address) {
+                    Ok(a) => {
+                        if let Err(e) = a.check_type(t.data_type) {
+                            errors.push(FieldError::new(field, format!("tag '{}': {e}", t.name)));
+                        }
+                    }
+                    Err(e) => errors.push(FieldError::new(field, format!("tag '{}': {e}", t.name))),
+                }
+            }
+        }
+    }
+    for (pi, p) in config.pipelines.iter().enumerate() {
+        if let Some(tag) = &p.select.tag {
+            let found = config.tags().any(|(d, g, t)| {
+                d.name == p.select.device
+                    && p.select.group.as_ref().is_none_or(|gn| gn == &g.name)
+                    && &t.name == tag
+            });
+            if !found {
+                errors.push(FieldError::new(
+                    format!("spec.pipelines[{pi}].select.tag"),
+                    format!("no tag '{tag}' in the selected device and group"),
+                ));
+            }
+        }
+        for (si, s) in p.steps.iter().enumerate() {
+            if let Some(expr) = &s.filter {
+                if let Err(e) = kube::core::cel::cel::Program::compile(expr) {
+                    errors.push(FieldError::new(
+                        format!("spec.pipelines[{pi}].steps[{si}].filter"),
+                        format!("expression does not parse: {}", first_line(&e.to_string())),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or_default().to_string()
+}
+
+/// Report fields the schema does not know: a typo must not be silently dropped.
+fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            if schema.get("x-kubernetes-preserve-unknown-fields") == Some(&Value::Bool(true)) {
+                return;
+            }
+            for (k, v) in map {
+                match props.get(k) {
+                    Some(s) => unknown_fields(s, v, &format!("{path}.{k}"), errors),
+                    None => errors.push(FieldError::new(
+                        format!("{path}.{k}"),
+                        "unknown field".to_string(),
+                    )),
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item_schema) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    unknown_fields(item_schema, v, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `/devices/0/name` → `spec.devices[0].name`
+fn pointer_to_path(pointer: &str) -> String {
+    let mut out = String::from("spec");
+    for part in pointer.split('/').skip(1) {
+        if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
+            out.push_str(&format!("[{part}]"));
+        } else {
+            out.push('.');
+            out.push_str(&part.replace("~1", "/").replace("~0", "~"));
+        }
+    }
+    out
+}
+
+fn cel_path(p: &str) -> String {
+    let p = p.trim_start_matches('.');
+    if p.is_empty() {
+        "spec".into()
+    } else if p.starts_with("spec") {
+        p.to_string()
+    } else if p.starts_with('[') {
+        format!("spec{p}")
+    } else {
+        format!("spec.{p}")
+    }
+}
+
+/// Rule messages start with the field they are about (`uplink.qos: ...`) so
+/// that `kubectl` shows it; our errors carry the full path separately.
+fn strip_field_prefix(msg: &str) -> String {
+    match msg.split_once(": ") {
+        Some((head, tail)) if !head.contains(' ') => tail.to_string(),
+        _ => msg.to_string(),
+    }
+}
+
+fn schema_message(msg: &str) -> String {
+    msg.replace('"', "'")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn modbus_spec() -> Value {
+        json!({
+            "devices": [{
+                "name": "pump-1",
+                "adapter": "modbusTcp",
+                "modbus": {"host": "10.0.0.5"},
+                "groups": [{"name": "fast", "intervalMs": 1000, "tags": [
+                    {"name": "flow", "address": "1!400001#BB", "dataType": "float32"},
+                    {"name": "running", "address": "1!000001", "dataType": "bool"}
+                ]}]
+            }]
+        })
+    }
+
+    #[test]
+    fn good_spec_passes() {
+        let spec = validate_spec_value(&modbus_spec()).unwrap();
+        assert_eq!(spec.config.devices[0].groups[0].tags.len(), 2);
+    }
+
+    #[test]
+    fn schema_errors_name_the_field() {
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["tags"][0]["dataType"] = json!("float128");
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.devices[0].groups[0].tags[0].dataType"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let mut v = modbus_spec();
+        v["devices"][0]["pollingRate"] = json!(5);
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert_eq!(errs[0].field, "spec.devices[0].pollingRate");
+        assert_eq!(errs[0].message, "unknown field");
+    }
+
+    #[test]
+    fn cel_rules_give_their_messages() {
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["intervalMs"] = json!(50);
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message == "polling interval must be at least 100 ms"
+                    && e.field.contains("intervalMs")),
+            "{errs:?}"
+        );
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["tags"][1]["name"] = json!("flow");
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.message == "each tag of a group needs its own name"),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn semantic_errors_explain_addresses() {
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["tags"][0]["address"] = json!("1!400001#BBB");
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.devices[0].groups[0].tags[0].address"),
+            "{errs:?}"
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! `Tenant`: one water plant or utility. Cluster-scoped; the operator gives it
+//! a namespace `weir-<name>` with quota, isolation and admin bindings.
+
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use crate::condition::Condition;
+
+#[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[kube(
+    group = "weir.dev",
+    version = "v1alpha1",
+    kind = "Tenant",
+    plural = "tenants",
+    shortname = "tn",
+    category = "weir",
+    status = "TenantStatus",
+    printcolumn(
+        name = "Display Name",
+        type_ = "string",
+        json_path = ".spec.displayName"
+    ),
+    printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
+    printcolumn(name = "Namespace", type_ = "string", json_path = ".status.namespace"),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    )
+)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantSpec {
+    /// Name shown to people, e.g. "Riverside Water".
+    #[schemars(length(min = 1, max = 128))]
+    pub display_name: String,
+    /// Who administers this tenant: OIDC subjects, emails or groups.
+    #[serde(default)]
+    #[schemars(length(max = 64))]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.kind == a.kind && b.name == a.name))").message("admins: each admin may be listed only once"))]
+    pub admins: Vec<TenantAdmin>,
+    #[serde(default)]
+    pub quota: TenantQuota,
+    /// Default-deny network isolation for the tenant namespace.
+    #[serde(default = "default_true")]
+    pub network_isolation: bool,
+    /// Delete the tenant even when its namespace still holds MQTT clusters.
+    #[serde(default)]
+    pub cascade_delete: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantAdmin {
+    pub kind: AdminKind,
+    /// The subject, email address or group name.
+    #[schemars(length(min = 1, max = 256))]
+    #[x_kube(validation = Rule::new("self.trim() != ''").message("admins[].name: must not be blank"))]
+    pub name: String,
+}
+
+#[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AdminKind {
+    /// OIDC `sub` claim.
+    Subject,
+    Email,
+    Group,
+}
+
+/// Limits for everything that runs in the tenant namespace.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantQuota {
+    /// CPU limit for the namespace, Kubernetes quantity, e.g. "8".
+    #[serde(default = "default_cpu")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?m?$"))]
+    pub cpu: String,
+    /// Memory limit, e.g. "16Gi".
+    #[serde(default = "default_memory")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"))]
+    pub memory: String,
+    /// Total persistent storage, e.g. "200Gi".
+    #[serde(default = "default_storage")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$"))]
+    pub storage: String,
+    #[serde(default = "default_pvcs")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub persistent_volume_claims: u32,
+    #[serde(default = "default_connections")]
+    #[schemars(range(min = 1, max = 10000000))]
+    pub max_mqtt_connections: u32,
+    #[serde(default = "default_gateways")]
+    #[schemars(range(min = 0, max = 100000))]
+    pub max_gateways: u32,
+}
+
+fn default_cpu() -> String {
+    "8".into()
+}
+fn default_memory() -> String {
+    "16Gi".into()
+}
+fn default_storage() -> String {
+    "200Gi".into()
+}
+fn default_pvcs() -> u32 {
+    20
+}
+fn default_connections() -> u32 {
+    10_000
+}
+fn default_gateways() -> u32 {
+    500
+}
+
+impl Default for TenantQuota {
+    fn default() -> Self {
+        Self {
+            cpu: default_cpu(),
+            memory: default_memory(),
+            storage: default_storage(),
+            persistent_volume_claims: default_pvcs(),
+            max_mqtt_connections: default_connections(),
+            max_gateways: default_gateways(),
+        }
+    }
+}
+
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TenantStatus {
+    /// Pending, Ready, Terminating or Degraded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<String>,
+    /// The namespace made for this tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub conditions: Vec<Condition>,
+}
+
+impl Tenant {
+    /// The namespace the operator makes for this tenant.
+    pub fn namespace_name(&self) -> String {
+        format!("weir-{}", kube::ResourceExt::name_any(self))
+    }
+}
