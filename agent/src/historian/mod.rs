@@ -1,0 +1,1 @@
+//! Historian: readings from the tenant's MQTT cluster into PostgreSQL.

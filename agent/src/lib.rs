@@ -1,0 +1,3 @@
+//! weir-agent: the edge agent and the historian sink.
+
+pub mod historian;
