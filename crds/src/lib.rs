@@ -7,6 +7,9 @@
 //! - [`message`]: the uplink message format and topics.
 //! - [`agent_api`]: what agents and the api exchange.
 
+// kube's `printcolumn(...)` attributes repeat `type_ = "string"` by design.
+#![allow(clippy::duplicated_attributes)]
+
 pub mod agent_api;
 pub mod bundle;
 pub mod condition;

@@ -60,53 +60,71 @@ fn cel_validate(
     CEL.with(|v| v.validate(schema, value, old))
 }
 
-fn compiled_schema() -> &'static jsonschema::Validator {
-    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
-    V.get_or_init(|| jsonschema::validator_for(spec_schema()).expect("CRD schema compiles"))
-}
-
 /// Validate a raw spec (as a user sent it) and return the typed spec.
 pub fn validate_spec_value(value: &Value) -> Result<EdgeGatewaySpec, Vec<FieldError>> {
-    let mut errors = Vec::new();
-    unknown_fields(spec_schema(), value, "spec", &mut errors);
-    for e in compiled_schema().iter_errors(value) {
-        let field = pointer_to_path(&e.instance_path().to_string());
-        errors.push(FieldError::new(field, schema_message(&e.to_string())));
+    let mut errors = check_against_schema(spec_schema(), value, None, "spec");
+    // Semantic checks say more precisely what is wrong (e.g. which part of an
+    // address), so run them whenever the value has the right shape.
+    match serde_json::from_value::<EdgeGatewaySpec>(value.clone()) {
+        Ok(spec) => {
+            semantic_checks(&spec.config, &mut errors);
+            if errors.is_empty() {
+                return Ok(spec);
+            }
+        }
+        Err(e) if errors.is_empty() => errors.push(FieldError::new("spec", e.to_string())),
+        Err(_) => {}
     }
-    if !errors.is_empty() {
-        errors.dedup();
-        return Err(errors);
-    }
-    let spec: EdgeGatewaySpec = serde_json::from_value(value.clone())
-        .map_err(|e| vec![FieldError::new("spec", e.to_string())])?;
-    validate_spec(&spec)?;
-    Ok(spec)
+    Err(errors)
 }
 
-/// Validate a typed spec: CEL rules and semantic checks.
+/// Validate a typed spec: schema, CEL rules and semantic checks.
 pub fn validate_spec(spec: &EdgeGatewaySpec) -> Result<(), Vec<FieldError>> {
     let value = serde_json::to_value(spec).expect("spec serializes");
-    let mut errors = Vec::new();
-    for e in compiled_schema().iter_errors(&value) {
-        let field = pointer_to_path(&e.instance_path().to_string());
-        errors.push(FieldError::new(field, schema_message(&e.to_string())));
-    }
-    if let Err(errs) = cel_validate(spec_schema(), &value, None) {
-        for e in errs.iter() {
-            let field = cel_path(&e.field_path);
-            errors.push(FieldError::new(
-                field.clone(),
-                strip_field_prefix(&e.message),
-            ));
-        }
-    }
+    let mut errors = check_against_schema(spec_schema(), &value, None, "spec");
     semantic_checks(&spec.config, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
-        errors.dedup();
         Err(errors)
     }
+}
+
+/// Check `value` against a CRD (sub-)schema the way the API server would:
+/// unknown fields, types/enums/ranges/patterns, then every CEL rule (with
+/// `old` for transition rules). `root` prefixes the field paths (`spec`
+/// when `schema` is the spec schema, empty for a whole object).
+pub fn check_against_schema(
+    schema: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    root: &str,
+) -> Vec<FieldError> {
+    let mut errors = Vec::new();
+    unknown_fields(schema, value, root, &mut errors);
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![FieldError::new(
+                root,
+                format!("schema does not compile: {e}"),
+            )]
+        }
+    };
+    for e in validator.iter_errors(value) {
+        let field = pointer_to_path(root, &e.instance_path().to_string());
+        errors.push(FieldError::new(field, schema_message(&e.to_string())));
+    }
+    if let Err(errs) = cel_validate(schema, value, old) {
+        for e in errs.iter() {
+            errors.push(FieldError::new(
+                cel_path(root, &e.field_path),
+                strip_field_prefix(&e.message),
+            ));
+        }
+    }
+    errors.dedup();
+    errors
 }
 
 /// Validate the part of a spec an agent runs.
@@ -169,6 +187,13 @@ fn first_line(s: &str) -> String {
 
 /// Report fields the schema does not know: a typo must not be silently dropped.
 fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
     match value {
         Value::Object(map) => {
             let Some(props) = schema.get("properties").and_then(Value::as_object) else {
@@ -178,12 +203,13 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fi
                 return;
             }
             for (k, v) in map {
+                // The API server always accepts these at the root of an object.
+                if path.is_empty() && matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    continue;
+                }
                 match props.get(k) {
-                    Some(s) => unknown_fields(s, v, &format!("{path}.{k}"), errors),
-                    None => errors.push(FieldError::new(
-                        format!("{path}.{k}"),
-                        "unknown field".to_string(),
-                    )),
+                    Some(s) => unknown_fields(s, v, &join(k), errors),
+                    None => errors.push(FieldError::new(join(k), "unknown field".to_string())),
                 }
             }
         }
@@ -198,30 +224,36 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fi
     }
 }
 
-/// `/devices/0/name` → `spec.devices[0].name`
-fn pointer_to_path(pointer: &str) -> String {
-    let mut out = String::from("spec");
+/// `/devices/0/name` under root `spec` → `spec.devices[0].name`
+fn pointer_to_path(root: &str, pointer: &str) -> String {
+    let mut out = String::from(root);
     for part in pointer.split('/').skip(1) {
         if !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit()) {
             out.push_str(&format!("[{part}]"));
         } else {
-            out.push('.');
+            if !out.is_empty() {
+                out.push('.');
+            }
             out.push_str(&part.replace("~1", "/").replace("~0", "~"));
         }
     }
     out
 }
 
-fn cel_path(p: &str) -> String {
+fn cel_path(root: &str, p: &str) -> String {
     let p = p.trim_start_matches('.');
-    if p.is_empty() {
-        "spec".into()
-    } else if p.starts_with("spec") {
-        p.to_string()
+    if root.is_empty() || p.starts_with(root) {
+        if p.is_empty() {
+            root.to_string()
+        } else {
+            p.to_string()
+        }
+    } else if p.is_empty() {
+        root.to_string()
     } else if p.starts_with('[') {
-        format!("spec{p}")
+        format!("{root}{p}")
     } else {
-        format!("spec.{p}")
+        format!("{root}.{p}")
     }
 }
 
