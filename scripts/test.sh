@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs every test suite. Needs PostgreSQL on 127.0.0.1:5432 and the mosquitto
+# binary (tests start their own brokers). .ci/run installs and starts them.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
+
+need cargo "install Rust with rustup (https://rustup.rs)"
+need mosquitto "sudo apt-get install mosquitto"
+need pg_isready "sudo apt-get install postgresql-client"
+pg_up || die "PostgreSQL is not reachable on 127.0.0.1:5432 (tests need it; start it, e.g. sudo pg_ctlcluster 15 main start)"
+
+LOG=$(mktemp)
+failed_suites=()
+
+run_suite() {
+  local name=$1; shift
+  step "$name"
+  if "$@" 2>&1 | tee -a "$LOG"; then ok "$name"; else failed_suites+=("$name"); fi
+}
+
+run_suite "format" cargo fmt --all -- --check
+run_suite "clippy" cargo clippy --workspace --all-targets --quiet -- -D warnings
+run_suite "cargo test (workspace)" cargo test --workspace --no-fail-fast
+for extra in scripts/test.d/*.sh; do
+  [ -e "$extra" ] || continue
+  run_suite "$(basename "$extra" .sh)" bash "$extra"
+done
+
+# One closing line over every suite: cargo's per-binary results, plus the
+# "N passed, N failed" lines other suites print.
+passed=$(grep -Eo '(test result: [a-zA-Z]+\. )?[0-9]+ passed' "$LOG" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '[0-9]+ failed' "$LOG" | grep -Eo '[0-9]+' | awk '{s+=$1} END {print s+0}')
+rm -f "$LOG"
+if [ ${#failed_suites[@]} -gt 0 ]; then
+  echo "failed suites: ${failed_suites[*]}"
+  [ "$failed" -gt 0 ] || failed=${#failed_suites[@]}
+fi
+echo "total: $passed passed, $failed failed"
+[ ${#failed_suites[@]} -eq 0 ]
