@@ -1,0 +1,260 @@
+// Every route the console calls, in one place. Paths follow the api where it
+// serves them (its OpenAPI document) and issues 3, 4, 6 and 7 where it does
+// not yet; adjust here when the api lands a route under another name.
+import { ApiError, call, fill, type Query } from './http';
+import { offers } from './capabilities';
+import type {
+  Alert,
+  AlertRule,
+  ApiToken,
+  AuditEntry,
+  Channel,
+  Cluster,
+  EnrollmentToken,
+  Gateway,
+  GatewayConfig,
+  GatewayVersion,
+  Invitation,
+  Me,
+  Member,
+  Membership,
+  NewApiToken,
+  NewEnrollmentToken,
+  Org,
+  Page,
+  Project,
+  Role,
+  Series,
+  Silence,
+  User,
+  VersionDiff,
+} from './types';
+
+const V1 = '/api/v1';
+
+type Params = Record<string, string | number>;
+
+/** Call a route by its OpenAPI template; absent routes fail fast as "missing". */
+export function api<T>(
+  method: string,
+  template: string,
+  params: Params = {},
+  opts: { query?: Query; body?: unknown; signal?: AbortSignal; quiet401?: boolean } = {},
+): Promise<T> {
+  if (!offers(method, template)) return Promise.reject(new ApiError(404, undefined, true));
+  return call<T>(method, fill(template, params), opts);
+}
+
+/** Lists may come as a bare array or as { items, next_cursor }. */
+export function toPage<T>(raw: unknown): Page<T> {
+  if (Array.isArray(raw)) return { items: raw as T[], next_cursor: null };
+  const r = (raw ?? {}) as Record<string, unknown>;
+  const items = (r.items ?? r.data ?? r.entries ?? r.results ?? []) as T[];
+  const next = (r.next_cursor ?? r.nextCursor ?? r.next ?? null) as string | null;
+  return { items, next_cursor: next, total: (r.total as number | undefined) ?? null };
+}
+
+async function page<T>(template: string, params: Params, query?: Query, signal?: AbortSignal): Promise<Page<T>> {
+  return toPage<T>(await api<unknown>('GET', template, params, { query, signal }));
+}
+
+export interface PageQuery {
+  cursor?: string | null;
+  limit?: number;
+}
+
+// ---------- identity (issue 3) ----------
+
+export const auth = {
+  login: (email: string, password: string) =>
+    api<User>('POST', `${V1}/auth/login`, {}, { body: { email, password }, quiet401: true }),
+  logout: () => api<void>('POST', `${V1}/auth/logout`),
+  /** The signed-in user with their roles, or an ApiError 401. */
+  me: async (): Promise<Me> => normalizeMe(await api<unknown>('GET', `${V1}/me`, {}, { quiet401: true })),
+  /** Single sign-on: where the button sends the browser. */
+  ssoLoginUrl: (returnTo: string) => `${V1}/auth/oidc/login?return_to=${encodeURIComponent(returnTo)}`,
+  /** Whether SSO is configured, and the button's label. */
+  ssoInfo: () => api<{ enabled: boolean; display_name?: string }>('GET', `${V1}/auth/oidc`, {}, { quiet401: true }),
+  changePassword: (current_password: string, new_password: string) =>
+    api<void>('POST', `${V1}/me/password`, {}, { body: { current_password, new_password } }),
+};
+
+/** /me may nest the user and name memberships in a few ways; make one shape. */
+export function normalizeMe(raw: unknown): Me {
+  const r = (raw ?? {}) as Record<string, unknown>;
+  const user = ((r.user as Record<string, unknown>) ?? r) as unknown as User;
+  const ms: Membership[] = [];
+  const push = (m: Record<string, unknown>, orgDefault?: string) => {
+    const org = (m.org_slug ?? m.org ?? orgDefault) as string | undefined;
+    const role = m.role as Role | undefined;
+    if (!org || !role) return;
+    ms.push({
+      org: typeof org === 'object' ? ((org as { slug: string }).slug) : org,
+      org_name: (m.org_name as string) ?? undefined,
+      project: ((m.project_slug ?? m.project) as string | null | undefined) ?? null,
+      project_name: (m.project_name as string) ?? null,
+      role,
+    });
+  };
+  for (const m of (r.memberships ?? r.roles ?? r.grants ?? []) as Record<string, unknown>[]) push(m);
+  for (const o of (r.orgs ?? []) as Record<string, unknown>[]) {
+    if (o.role) push({ ...o, org: o.slug ?? o.org, project: null });
+    for (const p of (o.projects ?? []) as Record<string, unknown>[]) {
+      if (p.role) push({ ...p, org: o.slug ?? o.org, project: p.slug ?? p.project });
+    }
+  }
+  for (const p of (r.projects ?? []) as Record<string, unknown>[]) {
+    if (p.role) push({ ...p, project: p.slug ?? p.project });
+  }
+  return { ...user, system_admin: !!user.system_admin, memberships: ms };
+}
+
+// ---------- organizations, projects, members ----------
+
+export const orgs = {
+  list: (q: PageQuery = {}) => page<Org>(`${V1}/orgs`, {}, { ...q }),
+  get: (org: string) => api<Org>('GET', `${V1}/orgs/{org}`, { org }),
+  create: (body: { slug: string; name: string; description?: string }) =>
+    api<Org>('POST', `${V1}/orgs`, {}, { body }),
+  update: (org: string, body: { name?: string; description?: string }) =>
+    api<Org>('PATCH', `${V1}/orgs/{org}`, { org }, { body }),
+  remove: (org: string) => api<void>('DELETE', `${V1}/orgs/{org}`, { org }),
+};
+
+export const projects = {
+  list: (org: string, q: PageQuery = {}) => page<Project>(`${V1}/orgs/{org}/projects`, { org }, { ...q }),
+  get: (org: string, project: string) => api<Project>('GET', `${V1}/orgs/{org}/projects/{project}`, { org, project }),
+  create: (org: string, body: { slug: string; name: string; description?: string }) =>
+    api<Project>('POST', `${V1}/orgs/{org}/projects`, { org }, { body }),
+  remove: (org: string, project: string) =>
+    api<void>('DELETE', `${V1}/orgs/{org}/projects/{project}`, { org, project }),
+};
+
+/** Members of an org (project undefined) or of a project. */
+export function membersBase(org: string, project?: string | null) {
+  return project
+    ? { t: `${V1}/orgs/{org}/projects/{project}/members`, p: { org, project } as Params }
+    : { t: `${V1}/orgs/{org}/members`, p: { org } as Params };
+}
+
+export const members = {
+  list: (org: string, project?: string | null, q: PageQuery = {}) => {
+    const b = membersBase(org, project);
+    return page<Member>(b.t, b.p, { ...q });
+  },
+  invite: (org: string, project: string | null | undefined, body: { email: string; role: Role }) => {
+    const b = invitationsBase(org, project);
+    return api<Invitation>('POST', b.t, b.p, { body });
+  },
+  setRole: (org: string, project: string | null | undefined, user: string, role: Role) => {
+    const b = membersBase(org, project);
+    return api<Member>('PATCH', `${b.t}/{user}`, { ...b.p, user }, { body: { role } });
+  },
+  remove: (org: string, project: string | null | undefined, user: string) => {
+    const b = membersBase(org, project);
+    return api<void>('DELETE', `${b.t}/{user}`, { ...b.p, user });
+  },
+  invitations: (org: string, project?: string | null) => {
+    const b = invitationsBase(org, project);
+    return page<Invitation>(b.t, b.p);
+  },
+  revokeInvitation: (org: string, project: string | null | undefined, id: string) => {
+    const b = invitationsBase(org, project);
+    return api<void>('DELETE', `${b.t}/{id}`, { ...b.p, id });
+  },
+};
+
+function invitationsBase(org: string, project?: string | null) {
+  return project
+    ? { t: `${V1}/orgs/{org}/projects/{project}/invitations`, p: { org, project } as Params }
+    : { t: `${V1}/orgs/{org}/invitations`, p: { org } as Params };
+}
+
+// ---------- API tokens ----------
+
+export const tokens = {
+  list: (org: string, q: PageQuery = {}) => page<ApiToken>(`${V1}/orgs/{org}/tokens`, { org }, { ...q }),
+  create: (
+    org: string,
+    body: { name: string; role: Role; project?: string | null; expires_in_days?: number | null },
+  ) => api<NewApiToken>('POST', `${V1}/orgs/{org}/tokens`, { org }, { body }),
+  revoke: (org: string, id: string) => api<void>('DELETE', `${V1}/orgs/{org}/tokens/{id}`, { org, id }),
+};
+
+// ---------- audit ----------
+
+export interface AuditFilter extends PageQuery {
+  action?: string;
+  actor?: string;
+  outcome?: string;
+  project?: string;
+  from?: string;
+  to?: string;
+}
+
+export const audit = {
+  list: (org: string, f: AuditFilter = {}) => page<AuditEntry>(`${V1}/orgs/{org}/audit`, { org }, { ...f }),
+};
+
+// ---------- fleet (issue 4) ----------
+
+const P = `${V1}/orgs/{org}/projects/{project}`;
+export interface Scope {
+  org: string;
+  project: string;
+}
+
+export const clusters = {
+  list: (s: Scope, q: PageQuery = {}) => page<Cluster>(`${P}/clusters`, { ...s }, { ...q }),
+  get: (s: Scope, name: string) => api<Cluster>('GET', `${P}/clusters/{cluster}`, { ...s, cluster: name }),
+  create: (s: Scope, body: Record<string, unknown>) => api<Cluster>('POST', `${P}/clusters`, { ...s }, { body }),
+  update: (s: Scope, name: string, body: { replicas?: number; version?: string }) =>
+    api<Cluster>('PATCH', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { body }),
+  remove: (s: Scope, name: string, confirm: string) =>
+    api<void>('DELETE', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { body: { confirm } }),
+};
+
+export const gateways = {
+  list: (s: Scope, q: PageQuery = {}) => page<Gateway>(`${P}/gateways`, { ...s }, { ...q }),
+  get: (s: Scope, name: string) => api<Gateway>('GET', `${P}/gateways/{gateway}`, { ...s, gateway: name }),
+  create: (s: Scope, body: { name: string; site?: { name?: string; location?: string }; mode?: string; spec?: GatewayConfig }) =>
+    api<Gateway>('POST', `${P}/gateways`, { ...s }, { body }),
+  /** Save a new config version. Validation errors name fields like `spec.devices[0].groups[0].intervalMs`. */
+  saveConfig: (s: Scope, name: string, spec: GatewayConfig, comment: string) =>
+    api<Gateway>('PUT', `${P}/gateways/{gateway}`, { ...s, gateway: name }, { body: { spec, comment } }),
+  remove: (s: Scope, name: string) => api<void>('DELETE', `${P}/gateways/{gateway}`, { ...s, gateway: name }),
+  versions: (s: Scope, name: string, q: PageQuery = {}) =>
+    page<GatewayVersion>(`${P}/gateways/{gateway}/versions`, { ...s, gateway: name }, { ...q }),
+  diff: (s: Scope, name: string, v: number, against: number) =>
+    api<VersionDiff | string>('GET', `${P}/gateways/{gateway}/versions/{version}/diff`, { ...s, gateway: name, version: v }, { query: { against } }),
+  rollback: (s: Scope, name: string, version: number, comment: string) =>
+    api<Gateway>('POST', `${P}/gateways/{gateway}/rollback`, { ...s, gateway: name }, { body: { version, comment } }),
+  enrollmentTokens: (s: Scope, name: string) =>
+    page<EnrollmentToken>(`${P}/gateways/{gateway}/enrollment-tokens`, { ...s, gateway: name }),
+  createEnrollmentToken: (s: Scope, name: string, body: { expires_in_hours: number; max_uses: number }) =>
+    api<NewEnrollmentToken>('POST', `${P}/gateways/{gateway}/enrollment-tokens`, { ...s, gateway: name }, { body }),
+  revokeEnrollmentToken: (s: Scope, name: string, id: string) =>
+    api<void>('DELETE', `${P}/gateways/{gateway}/enrollment-tokens/{id}`, { ...s, gateway: name, id }),
+  /** issue 6: downsampled readings of one tag. */
+  series: (s: Scope, name: string, q: { tag: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
+    api<Series | { points: unknown[] }>('GET', `${P}/gateways/{gateway}/series`, { ...s, gateway: name }, { query: q, signal }),
+};
+
+// ---------- alerts (issue 7) ----------
+
+const A = `${P}/alerts`;
+export const alerts = {
+  rules: (s: Scope, q: PageQuery = {}) => page<AlertRule>(`${A}/rules`, { ...s }, { ...q }),
+  createRule: (s: Scope, body: AlertRule) => api<AlertRule>('POST', `${A}/rules`, { ...s }, { body }),
+  updateRule: (s: Scope, id: string, body: AlertRule) => api<AlertRule>('PUT', `${A}/rules/{id}`, { ...s, id }, { body }),
+  deleteRule: (s: Scope, id: string) => api<void>('DELETE', `${A}/rules/{id}`, { ...s, id }),
+  active: (s: Scope, q: PageQuery = {}) => page<Alert>(`${A}/active`, { ...s }, { ...q }),
+  history: (s: Scope, q: PageQuery = {}) => page<Alert>(`${A}/history`, { ...s }, { ...q }),
+  silences: (s: Scope, q: PageQuery = {}) => page<Silence>(`${A}/silences`, { ...s }, { ...q }),
+  createSilence: (s: Scope, body: Silence) => api<Silence>('POST', `${A}/silences`, { ...s }, { body }),
+  expireSilence: (s: Scope, id: string) => api<void>('DELETE', `${A}/silences/{id}`, { ...s, id }),
+  channels: (s: Scope, q: PageQuery = {}) => page<Channel>(`${A}/channels`, { ...s }, { ...q }),
+  createChannel: (s: Scope, body: Channel & { secret?: string }) => api<Channel>('POST', `${A}/channels`, { ...s }, { body }),
+  deleteChannel: (s: Scope, id: string) => api<void>('DELETE', `${A}/channels/{id}`, { ...s, id }),
+  testChannel: (s: Scope, id: string) => api<{ ok?: boolean; detail?: string }>('POST', `${A}/channels/{id}/test`, { ...s, id }),
+};

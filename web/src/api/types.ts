@@ -1,0 +1,283 @@
+// Shapes the console works with. Core objects (issue 3) follow the api's
+// OpenAPI document; fleet, series and alert shapes (issues 4, 6, 7) follow
+// the issues until the api serves them: see endpoints.ts.
+
+export type Role =
+  | 'system-admin'
+  | 'org-owner'
+  | 'org-admin'
+  | 'project-admin'
+  | 'project-editor'
+  | 'project-viewer';
+
+export interface User {
+  id: string;
+  email: string;
+  name: string;
+  system_admin: boolean;
+  has_password?: boolean;
+  created_at?: string;
+  last_login_at?: string | null;
+}
+
+export interface Membership {
+  org: string; // org slug
+  org_name?: string;
+  project?: string | null; // project slug for project roles
+  project_name?: string | null;
+  role: Role;
+}
+
+export interface Me extends User {
+  memberships: Membership[];
+}
+
+export interface Org {
+  id: string;
+  slug: string;
+  name: string;
+  description?: string;
+  managed_by?: string | null;
+  created_at?: string;
+  /** The caller's role here, when the api says. */
+  role?: Role | null;
+}
+
+export interface Project {
+  id: string;
+  org_id?: string;
+  slug: string;
+  name: string;
+  description?: string;
+  created_at?: string;
+  role?: Role | null;
+}
+
+export interface Member {
+  user_id: string;
+  email: string;
+  name?: string;
+  role: Role;
+  source?: string;
+  created_at?: string;
+}
+
+export interface Invitation {
+  id: string;
+  email: string;
+  role: Role;
+  created_at?: string;
+  expires_at?: string;
+  claimed_at?: string | null;
+}
+
+export interface ApiToken {
+  id: string;
+  name: string;
+  prefix: string;
+  role: Role;
+  project?: string | null;
+  created_at: string;
+  expires_at?: string | null;
+  revoked_at?: string | null;
+  last_used_at?: string | null;
+}
+
+export interface NewApiToken extends ApiToken {
+  /** Shown once. */
+  token: string;
+}
+
+export interface AuditEntry {
+  seq: number;
+  at: string;
+  actor: string;
+  org?: string | null;
+  project?: string | null;
+  action: string;
+  target: string;
+  outcome: string;
+  client_addr?: string;
+  user_agent?: string;
+  details?: unknown;
+}
+
+export interface Page<T> {
+  items: T[];
+  next_cursor?: string | null;
+  total?: number | null;
+}
+
+// ---- fleet (issue 4) ----
+
+export interface Condition {
+  type: string;
+  status: 'True' | 'False' | 'Unknown';
+  reason: string;
+  message: string;
+  lastTransitionTime?: string;
+}
+
+export interface Cluster {
+  id?: string;
+  name: string;
+  backend: 'kubernetes' | 'external';
+  version?: string;
+  replicas?: number;
+  phase?: string;
+  ready_nodes?: number;
+  nodes?: { name: string; status: string; version?: string }[];
+  endpoints?: string[];
+  conditions?: Condition[];
+  external?: { url: string; username?: string };
+  health?: { reachable: boolean; rtt_ms?: number | null; checked_at?: string; error?: string | null };
+  created_at?: string;
+}
+
+export interface Site {
+  name?: string;
+  location?: string;
+  timezone?: string;
+}
+
+export interface Gateway {
+  id?: string;
+  name: string;
+  site?: Site;
+  mode?: 'external' | 'inCluster';
+  cluster?: string | null;
+  desired_version?: number | null;
+  applied_version?: number | null;
+  status?: 'online' | 'offline' | 'never-seen' | string;
+  last_heartbeat?: string | null;
+  last_error?: string | null;
+  agent_version?: string | null;
+  /** The current config (devices, pipelines, uplink). */
+  spec?: GatewayConfig;
+  config?: GatewayConfig;
+  created_at?: string;
+}
+
+export interface GatewayConfig {
+  devices: Device[];
+  pipelines?: unknown[];
+  uplink?: Record<string, unknown>;
+}
+
+export interface Device {
+  name: string;
+  adapter: 'modbusTcp' | 'simulator';
+  description?: string;
+  modbus?: { host: string; port: number; timeoutMs?: number; retries?: number };
+  simulator?: { seed?: number };
+  groups: TagGroup[];
+}
+
+export interface TagGroup {
+  name: string;
+  intervalMs: number;
+  tags: Tag[];
+}
+
+export interface Tag {
+  name: string;
+  address: string;
+  dataType: string;
+  unit?: string;
+  scale?: number;
+  offset?: number;
+  description?: string;
+  signal?: { kind: string; min?: number; max?: number; periodS?: number };
+}
+
+export interface GatewayVersion {
+  version: number;
+  author?: string;
+  comment?: string;
+  created_at: string;
+}
+
+export interface VersionDiff {
+  from: number;
+  to: number;
+  /** Unified diff text, or a list of changes. */
+  diff?: string;
+  changes?: { path: string; op: string; old?: unknown; new?: unknown }[];
+}
+
+export interface EnrollmentToken {
+  id: string;
+  created_at?: string;
+  expires_at?: string | null;
+  max_uses?: number | null;
+  uses?: number;
+  revoked_at?: string | null;
+}
+
+export interface NewEnrollmentToken extends EnrollmentToken {
+  token: string;
+  install_command?: string;
+}
+
+// ---- series (issue 6) ----
+
+export interface SeriesPoint {
+  t: string | number;
+  v: number | null;
+}
+
+export interface Series {
+  tag: string;
+  points: SeriesPoint[];
+}
+
+// ---- alerts (issue 7) ----
+
+export interface AlertRule {
+  id?: string;
+  name: string;
+  kind: 'threshold' | 'absence' | 'rate' | 'gateway-offline' | 'device-down' | 'cluster-degraded' | string;
+  gateway?: string | null;
+  device?: string | null;
+  tag?: string | null;
+  op?: '>' | '<' | 'outside' | string | null;
+  threshold?: number | null;
+  low?: number | null;
+  high?: number | null;
+  for_secs?: number;
+  severity: 'critical' | 'warning' | 'info' | string;
+  summary?: string;
+  labels?: Record<string, string>;
+  channels?: string[];
+}
+
+export interface Alert {
+  id?: string;
+  rule: string;
+  rule_id?: string;
+  state: 'pending' | 'firing' | 'resolved' | string;
+  severity?: string;
+  summary?: string;
+  labels?: Record<string, string>;
+  started_at?: string;
+  resolved_at?: string | null;
+  silenced?: boolean;
+}
+
+export interface Silence {
+  id?: string;
+  matchers: { name: string; value: string; regex?: boolean }[];
+  starts_at: string;
+  ends_at: string;
+  author?: string;
+  comment: string;
+}
+
+export interface Channel {
+  id?: string;
+  name: string;
+  kind: 'webhook' | 'email';
+  url?: string;
+  to?: string[];
+  created_at?: string;
+}

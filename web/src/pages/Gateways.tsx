@@ -1,0 +1,384 @@
+import { useCallback, useEffect, useMemo, useState } from 'react';
+import { Link, NavLink, useNavigate, useParams } from 'react-router';
+import { gateways } from '../api/endpoints';
+import type { Gateway, GatewayConfig, NewEnrollmentToken, VersionDiff } from '../api/types';
+import { useScope } from '../scope';
+import { gatewayStatus } from '../lib/words';
+import { SLUG_RE } from '../lib/slug';
+import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, Unavailable, useAction } from '../ui/kit';
+import { ListState, Pager, usePaged } from '../ui/paged';
+import { ConfigEditor, newDevice } from './ConfigEditor';
+import { Chart, toSeries } from '../ui/Chart';
+import { ApiError } from '../api/http';
+
+export function versionText(g: Gateway) {
+  const d = g.desired_version;
+  const a = g.applied_version;
+  if (d == null) return { text: '—', tone: undefined };
+  if (a == null) return { text: `v${d} (not applied yet)`, tone: 'warn' as const };
+  if (a === d) return { text: `v${d}`, tone: 'ok' as const };
+  return { text: `runs v${a}, wants v${d}`, tone: 'warn' as const };
+}
+
+function CreateGateway({ onClose }: { onClose: () => void }) {
+  const { s, base } = useScope();
+  const nav = useNavigate();
+  const [name, setName] = useState('');
+  const [site, setSite] = useState('');
+  const [location, setLocation] = useState('');
+  const act = useAction();
+  const nameErr = name && !SLUG_RE.test(name) ? 'Use lowercase letters, digits and “-”.' : act.fields.name;
+  return (
+    <Dialog
+      title="New edge gateway"
+      onClose={onClose}
+      footer={
+        <>
+          <Button onClick={onClose}>Cancel</Button>
+          <Button
+            variant="primary"
+            busy={act.busy}
+            disabled={!SLUG_RE.test(name)}
+            onClick={() =>
+              act.run(() => gateways.create(s, { name, site: { name: site || undefined, location: location || undefined }, mode: 'external', spec: { devices: [] } }), {
+                ok: `Created gateway ${name}.`,
+                then: (g) => nav(`${base}/gateways/${g?.name ?? name}`),
+              })
+            }
+          >
+            Create gateway
+          </Button>
+        </>
+      }
+    >
+      <form className="form" onSubmit={(e) => e.preventDefault()}>
+        <Field label="Name" hint="One gateway per site, e.g. “north-pump-station”." error={nameErr}>
+          {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} />}
+        </Field>
+        <Field label="Site name" error={act.fields['site.name']}>{(p) => <input {...p} value={site} onChange={(e) => setSite(e.target.value)} placeholder="North pump station" />}</Field>
+        <Field label="Location" error={act.fields['site.location']}>{(p) => <input {...p} value={location} onChange={(e) => setLocation(e.target.value)} placeholder="Riverside, Mill Road 4" />}</Field>
+        <ErrorNotice error={act.error} />
+      </form>
+    </Dialog>
+  );
+}
+
+export function GatewayList() {
+  const { s, base, can } = useScope();
+  const [creating, setCreating] = useState(false);
+  const p = usePaged((q) => gateways.list(s, q), [s.org, s.project]);
+  useEffect(() => {
+    const t = setInterval(p.reload, 15000);
+    return () => clearInterval(t);
+  }, [p.reload]);
+  if (p.missing) return (<><PageHead title="Edge gateways" /><Unavailable what="Edge gateways are not served by this api yet." /></>);
+  return (
+    <>
+      <PageHead
+        title="Edge gateways"
+        sub="The agents at your sites: whether they are online and which config they run."
+        actions={can('project.write') && <Button variant="primary" onClick={() => setCreating(true)}>New gateway</Button>}
+      />
+      <ListState p={p} empty={<div className="card"><Empty title="No gateways yet">{can('project.write') ? 'Create one, then install the agent at the site with its enrollment token.' : ''}</Empty></div>}>
+        <div className="table-wrap">
+          <table className="table" aria-label="Gateways">
+            <thead>
+              <tr><th>Name</th><th>Site</th><th>Status</th><th>Last seen</th><th>Config version</th><th>Last error</th></tr>
+            </thead>
+            <tbody>
+              {p.items.map((g) => {
+                const st = gatewayStatus(g.status);
+                const v = versionText(g);
+                return (
+                  <tr key={g.name}>
+                    <td><Link to={`${base}/gateways/${g.name}`}>{g.name}</Link></td>
+                    <td>{g.site?.name ?? '—'}</td>
+                    <td><Badge kind={st.tone}>{st.label}</Badge></td>
+                    <td className="muted" title={fmtTime(g.last_heartbeat)}>{fmtAgo(g.last_heartbeat)}</td>
+                    <td>{v.tone ? <Badge kind={v.tone} plain>{v.text}</Badge> : v.text}</td>
+                    <td className="small" style={{ color: g.last_error ? 'var(--c-danger)' : undefined }}>{g.last_error ?? ''}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+        </div>
+        <Pager p={p} />
+      </ListState>
+      {creating && <CreateGateway onClose={() => setCreating(false)} />}
+    </>
+  );
+}
+
+// ---------------- detail ----------------
+
+export function GatewayDetail() {
+  const { s, base, can } = useScope();
+  const { gateway: name = '', tab = 'overview' } = useParams();
+  const nav = useNavigate();
+  const [g, setG] = useState<Gateway | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  const [tick, setTick] = useState(0);
+  const [deleting, setDeleting] = useState(false);
+  const reload = useCallback(() => setTick((t) => t + 1), []);
+  useEffect(() => {
+    let live = true;
+    gateways.get(s, name).then((x) => live && (setG(x), setErr(null))).catch((e) => live && setErr(e));
+    return () => { live = false; };
+  }, [s.org, s.project, name, tick]);
+  useEffect(() => {
+    const t = setInterval(reload, 10000);
+    return () => clearInterval(t);
+  }, [reload]);
+  if (err && !g) return <><PageHead title={name} /><ErrorNotice error={err} /></>;
+  if (!g) return <Spinner />;
+  const st = gatewayStatus(g.status);
+  const gb = `${base}/gateways/${name}`;
+  const tabs: [string, string][] = [['overview', 'Overview'], ['config', 'Devices & rules'], ['versions', 'Versions'], ['enrollment', 'Enrollment'], ['readings', 'Live readings']];
+  return (
+    <>
+      <PageHead
+        title={g.name}
+        sub={<>{g.site?.name ?? 'No site name'} · <Badge kind={st.tone}>{st.label}</Badge></>}
+        actions={can('project.write') && <Button variant="danger" onClick={() => setDeleting(true)}>Delete gateway</Button>}
+      />
+      <nav className="tabs" aria-label="Gateway sections">
+        {tabs.map(([k, l]) => (
+          <NavLink key={k} to={k === 'overview' ? gb : `${gb}/${k}`} end className={() => (tab === k ? 'active' : '')}>{l}</NavLink>
+        ))}
+      </nav>
+      {tab === 'overview' && <Overview g={g} />}
+      {tab === 'config' && <ConfigTab g={g} onSaved={reload} />}
+      {tab === 'versions' && <VersionsTab g={g} onRolledBack={reload} />}
+      {tab === 'enrollment' && <EnrollmentTab g={g} />}
+      {tab === 'readings' && <ReadingsTab g={g} />}
+      {deleting && (
+        <ConfirmDelete what="gateway" name={g.name} consequence="The agent at the site stops receiving configs and its credentials stop working." onConfirm={async () => { await gateways.remove(s, name); nav(`${base}/gateways`); }} onClose={() => setDeleting(false)} />
+      )}
+    </>
+  );
+}
+
+function Overview({ g }: { g: Gateway }) {
+  const v = versionText(g);
+  const cfg = g.spec ?? g.config;
+  const tags = (cfg?.devices ?? []).reduce((n, d) => n + d.groups.reduce((m, x) => m + x.tags.length, 0), 0);
+  return (
+    <div className="grid">
+      <div className="card stat"><span className="label">Status</span><span className="value">{gatewayStatus(g.status).label}</span><span className="muted">last heartbeat {fmtAgo(g.last_heartbeat)}</span></div>
+      <div className="card stat"><span className="label">Config</span><span className="value">{v.text}</span><span className="muted">desired v{g.desired_version ?? '—'}, applied v{g.applied_version ?? '—'}</span></div>
+      <div className="card stat"><span className="label">Devices</span><span className="value">{cfg?.devices?.length ?? 0}</span><span className="muted">{tags} tags</span></div>
+      <div className="card stat"><span className="label">Agent</span><span className="value" style={{ fontSize: 18 }}>{g.agent_version ?? '—'}</span><span className="muted">{g.mode === 'inCluster' ? 'runs in the cluster' : 'installed at the site'}</span></div>
+      {g.last_error && <div style={{ gridColumn: '1 / -1' }}><Notice kind="error">The agent reports: {g.last_error}</Notice></div>}
+    </div>
+  );
+}
+
+function ConfigTab({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
+  const { s, can } = useScope();
+  const initial = useMemo<GatewayConfig>(() => structuredClone(g.spec ?? g.config ?? { devices: [] }), [g.desired_version]); // eslint-disable-line react-hooks/exhaustive-deps
+  const [cfg, setCfg] = useState<GatewayConfig>(initial);
+  const [comment, setComment] = useState('');
+  const act = useAction();
+  const editable = can('project.write');
+  const dirty = JSON.stringify(cfg) !== JSON.stringify(initial);
+  useEffect(() => setCfg(initial), [initial]);
+  return (
+    <div className="stack">
+      {!editable && <Notice kind="info">You can view this configuration; your role does not allow changing it.</Notice>}
+      <ConfigEditor value={cfg} onChange={setCfg} errors={act.fields} disabled={!editable} />
+      {editable && (
+        <div className="card stack">
+          <Field label="What changed" hint="Saved with the new version, e.g. “Add chlorine analyser on line 2”." error={act.fields.comment}>
+            {(p) => <input {...p} value={comment} onChange={(e) => setComment(e.target.value)} />}
+          </Field>
+          <ErrorNotice error={act.error && !(act.error instanceof ApiError && act.error.fields.length) ? act.error : null} />
+          {act.error instanceof ApiError && act.error.fields.length > 0 && <Notice kind="error">The server did not accept this configuration. The fields marked in red say why.</Notice>}
+          <div className="row">
+            <Button variant="primary" busy={act.busy} disabled={!dirty} onClick={() => act.run(() => gateways.saveConfig(s, g.name, cfg, comment), { ok: 'Saved as a new version; the agent picks it up within seconds.', then: () => { setComment(''); onSaved(); } })}>
+              Save new version
+            </Button>
+            <Button disabled={!dirty || act.busy} onClick={() => { setCfg(initial); act.reset(); }}>Discard changes</Button>
+            {!cfg.devices.length && <Button onClick={() => setCfg({ ...cfg, devices: [newDevice(1)] })}>Start with a simulated device</Button>}
+          </div>
+        </div>
+      )}
+    </div>
+  );
+}
+
+function DiffView({ d }: { d: VersionDiff | string }) {
+  if (typeof d === 'string' || d.diff) {
+    const text = typeof d === 'string' ? d : d.diff!;
+    return <pre className="diff" aria-label="Differences">{text.split('\n').map((l, i) => <span key={i} className={l.startsWith('+') && !l.startsWith('+++') ? 'add' : l.startsWith('-') && !l.startsWith('---') ? 'del' : undefined}>{l}{'\n'}</span>)}</pre>;
+  }
+  if (!d.changes?.length) return <p className="muted">The two versions are the same.</p>;
+  return (
+    <table className="table" aria-label="Differences">
+      <thead><tr><th>Field</th><th>Change</th><th>Before</th><th>After</th></tr></thead>
+      <tbody>{d.changes.map((c, i) => <tr key={i}><td className="mono">{c.path}</td><td>{c.op}</td><td className="mono">{JSON.stringify(c.old) ?? ''}</td><td className="mono">{JSON.stringify(c.new) ?? ''}</td></tr>)}</tbody>
+    </table>
+  );
+}
+
+function VersionsTab({ g, onRolledBack }: { g: Gateway; onRolledBack: () => void }) {
+  const { s, can } = useScope();
+  const p = usePaged((q) => gateways.versions(s, g.name, q), [s.org, s.project, g.name, g.desired_version]);
+  const [pair, setPair] = useState<{ a: number; b: number } | null>(null);
+  const [diff, setDiff] = useState<VersionDiff | string | null>(null);
+  const diffAct = useAction();
+  const rb = useAction();
+  const [rolling, setRolling] = useState<number | null>(null);
+  if (p.missing) return <Unavailable what="Config versions are not served by this api yet." />;
+  const showDiff = (a: number, b: number) => { setPair({ a, b }); setDiff(null); void diffAct.run(() => gateways.diff(s, g.name, a, b), { then: setDiff }); };
+  return (
+    <div className="stack">
+      <ListState p={p} empty={<div className="card"><Empty title="No versions yet">Save the configuration to create version 1.</Empty></div>}>
+        <div className="table-wrap">
+          <table className="table" aria-label="Versions">
+            <thead><tr><th>Version</th><th>Saved</th><th>By</th><th>Comment</th><th aria-label="Actions" /></tr></thead>
+            <tbody>
+              {p.items.map((v) => (
+                <tr key={v.version}>
+                  <td>v{v.version} {v.version === g.desired_version && <Badge kind="info" plain>current</Badge>} {v.version === g.applied_version && <Badge kind="ok" plain>running</Badge>}</td>
+                  <td>{fmtTime(v.created_at)}</td>
+                  <td>{v.author ?? '—'}</td>
+                  <td>{v.comment || <span className="muted">no comment</span>}</td>
+                  <td style={{ textAlign: 'right', whiteSpace: 'nowrap' }}>
+                    {g.desired_version != null && v.version !== g.desired_version && (
+                      <>
+                        <Button variant="ghost" onClick={() => showDiff(v.version, g.desired_version!)}>Compare with current</Button>
+                        {can('project.write') && <Button variant="ghost" onClick={() => setRolling(v.version)}>Roll back to this</Button>}
+                      </>
+                    )}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
+        <Pager p={p} />
+      </ListState>
+      {pair && (
+        <section className="card">
+          <h2>Changes from v{pair.a} to v{pair.b}</h2>
+          {diffAct.busy && <Spinner />}
+          <ErrorNotice error={diffAct.error} />
+          {diff && <DiffView d={diff} />}
+        </section>
+      )}
+      {rolling != null && (
+        <Dialog title={`Roll back to version ${rolling}?`} onClose={() => setRolling(null)} footer={<><Button onClick={() => setRolling(null)}>Cancel</Button><Button variant="primary" busy={rb.busy} onClick={() => rb.run(() => gateways.rollback(s, g.name, rolling, `Roll back to v${rolling}`), { ok: `Rolled back: a new version equal to v${rolling} was saved.`, then: () => { setRolling(null); onRolledBack(); p.reload(); } })}>Roll back</Button></>}>
+          <p>Weir saves a new version with the configuration of v{rolling}; the agent applies it within seconds. Nothing is deleted.</p>
+          <ErrorNotice error={rb.error} />
+        </Dialog>
+      )}
+    </div>
+  );
+}
+
+export function installCommand(server: string, t: NewEnrollmentToken): string {
+  return t.install_command ?? `weir-agent run --server ${server} --token ${t.token}`;
+}
+
+function EnrollmentTab({ g }: { g: Gateway }) {
+  const { s, can } = useScope();
+  const p = usePaged(() => gateways.enrollmentTokens(s, g.name), [s.org, s.project, g.name]);
+  const [hours, setHours] = useState(24);
+  const [uses, setUses] = useState(1);
+  const [made, setMade] = useState<NewEnrollmentToken | null>(null);
+  const act = useAction();
+  const revoke = useAction();
+  if (p.missing) return <Unavailable what="Enrollment tokens are not served by this api yet." />;
+  const editable = can('project.write');
+  return (
+    <div className="stack">
+      {editable && (
+        <section className="card">
+          <h2>Install the agent at the site</h2>
+          <p className="muted" style={{ marginTop: 0 }}>Issue a token, then run the command on the gateway PC. The agent enrolls itself and fetches its signed configuration.</p>
+          <form className="row" style={{ alignItems: 'flex-end' }} onSubmit={(e) => { e.preventDefault(); void act.run(() => gateways.createEnrollmentToken(s, g.name, { expires_in_hours: hours, max_uses: uses }), { ok: 'Enrollment token issued.', then: (t) => { setMade(t); p.reload(); } }); }}>
+            <Field label="Valid for (hours)" error={act.fields.expires_in_hours}>{(x) => <input {...x} type="number" min={1} max={720} value={hours} onChange={(e) => setHours(Number(e.target.value))} />}</Field>
+            <Field label="Uses" error={act.fields.max_uses}>{(x) => <input {...x} type="number" min={1} max={100} value={uses} onChange={(e) => setUses(Number(e.target.value))} />}</Field>
+            <Button type="submit" variant="primary" busy={act.busy}>Issue enrollment token</Button>
+          </form>
+          <ErrorNotice error={act.error} />
+          {made && (
+            <div className="stack" style={{ marginTop: 12 }} data-testid="install">
+              <Notice kind="warn">Copy the command now: the token is shown only once.</Notice>
+              <Copyable text={installCommand(window.location.origin, made)} label="Copy command" />
+            </div>
+          )}
+        </section>
+      )}
+      <section className="card">
+        <h2>Tokens</h2>
+        <ErrorNotice error={revoke.error} />
+        <ListState p={p} empty={<Empty title="No tokens issued" />}>
+          <table className="table" aria-label="Enrollment tokens">
+            <thead><tr><th>Issued</th><th>Expires</th><th>Used</th><th>State</th><th aria-label="Actions" /></tr></thead>
+            <tbody>
+              {p.items.map((t) => {
+                const expired = t.expires_at && Date.parse(t.expires_at) < Date.now();
+                const used = t.max_uses != null && (t.uses ?? 0) >= t.max_uses;
+                return (
+                  <tr key={t.id}>
+                    <td>{fmtTime(t.created_at)}</td>
+                    <td>{fmtTime(t.expires_at)}</td>
+                    <td>{t.uses ?? 0} of {t.max_uses ?? '∞'}</td>
+                    <td>{t.revoked_at ? <Badge kind="bad">revoked</Badge> : expired ? <Badge>expired</Badge> : used ? <Badge>used up</Badge> : <Badge kind="ok">usable</Badge>}</td>
+                    <td style={{ textAlign: 'right' }}>{editable && !t.revoked_at && !expired && !used && <Button variant="ghost" busy={revoke.busy} onClick={() => revoke.run(() => gateways.revokeEnrollmentToken(s, g.name, t.id), { ok: 'Token revoked.', then: p.reload })}>Revoke</Button>}</td>
+                  </tr>
+                );
+              })}
+            </tbody>
+          </table>
+          <Pager p={p} />
+        </ListState>
+      </section>
+    </div>
+  );
+}
+
+const RANGES: [string, number, string][] = [['Last 15 minutes', 15 * 60, '5s'], ['Last hour', 3600, '15s'], ['Last 24 hours', 86400, '5m'], ['Last 7 days', 7 * 86400, '1h']];
+
+function ReadingsTab({ g }: { g: Gateway }) {
+  const { s } = useScope();
+  const cfg = g.spec ?? g.config;
+  const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit })))), [cfg]);
+  const [tag, setTag] = useState(tags[0]?.id ?? '');
+  const [range, setRange] = useState(0);
+  const [data, setData] = useState<{ times: number[]; values: (number | null)[] } | null>(null);
+  const [err, setErr] = useState<unknown>(null);
+  useEffect(() => {
+    if (!tag) return;
+    let live = true;
+    const ctl = new AbortController();
+    const load = () => {
+      const to = new Date();
+      const from = new Date(to.getTime() - RANGES[range][1] * 1000);
+      gateways
+        .series(s, g.name, { tag, from: from.toISOString(), to: to.toISOString(), step: RANGES[range][2] }, ctl.signal)
+        .then((r) => live && (setData(toSeries(r)), setErr(null)))
+        .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
+    };
+    load();
+    const t = setInterval(load, 5000);
+    return () => { live = false; ctl.abort(); clearInterval(t); };
+  }, [s.org, s.project, g.name, tag, range]);
+  const lines = useMemo(() => (data ? [{ label: tags.find((t) => t.id === tag)?.label ?? tag, values: data.values }] : []), [data, tag, tags]);
+  if (!tags.length) return <div className="card"><Empty title="No tags to show">Add devices and tags under “Devices & rules”.</Empty></div>;
+  return (
+    <section className="card">
+      <div className="row" style={{ marginBottom: 12 }}>
+        <label htmlFor="series-tag"><strong>Tag</strong></label>
+        <select id="series-tag" value={tag} onChange={(e) => setTag(e.target.value)}>{tags.map((t) => <option key={t.id} value={t.id}>{t.label}</option>)}</select>
+        <label htmlFor="series-range"><strong>Range</strong></label>
+        <select id="series-range" value={range} onChange={(e) => setRange(Number(e.target.value))}>{RANGES.map((r, i) => <option key={r[0]} value={i}>{r[0]}</option>)}</select>
+        <span className="muted small">refreshes every 5 s</span>
+      </div>
+      {err instanceof ApiError && err.missingEndpoint ? <Unavailable what="Readings (the series endpoint) are not served by this api yet." /> : <ErrorNotice error={err} />}
+      {data && (data.times.length ? <Chart times={data.times} lines={lines} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
+    </section>
+  );
+}

@@ -1,0 +1,65 @@
+// Time series chart (uPlot). Times in seconds since the epoch.
+import { useEffect, useRef } from 'react';
+import uPlot from 'uplot';
+import 'uplot/dist/uPlot.min.css';
+
+export interface Line {
+  label: string;
+  values: (number | null)[];
+}
+
+const COLORS = ['#0b5cad', '#1f7a3a', '#b42318', '#9a6700', '#6941c6', '#0e7490'];
+
+export function Chart({ times, lines, height = 260, unit }: { times: number[]; lines: Line[]; height?: number; unit?: string }) {
+  const el = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  useEffect(() => {
+    const node = el.current;
+    if (!node) return;
+    const width = Math.max(320, node.clientWidth || 800);
+    const opts: uPlot.Options = {
+      width,
+      height,
+      scales: { x: { time: true } },
+      axes: [{ stroke: '#5b6676', grid: { stroke: '#edf0f4' } }, { stroke: '#5b6676', grid: { stroke: '#edf0f4' }, label: unit, size: 60 }],
+      series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: times.length < 60 } }))],
+      legend: { show: true },
+    };
+    try {
+      plot.current = new uPlot(opts, [times, ...lines.map((l) => l.values)] as uPlot.AlignedData, node);
+    } catch {
+      plot.current = null; // no canvas (tests)
+    }
+    const onResize = () => plot.current?.setSize({ width: Math.max(320, node.clientWidth), height });
+    window.addEventListener('resize', onResize);
+    return () => {
+      window.removeEventListener('resize', onResize);
+      plot.current?.destroy();
+      plot.current = null;
+    };
+  }, [times, lines, height, unit]);
+  return <div ref={el} className="chart" data-testid="chart" data-points={times.length} />;
+}
+
+/** Series answers may be [{t, v}], [[t, v]], or {points: ...}: make (times s, values). */
+export function toSeries(raw: unknown): { times: number[]; values: (number | null)[] } {
+  const r = raw as Record<string, unknown> | unknown[];
+  const pts = (Array.isArray(r) ? r : (r?.points ?? r?.data ?? r?.buckets ?? [])) as unknown[];
+  const times: number[] = [];
+  const values: (number | null)[] = [];
+  for (const p of pts) {
+    let t: unknown;
+    let v: unknown;
+    if (Array.isArray(p)) [t, v] = p;
+    else {
+      const o = p as Record<string, unknown>;
+      t = o.t ?? o.ts ?? o.time ?? o.bucket;
+      v = o.v ?? o.value ?? o.avg ?? o.mean;
+    }
+    const ms = typeof t === 'number' ? (t > 1e11 ? t : t * 1000) : Date.parse(String(t));
+    if (Number.isNaN(ms)) continue;
+    times.push(ms / 1000);
+    values.push(v === null || v === undefined || Number.isNaN(Number(v)) ? null : Number(v));
+  }
+  return { times, values };
+}
