@@ -1,0 +1,43 @@
+import { describe, expect, it } from 'vitest';
+import { toCsv } from './csv';
+import { slugify } from './slug';
+import { conditionWords, gatewayStatus } from './words';
+import { toSeries } from '../ui/Chart';
+import { fmtAgo } from '../ui/kit';
+import { installCommand, versionText } from '../pages/Gateways';
+import { ruleWords } from '../pages/Alerts';
+
+describe('helpers', () => {
+  it('writes CSV that spreadsheets read safely', () => {
+    expect(toCsv(['a', 'b'], [['x,y', 'he said "hi"'], ['=SUM(A1)', null]])).toBe('a,b\r\n"x,y","he said ""hi"""\r\n\'=SUM(A1),\r\n');
+  });
+
+  it('makes URL names', () => {
+    expect(slugify('Riverside Water — Nord!')).toBe('riverside-water-nord');
+    expect(slugify('Épuration 2')).toBe('epuration-2');
+  });
+
+  it('says conditions in words', () => {
+    expect(conditionWords({ type: 'Ready', status: 'True', reason: 'AllNodesReady', message: '3 of 3 nodes joined' })).toEqual({ text: 'Ready: yes (all nodes ready). 3 of 3 nodes joined.', tone: 'ok' });
+    expect(conditionWords({ type: 'Degraded', status: 'True', reason: 'NodeDown', message: '' }).tone).toBe('bad');
+    expect(gatewayStatus('online')).toEqual({ label: 'Online', tone: 'ok' });
+    expect(gatewayStatus(undefined).label).toBe('Not enrolled yet');
+  });
+
+  it('reads series in the shapes the api may send', () => {
+    expect(toSeries({ points: [{ t: '2026-01-01T00:00:00Z', v: 1.5 }, { t: '2026-01-01T00:00:05Z', v: null }] })).toEqual({ times: [1767225600, 1767225605], values: [1.5, null] });
+    expect(toSeries([[1767225600, 2]])).toEqual({ times: [1767225600], values: [2] });
+    expect(toSeries([[1767225600000, 2]]).times[0]).toBe(1767225600);
+  });
+
+  it('words for time, versions, install commands and rules', () => {
+    const now = Date.parse('2026-01-01T00:10:00Z');
+    expect(fmtAgo('2026-01-01T00:09:30Z', now)).toBe('30 s ago');
+    expect(fmtAgo(null)).toBe('never');
+    expect(versionText({ name: 'g', desired_version: 4, applied_version: 3 }).text).toBe('runs v3, wants v4');
+    expect(versionText({ name: 'g', desired_version: 4, applied_version: 4 }).tone).toBe('ok');
+    expect(installCommand('https://weir.example', { id: '1', token: 'T0K' })).toBe('weir-agent run --server https://weir.example --token T0K');
+    expect(installCommand('x', { id: '1', token: 't', install_command: 'given' })).toBe('given');
+    expect(ruleWords({ name: 'cl', kind: 'threshold', gateway: 'north', device: 'cl2', tag: 'residual', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical' })).toBe('north / cl2 / residual below 0.2 for 60 s');
+  });
+});

@@ -1,0 +1,153 @@
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { fireEvent, render, screen, waitFor } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
+import { useState } from 'react';
+import { json, me, mockApi, problem, renderAt, Route } from './util';
+import { SignIn } from '../pages/SignIn';
+import { ConfigEditor, normalizePath } from '../pages/ConfigEditor';
+import { GatewayList } from '../pages/Gateways';
+import { Members } from '../pages/Members';
+import { ConfirmDelete, ToastProvider } from '../ui/kit';
+import { setRoutesFromDoc } from '../api/capabilities';
+import type { GatewayConfig } from '../api/types';
+import { ClusterDetail } from '../pages/Clusters';
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+  setRoutesFromDoc(null);
+});
+
+const viewer = me({ memberships: [{ org: 'rw', project: 'north', role: 'project-viewer' }] });
+const editor = me({ memberships: [{ org: 'rw', project: 'north', role: 'project-editor' }] });
+
+describe('sign in', () => {
+  it('signs in and shows a wrong password in words', async () => {
+    let attempts = 0;
+    const calls = mockApi((m, u) => {
+      if (u.pathname === '/api/v1/auth/oidc') return json({ enabled: true, display_name: 'Riverside SSO' });
+      if (m === 'POST' && u.pathname === '/api/v1/auth/login') {
+        attempts++;
+        return attempts === 1 ? problem(401, 'invalid-credentials', 'wrong email or password') : json({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false });
+      }
+      if (u.pathname === '/api/v1/me') return json({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: true });
+      if (u.pathname === '/api/v1/openapi.json') return json({ paths: {} });
+      return undefined;
+    });
+    renderAt('/signin', <><Route path="/signin" element={<SignIn />} /><Route path="/" element={<p>home</p>} /></>, null);
+    expect(await screen.findByText('Sign in with Riverside SSO')).toHaveAttribute('href', '/api/v1/auth/oidc/login?return_to=%2F');
+    await userEvent.type(screen.getByLabelText('Email'), 'a@b.c');
+    await userEvent.type(screen.getByLabelText('Password'), 'nope');
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in' }));
+    expect(await screen.findByRole('alert')).toHaveTextContent('Wrong email or password.');
+    await userEvent.click(screen.getByRole('button', { name: 'Sign in' }));
+    expect(await screen.findByText('home')).toBeInTheDocument();
+    expect(calls.filter((c) => c.path === '/api/v1/auth/login')[1].body).toEqual({ email: 'a@b.c', password: 'nope' });
+  });
+});
+
+describe('gateway config editor', () => {
+  function Harness({ errors }: { errors: Record<string, string> }) {
+    const [cfg, setCfg] = useState<GatewayConfig>({
+      devices: [{ name: 'dosing', adapter: 'modbusTcp', modbus: { host: '10.0.0.5', port: 502 }, groups: [{ name: 'fast', intervalMs: 5, tags: [{ name: 'cl2', address: '1!400001', dataType: 'float32', unit: 'mg/L' }] }] }],
+    });
+    return <ConfigEditor value={cfg} onChange={setCfg} errors={errors} />;
+  }
+
+  it('shows the api’s message beside the field it names', () => {
+    render(<Harness errors={{ 'spec.devices[0].groups[0].intervalMs': 'must be at least 10 ms', 'spec.uplink.qos': 'must be 0 or 1' }} />);
+    const interval = screen.getByLabelText('Poll every (ms)');
+    expect(interval).toHaveAttribute('aria-invalid', 'true');
+    expect(interval).toHaveAccessibleDescription('must be at least 10 ms');
+    expect(screen.getByLabelText('Tag name')).not.toHaveAttribute('aria-invalid');
+    // a field the form does not show is still named, in words
+    expect(screen.getAllByRole('alert').some((a) => a.textContent?.includes('uplink.qos: must be 0 or 1'))).toBe(true);
+  });
+
+  it('edits devices, groups and tags', async () => {
+    render(<Harness errors={{}} />);
+    await userEvent.click(screen.getByRole('button', { name: '+ Add tag' }));
+    expect(screen.getAllByLabelText('Tag name')).toHaveLength(2);
+    await userEvent.click(screen.getByRole('button', { name: '+ Add simulated device' }));
+    expect(screen.getAllByLabelText('Device name')).toHaveLength(2);
+    expect(screen.getAllByLabelText('Signal')).toHaveLength(1);
+  });
+
+  it('normalizes field paths', () => {
+    expect(normalizePath('spec.config.devices[1].name')).toBe('devices[1].name');
+    expect(normalizePath('devices[0]')).toBe('devices[0]');
+  });
+});
+
+describe('roles', () => {
+  const gw = [{ name: 'north-pump', status: 'online', last_heartbeat: new Date().toISOString(), desired_version: 3, applied_version: 2, site: { name: 'North' } }];
+
+  it('a viewer sees gateways but no edit controls', async () => {
+    mockApi((_m, u) => (u.pathname.endsWith('/gateways') ? json({ items: gw, next_cursor: null }) : undefined));
+    renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, viewer);
+    expect(await screen.findByText('north-pump')).toBeInTheDocument();
+    expect(screen.getByText('runs v2, wants v3')).toBeInTheDocument();
+    expect(screen.getByText('Online')).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'New gateway' })).toBeNull();
+  });
+
+  it('an editor is offered to create one', async () => {
+    mockApi((_m, u) => (u.pathname.endsWith('/gateways') ? json(gw) : undefined));
+    renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, editor);
+    expect(await screen.findByRole('button', { name: 'New gateway' })).toBeInTheDocument();
+  });
+
+  it('a viewer cannot invite, change roles or remove members', async () => {
+    mockApi((_m, u) => (u.pathname.endsWith('/members') ? json([{ user_id: 'u2', email: 'op@rw.example', name: 'Op', role: 'project-editor' }]) : u.pathname.endsWith('/invitations') ? json([]) : undefined));
+    renderAt('/o/rw/p/north/members', <Route path="/o/:org/p/:project/members" element={<Members />} />, viewer);
+    expect(await screen.findByText('op@rw.example')).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Invite member' })).toBeNull();
+    expect(screen.queryByRole('combobox')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Remove' })).toBeNull();
+  });
+
+  it('an org admin changes a role and sees the outcome', async () => {
+    const calls = mockApi((m, u) => {
+      if (u.pathname === '/api/v1/orgs/rw/members' && m === 'GET') return json([{ user_id: 'u2', email: 'op@rw.example', role: 'org-admin' }]);
+      if (u.pathname.endsWith('/invitations')) return json([]);
+      if (m === 'PATCH') return json({});
+      return undefined;
+    });
+    const owner = me({ memberships: [{ org: 'rw', project: null, role: 'org-owner' }] });
+    renderAt('/o/rw/members', <Route path="/o/:org/members" element={<Members />} />, owner);
+    const select = await screen.findByLabelText('Role of op@rw.example');
+    fireEvent.change(select, { target: { value: 'org-owner' } });
+    expect(await screen.findByText('Changed the role of op@rw.example.')).toBeInTheDocument();
+    expect(calls.find((c) => c.method === 'PATCH')).toMatchObject({ path: '/api/v1/orgs/rw/members/u2', body: { role: 'org-owner' } });
+  });
+});
+
+describe('missing endpoints and confirmations', () => {
+  it('shows “not available on this server” when the api lacks the route', async () => {
+    setRoutesFromDoc({ paths: { '/api/v1/orgs': { get: {} } } });
+    const calls = mockApi(() => json([]));
+    renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, editor);
+    expect(await screen.findByText('Not available on this server')).toBeInTheDocument();
+    expect(calls).toHaveLength(0);
+  });
+
+  it('delete needs the name typed', async () => {
+    const onConfirm = vi.fn(async () => {});
+    render(<ToastProvider><ConfirmDelete what="cluster" name="plant-broker" onConfirm={onConfirm} onClose={() => {}} /></ToastProvider>);
+    const btn = screen.getByRole('button', { name: 'Delete cluster' });
+    expect(btn).toBeDisabled();
+    await userEvent.type(screen.getByRole('textbox'), 'plant-broke');
+    expect(btn).toBeDisabled();
+    await userEvent.type(screen.getByRole('textbox'), 'r');
+    expect(btn).toBeEnabled();
+    await userEvent.click(btn);
+    await waitFor(() => expect(onConfirm).toHaveBeenCalledWith('plant-broker'));
+  });
+
+  it('cluster conditions read as words', async () => {
+    mockApi((_m, u) => (u.pathname.endsWith('/clusters/plant-broker') ? json({ name: 'plant-broker', backend: 'kubernetes', version: '5.8.6', replicas: 3, ready_nodes: 2, phase: 'Degraded', conditions: [{ type: 'Ready', status: 'False', reason: 'NodesNotReady', message: '2 of 3 nodes ready', lastTransitionTime: '2026-01-01T00:00:00Z' }] }) : undefined));
+    renderAt('/o/rw/p/north/clusters/plant-broker', <Route path="/o/:org/p/:project/clusters/:cluster" element={<ClusterDetail />} />, viewer);
+    expect(await screen.findByText(/Ready: no \(nodes not ready\)\. 2 of 3 nodes ready\./)).toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: 'Delete cluster' })).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Scale' })).toBeNull();
+  });
+});
