@@ -4,6 +4,15 @@ import { json, mockApi, problem } from '../test/util';
 import { offers, setRoutesFromDoc } from './capabilities';
 import { api, normalizeMe, toPage } from './endpoints';
 
+async function fail(p: Promise<unknown>): Promise<ApiError> {
+  try {
+    await p;
+  } catch (e) {
+    return e as ApiError;
+  }
+  throw new Error('expected the call to fail');
+}
+
 afterEach(() => {
   vi.unstubAllGlobals();
   document.cookie = 'weir_csrf=; Max-Age=0';
@@ -12,7 +21,7 @@ afterEach(() => {
 
 describe('errors in words', () => {
   it('turns a validation problem into a sentence naming the fields', async () => {
-    const e = await parseResponse(problem(422, 'validation', 'invalid fields: slug', [{ field: 'slug', message: 'must be lowercase' }])).catch((x: ApiError) => x);
+    const e = await fail(parseResponse(problem(422, 'validation', 'invalid fields: slug', [{ field: 'slug', message: 'must be lowercase' }])));
     expect(e).toBeInstanceOf(ApiError);
     expect(e.message).toBe('Some fields need attention: slug must be lowercase.');
     expect(e.fieldMap()).toEqual({ slug: 'must be lowercase' });
@@ -34,11 +43,11 @@ describe('errors in words', () => {
   });
 
   it('tells a missing endpoint from a missing object', async () => {
-    const spa = await parseResponse(new Response('<html></html>', { status: 200, headers: { 'content-type': 'text/html' } })).catch((x: ApiError) => x);
+    const spa = await fail(parseResponse(new Response('<html></html>', { status: 200, headers: { 'content-type': 'text/html' } })));
     expect(spa.missingEndpoint).toBe(true);
-    const bare = await parseResponse(new Response('', { status: 404 })).catch((x: ApiError) => x);
+    const bare = await fail(parseResponse(new Response('', { status: 404 })));
     expect(bare.missingEndpoint).toBe(true);
-    const obj = await parseResponse(problem(404, 'not-found', 'not found')).catch((x: ApiError) => x);
+    const obj = await fail(parseResponse(problem(404, 'not-found', 'not found')));
     expect(obj.missingEndpoint).toBe(false);
   });
 });
@@ -64,7 +73,7 @@ describe('requests', () => {
     expect(offers('GET', '/api/v1/orgs')).toBe(true);
     expect(offers('POST', '/api/v1/orgs')).toBe(false);
     const calls = mockApi(() => json([]));
-    const e = await api('GET', '/api/v1/orgs/{org}/projects/{project}/gateways', { org: 'a', project: 'b' }).catch((x: ApiError) => x);
+    const e = await fail(api('GET', '/api/v1/orgs/{org}/projects/{project}/gateways', { org: 'a', project: 'b' }));
     expect(e.missingEndpoint).toBe(true);
     expect(calls).toHaveLength(0);
   });
