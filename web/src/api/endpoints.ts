@@ -72,9 +72,11 @@ export const auth = {
   /** The signed-in user with their roles, or an ApiError 401. */
   me: async (): Promise<Me> => normalizeMe(await api<unknown>('GET', `${V1}/me`, {}, { quiet401: true })),
   /** Single sign-on: where the button sends the browser. */
-  ssoLoginUrl: (returnTo: string) => `${V1}/auth/oidc/login?return_to=${encodeURIComponent(returnTo)}`,
-  /** Whether SSO is configured, and the button's label. */
-  ssoInfo: () => api<{ enabled: boolean; display_name?: string }>('GET', `${V1}/auth/oidc`, {}, { quiet401: true }),
+  ssoLoginUrl: (returnTo: string, loginUrl = `${V1}/auth/oidc/login`) =>
+    `${loginUrl}${loginUrl.includes('?') ? '&' : '?'}return_to=${encodeURIComponent(returnTo)}`,
+  /** Sign-in methods this server offers (local passwords, single sign-on). */
+  providers: () =>
+    api<{ local: boolean; oidc?: { name: string; login_url: string } | null }>('GET', `${V1}/auth/providers`, {}, { quiet401: true }),
   changePassword: (current_password: string, new_password: string) =>
     api<void>('POST', `${V1}/me/password`, {}, { body: { current_password, new_password } }),
 };
@@ -90,9 +92,9 @@ export function normalizeMe(raw: unknown): Me {
     if (!org || !role) return;
     ms.push({
       org: typeof org === 'object' ? ((org as { slug: string }).slug) : org,
-      org_name: (m.org_name as string) ?? undefined,
+      org_name: ((m.org_name ?? (m.project ? undefined : m.name)) as string) ?? undefined,
       project: ((m.project_slug ?? m.project) as string | null | undefined) ?? null,
-      project_name: (m.project_name as string) ?? null,
+      project_name: ((m.project_name ?? (m.project ? m.name : undefined)) as string) ?? null,
       role,
     });
   };
@@ -142,9 +144,19 @@ export const members = {
     const b = membersBase(org, project);
     return page<Member>(b.t, b.p, { ...q });
   },
-  invite: (org: string, project: string | null | undefined, body: { email: string; role: Role }) => {
+  /** Add an existing account now, or invite the email (claimed at first sign-in). */
+  invite: async (org: string, project: string | null | undefined, body: { email: string; role: Role }): Promise<'added' | 'invited'> => {
+    const m = membersBase(org, project);
+    try {
+      await api<Member>('POST', m.t, m.p, { body });
+      return 'added';
+    } catch (e) {
+      const noAccount = e instanceof ApiError && e.status === 422 && e.fields.some((f) => f.field === 'email');
+      if (!noAccount) throw e;
+    }
     const b = invitationsBase(org, project);
-    return api<Invitation>('POST', b.t, b.p, { body });
+    await api<Invitation>('POST', b.t, b.p, { body });
+    return 'invited';
   },
   setRole: (org: string, project: string | null | undefined, user: string, role: Role) => {
     const b = membersBase(org, project);
@@ -160,7 +172,7 @@ export const members = {
   },
   revokeInvitation: (org: string, project: string | null | undefined, id: string) => {
     const b = invitationsBase(org, project);
-    return api<void>('DELETE', `${b.t}/{id}`, { ...b.p, id });
+    return api<void>('DELETE', `${b.t}/{invitation}`, { ...b.p, invitation: id });
   },
 };
 
@@ -172,24 +184,43 @@ function invitationsBase(org: string, project?: string | null) {
 
 // ---------- API tokens ----------
 
+/** Tokens of an org (project null) or of one project. */
+function tokensBase(org: string, project?: string | null) {
+  return project
+    ? { t: `${V1}/orgs/{org}/projects/{project}/tokens`, p: { org, project } as Params }
+    : { t: `${V1}/orgs/{org}/tokens`, p: { org } as Params };
+}
+
 export const tokens = {
-  list: (org: string, q: PageQuery = {}) => page<ApiToken>(`${V1}/orgs/{org}/tokens`, { org }, { ...q }),
-  create: (
+  list: (org: string, project: string | null, q: PageQuery = {}) => {
+    const b = tokensBase(org, project);
+    return page<ApiToken>(b.t, b.p, { ...q });
+  },
+  create: async (
     org: string,
-    body: { name: string; role: Role; project?: string | null; expires_in_days?: number | null },
-  ) => api<NewApiToken>('POST', `${V1}/orgs/{org}/tokens`, { org }, { body }),
-  revoke: (org: string, id: string) => api<void>('DELETE', `${V1}/orgs/{org}/tokens/{id}`, { org, id }),
+    project: string | null,
+    body: { name: string; role: Role; expires_in_days?: number | null },
+  ): Promise<NewApiToken> => {
+    const b = tokensBase(org, project);
+    const r = await api<{ info?: ApiToken; token: string } & Partial<ApiToken>>('POST', b.t, b.p, { body });
+    return { ...(r.info ?? (r as ApiToken)), token: r.token };
+  },
+  revoke: (org: string, project: string | null, id: string) => {
+    const b = tokensBase(org, project);
+    return api<void>('DELETE', `${b.t}/{token}`, { ...b.p, token: id });
+  },
 };
 
 // ---------- audit ----------
 
 export interface AuditFilter extends PageQuery {
   action?: string;
+  /** User id. */
   actor?: string;
   outcome?: string;
   project?: string;
-  from?: string;
-  to?: string;
+  since?: string;
+  until?: string;
 }
 
 export const audit = {

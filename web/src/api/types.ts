@@ -100,6 +100,8 @@ export interface AuditEntry {
   client_addr?: string;
   user_agent?: string;
   details?: unknown;
+  hash?: string;
+  prev_hash?: string;
 }
 
 export interface Page<T> {

@@ -4,6 +4,7 @@ import { useSession } from '../session';
 import { ROLE_LABEL } from '../lib/permissions';
 import { Button, ErrorNotice, Field, fmtTime, PageHead, useAction } from '../ui/kit';
 import { Link } from 'react-router';
+import { offers } from '../api/capabilities';
 
 export function Account() {
   const { me } = useSession();
@@ -55,7 +56,7 @@ export function Account() {
           )}
         </section>
       </div>
-      {me.has_password !== false && (
+      {me.has_password !== false && offers('POST', '/api/v1/me/password') && (
         <section className="card" style={{ marginTop: 16 }}>
           <h2>Change password</h2>
           <form

@@ -6,8 +6,15 @@ import { download, toCsv } from '../lib/csv';
 import { Badge, Button, Empty, ErrorNotice, Field, fmtTime, PageHead, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 
-const COLS: (keyof AuditEntry)[] = ['seq', 'at', 'actor', 'project', 'action', 'target', 'outcome', 'client_addr', 'user_agent', 'details'];
+const COLS: (keyof AuditEntry)[] = ['seq', 'at', 'actor', 'action', 'target', 'outcome', 'client_addr', 'user_agent', 'details', 'hash'];
 const MAX_EXPORT = 20000;
+
+/** ISO time -> the value of a datetime-local input, in local time. */
+function local(iso?: string): string {
+  if (!iso) return '';
+  const d = new Date(iso);
+  return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
+}
 
 export function Audit() {
   const { org } = useScope();
@@ -54,7 +61,7 @@ export function Audit() {
         aria-label="Filters"
       >
         <Field label="Action">{(x) => <input {...x} placeholder="e.g. gateway.update" value={draft.action ?? ''} onChange={set('action')} />}</Field>
-        <Field label="Actor">{(x) => <input {...x} placeholder="email" value={draft.actor ?? ''} onChange={set('actor')} />}</Field>
+        <Field label="Project">{(x) => <input {...x} placeholder="URL name" value={draft.project ?? ''} onChange={set('project')} />}</Field>
         <Field label="Outcome">
           {(x) => (
             <select {...x} value={draft.outcome ?? ''} onChange={set('outcome')}>
@@ -65,8 +72,8 @@ export function Audit() {
             </select>
           )}
         </Field>
-        <Field label="From">{(x) => <input {...x} type="datetime-local" value={draft.from?.slice(0, 16) ?? ''} onChange={(e) => setDraft({ ...draft, from: e.target.value ? new Date(e.target.value).toISOString() : undefined })} />}</Field>
-        <Field label="To">{(x) => <input {...x} type="datetime-local" value={draft.to?.slice(0, 16) ?? ''} onChange={(e) => setDraft({ ...draft, to: e.target.value ? new Date(e.target.value).toISOString() : undefined })} />}</Field>
+        <Field label="From">{(x) => <input {...x} type="datetime-local" value={local(draft.since)} onChange={(e) => setDraft({ ...draft, since: e.target.value ? new Date(e.target.value).toISOString() : undefined })} />}</Field>
+        <Field label="To">{(x) => <input {...x} type="datetime-local" value={local(draft.until)} onChange={(e) => setDraft({ ...draft, until: e.target.value ? new Date(e.target.value).toISOString() : undefined })} />}</Field>
         <Button type="submit" variant="primary">Apply filters</Button>
         <Button onClick={() => { setDraft({}); setFilter({}); }}>Clear</Button>
       </form>

@@ -4,7 +4,7 @@ import type { Member, Role } from '../api/types';
 import { useSession } from '../session';
 import { useScope } from '../scope';
 import { assignableRoles, ROLE_LABEL } from '../lib/permissions';
-import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, PageHead, useAction } from '../ui/kit';
+import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, PageHead, useAction, useToast } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 
 function RoleCell({ m, roles, onChange }: { m: Member; roles: Role[]; onChange: (r: Role) => Promise<unknown> }) {
@@ -31,10 +31,11 @@ function RoleCell({ m, roles, onChange }: { m: Member; roles: Role[]; onChange: 
   );
 }
 
-function Invite({ roles, onClose, invite }: { roles: Role[]; onClose: () => void; invite: (email: string, role: Role) => Promise<unknown> }) {
+function Invite({ roles, onClose, invite }: { roles: Role[]; onClose: () => void; invite: (email: string, role: Role) => Promise<'added' | 'invited'> }) {
   const [email, setEmail] = useState('');
   const [role, setRole] = useState<Role>(roles[roles.length - 1]);
   const act = useAction();
+  const toast = useToast();
   return (
     <Dialog
       title="Invite a member"
@@ -42,7 +43,7 @@ function Invite({ roles, onClose, invite }: { roles: Role[]; onClose: () => void
       footer={
         <>
           <Button onClick={onClose}>Cancel</Button>
-          <Button variant="primary" busy={act.busy} disabled={!email.includes('@')} onClick={() => act.run(() => invite(email.trim(), role), { ok: `Invited ${email}.`, then: onClose })}>
+          <Button variant="primary" busy={act.busy} disabled={!email.includes('@')} onClick={() => act.run(() => invite(email.trim(), role), { then: (r) => { toast('ok', r === 'added' ? `Added ${email}.` : `Invited ${email}; they join at their first sign-in.`); onClose(); } })}>
             Send invitation
           </Button>
         </>
@@ -163,8 +164,9 @@ export function Members() {
           roles={roles}
           onClose={() => setInviting(false)}
           invite={async (email, role) => {
-            await members.invite(org, project || null, { email, role });
+            const r = await members.invite(org, project || null, { email, role });
             p.reload();
+            return r;
           }}
         />
       )}

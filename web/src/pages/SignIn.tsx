@@ -8,7 +8,7 @@ import { Button, ErrorNotice, Field, useAction } from '../ui/kit';
 export function SignIn() {
   const [email, setEmail] = useState('');
   const [password, setPassword] = useState('');
-  const [sso, setSso] = useState<{ enabled: boolean; display_name?: string } | null>(null);
+  const [prov, setProv] = useState<{ local: boolean; oidc?: { name: string; login_url: string } | null } | null>(null);
   const { refresh } = useSession();
   const nav = useNavigate();
   const loc = useLocation();
@@ -17,9 +17,9 @@ export function SignIn() {
 
   useEffect(() => {
     auth
-      .ssoInfo()
-      .then(setSso)
-      .catch(() => setSso(null));
+      .providers()
+      .then(setProv)
+      .catch(() => setProv(null));
   }, []);
 
   const submit = (e: React.FormEvent) => {
@@ -65,13 +65,13 @@ export function SignIn() {
         </form>
         <div className="stack" style={{ marginTop: 16 }}>
           <div className="divider">or</div>
-          {sso?.enabled === false ? (
+          {prov && !prov.oidc ? (
             <p className="muted small" style={{ margin: 0, textAlign: 'center' }}>
               Single sign-on is not set up on this server.
             </p>
           ) : (
-            <a className="btn" style={{ justifyContent: 'center' }} href={auth.ssoLoginUrl(back)} data-testid="sso">
-              Sign in with {sso?.display_name ?? 'single sign-on'}
+            <a className="btn" style={{ justifyContent: 'center' }} href={auth.ssoLoginUrl(back, prov?.oidc?.login_url)} data-testid="sso">
+              Sign in with {prov?.oidc?.name ?? 'single sign-on'}
             </a>
           )}
         </div>

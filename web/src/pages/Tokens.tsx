@@ -1,32 +1,19 @@
-import { useState } from 'react';
+import { useEffect, useState } from 'react';
 import { projects, tokens } from '../api/endpoints';
-import type { NewApiToken, Role } from '../api/types';
+import type { NewApiToken, Project, Role } from '../api/types';
 import { useSession } from '../session';
 import { useScope } from '../scope';
 import { can, ORG_ROLES, PROJECT_ROLES, ROLE_LABEL } from '../lib/permissions';
 import { Badge, Button, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
-import { useEffect } from 'react';
 
-function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => void; onCreated: () => void }) {
-  const { me } = useSession();
+function CreateToken({ org, project, onClose, onCreated }: { org: string; project: string | null; onClose: () => void; onCreated: () => void }) {
+  const roles = project ? PROJECT_ROLES : ORG_ROLES;
   const [name, setName] = useState('');
-  const [project, setProject] = useState('');
-  const [role, setRole] = useState<Role>('project-viewer');
+  const [role, setRole] = useState<Role>(roles[roles.length - 1]);
   const [days, setDays] = useState('90');
   const [made, setMade] = useState<NewApiToken | null>(null);
-  const [projList, setProjList] = useState<{ slug: string; name: string }[]>([]);
   const act = useAction();
-  useEffect(() => {
-    projects.list(org, { limit: 200 }).then((p) => setProjList(p.items)).catch(() => setProjList([]));
-  }, [org]);
-  const orgWide = can(me, 'org.tokens.manage', { org });
-  const projOptions = projList.filter((x) => orgWide || can(me, 'project.tokens.manage', { org, project: x.slug }));
-  const roles = project ? PROJECT_ROLES : orgWide ? ORG_ROLES.filter((r) => r !== 'org-owner') : [];
-  useEffect(() => {
-    if (!roles.includes(role)) setRole(roles[roles.length - 1] ?? 'project-viewer');
-    // eslint-disable-next-line react-hooks/exhaustive-deps
-  }, [project]);
   if (made)
     return (
       <Dialog title="Token created" onClose={onClose} footer={<Button variant="primary" onClick={onClose}>Done</Button>}>
@@ -41,7 +28,7 @@ function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => 
     );
   return (
     <Dialog
-      title="New API token"
+      title={project ? `New API token for project ${project}` : 'New API token for the organization'}
       onClose={onClose}
       footer={
         <>
@@ -49,18 +36,14 @@ function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => 
           <Button
             variant="primary"
             busy={act.busy}
-            disabled={!name.trim() || (!project && !orgWide)}
+            disabled={!name.trim()}
             onClick={() =>
-              act.run(
-                () =>
-                  tokens.create(org, {
-                    name: name.trim(),
-                    role,
-                    project: project || null,
-                    expires_in_days: days ? Number(days) : null,
-                  }),
-                { then: (t) => { setMade(t); onCreated(); } },
-              )
+              act.run(() => tokens.create(org, project, { name: name.trim(), role, expires_in_days: days ? Number(days) : null }), {
+                then: (t) => {
+                  setMade(t);
+                  onCreated();
+                },
+              })
             }
           >
             Create token
@@ -71,19 +54,6 @@ function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => 
       <form className="form" onSubmit={(e) => e.preventDefault()}>
         <Field label="Name" hint="What uses it, e.g. “SCADA export”." error={act.fields.name}>
           {(p) => <input {...p} value={name} onChange={(e) => setName(e.target.value)} />}
-        </Field>
-        <Field label="Scope" error={act.fields.project}>
-          {(p) => (
-            <select {...p} value={project} onChange={(e) => setProject(e.target.value)}>
-              {orgWide && <option value="">Whole organization</option>}
-              {!orgWide && <option value="">Choose a project…</option>}
-              {projOptions.map((x) => (
-                <option key={x.slug} value={x.slug}>
-                  Project: {x.name}
-                </option>
-              ))}
-            </select>
-          )}
         </Field>
         <Field label="Role" hint="The token never has more rights than you." error={act.fields.role}>
           {(p) => (
@@ -96,7 +66,7 @@ function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => 
             </select>
           )}
         </Field>
-        <Field label="Expires after (days)" hint="Leave empty for a token that does not expire." error={act.fields.expires_in_days ?? act.fields.expires_at}>
+        <Field label="Expires after (days)" hint="Leave empty for a token that does not expire." error={act.fields.expires_in_days}>
           {(p) => <input {...p} type="number" min={1} max={3650} value={days} onChange={(e) => setDays(e.target.value)} />}
         </Field>
         <ErrorNotice error={act.error} />
@@ -107,26 +77,52 @@ function CreateToken({ org, onClose, onCreated }: { org: string; onClose: () => 
 
 export function Tokens() {
   const { org } = useScope();
+  const { me } = useSession();
+  const orgWide = can(me, 'org.tokens.manage', { org });
+  const [projList, setProjList] = useState<Project[]>([]);
+  const [scope, setScope] = useState<string>(orgWide ? '' : '\u0000');
+  useEffect(() => {
+    projects
+      .list(org, { limit: 500 })
+      .then((p) => {
+        const mine = p.items.filter((x) => can(me, 'project.tokens.manage', { org, project: x.slug }));
+        setProjList(mine);
+        if (!orgWide) setScope((s) => (s === '\u0000' ? mine[0]?.slug ?? '' : s));
+      })
+      .catch(() => setProjList([]));
+  }, [org, me, orgWide]);
+  const project = scope || null;
+  const ready = scope !== '\u0000' && (orgWide || !!project);
   const [creating, setCreating] = useState(false);
-  const p = usePaged((q) => tokens.list(org, q), [org]);
+  const p = usePaged((q) => (ready ? tokens.list(org, project, q) : Promise.resolve({ items: [] })), [org, scope]);
   const revoke = useAction();
   return (
     <>
       <PageHead
         title="API tokens"
         sub="Tokens let scripts and other systems use the Weir API with a role you choose."
-        actions={!p.missing && <Button variant="primary" onClick={() => setCreating(true)}>New token</Button>}
+        actions={ready && !p.missing && <Button variant="primary" onClick={() => setCreating(true)}>New token</Button>}
       />
+      <div className="row" style={{ marginBottom: 12 }}>
+        <label htmlFor="token-scope"><strong>Tokens of</strong></label>
+        <select id="token-scope" value={scope} onChange={(e) => setScope(e.target.value)}>
+          {orgWide && <option value="">the whole organization</option>}
+          {projList.map((x) => (
+            <option key={x.slug} value={x.slug}>
+              project {x.name}
+            </option>
+          ))}
+        </select>
+      </div>
       <ErrorNotice error={revoke.error} />
       <ListState p={p} empty={<div className="card"><Empty title="No tokens">Create one for automation.</Empty></div>}>
         <div className="table-wrap">
-          <table className="table">
+          <table className="table" aria-label="API tokens">
             <thead>
               <tr>
                 <th>Name</th>
                 <th>Starts with</th>
                 <th>Role</th>
-                <th>Scope</th>
                 <th>Last used</th>
                 <th>Expires</th>
                 <th aria-label="Actions" />
@@ -138,14 +134,13 @@ export function Tokens() {
                   <td>{t.name}</td>
                   <td className="mono">{t.prefix}…</td>
                   <td>{ROLE_LABEL[t.role] ?? t.role}</td>
-                  <td>{t.project ?? 'organization'}</td>
                   <td className="muted">{fmtAgo(t.last_used_at)}</td>
                   <td className="muted">{t.expires_at ? fmtTime(t.expires_at) : 'never'}</td>
                   <td style={{ textAlign: 'right' }}>
                     {t.revoked_at ? (
                       <Badge kind="bad">revoked</Badge>
                     ) : (
-                      <Button variant="ghost" busy={revoke.busy} onClick={() => revoke.run(() => tokens.revoke(org, t.id), { ok: `Revoked ${t.name}.`, then: p.reload })}>
+                      <Button variant="ghost" busy={revoke.busy} onClick={() => revoke.run(() => tokens.revoke(org, project, t.id), { ok: `Revoked ${t.name}.`, then: p.reload })}>
                         Revoke
                       </Button>
                     )}
@@ -157,7 +152,7 @@ export function Tokens() {
         </div>
         <Pager p={p} />
       </ListState>
-      {creating && <CreateToken org={org} onClose={() => setCreating(false)} onCreated={p.reload} />}
+      {creating && <CreateToken org={org} project={project} onClose={() => setCreating(false)} onCreated={p.reload} />}
     </>
   );
 }

@@ -24,7 +24,7 @@ describe('sign in', () => {
   it('signs in and shows a wrong password in words', async () => {
     let attempts = 0;
     const calls = mockApi((m, u) => {
-      if (u.pathname === '/api/v1/auth/oidc') return json({ enabled: true, display_name: 'Riverside SSO' });
+      if (u.pathname === '/api/v1/auth/providers') return json({ local: true, oidc: { name: 'Riverside SSO', login_url: '/api/v1/auth/oidc/login' } });
       if (m === 'POST' && u.pathname === '/api/v1/auth/login') {
         attempts++;
         return attempts === 1 ? problem(401, 'invalid-credentials', 'wrong email or password') : json({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false });
