@@ -70,7 +70,7 @@ async function waitReady(url, child, ms) {
  * opts.env adds environment variables; opts.quiet keeps its log in memory only.
  */
 export async function startApi(opts = {}) {
-  const binary = opts.binary ?? cargoBuild('weir-api');
+  const binary = opts.binary ?? process.env.WEIR_API_BIN ?? cargoBuild('weir-api');
   const dir = mkdtempSync(join(tmpdir(), 'weir-web-'));
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
