@@ -5,7 +5,7 @@ import { orgs as orgsApi, projects as projectsApi } from './api/endpoints';
 import type { Org, Project } from './api/types';
 import { Logo } from './Logo';
 import { useSession } from './session';
-import { can, roleIn, ROLE_LABEL } from './lib/permissions';
+import { can, canSomewhereIn, roleIn, ROLE_LABEL } from './lib/permissions';
 import { Button } from './ui/kit';
 
 export function Layout() {
@@ -60,7 +60,7 @@ export function Layout() {
               Projects
             </NavLink>
             {can(me, 'org.members.read', where) && <NavLink to={`/o/${org}/members`}>Members</NavLink>}
-            {(can(me, 'org.tokens.manage', where) || can(me, 'project.tokens.manage', where)) && (
+            {(can(me, 'org.tokens.manage', where) || canSomewhereIn(me, 'project.tokens.manage', org)) && (
               <NavLink to={`/o/${org}/tokens`}>API tokens</NavLink>
             )}
             {can(me, 'org.audit.read', where) && <NavLink to={`/o/${org}/audit`}>Audit log</NavLink>}

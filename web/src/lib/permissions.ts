@@ -109,3 +109,9 @@ export function assignableRoles(me: Me | null | undefined, where: Where): Role[]
   if (!can(me, 'org.members.manage', where)) return [];
   return can(me, 'org.owners.manage', where) ? ORG_ROLES : ['org-admin'];
 }
+
+/** May `me` do `perm` in at least one project of the org (or org-wide)? */
+export function canSomewhereIn(me: Me | null | undefined, perm: Permission, org: string): boolean {
+  if (can(me, perm, { org })) return true;
+  return !!me?.memberships.some((m) => m.org === org && m.project && can(me, perm, { org, project: m.project }));
+}
