@@ -4,8 +4,12 @@
 import { ApiError, call, fill, type Query } from './http';
 import { offers } from './capabilities';
 import type {
-  Alert,
+  ActiveAlert,
+  AlertHistoryEntry,
   AlertRule,
+  ChannelTestResult,
+  CreateChannel,
+  RuleSpec,
   ApiToken,
   AuditEntry,
   Channel,
@@ -276,16 +280,18 @@ export const gateways = {
 const A = `${P}/alerts`;
 export const alerts = {
   rules: (s: Scope, q: PageQuery = {}) => page<AlertRule>(`${A}/rules`, { ...s }, { ...q }),
-  createRule: (s: Scope, body: AlertRule) => api<AlertRule>('POST', `${A}/rules`, { ...s }, { body }),
-  updateRule: (s: Scope, id: string, body: AlertRule) => api<AlertRule>('PUT', `${A}/rules/{id}`, { ...s, id }, { body }),
+  createRule: (s: Scope, body: RuleSpec) => api<AlertRule>('POST', `${A}/rules`, { ...s }, { body }),
+  updateRule: (s: Scope, id: string, body: RuleSpec) => api<AlertRule>('PUT', `${A}/rules/{id}`, { ...s, id }, { body }),
   deleteRule: (s: Scope, id: string) => api<void>('DELETE', `${A}/rules/{id}`, { ...s, id }),
-  active: (s: Scope, q: PageQuery = {}) => page<Alert>(`${A}/active`, { ...s }, { ...q }),
-  history: (s: Scope, q: PageQuery = {}) => page<Alert>(`${A}/history`, { ...s }, { ...q }),
+  active: (s: Scope, q: PageQuery = {}) => page<ActiveAlert>(`${A}/active`, { ...s }, { ...q }),
+  history: (s: Scope, q: PageQuery = {}) => page<AlertHistoryEntry>(`${A}/history`, { ...s }, { ...q }),
   silences: (s: Scope, q: PageQuery = {}) => page<Silence>(`${A}/silences`, { ...s }, { ...q }),
-  createSilence: (s: Scope, body: Silence) => api<Silence>('POST', `${A}/silences`, { ...s }, { body }),
+  createSilence: (s: Scope, body: { matchers: Silence['matchers']; starts_at?: string; ends_at: string; comment: string }) =>
+    api<Silence>('POST', `${A}/silences`, { ...s }, { body }),
   expireSilence: (s: Scope, id: string) => api<void>('DELETE', `${A}/silences/{id}`, { ...s, id }),
   channels: (s: Scope, q: PageQuery = {}) => page<Channel>(`${A}/channels`, { ...s }, { ...q }),
-  createChannel: (s: Scope, body: Channel & { secret?: string }) => api<Channel>('POST', `${A}/channels`, { ...s }, { body }),
+  createChannel: (s: Scope, body: CreateChannel) =>
+    api<{ channel: Channel; secret?: string | null }>('POST', `${A}/channels`, { ...s }, { body }),
   deleteChannel: (s: Scope, id: string) => api<void>('DELETE', `${A}/channels/{id}`, { ...s, id }),
-  testChannel: (s: Scope, id: string) => api<{ ok?: boolean; detail?: string }>('POST', `${A}/channels/{id}/test`, { ...s, id }),
+  testChannel: (s: Scope, id: string) => api<ChannelTestResult>('POST', `${A}/channels/{id}/test`, { ...s, id }),
 };

@@ -235,51 +235,109 @@ export interface Series {
 
 // ---- alerts (issue 7) ----
 
-export interface AlertRule {
-  id?: string;
+export type RuleKind = 'threshold' | 'absence' | 'rate' | 'gateway_offline' | 'device_down' | 'cluster_degraded';
+
+/** What a rule watches; the kind says which fields count. */
+export interface RuleSpec {
   name: string;
-  kind: 'threshold' | 'absence' | 'rate' | 'gateway-offline' | 'device-down' | 'cluster-degraded' | string;
+  kind: RuleKind;
   gateway?: string | null;
   device?: string | null;
   tag?: string | null;
-  op?: '>' | '<' | 'outside' | string | null;
+  op?: '>' | '<' | 'outside' | null;
   threshold?: number | null;
   low?: number | null;
   high?: number | null;
-  for_secs?: number;
-  severity: 'critical' | 'warning' | 'info' | string;
-  summary?: string;
+  absent_secs?: number | null;
+  max_rate_per_sec?: number | null;
+  for_secs: number;
+  severity: 'critical' | 'warning' | 'info';
   labels?: Record<string, string>;
+  summary?: string;
   channels?: string[];
+  enabled?: boolean;
 }
 
-export interface Alert {
-  id?: string;
-  rule: string;
-  rule_id?: string;
-  state: 'pending' | 'firing' | 'resolved' | string;
-  severity?: string;
+export interface AlertRule {
+  id: string;
+  spec: RuleSpec;
+  created_at?: string;
+  updated_at?: string;
+}
+
+export type AlertState = 'inactive' | 'pending' | 'firing' | 'resolved';
+
+export interface ActiveAlert {
+  rule_id: string;
+  series: string;
+  state: AlertState;
+  status: 'active' | 'silenced' | 'inhibited';
+  labels?: Record<string, string>;
+  summary?: string;
+  value?: number | null;
+  since: string;
+  fired_at?: string | null;
+}
+
+export interface AlertHistoryEntry {
+  id: string;
+  rule_id: string;
+  rule_name: string;
+  series: string;
+  from: AlertState;
+  to: AlertState;
+  at: string;
+  value?: number | null;
   summary?: string;
   labels?: Record<string, string>;
-  started_at?: string;
-  resolved_at?: string | null;
-  silenced?: boolean;
+}
+
+export interface Matcher {
+  name: string;
+  value: string;
+  regex?: boolean;
 }
 
 export interface Silence {
-  id?: string;
-  matchers: { name: string; value: string; regex?: boolean }[];
+  id: string;
+  matchers: Matcher[];
   starts_at: string;
   ends_at: string;
   author?: string;
   comment: string;
+  active?: boolean;
+}
+
+export interface EmailConfig {
+  smtp_host: string;
+  smtp_port?: number;
+  smtp_username?: string | null;
+  from: string;
+  to: string[];
 }
 
 export interface Channel {
-  id?: string;
+  id: string;
+  name: string;
+  kind: 'webhook' | 'email';
+  url?: string | null;
+  email?: EmailConfig | null;
+  has_secret?: boolean;
+  created_at?: string;
+}
+
+export interface CreateChannel {
   name: string;
   kind: 'webhook' | 'email';
   url?: string;
-  to?: string[];
-  created_at?: string;
+  secret?: string;
+  email?: EmailConfig;
+  smtp_password?: string;
+}
+
+export interface ChannelTestResult {
+  ok: boolean;
+  attempts?: number;
+  http_status?: number | null;
+  error?: string;
 }

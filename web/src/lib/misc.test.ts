@@ -5,7 +5,7 @@ import { conditionWords, gatewayStatus } from './words';
 import { toSeries } from '../ui/Chart';
 import { fmtAgo } from '../ui/kit';
 import { installCommand, versionText } from '../pages/Gateways';
-import { ruleWords } from '../pages/Alerts';
+import { cleanRule, ruleWords } from '../pages/Alerts';
 
 describe('helpers', () => {
   it('writes CSV that spreadsheets read safely', () => {
@@ -39,5 +39,6 @@ describe('helpers', () => {
     expect(installCommand('https://weir.example', { id: '1', token: 'T0K' })).toBe('weir-agent run --server https://weir.example --token T0K');
     expect(installCommand('x', { id: '1', token: 't', install_command: 'given' })).toBe('given');
     expect(ruleWords({ name: 'cl', kind: 'threshold', gateway: 'north', device: 'cl2', tag: 'residual', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical' })).toBe('north / cl2 / residual below 0.2 for 60 s');
+    expect(cleanRule({ name: 'off', kind: 'gateway_offline', gateway: 'north', tag: 'x', op: '<', threshold: 1, for_secs: 30, severity: 'warning' })).toEqual({ name: 'off', kind: 'gateway_offline', gateway: 'north', for_secs: 30, severity: 'warning', summary: '', labels: {}, channels: [], enabled: true });
   });
 });

@@ -1,73 +1,99 @@
 import { useState } from 'react';
 import { NavLink, useParams } from 'react-router';
 import { alerts } from '../api/endpoints';
-import type { AlertRule, Channel, Silence } from '../api/types';
+import type { AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence } from '../api/types';
 import { useScope } from '../scope';
-import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, PageHead, Unavailable, useAction } from '../ui/kit';
+import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, Unavailable, useAction, useToast } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 
-const KINDS: [string, string][] = [
+const KINDS: [RuleKind, string][] = [
   ['threshold', 'Threshold on a tag'],
   ['absence', 'No readings for a while'],
   ['rate', 'Rate of change'],
-  ['gateway-offline', 'Gateway offline'],
-  ['device-down', 'Device down'],
-  ['cluster-degraded', 'Cluster degraded'],
+  ['gateway_offline', 'Gateway offline'],
+  ['device_down', 'Device down'],
+  ['cluster_degraded', 'Cluster degraded'],
 ];
 
-export function ruleWords(r: AlertRule): string {
+export function ruleWords(r: RuleSpec): string {
   const where = [r.gateway, r.device, r.tag].filter(Boolean).join(' / ');
   const dur = r.for_secs ? ` for ${r.for_secs} s` : '';
   switch (r.kind) {
     case 'threshold':
       return r.op === 'outside' ? `${where} outside ${r.low} … ${r.high}${dur}` : `${where} ${r.op === '<' ? 'below' : 'above'} ${r.threshold}${dur}`;
     case 'absence':
-      return `no readings from ${where || 'any tag'}${dur}`;
+      return `no readings from ${where || 'any tag'} for ${r.absent_secs ?? '?'} s`;
     case 'rate':
-      return `${where} changes faster than ${r.threshold}/s${dur}`;
-    case 'gateway-offline':
+      return `${where} changes faster than ${r.max_rate_per_sec}/s${dur}`;
+    case 'gateway_offline':
       return `gateway ${r.gateway ?? 'any'} offline${dur}`;
-    case 'device-down':
+    case 'device_down':
       return `device ${where || 'any'} down${dur}`;
-    case 'cluster-degraded':
-      return `a cluster degraded${dur}`;
+    case 'cluster_degraded':
+      return `the MQTT cluster degraded${dur}`;
     default:
-      return r.kind;
+      return String(r.kind);
   }
+}
+
+const NEW_RULE: RuleSpec = { name: '', kind: 'threshold', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical', summary: '' };
+
+/** Keep only the fields the rule's kind uses (the api rejects the others). */
+export function cleanRule(r: RuleSpec): RuleSpec {
+  const out: RuleSpec = { name: r.name, kind: r.kind, for_secs: r.for_secs ?? 0, severity: r.severity, summary: r.summary ?? '', labels: r.labels ?? {}, channels: r.channels ?? [], enabled: r.enabled ?? true };
+  const tagRule = ['threshold', 'absence', 'rate', 'device_down'].includes(r.kind);
+  if (tagRule || r.kind === 'gateway_offline') out.gateway = r.gateway || null;
+  if (tagRule) out.device = r.device || null;
+  if (tagRule && r.kind !== 'device_down') out.tag = r.tag || null;
+  if (r.kind === 'threshold') {
+    out.op = r.op ?? '<';
+    if (out.op === 'outside') Object.assign(out, { low: r.low, high: r.high });
+    else out.threshold = r.threshold;
+  }
+  if (r.kind === 'absence') out.absent_secs = r.absent_secs ?? 300;
+  if (r.kind === 'rate') out.max_rate_per_sec = r.max_rate_per_sec;
+  for (const k of Object.keys(out) as (keyof RuleSpec)[]) if (out[k] === null || out[k] === undefined) delete out[k];
+  return out;
 }
 
 function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClose: () => void; onSaved: () => void }) {
   const { s } = useScope();
-  const [r, setR] = useState<AlertRule>(rule ?? { name: '', kind: 'threshold', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical', summary: '' });
+  const [r, setR] = useState<RuleSpec>(rule?.spec ?? NEW_RULE);
   const act = useAction();
-  const set = (k: keyof AlertRule) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => {
+  const set = (k: keyof RuleSpec) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => {
     const v = e.target.type === 'number' ? (e.target.value === '' ? null : Number(e.target.value)) : e.target.value || null;
     setR({ ...r, [k]: v });
   };
-  const onTag = ['threshold', 'absence', 'rate', 'device-down'].includes(r.kind);
+  const f = act.fields;
+  const onTag = ['threshold', 'absence', 'rate', 'device_down'].includes(r.kind);
+  const save = () => {
+    const body = cleanRule(r);
+    return rule ? alerts.updateRule(s, rule.id, body) : alerts.createRule(s, body);
+  };
   return (
-    <Dialog title={rule ? `Edit rule ${rule.name}` : 'New alert rule'} onClose={onClose} footer={<><Button onClick={onClose}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!r.name} onClick={() => act.run(() => (rule?.id ? alerts.updateRule(s, rule.id, r) : alerts.createRule(s, r)), { ok: `Saved rule ${r.name}.`, then: () => { onSaved(); onClose(); } })}>Save rule</Button></>}>
+    <Dialog title={rule ? `Edit rule ${rule.spec.name}` : 'New alert rule'} onClose={onClose} footer={<><Button onClick={onClose}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!r.name} onClick={() => act.run(save, { ok: `Saved rule ${r.name}.`, then: () => { onSaved(); onClose(); } })}>Save rule</Button></>}>
       <form className="form" onSubmit={(e) => e.preventDefault()}>
-        <Field label="Name" error={act.fields.name}>{(p) => <input {...p} value={r.name} onChange={set('name')} placeholder="Chlorine residual low" />}</Field>
-        <Field label="When" error={act.fields.kind}>{(p) => <select {...p} value={r.kind} onChange={set('kind')}>{KINDS.map(([k, l]) => <option key={k} value={k}>{l}</option>)}</select>}</Field>
-        {(onTag || r.kind === 'gateway-offline') && <Field label="Gateway" error={act.fields.gateway}>{(p) => <input {...p} value={r.gateway ?? ''} onChange={set('gateway')} />}</Field>}
-        {onTag && <Field label="Device" error={act.fields.device}>{(p) => <input {...p} value={r.device ?? ''} onChange={set('device')} />}</Field>}
-        {onTag && r.kind !== 'device-down' && <Field label="Tag" error={act.fields.tag}>{(p) => <input {...p} value={r.tag ?? ''} onChange={set('tag')} />}</Field>}
+        <Field label="Name" error={f.name}>{(p) => <input {...p} value={r.name} onChange={set('name')} placeholder="Chlorine residual low" />}</Field>
+        <Field label="When" error={f.kind}>{(p) => <select {...p} value={r.kind} onChange={set('kind')}>{KINDS.map(([k, l]) => <option key={k} value={k}>{l}</option>)}</select>}</Field>
+        {(onTag || r.kind === 'gateway_offline') && <Field label="Gateway" error={f.gateway}>{(p) => <input {...p} value={r.gateway ?? ''} onChange={set('gateway')} />}</Field>}
+        {onTag && <Field label="Device" error={f.device}>{(p) => <input {...p} value={r.device ?? ''} onChange={set('device')} />}</Field>}
+        {onTag && r.kind !== 'device_down' && <Field label="Tag" error={f.tag}>{(p) => <input {...p} value={r.tag ?? ''} onChange={set('tag')} />}</Field>}
         {r.kind === 'threshold' && (
           <>
-            <Field label="Condition" error={act.fields.op}>{(p) => <select {...p} value={r.op ?? '<'} onChange={set('op')}><option value="<">below</option><option value=">">above</option><option value="outside">outside a band</option></select>}</Field>
+            <Field label="Condition" error={f.op}>{(p) => <select {...p} value={r.op ?? '<'} onChange={set('op')}><option value="<">below</option><option value=">">above</option><option value="outside">outside a band</option></select>}</Field>
             {r.op === 'outside' ? (
               <div className="row">
-                <Field label="Low" error={act.fields.low}>{(p) => <input {...p} type="number" value={r.low ?? ''} onChange={set('low')} />}</Field>
-                <Field label="High" error={act.fields.high}>{(p) => <input {...p} type="number" value={r.high ?? ''} onChange={set('high')} />}</Field>
+                <Field label="Low" error={f.low}>{(p) => <input {...p} type="number" step="any" value={r.low ?? ''} onChange={set('low')} />}</Field>
+                <Field label="High" error={f.high}>{(p) => <input {...p} type="number" step="any" value={r.high ?? ''} onChange={set('high')} />}</Field>
               </div>
-            ) : <Field label="Value" error={act.fields.threshold}>{(p) => <input {...p} type="number" step="any" value={r.threshold ?? ''} onChange={set('threshold')} />}</Field>}
+            ) : <Field label="Value" error={f.threshold}>{(p) => <input {...p} type="number" step="any" value={r.threshold ?? ''} onChange={set('threshold')} />}</Field>}
           </>
         )}
-        {r.kind === 'rate' && <Field label="Change per second" error={act.fields.threshold}>{(p) => <input {...p} type="number" step="any" value={r.threshold ?? ''} onChange={set('threshold')} />}</Field>}
-        <Field label="For (seconds)" hint="How long the condition must hold before the alert fires." error={act.fields.for_secs}>{(p) => <input {...p} type="number" min={0} value={r.for_secs ?? 0} onChange={set('for_secs')} />}</Field>
-        <Field label="Severity" error={act.fields.severity}>{(p) => <select {...p} value={r.severity} onChange={set('severity')}><option value="critical">Critical</option><option value="warning">Warning</option><option value="info">Info</option></select>}</Field>
-        <Field label="Summary" hint="Sent in notifications, e.g. “Chlorine at {{ $value }} mg/L at {{ $labels.gateway }}”." error={act.fields.summary}>{(p) => <input {...p} value={r.summary ?? ''} onChange={set('summary')} />}</Field>
+        {r.kind === 'absence' && <Field label="No reading for (seconds)" error={f.absent_secs}>{(p) => <input {...p} type="number" min={1} value={r.absent_secs ?? 300} onChange={set('absent_secs')} />}</Field>}
+        {r.kind === 'rate' && <Field label="Change per second above" error={f.max_rate_per_sec}>{(p) => <input {...p} type="number" step="any" value={r.max_rate_per_sec ?? ''} onChange={set('max_rate_per_sec')} />}</Field>}
+        <Field label="For (seconds)" hint="How long the condition must hold before the alert fires." error={f.for_secs}>{(p) => <input {...p} type="number" min={0} value={r.for_secs ?? 0} onChange={set('for_secs')} />}</Field>
+        <Field label="Severity" error={f.severity}>{(p) => <select {...p} value={r.severity} onChange={set('severity')}><option value="critical">Critical</option><option value="warning">Warning</option><option value="info">Info</option></select>}</Field>
+        <Field label="Summary" hint="Sent in notifications." error={f.summary}>{(p) => <input {...p} value={r.summary ?? ''} onChange={set('summary')} />}</Field>
         <ErrorNotice error={act.error} />
       </form>
     </Dialog>
@@ -86,8 +112,8 @@ function Rules() {
       <ErrorNotice error={del.error} />
       <ListState p={p} empty={<div className="card"><Empty title="No alert rules">Rules watch readings and fleet health.</Empty></div>}>
         <div className="table-wrap"><table className="table" aria-label="Alert rules"><thead><tr><th>Name</th><th>Fires when</th><th>Severity</th><th aria-label="Actions" /></tr></thead>
-          <tbody>{p.items.map((r) => <tr key={r.id ?? r.name}><td>{r.name}</td><td>{ruleWords(r)}</td><td><Badge kind={r.severity === 'critical' ? 'bad' : r.severity === 'warning' ? 'warn' : 'info'} plain>{r.severity}</Badge></td>
-            <td style={{ textAlign: 'right' }}>{can('project.write') && r.id && <><Button variant="ghost" onClick={() => setEditing(r)}>Edit</Button><Button variant="ghost" busy={del.busy} onClick={() => del.run(() => alerts.deleteRule(s, r.id!), { ok: `Deleted rule ${r.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
+          <tbody>{p.items.map((r) => <tr key={r.id}><td>{r.spec.name} {r.spec.enabled === false && <Badge plain>disabled</Badge>}</td><td>{ruleWords(r.spec)}</td><td><Badge kind={r.spec.severity === 'critical' ? 'bad' : r.spec.severity === 'warning' ? 'warn' : 'info'} plain>{r.spec.severity}</Badge></td>
+            <td style={{ textAlign: 'right' }}>{can('project.write') && <><Button variant="ghost" onClick={() => setEditing(r)}>Edit</Button><Button variant="ghost" busy={del.busy} onClick={() => del.run(() => alerts.deleteRule(s, r.id), { ok: `Deleted rule ${r.spec.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
         <Pager p={p} />
       </ListState>
       {editing && <RuleEditor rule={editing === 'new' ? null : editing} onClose={() => setEditing(null)} onSaved={p.reload} />}
@@ -95,15 +121,30 @@ function Rules() {
   );
 }
 
-function AlertTable({ kind }: { kind: 'active' | 'history' }) {
+const STATE_TONE: Record<string, 'bad' | 'warn' | 'ok' | 'info'> = { firing: 'bad', pending: 'warn', resolved: 'ok', inactive: 'info' };
+
+function ActiveAlerts() {
   const { s } = useScope();
-  const p = usePaged((q) => (kind === 'active' ? alerts.active(s, q) : alerts.history(s, q)), [s.org, s.project, kind]);
+  const p = usePaged((q) => alerts.active(s, q), [s.org, s.project]);
   if (p.missing) return <Unavailable what="Alerts are not served by this api yet." />;
   return (
-    <ListState p={p} empty={<div className="card"><Empty title={kind === 'active' ? 'Nothing is firing' : 'No alerts yet'} /></div>}>
-      <div className="table-wrap"><table className="table" aria-label={kind === 'active' ? 'Active alerts' : 'Alert history'}><thead><tr><th>State</th><th>Alert</th><th>Severity</th><th>Started</th><th>{kind === 'active' ? 'Labels' : 'Resolved'}</th></tr></thead>
-        <tbody>{p.items.map((a, i) => <tr key={a.id ?? i}><td><Badge kind={a.state === 'firing' ? 'bad' : a.state === 'pending' ? 'warn' : 'ok'}>{a.silenced ? `${a.state}, silenced` : a.state}</Badge></td><td>{a.summary ?? a.rule}</td><td>{a.severity ?? '—'}</td><td>{fmtTime(a.started_at)}</td>
-          <td className="small">{kind === 'active' ? Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ') : fmtTime(a.resolved_at)}</td></tr>)}</tbody></table></div>
+    <ListState p={p} empty={<div className="card"><Empty title="Nothing is firing" /></div>}>
+      <div className="table-wrap"><table className="table" aria-label="Active alerts"><thead><tr><th>State</th><th>Alert</th><th>Value</th><th>Since</th><th>Labels</th></tr></thead>
+        <tbody>{p.items.map((a) => <tr key={`${a.rule_id}/${a.series}`}><td><Badge kind={STATE_TONE[a.state]}>{a.state}{a.status !== 'active' ? `, ${a.status}` : ''}</Badge></td><td>{a.summary || a.series}</td><td>{a.value ?? '—'}</td><td>{fmtTime(a.fired_at ?? a.since)}</td>
+          <td className="small mono">{Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')}</td></tr>)}</tbody></table></div>
+      <Pager p={p} />
+    </ListState>
+  );
+}
+
+function History() {
+  const { s } = useScope();
+  const p = usePaged((q) => alerts.history(s, q), [s.org, s.project]);
+  if (p.missing) return <Unavailable what="Alert history is not served by this api yet." />;
+  return (
+    <ListState p={p} empty={<div className="card"><Empty title="No alerts yet" /></div>}>
+      <div className="table-wrap"><table className="table" aria-label="Alert history"><thead><tr><th>When</th><th>Rule</th><th>Change</th><th>Value</th><th>Summary</th></tr></thead>
+        <tbody>{p.items.map((h) => <tr key={h.id}><td>{fmtTime(h.at)}</td><td>{h.rule_name}</td><td>{h.from} → <Badge kind={STATE_TONE[h.to]}>{h.to}</Badge></td><td>{h.value ?? '—'}</td><td>{h.summary || h.series}</td></tr>)}</tbody></table></div>
       <Pager p={p} />
     </ListState>
   );
@@ -127,7 +168,7 @@ function Silences() {
       <ListState p={p} empty={<div className="card"><Empty title="No silences">Silence alerts during a planned maintenance window.</Empty></div>}>
         <div className="table-wrap"><table className="table" aria-label="Silences"><thead><tr><th>Matches</th><th>From</th><th>Until</th><th>By</th><th>Why</th><th aria-label="Actions" /></tr></thead>
           <tbody>{p.items.map((x: Silence, i) => <tr key={x.id ?? i}><td className="mono">{x.matchers.map((y) => `${y.name}=${y.value}`).join(', ')}</td><td>{fmtTime(x.starts_at)}</td><td>{fmtTime(x.ends_at)}</td><td>{x.author ?? '—'}</td><td>{x.comment}</td>
-            <td>{can('project.write') && x.id && Date.parse(x.ends_at) > Date.now() && <Button variant="ghost" busy={exp.busy} onClick={() => exp.run(() => alerts.expireSilence(s, x.id!), { ok: 'Silence ended.', then: p.reload })}>End now</Button>}</td></tr>)}</tbody></table></div>
+            <td>{can('project.write') && (x.active ?? Date.parse(x.ends_at) > Date.now()) && <Button variant="ghost" busy={exp.busy} onClick={() => exp.run(() => alerts.expireSilence(s, x.id), { ok: 'Silence ended.', then: p.reload })}>End now</Button>}</td></tr>)}</tbody></table></div>
         <Pager p={p} />
       </ListState>
       {open && (
@@ -148,33 +189,55 @@ function Channels() {
   const { s, can } = useScope();
   const p = usePaged((q) => alerts.channels(s, q), [s.org, s.project]);
   const [open, setOpen] = useState(false);
-  const [c, setC] = useState<Channel & { secret?: string }>({ name: '', kind: 'webhook', url: 'https://' });
-  const [to, setTo] = useState('');
+  const [c, setC] = useState<CreateChannel>({ name: '', kind: 'webhook', url: 'https://' });
+  const [email, setEmail] = useState({ smtp_host: '', smtp_port: 587, from: '', to: '' });
+  const [secret, setSecret] = useState<string | null>(null);
   const act = useAction();
   const test = useAction();
   const del = useAction();
+  const toast = useToast();
   if (p.missing) return <Unavailable what="Notification channels are not served by this api yet." />;
+  const body = (): CreateChannel =>
+    c.kind === 'email'
+      ? { name: c.name, kind: 'email', email: { smtp_host: email.smtp_host, smtp_port: email.smtp_port, from: email.from, to: email.to.split(',').map((x) => x.trim()).filter(Boolean) }, ...(c.smtp_password ? { smtp_password: c.smtp_password } : {}) }
+      : { name: c.name, kind: 'webhook', url: c.url, ...(c.secret ? { secret: c.secret } : {}) };
+  const f = act.fields;
+  const sendTest = (x: Channel) =>
+    test.run(() => alerts.testChannel(s, x.id), {
+      then: (r) => (r.ok ? toast('ok', `Test notification delivered through ${x.name}.`) : toast('error', `The test through ${x.name} failed after ${r.attempts ?? 1} attempt(s): ${r.error || `the receiver answered ${r.http_status}`}.`)),
+    });
   return (
     <>
-      {can('project.write') && <div className="row" style={{ marginBottom: 12 }}><Button variant="primary" onClick={() => setOpen(true)}>New channel</Button></div>}
+      {can('project.write') && <div className="row" style={{ marginBottom: 12 }}><Button variant="primary" onClick={() => { setSecret(null); setOpen(true); }}>New channel</Button></div>}
       <ErrorNotice error={test.error ?? del.error} />
+      {secret && <Notice kind="warn">Webhook signing secret (shown once): <code>{secret}</code></Notice>}
       <ListState p={p} empty={<div className="card"><Empty title="No channels">Add a webhook or email address to receive notifications.</Empty></div>}>
         <div className="table-wrap"><table className="table" aria-label="Channels"><thead><tr><th>Name</th><th>Kind</th><th>Sends to</th><th aria-label="Actions" /></tr></thead>
-          <tbody>{p.items.map((x) => <tr key={x.id ?? x.name}><td>{x.name}</td><td>{x.kind === 'email' ? 'Email' : 'Webhook'}</td><td className="mono small">{x.kind === 'email' ? x.to?.join(', ') : x.url}</td>
-            <td style={{ textAlign: 'right' }}>{x.id && can('project.write') && <><Button variant="ghost" busy={test.busy} onClick={() => test.run(() => alerts.testChannel(s, x.id!), { ok: `Test notification sent through ${x.name}.` })}>Send test</Button><Button variant="ghost" onClick={() => del.run(() => alerts.deleteChannel(s, x.id!), { ok: `Deleted ${x.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
+          <tbody>{p.items.map((x) => <tr key={x.id}><td>{x.name}</td><td>{x.kind === 'email' ? 'Email' : 'Webhook'}</td><td className="mono small">{x.kind === 'email' ? x.email?.to?.join(', ') : x.url}</td>
+            <td style={{ textAlign: 'right' }}>{can('project.write') && <><Button variant="ghost" busy={test.busy} onClick={() => sendTest(x)}>Send test</Button><Button variant="ghost" onClick={() => del.run(() => alerts.deleteChannel(s, x.id), { ok: `Deleted ${x.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
         <Pager p={p} />
       </ListState>
       {open && (
-        <Dialog title="New notification channel" onClose={() => setOpen(false)} footer={<><Button onClick={() => setOpen(false)}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!c.name} onClick={() => act.run(() => alerts.createChannel(s, c.kind === 'email' ? { name: c.name, kind: 'email', to: to.split(',').map((x) => x.trim()).filter(Boolean) } : c), { ok: `Created ${c.name}.`, then: () => { setOpen(false); p.reload(); } })}>Create channel</Button></>}>
+        <Dialog title="New notification channel" onClose={() => setOpen(false)} footer={<><Button onClick={() => setOpen(false)}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!c.name} onClick={() => act.run(() => alerts.createChannel(s, body()), { ok: `Created ${c.name}.`, then: (r) => { setSecret(r?.secret ?? null); setOpen(false); p.reload(); } })}>Create channel</Button></>}>
           <form className="form" onSubmit={(e) => e.preventDefault()}>
-            <Field label="Name" error={act.fields.name}>{(x) => <input {...x} value={c.name} onChange={(e) => setC({ ...c, name: e.target.value })} placeholder="Control room" />}</Field>
-            <Field label="Kind" error={act.fields.kind}>{(x) => <select {...x} value={c.kind} onChange={(e) => setC({ ...c, kind: e.target.value as Channel['kind'] })}><option value="webhook">Webhook</option><option value="email">Email</option></select>}</Field>
+            <Field label="Name" error={f.name}>{(x) => <input {...x} value={c.name} onChange={(e) => setC({ ...c, name: e.target.value })} placeholder="Control room" />}</Field>
+            <Field label="Kind" error={f.kind}>{(x) => <select {...x} value={c.kind} onChange={(e) => setC({ ...c, kind: e.target.value as Channel['kind'] })}><option value="webhook">Webhook</option><option value="email">Email</option></select>}</Field>
             {c.kind === 'webhook' ? (
               <>
-                <Field label="URL" error={act.fields.url}>{(x) => <input {...x} value={c.url ?? ''} onChange={(e) => setC({ ...c, url: e.target.value })} />}</Field>
-                <Field label="Signing secret" hint="Bodies are signed with HMAC-SHA256 using this secret." error={act.fields.secret}>{(x) => <input {...x} type="password" value={c.secret ?? ''} onChange={(e) => setC({ ...c, secret: e.target.value })} autoComplete="new-password" />}</Field>
+                <Field label="URL" error={f.url}>{(x) => <input {...x} value={c.url ?? ''} onChange={(e) => setC({ ...c, url: e.target.value })} />}</Field>
+                <Field label="Signing secret" hint="Bodies are signed with HMAC-SHA256. Leave empty to have one generated." error={f.secret}>{(x) => <input {...x} type="password" value={c.secret ?? ''} onChange={(e) => setC({ ...c, secret: e.target.value })} autoComplete="new-password" />}</Field>
               </>
-            ) : <Field label="Recipients" hint="Comma separated email addresses." error={act.fields.to}>{(x) => <input {...x} value={to} onChange={(e) => setTo(e.target.value)} />}</Field>}
+            ) : (
+              <>
+                <Field label="Recipients" hint="Comma separated email addresses." error={f['email.to']}>{(x) => <input {...x} value={email.to} onChange={(e) => setEmail({ ...email, to: e.target.value })} />}</Field>
+                <Field label="From" error={f['email.from']}>{(x) => <input {...x} value={email.from} onChange={(e) => setEmail({ ...email, from: e.target.value })} placeholder="weir@riverside.example" />}</Field>
+                <div className="row">
+                  <Field label="SMTP server" error={f['email.smtp_host']}>{(x) => <input {...x} value={email.smtp_host} onChange={(e) => setEmail({ ...email, smtp_host: e.target.value })} />}</Field>
+                  <Field label="Port" error={f['email.smtp_port']}>{(x) => <input {...x} type="number" value={email.smtp_port} onChange={(e) => setEmail({ ...email, smtp_port: Number(e.target.value) })} />}</Field>
+                </div>
+                <Field label="SMTP password (optional)" error={f.smtp_password}>{(x) => <input {...x} type="password" value={c.smtp_password ?? ''} onChange={(e) => setC({ ...c, smtp_password: e.target.value })} autoComplete="new-password" />}</Field>
+              </>
+            )}
             <ErrorNotice error={act.error} />
           </form>
         </Dialog>
@@ -191,8 +254,8 @@ export function Alerts() {
     <>
       <PageHead title="Alerts" sub="Rules on readings and fleet health, and where notifications go." />
       <nav className="tabs" aria-label="Alert sections">{tabs.map(([k, l]) => <NavLink key={k} to={`${base}/alerts/${k}`} className={() => (tab === k ? 'active' : '')}>{l}</NavLink>)}</nav>
-      {tab === 'active' && <AlertTable kind="active" />}
-      {tab === 'history' && <AlertTable kind="history" />}
+      {tab === 'active' && <ActiveAlerts />}
+      {tab === 'history' && <History />}
       {tab === 'rules' && <Rules />}
       {tab === 'silences' && <Silences />}
       {tab === 'channels' && <Channels />}

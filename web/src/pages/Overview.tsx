@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { alerts, clusters, gateways } from '../api/endpoints';
-import type { Alert, Cluster, Gateway } from '../api/types';
+import type { ActiveAlert, Cluster, Gateway } from '../api/types';
 import { ApiError } from '../api/http';
 import { useScope } from '../scope';
 import { gatewayStatus, phaseTone } from '../lib/words';
@@ -43,7 +43,7 @@ export function Overview() {
   const { s, base } = useScope();
   const [gws, setGws] = useState<Load<Gateway> | null>(null);
   const [cls, setCls] = useState<Load<Cluster> | null>(null);
-  const [act, setAct] = useState<Load<Alert> | null>(null);
+  const [act, setAct] = useState<Load<ActiveAlert> | null>(null);
   const [rate, setRate] = useState<{ t: number[]; v: (number | null)[] }>({ t: [], v: [] });
   useEffect(() => {
     let live = true;
@@ -87,7 +87,7 @@ export function Overview() {
         </Section>
         <Section title="Firing alerts" load={act} link={`${base}/alerts`}>
           {() => firing.length ? (
-            <ul style={{ margin: 0, paddingLeft: 18 }}>{firing.slice(0, 8).map((a, i) => <li key={a.id ?? i}><Badge kind={a.severity === 'critical' ? 'bad' : 'warn'} plain>{a.severity ?? 'alert'}</Badge> {a.summary ?? a.rule} <span className="muted small">since {fmtAgo(a.started_at)}</span></li>)}</ul>
+            <ul style={{ margin: 0, paddingLeft: 18 }}>{firing.slice(0, 8).map((a) => <li key={`${a.rule_id}/${a.series}`}><Badge kind={a.labels?.severity === 'critical' ? 'bad' : 'warn'} plain>{a.labels?.severity ?? 'firing'}</Badge> {a.summary || a.series} <span className="muted small">since {fmtAgo(a.fired_at ?? a.since)}</span></li>)}</ul>
           ) : <Empty title="Nothing is firing" />}
         </Section>
         <Section title="MQTT clusters" load={cls} link={`${base}/clusters`}>
