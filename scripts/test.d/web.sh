@@ -4,7 +4,8 @@
 # Ends with one line: "web: N passed, M failed" (vitest + e2e).
 set -uo pipefail
 cd "$(dirname "$0")/../../web"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR_WEB:-$HOME/.cache/weir/target-web}"
+# Reuse the suite's target dir when run from scripts/test.sh (weir-api is built there already).
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target-web}"
 export NO_COLOR=1 FORCE_COLOR=0
 mkdir -p test-results
 passed=0 failed=0 broken=()
