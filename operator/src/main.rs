@@ -1,3 +1,154 @@
-fn main() {
-    println!("weir-operator");
+//! weir-operator: reconciles Tenants, MqttClusters and EdgeGateways.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::{ArgAction, Parser};
+use weir_operator::context::{Context, OperatorConfig};
+use weir_operator::leader::{run_as_leader, LeaseSettings};
+use weir_operator::metrics::Metrics;
+use weir_operator::server::{router, Health};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "weir-operator",
+    version,
+    about = "Kubernetes operator for Weir tenants, EMQX clusters and edge gateways"
+)]
+struct Args {
+    /// Address of /healthz, /readyz and /metrics.
+    #[arg(long, env = "WEIR_OPERATOR_LISTEN", default_value = "0.0.0.0:8080")]
+    listen: SocketAddr,
+    /// Elect a leader through a Lease so only one replica reconciles.
+    #[arg(long, env = "WEIR_OPERATOR_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
+    leader_election: bool,
+    /// Namespace of the leader Lease (the operator's own namespace).
+    #[arg(long, env = "WEIR_OPERATOR_NAMESPACE", default_value = "weir-system")]
+    lease_namespace: String,
+    #[arg(
+        long,
+        env = "WEIR_OPERATOR_LEASE_NAME",
+        default_value = "weir-operator"
+    )]
+    lease_name: String,
+    /// This replica's identity in the Lease (the chart passes the pod name).
+    #[arg(long, env = "WEIR_OPERATOR_IDENTITY")]
+    identity: Option<String>,
+    /// Reconciles running at once per controller.
+    #[arg(long, env = "WEIR_OPERATOR_CONCURRENCY", default_value_t = 8)]
+    concurrency: u16,
+    /// Namespace of weir-api; its pods may reach tenant brokers.
+    #[arg(long, env = "WEIR_API_NAMESPACE", default_value = "weir-system")]
+    api_namespace: String,
+    /// JWKS URL EMQX verifies client JWTs against, when a cluster names none.
+    #[arg(
+        long,
+        env = "WEIR_DEFAULT_JWKS_URL",
+        default_value = "http://weir-api.weir-system.svc:8080/api/v1/jwks"
+    )]
+    default_jwks_url: String,
+    /// Image repository of weir-agent for in-cluster gateways.
+    #[arg(
+        long,
+        env = "WEIR_AGENT_IMAGE",
+        default_value = "ghcr.io/weir-dev/weir-agent"
+    )]
+    agent_image: String,
+    /// Default tag of the agent and historian images.
+    #[arg(long, env = "WEIR_AGENT_VERSION", default_value = env!("CARGO_PKG_VERSION"))]
+    agent_version: String,
+    /// Image repository of the historian.
+    #[arg(
+        long,
+        env = "WEIR_HISTORIAN_IMAGE",
+        default_value = "ghcr.io/weir-dev/weir-historian"
+    )]
+    historian_image: String,
+    /// Hours an enrollment token stays valid.
+    #[arg(long, env = "WEIR_TOKEN_TTL_HOURS", default_value_t = 72)]
+    token_ttl_hours: i64,
+    /// Enrollments one token allows.
+    #[arg(long, env = "WEIR_TOKEN_MAX_USES", default_value_t = 1)]
+    token_max_uses: u32,
+    /// Days a signed config bundle stays valid (re-signed with a quarter left).
+    #[arg(long, env = "WEIR_BUNDLE_VALIDITY_DAYS", default_value_t = 30)]
+    bundle_validity_days: i64,
+    /// Log format: text or json.
+    #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "text")]
+    log_format: String,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,kube=warn"));
+    if args.log_format == "json" {
+        tracing_subscriber::fmt()
+            .json()
+            .with_env_filter(filter)
+            .init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+
+    let metrics = Arc::new(Metrics::default());
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let app = router(Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    });
+    tracing::info!(listen = %args.listen, "serving /healthz /readyz /metrics");
+
+    let client = kube::Client::try_default()
+        .await
+        .context("no Kubernetes cluster: set KUBECONFIG or run in a pod with a service account")?;
+    client
+        .apiserver_version()
+        .await
+        .context("the Kubernetes API server did not answer")?;
+    ready.store(true, Ordering::Relaxed);
+
+    let config = OperatorConfig {
+        api_namespace: args.api_namespace,
+        default_jwks_url: args.default_jwks_url,
+        agent_image: args.agent_image,
+        agent_version: args.agent_version,
+        historian_image: args.historian_image,
+        token_ttl_hours: args.token_ttl_hours,
+        token_max_uses: args.token_max_uses,
+        bundle_validity_days: args.bundle_validity_days,
+    };
+    let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
+    let concurrency = args.concurrency;
+    if args.leader_election {
+        let identity = args
+            .identity
+            .unwrap_or_else(|| format!("weir-operator-{}", std::process::id()));
+        let settings = LeaseSettings {
+            namespace: args.lease_namespace,
+            name: args.lease_name,
+            identity,
+            duration: 15,
+            grace: 5,
+        };
+        run_as_leader(client, settings, &metrics, || {
+            weir_operator::controllers::run(ctx, concurrency)
+        })
+        .await?;
+    } else {
+        weir_operator::controllers::run(ctx, concurrency).await;
+    }
+    tracing::info!("controllers stopped");
+    Ok(())
 }

@@ -1,0 +1,133 @@
+//! What every reconciler shares: the client, settings, metrics, events and
+//! the way to reach EMQX nodes.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::{Client, Resource};
+use weir_crds::MqttCluster;
+
+use crate::metrics::Metrics;
+
+/// Operator settings (from flags, see `main.rs`).
+#[derive(Clone, Debug)]
+pub struct OperatorConfig {
+    /// Namespace the weir api runs in; its pods may reach tenant brokers.
+    pub api_namespace: String,
+    /// JWKS of the api, used by EMQX to verify client JWTs when a cluster names none.
+    pub default_jwks_url: String,
+    /// Image of the agent for in-cluster gateways (tag: the gateway's agentVersion or `agent_version`).
+    pub agent_image: String,
+    pub agent_version: String,
+    /// Image of the historian (`weir-agent historian`), tag `agent_version`.
+    pub historian_image: String,
+    /// How long an enrollment token stays valid.
+    pub token_ttl_hours: i64,
+    /// How many enrollments one token allows.
+    pub token_max_uses: u32,
+    /// How long a signed bundle stays valid; re-signed when a quarter is left.
+    pub bundle_validity_days: i64,
+}
+
+impl Default for OperatorConfig {
+    fn default() -> Self {
+        Self {
+            api_namespace: "weir-system".into(),
+            default_jwks_url: "http://weir-api.weir-system.svc:8080/api/v1/jwks".into(),
+            agent_image: "ghcr.io/weir-dev/weir-agent".into(),
+            agent_version: env!("CARGO_PKG_VERSION").into(),
+            historian_image: "ghcr.io/weir-dev/weir-agent".into(),
+            token_ttl_hours: 72,
+            token_max_uses: 1,
+            bundle_validity_days: 30,
+        }
+    }
+}
+
+/// Where to reach a pod's EMQX API. Tests point this at mock servers.
+pub trait EmqxLocator: Send + Sync {
+    fn base_url(&self, cluster: &MqttCluster, pod: &str) -> String;
+}
+
+/// In a cluster: the pod's stable DNS name through the headless Service.
+pub struct PodDns;
+
+impl EmqxLocator for PodDns {
+    fn base_url(&self, cluster: &MqttCluster, pod: &str) -> String {
+        format!(
+            "http://{pod}.{}.{}.svc:18083",
+            crate::mqtt_cluster::builders::headless_name(cluster),
+            kube::ResourceExt::namespace(cluster).unwrap_or_default()
+        )
+    }
+}
+
+/// Shared by all reconcilers.
+pub struct Context {
+    pub client: Client,
+    pub config: OperatorConfig,
+    pub metrics: Arc<Metrics>,
+    pub recorder: Recorder,
+    pub emqx: Arc<dyn EmqxLocator>,
+    pub http: reqwest::Client,
+    /// Consecutive failures per object, for the requeue backoff.
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Context {
+    pub fn new(client: Client, config: OperatorConfig, metrics: Arc<Metrics>) -> Self {
+        let reporter = Reporter {
+            controller: crate::FIELD_MANAGER.into(),
+            instance: std::env::var("POD_NAME").ok(),
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            config,
+            metrics,
+            emqx: Arc::new(PodDns),
+            http: crate::emqx::http_client(),
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn with_emqx_locator(mut self, locator: Arc<dyn EmqxLocator>) -> Self {
+        self.emqx = locator;
+        self
+    }
+
+    /// Record a failure of `key`; returns how many in a row.
+    pub fn failed(&self, key: &str) -> u32 {
+        let mut f = self.failures.lock().expect("failures lock");
+        let n = f.entry(key.to_string()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    pub fn succeeded(&self, key: &str) {
+        self.failures.lock().expect("failures lock").remove(key);
+    }
+
+    /// Publish an Event on `obj`. Events are for people; failing to publish
+    /// one must not fail the reconcile.
+    pub async fn event<K: Resource<DynamicType = ()>>(
+        &self,
+        obj: &K,
+        type_: EventType,
+        reason: &str,
+        action: &str,
+        note: String,
+    ) {
+        let ev = Event {
+            type_,
+            reason: reason.into(),
+            note: Some(note),
+            action: action.into(),
+            secondary: None,
+        };
+        if let Err(e) = self.recorder.publish(&ev, &obj.object_ref(&())).await {
+            tracing::warn!(error = %e, reason, "could not publish event");
+        }
+    }
+}

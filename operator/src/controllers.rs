@@ -1,0 +1,86 @@
+//! Wiring of the three controllers onto watches.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Pod, Secret, Service};
+use kube::runtime::controller::{Config, Controller};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::watcher;
+use kube::{Api, ResourceExt};
+use weir_crds::{EdgeGateway, MqttCluster, Tenant};
+
+use crate::apply::MANAGED_BY;
+use crate::context::Context;
+use crate::tenant::builders::BROKER_COMPONENT;
+use crate::{edge_gateway, mqtt_cluster, tenant};
+
+/// Run every controller until shutdown (SIGTERM/SIGINT) or until the
+/// future is dropped (leadership lost).
+pub async fn run(ctx: Arc<Context>, concurrency: u16) {
+    let client = ctx.client.clone();
+    // Watch only what we made: owned objects carry the managed-by label.
+    let owned = watcher::Config::default().labels(&format!("{}={}", MANAGED_BY.0, MANAGED_BY.1));
+    let brokers = watcher::Config::default()
+        .labels(&format!("{}={}", BROKER_COMPONENT.0, BROKER_COMPONENT.1));
+    let cfg = Config::default().concurrency(concurrency);
+
+    let tenants = Controller::new(
+        Api::<Tenant>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(cfg.clone())
+    .owns(Api::<Namespace>::all(client.clone()), owned.clone())
+    .shutdown_on_signal()
+    .run(tenant::reconcile, tenant::error_policy, ctx.clone())
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "tenant controller");
+        }
+    });
+
+    let clusters = Controller::new(
+        Api::<MqttCluster>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(cfg.clone())
+    .owns(Api::<StatefulSet>::all(client.clone()), owned.clone())
+    .owns(Api::<Service>::all(client.clone()), owned.clone())
+    .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+    // Pods belong to the StatefulSet; map them to their cluster by label
+    // so readiness changes drive the rollout without waiting for a requeue.
+    .watches(Api::<Pod>::all(client.clone()), brokers, |pod: Pod| {
+        let name = pod.labels().get("weir.dev/mqttcluster")?.clone();
+        Some(ObjectRef::<MqttCluster>::new(&name).within(&pod.namespace()?))
+    })
+    .shutdown_on_signal()
+    .run(
+        mqtt_cluster::reconcile,
+        mqtt_cluster::error_policy,
+        ctx.clone(),
+    )
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "mqttcluster controller");
+        }
+    });
+
+    let gateways = Controller::new(
+        Api::<EdgeGateway>::all(client.clone()),
+        watcher::Config::default(),
+    )
+    .with_config(cfg)
+    .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
+    .owns(Api::<Secret>::all(client.clone()), owned.clone())
+    .owns(Api::<Deployment>::all(client.clone()), owned)
+    .shutdown_on_signal()
+    .run(edge_gateway::reconcile, edge_gateway::error_policy, ctx)
+    .for_each(|r| async move {
+        if let Err(e) = r {
+            tracing::debug!(error = %e, "edgegateway controller");
+        }
+    });
+
+    futures::join!(tenants, clusters, gateways);
+}

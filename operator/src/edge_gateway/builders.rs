@@ -1,0 +1,493 @@
+//! Pure functions from an EdgeGateway (and the tenant's key) to objects.
+
+use std::collections::BTreeMap;
+
+use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use ed25519_dalek::SigningKey;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
+    PodTemplateSpec, Secret, SecretVolumeSource, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::ByteString;
+use kube::api::ObjectMeta;
+use kube::{Resource, ResourceExt};
+use rand::RngCore;
+use weir_crds::bundle::{self, BundlePayload, KeyRotation, SignedBundle, TrustAnchor};
+use weir_crds::EdgeGateway;
+
+use crate::apply::{hash_of, labels};
+use crate::error::{Error, Result};
+
+pub const SIGNING_KEY_SECRET: &str = "weir-signing-key";
+/// Set (to any new value) on an EdgeGateway to rotate the tenant's key.
+pub const ROTATE_ANNOTATION: &str = "weir.dev/rotate-signing-key";
+/// Set (to any new value) on an EdgeGateway to issue a new enrollment token.
+pub const REISSUE_ANNOTATION: &str = "weir.dev/reissue-token";
+/// On the key Secret: rotation requests already carried out (JSON list).
+pub const ROTATIONS_DONE: &str = "weir.dev/rotations-done";
+/// On the token Secret: the reissue request it answers.
+pub const REISSUE_DONE: &str = "weir.dev/reissue-done";
+pub const CONFIG_HASH: &str = "weir.dev/config-hash";
+pub const CONFIG_VERSION: &str = "weir.dev/config-version";
+
+pub fn config_map_name(gw: &EdgeGateway) -> String {
+    format!("{}-config", gw.name_any())
+}
+pub fn token_secret_name(gw: &EdgeGateway) -> String {
+    format!("{}-enrollment", gw.name_any())
+}
+pub fn deployment_name(gw: &EdgeGateway) -> String {
+    format!("{}-agent", gw.name_any())
+}
+
+/// The tenant a gateway belongs to: its namespace is `weir-<tenant>`.
+pub fn tenant_of(gw: &EdgeGateway) -> String {
+    let ns = gw.namespace().unwrap_or_default();
+    ns.strip_prefix("weir-").map(str::to_string).unwrap_or(ns)
+}
+
+fn owned_meta(gw: &EdgeGateway, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: gw.namespace(),
+        labels: Some(labels("edgegateway", &gw.name_any())),
+        owner_references: gw.controller_owner_ref(&()).map(|o| vec![o]),
+        ..Default::default()
+    }
+}
+
+/// The tenant's signing key as stored. Not owned by any one gateway: it
+/// outlives them and goes with the namespace.
+pub fn key_secret(
+    namespace: &str,
+    key: &SigningKey,
+    rotation: Option<&KeyRotation>,
+    done: &[String],
+) -> Secret {
+    let anchor = TrustAnchor::from_key(&key.verifying_key());
+    let mut data: BTreeMap<String, ByteString> = [
+        ("private-key", B64.encode(key.to_bytes())),
+        ("public-key", anchor.public_key.clone()),
+        ("key-id", anchor.key_id.clone()),
+        (
+            "trust.json",
+            serde_json::to_string(&anchor).expect("anchor serializes"),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
+    .collect();
+    if let Some(r) = rotation {
+        data.insert(
+            "rotation.json".into(),
+            ByteString(serde_json::to_vec(r).expect("rotation serializes")),
+        );
+    }
+    let mut l = BTreeMap::new();
+    l.insert(
+        crate::apply::MANAGED_BY.0.to_string(),
+        crate::apply::MANAGED_BY.1.to_string(),
+    );
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(SIGNING_KEY_SECRET.into()),
+            namespace: Some(namespace.into()),
+            labels: Some(l),
+            annotations: Some(
+                [(
+                    ROTATIONS_DONE.to_string(),
+                    serde_json::to_string(done).expect("list"),
+                )]
+                .into(),
+            ),
+            ..Default::default()
+        },
+        data: Some(data),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+fn data<'a>(s: &'a Secret, key: &str) -> Option<&'a [u8]> {
+    s.data.as_ref()?.get(key).map(|b| b.0.as_slice())
+}
+
+/// The key, its pending rotation and the rotation requests already done.
+pub fn load_key(s: &Secret) -> Result<(SigningKey, Option<KeyRotation>, Vec<String>)> {
+    let raw = data(s, "private-key").ok_or_else(|| Error::SigningKey("no private-key".into()))?;
+    let bytes = B64
+        .decode(raw)
+        .map_err(|e| Error::SigningKey(format!("private-key is not base64: {e}")))?;
+    let seed: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| Error::SigningKey("private-key must be 32 bytes".into()))?;
+    let rotation = match data(s, "rotation.json") {
+        Some(r) => Some(
+            serde_json::from_slice(r)
+                .map_err(|e| Error::SigningKey(format!("rotation.json: {e}")))?,
+        ),
+        None => None,
+    };
+    let done = s
+        .annotations()
+        .get(ROTATIONS_DONE)
+        .and_then(|d| serde_json::from_str(d).ok())
+        .unwrap_or_default();
+    Ok((SigningKey::from_bytes(&seed), rotation, done))
+}
+
+/// Hash of what the agent would run and who signs it: the bundle version
+/// goes up exactly when this changes.
+pub fn config_hash(gw: &EdgeGateway, key_id: &str) -> String {
+    hash_of(&(
+        bundle::canonical_json(&serde_json::to_value(&gw.spec.config).expect("config serializes")),
+        key_id,
+    ))
+}
+
+/// Sign version `version` of the gateway's config.
+pub fn sign_bundle(
+    gw: &EdgeGateway,
+    key: &SigningKey,
+    rotation: Option<&KeyRotation>,
+    version: u64,
+    now: DateTime<Utc>,
+    validity: Duration,
+) -> SignedBundle {
+    let payload = BundlePayload::new(
+        &tenant_of(gw),
+        &gw.name_any(),
+        version,
+        gw.spec.config.clone(),
+        now,
+        validity,
+    );
+    let mut signed = bundle::sign(&payload, key);
+    signed.rotation = rotation.cloned();
+    signed
+}
+
+/// `<gateway>-config` with `bundle.json` and `trust.json`.
+pub fn config_map(
+    gw: &EdgeGateway,
+    signed: &SignedBundle,
+    anchor: &TrustAnchor,
+    hash: &str,
+    version: u64,
+) -> ConfigMap {
+    let mut m = owned_meta(gw, config_map_name(gw));
+    m.annotations = Some(
+        [
+            (CONFIG_HASH.to_string(), hash.to_string()),
+            (CONFIG_VERSION.to_string(), version.to_string()),
+        ]
+        .into(),
+    );
+    ConfigMap {
+        metadata: m,
+        data: Some(
+            [
+                (
+                    "bundle.json".to_string(),
+                    serde_json::to_string_pretty(signed).expect("bundle serializes"),
+                ),
+                (
+                    "trust.json".to_string(),
+                    serde_json::to_string_pretty(anchor).expect("anchor serializes"),
+                ),
+            ]
+            .into(),
+        ),
+        ..Default::default()
+    }
+}
+
+/// When the bundle in a ConfigMap expires, if it can be read.
+pub fn bundle_expiry(cm: &ConfigMap) -> Option<DateTime<Utc>> {
+    let text = cm.data.as_ref()?.get("bundle.json")?;
+    let signed: SignedBundle = serde_json::from_str(text).ok()?;
+    let bytes = B64.decode(signed.payload).ok()?;
+    let payload: BundlePayload = serde_json::from_slice(&bytes).ok()?;
+    Some(payload.expires)
+}
+
+/// A new enrollment token: 256 random bits, URL-safe.
+pub fn new_token() -> String {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// `<gateway>-enrollment`: the bootstrap token, its expiry and use limit.
+pub fn token_secret(
+    gw: &EdgeGateway,
+    token: &str,
+    expires: DateTime<Utc>,
+    max_uses: u32,
+    reissue: Option<&str>,
+) -> Secret {
+    let mut m = owned_meta(gw, token_secret_name(gw));
+    if let Some(r) = reissue {
+        m.annotations = Some([(REISSUE_DONE.to_string(), r.to_string())].into());
+    }
+    Secret {
+        metadata: m,
+        string_data: Some(
+            [
+                ("token", token.to_string()),
+                ("expires", weir_crds::condition::now_rfc3339(expires)),
+                ("max-uses", max_uses.to_string()),
+                ("tenant", tenant_of(gw)),
+                ("gateway", gw.name_any()),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+        ),
+        type_: Some("Opaque".into()),
+        ..Default::default()
+    }
+}
+
+/// The in-cluster agent: reads the signed bundle and trust anchor from the
+/// ConfigMap; a new config version rolls the pod.
+pub fn agent_deployment(
+    gw: &EdgeGateway,
+    image: &str,
+    mqtt_url: &str,
+    config_version: u64,
+) -> Deployment {
+    let mut l = labels("edgegateway", &gw.name_any());
+    l.insert("app.kubernetes.io/component".into(), "agent".into());
+    let args: Vec<String> = [
+        "run",
+        "--bundle",
+        "/config/bundle.json",
+        "--trust",
+        "/config/trust.json",
+        "--mqtt-url",
+        mqtt_url,
+        "--data-dir",
+        "/data",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let mount = |name: &str, path: &str, ro: bool| VolumeMount {
+        name: name.into(),
+        mount_path: path.into(),
+        read_only: Some(ro),
+        ..Default::default()
+    };
+    Deployment {
+        metadata: owned_meta(gw, deployment_name(gw)),
+        spec: DeploymentSpec {
+            replicas: Some(1),
+            // One agent per gateway: its sequence numbers and queue are single-writer.
+            strategy: Some(DeploymentStrategy {
+                type_: Some("Recreate".into()),
+                ..Default::default()
+            }),
+            selector: LabelSelector {
+                match_labels: Some(l.clone()),
+                ..Default::default()
+            },
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(l),
+                    annotations: Some(
+                        [(CONFIG_VERSION.to_string(), config_version.to_string())].into(),
+                    ),
+                    ..Default::default()
+                }),
+                spec: Some(PodSpec {
+                    containers: vec![Container {
+                        name: "agent".into(),
+                        image: Some(image.into()),
+                        args: Some(args),
+                        volume_mounts: Some(vec![
+                            mount("config", "/config", true),
+                            mount("enrollment", "/enrollment", true),
+                            mount("data", "/data", false),
+                        ]),
+                        ..Default::default()
+                    }],
+                    volumes: Some(vec![
+                        Volume {
+                            name: "config".into(),
+                            config_map: Some(ConfigMapVolumeSource {
+                                name: config_map_name(gw),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "enrollment".into(),
+                            secret: Some(SecretVolumeSource {
+                                secret_name: Some(token_secret_name(gw)),
+                                ..Default::default()
+                            }),
+                            ..Default::default()
+                        },
+                        Volume {
+                            name: "data".into(),
+                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            ..Default::default()
+                        },
+                    ]),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(65532),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+            },
+            ..Default::default()
+        },
+        ..Default::default()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use weir_crds::bundle::Expectations;
+    use weir_crds::{EdgeGatewaySpec, GatewayMode};
+
+    pub fn gateway(mode: GatewayMode) -> EdgeGateway {
+        let spec: EdgeGatewaySpec = serde_json::from_value(serde_json::json!({
+            "mode": match mode { GatewayMode::InCluster => "inCluster", GatewayMode::External => "external" },
+            "clusterRef": "riverside-mqtt",
+            "devices": [{
+                "name": "pump-1", "adapter": "simulator",
+                "groups": [{"name": "fast", "intervalMs": 1000, "tags": [
+                    {"name": "flow", "address": "sim", "dataType": "float32", "signal": {"kind": "sine", "min": 0.0, "max": 10.0, "periodMs": 60000}}
+                ]}]
+            }]
+        }))
+        .unwrap();
+        let mut g = EdgeGateway::new("pump-station-1", spec);
+        g.metadata.namespace = Some("weir-riverside-water".into());
+        g.metadata.uid = Some("gw-uid".into());
+        g.metadata.generation = Some(1);
+        g
+    }
+
+    #[test]
+    fn bundle_verifies_with_the_trust_anchor() {
+        let gw = gateway(GatewayMode::External);
+        let key = bundle::generate_key();
+        let signed = sign_bundle(&gw, &key, None, 7, Utc::now(), Duration::days(30));
+        let anchor = TrustAnchor::from_key(&key.verifying_key());
+        let cm = config_map(&gw, &signed, &anchor, "h", 7);
+        let read: SignedBundle =
+            serde_json::from_str(&cm.data.as_ref().unwrap()["bundle.json"]).unwrap();
+        let trust: TrustAnchor =
+            serde_json::from_str(&cm.data.as_ref().unwrap()["trust.json"]).unwrap();
+        let payload = bundle::verify(
+            &read,
+            &trust.verifying_key().unwrap(),
+            &Expectations {
+                tenant: "riverside-water",
+                gateway: "pump-station-1",
+                last_accepted: Some(6),
+                now: Utc::now(),
+            },
+        )
+        .unwrap();
+        assert_eq!(payload.version, 7);
+        assert_eq!(payload.config, gw.spec.config);
+        assert!(bundle_expiry(&cm).unwrap() > Utc::now() + Duration::days(29));
+        assert_eq!(cm.metadata.owner_references.unwrap()[0].kind, "EdgeGateway");
+    }
+
+    #[test]
+    fn key_secret_round_trips() {
+        let key = bundle::generate_key();
+        let next = bundle::generate_key();
+        let rot = bundle::sign_rotation(&key, &next, Utc::now());
+        let mut s = key_secret("weir-x", &next, Some(&rot), &["1".into()]);
+        // The API server returns string data as `data`.
+        s.data = s.data.take();
+        let (k, r, done) = load_key(&s).unwrap();
+        assert_eq!(k.to_bytes(), next.to_bytes());
+        assert_eq!(r.unwrap(), rot);
+        assert_eq!(done, vec!["1".to_string()]);
+        assert!(
+            s.metadata.owner_references.is_none(),
+            "the key outlives any one gateway"
+        );
+    }
+
+    #[test]
+    fn config_hash_changes_with_config_and_key_only() {
+        let gw = gateway(GatewayMode::External);
+        let h = config_hash(&gw, "ed25519:a");
+        let mut other_site = gw.clone();
+        other_site.spec.site.name = Some("renamed".into());
+        assert_eq!(
+            config_hash(&other_site, "ed25519:a"),
+            h,
+            "site metadata is not agent config"
+        );
+        assert_ne!(config_hash(&gw, "ed25519:b"), h);
+        let mut changed = gw.clone();
+        changed.spec.config.uplink.qos = 0;
+        assert_ne!(config_hash(&changed, "ed25519:a"), h);
+    }
+
+    #[test]
+    fn token_has_at_least_128_bits_and_limits() {
+        let t = new_token();
+        assert!(URL_SAFE_NO_PAD.decode(&t).unwrap().len() * 8 >= 128);
+        assert_ne!(t, new_token());
+        let gw = gateway(GatewayMode::External);
+        let s = token_secret(&gw, &t, Utc::now() + Duration::hours(72), 1, None);
+        let d = s.string_data.unwrap();
+        assert_eq!(d["max-uses"], "1");
+        assert_eq!(d["tenant"], "riverside-water");
+        assert!(d.contains_key("expires"));
+    }
+
+    #[test]
+    fn agent_runs_from_the_signed_bundle() {
+        let gw = gateway(GatewayMode::InCluster);
+        let d = agent_deployment(
+            &gw,
+            "ghcr.io/weir-dev/weir-agent:0.1.0",
+            "mqtt://riverside-mqtt.weir-riverside-water.svc:1883",
+            3,
+        );
+        let spec = d.spec;
+        let pod = spec.template.spec.unwrap();
+        let args = pod.containers[0].args.clone().unwrap();
+        assert_eq!(
+            &args[..5],
+            &[
+                "run",
+                "--bundle",
+                "/config/bundle.json",
+                "--trust",
+                "/config/trust.json"
+            ]
+        );
+        assert!(args
+            .windows(2)
+            .any(|w| w[0] == "--mqtt-url" && w[1].starts_with("mqtt://riverside-mqtt.")));
+        let vols = pod.volumes.unwrap();
+        assert_eq!(
+            vols[0].config_map.as_ref().unwrap().name,
+            "pump-station-1-config"
+        );
+        assert_eq!(
+            spec.template.metadata.unwrap().annotations.unwrap()[CONFIG_VERSION],
+            "3"
+        );
+        assert_eq!(spec.replicas, Some(1));
+    }
+}

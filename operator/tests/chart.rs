@@ -1,0 +1,192 @@
+//! The Helm chart: CRDs identical to `crds/yaml/`, templates that parse
+//! as YAML once template expressions are blanked, and RBAC without `*`.
+//! (helm is not available here, so nothing is rendered.)
+
+use std::path::{Path, PathBuf};
+
+use serde_yaml::Value;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("repo root")
+        .to_path_buf()
+}
+
+#[test]
+fn chart_crds_are_identical_to_generated_crds() {
+    let generated = repo().join("crds/yaml");
+    let chart = repo().join("charts/weir/crds");
+    let mut names: Vec<_> = std::fs::read_dir(&generated)
+        .expect("crds/yaml exists")
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert!(!names.is_empty());
+    for name in &names {
+        let a = std::fs::read(generated.join(name)).unwrap();
+        let b = std::fs::read(chart.join(name)).unwrap_or_default();
+        assert!(
+            a == b,
+            "charts/weir/crds/{} differs from crds/yaml/{}; copy them with:\n  cp crds/yaml/*.yaml charts/weir/crds/",
+            name.to_string_lossy(),
+            name.to_string_lossy()
+        );
+    }
+    let chart_count = std::fs::read_dir(&chart).unwrap().count();
+    assert_eq!(
+        chart_count,
+        names.len(),
+        "charts/weir/crds holds files that crds/yaml does not"
+    );
+}
+
+/// Blank `{{ ... }}`: lines that are only an action go, inline ones become a word.
+fn blank_template(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("{{") && t.ends_with("}}") {
+            continue;
+        }
+        let mut rest = line;
+        let mut l = String::new();
+        while let Some(i) = rest.find("{{") {
+            l.push_str(&rest[..i]);
+            match rest[i..].find("}}") {
+                Some(j) => {
+                    l.push_str("TEMPLATE");
+                    rest = &rest[i + j + 2..];
+                }
+                None => {
+                    rest = "";
+                }
+            }
+        }
+        l.push_str(rest);
+        out.push_str(&l);
+        out.push('\n');
+    }
+    out
+}
+
+fn template_docs() -> Vec<(String, Value)> {
+    let dir = repo().join("charts/weir/templates");
+    let mut docs = vec![];
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let path = e.unwrap().path();
+        if path.extension().and_then(|x| x.to_str()) != Some("yaml") {
+            continue;
+        }
+        let text = blank_template(&std::fs::read_to_string(&path).unwrap());
+        for (i, doc) in text.split("\n---").enumerate() {
+            let v: Value = serde_yaml::from_str(doc).unwrap_or_else(|e| {
+                panic!("{} document {i} does not parse: {e}\n{doc}", path.display())
+            });
+            if !v.is_null() {
+                docs.push((path.file_name().unwrap().to_string_lossy().into_owned(), v));
+            }
+        }
+    }
+    docs
+}
+
+#[test]
+fn templates_parse_and_hold_the_expected_objects() {
+    let docs = template_docs();
+    let kinds: Vec<(String, String)> = docs
+        .iter()
+        .map(|(_, v)| {
+            (
+                v["kind"].as_str().unwrap_or("").to_string(),
+                v["metadata"]["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("Deployment", "weir-operator"),
+        ("ServiceAccount", "weir-operator"),
+        ("ClusterRole", "weir-operator"),
+        ("ClusterRoleBinding", "weir-operator"),
+        ("ClusterRole", "weir-tenant-admin"),
+        ("Deployment", "weir-api"),
+        ("Service", "weir-api"),
+    ] {
+        assert!(
+            kinds.iter().any(|(k, n)| k == want.0 && n == want.1),
+            "chart lacks {want:?}; has {kinds:?}"
+        );
+    }
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("charts/weir/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    assert!(values["operator"]["image"]["repository"].is_string());
+    assert_eq!(values["operator"]["leaderElection"], Value::Bool(true));
+}
+
+#[test]
+fn cluster_roles_name_every_resource_and_verb() {
+    for (file, doc) in template_docs() {
+        let kind = doc["kind"].as_str().unwrap_or("");
+        if kind != "ClusterRole" && kind != "Role" {
+            continue;
+        }
+        let rules = doc["rules"]
+            .as_sequence()
+            .unwrap_or_else(|| panic!("{file}: role without rules"));
+        for rule in rules {
+            for field in ["apiGroups", "resources", "verbs"] {
+                let items = rule[field]
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("{file}: rule without {field}: {rule:?}"));
+                assert!(!items.is_empty());
+                for item in items {
+                    assert_ne!(
+                        item.as_str(),
+                        Some("*"),
+                        "{file}: `*` in {field} of {rule:?}"
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[test]
+fn operator_can_do_what_the_reconcilers_do() {
+    let docs = template_docs();
+    let role = docs
+        .iter()
+        .find(|(_, v)| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "weir-operator")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let allows = |group: &str, resource: &str, verb: &str| {
+        role["rules"].as_sequence().unwrap().iter().any(|r| {
+            let has = |f: &str, x: &str| {
+                r[f].as_sequence()
+                    .unwrap()
+                    .iter()
+                    .any(|v| v.as_str() == Some(x))
+            };
+            has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+        })
+    };
+    for (g, r, v) in [
+        ("weir.dev", "mqttclusters", "watch"),
+        ("weir.dev", "mqttclusters/status", "patch"),
+        ("", "namespaces", "patch"),
+        ("apps", "statefulsets", "patch"),
+        ("", "pods", "delete"),
+        ("", "persistentvolumeclaims", "deletecollection"),
+        ("rbac.authorization.k8s.io", "clusterroles", "bind"),
+        ("events.k8s.io", "events", "create"),
+        ("storage.k8s.io", "storageclasses", "get"),
+    ] {
+        assert!(allows(g, r, v), "operator ClusterRole lacks {v} on {g}/{r}");
+    }
+    assert!(
+        !allows("", "namespaces", "delete"),
+        "the operator never deletes namespaces itself"
+    );
+}

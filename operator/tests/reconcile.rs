@@ -1,0 +1,1310 @@
+//! Reconcilers against the in-memory API server (kube's tower-test mock
+//! service) and a mock EMQX API, asserting the exact calls they make.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetStatus};
+use k8s_openapi::api::core::v1::{
+    ConfigMap, ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaim, Pod,
+    PodCondition, PodStatus, Secret, Service,
+};
+use k8s_openapi::api::storage::v1::StorageClass;
+use kube::api::ObjectMeta;
+use kube::runtime::controller::Action;
+use weir_crds::{MqttCluster, Tenant};
+use weir_operator::context::EmqxLocator;
+use weir_operator::emqx::Node;
+use weir_operator::metrics::Metrics;
+use weir_operator::mqtt_cluster::builders as mb;
+use weir_operator::testing::emqx::{node, MockEmqx};
+use weir_operator::testing::FakeApiServer;
+use weir_operator::{Context, OperatorConfig};
+
+const NS: &str = "weir-riverside-water";
+
+/// Pods → mock EMQX URLs; unknown pods get a closed port.
+#[derive(Default)]
+struct Locator(Mutex<HashMap<String, String>>);
+
+impl EmqxLocator for Locator {
+    fn base_url(&self, _c: &MqttCluster, pod: &str) -> String {
+        self.0
+            .lock()
+            .unwrap()
+            .get(pod)
+            .cloned()
+            .unwrap_or_else(|| "http://127.0.0.1:9".into())
+    }
+}
+
+fn context(fake: &FakeApiServer, locator: Arc<Locator>) -> Arc<Context> {
+    Arc::new(
+        Context::new(
+            fake.client(),
+            OperatorConfig::default(),
+            Arc::new(Metrics::default()),
+        )
+        .with_emqx_locator(locator),
+    )
+}
+
+fn writes_without_events(fake: &FakeApiServer) -> Vec<String> {
+    fake.writes()
+        .into_iter()
+        .filter(|w| !w.contains("/events"))
+        .collect()
+}
+
+// ---------------------------------------------------------------- Tenant
+
+fn tenant() -> Tenant {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "Tenant",
+        "metadata": {"name": "riverside-water"},
+        "spec": {"displayName": "Riverside Water", "admins": [{"kind": "email", "name": "ops@riverside.example"}]}
+    }))
+    .unwrap()
+}
+
+fn stored_tenant(fake: &FakeApiServer) -> Arc<Tenant> {
+    Arc::new(
+        fake.get::<Tenant>(None, "riverside-water")
+            .expect("tenant stored"),
+    )
+}
+
+#[tokio::test]
+async fn tenant_create_path_writes_each_object_once_in_order() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    let action = weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(300)));
+    assert_eq!(
+        fake.calls(),
+        vec![
+            "PATCH /apis/weir.dev/v1alpha1/tenants/riverside-water",
+            "GET /api/v1/namespaces/weir-riverside-water",
+            "PATCH /api/v1/namespaces/weir-riverside-water",
+            "GET /api/v1/namespaces/weir-riverside-water/resourcequotas/weir-quota",
+            "PATCH /api/v1/namespaces/weir-riverside-water/resourcequotas/weir-quota",
+            "GET /api/v1/namespaces/weir-riverside-water/limitranges/weir-limits",
+            "PATCH /api/v1/namespaces/weir-riverside-water/limitranges/weir-limits",
+            "GET /apis/networking.k8s.io/v1/namespaces/weir-riverside-water/networkpolicies/weir-isolate",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/weir-riverside-water/networkpolicies/weir-isolate",
+            "GET /apis/networking.k8s.io/v1/namespaces/weir-riverside-water/networkpolicies/weir-allow-api-to-brokers",
+            "PATCH /apis/networking.k8s.io/v1/namespaces/weir-riverside-water/networkpolicies/weir-allow-api-to-brokers",
+            "GET /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-tenant-admins",
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-tenant-admins",
+            "PATCH /apis/weir.dev/v1alpha1/tenants/riverside-water/status",
+            "POST /apis/events.k8s.io/v1/namespaces/default/events",
+        ]
+    );
+    let t = stored_tenant(&fake);
+    assert_eq!(
+        t.metadata.finalizers.as_deref(),
+        Some(&["weir.dev/tenant-protection".to_string()][..])
+    );
+    let st = t.status.clone().unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Ready"));
+    assert_eq!(st.namespace.as_deref(), Some(NS));
+    assert_eq!(st.observed_generation, Some(1));
+    let ns = fake
+        .get::<k8s_openapi::api::core::v1::Namespace>(None, NS)
+        .unwrap();
+    assert_eq!(
+        ns.metadata.owner_references.unwrap()[0].name,
+        "riverside-water"
+    );
+}
+
+#[tokio::test]
+async fn tenant_no_change_path_makes_zero_writes() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    fake.clear_calls();
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.writes(),
+        Vec::<String>::new(),
+        "second reconcile must not write"
+    );
+    assert!(fake.calls().iter().all(|c| c.starts_with("GET ")));
+}
+
+#[tokio::test]
+async fn tenant_deletion_is_refused_while_clusters_remain_unless_cascade() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    fake.put(&cluster(3));
+    fake.edit::<Tenant, _>(None, "riverside-water", |t| {
+        t.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+            "2026-01-01T00:00:00Z".parse().unwrap(),
+        ))
+    });
+    fake.clear_calls();
+    let action = weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(30)));
+    let t = stored_tenant(&fake);
+    assert!(t
+        .metadata
+        .finalizers
+        .as_ref()
+        .unwrap()
+        .contains(&"weir.dev/tenant-protection".to_string()));
+    let st = t.status.clone().unwrap();
+    let degraded = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(degraded.reason, "DeletionBlocked");
+    assert!(
+        degraded.message.contains("riverside-mqtt") && degraded.message.contains("cascadeDelete"),
+        "{}",
+        degraded.message
+    );
+    // Asking again changes nothing: no status or event churn.
+    fake.clear_calls();
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    // With cascade the finalizer goes and the Tenant is gone.
+    fake.edit::<Tenant, _>(None, "riverside-water", |t| t.spec.cascade_delete = true);
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(fake.get::<Tenant>(None, "riverside-water").is_none());
+}
+
+#[tokio::test]
+async fn tenant_errors_requeue_with_growing_backoff() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    fake.fail("PATCH", "resourcequotas", 500, 2);
+    for expected in [5, 10] {
+        let t = stored_tenant(&fake);
+        let err = weir_operator::tenant::reconcile(t.clone(), ctx.clone())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("injected failure"), "{err}");
+        assert_eq!(
+            weir_operator::tenant::error_policy(t, &err, ctx.clone()),
+            Action::requeue(Duration::from_secs(expected))
+        );
+    }
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("weir_operator_reconcile_errors_total{controller=\"tenant\",error=\"kube\"} 2"));
+}
+
+// ----------------------------------------------------------- MqttCluster
+
+fn cluster(replicas: i32) -> MqttCluster {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "MqttCluster",
+        "metadata": {"name": "riverside-mqtt", "namespace": NS},
+        "spec": {"replicas": replicas}
+    }))
+    .unwrap()
+}
+
+fn stored_cluster(fake: &FakeApiServer) -> Arc<MqttCluster> {
+    Arc::new(
+        fake.get::<MqttCluster>(Some(NS), "riverside-mqtt")
+            .expect("cluster stored"),
+    )
+}
+
+fn api_key(fake: &FakeApiServer) -> (String, String) {
+    let s = fake
+        .get::<Secret>(Some(NS), "riverside-mqtt-api-credentials")
+        .expect("api secret");
+    let d = s
+        .string_data
+        .or_else(|| {
+            s.data.map(|d| {
+                d.into_iter()
+                    .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+                    .collect()
+            })
+        })
+        .unwrap();
+    (d["api-key"].clone(), d["api-secret"].clone())
+}
+
+fn pod(ordinal: i32, revision: &str, ready: bool) -> Pod {
+    Pod {
+        metadata: ObjectMeta {
+            name: Some(format!("riverside-mqtt-{ordinal}")),
+            namespace: Some(NS.into()),
+            labels: Some(
+                [
+                    ("weir.dev/mqttcluster", "riverside-mqtt"),
+                    ("app.kubernetes.io/component", "mqtt-broker"),
+                    ("controller-revision-hash", revision),
+                ]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ),
+            ..Default::default()
+        },
+        status: Some(PodStatus {
+            conditions: Some(vec![PodCondition {
+                type_: "Ready".into(),
+                status: if ready { "True" } else { "False" }.into(),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn node_of(ordinal: i32, version: &str) -> Node {
+    node(&mb::node_name(&cluster(3), ordinal), version, 10)
+}
+
+/// Play the StatefulSet controller: `replicas` pods on `revision`, all ready.
+fn settle(fake: &FakeApiServer, replicas: i32, revision: &str) {
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        s.status = Some(StatefulSetStatus {
+            replicas,
+            ready_replicas: Some(replicas),
+            observed_generation: s.metadata.generation,
+            current_revision: Some(revision.into()),
+            update_revision: Some(revision.into()),
+            updated_replicas: Some(replicas),
+            ..Default::default()
+        })
+    });
+    for i in 0..replicas {
+        fake.put(&pod(i, revision, true));
+    }
+}
+
+/// A 3-node cluster reconciled to steady state, with its mock EMQX.
+async fn steady_cluster(replicas: i32) -> (FakeApiServer, Arc<Context>, MockEmqx, Arc<Locator>) {
+    let fake = FakeApiServer::new();
+    fake.put(&cluster(replicas));
+    let locator = Arc::new(Locator::default());
+    let ctx = context(&fake, locator.clone());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let (key, secret) = api_key(&fake);
+    let emqx = MockEmqx::start(
+        (0..replicas).map(|i| node_of(i, "5.8.6")).collect(),
+        &key,
+        &secret,
+    )
+    .await;
+    for i in 0..replicas {
+        locator
+            .0
+            .lock()
+            .unwrap()
+            .insert(format!("riverside-mqtt-{i}"), emqx.url.clone());
+    }
+    settle(&fake, replicas, "rev1");
+    // Server-side defaulting the operator must not fight (emqx-operator
+    // patched Services forever over fields like these).
+    for svc in ["riverside-mqtt", "riverside-mqtt-dashboard"] {
+        fake.edit::<Service, _>(Some(NS), svc, |s| {
+            let spec = s.spec.as_mut().unwrap();
+            spec.cluster_ip = Some("10.96.0.17".into());
+            spec.session_affinity = Some("None".into());
+            spec.ports.as_mut().unwrap()[0].node_port = None;
+        });
+    }
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let st = stored_cluster(&fake).status.clone().unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Ready"), "{st:?}");
+    fake.clear_calls();
+    (fake, ctx, emqx, locator)
+}
+
+fn condition(c: &MqttCluster, type_: &str) -> weir_crds::Condition {
+    c.status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|x| x.type_ == type_)
+        .cloned()
+        .unwrap()
+}
+
+fn sts(fake: &FakeApiServer) -> StatefulSet {
+    fake.get::<StatefulSet>(Some(NS), "riverside-mqtt").unwrap()
+}
+
+fn partition(s: &StatefulSet) -> i32 {
+    s.spec
+        .update_strategy
+        .as_ref()
+        .unwrap()
+        .rolling_update
+        .as_ref()
+        .unwrap()
+        .partition
+        .unwrap()
+}
+
+fn image(s: &StatefulSet) -> String {
+    s.spec.template.spec.as_ref().unwrap().containers[0]
+        .image
+        .clone()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn cluster_create_path_writes_in_order() {
+    let fake = FakeApiServer::new();
+    fake.put(&cluster(3));
+    let ctx = context(&fake, Arc::default());
+    let action = weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        action,
+        Action::requeue(Duration::from_secs(5)),
+        "a new cluster is watched closely"
+    );
+    let p = "/api/v1/namespaces/weir-riverside-water";
+    let a = "/apis/apps/v1/namespaces/weir-riverside-water";
+    assert_eq!(
+        writes_without_events(&fake),
+        vec![
+            format!("POST {p}/secrets"),
+            format!("POST {p}/secrets"),
+            format!("PATCH {p}/configmaps/riverside-mqtt-config"),
+            format!("PATCH {p}/services/riverside-mqtt-headless"),
+            format!("PATCH {p}/services/riverside-mqtt"),
+            format!("PATCH {p}/services/riverside-mqtt-dashboard"),
+            "PATCH /apis/policy/v1/namespaces/weir-riverside-water/poddisruptionbudgets/riverside-mqtt".to_string(),
+            format!("PATCH {a}/statefulsets/riverside-mqtt"),
+            "PATCH /apis/weir.dev/v1alpha1/namespaces/weir-riverside-water/mqttclusters/riverside-mqtt/status".to_string(),
+        ]
+    );
+    let s = sts(&fake);
+    assert_eq!(s.spec.replicas, Some(3));
+    assert_eq!(partition(&s), 0);
+    assert_eq!(image(&s), "emqx/emqx:5.8.6");
+    let c = stored_cluster(&fake);
+    assert_eq!(
+        c.status.as_ref().unwrap().phase.as_deref(),
+        Some("Provisioning")
+    );
+    assert!(c.metadata.finalizers.is_none(), "Retain needs no finalizer");
+    assert_eq!(
+        c.status.as_ref().unwrap().endpoints,
+        vec!["mqtt://riverside-mqtt.weir-riverside-water.svc:1883"]
+    );
+}
+
+#[tokio::test]
+async fn cluster_no_change_path_makes_zero_writes_despite_server_defaults() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    for _ in 0..3 {
+        let action = weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+        assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    }
+    assert_eq!(
+        fake.writes(),
+        Vec::<String>::new(),
+        "steady state must not write (Services, pods, status)"
+    );
+    // Health comes from EMQX's API, every time.
+    assert!(
+        emqx.calls()
+            .iter()
+            .filter(|c| *c == "GET /api/v5/nodes")
+            .count()
+            >= 3
+    );
+    let c = stored_cluster(&fake);
+    let st = c.status.as_ref().unwrap();
+    assert_eq!(
+        (st.replicas, st.ready_replicas, st.ready_text.as_deref()),
+        (3, 3, Some("3/3"))
+    );
+    assert_eq!(st.current_version.as_deref(), Some("5.8.6"));
+    assert_eq!(st.nodes.len(), 3);
+    assert_eq!(
+        condition(&c, "Ready").status,
+        weir_crds::ConditionStatus::True
+    );
+}
+
+#[tokio::test]
+async fn scale_down_evacuates_the_highest_node_before_shrinking() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    emqx.with(|s| {
+        s.rebalance_available = true;
+        s.drain_after_polls = 2;
+    });
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| c.spec.replicas = 2);
+    let leaving = mb::node_name(&cluster(3), 2);
+
+    // 1: evacuation starts; the StatefulSet keeps 3 nodes.
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sts(&fake).spec.replicas, Some(3));
+    assert!(emqx.calls().contains(&format!(
+        "POST /api/v5/load_rebalance/{leaving}/evacuation/start"
+    )));
+    assert_eq!(
+        stored_cluster(&fake)
+            .status
+            .as_ref()
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Scaling")
+    );
+    // 2: sessions still draining; still 3.
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sts(&fake).spec.replicas, Some(3));
+    assert!(condition(&stored_cluster(&fake), "Progressing")
+        .message
+        .contains("connection(s)"));
+    // 3: drained: now, and only now, the StatefulSet shrinks.
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sts(&fake).spec.replicas, Some(2));
+    let evac_started = emqx
+        .calls()
+        .iter()
+        .filter(|c| c.ends_with("/evacuation/start"))
+        .count();
+    assert_eq!(evac_started, 1, "evacuation is started once");
+    // The pod goes; EMQX lists its node as stopped: it is removed from the cluster.
+    fake.remove::<Pod>(Some(NS), "riverside-mqtt-2");
+    settle(&fake, 2, "rev1");
+    emqx.with(|s| s.nodes[2].node_status = "stopped".into());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx
+        .calls()
+        .contains(&format!("DELETE /api/v5/cluster/{leaving}/force_leave")));
+    assert_eq!(emqx.with(|s| s.nodes.len()), 2);
+    let c = stored_cluster(&fake);
+    assert_eq!(c.status.as_ref().unwrap().phase.as_deref(), Some("Ready"));
+    assert_eq!(
+        c.status.as_ref().unwrap().ready_text.as_deref(),
+        Some("2/2")
+    );
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn scale_down_without_evacuation_api_shrinks_with_a_warning() {
+    // Open-source EMQX 5.8 answers 404 to the rebalance API.
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| c.spec.replicas = 2);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(sts(&fake).spec.replicas, Some(2));
+    assert!(emqx
+        .calls()
+        .contains(&"GET /api/v5/load_rebalance/global_status".to_string()));
+    assert!(fake.writes().iter().any(|w| w.contains("/events")));
+}
+
+/// Play the StatefulSet controller after a template change up to `partition`.
+fn roll(fake: &FakeApiServer, emqx: &MockEmqx, ordinals: &[i32], version: &str) {
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        let st = s.status.as_mut().unwrap();
+        st.update_revision = Some("rev2".into());
+        st.observed_generation = s.metadata.generation;
+    });
+    for o in ordinals {
+        fake.put(&pod(*o, "rev2", true));
+        emqx.with(|s| s.nodes[*o as usize].version = Some(version.into()));
+    }
+}
+
+#[tokio::test]
+async fn upgrade_goes_one_node_at_a_time_via_partition() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.version = "5.8.7".into()
+    });
+
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let s = sts(&fake);
+    assert_eq!(
+        (image(&s), partition(&s)),
+        ("emqx/emqx:5.8.7".to_string(), 2),
+        "only the highest node first"
+    );
+    assert_eq!(
+        stored_cluster(&fake)
+            .status
+            .as_ref()
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Upgrading")
+    );
+
+    // Node 2 restarted on the new image but has not rejoined EMQX yet: hold.
+    roll(&fake, &emqx, &[2], "5.8.7");
+    emqx.with(|s| s.nodes[2].node_status = "stopped".into());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        partition(&sts(&fake)),
+        2,
+        "next node waits until the upgraded one rejoined"
+    );
+    emqx.with(|s| s.nodes[2].node_status = "running".into());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(partition(&sts(&fake)), 1);
+    roll(&fake, &emqx, &[1], "5.8.7");
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(partition(&sts(&fake)), 0);
+    roll(&fake, &emqx, &[0], "5.8.7");
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        s.status.as_mut().unwrap().current_revision = Some("rev2".into())
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let c = stored_cluster(&fake);
+    let st = c.status.as_ref().unwrap();
+    assert_eq!(
+        (st.phase.as_deref(), st.current_version.as_deref()),
+        (Some("Ready"), Some("5.8.7"))
+    );
+    assert!(st
+        .nodes
+        .iter()
+        .all(|n| n.version.as_deref() == Some("5.8.7")));
+    // No old nodes left and no further writes.
+    assert!(!emqx.calls().iter().any(|c| c.contains("force_leave")));
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn upgrade_stuck_on_bad_image_recovers_when_image_is_corrected() {
+    let (fake, ctx, _emqx, _) = steady_cluster(3).await;
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.version = "5.8.99".into()
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    // The StatefulSet controller starts node 2 on the bad image; it cannot pull.
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        let st = s.status.as_mut().unwrap();
+        st.update_revision = Some("rev-bad".into());
+        st.observed_generation = s.metadata.generation;
+    });
+    let mut bad = pod(2, "rev-bad", false);
+    bad.status.as_mut().unwrap().container_statuses = Some(vec![ContainerStatus {
+        name: "emqx".into(),
+        state: Some(ContainerState {
+            waiting: Some(ContainerStateWaiting {
+                reason: Some("ImagePullBackOff".into()),
+                message: Some("manifest for emqx/emqx:5.8.99 not found".into()),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }]);
+    fake.put(&bad);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let c = stored_cluster(&fake);
+    let degraded = condition(&c, "Degraded");
+    assert_eq!(degraded.reason, "UpgradeStalled");
+    assert!(
+        degraded.message.contains("riverside-mqtt-2")
+            && degraded.message.contains("ImagePullBackOff"),
+        "{}",
+        degraded.message
+    );
+    assert_eq!(partition(&sts(&fake)), 2, "a failed node stops the rollout");
+
+    // The user corrects the version: the template changes and the stuck pod
+    // is replaced (the StatefulSet controller alone would wait forever).
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.version = "5.8.7".into()
+    });
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(image(&sts(&fake)), "emqx/emqx:5.8.7");
+    assert!(fake.calls().contains(
+        &"DELETE /api/v1/namespaces/weir-riverside-water/pods/riverside-mqtt-2".to_string()
+    ));
+    assert!(fake.get::<Pod>(Some(NS), "riverside-mqtt-2").is_none());
+    assert!(
+        fake.get::<Pod>(Some(NS), "riverside-mqtt-1").is_some(),
+        "healthy nodes are left alone"
+    );
+}
+
+#[tokio::test]
+async fn runtime_config_change_is_applied_through_the_api_without_restart() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    let before = sts(&fake);
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("mqtt.max_packet_size".into(), "\"2MB\"".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx
+        .calls()
+        .contains(&"PUT /api/v5/configs?mode=merge".to_string()));
+    assert_eq!(
+        emqx.with(|s| s.configs.clone()),
+        vec!["mqtt.max_packet_size = \"2MB\"\n".to_string()]
+    );
+    let cm = fake
+        .get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
+        .unwrap();
+    assert!(cm.data.unwrap()["emqx.conf"].contains("mqtt.max_packet_size = \"2MB\""));
+    assert_eq!(
+        sts(&fake).spec,
+        before.spec,
+        "a runtime setting never restarts nodes"
+    );
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    assert_eq!(emqx.with(|s| s.configs.len()), 1, "applied once");
+}
+
+#[tokio::test]
+async fn restart_config_change_rolls_nodes_one_at_a_time() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("node.process_limit".into(), "4194304".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(partition(&sts(&fake)), 2);
+    assert!(!emqx
+        .calls()
+        .iter()
+        .any(|c| c.starts_with("PUT /api/v5/configs")));
+}
+
+#[tokio::test]
+async fn rejected_config_is_reported_and_retried() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    emqx.with(|s| s.config_error = Some("mqtt.max_packet_size: bad_size".into()));
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("mqtt.max_packet_size".into(), "lots".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let d = condition(&stored_cluster(&fake), "Degraded");
+    assert_eq!(d.reason, "ConfigRejected");
+    assert!(d.message.contains("bad_size"), "{}", d.message);
+    let cm = fake
+        .get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
+        .unwrap();
+    assert!(
+        !cm.data.unwrap()["emqx.conf"].contains("lots"),
+        "the file keeps the last good config"
+    );
+    emqx.with(|s| s.config_error = None);
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("mqtt.max_packet_size".into(), "\"1MB\"".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_cluster(&fake)
+            .status
+            .as_ref()
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Ready")
+    );
+}
+
+#[tokio::test]
+async fn ghost_nodes_are_removed_from_the_cluster() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    let ghost =
+        "emqx@riverside-mqtt-5.riverside-mqtt-headless.weir-riverside-water.svc.cluster.local";
+    emqx.with(|s| {
+        let mut n = node(ghost, "5.8.5", 0);
+        n.node_status = "stopped".into();
+        s.nodes.push(n);
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx
+        .calls()
+        .contains(&format!("DELETE /api/v5/cluster/{ghost}/force_leave")));
+    assert_eq!(emqx.with(|s| s.nodes.len()), 3);
+}
+
+#[tokio::test]
+async fn emqx_is_reached_through_any_ready_node() {
+    let (fake, ctx, emqx, locator) = steady_cluster(3).await;
+    // Node 0's API is down (closed port); the others answer.
+    locator
+        .0
+        .lock()
+        .unwrap()
+        .insert("riverside-mqtt-0".into(), "http://127.0.0.1:9".into());
+    let before = emqx.calls().len();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx.calls().len() > before);
+    assert_eq!(
+        stored_cluster(&fake)
+            .status
+            .as_ref()
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Ready")
+    );
+    // All down: Degraded with a reason that says what is wrong.
+    for i in 0..3 {
+        locator
+            .0
+            .lock()
+            .unwrap()
+            .insert(format!("riverside-mqtt-{i}"), "http://127.0.0.1:9".into());
+    }
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        condition(&stored_cluster(&fake), "Degraded").reason,
+        "EmqxApiUnreachable"
+    );
+}
+
+#[tokio::test]
+async fn deletion_removes_volumes_only_when_told() {
+    for (policy, expect_deleted) in [("Delete", true), ("Retain", false)] {
+        let fake = FakeApiServer::new();
+        let mut c = cluster(3);
+        c.spec.storage.reclaim_policy = serde_json::from_value(serde_json::json!(policy)).unwrap();
+        fake.put(&c);
+        let ctx = context(&fake, Arc::default());
+        weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+        let has_finalizer = stored_cluster(&fake)
+            .metadata
+            .finalizers
+            .clone()
+            .unwrap_or_default()
+            .contains(&"weir.dev/pvc-cleanup".to_string());
+        assert_eq!(has_finalizer, expect_deleted, "{policy}");
+        fake.put(&PersistentVolumeClaim {
+            metadata: ObjectMeta {
+                name: Some("data-riverside-mqtt-0".into()),
+                namespace: Some(NS.into()),
+                labels: Some(mb::selector_labels(&c)),
+                ..Default::default()
+            },
+            ..Default::default()
+        });
+        fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+            c.metadata.deletion_timestamp =
+                Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    "2026-01-01T00:00:00Z".parse().unwrap(),
+                ));
+        });
+        fake.clear_calls();
+        weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+        let pvc_left = fake
+            .get::<PersistentVolumeClaim>(Some(NS), "data-riverside-mqtt-0")
+            .is_some();
+        assert_eq!(pvc_left, !expect_deleted, "{policy}: volumes");
+        if expect_deleted {
+            assert!(
+                fake.get::<MqttCluster>(Some(NS), "riverside-mqtt")
+                    .is_none(),
+                "finalizer released"
+            );
+        } else {
+            assert_eq!(
+                writes_without_events(&fake),
+                Vec::<String>::new(),
+                "Retain: the operator touches nothing"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn paused_cluster_is_left_alone() {
+    let (fake, ctx, _emqx, _) = steady_cluster(3).await;
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.metadata.annotations = Some([("weir.dev/paused".to_string(), "true".to_string())].into());
+        c.spec.replicas = 5;
+    });
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        fake.calls(),
+        vec!["PATCH /apis/weir.dev/v1alpha1/namespaces/weir-riverside-water/mqttclusters/riverside-mqtt/status"]
+    );
+    let c = stored_cluster(&fake);
+    assert_eq!(
+        condition(&c, "Paused").status,
+        weir_crds::ConditionStatus::True
+    );
+    assert_eq!(sts(&fake).spec.replicas, Some(3));
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.calls(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn unrealisable_specs_are_degraded_with_what_to_fix() {
+    let fake = FakeApiServer::new();
+    let mut c: MqttCluster = serde_json::from_value(serde_json::json!({
+        "apiVersion": "weir.dev/v1alpha1", "kind": "MqttCluster",
+        "metadata": {"name": "riverside-mqtt", "namespace": NS},
+        "spec": {"replicas": 3, "version": "5.9.1",
+                 "storage": {"storageClassName": "fast-ssd"},
+                 "listeners": [{"name": "mqtts", "protocol": "tls", "port": 8883, "tlsSecretRef": "mqtt-tls"}]}
+    }))
+    .unwrap();
+    c.metadata.generation = Some(1);
+    fake.put(&c);
+    let ctx = context(&fake, Arc::default());
+    let action = weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+    let d = condition(&stored_cluster(&fake), "Degraded");
+    assert_eq!(d.reason, "LicenseRequired");
+    for needle in ["spec.license.secretRef", "mqtt-tls", "fast-ssd"] {
+        assert!(
+            d.message.contains(needle),
+            "{needle} missing in: {}",
+            d.message
+        );
+    }
+    // Fix what can be fixed: the messages go away.
+    fake.put(&StorageClass {
+        metadata: ObjectMeta {
+            name: Some("fast-ssd".into()),
+            ..Default::default()
+        },
+        provisioner: "x".into(),
+        ..Default::default()
+    });
+    fake.put(&Secret {
+        metadata: ObjectMeta {
+            name: Some("mqtt-tls".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let d = condition(&stored_cluster(&fake), "Degraded");
+    assert!(
+        !d.message.contains("fast-ssd") && !d.message.contains("mqtt-tls"),
+        "{}",
+        d.message
+    );
+}
+
+#[tokio::test]
+async fn cluster_errors_requeue_and_are_counted() {
+    let fake = FakeApiServer::new();
+    fake.put(&cluster(3));
+    let ctx = context(&fake, Arc::default());
+    fake.fail("PATCH", "statefulsets", 500, 1);
+    let c = stored_cluster(&fake);
+    let err = weir_operator::mqtt_cluster::reconcile(c.clone(), ctx.clone())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        weir_operator::mqtt_cluster::error_policy(c, &err, ctx.clone()),
+        Action::requeue(Duration::from_secs(5))
+    );
+    // The next attempt completes, reusing the Secrets made the first time.
+    let secret_before = api_key(&fake);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        api_key(&fake),
+        secret_before,
+        "generated credentials are never regenerated"
+    );
+    assert!(fake
+        .get::<StatefulSet>(Some(NS), "riverside-mqtt")
+        .is_some());
+}
+
+// ----------------------------------------------------------- EdgeGateway
+
+mod gateways {
+    use super::*;
+    use base64::Engine as _;
+    use k8s_openapi::api::apps::v1::Deployment;
+    use weir_crds::bundle::{self, Expectations, SignedBundle, TrustAnchor};
+    use weir_crds::EdgeGateway;
+
+    fn gateway(mode: &str) -> EdgeGateway {
+        let mut g: EdgeGateway = serde_json::from_value(serde_json::json!({
+            "apiVersion": "weir.dev/v1alpha1", "kind": "EdgeGateway",
+            "metadata": {"name": "pump-station-1", "namespace": NS},
+            "spec": {
+                "mode": mode, "clusterRef": "riverside-mqtt",
+                "devices": [{
+                    "name": "pump-1", "adapter": "simulator",
+                    "groups": [{"name": "fast", "intervalMs": 1000, "tags": [
+                        {"name": "flow", "address": "sim", "dataType": "float32",
+                         "signal": {"kind": "sine", "min": 0.0, "max": 10.0, "periodMs": 60000}}
+                    ]}]
+                }]
+            }
+        }))
+        .unwrap();
+        g.metadata.generation = Some(1);
+        g
+    }
+
+    fn stored(fake: &FakeApiServer) -> Arc<EdgeGateway> {
+        Arc::new(fake.get::<EdgeGateway>(Some(NS), "pump-station-1").unwrap())
+    }
+
+    fn secret_data(fake: &FakeApiServer, name: &str) -> std::collections::BTreeMap<String, String> {
+        let s = fake.get::<Secret>(Some(NS), name).unwrap();
+        let mut out: std::collections::BTreeMap<String, String> = s
+            .data
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
+            .collect();
+        out.extend(s.string_data.unwrap_or_default());
+        out
+    }
+
+    fn published(fake: &FakeApiServer) -> (SignedBundle, TrustAnchor) {
+        let cm = fake
+            .get::<ConfigMap>(Some(NS), "pump-station-1-config")
+            .expect("config map");
+        let d = cm.data.unwrap();
+        (
+            serde_json::from_str(&d["bundle.json"]).unwrap(),
+            serde_json::from_str(&d["trust.json"]).unwrap(),
+        )
+    }
+
+    fn expect(last: Option<u64>) -> Expectations<'static> {
+        Expectations {
+            tenant: "riverside-water",
+            gateway: "pump-station-1",
+            last_accepted: last,
+            now: chrono::Utc::now(),
+        }
+    }
+
+    async fn run(fake: &FakeApiServer, ctx: &Arc<Context>) -> Action {
+        weir_operator::edge_gateway::reconcile(stored(fake), ctx.clone())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn create_path_signs_a_bundle_and_issues_a_token() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let p = "/api/v1/namespaces/weir-riverside-water";
+        assert_eq!(
+            writes_without_events(&fake),
+            vec![
+                format!("POST {p}/secrets"),
+                format!("PATCH {p}/configmaps/pump-station-1-config"),
+                format!("PATCH {p}/secrets/pump-station-1-enrollment"),
+                "PATCH /apis/weir.dev/v1alpha1/namespaces/weir-riverside-water/edgegateways/pump-station-1/status".to_string(),
+            ]
+        );
+        let (signed, anchor) = published(&fake);
+        let key = anchor.verifying_key().unwrap();
+        let payload = bundle::verify(&signed, &key, &expect(None)).unwrap();
+        assert_eq!(payload.version, 1);
+        assert_eq!(payload.config.devices[0].name, "pump-1");
+        let st = stored(&fake).status.clone().unwrap();
+        assert_eq!(
+            (st.config_version, st.phase.as_deref()),
+            (Some(1), Some("Ready"))
+        );
+        assert!(st.config_hash.is_some());
+        let token = secret_data(&fake, "pump-station-1-enrollment");
+        let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(&token["token"])
+            .unwrap();
+        assert!(raw.len() * 8 >= 128);
+        assert_eq!(token["max-uses"], "1");
+        assert!(
+            token["expires"]
+                .parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                > chrono::Utc::now()
+        );
+        assert!(fake
+            .get::<Deployment>(Some(NS), "pump-station-1-agent")
+            .is_none());
+    }
+
+    #[tokio::test]
+    async fn no_change_path_makes_zero_writes_and_keeps_the_version() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
+        // A status-only change (the agent reporting) bumps nothing either.
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            let st = g.status.as_mut().unwrap();
+            st.applied_version = Some(1);
+            st.online = Some(true);
+        });
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
+        assert_eq!(
+            stored(&fake).status.as_ref().unwrap().config_version,
+            Some(1)
+        );
+    }
+
+    #[tokio::test]
+    async fn config_change_bumps_the_version_once() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| g.spec.config.uplink.qos = 0);
+        run(&fake, &ctx).await;
+        run(&fake, &ctx).await;
+        assert_eq!(
+            stored(&fake).status.as_ref().unwrap().config_version,
+            Some(2)
+        );
+        let (signed, anchor) = published(&fake);
+        let payload =
+            bundle::verify(&signed, &anchor.verifying_key().unwrap(), &expect(Some(1))).unwrap();
+        assert_eq!((payload.version, payload.config.uplink.qos), (2, 0));
+    }
+
+    #[tokio::test]
+    async fn key_rotation_is_signed_by_old_and_new_key_once() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let (_, old_anchor) = published(&fake);
+        let old_key = old_anchor.verifying_key().unwrap();
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.metadata.annotations = Some(
+                [(
+                    "weir.dev/rotate-signing-key".to_string(),
+                    "2026-q1".to_string(),
+                )]
+                .into(),
+            );
+        });
+        run(&fake, &ctx).await;
+        let (signed, new_anchor) = published(&fake);
+        assert_ne!(new_anchor.key_id, old_anchor.key_id);
+        // An agent that pinned the old key accepts the rotation, then the bundle.
+        let rotation = signed
+            .rotation
+            .clone()
+            .expect("bundle carries the rotation");
+        let pinned = bundle::verify_rotation(&rotation, &old_key).unwrap();
+        assert_eq!(bundle::key_id(&pinned), new_anchor.key_id);
+        assert_eq!(
+            bundle::verify(&signed, &pinned, &expect(Some(1)))
+                .unwrap()
+                .version,
+            2
+        );
+        // The same request is not carried out twice.
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
+        assert_eq!(published(&fake).1.key_id, new_anchor.key_id);
+    }
+
+    #[tokio::test]
+    async fn token_is_reissued_once_per_request() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let first = secret_data(&fake, "pump-station-1-enrollment")["token"].clone();
+        run(&fake, &ctx).await;
+        assert_eq!(
+            secret_data(&fake, "pump-station-1-enrollment")["token"],
+            first,
+            "kept without a request"
+        );
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.metadata.annotations =
+                Some([("weir.dev/reissue-token".to_string(), "1".to_string())].into());
+        });
+        run(&fake, &ctx).await;
+        let second = secret_data(&fake, "pump-station-1-enrollment")["token"].clone();
+        assert_ne!(second, first);
+        run(&fake, &ctx).await;
+        assert_eq!(
+            secret_data(&fake, "pump-station-1-enrollment")["token"],
+            second
+        );
+    }
+
+    #[tokio::test]
+    async fn in_cluster_gateway_runs_the_agent_against_its_cluster() {
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("inCluster"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let st = stored(&fake).status.clone().unwrap();
+        let d = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(
+            (d.reason.as_str(), st.phase.as_deref()),
+            ("ClusterMissing", Some("Degraded"))
+        );
+        fake.put(&cluster(3));
+        run(&fake, &ctx).await;
+        let dep = fake
+            .get::<Deployment>(Some(NS), "pump-station-1-agent")
+            .expect("agent deployment");
+        let c = dep.spec.template.spec.unwrap().containers[0].clone();
+        let args = c.args.unwrap().join(" ");
+        assert!(
+            args.starts_with("run --bundle /config/bundle.json --trust /config/trust.json"),
+            "{args}"
+        );
+        assert!(
+            args.contains("--mqtt-url mqtt://riverside-mqtt.weir-riverside-water.svc:1883"),
+            "{args}"
+        );
+        assert_eq!(
+            stored(&fake).status.as_ref().unwrap().phase.as_deref(),
+            Some("Ready")
+        );
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
+    }
+
+    #[tokio::test]
+    async fn invalid_config_is_not_signed() {
+        let fake = FakeApiServer::new();
+        let mut g = gateway("external");
+        g.spec.config.devices[0].groups[0].tags[0].signal = None;
+        fake.put(&g);
+        let ctx = context(&fake, Arc::default());
+        let action = run(&fake, &ctx).await;
+        assert_eq!(action, Action::await_change());
+        assert!(fake
+            .get::<ConfigMap>(Some(NS), "pump-station-1-config")
+            .is_none());
+        let st = stored(&fake).status.clone().unwrap();
+        let d = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(d.reason, "InvalidConfig");
+        assert!(d.message.contains("signal"), "{}", d.message);
+    }
+}
