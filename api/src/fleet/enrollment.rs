@@ -1,0 +1,579 @@
+//! Enrollment tokens (per gateway: create with expiry and max uses — the
+//! secret is shown once with a ready-to-paste install command — list,
+//! revoke) and `POST /api/v1/enroll`, where an agent trades a token and its
+//! Ed25519 public key for an agent id, the trust anchor and MQTT
+//! credentials. Tokens have 256 random bits and are stored as SHA-256;
+//! enrollment is rate-limited per client address and every attempt is
+//! audited.
+
+use axum::extract::State;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Duration, Utc};
+use ed25519_dalek::VerifyingKey;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+use weir_crds::agent_api::{EnrollRequest, EnrollResponse};
+
+use super::entities::{agent, agent_challenge, agent_session, enrollment_token, gateway};
+use super::gateways::{load_gateway, project_domain};
+use super::keys;
+use crate::audit::{self, AuditEvent, Outcome};
+use crate::auth::secrets::{random_token, sha256_hex};
+use crate::auth::{check, Auth, ClientMeta};
+use crate::db::entities::org;
+use crate::error::{ApiError, FieldError, ProblemResponses};
+use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
+use crate::rbac::Permission;
+use crate::state::AppState;
+
+/// Prefix of every enrollment token, so it is recognisable in logs and scanners.
+pub const TOKEN_PREFIX: &str = "weir_et_";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(revoke_token))
+        .routes(routes!(enroll))
+}
+
+/// Remove what hangs off a gateway before the gateway itself.
+pub async fn delete_gateway_children<C: ConnectionTrait>(
+    db: &C,
+    gateway_id: Uuid,
+) -> Result<(), ApiError> {
+    let agents: Vec<Uuid> = agent::Entity::find()
+        .filter(agent::Column::GatewayId.eq(gateway_id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    if !agents.is_empty() {
+        agent_session::Entity::delete_many()
+            .filter(agent_session::Column::AgentId.is_in(agents.clone()))
+            .exec(db)
+            .await?;
+        agent_challenge::Entity::delete_many()
+            .filter(agent_challenge::Column::AgentId.is_in(agents))
+            .exec(db)
+            .await?;
+    }
+    agent::Entity::delete_many()
+        .filter(agent::Column::GatewayId.eq(gateway_id))
+        .exec(db)
+        .await?;
+    enrollment_token::Entity::delete_many()
+        .filter(enrollment_token::Column::GatewayId.eq(gateway_id))
+        .exec(db)
+        .await?;
+    super::entities::fleet_event::Entity::delete_many()
+        .filter(super::entities::fleet_event::Column::GatewayId.eq(gateway_id))
+        .exec(db)
+        .await?;
+    super::entities::gateway_version::Entity::delete_many()
+        .filter(super::entities::gateway_version::Column::GatewayId.eq(gateway_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnrollmentToken {
+    /// Seconds until the token expires (60 s to 30 days; default one day).
+    #[serde(default = "default_ttl")]
+    #[schema(minimum = 60, maximum = 2592000, default = 86400)]
+    pub expires_in_secs: i64,
+    /// How many agents may enroll with it (1-1000; default 1).
+    #[serde(default = "default_uses")]
+    #[schema(minimum = 1, maximum = 1000, default = 1)]
+    pub max_uses: i32,
+}
+
+fn default_ttl() -> i64 {
+    86_400
+}
+fn default_uses() -> i32 {
+    1
+}
+
+impl Validate for CreateEnrollmentToken {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if !(60..=30 * 86_400).contains(&self.expires_in_secs) {
+            e.push(FieldError::new(
+                "expires_in_secs",
+                "must be between 60 and 2592000 (30 days)",
+            ));
+        }
+        if !(1..=1000).contains(&self.max_uses) {
+            e.push(FieldError::new("max_uses", "must be between 1 and 1000"));
+        }
+        chk::finish(e)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EnrollmentToken {
+    pub id: Uuid,
+    pub gateway: String,
+    /// First characters of the token, to recognise it.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub max_uses: i32,
+    pub uses: i32,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// `active`, `expired`, `revoked` or `used-up`.
+    pub state: String,
+}
+
+impl EnrollmentToken {
+    fn from_model(gw: &str, m: enrollment_token::Model) -> Self {
+        let state = token_state(&m, Utc::now()).map_or("active", |r| r.state());
+        Self {
+            id: m.id,
+            gateway: gw.to_string(),
+            prefix: m.prefix,
+            created_at: m.created_at,
+            expires_at: m.expires_at,
+            max_uses: m.max_uses,
+            uses: m.uses,
+            revoked_at: m.revoked_at,
+            last_used_at: m.last_used_at,
+            state: state.to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedEnrollmentToken {
+    #[serde(flatten)]
+    pub info: EnrollmentToken,
+    /// The secret. Shown only in this answer.
+    pub token: String,
+    /// Ready to paste on the gateway.
+    #[schema(example = "weir-agent run --server https://weir.example.com --token weir_et_...")]
+    pub install_command: String,
+}
+
+/// Why a token cannot be used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenRefusal {
+    Revoked,
+    Expired,
+    UsedUp,
+}
+
+impl TokenRefusal {
+    fn state(self) -> &'static str {
+        match self {
+            TokenRefusal::Revoked => "revoked",
+            TokenRefusal::Expired => "expired",
+            TokenRefusal::UsedUp => "used-up",
+        }
+    }
+    fn message(self) -> &'static str {
+        match self {
+            TokenRefusal::Revoked => "enrollment token was revoked",
+            TokenRefusal::Expired => "enrollment token has expired",
+            TokenRefusal::UsedUp => "enrollment token has been used up",
+        }
+    }
+}
+
+pub fn token_state(m: &enrollment_token::Model, now: DateTime<Utc>) -> Option<TokenRefusal> {
+    if m.revoked_at.is_some() {
+        Some(TokenRefusal::Revoked)
+    } else if m.expires_at <= now {
+        Some(TokenRefusal::Expired)
+    } else if m.uses >= m.max_uses {
+        Some(TokenRefusal::UsedUp)
+    } else {
+        None
+    }
+}
+
+/// Enrollment tokens of a gateway (never the secrets), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Vec<EnrollmentToken>), ProblemResponses))]
+async fn list_tokens(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let rows = enrollment_token::Entity::find()
+        .filter(enrollment_token::Column::GatewayId.eq(g.id))
+        .order_by_desc(enrollment_token::Column::CreatedAt)
+        .all(&st.db)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|m| EnrollmentToken::from_model(&g.slug, m))
+            .collect(),
+    ))
+}
+
+/// Issue an enrollment token for a gateway.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens", tag = "fleet",
+    request_body = CreateEnrollmentToken,
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 201, body = CreatedEnrollmentToken), ProblemResponses))]
+async fn create_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiJson(req): ApiJson<CreateEnrollmentToken>,
+) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let secret = format!("{TOKEN_PREFIX}{}", random_token());
+    let now = Utc::now();
+    let tx = st.write().await?;
+    let m = enrollment_token::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(o.id),
+        project_id: Set(p.id),
+        gateway_id: Set(g.id),
+        prefix: Set(secret.chars().take(TOKEN_PREFIX.len() + 6).collect()),
+        token_hash: Set(sha256_hex(&secret)),
+        created_by: Set(Some(auth.user.id)),
+        created_at: Set(now),
+        expires_at: Set(now + Duration::seconds(req.expires_in_secs)),
+        max_uses: Set(req.max_uses),
+        uses: Set(0),
+        revoked_at: Set(None),
+        last_used_at: Set(None),
+    }
+    .insert(&*tx)
+    .await?;
+    audit::append(
+        &*tx,
+        AuditEvent::by(&auth, "enrollment_token.create", format!("gateway:{}/{}", o.slug, g.slug))
+            .org(o.id)
+            .project(p.id)
+            .details(serde_json::json!({
+                "token_id": m.id, "prefix": m.prefix, "expires_at": m.expires_at, "max_uses": m.max_uses,
+            })),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    let install_command = format!(
+        "weir-agent run --server {} --token {secret}",
+        st.fleet.public_url
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEnrollmentToken {
+            info: EnrollmentToken::from_model(&g.slug, m),
+            token: secret,
+            install_command,
+        }),
+    ))
+}
+
+/// Revoke an enrollment token (agents already enrolled keep working).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens/{token}", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("token" = Uuid, Path)),
+    responses((status = 204, description = "Revoked"), ProblemResponses))]
+async fn revoke_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, gw, token)): ApiPath<(String, String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let tx = st.write().await?;
+    let m = enrollment_token::Entity::find_by_id(token)
+        .filter(enrollment_token::Column::GatewayId.eq(g.id))
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    if m.revoked_at.is_none() {
+        let mut am = m.clone().into_active_model();
+        am.revoked_at = Set(Some(Utc::now()));
+        am.update(&*tx).await?;
+    }
+    audit::append(
+        &*tx,
+        AuditEvent::by(
+            &auth,
+            "enrollment_token.revoke",
+            format!("gateway:{}/{}", o.slug, g.slug),
+        )
+        .org(o.id)
+        .project(p.id)
+        .details(serde_json::json!({"token_id": m.id, "prefix": m.prefix})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+impl Validate for EnrollRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        chk::text(&mut e, "token", &self.token, 1, 200);
+        chk::text(&mut e, "facts.hostname", &self.facts.hostname, 1, 253);
+        chk::text(&mut e, "facts.os", &self.facts.os, 0, 128);
+        chk::text(&mut e, "facts.arch", &self.facts.arch, 0, 64);
+        chk::text(
+            &mut e,
+            "facts.agentVersion",
+            &self.facts.agent_version,
+            0,
+            64,
+        );
+        if parse_public_key(&self.public_key).is_err() {
+            e.push(FieldError::new(
+                "publicKey",
+                "must be the base64 of a 32-byte Ed25519 public key",
+            ));
+        }
+        chk::finish(e)
+    }
+}
+
+/// An agent's public key as sent at enrollment; weak (small-order) keys are refused.
+pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, ()> {
+    let raw = B64.decode(b64.trim()).map_err(|_| ())?;
+    let arr: [u8; 32] = raw.try_into().map_err(|_| ())?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| ())?;
+    if key.is_weak() {
+        return Err(());
+    }
+    Ok(key)
+}
+
+/// Documentation of [`EnrollRequest`] (the wire type lives in weir-crds).
+#[derive(Serialize, ToSchema)]
+#[schema(as = EnrollRequest)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EnrollRequestDoc {
+    /// The enrollment token from the console.
+    token: String,
+    /// Base64 of the agent's 32-byte Ed25519 public key.
+    public_key: String,
+    facts: AgentFactsDoc,
+}
+
+#[derive(Serialize, ToSchema)]
+#[schema(as = AgentFacts)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct AgentFactsDoc {
+    hostname: String,
+    os: String,
+    arch: String,
+    agent_version: String,
+}
+
+/// Documentation of [`EnrollResponse`].
+#[derive(Serialize, ToSchema)]
+#[schema(as = EnrollResponse)]
+#[allow(dead_code)]
+#[serde(rename_all = "camelCase")]
+struct EnrollResponseDoc {
+    agent_id: String,
+    /// Organization slug (the bundle's tenant).
+    tenant: String,
+    gateway: String,
+    /// `{keyId, publicKey}`: the config-signing key to pin.
+    #[schema(value_type = Object)]
+    trust_anchor: (),
+    /// `{urls, clientId, username, password, expires}`.
+    #[schema(value_type = Object)]
+    mqtt: (),
+}
+
+/// A problem+json answer for statuses the shared error type has no variant for.
+pub fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
+    let body = serde_json::json!({
+        "type": format!("https://weir.dev/problems/{kind}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "errors": [],
+    });
+    let mut r = (status, body.to_string()).into_response();
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/problem+json"),
+    );
+    r
+}
+
+async fn audit_attempt(st: &AppState, meta: &ClientMeta, ev: AuditEvent) -> Result<(), ApiError> {
+    let tx = st.write().await?;
+    audit::append(&*tx, ev, meta).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Enroll an agent with a token. Public: the token is the credential.
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agents", request_body = EnrollRequestDoc, security(()),
+    responses((status = 200, body = EnrollResponseDoc),
+        (status = 429, description = "Too many enrollment attempts from this address"), ProblemResponses))]
+async fn enroll(
+    State(st): State<AppState>,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<EnrollRequest>,
+) -> Result<Response, ApiError> {
+    let prefix: String = req.token.chars().take(TOKEN_PREFIX.len() + 6).collect();
+    if let Err(wait) = st.fleet.enroll_limiter.check(&meta.addr) {
+        audit_attempt(
+            &st,
+            &meta,
+            AuditEvent::anonymous("agent", "agent.enroll", format!("token:{prefix}"))
+                .outcome(Outcome::Denied)
+                .details(
+                    serde_json::json!({"reason": "rate limited", "hostname": req.facts.hostname}),
+                ),
+        )
+        .await?;
+        let mut r = problem(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            "too many enrollment attempts from this address; try again later",
+        );
+        r.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return Ok(r);
+    }
+    let hash = sha256_hex(req.token.trim());
+    let now = Utc::now();
+    let tx = st.write().await?;
+    let token = enrollment_token::Entity::find()
+        .filter(enrollment_token::Column::TokenHash.eq(hash))
+        .one(&*tx)
+        .await?;
+    let refusal: Option<&'static str> = match &token {
+        None => Some("enrollment token is not valid"),
+        Some(t) => token_state(t, now).map(TokenRefusal::message),
+    };
+    if let Some(reason) = refusal {
+        let mut ev = AuditEvent::anonymous("agent", "agent.enroll", format!("token:{prefix}"))
+            .outcome(Outcome::Denied)
+            .details(serde_json::json!({"reason": reason, "hostname": req.facts.hostname}));
+        if let Some(t) = &token {
+            ev = ev.org(t.org_id).project(t.project_id);
+        }
+        audit::append(&*tx, ev, &meta).await?;
+        tx.commit().await?;
+        return Err(ApiError::InvalidCredentials(reason));
+    }
+    let t = token.expect("checked above");
+    let g = gateway::Entity::find_by_id(t.gateway_id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::InvalidCredentials(
+            "enrollment token is not valid",
+        ))?;
+    let o = org::Entity::find_by_id(t.org_id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let mut tam = t.clone().into_active_model();
+    tam.uses = Set(t.uses + 1);
+    tam.last_used_at = Set(Some(now));
+    tam.update(&*tx).await?;
+    // One agent per gateway: a new enrollment (replaced hardware, reinstall)
+    // retires the previous agents and their sessions.
+    let previous = agent::Entity::find()
+        .filter(agent::Column::GatewayId.eq(g.id))
+        .filter(agent::Column::RevokedAt.is_null())
+        .all(&*tx)
+        .await?;
+    for a in previous {
+        agent_session::Entity::delete_many()
+            .filter(agent_session::Column::AgentId.eq(a.id))
+            .exec(&*tx)
+            .await?;
+        let mut am = a.into_active_model();
+        am.revoked_at = Set(Some(now));
+        am.update(&*tx).await?;
+    }
+    let a = agent::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(o.id),
+        project_id: Set(g.project_id),
+        gateway_id: Set(g.id),
+        public_key: Set(req.public_key.trim().to_string()),
+        hostname: Set(req.facts.hostname.clone()),
+        os: Set(req.facts.os.clone()),
+        arch: Set(req.facts.arch.clone()),
+        agent_version: Set(req.facts.agent_version.clone()),
+        token_id: Set(Some(t.id)),
+        enrolled_at: Set(now),
+        revoked_at: Set(None),
+        last_seen_at: Set(Some(now)),
+    }
+    .insert(&*tx)
+    .await?;
+    let anchor = match &st.fleet.kube {
+        Some(client) => super::kube_backend::trust_anchor(client, &o.slug, &g.slug).await?,
+        None => keys::current_or_create(&*tx, &st.fleet, o.id, keys::PURPOSE_BUNDLE)
+            .await?
+            .anchor(),
+    };
+    let mqtt = super::agents::mqtt_credentials(&*tx, &st, &o, &g).await?;
+    audit::append(
+        &*tx,
+        AuditEvent::anonymous(
+            &format!("agent:{}", a.id),
+            "agent.enroll",
+            format!("gateway:{}/{}", o.slug, g.slug),
+        )
+        .org(o.id)
+        .project(g.project_id)
+        .details(serde_json::json!({
+            "agent_id": a.id, "token_id": t.id, "prefix": prefix,
+            "hostname": a.hostname, "os": a.os, "arch": a.arch, "agent_version": a.agent_version,
+        })),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(EnrollResponse {
+        agent_id: a.id.to_string(),
+        tenant: o.slug,
+        gateway: g.slug,
+        trust_anchor: anchor,
+        mqtt,
+    })
+    .into_response())
+}

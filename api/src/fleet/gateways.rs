@@ -1,0 +1,807 @@
+//! Edge gateways: the config (`weir_crds::EdgeGatewaySpec`, validated with
+//! the CRD's rules and messages), every change an immutable version with
+//! author and comment, versions, diff and rollback. In the embedded mode
+//! each new version is signed into a new bundle at once; with the
+//! Kubernetes backend the spec is applied as an `EdgeGateway` and the
+//! operator signs.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+use weir_crds::bundle::{self, BundlePayload};
+use weir_crds::EdgeGatewaySpec;
+
+use super::entities::{cluster, gateway, gateway_version};
+use super::keys;
+use crate::audit::{self, AuditEvent};
+use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::db::entities::{org, project};
+use crate::db::is_unique_violation;
+use crate::error::{ApiError, FieldError, ProblemResponses};
+use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
+use crate::rbac::{Domain, Grants, Permission};
+use crate::state::AppState;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_gateways, create_gateway))
+        .routes(routes!(get_gateway, update_gateway, delete_gateway))
+        .routes(routes!(list_versions))
+        .routes(routes!(get_version))
+        .routes(routes!(diff_versions))
+        .routes(routes!(rollback))
+}
+
+/// The CRD's field errors as the api's (same field paths and messages).
+pub fn spec_errors(errs: Vec<weir_crds::gateway::FieldError>) -> ApiError {
+    ApiError::Validation(
+        errs.into_iter()
+            .map(|e| FieldError::new(e.field, e.message))
+            .collect(),
+    )
+}
+
+/// Validate a raw spec value exactly like the CRD does.
+pub fn validate_spec(value: &Value) -> Result<EdgeGatewaySpec, ApiError> {
+    if !value.is_object() {
+        return Err(ApiError::invalid("spec", "must be an object"));
+    }
+    weir_crds::gateway::validate::validate_spec_value(value).map_err(spec_errors)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Gateway {
+    pub id: Uuid,
+    /// Gateway name, unique in the organization (used in MQTT topics).
+    pub name: String,
+    pub org: String,
+    pub project: String,
+    /// The MQTT cluster (`spec.clusterRef`), if any.
+    pub cluster: Option<String>,
+    /// Latest config version.
+    pub version: i64,
+    /// The config of the latest version (an `EdgeGatewaySpec`).
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    /// Version of the latest signed bundle (what agents are offered).
+    pub bundle_version: i64,
+    /// Bundle version the agent reports as applied.
+    pub applied_version: Option<i64>,
+    pub online: Option<bool>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Gateway {
+    pub fn build(o: &org::Model, p: &project::Model, g: gateway::Model, spec: Value) -> Self {
+        Self {
+            id: g.id,
+            name: g.slug,
+            org: o.slug.clone(),
+            project: p.slug.clone(),
+            cluster: spec
+                .get("clusterRef")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            version: g.config_version,
+            spec,
+            bundle_version: g.bundle_version,
+            applied_version: g.applied_version,
+            online: g.online,
+            last_heartbeat: g.last_heartbeat,
+            created_at: g.created_at,
+            updated_at: g.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateGateway {
+    #[schema(
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        example = "pump-station-1"
+    )]
+    pub name: String,
+    /// The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink).
+    #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
+    pub spec: Value,
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub comment: String,
+}
+
+fn empty_object() -> Value {
+    Value::Object(Default::default())
+}
+
+impl Validate for CreateGateway {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        chk::slug(&mut e, "name", &self.name);
+        chk::text(&mut e, "comment", &self.comment, 0, 1000);
+        chk::finish(e)
+    }
+}
+
+/// A change: either the whole new `spec`, or a JSON merge patch (RFC 7396) of it.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateGateway {
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<Value>,
+    #[schema(value_type = Option<Object>)]
+    pub merge_patch: Option<Value>,
+    #[serde(default)]
+    #[schema(max_length = 1000)]
+    pub comment: String,
+}
+
+impl Validate for UpdateGateway {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        match (&self.spec, &self.merge_patch) {
+            (Some(_), Some(_)) => e.push(FieldError::new(
+                "merge_patch",
+                "send either spec or merge_patch, not both",
+            )),
+            (None, None) => e.push(FieldError::new("spec", "send spec or merge_patch")),
+            _ => {}
+        }
+        chk::text(&mut e, "comment", &self.comment, 0, 1000);
+        chk::finish(e)
+    }
+}
+
+/// Who made a version.
+#[derive(Clone, Debug)]
+pub struct Author {
+    pub id: Option<Uuid>,
+    pub label: String,
+}
+
+impl From<&Auth> for Author {
+    fn from(a: &Auth) -> Self {
+        Self {
+            id: Some(a.user.id),
+            label: a.actor_label(),
+        }
+    }
+}
+
+/// Find a gateway by org, project and name as the caller may see it.
+pub async fn load_gateway(
+    st: &AppState,
+    auth: &Auth,
+    org: &str,
+    project: &str,
+    name: &str,
+) -> Result<(org::Model, project::Model, gateway::Model, Grants), ApiError> {
+    let (o, p, grants) = load_project(st, auth, org, project).await?;
+    let g = gateway::Entity::find()
+        .filter(gateway::Column::ProjectId.eq(p.id))
+        .filter(gateway::Column::Slug.eq(name))
+        .one(&st.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok((o, p, g, grants))
+}
+
+pub fn project_domain(o: &org::Model, p: &project::Model) -> Domain {
+    Domain::Project {
+        org: o.id,
+        project: p.id,
+    }
+}
+
+/// The spec of one version.
+pub async fn version_spec<C: ConnectionTrait>(
+    db: &C,
+    gateway_id: Uuid,
+    version: i64,
+) -> Result<Option<(gateway_version::Model, Value)>, ApiError> {
+    let Some(v) = gateway_version::Entity::find_by_id((gateway_id, version))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let spec = serde_json::from_str(&v.spec).map_err(ApiError::internal)?;
+    Ok(Some((v, spec)))
+}
+
+pub async fn current_spec<C: ConnectionTrait>(
+    db: &C,
+    g: &gateway::Model,
+) -> Result<Value, ApiError> {
+    Ok(version_spec(db, g.id, g.config_version)
+        .await?
+        .map(|(_, s)| s)
+        .unwrap_or_else(empty_object))
+}
+
+/// Store `spec` as the gateway's next version (unless it equals the
+/// current one: then `None`), point the gateway at its cluster, and sign a
+/// new bundle in the embedded mode.
+pub async fn write_version<C: ConnectionTrait>(
+    db: &C,
+    st: &AppState,
+    o: &org::Model,
+    g: gateway::Model,
+    spec: &EdgeGatewaySpec,
+    author: &Author,
+    comment: &str,
+) -> Result<Option<gateway::Model>, ApiError> {
+    let value = serde_json::to_value(spec).map_err(ApiError::internal)?;
+    if g.config_version > 0 && current_spec(db, &g).await? == value {
+        return Ok(None);
+    }
+    let cluster_id = match &spec.cluster_ref {
+        None => None,
+        Some(name) => Some(
+            cluster::Entity::find()
+                .filter(cluster::Column::OrgId.eq(o.id))
+                .filter(cluster::Column::Slug.eq(name.as_str()))
+                .one(db)
+                .await?
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "spec.clusterRef",
+                        format!("no MQTT cluster named '{name}' in this organization"),
+                    )
+                })?
+                .id,
+        ),
+    };
+    let now = Utc::now();
+    let version = g.config_version + 1;
+    gateway_version::ActiveModel {
+        gateway_id: Set(g.id),
+        version: Set(version),
+        spec: Set(value.to_string()),
+        author_id: Set(author.id),
+        author: Set(author.label.clone()),
+        comment: Set(comment.to_string()),
+        created_at: Set(now),
+    }
+    .insert(db)
+    .await?;
+    let mut am = g.into_active_model();
+    am.config_version = Set(version);
+    am.cluster_id = Set(cluster_id);
+    am.updated_at = Set(now);
+    let g = am.update(db).await?;
+    let g = if let Some(client) = &st.fleet.kube {
+        super::kube_backend::apply_gateway(client, &o.slug, &g.slug, spec).await?;
+        g
+    } else {
+        sign_bundle(db, st, o, g, version, spec).await?
+    };
+    Ok(Some(g))
+}
+
+/// Sign the config of `config_version` into the gateway's next bundle version.
+pub async fn sign_bundle<C: ConnectionTrait>(
+    db: &C,
+    st: &AppState,
+    o: &org::Model,
+    g: gateway::Model,
+    config_version: i64,
+    spec: &EdgeGatewaySpec,
+) -> Result<gateway::Model, ApiError> {
+    let key = keys::current_or_create(db, &st.fleet, o.id, keys::PURPOSE_BUNDLE).await?;
+    let now = Utc::now();
+    let version = g.bundle_version + 1;
+    let payload = BundlePayload::new(
+        &o.slug,
+        &g.slug,
+        version as u64,
+        spec.config.clone(),
+        now,
+        Duration::days(st.fleet.config.bundle_validity_days),
+    );
+    let mut signed = bundle::sign(&payload, &key.key);
+    signed.rotation = key.rotation(now);
+    let mut am = g.into_active_model();
+    am.bundle_version = Set(version);
+    am.bundle_config_version = Set(config_version);
+    am.bundle = Set(Some(
+        serde_json::to_string(&signed).map_err(ApiError::internal)?,
+    ));
+    am.bundle_expires = Set(Some(payload.expires));
+    Ok(am.update(db).await?)
+}
+
+/// Re-sign every gateway of an org (after a key rotation); their ids.
+pub async fn resign_org<C: ConnectionTrait>(
+    db: &C,
+    st: &AppState,
+    o: &org::Model,
+) -> Result<Vec<Uuid>, ApiError> {
+    if st.fleet.kube.is_some() {
+        // The operator signs in Kubernetes mode.
+        return Ok(vec![]);
+    }
+    let rows = gateway::Entity::find()
+        .filter(gateway::Column::OrgId.eq(o.id))
+        .all(db)
+        .await?;
+    let mut ids = Vec::new();
+    for g in rows.into_iter().filter(|g| g.config_version > 0) {
+        let spec: EdgeGatewaySpec =
+            serde_json::from_value(current_spec(db, &g).await?).map_err(ApiError::internal)?;
+        let v = g.config_version;
+        let g = sign_bundle(db, st, o, g, v, &spec).await?;
+        ids.push(g.id);
+    }
+    Ok(ids)
+}
+
+/// Gateways of a project.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Gateway>), ProblemResponses))]
+async fn list_gateways(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Gateway>>, ApiError> {
+    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let rows = gateway::Entity::find()
+        .filter(gateway::Column::ProjectId.eq(p.id))
+        .order_by_asc(gateway::Column::Slug)
+        .all(&st.db)
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for g in rows {
+        let spec = current_spec(&st.db, &g).await?;
+        out.push(Gateway::build(&o, &p, g, spec));
+    }
+    Ok(Json(out))
+}
+
+/// Create a gateway; its config becomes version 1.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/gateways", tag = "fleet", request_body = CreateGateway,
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Gateway), ProblemResponses))]
+async fn create_gateway(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateGateway>,
+) -> Result<(StatusCode, Json<Gateway>), ApiError> {
+    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let spec = validate_spec(&req.spec)?;
+    let now = Utc::now();
+    let tx = st.write().await?;
+    let g = gateway::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(o.id),
+        project_id: Set(p.id),
+        slug: Set(req.name.clone()),
+        cluster_id: Set(None),
+        config_version: Set(0),
+        bundle_version: Set(0),
+        bundle_config_version: Set(0),
+        bundle: Set(None),
+        bundle_expires: Set(None),
+        applied_version: Set(None),
+        last_error: Set(None),
+        last_heartbeat: Set(None),
+        heartbeat_interval_s: Set(0),
+        online: Set(None),
+        status: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(&*tx)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            ApiError::conflict(
+                "a gateway with this name exists in the organization",
+                Some("name"),
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    let comment = if req.comment.is_empty() {
+        "created"
+    } else {
+        req.comment.as_str()
+    };
+    let g = write_version(&*tx, &st, &o, g, &spec, &Author::from(&auth), comment)
+        .await?
+        .ok_or_else(|| ApiError::internal("first version not written"))?;
+    audit::append(
+        &*tx,
+        AuditEvent::by(
+            &auth,
+            "gateway.create",
+            format!("gateway:{}/{}", o.slug, g.slug),
+        )
+        .org(o.id)
+        .project(p.id)
+        .details(serde_json::json!({"version": g.config_version, "comment": comment})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    let spec = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    Ok((StatusCode::CREATED, Json(Gateway::build(&o, &p, g, spec))))
+}
+
+/// One gateway with the config of its latest version.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
+async fn get_gateway(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+) -> Result<Json<Gateway>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let spec = current_spec(&st.db, &g).await?;
+    Ok(Json(Gateway::build(&o, &p, g, spec)))
+}
+
+/// Change the config: a new version (none when nothing changed).
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}", tag = "fleet", request_body = UpdateGateway,
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
+async fn update_gateway(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiJson(req): ApiJson<UpdateGateway>,
+) -> Result<Json<Gateway>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let tx = st.write().await?;
+    // Re-read under the write lock so concurrent edits each get their own version.
+    let g = gateway::Entity::find_by_id(g.id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let new_value = match (req.spec, req.merge_patch) {
+        (Some(s), _) => s,
+        (None, Some(patch)) => {
+            let mut cur = current_spec(&*tx, &g).await?;
+            json_patch::merge(&mut cur, &patch);
+            cur
+        }
+        (None, None) => unreachable!("checked by validate"),
+    };
+    let spec = validate_spec(&new_value)?;
+    let comment = if req.comment.is_empty() {
+        "updated"
+    } else {
+        req.comment.as_str()
+    };
+    let written = write_version(
+        &*tx,
+        &st,
+        &o,
+        g.clone(),
+        &spec,
+        &Author::from(&auth),
+        comment,
+    )
+    .await?;
+    let g = match written {
+        Some(g2) => {
+            audit::append(
+                &*tx,
+                AuditEvent::by(
+                    &auth,
+                    "gateway.update",
+                    format!("gateway:{}/{}", o.slug, g2.slug),
+                )
+                .org(o.id)
+                .project(p.id)
+                .details(serde_json::json!({"version": g2.config_version, "comment": comment})),
+                &meta,
+            )
+            .await?;
+            g2
+        }
+        None => g,
+    };
+    tx.commit().await?;
+    let _ = st.fleet.bundles.send(g.id);
+    let spec = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    Ok(Json(Gateway::build(&o, &p, g, spec)))
+}
+
+/// Delete a gateway, its versions, enrollment tokens and agents.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
+async fn delete_gateway(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let tx = st.write().await?;
+    super::enrollment::delete_gateway_children(&*tx, g.id).await?;
+    gateway::Entity::delete_by_id(g.id).exec(&*tx).await?;
+    if let Some(client) = &st.fleet.kube {
+        super::kube_backend::delete_gateway(client, &o.slug, &g.slug).await?;
+    }
+    audit::append(
+        &*tx,
+        AuditEvent::by(
+            &auth,
+            "gateway.delete",
+            format!("gateway:{}/{}", o.slug, g.slug),
+        )
+        .org(o.id)
+        .project(p.id),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    let _ = st.fleet.bundles.send(g.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewayVersion {
+    pub version: i64,
+    pub author: String,
+    pub author_id: Option<Uuid>,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+    /// The config of this version (only in `GET …/versions/{version}`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub spec: Option<Value>,
+}
+
+impl GatewayVersion {
+    fn from_model(v: gateway_version::Model, spec: Option<Value>) -> Self {
+        Self {
+            version: v.version,
+            author: v.author,
+            author_id: v.author_id,
+            comment: v.comment,
+            created_at: v.created_at,
+            spec,
+        }
+    }
+}
+
+/// Every version of a gateway's config, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/versions", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Vec<GatewayVersion>), ProblemResponses))]
+async fn list_versions(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+) -> Result<Json<Vec<GatewayVersion>>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let rows = gateway_version::Entity::find()
+        .filter(gateway_version::Column::GatewayId.eq(g.id))
+        .order_by_desc(gateway_version::Column::Version)
+        .all(&st.db)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|v| GatewayVersion::from_model(v, None))
+            .collect(),
+    ))
+}
+
+/// One version, with its config.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/versions/{version}", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("version" = i64, Path)), responses((status = 200, body = GatewayVersion), ProblemResponses))]
+async fn get_version(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, gw, version)): ApiPath<(String, String, String, i64)>,
+) -> Result<Json<GatewayVersion>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let (v, spec) = version_spec(&st.db, g.id, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    Ok(Json(GatewayVersion::from_model(v, Some(spec))))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct DiffQuery {
+    /// The version to compare with (the "before").
+    pub against: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VersionDiff {
+    pub from: i64,
+    pub to: i64,
+    /// JSON Patch (RFC 6902) operations turning `from` into `to`; paths are JSON pointers into the spec.
+    #[schema(value_type = Vec<Object>)]
+    pub changes: Value,
+}
+
+/// What changed between two versions.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/versions/{version}/diff", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("version" = i64, Path), DiffQuery),
+    responses((status = 200, body = VersionDiff), ProblemResponses))]
+async fn diff_versions(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, gw, version)): ApiPath<(String, String, String, i64)>,
+    ApiQuery(q): ApiQuery<DiffQuery>,
+) -> Result<Json<VersionDiff>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let (_, to) = version_spec(&st.db, g.id, version)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (_, from) = version_spec(&st.db, g.id, q.against)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "against",
+                format!("no version {} of this gateway", q.against),
+            )
+        })?;
+    let patch = json_patch::diff(&from, &to);
+    Ok(Json(VersionDiff {
+        from: q.against,
+        to: version,
+        changes: serde_json::to_value(&patch).map_err(ApiError::internal)?,
+    }))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    /// The version whose config becomes the new latest version.
+    pub version: i64,
+    #[serde(default)]
+    pub comment: String,
+}
+
+impl Validate for RollbackRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        if self.version < 1 {
+            e.push(FieldError::new("version", "must be at least 1"));
+        }
+        chk::text(&mut e, "comment", &self.comment, 0, 1000);
+        chk::finish(e)
+    }
+}
+
+/// Roll back: a new version equal to an old one.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/rollback", tag = "fleet", request_body = RollbackRequest,
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
+async fn rollback(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiJson(req): ApiJson<RollbackRequest>,
+) -> Result<Json<Gateway>, ApiError> {
+    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectWrite,
+        project_domain(&o, &p),
+    )?;
+    let tx = st.write().await?;
+    let g = gateway::Entity::find_by_id(g.id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
+    let (_, old) = version_spec(&*tx, g.id, req.version)
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "version",
+                format!("no version {} of this gateway", req.version),
+            )
+        })?;
+    let spec = validate_spec(&old)?;
+    let comment = if req.comment.is_empty() {
+        format!("rollback to version {}", req.version)
+    } else {
+        req.comment.clone()
+    };
+    let g = match write_version(
+        &*tx,
+        &st,
+        &o,
+        g.clone(),
+        &spec,
+        &Author::from(&auth),
+        &comment,
+    )
+    .await?
+    {
+        Some(g2) => {
+            audit::append(
+                &*tx,
+                AuditEvent::by(
+                    &auth,
+                    "gateway.rollback",
+                    format!("gateway:{}/{}", o.slug, g2.slug),
+                )
+                .org(o.id)
+                .project(p.id)
+                .details(
+                    serde_json::json!({"to_version": req.version, "version": g2.config_version}),
+                ),
+                &meta,
+            )
+            .await?;
+            g2
+        }
+        None => g,
+    };
+    tx.commit().await?;
+    let _ = st.fleet.bundles.send(g.id);
+    let spec = serde_json::to_value(&spec).map_err(ApiError::internal)?;
+    Ok(Json(Gateway::build(&o, &p, g, spec)))
+}

@@ -1,0 +1,191 @@
+//! The fleet: MQTT clusters, edge gateways with immutable config versions,
+//! templates and batch changes, enrollment, agent authentication, signed
+//! config distribution, MQTT credentials and the rollout view.
+//!
+//! Shared pieces live in [`Fleet`] (in `AppState::fleet`): the master key,
+//! the Kubernetes client when one is configured, the enrollment rate
+//! limiter, and two broadcast channels — [`Fleet::events`] carries
+//! [`FleetEvent`]s (`gateway_offline` / `gateway_online`, also stored in the
+//! `fleet_events` table) for the alerts engine, and `bundles` wakes agents
+//! that long-poll for a new config.
+
+pub mod agents;
+pub mod clusters;
+pub mod crypto;
+pub mod enrollment;
+pub mod entities;
+pub mod gateways;
+pub mod keys;
+pub mod kube_backend;
+pub mod migration;
+pub mod mqtt_probe;
+pub mod ratelimit;
+pub mod rollout;
+pub mod templates;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use clap::Args;
+use serde::Serialize;
+use tokio::sync::broadcast;
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+
+/// Fleet settings; flattened into [`crate::Config`].
+#[derive(Args, Clone, Debug)]
+pub struct FleetConfig {
+    /// 32-byte key (base64 or hex) that encrypts signing keys and broker
+    /// passwords at rest. Unset with SQLite: generated into `weir-master.key`
+    /// next to the database. Required with PostgreSQL.
+    #[arg(long, env = "WEIR_MASTER_KEY", hide_env_values = true)]
+    pub master_key: Option<String>,
+
+    /// Days a signed config bundle stays valid.
+    #[arg(long, env = "WEIR_BUNDLE_VALIDITY_DAYS", default_value_t = 30)]
+    pub bundle_validity_days: i64,
+
+    /// A bundle is re-signed (as a new version) this many days before it expires.
+    #[arg(long, env = "WEIR_BUNDLE_RESIGN_DAYS", default_value_t = 7)]
+    pub bundle_resign_days: i64,
+
+    /// Days new bundles carry the key rotation (signed by old and new key) after a rotation.
+    #[arg(long, env = "WEIR_KEY_ROTATION_GRACE_DAYS", default_value_t = 30)]
+    pub key_rotation_grace_days: i64,
+
+    /// Lifetime of an agent's bearer token, in seconds.
+    #[arg(long, env = "WEIR_AGENT_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub agent_token_ttl_secs: i64,
+
+    /// Lifetime of an MQTT JWT, in seconds.
+    #[arg(long, env = "WEIR_MQTT_JWT_TTL_SECS", default_value_t = 6 * 3600)]
+    pub mqtt_jwt_ttl_secs: i64,
+
+    /// Enrollment attempts allowed per client address and minute.
+    #[arg(long, env = "WEIR_ENROLL_RATE_PER_MINUTE", default_value_t = 10)]
+    pub enroll_rate_per_minute: u32,
+
+    /// Enrollment attempts a client address may make in a burst.
+    #[arg(long, env = "WEIR_ENROLL_BURST", default_value_t = 10)]
+    pub enroll_burst: u32,
+
+    /// How often the fleet monitor checks heartbeats and bundle expiry, in milliseconds.
+    #[arg(long, env = "WEIR_FLEET_MONITOR_INTERVAL_MS", default_value_t = 5000)]
+    pub fleet_monitor_interval_ms: u64,
+
+    /// Heartbeat interval assumed when an agent does not report one, in seconds.
+    #[arg(long, env = "WEIR_DEFAULT_HEARTBEAT_SECS", default_value_t = 30)]
+    pub default_heartbeat_secs: i64,
+
+    /// Longest long-poll wait for `GET /api/v1/agents/{id}/config?wait=`, in seconds.
+    #[arg(long, env = "WEIR_MAX_CONFIG_WAIT_SECS", default_value_t = 60)]
+    pub max_config_wait_secs: u64,
+
+    /// Kubernetes backend for clusters and gateways: auto (when in-cluster or
+    /// KUBECONFIG config is found), on, or off (external clusters, embedded gateways).
+    #[arg(long, env = "WEIR_KUBE_FLEET", default_value = "auto")]
+    pub kube_fleet: KubeFleet,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeFleet {
+    Auto,
+    On,
+    Off,
+}
+
+/// A change in fleet health, stored in `fleet_events` and broadcast.
+#[derive(Clone, Debug, Serialize, ToSchema, PartialEq, Eq)]
+pub struct FleetEvent {
+    pub id: Uuid,
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub gateway_id: Uuid,
+    /// Gateway name.
+    pub gateway: String,
+    /// `gateway_offline` or `gateway_online`.
+    pub kind: String,
+    pub at: DateTime<Utc>,
+}
+
+/// Fleet state shared by the handlers (see the module docs).
+pub struct Fleet {
+    pub config: FleetConfig,
+    master: Result<crypto::MasterKey, String>,
+    /// Fleet-health events for the alerts engine: `state.fleet.events.subscribe()`.
+    pub events: broadcast::Sender<FleetEvent>,
+    /// Gateway ids whose signed bundle changed (wakes long-polling agents).
+    pub bundles: broadcast::Sender<Uuid>,
+    pub enroll_limiter: ratelimit::RateLimiter,
+    /// Present when the Kubernetes backend is active.
+    pub kube: Option<kube::Client>,
+    pub public_url: String,
+}
+
+impl Fleet {
+    pub async fn new(config: &crate::Config) -> Result<Arc<Fleet>, ApiError> {
+        let fc = config.fleet.clone();
+        let master = crypto::MasterKey::resolve(fc.master_key.as_deref(), &config.database_url)
+            .map_err(|e| e.to_string());
+        if let Err(e) = &master {
+            tracing::warn!("fleet signing unavailable until configured: {e}");
+        }
+        let kube = match fc.kube_fleet {
+            KubeFleet::Off => None,
+            mode => match kube_backend::client().await {
+                Ok(c) => {
+                    tracing::info!(
+                        "fleet: Kubernetes backend active (clusters and gateways as resources)"
+                    );
+                    Some(c)
+                }
+                Err(e) if mode == KubeFleet::On => {
+                    return Err(ApiError::internal(format!(
+                        "WEIR_KUBE_FLEET=on but no Kubernetes config: {e}"
+                    )))
+                }
+                Err(_) => None,
+            },
+        };
+        Ok(Arc::new(Fleet {
+            enroll_limiter: ratelimit::RateLimiter::new(
+                fc.enroll_burst.max(1),
+                fc.enroll_rate_per_minute.max(1),
+            ),
+            events: broadcast::channel(1024).0,
+            bundles: broadcast::channel(1024).0,
+            kube,
+            public_url: config.public_url.trim_end_matches('/').to_string(),
+            master,
+            config: fc,
+        }))
+    }
+
+    pub fn master(&self) -> Result<&crypto::MasterKey, ApiError> {
+        self.master
+            .as_ref()
+            .map_err(|e| ApiError::Unavailable(e.clone()))
+    }
+}
+
+/// Every fleet route.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .merge(clusters::router())
+        .merge(gateways::router())
+        .merge(templates::router())
+        .merge(enrollment::router())
+        .merge(agents::router())
+        .merge(keys::router())
+        .merge(rollout::router())
+}
+
+/// Start the fleet monitor (heartbeats → online/offline events, bundle
+/// re-signing before expiry). It stops when the state is dropped.
+pub fn spawn_background(st: &AppState) {
+    rollout::spawn_monitor(st);
+}

@@ -1,0 +1,164 @@
+//! Health probe of an adopted broker: connect over MQTT, subscribe to a
+//! private probe topic, publish to it and time the round trip.
+
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+
+/// What a probe found.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ProbeResult {
+    pub reachable: bool,
+    /// Publish → receive round trip.
+    pub rtt: Option<Duration>,
+    pub error: Option<String>,
+}
+
+/// Host, port and TLS of an `mqtt://` / `mqtts://` (or `tcp://`, `ssl://`) URL.
+pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
+    let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
+    let tls = match u.scheme() {
+        "mqtt" | "tcp" => false,
+        "mqtts" | "ssl" => true,
+        s => {
+            return Err(format!(
+                "scheme '{s}' is not supported; use mqtt:// or mqtts://"
+            ))
+        }
+    };
+    let host = u
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| "the URL needs a host".to_string())?
+        .trim_matches(|c| c == '[' || c == ']')
+        .to_string();
+    let port = u.port().unwrap_or(if tls { 8883 } else { 1883 });
+    if !u.path().is_empty() && u.path() != "/" {
+        return Err("the URL must not have a path".into());
+    }
+    Ok((host, port, tls))
+}
+
+/// Probe `url` within `timeout`.
+pub async fn probe(
+    url: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+    timeout: Duration,
+) -> ProbeResult {
+    match tokio::time::timeout(timeout, probe_inner(url, username, password)).await {
+        Ok(Ok(rtt)) => ProbeResult {
+            reachable: true,
+            rtt: Some(rtt),
+            error: None,
+        },
+        Ok(Err(e)) => ProbeResult {
+            reachable: false,
+            rtt: None,
+            error: Some(e),
+        },
+        Err(_) => ProbeResult {
+            reachable: false,
+            rtt: None,
+            error: Some(format!("no answer within {} ms", timeout.as_millis())),
+        },
+    }
+}
+
+async fn probe_inner(
+    url: &str,
+    username: Option<&str>,
+    password: Option<&str>,
+) -> Result<Duration, String> {
+    let (host, port, tls) = parse_broker_url(url)?;
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut opts = MqttOptions::new(format!("weir-probe-{}", &id[..12]), host, port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    opts.set_clean_session(true);
+    if let Some(u) = username.filter(|u| !u.is_empty()) {
+        opts.set_credentials(u, password.unwrap_or(""));
+    }
+    if tls {
+        opts.set_transport(Transport::tls_with_default_config());
+    }
+    let topic = format!("weir-probe/{id}");
+    let (client, mut events) = AsyncClient::new(opts, 10);
+    let mut sent_at: Option<Instant> = None;
+    let result = loop {
+        let ev = match events.poll().await {
+            Ok(ev) => ev,
+            Err(e) => break Err(format!("connection failed: {e}")),
+        };
+        match ev {
+            Event::Incoming(Packet::ConnAck(ack)) => {
+                if ack.code != rumqttc::ConnectReturnCode::Success {
+                    break Err(format!("broker refused the connection: {:?}", ack.code));
+                }
+                if let Err(e) = client.try_subscribe(&topic, QoS::AtLeastOnce) {
+                    break Err(format!("subscribe: {e}"));
+                }
+            }
+            Event::Incoming(Packet::SubAck(ack)) => {
+                if ack
+                    .return_codes
+                    .iter()
+                    .any(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                {
+                    break Err("broker refused the probe subscription".into());
+                }
+                sent_at = Some(Instant::now());
+                if let Err(e) =
+                    client.try_publish(&topic, QoS::AtLeastOnce, false, b"probe".to_vec())
+                {
+                    break Err(format!("publish: {e}"));
+                }
+            }
+            Event::Incoming(Packet::Publish(p)) if p.topic == topic => {
+                break sent_at
+                    .map(|t| t.elapsed())
+                    .ok_or_else(|| "message arrived before it was sent".to_string());
+            }
+            _ => {}
+        }
+    };
+    let _ = client.try_disconnect();
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_broker_url("mqtt://10.0.0.1:1884").unwrap(),
+            ("10.0.0.1".into(), 1884, false)
+        );
+        assert_eq!(
+            parse_broker_url("mqtts://broker.example").unwrap(),
+            ("broker.example".into(), 8883, true)
+        );
+        assert!(parse_broker_url("http://x").is_err());
+        assert!(parse_broker_url("mqtt://x/path").is_err());
+    }
+
+    #[tokio::test]
+    async fn unreachable_broker_reports_an_error() {
+        // Bind and drop a listener to get a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let r = probe(
+            &format!("mqtt://127.0.0.1:{port}"),
+            None,
+            None,
+            Duration::from_secs(3),
+        )
+        .await;
+        assert!(!r.reachable);
+        assert!(r.error.unwrap().contains("connection failed"));
+    }
+}

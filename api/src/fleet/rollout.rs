@@ -1,0 +1,294 @@
+//! The rollout view (per gateway: desired and applied version, last error,
+//! last heartbeat, online) and the fleet monitor: a gateway whose agent
+//! missed 3 heartbeats goes offline, a heartbeat brings it back; each
+//! change is a `fleet_events` row and a [`FleetEvent`] on
+//! `Fleet::events`. The monitor also re-signs bundles before they expire.
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Duration, Utc};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect, Set,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::{router::OpenApiRouter, routes};
+use uuid::Uuid;
+use weir_crds::EdgeGatewaySpec;
+
+use super::entities::{agent, fleet_event, gateway};
+use super::gateways::{current_spec, project_domain, sign_bundle};
+use super::FleetEvent;
+use crate::audit::{self, AuditEvent};
+use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::db::entities::org;
+use crate::error::{ApiError, ProblemResponses};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::rbac::Permission;
+use crate::state::AppState;
+
+pub const GATEWAY_OFFLINE: &str = "gateway_offline";
+pub const GATEWAY_ONLINE: &str = "gateway_online";
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(rollout))
+        .routes(routes!(fleet_events))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RolloutEntry {
+    pub gateway: String,
+    /// Latest config version.
+    pub config_version: i64,
+    /// Bundle version the agent should run (the latest signed bundle).
+    pub desired_version: i64,
+    /// Bundle version the agent reports as applied.
+    pub applied_version: Option<i64>,
+    /// The agent runs the latest bundle.
+    pub up_to_date: bool,
+    /// Why the agent refused the last bundle, if it did.
+    pub last_error: Option<String>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    pub heartbeat_interval_s: i32,
+    /// Heartbeat within 3 intervals. False before the first heartbeat.
+    pub online: bool,
+    pub agent_id: Option<Uuid>,
+    pub agent_hostname: Option<String>,
+    pub agent_version: Option<String>,
+}
+
+/// Where every gateway of the project stands.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/rollout", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<RolloutEntry>), ProblemResponses))]
+async fn rollout(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<RolloutEntry>>, ApiError> {
+    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let rows = gateway::Entity::find()
+        .filter(gateway::Column::ProjectId.eq(p.id))
+        .order_by_asc(gateway::Column::Slug)
+        .all(&st.db)
+        .await?;
+    let agents = agent::Entity::find()
+        .filter(agent::Column::ProjectId.eq(p.id))
+        .filter(agent::Column::RevokedAt.is_null())
+        .all(&st.db)
+        .await?;
+    let now = Utc::now();
+    Ok(Json(
+        rows.into_iter()
+            .map(|g| {
+                let a = agents.iter().find(|a| a.gateway_id == g.id);
+                RolloutEntry {
+                    up_to_date: g.applied_version == Some(g.bundle_version),
+                    online: is_online(&g, now),
+                    gateway: g.slug,
+                    config_version: g.config_version,
+                    desired_version: g.bundle_version,
+                    applied_version: g.applied_version,
+                    last_error: g.last_error,
+                    last_heartbeat: g.last_heartbeat,
+                    heartbeat_interval_s: g.heartbeat_interval_s,
+                    agent_id: a.map(|a| a.id),
+                    agent_hostname: a.map(|a| a.hostname.clone()),
+                    agent_version: a.map(|a| a.agent_version.clone()),
+                }
+            })
+            .collect(),
+    ))
+}
+
+/// Online: the last heartbeat is within 3 heartbeat intervals.
+pub fn is_online(g: &gateway::Model, now: DateTime<Utc>) -> bool {
+    match g.last_heartbeat {
+        Some(hb) => now - hb <= Duration::seconds(3 * i64::from(g.heartbeat_interval_s.max(1))),
+        None => false,
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Only events of this gateway.
+    pub gateway: Option<String>,
+    /// Page size, 1-500 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// Fleet-health events of the project (gateway offline / online), newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/fleet-events", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), EventsQuery), responses((status = 200, body = Vec<FleetEvent>), ProblemResponses))]
+async fn fleet_events(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<EventsQuery>,
+) -> Result<Json<Vec<FleetEvent>>, ApiError> {
+    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        project_domain(&o, &p),
+    )?;
+    let mut sel = fleet_event::Entity::find().filter(fleet_event::Column::ProjectId.eq(p.id));
+    if let Some(g) = &q.gateway {
+        sel = sel.filter(fleet_event::Column::Gateway.eq(g.as_str()));
+    }
+    let rows = sel
+        .order_by_desc(fleet_event::Column::At)
+        .limit(q.limit.unwrap_or(100).clamp(1, 500))
+        .all(&st.db)
+        .await?;
+    Ok(Json(rows.into_iter().map(to_event).collect()))
+}
+
+fn to_event(m: fleet_event::Model) -> FleetEvent {
+    FleetEvent {
+        id: m.id,
+        org_id: m.org_id,
+        project_id: m.project_id,
+        gateway_id: m.gateway_id,
+        gateway: m.gateway,
+        kind: m.kind,
+        at: m.at,
+    }
+}
+
+/// Store a fleet-health event and broadcast it.
+pub async fn record_event(
+    st: &AppState,
+    g: &gateway::Model,
+    kind: &str,
+    at: DateTime<Utc>,
+) -> Result<FleetEvent, ApiError> {
+    let m = fleet_event::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(g.org_id),
+        project_id: Set(g.project_id),
+        gateway_id: Set(g.id),
+        gateway: Set(g.slug.clone()),
+        kind: Set(kind.to_string()),
+        at: Set(at),
+        details: Set(serde_json::json!({
+            "last_heartbeat": g.last_heartbeat,
+            "heartbeat_interval_s": g.heartbeat_interval_s,
+        })
+        .to_string()),
+    }
+    .insert(&st.db)
+    .await?;
+    let ev = to_event(m);
+    tracing::info!(gateway = %ev.gateway, kind, "fleet health");
+    // No receiver is fine: nobody listens yet.
+    let _ = st.fleet.events.send(ev.clone());
+    Ok(ev)
+}
+
+/// One pass of the monitor; returns the events it recorded.
+pub async fn monitor_once(st: &AppState) -> Result<Vec<FleetEvent>, ApiError> {
+    let now = Utc::now();
+    let mut events = Vec::new();
+    let online = gateway::Entity::find()
+        .filter(gateway::Column::Online.eq(true))
+        .all(&st.db)
+        .await?;
+    for g in online {
+        if is_online(&g, now) {
+            continue;
+        }
+        // Only flip if nobody reported in the meantime.
+        let res = gateway::Entity::update_many()
+            .col_expr(
+                gateway::Column::Online,
+                sea_orm::sea_query::Expr::value(false),
+            )
+            .filter(gateway::Column::Id.eq(g.id))
+            .filter(gateway::Column::Online.eq(true))
+            .filter(gateway::Column::LastHeartbeat.eq(g.last_heartbeat))
+            .exec(&st.db)
+            .await?;
+        if res.rows_affected == 1 {
+            events.push(record_event(st, &g, GATEWAY_OFFLINE, now).await?);
+        }
+    }
+    if st.fleet.kube.is_none() {
+        resign_expiring(st, now).await?;
+    }
+    Ok(events)
+}
+
+/// Re-sign (as a new version) bundles that expire within `bundle_resign_days`.
+async fn resign_expiring(st: &AppState, now: DateTime<Utc>) -> Result<(), ApiError> {
+    let soon = now + Duration::days(st.fleet.config.bundle_resign_days);
+    let due = gateway::Entity::find()
+        .filter(gateway::Column::BundleExpires.lt(soon))
+        .all(&st.db)
+        .await?;
+    for g in due {
+        let tx = st.write().await?;
+        let Some(g) = gateway::Entity::find_by_id(g.id).one(&*tx).await? else {
+            continue;
+        };
+        if g.bundle_expires.is_none_or(|e| e >= soon) {
+            continue;
+        }
+        let Some(o) = org::Entity::find_by_id(g.org_id).one(&*tx).await? else {
+            continue;
+        };
+        let spec: EdgeGatewaySpec =
+            serde_json::from_value(current_spec(&*tx, &g).await?).map_err(ApiError::internal)?;
+        let v = g.config_version;
+        let g = sign_bundle(&*tx, st, &o, g, v, &spec).await?;
+        audit::append(
+            &*tx,
+            AuditEvent::anonymous(
+                "system",
+                "gateway.resign",
+                format!("gateway:{}/{}", o.slug, g.slug),
+            )
+            .org(o.id)
+            .project(g.project_id)
+            .details(serde_json::json!({"bundle_version": g.bundle_version, "reason": "expiring"})),
+            &ClientMeta::default(),
+        )
+        .await?;
+        tx.commit().await?;
+        let _ = st.fleet.bundles.send(g.id);
+    }
+    Ok(())
+}
+
+/// Run [`monitor_once`] every `fleet_monitor_interval_ms`.
+pub fn spawn_monitor(st: &AppState) {
+    let st = st.clone();
+    let every = std::time::Duration::from_millis(st.fleet.config.fleet_monitor_interval_ms.max(50));
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u32;
+        loop {
+            tick.tick().await;
+            match monitor_once(&st).await {
+                Ok(_) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    // Log the first failure of a streak, then every 100th.
+                    if failures % 100 == 1 {
+                        tracing::warn!(error = %e, "fleet monitor pass failed");
+                    }
+                }
+            }
+        }
+    });
+}
