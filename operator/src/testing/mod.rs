@@ -378,9 +378,26 @@ impl FakeApiServer {
     }
 
     fn list(st: &State, loc: &Loc, selector: Option<&str>) -> Value {
-        let items: Vec<Value> = st
-            .objects
-            .iter()
+        // Keys sort by (prefix, namespace, plural, name): a namespaced list
+        // is one contiguous range.
+        let range: Box<dyn Iterator<Item = (&Key, &Value)>> = match &loc.ns {
+            Some(ns) => Box::new(
+                st.objects
+                    .range(
+                        (
+                            loc.prefix.clone(),
+                            Some(ns.clone()),
+                            loc.plural.clone(),
+                            String::new(),
+                        )..,
+                    )
+                    .take_while(|(k, _)| {
+                        k.0 == loc.prefix && k.1.as_ref() == Some(ns) && k.2 == loc.plural
+                    }),
+            ),
+            None => Box::new(st.objects.iter()),
+        };
+        let items: Vec<Value> = range
             .filter(|(k, v)| {
                 k.0 == loc.prefix
                     && k.2 == loc.plural
@@ -458,6 +475,13 @@ impl FakeApiServer {
                     ] {
                         if let Some(v) = live["metadata"].get(keep) {
                             new["metadata"][keep] = v.clone();
+                        }
+                    }
+                    for keep in ["name", "namespace"] {
+                        if new["metadata"].get(keep).is_none() {
+                            if let Some(v) = live["metadata"].get(keep) {
+                                new["metadata"][keep] = v.clone();
+                            }
                         }
                     }
                     if new["metadata"].get("finalizers").is_none() {
