@@ -1,3 +1,514 @@
-fn main() {
-    println!("weir-agent");
+//! `weir-agent`: run the edge agent, validate configs, make and sign bundles.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use clap::{Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+use weir_agent::config_loop::{peek_payload, run_config_loop, Gate};
+use weir_agent::enroll::{enroll, ApiClient};
+use weir_agent::queue::FsyncPolicy;
+use weir_agent::runtime::{Broker, Runtime, RuntimeOptions};
+use weir_agent::state::{read_key, write_key, DataDir, Identity};
+use weir_crds::bundle::{sign, sign_rotation, BundlePayload, SignedBundle, TrustAnchor};
+use weir_crds::gateway::validate::{validate_spec_value, FieldError};
+
+#[derive(Parser)]
+#[command(
+    name = "weir-agent",
+    version,
+    about = "Weir edge agent: devices → rules → disk queue → MQTT"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent (enrolls on first start with --server and --token).
+    Run(RunArgs),
+    /// Check a gateway config (YAML/JSON config or EdgeGateway manifest).
+    Validate { file: PathBuf },
+    /// Make a config-signing key for air-gapped sites.
+    Keygen {
+        /// Where to write the secret key (mode 0600); the trust anchor goes to FILE.pub.json.
+        #[arg(long, env = "WEIR_KEY_OUT", default_value = "weir-signing.key")]
+        out: PathBuf,
+    },
+    /// Sign a config into a bundle (printed on stdout).
+    Sign {
+        #[arg(long, env = "WEIR_SIGNING_KEY")]
+        key: PathBuf,
+        #[arg(long, env = "WEIR_TENANT")]
+        tenant: String,
+        #[arg(long, env = "WEIR_GATEWAY")]
+        gateway: String,
+        /// Bundle version; must be higher than any the agent accepted.
+        #[arg(long, env = "WEIR_BUNDLE_VERSION")]
+        version: u64,
+        /// Days until the bundle expires.
+        #[arg(long, env = "WEIR_BUNDLE_VALID_DAYS", default_value_t = 365)]
+        valid_days: i64,
+        /// Hand over from this (currently trusted) key to --key.
+        #[arg(long, env = "WEIR_ROTATE_FROM")]
+        rotate_from: Option<PathBuf>,
+        config: PathBuf,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Fleet api base URL (first start only, with --token).
+    #[arg(long, env = "WEIR_SERVER")]
+    server: Option<String>,
+    /// Bootstrap token from the console (first start only).
+    #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-agent-data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "WEIR_METRICS_LISTEN", default_value = "127.0.0.1:9102")]
+    metrics_listen: SocketAddr,
+    /// Run this signed bundle without a server (air-gapped); re-read when it changes.
+    #[arg(long, env = "WEIR_BUNDLE", requires = "trust")]
+    bundle: Option<PathBuf>,
+    /// Trust anchor for --bundle: a TrustAnchor JSON file (from keygen) or a base64 public key.
+    #[arg(long, env = "WEIR_TRUST")]
+    trust: Option<String>,
+    /// Broker URL overriding the api's (mqtt://host:port or mqtts://host:port).
+    #[arg(long, env = "WEIR_MQTT_URL")]
+    mqtt_url: Option<String>,
+    #[arg(long, env = "WEIR_MQTT_USERNAME")]
+    mqtt_username: Option<String>,
+    #[arg(long, env = "WEIR_MQTT_PASSWORD", hide_env_values = true)]
+    mqtt_password: Option<String>,
+    /// Tenant for topics and bundle checks in air-gapped runs (default: the bundle's).
+    #[arg(long, env = "WEIR_TENANT")]
+    tenant: Option<String>,
+    /// Gateway for topics and bundle checks in air-gapped runs (default: the bundle's).
+    #[arg(long, env = "WEIR_GATEWAY")]
+    gateway: Option<String>,
+    /// When queued data is fsynced: always, never, or an interval such as 1000ms.
+    #[arg(long, env = "WEIR_FSYNC", default_value = "1000ms")]
+    fsync: FsyncPolicy,
+    /// MQTT messages awaiting PUBACK at most.
+    #[arg(long, env = "WEIR_MQTT_INFLIGHT", default_value_t = 100)]
+    inflight: u16,
+    /// Seconds between status reports.
+    #[arg(long, env = "WEIR_HEARTBEAT_S", default_value_t = 15)]
+    heartbeat_s: u64,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("WEIR_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Validate { file } => validate(&file),
+        Command::Keygen { out } => keygen(&out),
+        Command::Sign {
+            key,
+            tenant,
+            gateway,
+            version,
+            valid_days,
+            rotate_from,
+            config,
+        } => sign_cmd(
+            &key,
+            &tenant,
+            &gateway,
+            version,
+            valid_days,
+            rotate_from.as_deref(),
+            &config,
+        ),
+        Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+            .block_on(run(args)),
+    }
+}
+
+/// A config file as the spec value the validator takes: an EdgeGateway
+/// manifest's `spec`, or the config itself.
+fn load_spec_value(path: &Path) -> anyhow::Result<serde_json::Value> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let v: serde_json::Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("{} is not YAML or JSON", path.display()))?;
+    if v.get("kind").and_then(|k| k.as_str()) == Some("EdgeGateway") {
+        return v
+            .get("spec")
+            .cloned()
+            .context("EdgeGateway manifest has no spec");
+    }
+    Ok(v)
+}
+
+fn print_errors(path: &Path, errs: &[FieldError]) {
+    for e in errs {
+        eprintln!("{}: {e}", path.display());
+    }
+}
+
+fn validate(path: &Path) -> anyhow::Result<()> {
+    let v = load_spec_value(path)?;
+    match validate_spec_value(&v) {
+        Ok(spec) => {
+            let tags = spec.config.tags().count();
+            println!(
+                "{}: valid ({} devices, {tags} tags, {} pipelines)",
+                path.display(),
+                spec.config.devices.len(),
+                spec.config.pipelines.len()
+            );
+            Ok(())
+        }
+        Err(errs) => {
+            print_errors(path, &errs);
+            std::process::exit(1);
+        }
+    }
+}
+
+fn keygen(out: &Path) -> anyhow::Result<()> {
+    if out.exists() {
+        bail!(
+            "{} exists; refusing to overwrite a signing key",
+            out.display()
+        );
+    }
+    let key = weir_crds::bundle::generate_key();
+    write_key(out, &key)?;
+    let anchor = TrustAnchor::from_key(&key.verifying_key());
+    let pub_path = PathBuf::from(format!("{}.pub.json", out.display()));
+    std::fs::write(&pub_path, serde_json::to_string_pretty(&anchor)?)?;
+    eprintln!("secret key: {} (keep it off the gateway)", out.display());
+    eprintln!(
+        "trust anchor: {} (give it to the agent with --trust)",
+        pub_path.display()
+    );
+    println!("{}", serde_json::to_string_pretty(&anchor)?);
+    Ok(())
+}
+
+fn sign_cmd(
+    key: &Path,
+    tenant: &str,
+    gateway: &str,
+    version: u64,
+    valid_days: i64,
+    rotate_from: Option<&Path>,
+    config: &Path,
+) -> anyhow::Result<()> {
+    let v = load_spec_value(config)?;
+    let spec = match validate_spec_value(&v) {
+        Ok(s) => s,
+        Err(errs) => {
+            print_errors(config, &errs);
+            bail!("not signing an invalid config");
+        }
+    };
+    let key = read_key(key)?;
+    let payload = BundlePayload::new(
+        tenant,
+        gateway,
+        version,
+        spec.config,
+        chrono::Utc::now(),
+        chrono::Duration::days(valid_days),
+    );
+    let mut bundle = sign(&payload, &key);
+    if let Some(old) = rotate_from {
+        let old = read_key(old)?;
+        bundle.rotation = Some(sign_rotation(&old, &key, chrono::Utc::now()));
+    }
+    println!("{}", serde_json::to_string_pretty(&bundle)?);
+    Ok(())
+}
+
+fn load_trust(arg: &str) -> anyhow::Result<TrustAnchor> {
+    let text = match std::fs::read_to_string(arg) {
+        Ok(t) => t,
+        Err(_) => arg.to_string(),
+    };
+    if let Ok(a) = serde_json::from_str::<TrustAnchor>(&text) {
+        a.verifying_key()?;
+        return Ok(a);
+    }
+    let bytes = B64
+        .decode(text.trim())
+        .context("--trust is neither a TrustAnchor JSON file nor a base64 public key")?;
+    let arr: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("--trust key must be 32 bytes"))?;
+    let key = ed25519_dalek::VerifyingKey::from_bytes(&arr)?;
+    Ok(TrustAnchor::from_key(&key))
+}
+
+fn read_bundle(path: &Path) -> anyhow::Result<SignedBundle> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_str(&text)
+        .with_context(|| format!("{} is not a signed bundle", path.display()))
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+async fn run(a: RunArgs) -> anyhow::Result<()> {
+    let dir = DataDir::open(&a.data_dir)?;
+    let cancel = CancellationToken::new();
+    let fsync = a.fsync;
+    let (runtime, gate, api) = if let Some(bundle_path) = &a.bundle {
+        // Air-gapped: the bundle file is the config source.
+        let anchor = match dir.trust()? {
+            // A rotation accepted earlier replaced the anchor given on the command line.
+            Some(t) => t,
+            None => {
+                let t = load_trust(a.trust.as_deref().unwrap_or_default())?;
+                dir.save_trust(&t)?;
+                t
+            }
+        };
+        let bundle = read_bundle(bundle_path)?;
+        let peek = peek_payload(&bundle);
+        let tenant = a
+            .tenant
+            .clone()
+            .or_else(|| peek.as_ref().map(|p| p.tenant.clone()))
+            .context("bundle names no tenant; pass --tenant")?;
+        let gateway = a
+            .gateway
+            .clone()
+            .or_else(|| peek.as_ref().map(|p| p.gateway.clone()))
+            .context("bundle names no gateway; pass --gateway")?;
+        let broker = Broker {
+            urls: a.mqtt_url.clone().into_iter().collect(),
+            client_id: format!("weir-agent-{tenant}-{gateway}"),
+            username: a.mqtt_username.clone(),
+            password: a.mqtt_password.clone(),
+        };
+        if broker.urls.is_empty() {
+            tracing::warn!(
+                "no --mqtt-url: readings are queued on disk until a broker is configured"
+            );
+        }
+        let runtime = Runtime::start(RuntimeOptions {
+            queue_dir: dir.queue_dir(),
+            fsync,
+            tenant: tenant.clone(),
+            gateway: gateway.clone(),
+            broker,
+            inflight: a.inflight,
+        })?;
+        let mut gate = Gate::new(dir.clone(), anchor, &tenant, &gateway)?;
+        let from_disk = gate.start_from_disk(&runtime).await.unwrap_or_else(|e| {
+            tracing::warn!("last good bundle unusable: {e}");
+            false
+        });
+        let same = peek
+            .as_ref()
+            .map(|p| Some(p.version) == gate.highest_version())
+            .unwrap_or(false);
+        let applied = if same {
+            from_disk
+        } else {
+            gate.offer(&bundle, &runtime).await || from_disk
+        };
+        if !applied {
+            let why = gate
+                .refused
+                .lock()
+                .ok()
+                .and_then(|r| r.as_ref().map(|r| r.reason.clone()))
+                .unwrap_or_default();
+            runtime.shutdown().await;
+            bail!(
+                "no config to run: {} was refused ({why}) and there is no last good bundle",
+                bundle_path.display()
+            );
+        }
+        // Watch the file: a technician may drop a new bundle in place.
+        let path = bundle_path.clone();
+        let r = runtime.clone();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            let mut last = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+            loop {
+                tokio::select! {
+                    _ = c.cancelled() => return,
+                    _ = tokio::time::sleep(Duration::from_secs(2)) => {}
+                }
+                let m = std::fs::metadata(&path).and_then(|m| m.modified()).ok();
+                if m != last {
+                    last = m;
+                    match read_bundle(&path) {
+                        Ok(b) => {
+                            gate.offer(&b, &r).await;
+                        }
+                        Err(e) => tracing::warn!("bundle file changed but is unreadable: {e:#}"),
+                    }
+                }
+            }
+        });
+        (runtime, None, None)
+    } else {
+        let (key, _) = dir.load_or_create_key()?;
+        let identity = match dir.identity()? {
+            Some(id) => id,
+            None => {
+                let (Some(server), Some(token)) = (&a.server, &a.token) else {
+                    bail!("not enrolled yet: pass --server URL and --token TOKEN (or --bundle FILE --trust KEY for an air-gapped site)");
+                };
+                tracing::info!(%server, "enrolling");
+                let resp = enroll(server, token, &key).await?;
+                dir.save_trust(&resp.trust_anchor)?;
+                let id = Identity {
+                    agent_id: resp.agent_id,
+                    tenant: resp.tenant,
+                    gateway: resp.gateway,
+                    server: server.clone(),
+                    mqtt: resp.mqtt,
+                };
+                dir.save_identity(&id)?;
+                tracing::info!(agent_id = %id.agent_id, tenant = %id.tenant, gateway = %id.gateway, "enrolled");
+                id
+            }
+        };
+        let anchor = dir
+            .trust()?
+            .context("enrolled but no trust anchor on disk")?;
+        let broker = broker_from(&identity.mqtt, &a);
+        let runtime = Runtime::start(RuntimeOptions {
+            queue_dir: dir.queue_dir(),
+            fsync,
+            tenant: identity.tenant.clone(),
+            gateway: identity.gateway.clone(),
+            broker,
+            inflight: a.inflight,
+        })?;
+        let mut gate = Gate::new(dir.clone(), anchor, &identity.tenant, &identity.gateway)?;
+        if let Err(e) = gate.start_from_disk(&runtime).await {
+            tracing::warn!("last good bundle unusable: {e}");
+        }
+        let api = Arc::new(ApiClient::new(&identity.server, &identity.agent_id, key));
+        let refused = gate.refused.clone();
+        tokio::spawn(run_config_loop(
+            api.clone(),
+            gate,
+            runtime.clone(),
+            cancel.clone(),
+        ));
+        tokio::spawn(credentials_loop(
+            api.clone(),
+            runtime.clone(),
+            dir.clone(),
+            identity,
+            a.mqtt_url.clone(),
+            a.mqtt_username.clone(),
+            a.mqtt_password.clone(),
+            cancel.clone(),
+        ));
+        (runtime, Some(refused), Some(api))
+    };
+    if let (Some(api), Some(refused)) = (api, gate) {
+        tokio::spawn(weir_agent::status::run_heartbeat(
+            api,
+            runtime.clone(),
+            refused,
+            Duration::from_secs(a.heartbeat_s.max(1)),
+            cancel.clone(),
+        ));
+    }
+    let metrics = tokio::spawn(weir_agent::metrics::serve(
+        a.metrics_listen,
+        runtime.clone(),
+        cancel.clone(),
+    ));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+        r = metrics => {
+            if let Ok(Err(e)) = r {
+                tracing::error!("metrics server stopped: {e}");
+            }
+        }
+    }
+    cancel.cancel();
+    runtime.shutdown().await;
+    Ok(())
+}
+
+fn broker_from(m: &weir_crds::agent_api::MqttCredentials, a: &RunArgs) -> Broker {
+    Broker {
+        urls: match &a.mqtt_url {
+            Some(u) => vec![u.clone()],
+            None => m.urls.clone(),
+        },
+        client_id: m.client_id.clone(),
+        username: a.mqtt_username.clone().or_else(|| Some(m.username.clone())),
+        password: a.mqtt_password.clone().or_else(|| Some(m.password.clone())),
+    }
+}
+
+/// Fetch fresh MQTT credentials before the current ones expire.
+#[allow(clippy::too_many_arguments)]
+async fn credentials_loop(
+    api: Arc<ApiClient>,
+    runtime: Arc<Runtime>,
+    dir: DataDir,
+    mut identity: Identity,
+    mqtt_url: Option<String>,
+    user: Option<String>,
+    pass: Option<String>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let left = (identity.mqtt.expires - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        // Renew at 80 % of the remaining life, at least every 10 s when failing.
+        let wait = (left.mul_f64(0.8)).max(Duration::from_secs(10));
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match api.mqtt_credentials().await {
+            Ok(m) => {
+                identity.mqtt = m;
+                if let Err(e) = dir.save_identity(&identity) {
+                    tracing::warn!("saving renewed credentials: {e}");
+                }
+                let m = &identity.mqtt;
+                runtime.set_broker(Broker {
+                    urls: match &mqtt_url {
+                        Some(u) => vec![u.clone()],
+                        None => m.urls.clone(),
+                    },
+                    client_id: m.client_id.clone(),
+                    username: user.clone().or_else(|| Some(m.username.clone())),
+                    password: pass.clone().or_else(|| Some(m.password.clone())),
+                });
+                tracing::info!(expires = %identity.mqtt.expires, "MQTT credentials renewed");
+            }
+            Err(e) => tracing::warn!("renewing MQTT credentials failed: {e}"),
+        }
+    }
 }

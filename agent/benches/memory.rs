@@ -1,0 +1,82 @@
+//! Resident memory of the agent running 10,000 simulated tags at 1 s,
+//! publishing to Mosquitto, after a warm-up (VmRSS of this process).
+//!
+//! `cargo bench -p weir-agent --bench memory`
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use weir_agent::queue::FsyncPolicy;
+use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
+use weir_crds::gateway::GatewayConfig;
+
+fn rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+fn config() -> GatewayConfig {
+    // 10 devices × 10 groups × 100 tags = 10,000 tags, each read every second.
+    let devices: Vec<serde_json::Value> = (0..10)
+        .map(|d| {
+            let groups: Vec<serde_json::Value> = (0..10)
+                .map(|g| {
+                    let tags: Vec<serde_json::Value> = (0..100)
+                        .map(|t| serde_json::json!({"name": format!("t{t}"), "address": "x", "dataType": "float32", "signal": {"kind": if t % 2 == 0 {"sine"} else {"randomWalk"}}}))
+                        .collect();
+                    serde_json::json!({"name": format!("g{g}"), "intervalMs": 1000, "tags": tags})
+                })
+                .collect();
+            serde_json::json!({"name": format!("plc-{d}"), "adapter": "simulator", "groups": groups})
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({
+        "devices": devices,
+        "pipelines": [{"name": "db", "select": {"device": "plc-0"}, "steps": [{"deadband": {"percent": 1.0}}]}]
+    }))
+    .unwrap()
+}
+
+fn main() {
+    let before = rss_kb();
+    // Two worker threads: what a small gateway PC gives the agent.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let broker = common::Broker::start();
+        let dir = tempfile::tempdir().unwrap();
+        let agent = Runtime::start(RuntimeOptions {
+            queue_dir: dir.path().join("queue"),
+            fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
+            tenant: "bench".into(),
+            gateway: "gw".into(),
+            broker: BrokerCfg { urls: vec![broker.url()], client_id: "mem-bench".into(), username: None, password: None },
+            inflight: 100,
+        })
+        .unwrap();
+        agent.apply(&config(), 1).await.unwrap();
+        let mut peak = 0;
+        for _ in 0..15 {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            peak = peak.max(rss_kb());
+        }
+        let acked = agent.queue.stats().acked_readings.load(Ordering::Relaxed);
+        println!(
+            "10,000 tags at 1 s for 15 s: VmRSS now {} MB, peak {} MB (process before start {} MB); {acked} readings acknowledged",
+            rss_kb() / 1024,
+            peak / 1024,
+            before / 1024
+        );
+        agent.shutdown().await;
+    });
+}

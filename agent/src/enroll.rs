@@ -1,0 +1,213 @@
+//! The api client: enrollment, agent tokens, config fetch, MQTT credentials
+//! and status, exactly as `weir_crds::agent_api` defines them.
+
+use std::time::Duration;
+
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::{DateTime, Utc};
+use ed25519_dalek::{Signer, SigningKey};
+use reqwest::StatusCode;
+use tokio::sync::Mutex;
+use weir_crds::agent_api::{
+    agent_token_challenge, AgentFacts, AgentStatus, AgentTokenRequest, AgentTokenResponse,
+    EnrollRequest, EnrollResponse, MqttCredentials,
+};
+use weir_crds::bundle::SignedBundle;
+
+use crate::error::{Error, Result};
+
+pub fn facts() -> AgentFacts {
+    AgentFacts {
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "unknown".into()),
+        os: std::env::consts::OS.into(),
+        arch: std::env::consts::ARCH.into(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+    }
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .use_rustls_tls()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .build()
+        .expect("http client builds")
+}
+
+fn api_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Api(format!("{what}: {e}"))
+}
+
+async fn error_body(what: &str, resp: reqwest::Response) -> Error {
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    let body: String = body.chars().take(300).collect();
+    Error::Api(format!("{what}: HTTP {status}: {body}"))
+}
+
+/// First start: present the bootstrap token and our public key.
+pub async fn enroll(server: &str, token: &str, key: &SigningKey) -> Result<EnrollResponse> {
+    let req = EnrollRequest {
+        token: token.into(),
+        public_key: B64.encode(key.verifying_key().as_bytes()),
+        facts: facts(),
+    };
+    let url = format!("{}/api/v1/enroll", server.trim_end_matches('/'));
+    let resp = http()
+        .post(&url)
+        .json(&req)
+        .send()
+        .await
+        .map_err(|e| api_err("enroll", e))?;
+    if !resp.status().is_success() {
+        return Err(error_body("enroll", resp).await);
+    }
+    resp.json().await.map_err(|e| api_err("enroll response", e))
+}
+
+/// What a config fetch returned.
+#[derive(Debug)]
+pub enum ConfigFetch {
+    New {
+        bundle: SignedBundle,
+        etag: Option<String>,
+    },
+    NotModified,
+}
+
+/// An enrolled agent's client; renews its short-lived token itself.
+pub struct ApiClient {
+    server: String,
+    agent_id: String,
+    key: SigningKey,
+    http: reqwest::Client,
+    token: Mutex<Option<(String, DateTime<Utc>)>>,
+}
+
+impl ApiClient {
+    pub fn new(server: &str, agent_id: &str, key: SigningKey) -> Self {
+        Self {
+            server: server.trim_end_matches('/').to_string(),
+            agent_id: agent_id.into(),
+            key,
+            http: http(),
+            token: Mutex::new(None),
+        }
+    }
+
+    fn url(&self, tail: &str) -> String {
+        format!("{}/api/v1/agents/{}/{tail}", self.server, self.agent_id)
+    }
+
+    /// A valid token, renewed a minute before it expires.
+    pub async fn token(&self) -> Result<String> {
+        let mut g = self.token.lock().await;
+        if let Some((t, exp)) = &*g {
+            if *exp - chrono::Duration::seconds(60) > Utc::now() {
+                return Ok(t.clone());
+            }
+        }
+        let timestamp = Utc::now();
+        let sig = self
+            .key
+            .sign(&agent_token_challenge(&self.agent_id, &timestamp));
+        let req = AgentTokenRequest {
+            timestamp,
+            signature: B64.encode(sig.to_bytes()),
+        };
+        let resp = self
+            .http
+            .post(self.url("token"))
+            .json(&req)
+            .send()
+            .await
+            .map_err(|e| api_err("agent token", e))?;
+        if !resp.status().is_success() {
+            return Err(error_body("agent token", resp).await);
+        }
+        let t: AgentTokenResponse = resp
+            .json()
+            .await
+            .map_err(|e| api_err("agent token response", e))?;
+        *g = Some((t.token.clone(), t.expires));
+        Ok(t.token)
+    }
+
+    async fn forget_token(&self) {
+        *self.token.lock().await = None;
+    }
+
+    /// Long-poll for a bundle newer than `etag`.
+    pub async fn fetch_config(&self, etag: Option<&str>, wait: Duration) -> Result<ConfigFetch> {
+        let token = self.token().await?;
+        let mut req = self
+            .http
+            .get(self.url("config"))
+            .query(&[("wait", format!("{}s", wait.as_secs()))])
+            .bearer_auth(&token)
+            .timeout(wait + Duration::from_secs(15));
+        if let Some(e) = etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, e);
+        }
+        let resp = req.send().await.map_err(|e| api_err("config", e))?;
+        match resp.status() {
+            StatusCode::NOT_MODIFIED => Ok(ConfigFetch::NotModified),
+            StatusCode::UNAUTHORIZED => {
+                self.forget_token().await;
+                Err(error_body("config", resp).await)
+            }
+            s if s.is_success() => {
+                let etag = resp
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                let bundle = resp.json().await.map_err(|e| api_err("config body", e))?;
+                Ok(ConfigFetch::New { bundle, etag })
+            }
+            _ => Err(error_body("config", resp).await),
+        }
+    }
+
+    pub async fn mqtt_credentials(&self) -> Result<MqttCredentials> {
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .get(self.url("mqtt-credentials"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .map_err(|e| api_err("mqtt credentials", e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.forget_token().await;
+        }
+        if !resp.status().is_success() {
+            return Err(error_body("mqtt credentials", resp).await);
+        }
+        resp.json()
+            .await
+            .map_err(|e| api_err("mqtt credentials body", e))
+    }
+
+    pub async fn post_status(&self, status: &AgentStatus) -> Result<()> {
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .post(self.url("status"))
+            .bearer_auth(&token)
+            .json(status)
+            .send()
+            .await
+            .map_err(|e| api_err("status", e))?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            self.forget_token().await;
+        }
+        if !resp.status().is_success() {
+            return Err(error_body("status", resp).await);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,226 @@
+//! Test helpers: a private Mosquitto per test and a subscriber that checks
+//! what arrives.
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use weir_crds::message::{parse_topic, TagValue, UplinkMessage};
+
+pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Mosquitto of our own on a free port, with persistence so a stopped and
+/// restarted broker keeps the test subscriber's queued messages.
+pub struct Broker {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+}
+
+impl Broker {
+    pub fn start() -> Self {
+        assert!(
+            Path::new(MOSQUITTO).exists(),
+            "{MOSQUITTO} is missing: these tests need a real Mosquitto (apt-get install mosquitto)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = Broker {
+            port: free_port(),
+            dir,
+            child: None,
+        };
+        b.spawn();
+        b
+    }
+
+    fn spawn(&mut self) {
+        let conf = self.dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n",
+                self.port,
+                self.dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mosquitto");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "mosquitto did not start on port {}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Stop gracefully (SIGTERM: Mosquitto saves its persistence file).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(c.id().to_string())
+                .status();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Everything a subscriber saw, per device.
+#[derive(Default, Debug)]
+pub struct Seen {
+    /// device → (seq → (timestamp, values)) of first arrivals.
+    pub frames: HashMap<String, BTreeMap<u64, (i64, BTreeMap<String, TagValue>)>>,
+    /// device → seqs in first-arrival order.
+    pub arrival: HashMap<String, Vec<u64>>,
+    pub duplicates: u64,
+    pub readings: u64,
+    pub messages: u64,
+    pub other: Vec<(String, Vec<u8>)>,
+}
+
+/// A persistent-session QoS 1 subscriber to `weir/#` that keeps going across
+/// broker restarts.
+pub struct Subscriber {
+    pub seen: Arc<Mutex<Seen>>,
+    pub client: AsyncClient,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Subscriber {
+    pub async fn start(port: u16, filter: &str) -> Self {
+        let mut o = MqttOptions::new(format!("weir-test-sub-{}", free_port()), "127.0.0.1", port);
+        o.set_clean_session(false);
+        o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(256 * 1024 * 1024, 256 * 1024 * 1024);
+        o.set_inflight(1000);
+        let (client, mut el) = AsyncClient::new(o, 1000);
+        let seen = Arc::new(Mutex::new(Seen::default()));
+        let s = seen.clone();
+        let c = client.clone();
+        let filter = filter.to_string();
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let mut ready_tx = Some(ready_tx);
+        let task = tokio::spawn(async move {
+            loop {
+                match el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        let _ = c.subscribe(filter.clone(), QoS::AtLeastOnce).await;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        if let Some(t) = ready_tx.take() {
+                            let _ = t.send(());
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let mut g = s.lock().unwrap();
+                        g.messages += 1;
+                        let topic = p.topic.clone();
+                        let Some(parts) = parse_topic(&topic) else {
+                            g.other.push((topic, p.payload.to_vec()));
+                            continue;
+                        };
+                        let device = parts.device.to_string();
+                        let m: UplinkMessage = serde_json::from_slice(&p.payload)
+                            .expect("payload is an UplinkMessage");
+                        for f in m.frames {
+                            let n = (f.values.len() + f.errors.len()) as u64;
+                            let entry = g.frames.entry(device.clone()).or_default();
+                            if entry.contains_key(&f.seq) {
+                                g.duplicates += n;
+                                continue;
+                            }
+                            entry.insert(f.seq, (f.timestamp, f.values));
+                            g.arrival.entry(device.clone()).or_default().push(f.seq);
+                            g.readings += n;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        tokio::time::timeout(Duration::from_secs(10), ready_rx)
+            .await
+            .expect("subscriber subscribed")
+            .unwrap();
+        Subscriber { seen, client, task }
+    }
+
+    pub fn readings(&self) -> u64 {
+        self.seen.lock().unwrap().readings
+    }
+
+    /// Wait until `pred` holds, or fail after `timeout` with `what`.
+    pub async fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        mut pred: impl FnMut(&Seen) -> bool,
+    ) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if pred(&self.seen.lock().unwrap()) {
+                return;
+            }
+            if Instant::now() > deadline {
+                let g = self.seen.lock().unwrap();
+                panic!(
+                    "timed out waiting for {what}: {} readings, {} duplicates, {} messages",
+                    g.readings, g.duplicates, g.messages
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+pub fn temp_path(dir: &tempfile::TempDir, name: &str) -> PathBuf {
+    dir.path().join(name)
+}
