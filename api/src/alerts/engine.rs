@@ -1,0 +1,582 @@
+//! Pure rule evaluation: no I/O, no clock of its own. Every call takes
+//! `now_ms` (from the runtime's [`super::Clock`], which tests control), so
+//! the state machine inactive → pending → firing → resolved and the
+//! for-duration can be driven exactly.
+//!
+//! Hot path: a reading looks its tag up once, then walks the few rules on
+//! that tag; series state is keyed by `gateway/device/tag` built in a reused
+//! buffer, so a reading that changes no state allocates nothing.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::rules::{render, RuleKind, RuleSpec, Severity, ThresholdOp};
+
+/// A rule as the engine runs it.
+#[derive(Clone, Debug)]
+pub struct RuleDef {
+    pub id: Uuid,
+    pub project_id: Uuid,
+    /// Tenant (organization slug) whose readings and fleet events the rule sees.
+    pub tenant: String,
+    pub spec: RuleSpec,
+}
+
+/// State of one rule on one series.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertState {
+    Inactive,
+    Pending,
+    Firing,
+    /// Reported once when a firing alert clears; the series is inactive again.
+    Resolved,
+}
+
+impl AlertState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Inactive => "inactive",
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Inactive, Self::Pending, Self::Firing, Self::Resolved]
+            .into_iter()
+            .find(|x| x.as_str() == s)
+    }
+}
+
+/// One numeric reading.
+#[derive(Clone, Copy, Debug)]
+pub struct Reading<'a> {
+    pub tenant: &'a str,
+    pub gateway: &'a str,
+    pub device: &'a str,
+    pub tag: &'a str,
+    pub value: f64,
+    /// Read time at the device, ms since the epoch (used for rates).
+    pub ts_ms: i64,
+}
+
+/// A change of state, with everything needed to persist and notify it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Transition {
+    pub rule_id: Uuid,
+    pub project_id: Uuid,
+    pub rule_name: String,
+    pub kind: RuleKind,
+    pub severity: Severity,
+    /// `gateway/device/tag` (parts empty when they do not apply).
+    pub series: String,
+    pub from: AlertState,
+    pub to: AlertState,
+    pub at_ms: i64,
+    /// When the condition started to hold (pending or firing start).
+    pub since_ms: i64,
+    pub value: Option<f64>,
+    pub labels: BTreeMap<String, String>,
+    pub summary: String,
+    pub channels: Vec<Uuid>,
+}
+
+impl Transition {
+    /// Identity of the alert across restarts: rule and series.
+    pub fn fingerprint(&self) -> String {
+        fingerprint(self.rule_id, &self.series)
+    }
+}
+
+pub fn fingerprint(rule_id: Uuid, series: &str) -> String {
+    format!("{rule_id}/{series}")
+}
+
+#[derive(Clone, Debug)]
+struct Series {
+    state: AlertState,
+    /// The condition at the last evaluation.
+    cond: bool,
+    since_ms: i64,
+    last_seen_ms: i64,
+    value: Option<f64>,
+    /// Previous (read time, value), for rates.
+    prev: Option<(i64, f64)>,
+}
+
+impl Series {
+    fn new(now_ms: i64) -> Self {
+        Self {
+            state: AlertState::Inactive,
+            cond: false,
+            since_ms: now_ms,
+            last_seen_ms: now_ms,
+            value: None,
+            prev: None,
+        }
+    }
+}
+
+struct CompiledRule {
+    def: Arc<RuleDef>,
+    for_ms: i64,
+    series: HashMap<Box<str>, Series>,
+}
+
+/// The evaluator. Not thread-safe by itself; the runtime holds it in a mutex.
+#[derive(Default)]
+pub struct Engine {
+    rules: Vec<CompiledRule>,
+    by_tag: HashMap<Box<str>, Vec<u32>>,
+    device_rules: Vec<u32>,
+    gateway_rules: Vec<u32>,
+    cluster_rules: Vec<u32>,
+    key: String,
+    /// Rule evaluations done (one per rule a reading or event reached).
+    pub evaluations: u64,
+}
+
+fn matches_opt(filter: &Option<String>, v: &str) -> bool {
+    filter.as_deref().is_none_or(|f| f == v)
+}
+
+fn series_key(buf: &mut String, gateway: &str, device: &str, tag: &str) {
+    buf.clear();
+    buf.push_str(gateway);
+    buf.push('/');
+    buf.push_str(device);
+    buf.push('/');
+    buf.push_str(tag);
+}
+
+/// Advance one series; returns the transition (from, to) if any.
+fn step(s: &mut Series, cond: bool, now_ms: i64, for_ms: i64) -> Option<(AlertState, AlertState)> {
+    s.cond = cond;
+    match (s.state, cond) {
+        (AlertState::Inactive, true) => {
+            s.since_ms = now_ms;
+            if for_ms == 0 {
+                s.state = AlertState::Firing;
+                Some((AlertState::Inactive, AlertState::Firing))
+            } else {
+                s.state = AlertState::Pending;
+                Some((AlertState::Inactive, AlertState::Pending))
+            }
+        }
+        (AlertState::Pending, true) if now_ms - s.since_ms >= for_ms => {
+            s.state = AlertState::Firing;
+            Some((AlertState::Pending, AlertState::Firing))
+        }
+        (AlertState::Pending, false) => {
+            s.state = AlertState::Inactive;
+            Some((AlertState::Pending, AlertState::Inactive))
+        }
+        (AlertState::Firing, false) => {
+            s.state = AlertState::Inactive;
+            Some((AlertState::Firing, AlertState::Resolved))
+        }
+        _ => None,
+    }
+}
+
+fn fmt_num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        format!("{v}")
+    }
+}
+
+fn make_transition(
+    def: &RuleDef,
+    key: &str,
+    s: &Series,
+    (from, to): (AlertState, AlertState),
+    now_ms: i64,
+) -> Transition {
+    let spec = &def.spec;
+    let mut parts = key.splitn(3, '/');
+    let (gateway, device, tag) = (
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+        parts.next().unwrap_or(""),
+    );
+    let mut labels = spec.labels.clone();
+    labels.insert("alertname".into(), spec.name.clone());
+    labels.insert("severity".into(), spec.severity.as_str().into());
+    if spec.kind == RuleKind::ClusterDegraded {
+        labels.insert("cluster".into(), gateway.into());
+    } else {
+        for (k, v) in [("gateway", gateway), ("device", device), ("tag", tag)] {
+            if !v.is_empty() {
+                labels.insert(k.into(), v.into());
+            }
+        }
+    }
+    let mut vars = labels.clone();
+    vars.insert("rule".into(), spec.name.clone());
+    if let Some(v) = s.value {
+        vars.insert("value".into(), fmt_num(v));
+    }
+    for (k, v) in [("threshold", spec.threshold), ("low", spec.low), ("high", spec.high)] {
+        if let Some(v) = v {
+            vars.insert(k.into(), fmt_num(v));
+        }
+    }
+    let template = if spec.summary.is_empty() { spec.default_summary() } else { &spec.summary };
+    Transition {
+        rule_id: def.id,
+        project_id: def.project_id,
+        rule_name: spec.name.clone(),
+        kind: spec.kind,
+        severity: spec.severity,
+        series: key.to_string(),
+        from,
+        to,
+        at_ms: now_ms,
+        since_ms: s.since_ms,
+        value: s.value,
+        labels,
+        summary: render(template, &vars),
+        channels: spec.channels.clone(),
+    }
+}
+
+impl Engine {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn rule_count(&self) -> usize {
+        self.rules.len()
+    }
+
+    /// Replace the rule set. Series state of rules that stay (same id) is
+    /// kept; firing alerts of rules that went away (deleted or disabled)
+    /// resolve into `out`.
+    pub fn set_rules(&mut self, defs: Vec<RuleDef>, now_ms: i64, out: &mut Vec<Transition>) {
+        let mut old: HashMap<Uuid, CompiledRule> =
+            self.rules.drain(..).map(|r| (r.def.id, r)).collect();
+        self.by_tag.clear();
+        self.device_rules.clear();
+        self.gateway_rules.clear();
+        self.cluster_rules.clear();
+        for def in defs.into_iter().filter(|d| d.spec.enabled) {
+            let i = self.rules.len() as u32;
+            let mut series = old.remove(&def.id).map(|r| r.series).unwrap_or_default();
+            match def.spec.kind {
+                RuleKind::Threshold | RuleKind::Absence | RuleKind::Rate => {
+                    let tag = def.spec.tag.clone().unwrap_or_default();
+                    // An absence rule on one exact series watches it from now on,
+                    // even if it never reported.
+                    if def.spec.kind == RuleKind::Absence {
+                        if let (Some(g), Some(d)) = (&def.spec.gateway, &def.spec.device) {
+                            series_key(&mut self.key, g, d, &tag);
+                            if !series.contains_key(self.key.as_str()) {
+                                series.insert(self.key.clone().into_boxed_str(), Series::new(now_ms));
+                            }
+                        }
+                    }
+                    self.by_tag.entry(tag.into_boxed_str()).or_default().push(i);
+                }
+                RuleKind::DeviceDown => self.device_rules.push(i),
+                RuleKind::GatewayOffline => self.gateway_rules.push(i),
+                RuleKind::ClusterDegraded => self.cluster_rules.push(i),
+            }
+            let for_ms = (def.spec.for_secs as i64).saturating_mul(1000);
+            self.rules.push(CompiledRule { def: Arc::new(def), for_ms, series });
+        }
+        for (_, r) in old {
+            for (k, s) in r.series {
+                if s.state == AlertState::Firing {
+                    out.push(make_transition(&r.def, &k, &s, (AlertState::Firing, AlertState::Resolved), now_ms));
+                }
+            }
+        }
+    }
+
+    /// Put back a persisted state (after a restart). Returns false when the
+    /// rule is not loaded.
+    pub fn restore(&mut self, rule_id: Uuid, series: &str, state: AlertState, since_ms: i64, value: Option<f64>, now_ms: i64) -> bool {
+        let Some(r) = self.rules.iter_mut().find(|r| r.def.id == rule_id) else {
+            return false;
+        };
+        if !matches!(state, AlertState::Pending | AlertState::Firing) {
+            return false;
+        }
+        let s = r.series.entry(series.into()).or_insert_with(|| Series::new(now_ms));
+        s.state = state;
+        s.cond = true;
+        s.since_ms = since_ms;
+        s.value = value;
+        true
+    }
+
+    /// Evaluate one reading against the rules on its tag.
+    #[inline]
+    pub fn observe(&mut self, now_ms: i64, r: &Reading<'_>, out: &mut Vec<Transition>) {
+        let Some(idx) = self.by_tag.get(r.tag) else { return };
+        for &i in idx {
+            let rule = &mut self.rules[i as usize];
+            let spec = &rule.def.spec;
+            if rule.def.tenant != r.tenant
+                || !matches_opt(&spec.gateway, r.gateway)
+                || !matches_opt(&spec.device, r.device)
+            {
+                continue;
+            }
+            self.evaluations += 1;
+            series_key(&mut self.key, r.gateway, r.device, r.tag);
+            let s = match rule.series.get_mut(self.key.as_str()) {
+                Some(s) => s,
+                None => rule
+                    .series
+                    .entry(self.key.clone().into_boxed_str())
+                    .or_insert_with(|| Series::new(now_ms)),
+            };
+            s.last_seen_ms = now_ms;
+            let cond = match spec.kind {
+                RuleKind::Threshold => {
+                    s.value = Some(r.value);
+                    match spec.op {
+                        Some(ThresholdOp::Above) => spec.threshold.is_some_and(|t| r.value > t),
+                        Some(ThresholdOp::Below) => spec.threshold.is_some_and(|t| r.value < t),
+                        Some(ThresholdOp::Outside) => {
+                            spec.low.is_some_and(|l| r.value < l) || spec.high.is_some_and(|h| r.value > h)
+                        }
+                        None => false,
+                    }
+                }
+                RuleKind::Absence => {
+                    s.value = Some(r.value);
+                    false
+                }
+                RuleKind::Rate => {
+                    let prev = s.prev.replace((r.ts_ms, r.value));
+                    match prev {
+                        Some((t0, v0)) if r.ts_ms > t0 => {
+                            let rate = (r.value - v0) / ((r.ts_ms - t0) as f64 / 1000.0);
+                            s.value = Some(rate);
+                            spec.max_rate_per_sec.is_some_and(|m| rate.abs() > m)
+                        }
+                        // Same or older timestamp: no new information.
+                        _ => s.cond,
+                    }
+                }
+                _ => false,
+            };
+            if let Some(t) = step(s, cond, now_ms, rule.for_ms) {
+                out.push(make_transition(&rule.def, &self.key, s, t, now_ms));
+            }
+        }
+    }
+
+    fn observe_status(
+        &mut self,
+        which: fn(&Engine) -> &Vec<u32>,
+        now_ms: i64,
+        tenant: &str,
+        gateway: &str,
+        device: &str,
+        bad: bool,
+        out: &mut Vec<Transition>,
+    ) {
+        let idx = which(self).clone();
+        for i in idx {
+            let rule = &mut self.rules[i as usize];
+            let spec = &rule.def.spec;
+            let is_cluster = spec.kind == RuleKind::ClusterDegraded;
+            if rule.def.tenant != tenant
+                || (!is_cluster && !matches_opt(&spec.gateway, gateway))
+                || !matches_opt(&spec.device, device)
+            {
+                continue;
+            }
+            self.evaluations += 1;
+            series_key(&mut self.key, gateway, device, "");
+            let s = rule
+                .series
+                .entry(self.key.clone().into_boxed_str())
+                .or_insert_with(|| Series::new(now_ms));
+            s.last_seen_ms = now_ms;
+            if let Some(t) = step(s, bad, now_ms, rule.for_ms) {
+                out.push(make_transition(&rule.def, &self.key, s, t, now_ms));
+            }
+        }
+    }
+
+    /// A device answered (`up`) or failed with timeout/disconnected errors.
+    pub fn observe_device(&mut self, now_ms: i64, tenant: &str, gateway: &str, device: &str, up: bool, out: &mut Vec<Transition>) {
+        self.observe_status(|e| &e.device_rules, now_ms, tenant, gateway, device, !up, out);
+    }
+
+    /// The fleet reports a gateway online or offline.
+    pub fn observe_gateway(&mut self, now_ms: i64, tenant: &str, gateway: &str, online: bool, out: &mut Vec<Transition>) {
+        self.observe_status(|e| &e.gateway_rules, now_ms, tenant, gateway, "", !online, out);
+    }
+
+    /// The fleet reports the health of a tenant's MQTT cluster.
+    pub fn observe_cluster(&mut self, now_ms: i64, tenant: &str, cluster: &str, healthy: bool, out: &mut Vec<Transition>) {
+        self.observe_status(|e| &e.cluster_rules, now_ms, tenant, cluster, "", !healthy, out);
+    }
+
+    /// Time passes: pending alerts whose for-duration is over fire, and
+    /// absence rules check how long each series has been silent.
+    pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Transition>) {
+        for rule in &mut self.rules {
+            let absent_ms = (rule.def.spec.kind == RuleKind::Absence)
+                .then(|| rule.def.spec.absent_secs.unwrap_or(0) as i64 * 1000);
+            for (k, s) in rule.series.iter_mut() {
+                let cond = match absent_ms {
+                    Some(a) => now_ms - s.last_seen_ms >= a,
+                    None => s.cond,
+                };
+                if absent_ms.is_none() && s.state != AlertState::Pending {
+                    continue;
+                }
+                if let Some(t) = step(s, cond, now_ms, rule.for_ms) {
+                    out.push(make_transition(&rule.def, k, s, t, now_ms));
+                }
+            }
+        }
+    }
+
+    /// Firing or pending series: (rule, series, state).
+    pub fn active(&self) -> Vec<(Uuid, String, AlertState)> {
+        self.rules
+            .iter()
+            .flat_map(|r| {
+                r.series
+                    .iter()
+                    .filter(|(_, s)| matches!(s.state, AlertState::Pending | AlertState::Firing))
+                    .map(|(k, s)| (r.def.id, k.to_string(), s.state))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: serde_json::Value) -> RuleDef {
+        RuleDef {
+            id: Uuid::new_v4(),
+            project_id: Uuid::nil(),
+            tenant: "riverside".into(),
+            spec: serde_json::from_value(json).unwrap(),
+        }
+    }
+
+    fn reading(tag: &str, value: f64, ts_ms: i64) -> Reading<'_> {
+        Reading { tenant: "riverside", gateway: "ps-1", device: "pump-1", tag, value, ts_ms }
+    }
+
+    fn states(out: &[Transition]) -> Vec<(AlertState, AlertState)> {
+        out.iter().map(|t| (t.from, t.to)).collect()
+    }
+
+    use AlertState::*;
+
+    #[test]
+    fn threshold_honours_the_for_duration() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        e.set_rules(
+            vec![rule(serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2, "for_secs": 60,
+                "summary": "{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})"}))],
+            0,
+            &mut out,
+        );
+        e.observe(1_000, &reading("cl", 0.5, 1_000), &mut out);
+        assert!(out.is_empty());
+        e.observe(2_000, &reading("cl", 0.1, 2_000), &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Pending)]);
+        out.clear();
+        e.tick(61_999, &mut out);
+        assert!(out.is_empty(), "fired before the for-duration");
+        e.tick(62_000, &mut out);
+        assert_eq!(states(&out), vec![(Pending, Firing)]);
+        assert_eq!(out[0].summary, "ps-1/cl is 0.1 (limit 0.2)");
+        assert_eq!(out[0].labels["alertname"], "Cl low");
+        assert_eq!(out[0].labels["device"], "pump-1");
+        out.clear();
+        e.observe(63_000, &reading("cl", 0.05, 63_000), &mut out);
+        assert!(out.is_empty(), "a firing alert does not fire again");
+        e.observe(64_000, &reading("cl", 0.3, 64_000), &mut out);
+        assert_eq!(states(&out), vec![(Firing, Resolved)]);
+    }
+
+    #[test]
+    fn pending_that_clears_goes_back_to_inactive() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        e.set_rules(vec![rule(serde_json::json!({"name": "band", "kind": "threshold", "tag": "ph", "op": "outside", "low": 6.5, "high": 8.5, "for_secs": 10}))], 0, &mut out);
+        e.observe(0, &reading("ph", 9.0, 0), &mut out);
+        e.observe(5_000, &reading("ph", 7.0, 5_000), &mut out);
+        e.tick(20_000, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Pending), (Pending, Inactive)]);
+    }
+
+    #[test]
+    fn absence_rate_and_fleet_rules() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        e.set_rules(
+            vec![
+                rule(serde_json::json!({"name": "quiet", "kind": "absence", "tag": "flow", "absent_secs": 30})),
+                rule(serde_json::json!({"name": "jump", "kind": "rate", "tag": "level", "max_rate_per_sec": 1.0})),
+                rule(serde_json::json!({"name": "gw", "kind": "gateway_offline", "for_secs": 5})),
+                rule(serde_json::json!({"name": "dev", "kind": "device_down"})),
+            ],
+            0,
+            &mut out,
+        );
+        e.observe(0, &reading("flow", 1.0, 0), &mut out);
+        e.tick(29_000, &mut out);
+        assert!(out.is_empty());
+        e.tick(30_000, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing)]);
+        out.clear();
+        e.observe(31_000, &reading("flow", 1.0, 31_000), &mut out);
+        assert_eq!(states(&out), vec![(Firing, Resolved)]);
+        out.clear();
+        e.observe(0, &reading("level", 1.0, 0), &mut out);
+        e.observe(1_000, &reading("level", 1.5, 1_000), &mut out);
+        assert!(out.is_empty());
+        e.observe(2_000, &reading("level", 5.0, 2_000), &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing)]);
+        out.clear();
+        e.observe_gateway(0, "riverside", "ps-1", false, &mut out);
+        e.tick(5_000, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Pending), (Pending, Firing)]);
+        assert_eq!(out[1].summary, "gateway ps-1 is offline");
+        out.clear();
+        e.observe_gateway(6_000, "other-tenant", "ps-1", true, &mut out);
+        assert!(out.is_empty(), "another tenant's gateway is another gateway");
+        e.observe_device(0, "riverside", "ps-1", "pump-1", false, &mut out);
+        e.observe_device(1, "riverside", "ps-1", "pump-1", true, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing), (Firing, Resolved)]);
+    }
+
+    #[test]
+    fn restored_firing_alert_does_not_fire_again_and_removed_rules_resolve() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        let r = rule(serde_json::json!({"name": "hi", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0}));
+        let id = r.id;
+        e.set_rules(vec![r], 0, &mut out);
+        assert!(e.restore(id, "ps-1/pump-1/t", Firing, 0, Some(2.0), 0));
+        e.observe(10, &reading("t", 3.0, 10), &mut out);
+        assert!(out.is_empty());
+        e.set_rules(vec![], 20, &mut out);
+        assert_eq!(states(&out), vec![(Firing, Resolved)]);
+        assert_eq!(out[0].rule_id, id);
+    }
+}

@@ -1,0 +1,647 @@
+//! Alerts: rules over live readings and fleet health, evaluated on the
+//! stream, with notifications that arrive once (Alertmanager's model:
+//! for-duration, labels, grouping, silences, inhibition, receivers).
+//!
+//! - [`engine`]: pure evaluation (inactive → pending → firing → resolved).
+//! - [`notify`]: grouping and timing of notices; webhook and email senders.
+//! - [`ingest`]: the MQTT subscription (`$share/weir-alerts/{prefix}/{tenant}/#`).
+//! - [`store`]: tables and persistence; [`routes`]: the HTTP API.
+//!
+//! One worker task owns the engine and the notifier, so neither needs a
+//! lock: readings, fleet events, reloads and delivery reports reach it
+//! through channels. Fleet code reports gateway and cluster health with
+//! [`Alerts::fleet_sender`].
+
+pub mod engine;
+pub mod ingest;
+pub mod metrics;
+pub mod notify;
+pub mod routes;
+pub mod rules;
+pub mod silences;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sea_orm::{DatabaseConnection, EntityTrait};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::AbortHandle;
+use uuid::Uuid;
+use weir_crds::message::{ErrorCode, UplinkMessage};
+
+use crate::db::entities::org;
+use crate::error::ApiError;
+use engine::{AlertState, Engine, Reading, RuleDef, Transition};
+use metrics::{AlertMetrics, ChannelLabels};
+use notify::{AlertEntry, Attempts, Channel, ChannelKind, DeliveryResult, Notification, Notifier};
+use rules::{RuleKind, RuleSpec};
+use silences::{ActiveSilence, Matcher, Mute};
+use store::{alert_channel, alert_nflog, alert_rule, alert_silence, alert_state};
+
+pub use routes::router;
+
+/// Settings of the alerts runtime (flattened into the api's `Config`).
+#[derive(clap::Args, Clone, Debug)]
+pub struct AlertsConfig {
+    /// MQTT broker whose readings the alert rules evaluate, e.g.
+    /// `mqtt://127.0.0.1:1883` (unset: no live ingestion; fleet events and
+    /// rules still work).
+    #[arg(long = "alerts-mqtt-url", env = "WEIR_ALERTS_MQTT_URL")]
+    pub mqtt_url: Option<String>,
+
+    /// First topic level of readings: `{prefix}/{tenant}/{gateway}/{device}/{group}`.
+    #[arg(long = "alerts-topic-prefix", env = "WEIR_ALERTS_TOPIC_PREFIX", default_value = "weir")]
+    pub topic_prefix: String,
+
+    /// How often pending alerts, absence rules and notification groups are checked, in ms.
+    #[arg(long = "alerts-eval-interval-ms", env = "WEIR_ALERTS_EVAL_INTERVAL_MS", default_value_t = 1000)]
+    pub eval_interval_ms: u64,
+
+    /// Attempts per notification (webhook: on 5xx, 429, timeouts; email: on transient errors).
+    #[arg(long = "alerts-send-attempts", env = "WEIR_ALERTS_SEND_ATTEMPTS", default_value_t = 5)]
+    pub send_attempts: u32,
+
+    /// First retry delay in ms; doubles per attempt.
+    #[arg(long = "alerts-retry-base-ms", env = "WEIR_ALERTS_RETRY_BASE_MS", default_value_t = 1000)]
+    pub retry_base_ms: u64,
+
+    /// Timeout of one send attempt, in ms.
+    #[arg(long = "alerts-send-timeout-ms", env = "WEIR_ALERTS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    pub send_timeout_ms: u64,
+
+    /// The time the rules see; tests swap in a manual clock.
+    #[arg(skip)]
+    pub clock: Clock,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            mqtt_url: None,
+            topic_prefix: "weir".into(),
+            eval_interval_ms: 1000,
+            send_attempts: 5,
+            retry_base_ms: 1000,
+            send_timeout_ms: 10_000,
+            clock: Clock::default(),
+        }
+    }
+}
+
+/// Milliseconds since the epoch: the system clock, or a manual one that
+/// only moves when told (tests drive for-durations and group timers with it).
+#[derive(Clone, Debug, Default)]
+pub struct Clock(Option<Arc<AtomicI64>>);
+
+impl Clock {
+    pub fn system() -> Self {
+        Self(None)
+    }
+
+    pub fn manual(start_ms: i64) -> Self {
+        Self(Some(Arc::new(AtomicI64::new(start_ms))))
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        match &self.0 {
+            Some(t) => t.load(Ordering::SeqCst),
+            None => chrono::Utc::now().timestamp_millis(),
+        }
+    }
+
+    /// Move a manual clock forward (no effect on the system clock).
+    pub fn advance(&self, d: Duration) {
+        if let Some(t) = &self.0 {
+            t.fetch_add(d.as_millis() as i64, Ordering::SeqCst);
+        }
+    }
+}
+
+/// Fleet health, sent by the fleet code (gateways, clusters) into
+/// [`Alerts::fleet_sender`]. `tenant` is the organization slug.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FleetEvent {
+    GatewayOnline { tenant: String, gateway: String },
+    GatewayOffline { tenant: String, gateway: String },
+    ClusterHealthy { tenant: String, cluster: String },
+    ClusterDegraded { tenant: String, cluster: String },
+}
+
+enum Input {
+    Uplink {
+        tenant: String,
+        gateway: String,
+        device: String,
+        msg: UplinkMessage,
+    },
+    Reload,
+    Delivered {
+        n: Box<Notification>,
+        ok: bool,
+        saved: oneshot::Sender<()>,
+    },
+    Sync(oneshot::Sender<()>),
+}
+
+/// Handle to the alerts runtime (cheap to clone; lives in `AppState`).
+#[derive(Clone)]
+pub struct Alerts {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    db: DatabaseConnection,
+    cfg: AlertsConfig,
+    tx: mpsc::Sender<Input>,
+    fleet_tx: mpsc::Sender<FleetEvent>,
+    metrics: AlertMetrics,
+    http: reqwest::Client,
+    tasks: Mutex<Vec<AbortHandle>>,
+    /// Evaluation passes done (ticks), for tests that wait for "time has been looked at".
+    passes: AtomicU64,
+    /// Inputs (messages, events) processed.
+    processed: AtomicU64,
+    tenants: watch::Sender<BTreeSet<String>>,
+}
+
+impl Alerts {
+    /// Load rules, states, channels, silences and the notification log,
+    /// and start the worker (and the MQTT ingestion when configured).
+    pub async fn start(db: DatabaseConnection, cfg: AlertsConfig, metrics: AlertMetrics) -> Result<Self, ApiError> {
+        let (tx, rx) = mpsc::channel(4096);
+        let (fleet_tx, fleet_rx) = mpsc::channel(1024);
+        let (tenants, _) = watch::channel(BTreeSet::new());
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(ApiError::internal)?;
+        let inner = Arc::new(Inner {
+            db,
+            cfg,
+            tx,
+            fleet_tx,
+            metrics,
+            http,
+            tasks: Mutex::new(vec![]),
+            passes: AtomicU64::new(0),
+            processed: AtomicU64::new(0),
+            tenants,
+        });
+        let alerts = Alerts { inner: inner.clone() };
+        let mut w = Worker {
+            inner: inner.clone(),
+            engine: Engine::new(),
+            notifier: Notifier::default(),
+            silences: vec![],
+            kinds: HashMap::new(),
+            out: Vec::new(),
+            last_evaluations: 0,
+        };
+        w.load(true).await?;
+        let h = tokio::spawn(w.run(rx, fleet_rx));
+        alerts.track(h.abort_handle());
+        if let Some(url) = inner.cfg.mqtt_url.clone() {
+            let h = tokio::spawn(ingest::run(alerts.clone(), url));
+            alerts.track(h.abort_handle());
+        }
+        Ok(alerts)
+    }
+
+    fn track(&self, h: AbortHandle) {
+        let mut tasks = self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        tasks.retain(|t| !t.is_finished());
+        tasks.push(h);
+    }
+
+    /// Stop the worker, ingestion and deliveries in flight (an api shutting down).
+    pub fn shutdown(&self) {
+        for h in self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            h.abort();
+        }
+    }
+
+    pub fn clock(&self) -> &Clock {
+        &self.inner.cfg.clock
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.inner.cfg.clock.now_ms()
+    }
+
+    /// Where the fleet code sends gateway and cluster health.
+    pub fn fleet_sender(&self) -> mpsc::Sender<FleetEvent> {
+        self.inner.fleet_tx.clone()
+    }
+
+    /// Rules, channels or silences changed: the worker re-reads them.
+    pub async fn reload(&self) {
+        let _ = self.inner.tx.send(Input::Reload).await;
+    }
+
+    /// Feed one uplink message (what the MQTT ingestion does per publish).
+    pub async fn ingest(&self, tenant: &str, gateway: &str, device: &str, msg: UplinkMessage) {
+        let _ = self
+            .inner
+            .tx
+            .send(Input::Uplink { tenant: tenant.into(), gateway: gateway.into(), device: device.into(), msg })
+            .await;
+    }
+
+    /// Wait until the worker processed everything sent before this call.
+    pub async fn sync(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.inner.tx.send(Input::Sync(tx)).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Evaluation passes done so far (each looks at the clock once).
+    pub fn passes(&self) -> u64 {
+        self.inner.passes.load(Ordering::SeqCst)
+    }
+
+    /// Wait for `n` more evaluation passes: everything due by the clock's
+    /// current time has been evaluated and sent off.
+    pub async fn wait_passes(&self, n: u64) {
+        let target = self.passes() + n;
+        while self.passes() < target {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    pub fn metrics(&self) -> &AlertMetrics {
+        &self.inner.metrics
+    }
+
+    fn attempts(&self) -> Attempts {
+        Attempts {
+            max_attempts: self.inner.cfg.send_attempts.max(1),
+            base: Duration::from_millis(self.inner.cfg.retry_base_ms),
+            timeout: Duration::from_millis(self.inner.cfg.send_timeout_ms.max(1)),
+        }
+    }
+
+    /// Send a notice now (with retries) and count it.
+    pub async fn send_now(&self, n: &Notification, attempts: &Attempts) -> DeliveryResult {
+        let res = match &n.channel.kind {
+            ChannelKind::Webhook { url, secret } => {
+                notify::webhook::send(&self.inner.http, url, secret, n.webhook_body(), attempts).await
+            }
+            ChannelKind::Email { cfg, password } => {
+                notify::email::send(cfg, password, &n.email_subject(), n.email_body(), attempts).await
+            }
+        };
+        let labels = ChannelLabels {
+            kind: match n.channel.kind {
+                ChannelKind::Webhook { .. } => "webhook".into(),
+                ChannelKind::Email { .. } => "email".into(),
+            },
+        };
+        if res.ok {
+            self.inner.metrics.notifications_sent.get_or_create(&labels).inc();
+        } else {
+            self.inner.metrics.notifications_failed.get_or_create(&labels).inc();
+            tracing::warn!(channel = %n.channel.id, attempts = res.attempts, error = %res.error, "notification failed");
+        }
+        res
+    }
+
+    async fn log_delivery(&self, n: &Notification, kind: &str, res: &DeliveryResult) -> Result<(), ApiError> {
+        use sea_orm::ActiveModelTrait;
+        use sea_orm::ActiveValue::Set;
+        store::alert_delivery::ActiveModel {
+            id: Set(Uuid::new_v4()),
+            channel_id: Set(n.channel.id),
+            project_id: Set(n.channel.project_id),
+            at: Set(chrono::Utc::now()),
+            kind: Set(kind.into()),
+            group_key: Set(n.group_key.clone()),
+            alerts: Set((n.firing.len() + n.resolved.len()) as i32),
+            attempts: Set(res.attempts as i32),
+            ok: Set(res.ok),
+            http_status: Set(res.http_status),
+            error: Set(res.error.clone()),
+        }
+        .insert(&self.inner.db)
+        .await?;
+        Ok(())
+    }
+
+    /// A synthetic notice through one channel ("send test").
+    pub async fn send_test(&self, channel: Channel) -> Result<DeliveryResult, ApiError> {
+        let now = self.now_ms();
+        let mut labels = BTreeMap::new();
+        labels.insert("alertname".to_string(), "Test notification".to_string());
+        labels.insert("severity".to_string(), "info".to_string());
+        let n = Notification {
+            channel: Arc::new(channel),
+            group_key: "test".into(),
+            group_labels: BTreeMap::new(),
+            firing: vec![AlertEntry {
+                fingerprint: "test".into(),
+                rule_id: Uuid::nil(),
+                project_id: Uuid::nil(),
+                kind: RuleKind::Threshold,
+                series: String::new(),
+                state: AlertState::Firing,
+                labels,
+                summary: "Test notification from Weir: this channel works.".into(),
+                starts_ms: now,
+                ends_ms: None,
+                value: None,
+                channels: vec![],
+            }],
+            resolved: vec![],
+            at_ms: now,
+        };
+        // Someone is waiting for the answer: one attempt, no back-off.
+        let once = Attempts { max_attempts: 1, ..self.attempts() };
+        let res = self.send_now(&n, &once).await;
+        self.log_delivery(&n, "test", &res).await?;
+        Ok(res)
+    }
+
+    fn set_tenants(&self, t: BTreeSet<String>) {
+        self.inner.tenants.send_if_modified(|cur| {
+            if *cur != t {
+                *cur = t;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    pub(crate) fn tenants(&self) -> watch::Receiver<BTreeSet<String>> {
+        self.inner.tenants.subscribe()
+    }
+
+    pub(crate) fn topic_prefix(&self) -> &str {
+        &self.inner.cfg.topic_prefix
+    }
+}
+
+/// A stored channel as the notifier uses it.
+pub fn channel_from_row(m: &alert_channel::Model) -> Option<Channel> {
+    let kind = match m.kind.as_str() {
+        "webhook" => {
+            let v: serde_json::Value = serde_json::from_str(&m.config).ok()?;
+            ChannelKind::Webhook { url: v.get("url")?.as_str()?.to_string(), secret: m.secret.clone() }
+        }
+        "email" => ChannelKind::Email { cfg: serde_json::from_str(&m.config).ok()?, password: m.secret.clone() },
+        _ => return None,
+    };
+    Some(Channel {
+        id: m.id,
+        project_id: m.project_id,
+        name: m.name.clone(),
+        kind,
+        group_by: serde_json::from_str(&m.group_by).unwrap_or_default(),
+        group_wait_ms: m.group_wait_secs.saturating_mul(1000),
+        group_interval_ms: m.group_interval_secs.saturating_mul(1000),
+        repeat_interval_ms: m.repeat_interval_secs.saturating_mul(1000),
+    })
+}
+
+pub fn silence_from_row(m: &alert_silence::Model) -> ActiveSilence {
+    let matchers: Vec<Matcher> = serde_json::from_str(&m.matchers).unwrap_or_default();
+    ActiveSilence::new(m.id, m.project_id, &matchers, m.starts_at.timestamp_millis(), m.ends_at.timestamp_millis())
+}
+
+/// Rule rows with their tenant (organization slug).
+pub async fn load_rule_defs(db: &DatabaseConnection) -> Result<Vec<RuleDef>, ApiError> {
+    let orgs: HashMap<Uuid, String> = org::Entity::find().all(db).await?.into_iter().map(|o| (o.id, o.slug)).collect();
+    let rows = alert_rule::Entity::find().all(db).await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let spec: RuleSpec = serde_json::from_str(&r.spec).ok()?;
+            Some(RuleDef { id: r.id, project_id: r.project_id, tenant: orgs.get(&r.org_id)?.clone(), spec })
+        })
+        .collect())
+}
+
+/// Why each alert is muted now: silences first, then inhibition by an
+/// offline gateway of the same project.
+pub fn mute_fn<'a>(
+    now_ms: i64,
+    silences: &'a [ActiveSilence],
+    alerts: impl Iterator<Item = (Uuid, RuleKind, AlertState, &'a BTreeMap<String, String>)>,
+) -> impl Fn(Uuid, RuleKind, &BTreeMap<String, String>) -> Mute + 'a {
+    let offline: HashSet<(Uuid, String)> = alerts
+        .filter(|(_, k, s, _)| *k == RuleKind::GatewayOffline && *s == AlertState::Firing)
+        .filter_map(|(p, _, _, l)| Some((p, l.get("gateway")?.clone())))
+        .collect();
+    move |project, kind, labels| {
+        if silences.iter().any(|s| s.active_at(now_ms) && s.matches(project, labels)) {
+            Mute::Silenced
+        } else if kind.is_device_level()
+            && labels.get("gateway").is_some_and(|g| offline.contains(&(project, g.clone())))
+        {
+            Mute::Inhibited
+        } else {
+            Mute::None
+        }
+    }
+}
+
+struct Worker {
+    inner: Arc<Inner>,
+    engine: Engine,
+    notifier: Notifier,
+    silences: Vec<ActiveSilence>,
+    kinds: HashMap<Uuid, RuleKind>,
+    out: Vec<Transition>,
+    last_evaluations: u64,
+}
+
+impl Worker {
+    fn alerts(&self) -> Alerts {
+        Alerts { inner: self.inner.clone() }
+    }
+
+    /// Read rules, channels and silences; at start also the persisted
+    /// states and the notification log.
+    async fn load(&mut self, first: bool) -> Result<(), ApiError> {
+        let db = &self.inner.db;
+        let now = self.inner.cfg.clock.now_ms();
+        let defs = load_rule_defs(db).await?;
+        self.kinds = defs.iter().map(|d| (d.id, d.spec.kind)).collect();
+        let channels_of: HashMap<Uuid, Vec<Uuid>> = defs.iter().map(|d| (d.id, d.spec.channels.clone())).collect();
+        let tenants: BTreeSet<String> = defs.iter().filter(|d| d.spec.enabled).map(|d| d.tenant.clone()).collect();
+        self.engine.set_rules(defs, now, &mut self.out);
+        let chans = alert_channel::Entity::find().all(db).await?;
+        self.notifier.set_channels(chans.iter().filter_map(channel_from_row).collect());
+        self.silences = alert_silence::Entity::find().all(db).await?.iter().map(silence_from_row).collect();
+        if first {
+            for s in alert_state::Entity::find().all(db).await? {
+                let Some(state) = AlertState::parse(&s.state) else { continue };
+                let Some(kind) = self.kinds.get(&s.rule_id).copied() else { continue };
+                let since = s.since.timestamp_millis();
+                self.engine.restore(s.rule_id, &s.series, state, since, s.value, now);
+                if matches!(state, AlertState::Firing | AlertState::Resolved) {
+                    self.notifier.restore_alert(AlertEntry {
+                        fingerprint: engine::fingerprint(s.rule_id, &s.series),
+                        rule_id: s.rule_id,
+                        project_id: s.project_id,
+                        kind,
+                        series: s.series.clone(),
+                        state,
+                        labels: serde_json::from_str(&s.labels).unwrap_or_default(),
+                        summary: s.summary.clone(),
+                        starts_ms: since,
+                        ends_ms: (state == AlertState::Resolved).then(|| s.updated_at.timestamp_millis()),
+                        value: s.value,
+                        channels: channels_of.get(&s.rule_id).cloned().unwrap_or_default(),
+                    });
+                }
+            }
+            for g in alert_nflog::Entity::find().all(db).await? {
+                let sent: Vec<String> = serde_json::from_str(&g.sent).unwrap_or_default();
+                self.notifier.restore_group(g.channel_id, g.group_key, g.last_sent_at.timestamp_millis(), sent);
+            }
+        }
+        self.alerts().set_tenants(tenants);
+        Ok(())
+    }
+
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut fleet_rx: mpsc::Receiver<FleetEvent>) {
+        let every = Duration::from_millis(self.inner.cfg.eval_interval_ms.max(1));
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let mut acks = vec![];
+            tokio::select! {
+                Some(inp) = rx.recv() => {
+                    self.handle(inp, &mut acks).await;
+                    // Take what else is queued in one go, then write and notify once.
+                    let mut n = 0;
+                    while n < 256 {
+                        let Ok(inp) = rx.try_recv() else { break };
+                        self.handle(inp, &mut acks).await;
+                        n += 1;
+                    }
+                }
+                Some(ev) = fleet_rx.recv() => self.fleet(ev),
+                _ = tick.tick() => {
+                    let now = self.inner.cfg.clock.now_ms();
+                    self.engine.tick(now, &mut self.out);
+                    self.after().await;
+                    self.inner.passes.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+            }
+            self.after().await;
+            for a in acks {
+                let _ = a.send(());
+            }
+        }
+    }
+
+    fn fleet(&mut self, ev: FleetEvent) {
+        let now = self.inner.cfg.clock.now_ms();
+        self.inner.processed.fetch_add(1, Ordering::Relaxed);
+        let out = &mut self.out;
+        match ev {
+            FleetEvent::GatewayOnline { tenant, gateway } => self.engine.observe_gateway(now, &tenant, &gateway, true, out),
+            FleetEvent::GatewayOffline { tenant, gateway } => self.engine.observe_gateway(now, &tenant, &gateway, false, out),
+            FleetEvent::ClusterHealthy { tenant, cluster } => self.engine.observe_cluster(now, &tenant, &cluster, true, out),
+            FleetEvent::ClusterDegraded { tenant, cluster } => self.engine.observe_cluster(now, &tenant, &cluster, false, out),
+        }
+    }
+
+    async fn handle(&mut self, inp: Input, acks: &mut Vec<oneshot::Sender<()>>) {
+        match inp {
+            Input::Uplink { tenant, gateway, device, msg } => {
+                self.inner.processed.fetch_add(1, Ordering::Relaxed);
+                let now = self.inner.cfg.clock.now_ms();
+                for f in &msg.frames {
+                    self.inner.metrics.evaluation_lag.observe(((now - f.timestamp).max(0) as f64) / 1000.0);
+                    for (tag, v) in &f.values {
+                        let Some(value) = v.as_f64() else { continue };
+                        let r = Reading { tenant: &tenant, gateway: &gateway, device: &device, tag, value, ts_ms: f.timestamp };
+                        self.engine.observe(now, &r, &mut self.out);
+                    }
+                    let down = f.values.is_empty()
+                        && f.errors.values().any(|c| *c == ErrorCode::Timeout as i32 || *c == ErrorCode::Disconnected as i32);
+                    if !f.values.is_empty() || down {
+                        self.engine.observe_device(now, &tenant, &gateway, &device, !down, &mut self.out);
+                    }
+                }
+            }
+            Input::Reload => {
+                if let Err(e) = self.load(false).await {
+                    tracing::error!(error = %e, "alerts: reload failed");
+                }
+            }
+            Input::Delivered { n, ok, saved } => {
+                let now = self.inner.cfg.clock.now_ms();
+                if let Some(sent) = self.notifier.delivered(&n, ok, now) {
+                    if let Err(e) = store::save_nflog(&self.inner.db, n.channel.id, &n.group_key, n.at_ms, &sent).await {
+                        tracing::error!(error = %e, "alerts: saving the notification log failed");
+                    }
+                }
+                let _ = saved.send(());
+            }
+            Input::Sync(a) => acks.push(a),
+        }
+    }
+
+    /// Persist transitions, update the notifier, send what is due.
+    async fn after(&mut self) {
+        let evals = self.engine.evaluations;
+        self.inner.metrics.rules_evaluated.inc_by(evals - self.last_evaluations);
+        self.last_evaluations = evals;
+        let ts = std::mem::take(&mut self.out);
+        if !ts.is_empty() {
+            if let Err(e) = store::record(&self.inner.db, &ts).await {
+                tracing::error!(error = %e, "alerts: persisting transitions failed");
+            }
+            for t in &ts {
+                self.notifier.apply(t);
+            }
+        }
+        let now = self.inner.cfg.clock.now_ms();
+        let kinds = &self.kinds;
+        let snapshot: Vec<(Uuid, RuleKind, AlertState, BTreeMap<String, String>)> = self
+            .notifier
+            .alerts()
+            .map(|a| (a.project_id, a.kind, a.state, a.labels.clone()))
+            .collect();
+        let mute = mute_fn(now, &self.silences, snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)));
+        let (due, forgotten) = self
+            .notifier
+            .flush(now, |a| mute(a.project_id, kinds.get(&a.rule_id).copied().unwrap_or(a.kind), &a.labels));
+        for a in forgotten {
+            if let Err(e) = store::forget_resolved(&self.inner.db, a.rule_id, &a.series).await {
+                tracing::error!(error = %e, "alerts: cleaning resolved state failed");
+            }
+        }
+        self.inner
+            .metrics
+            .firing
+            .set(self.notifier.alerts().filter(|a| a.state == AlertState::Firing).count() as i64);
+        for n in due {
+            let alerts = self.alerts();
+            let h = tokio::spawn(async move {
+                let kind = n.status();
+                let res = alerts.send_now(&n, &alerts.attempts()).await;
+                // The log is saved before the delivery row is written, so a
+                // delivery that is visible is also remembered across restarts.
+                let (saved_tx, saved_rx) = oneshot::channel();
+                let n = Box::new(n);
+                let copy = n.clone();
+                if alerts.inner.tx.send(Input::Delivered { n, ok: res.ok, saved: saved_tx }).await.is_ok() {
+                    let _ = saved_rx.await;
+                }
+                if let Err(e) = alerts.log_delivery(&copy, kind, &res).await {
+                    tracing::error!(error = %e, "alerts: writing the delivery log failed");
+                }
+            });
+            self.alerts().track(h.abort_handle());
+        }
+    }
+}
