@@ -28,6 +28,8 @@ pub struct OperatorConfig {
     pub token_max_uses: u32,
     /// How long a signed bundle stays valid; re-signed when a quarter is left.
     pub bundle_validity_days: i64,
+    /// cert-manager ClusterIssuer for TLS listeners whose Secret is missing.
+    pub cert_issuer: String,
 }
 
 impl Default for OperatorConfig {
@@ -41,6 +43,7 @@ impl Default for OperatorConfig {
             token_ttl_hours: 72,
             token_max_uses: 1,
             bundle_validity_days: 30,
+            cert_issuer: "weir-ca".into(),
         }
     }
 }

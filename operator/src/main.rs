@@ -75,6 +75,9 @@ struct Args {
     /// Days a signed config bundle stays valid (re-signed with a quarter left).
     #[arg(long, env = "WEIR_BUNDLE_VALIDITY_DAYS", default_value_t = 30)]
     bundle_validity_days: i64,
+    /// cert-manager ClusterIssuer that issues missing listener TLS Secrets.
+    #[arg(long, env = "WEIR_CERT_ISSUER", default_value = "weir-ca")]
+    cert_issuer: String,
     /// Log format: text or json.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -128,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
         token_ttl_hours: args.token_ttl_hours,
         token_max_uses: args.token_max_uses,
         bundle_validity_days: args.bundle_validity_days,
+        cert_issuer: args.cert_issuer,
     };
     let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
     let concurrency = args.concurrency;

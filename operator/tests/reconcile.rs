@@ -993,6 +993,47 @@ async fn unrealisable_specs_are_degraded_with_what_to_fix() {
 }
 
 #[tokio::test]
+async fn missing_tls_secret_is_requested_from_cert_manager_when_installed() {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let fake = FakeApiServer::new();
+    let mut c = cluster(3);
+    c.spec.listeners.push(
+        serde_json::from_value(serde_json::json!(
+            {"name": "mqtts", "protocol": "tls", "port": 8883, "tlsSecretRef": "riverside-mqtt-tls"}
+        ))
+        .unwrap(),
+    );
+    fake.put(&c);
+    let mut crd = CustomResourceDefinition::default();
+    crd.metadata.name = Some("certificates.cert-manager.io".into());
+    fake.put(&crd);
+    let ctx = context(&fake, Arc::default());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let path = "PATCH /apis/cert-manager.io/v1/namespaces/weir-riverside-water/certificates/riverside-mqtt-tls";
+    assert!(
+        fake.calls().contains(&path.to_string()),
+        "{:?}",
+        fake.calls()
+    );
+    let p = condition(&stored_cluster(&fake), "Progressing");
+    assert_eq!(p.reason, "CertificatePending");
+    assert_eq!(
+        condition(&stored_cluster(&fake), "Degraded").status,
+        weir_crds::ConditionStatus::False
+    );
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        !fake.calls().contains(&path.to_string()),
+        "the Certificate is requested once"
+    );
+}
+
+#[tokio::test]
 async fn cluster_errors_requeue_and_are_counted() {
     let fake = FakeApiServer::new();
     fake.put(&cluster(3));

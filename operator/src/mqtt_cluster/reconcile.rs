@@ -9,7 +9,8 @@ use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, 
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::storage::v1::StorageClass;
-use kube::api::{DeleteParams, ListParams, ObjectMeta};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, DynamicObject, ListParams, ObjectMeta};
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
@@ -638,10 +639,28 @@ async fn check_preconditions(c: &MqttCluster, ctx: &Context, f: &mut Findings) -
     }
     let ns = c.namespace().unwrap_or_default();
     let secrets: Api<Secret> = Api::namespaced(ctx.client.clone(), &ns);
+    let mut cert_manager: Option<bool> = None;
     for l in &c.spec.listeners {
         if let Some(name) = &l.tls_secret_ref {
-            if secrets.get_opt(name).await?.is_none() {
-                f.degraded("TlsSecretMissing", format!("listener {} needs TLS Secret {name} in namespace {ns}; create it (type kubernetes.io/tls) or have cert-manager issue it", l.name));
+            if secrets.get_opt(name).await?.is_some() {
+                continue;
+            }
+            // Asked once per reconcile, only when a TLS Secret is missing.
+            if cert_manager.is_none() {
+                let crds: Api<CustomResourceDefinition> = Api::all(ctx.client.clone());
+                cert_manager = Some(
+                    crds.get_opt("certificates.cert-manager.io")
+                        .await?
+                        .is_some(),
+                );
+            }
+            if cert_manager == Some(true) {
+                let certs: Api<DynamicObject> =
+                    Api::namespaced_with(ctx.client.clone(), &ns, &b::certificate_resource());
+                ensure(&certs, b::certificate(c, name, &ctx.config.cert_issuer)).await?;
+                f.progressing("CertificatePending", format!("waiting for cert-manager (ClusterIssuer {}) to issue TLS Secret {name} for listener {}", ctx.config.cert_issuer, l.name));
+            } else {
+                f.degraded("TlsSecretMissing", format!("listener {} needs TLS Secret {name} in namespace {ns}; create it (type kubernetes.io/tls) or install cert-manager and the operator requests it", l.name));
             }
         }
     }
