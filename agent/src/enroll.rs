@@ -72,7 +72,7 @@ pub async fn enroll(server: &str, token: &str, key: &SigningKey) -> Result<Enrol
 #[derive(Debug)]
 pub enum ConfigFetch {
     New {
-        bundle: SignedBundle,
+        bundle: Box<SignedBundle>,
         etag: Option<String>,
     },
     NotModified,
@@ -165,8 +165,11 @@ impl ApiClient {
                     .get(reqwest::header::ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(String::from);
-                let bundle = resp.json().await.map_err(|e| api_err("config body", e))?;
-                Ok(ConfigFetch::New { bundle, etag })
+                let bundle: Box<SignedBundle> = resp.json().await.map_err(|e| api_err("config body", e))?;
+                Ok(ConfigFetch::New {
+                    bundle,
+                    etag,
+                })
             }
             _ => Err(error_body("config", resp).await),
         }

@@ -325,7 +325,7 @@ impl Pipeline {
         let n = self.stats.rule_failures.fetch_add(1, Ordering::Relaxed);
         // Log the first failure and then every 10,000th, so a rule failing on
         // every reading cannot flood the log.
-        if n % 10_000 == 0 {
+        if n.is_multiple_of(10_000) {
             tracing::warn!(
                 device,
                 tag,
