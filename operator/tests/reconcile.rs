@@ -1527,3 +1527,63 @@ async fn only_the_lease_holder_runs_controllers() {
         Some("replica-a")
     );
 }
+
+// ------------------------------------------------- health and metrics
+
+#[tokio::test]
+async fn health_readiness_and_metrics_are_served() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use weir_operator::server::{router, Health};
+    let metrics = Arc::new(Metrics::default());
+    drop(metrics.reconcile("mqttcluster"));
+    let ready = Arc::new(AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = router(Health {
+        metrics: metrics.clone(),
+        ready: ready.clone(),
+    });
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+    assert_eq!(
+        http.get(format!("{url}/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        503
+    );
+    ready.store(true, Ordering::Relaxed);
+    assert_eq!(
+        http.get(format!("{url}/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    let text = http
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("weir_operator_reconciles_total{controller=\"mqttcluster\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("weir_operator_reconcile_duration_seconds_bucket"),
+        "{text}"
+    );
+}

@@ -151,10 +151,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
                 ("password".to_string(), random(24)),
                 ("api-key".to_string(), key.clone()),
                 ("api-secret".to_string(), sec.clone()),
-                (
-                    "bootstrap".to_string(),
-                    format!("{key}:{sec}:administrator\n"),
-                ),
+                ("bootstrap".to_string(), format!("{key}:{sec}\n")),
             ]
             .into(),
         )
