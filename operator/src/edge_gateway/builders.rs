@@ -254,13 +254,9 @@ pub fn token_secret(
 }
 
 /// The in-cluster agent: reads the signed bundle and trust anchor from the
-/// ConfigMap; a new config version rolls the pod.
-pub fn agent_deployment(
-    gw: &EdgeGateway,
-    image: &str,
-    mqtt_url: &str,
-    config_version: u64,
-) -> Deployment {
+/// ConfigMap volume and re-reads the bundle when it changes, so a new config
+/// version never restarts the pod (its store-and-forward queue lives there).
+pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deployment {
     let mut l = labels("edgegateway", &gw.name_any());
     l.insert("app.kubernetes.io/component".into(), "agent".into());
     let args: Vec<String> = [
@@ -299,9 +295,6 @@ pub fn agent_deployment(
             template: PodTemplateSpec {
                 metadata: Some(ObjectMeta {
                     labels: Some(l),
-                    annotations: Some(
-                        [(CONFIG_VERSION.to_string(), config_version.to_string())].into(),
-                    ),
                     ..Default::default()
                 }),
                 spec: Some(PodSpec {
@@ -461,7 +454,6 @@ pub(crate) mod tests {
             &gw,
             "ghcr.io/weir-dev/weir-agent:0.1.0",
             "mqtt://riverside-mqtt.weir-riverside-water.svc:1883",
-            3,
         );
         let spec = d.spec;
         let pod = spec.template.spec.unwrap();
@@ -484,9 +476,9 @@ pub(crate) mod tests {
             vols[0].config_map.as_ref().unwrap().name,
             "pump-station-1-config"
         );
-        assert_eq!(
-            spec.template.metadata.unwrap().annotations.unwrap()[CONFIG_VERSION],
-            "3"
+        assert!(
+            spec.template.metadata.unwrap().annotations.is_none(),
+            "a new config version must not restart the agent"
         );
         assert_eq!(spec.replicas, Some(1));
     }

@@ -225,11 +225,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                         .clone()
                         .unwrap_or_else(|| ctx.config.agent_version.clone());
                     let image = format!("{}:{tag}", ctx.config.agent_image);
-                    ensure(
-                        &deployments,
-                        b::agent_deployment(&gw, &image, &url, version),
-                    )
-                    .await?;
+                    ensure(&deployments, b::agent_deployment(&gw, &image, &url)).await?;
                 }
             }
         }

@@ -721,10 +721,13 @@ pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
                                 "WEIR_HISTORIAN_RETENTION_DAYS",
                                 &h.retention_days.to_string(),
                             ),
+                            // Only this tenant's topics (its namespace is weir-<tenant>).
+                            env("WEIR_TENANT", ns(c).strip_prefix("weir-").unwrap_or(&ns(c))),
+                            env("WEIR_HISTORIAN_METRICS_LISTEN", "0.0.0.0:9103"),
                         ]),
                         ports: Some(vec![ContainerPort {
                             name: Some("metrics".into()),
-                            container_port: 9090,
+                            container_port: 9103,
                             ..Default::default()
                         }]),
                         ..Default::default()
@@ -1069,6 +1072,7 @@ pub(crate) mod tests {
             env["WEIR_MQTT_URL"].value.as_deref(),
             Some("mqtt://riverside-mqtt.weir-riverside-water.svc:1883")
         );
+        assert_eq!(env["WEIR_TENANT"].value.as_deref(), Some("riverside-water"));
     }
 
     #[test]
