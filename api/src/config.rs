@@ -1,0 +1,140 @@
+//! Runtime configuration. Every flag has a `WEIR_*` environment variable and a
+//! default that runs on a developer machine.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Args;
+
+#[derive(Args, Clone, Debug)]
+pub struct Config {
+    /// Address and port the HTTP server listens on.
+    #[arg(long, env = "WEIR_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Database URL: `sqlite://FILE?mode=rwc` (embedded default) or `postgres://...`.
+    #[arg(
+        long,
+        env = "WEIR_DATABASE_URL",
+        default_value = "sqlite://weir.db?mode=rwc"
+    )]
+    pub database_url: String,
+
+    /// Email of the first system administrator, created on first start with an empty database.
+    #[arg(long, env = "WEIR_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@weir.local")]
+    pub bootstrap_admin_email: String,
+
+    /// Password of the first system administrator. Without it a one-time password is printed once.
+    #[arg(long, env = "WEIR_BOOTSTRAP_ADMIN_PASSWORD", hide_env_values = true)]
+    pub bootstrap_admin_password: Option<String>,
+
+    /// External URL of the api (used for OIDC redirects and to mark cookies Secure when https).
+    #[arg(long, env = "WEIR_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+
+    /// Directory with the built web console, served at `/` with SPA fallback.
+    #[arg(long, env = "WEIR_WEB_DIR", default_value = "web/dist")]
+    pub web_dir: PathBuf,
+
+    /// Session lifetime in seconds.
+    #[arg(long, env = "WEIR_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
+    pub session_ttl_secs: u64,
+
+    /// Failed logins in a row before the account is locked.
+    #[arg(long, env = "WEIR_LOGIN_MAX_FAILURES", default_value_t = 5)]
+    pub login_max_failures: u32,
+
+    /// How long a locked account stays locked, in seconds.
+    #[arg(long, env = "WEIR_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
+    pub login_lockout_secs: u64,
+
+    /// Extra delay per consecutive failed login, in milliseconds (slows guessing).
+    #[arg(long, env = "WEIR_LOGIN_FAILURE_DELAY_MS", default_value_t = 250)]
+    pub login_failure_delay_ms: u64,
+
+    /// Largest accepted request body, in bytes.
+    #[arg(long, env = "WEIR_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
+    pub body_limit_bytes: usize,
+
+    /// Most database connections in the pool.
+    #[arg(long, env = "WEIR_DB_MAX_CONNECTIONS", default_value_t = 16)]
+    pub db_max_connections: u32,
+
+    #[command(flatten)]
+    pub oidc: OidcConfig,
+
+    /// Watch Kubernetes `Tenant` resources and keep matching organizations
+    /// (auto: only when in-cluster or KUBECONFIG config is found).
+    #[arg(long, env = "WEIR_KUBE_TENANTS", default_value = "auto")]
+    pub kube_tenants: KubeTenants,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KubeTenants {
+    Auto,
+    On,
+    Off,
+}
+
+#[derive(Args, Clone, Debug, Default)]
+pub struct OidcConfig {
+    /// OpenID Connect issuer URL (enables single sign-on).
+    #[arg(long = "oidc-issuer", env = "WEIR_OIDC_ISSUER")]
+    pub issuer: Option<String>,
+    /// OIDC client id.
+    #[arg(long = "oidc-client-id", env = "WEIR_OIDC_CLIENT_ID")]
+    pub client_id: Option<String>,
+    /// OIDC client secret.
+    #[arg(
+        long = "oidc-client-secret",
+        env = "WEIR_OIDC_CLIENT_SECRET",
+        hide_env_values = true
+    )]
+    pub client_secret: Option<String>,
+    /// Name of the ID token claim that lists the user's groups.
+    #[arg(
+        long = "oidc-groups-claim",
+        env = "WEIR_OIDC_GROUPS_CLAIM",
+        default_value = "groups"
+    )]
+    pub groups_claim: String,
+    /// Scopes requested besides `openid` (space separated).
+    #[arg(
+        long = "oidc-scopes",
+        env = "WEIR_OIDC_SCOPES",
+        default_value = "email profile groups"
+    )]
+    pub scopes: String,
+    /// Label of the sign-in button in the console.
+    #[arg(
+        long = "oidc-display-name",
+        env = "WEIR_OIDC_DISPLAY_NAME",
+        default_value = "Single sign-on"
+    )]
+    pub display_name: String,
+}
+
+impl OidcConfig {
+    pub fn enabled(&self) -> bool {
+        self.issuer.is_some() && self.client_id.is_some()
+    }
+}
+
+impl Config {
+    /// A configuration for tests and embedding: every default, the given database.
+    pub fn for_database(database_url: &str) -> Self {
+        #[derive(clap::Parser)]
+        struct Wrap {
+            #[command(flatten)]
+            c: Config,
+        }
+        let mut c = <Wrap as clap::Parser>::parse_from(["weir-api"]).c;
+        c.database_url = database_url.to_string();
+        c
+    }
+
+    /// Cookies get `Secure` when the api is reached over TLS.
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url.starts_with("https://")
+    }
+}

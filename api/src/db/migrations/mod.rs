@@ -1,0 +1,78 @@
+//! Schema migrations, run at start-up. Append a module per change (never edit
+//! one that has shipped) and list it in `Migrator::migrations`.
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_identity;
+mod m0002_orgs;
+mod m0003_audit;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![
+            Box::new(m0001_identity::Migration),
+            Box::new(m0002_orgs::Migration),
+            Box::new(m0003_audit::Migration),
+        ]
+    }
+}
+
+/// Column helpers so migrations read like the tables they make.
+pub(crate) mod col {
+    use sea_orm_migration::prelude::*;
+
+    pub fn uuid_pk(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).uuid().not_null().primary_key().to_owned()
+    }
+    pub fn uuid(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).uuid().not_null().to_owned()
+    }
+    pub fn uuid_null(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).uuid().null().to_owned()
+    }
+    pub fn text(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).text().not_null().to_owned()
+    }
+    pub fn text_null(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).text().null().to_owned()
+    }
+    pub fn string(name: &str, len: u32) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).string_len(len).not_null().to_owned()
+    }
+    pub fn ts(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).timestamp_with_time_zone().not_null().to_owned()
+    }
+    pub fn ts_null(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).timestamp_with_time_zone().null().to_owned()
+    }
+    pub fn boolean(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).boolean().not_null().default(false).to_owned()
+    }
+    pub fn int(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).integer().not_null().default(0).to_owned()
+    }
+    pub fn big(name: &str) -> ColumnDef {
+        ColumnDef::new(Alias::new(name)).big_integer().not_null().to_owned()
+    }
+    pub fn fk(from_table: &str, from_col: &str, to_table: &str) -> ForeignKeyCreateStatement {
+        ForeignKey::create()
+            .from(Alias::new(from_table), Alias::new(from_col))
+            .to(Alias::new(to_table), Alias::new("id"))
+            .on_delete(ForeignKeyAction::Cascade)
+            .to_owned()
+    }
+    pub fn index(table: &str, name: &str, cols: &[&str], unique: bool) -> IndexCreateStatement {
+        let mut i = Index::create();
+        i.name(name).table(Alias::new(table));
+        for c in cols {
+            i.col(Alias::new(*c));
+        }
+        if unique {
+            i.unique();
+        }
+        i.to_owned()
+    }
+}

@@ -1,0 +1,86 @@
+//! Database access: connection, migrations, and the write transaction that
+//! every change goes through (so the audit chain has one writer at a time).
+
+pub mod entities;
+pub mod migrations;
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DatabaseTransaction, DbBackend,
+    DbErr, Statement, TransactionTrait,
+};
+use sea_orm_migration::MigratorTrait;
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+pub use migrations::Migrator;
+
+/// Connect and bring the schema up to date.
+pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_string());
+    opts.max_connections(max_connections.max(1))
+        // An in-memory SQLite database vanishes with its last connection.
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(10))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    let db = Database::connect(opts).await?;
+    if db.get_database_backend() == DbBackend::Sqlite && !url.contains(":memory:") {
+        // WAL lets readers run while the single writer commits.
+        db.execute_unprepared("PRAGMA journal_mode=WAL").await?;
+    }
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Serializes writers inside this process; on PostgreSQL an advisory lock
+/// extends that to every api replica sharing the database.
+#[derive(Clone, Default)]
+pub struct WriteLock(Arc<Mutex<()>>);
+
+/// Key of the PostgreSQL advisory lock held by writers ("weir" in ASCII).
+const PG_WRITE_LOCK_KEY: i64 = 0x7765_6972;
+
+/// A transaction holding the write lock until commit or drop.
+pub struct WriteTx {
+    txn: DatabaseTransaction,
+    _guard: OwnedMutexGuard<()>,
+}
+
+impl WriteLock {
+    pub async fn begin(&self, db: &DatabaseConnection) -> Result<WriteTx, DbErr> {
+        let guard = self.0.clone().lock_owned().await;
+        let txn = db.begin().await?;
+        if txn.get_database_backend() == DbBackend::Postgres {
+            txn.execute(Statement::from_string(
+                DbBackend::Postgres,
+                format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})"),
+            ))
+            .await?;
+        }
+        Ok(WriteTx { txn, _guard: guard })
+    }
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<(), DbErr> {
+        self.txn.commit().await
+    }
+}
+
+impl Deref for WriteTx {
+    type Target = DatabaseTransaction;
+    fn deref(&self) -> &DatabaseTransaction {
+        &self.txn
+    }
+}
+
+/// True when the error is a unique-constraint violation (a duplicate slug, email...).
+pub fn is_unique_violation(e: &DbErr) -> bool {
+    matches!(
+        e.sql_err(),
+        Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
+    )
+}

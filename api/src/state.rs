@@ -1,0 +1,30 @@
+//! Shared state handed to every handler.
+
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::auth::oidc::OidcProvider;
+use crate::config::Config;
+use crate::db::{WriteLock, WriteTx};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::rbac::Rbac;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub db: DatabaseConnection,
+    pub rbac: Rbac,
+    pub config: Arc<Config>,
+    pub writes: WriteLock,
+    pub metrics: Arc<Metrics>,
+    /// Discovered on first use, so the api starts even when the provider is down.
+    pub oidc: Arc<OidcProvider>,
+}
+
+impl AppState {
+    /// Start a change: a transaction that holds the write lock (see `db::WriteLock`).
+    pub async fn write(&self) -> Result<WriteTx, ApiError> {
+        Ok(self.writes.begin(&self.db).await?)
+    }
+}

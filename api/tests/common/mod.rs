@@ -1,0 +1,217 @@
+//! Test harness: a real weir-api on a random port over a fresh database,
+//! SQLite (temp file) or PostgreSQL (a uniquely named database, dropped at
+//! the end). PostgreSQL must be reachable: tests fail, never skip, without it.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use weir_api::{Config, Running};
+
+pub const ADMIN_EMAIL: &str = "admin@weir.test";
+pub const ADMIN_PASSWORD: &str = "correct horse battery staple";
+
+#[derive(Clone, Copy, Debug)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Where tests find PostgreSQL (a database the test user may create databases from).
+pub fn pg_admin_url() -> String {
+    std::env::var("WEIR_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub struct TestDb {
+    pub url: String,
+    dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    pub async fn new(b: Backend) -> TestDb {
+        match b {
+            Backend::Sqlite => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}?mode=rwc", dir.path().join("weir.db").display());
+                TestDb { url, dir: Some(dir), pg_name: None }
+            }
+            Backend::Postgres => {
+                use sea_orm::ConnectionTrait;
+                let name = format!("weir_api_{}", uuid::Uuid::new_v4().simple());
+                let admin = sea_orm::Database::connect(pg_admin_url()).await.unwrap_or_else(|e| {
+                    panic!(
+                        "PostgreSQL is required for this test and is not reachable at {} ({e}); \
+                         start it or set WEIR_TEST_PG_URL",
+                        pg_admin_url()
+                    )
+                });
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .expect("create test database");
+                let base = pg_admin_url();
+                let root = base.rsplit_once('/').map(|(a, _)| a).unwrap_or(&base).to_string();
+                TestDb { url: format!("{root}/{name}"), dir: None, pg_name: Some(name) }
+            }
+        }
+    }
+
+    pub async fn drop_db(&self) {
+        use sea_orm::ConnectionTrait;
+        if let Some(name) = &self.pg_name {
+            if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
+                let _ = admin
+                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .await;
+            }
+        }
+        let _ = &self.dir;
+    }
+}
+
+pub fn test_config(url: &str) -> Config {
+    let mut c = Config::for_database(url);
+    c.listen = "127.0.0.1:0".parse().unwrap();
+    c.bootstrap_admin_email = ADMIN_EMAIL.to_string();
+    c.bootstrap_admin_password = Some(ADMIN_PASSWORD.to_string());
+    c.login_failure_delay_ms = 5;
+    c.db_max_connections = 8;
+    c.web_dir = std::env::temp_dir().join("weir-api-no-web-dir");
+    c
+}
+
+pub struct TestApp {
+    pub running: Running,
+    pub db: TestDb,
+    pub http: reqwest::Client,
+}
+
+/// How a test request authenticates.
+#[derive(Clone, Debug)]
+pub enum Cred {
+    None,
+    Session { cookie: String, csrf: String },
+    Bearer(String),
+}
+
+pub struct Resp {
+    pub status: StatusCode,
+    pub body: Value,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl TestApp {
+    pub async fn start(b: Backend) -> TestApp {
+        Self::start_with(b, |_| {}).await
+    }
+
+    pub async fn start_with(b: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let db = TestDb::new(b).await;
+        let mut cfg = test_config(&db.url);
+        tweak(&mut cfg);
+        let running = weir_api::start(cfg).await.expect("api starts");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap();
+        TestApp { running, db, http }
+    }
+
+    pub async fn stop(self) {
+        self.running.task.abort();
+        self.running.state.db.clone().close().await.ok();
+        self.db.drop_db().await;
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.running.url(), path)
+    }
+
+    pub async fn call(&self, method: Method, path: &str, cred: &Cred, body: Option<Value>) -> Resp {
+        let mut rb = self.http.request(method, self.url(path));
+        match cred {
+            Cred::None => {}
+            Cred::Session { cookie, csrf } => {
+                rb = rb
+                    .header("cookie", format!("weir_session={cookie}"))
+                    .header("x-csrf-token", csrf);
+            }
+            Cred::Bearer(t) => rb = rb.bearer_auth(t),
+        }
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let r = rb.send().await.expect("request");
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap_or_default();
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        Resp { status, body, headers }
+    }
+
+    pub async fn get(&self, path: &str, cred: &Cred) -> Resp {
+        self.call(Method::GET, path, cred, None).await
+    }
+
+    pub async fn post(&self, path: &str, cred: &Cred, body: Value) -> Resp {
+        self.call(Method::POST, path, cred, Some(body)).await
+    }
+
+    /// Sign in with a password; panics unless it works.
+    pub async fn login(&self, email: &str, password: &str) -> Cred {
+        let r = self
+            .post("/api/v1/auth/login", &Cred::None, serde_json::json!({"email": email, "password": password}))
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "login {email}: {:?}", r.body);
+        let cookie = session_cookie(&r.headers).expect("session cookie");
+        let csrf = r.body["csrf_token"].as_str().unwrap().to_string();
+        Cred::Session { cookie, csrf }
+    }
+
+    pub async fn admin(&self) -> Cred {
+        self.login(ADMIN_EMAIL, ADMIN_PASSWORD).await
+    }
+
+    /// Create a local account as `admin` and sign it in.
+    pub async fn user(&self, admin: &Cred, email: &str) -> (String, Cred) {
+        let r = self
+            .post(
+                "/api/v1/users",
+                admin,
+                serde_json::json!({"email": email, "name": email, "password": "password-for-tests"}),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "create user {email}: {:?}", r.body);
+        let id = r.body["id"].as_str().unwrap().to_string();
+        (id, self.login(email, "password-for-tests").await)
+    }
+}
+
+pub fn session_cookie(h: &reqwest::header::HeaderMap) -> Option<String> {
+    h.get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|v| v.strip_prefix("weir_session="))
+        .map(|v| v.split(';').next().unwrap_or("").to_string())
+}
+
+/// Run a test body once on SQLite and once on PostgreSQL.
+#[macro_export]
+macro_rules! on_both_databases {
+    ($name:ident, $body:path) => {
+        mod $name {
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                $body($crate::common::Backend::Sqlite).await
+            }
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                $body($crate::common::Backend::Postgres).await
+            }
+        }
+    };
+}
