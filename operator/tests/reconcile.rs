@@ -1034,6 +1034,35 @@ async fn missing_tls_secret_is_requested_from_cert_manager_when_installed() {
 }
 
 #[tokio::test]
+async fn quota_exceeded_is_reported_from_the_statefulset_events() {
+    use k8s_openapi::api::core::v1::{Event, ObjectReference};
+    let (fake, ctx, _emqx, _) = steady_cluster(3).await;
+    fake.remove::<Pod>(Some(NS), "riverside-mqtt-2");
+    fake.put(&Event {
+        metadata: ObjectMeta { name: Some("riverside-mqtt.1".into()), namespace: Some(NS.into()), ..Default::default() },
+        involved_object: ObjectReference {
+            kind: Some("StatefulSet".into()),
+            name: Some("riverside-mqtt".into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        reason: Some("FailedCreate".into()),
+        message: Some("create Pod riverside-mqtt-2 in StatefulSet riverside-mqtt failed error: pods \"riverside-mqtt-2\" is forbidden: exceeded quota: weir-quota, requested: limits.memory=1Gi, used: limits.memory=16Gi, limited: limits.memory=16Gi".into()),
+        ..Default::default()
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let d = condition(&stored_cluster(&fake), "Degraded");
+    assert_eq!(d.reason, "PodCreationFailed");
+    assert!(
+        d.message.contains("exceeded quota: weir-quota"),
+        "{}",
+        d.message
+    );
+}
+
+#[tokio::test]
 async fn cluster_errors_requeue_and_are_counted() {
     let fake = FakeApiServer::new();
     fake.put(&cluster(3));

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+use k8s_openapi::api::core::v1::Event as CoreEvent;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Pod, Secret, Service};
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -185,6 +186,30 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         .items;
     pods.sort_by_key(|p| ordinal_of(&c, p));
     let ready: Vec<&Pod> = pods.iter().filter(|p| pod_ready(p)).collect();
+    if let Some(live) = &live_sts {
+        if (pods.len() as i32) < live.spec.replicas.unwrap_or(0) {
+            // Pods missing: say why when the StatefulSet controller could not
+            // create them (quota exceeded, admission denied, ...).
+            let events: Api<CoreEvent> = Api::namespaced(client.clone(), &ns);
+            let lp = ListParams::default().fields(&format!(
+                "involvedObject.kind=StatefulSet,involvedObject.name={}",
+                b::name(&c)
+            ));
+            let failed = events.list(&lp).await?.items.into_iter().rfind(|e| {
+                e.reason.as_deref() == Some("FailedCreate")
+                    && e.involved_object.name.as_deref() == Some(b::name(&c).as_str())
+            });
+            if let Some(e) = failed {
+                f.degraded(
+                    "PodCreationFailed",
+                    format!(
+                        "the StatefulSet cannot create EMQX pods: {}",
+                        e.message.unwrap_or_default()
+                    ),
+                );
+            }
+        }
+    }
     let emqx = EmqxCluster {
         nodes: match &api_key {
             Some(key) => ready
