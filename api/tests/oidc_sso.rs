@@ -80,7 +80,9 @@ fn resolve(base: &str, loc: &str) -> String {
 /// back to the api's callback; returns the api's final answer.
 async fn browser_sign_in(http: &reqwest::Client, start: &str, login: &str, callback_prefix: &str) -> reqwest::Response {
     let form_re = regex::Regex::new(r#"(?s)<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>"#).unwrap();
-    let input_re = regex::Regex::new(r#"<input[^>]*name="([^"]+)"[^>]*?(?:value="([^"]*)")?[^>]*>"#).unwrap();
+    let input_re = regex::Regex::new(r#"<input[^>]*>"#).unwrap();
+    let name_re = regex::Regex::new(r#"name="([^"]+)""#).unwrap();
+    let value_re = regex::Regex::new(r#"value="([^"]*)""#).unwrap();
     let mut url = start.to_string();
     let mut method = Method::GET;
     let mut form: Vec<(String, String)> = Vec::new();
@@ -105,15 +107,16 @@ async fn browser_sign_in(http: &reqwest::Client, start: &str, login: &str, callb
         let cap = form_re.captures(&html).unwrap_or_else(|| panic!("no form at {url}: {html}"));
         let action = resolve(&url, &cap[1]);
         form = input_re
-            .captures_iter(&cap[2])
-            .map(|c| {
-                let name = c[1].to_string();
+            .find_iter(&cap[2])
+            .filter_map(|tag| {
+                let tag = tag.as_str();
+                let name = name_re.captures(tag)?[1].to_string();
                 let value = match name.as_str() {
                     "login" => login.to_string(),
                     "password" => "any-password".to_string(),
-                    _ => c.get(2).map(|v| v.as_str().to_string()).unwrap_or_default(),
+                    _ => value_re.captures(tag).map(|v| v[1].to_string()).unwrap_or_default(),
                 };
-                (name, value)
+                Some((name, value))
             })
             .collect();
         url = action;
