@@ -239,37 +239,118 @@ export interface Scope {
   project: string;
 }
 
+type Raw = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+/** The api's Cluster (spec/status as MqttCluster JSON) as the console shows it. */
+export function fromApiCluster(c: Raw): Cluster {
+  const spec = (c.spec ?? null) as Raw | null;
+  const st = (c.status ?? {}) as Raw;
+  const external = c.backend === 'external';
+  return {
+    id: c.id,
+    name: c.name,
+    title: c.title,
+    backend: c.backend,
+    spec,
+    version: st.currentVersion ?? spec?.version ?? c.version,
+    replicas: spec?.replicas ?? st.replicas ?? c.replicas,
+    ready_nodes: st.readyReplicas ?? c.ready_nodes,
+    ready_text: st.readyText ?? null,
+    phase: external ? (c.health ? (c.health.reachable ? 'Reachable' : 'Unreachable') : 'Unknown') : (st.phase ?? c.phase ?? 'Pending'),
+    nodes: st.nodes ?? c.nodes,
+    endpoints: c.endpoints?.length ? c.endpoints : st.endpoints ?? [],
+    conditions: st.conditions ?? c.conditions ?? [],
+    url: c.url,
+    username: c.username,
+    health: c.health,
+    created_at: c.created_at,
+  };
+}
+
+/** The api's Gateway (spec = flattened EdgeGatewaySpec) as the console shows it. */
+export function fromApiGateway(g: Raw, rollout?: Raw): Gateway {
+  const spec = (g.spec ?? {}) as Raw;
+  const online = rollout?.online ?? g.online;
+  const heartbeat = rollout?.last_heartbeat ?? g.last_heartbeat ?? null;
+  return {
+    id: g.id,
+    name: g.name,
+    version: g.version,
+    site: spec.site,
+    mode: spec.mode,
+    cluster: g.cluster ?? spec.clusterRef ?? null,
+    desired_version: rollout?.desired_version ?? g.bundle_version ?? g.desired_version ?? null,
+    applied_version: rollout?.applied_version ?? g.applied_version ?? null,
+    status: online === true ? 'online' : heartbeat ? 'offline' : online === false && g.status ? g.status : 'never-seen',
+    last_heartbeat: heartbeat,
+    last_error: rollout?.last_error ?? g.last_error ?? null,
+    agent_version: rollout?.agent_version ?? g.agent_version ?? spec.agentVersion ?? null,
+    agent_hostname: rollout?.agent_hostname ?? null,
+    rawSpec: spec,
+    config: { devices: spec.devices ?? [], pipelines: spec.pipelines ?? [], uplink: spec.uplink },
+    created_at: g.created_at,
+  };
+}
+
+async function rolloutByGateway(s: Scope): Promise<Map<string, Raw>> {
+  if (!offers('GET', `${P}/rollout`)) return new Map();
+  try {
+    const r = toPage<Raw>(await api<unknown>('GET', `${P}/rollout`, { ...s }));
+    return new Map(r.items.map((x) => [x.gateway as string, x]));
+  } catch {
+    return new Map();
+  }
+}
+
 export const clusters = {
-  list: (s: Scope, q: PageQuery = {}) => page<Cluster>(`${P}/clusters`, { ...s }, { ...q }),
-  get: (s: Scope, name: string) => api<Cluster>('GET', `${P}/clusters/{cluster}`, { ...s, cluster: name }),
-  create: (s: Scope, body: Record<string, unknown>) => api<Cluster>('POST', `${P}/clusters`, { ...s }, { body }),
-  update: (s: Scope, name: string, body: { replicas?: number; version?: string }) =>
-    api<Cluster>('PATCH', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { body }),
+  list: async (s: Scope, q: PageQuery = {}): Promise<Page<Cluster>> => {
+    const p = await page<Raw>(`${P}/clusters`, { ...s }, { ...q });
+    return { ...p, items: p.items.map(fromApiCluster) };
+  },
+  get: async (s: Scope, name: string) => fromApiCluster(await api<Raw>('GET', `${P}/clusters/{cluster}`, { ...s, cluster: name })),
+  create: async (s: Scope, body: Record<string, unknown>) => fromApiCluster(await api<Raw>('POST', `${P}/clusters`, { ...s }, { body })),
+  /** Scale or upgrade: a new MqttClusterSpec (kubernetes clusters). */
+  update: async (s: Scope, name: string, body: { spec?: Record<string, unknown>; title?: string; url?: string }) =>
+    fromApiCluster(await api<Raw>('PATCH', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { body })),
+  probe: (s: Scope, name: string) => api<Raw>('POST', `${P}/clusters/{cluster}/probe`, { ...s, cluster: name }),
+  /** The name again as confirmation. */
   remove: (s: Scope, name: string, confirm: string) =>
-    api<void>('DELETE', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { body: { confirm } }),
+    api<void>('DELETE', `${P}/clusters/{cluster}`, { ...s, cluster: name }, { query: { confirm } }),
 };
 
 export const gateways = {
-  list: (s: Scope, q: PageQuery = {}) => page<Gateway>(`${P}/gateways`, { ...s }, { ...q }),
-  get: (s: Scope, name: string) => api<Gateway>('GET', `${P}/gateways/{gateway}`, { ...s, gateway: name }),
-  create: (s: Scope, body: { name: string; site?: { name?: string; location?: string }; mode?: string; spec?: GatewayConfig }) =>
-    api<Gateway>('POST', `${P}/gateways`, { ...s }, { body }),
+  list: async (s: Scope, q: PageQuery = {}): Promise<Page<Gateway>> => {
+    const [p, ro] = await Promise.all([page<Raw>(`${P}/gateways`, { ...s }, { ...q }), rolloutByGateway(s)]);
+    return { ...p, items: p.items.map((g) => fromApiGateway(g, ro.get(g.name))) };
+  },
+  get: async (s: Scope, name: string): Promise<Gateway> => {
+    const [g, ro] = await Promise.all([api<Raw>('GET', `${P}/gateways/{gateway}`, { ...s, gateway: name }), rolloutByGateway(s)]);
+    return fromApiGateway(g, ro.get(name));
+  },
+  create: async (s: Scope, body: { name: string; spec: Record<string, unknown>; comment?: string }) =>
+    fromApiGateway(await api<Raw>('POST', `${P}/gateways`, { ...s }, { body })),
   /** Save a new config version. Validation errors name fields like `spec.devices[0].groups[0].intervalMs`. */
-  saveConfig: (s: Scope, name: string, spec: GatewayConfig, comment: string) =>
-    api<Gateway>('PUT', `${P}/gateways/{gateway}`, { ...s, gateway: name }, { body: { spec, comment } }),
+  saveConfig: async (s: Scope, g: Gateway, config: GatewayConfig, comment: string) =>
+    fromApiGateway(
+      await api<Raw>('PATCH', `${P}/gateways/{gateway}`, { ...s, gateway: g.name }, {
+        body: { spec: { ...(g.rawSpec ?? {}), devices: config.devices, pipelines: config.pipelines ?? [], ...(config.uplink ? { uplink: config.uplink } : {}) }, comment },
+      }),
+    ),
   remove: (s: Scope, name: string) => api<void>('DELETE', `${P}/gateways/{gateway}`, { ...s, gateway: name }),
   versions: (s: Scope, name: string, q: PageQuery = {}) =>
     page<GatewayVersion>(`${P}/gateways/{gateway}/versions`, { ...s, gateway: name }, { ...q }),
   diff: (s: Scope, name: string, v: number, against: number) =>
     api<VersionDiff | string>('GET', `${P}/gateways/{gateway}/versions/{version}/diff`, { ...s, gateway: name, version: v }, { query: { against } }),
   rollback: (s: Scope, name: string, version: number, comment: string) =>
-    api<Gateway>('POST', `${P}/gateways/{gateway}/rollback`, { ...s, gateway: name }, { body: { version, comment } }),
+    api<Raw>('POST', `${P}/gateways/{gateway}/rollback`, { ...s, gateway: name }, { body: { version, comment } }),
   enrollmentTokens: (s: Scope, name: string) =>
     page<EnrollmentToken>(`${P}/gateways/{gateway}/enrollment-tokens`, { ...s, gateway: name }),
-  createEnrollmentToken: (s: Scope, name: string, body: { expires_in_hours: number; max_uses: number }) =>
-    api<NewEnrollmentToken>('POST', `${P}/gateways/{gateway}/enrollment-tokens`, { ...s, gateway: name }, { body }),
+  createEnrollmentToken: async (s: Scope, name: string, body: { expires_in_secs: number; max_uses: number }): Promise<NewEnrollmentToken> => {
+    const r = await api<{ info?: EnrollmentToken; token: string; install_command?: string } & Partial<EnrollmentToken>>('POST', `${P}/gateways/{gateway}/enrollment-tokens`, { ...s, gateway: name }, { body });
+    return { ...(r.info ?? (r as EnrollmentToken)), token: r.token, install_command: r.install_command };
+  },
   revokeEnrollmentToken: (s: Scope, name: string, id: string) =>
-    api<void>('DELETE', `${P}/gateways/{gateway}/enrollment-tokens/{id}`, { ...s, gateway: name, id }),
+    api<void>('DELETE', `${P}/gateways/{gateway}/enrollment-tokens/{token}`, { ...s, gateway: name, token: id }),
   /** issue 6: downsampled readings of one tag. */
   series: (s: Scope, name: string, q: { tag: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
     api<Series | { points: unknown[] }>('GET', `${P}/gateways/{gateway}/series`, { ...s, gateway: name }, { query: q, signal }),

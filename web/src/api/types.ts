@@ -123,16 +123,21 @@ export interface Condition {
 export interface Cluster {
   id?: string;
   name: string;
-  backend: 'kubernetes' | 'external';
+  title?: string;
+  backend: 'kubernetes' | 'external' | string;
+  /** kubernetes: the MqttClusterSpec as the api stores it. */
+  spec?: Record<string, unknown> | null;
   version?: string;
   replicas?: number;
   phase?: string;
   ready_nodes?: number;
-  nodes?: { name: string; status: string; version?: string }[];
+  nodes?: { name: string; status: string; version?: string; connections?: number }[];
   endpoints?: string[];
   conditions?: Condition[];
-  external?: { url: string; username?: string };
-  health?: { reachable: boolean; rtt_ms?: number | null; checked_at?: string; error?: string | null };
+  url?: string | null;
+  username?: string | null;
+  ready_text?: string | null;
+  health?: { reachable: boolean; rtt_ms?: number | null; checked_at?: string; error?: string | null } | null;
   created_at?: string;
 }
 
@@ -145,6 +150,8 @@ export interface Site {
 export interface Gateway {
   id?: string;
   name: string;
+  /** Latest config version (each save makes one). */
+  version?: number;
   site?: Site;
   mode?: 'external' | 'inCluster';
   cluster?: string | null;
@@ -154,9 +161,11 @@ export interface Gateway {
   last_heartbeat?: string | null;
   last_error?: string | null;
   agent_version?: string | null;
-  /** The current config (devices, pipelines, uplink). */
-  spec?: GatewayConfig;
+  /** The whole EdgeGatewaySpec as stored (site, mode, clusterRef, devices, pipelines, uplink). */
+  rawSpec?: Record<string, unknown>;
+  /** The devices, pipelines and uplink of the latest version. */
   config?: GatewayConfig;
+  agent_hostname?: string | null;
   created_at?: string;
 }
 
@@ -202,13 +211,16 @@ export interface GatewayVersion {
 export interface VersionDiff {
   from: number;
   to: number;
-  /** Unified diff text, or a list of changes. */
+  /** Unified diff text, or JSON Patch (RFC 6902) operations. */
   diff?: string;
-  changes?: { path: string; op: string; old?: unknown; new?: unknown }[];
+  changes?: { path: string; op: string; value?: unknown; from?: string }[];
 }
 
 export interface EnrollmentToken {
   id: string;
+  prefix?: string;
+  state?: string;
+  last_used_at?: string | null;
   created_at?: string;
   expires_at?: string | null;
   max_uses?: number | null;

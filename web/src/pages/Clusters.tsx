@@ -25,9 +25,9 @@ export function ClusterList() {
       <PageHead
         title="MQTT clusters"
         sub="The brokers your gateways publish readings to."
-        actions={can('project.write') && <Link className="btn primary" to={`${base}/clusters/new`} style={{ background: 'var(--c-primary)', color: '#fff', borderColor: 'var(--c-primary)' }}>New cluster</Link>}
+        actions={can('project.update') && <Link className="btn primary" to={`${base}/clusters/new`} style={{ background: 'var(--c-primary)', color: '#fff', borderColor: 'var(--c-primary)' }}>New cluster</Link>}
       />
-      <ListState p={p} empty={<div className="card"><Empty title="No clusters yet">{can('project.write') ? 'Create one, or adopt a broker you already run.' : ''}</Empty></div>}>
+      <ListState p={p} empty={<div className="card"><Empty title="No clusters yet">{can('project.update') ? 'Create one, or adopt a broker you already run.' : ''}</Empty></div>}>
         <div className="table-wrap">
           <table className="table">
             <thead>
@@ -67,8 +67,8 @@ export function ClusterWizard() {
   const act = useAction();
   const body =
     backend === 'kubernetes'
-      ? { name, backend, version, replicas, storage: { size: storage } }
-      : { name, backend, external: { url, username: username || undefined, password: password || undefined } };
+      ? { name, backend, spec: { version, replicas, storage: { size: storage } } }
+      : { name, backend, url, ...(username ? { username } : {}), ...(password ? { password } : {}) };
   const nameErr = name && !SLUG_RE.test(name) ? 'Use lowercase letters, digits and “-”.' : act.fields.name;
   const valid = SLUG_RE.test(name) && (backend === 'kubernetes' ? replicas >= 1 && replicas <= 15 : /^(mqtts?|wss?|tcp|ssl):\/\/.+/.test(url));
   return (
@@ -102,29 +102,29 @@ export function ClusterWizard() {
             </Field>
             {backend === 'kubernetes' ? (
               <>
-                <Field label="EMQX version" hint="The 5.8 line clusters without a license." error={act.fields.version}>
+                <Field label="EMQX version" hint="The 5.8 line clusters without a license." error={act.fields['spec.version'] ?? act.fields.version}>
                   {(p) => (
                     <select {...p} value={version} onChange={(e) => setVersion(e.target.value)}>
                       {EMQX_VERSIONS.map((v) => <option key={v}>{v}</option>)}
                     </select>
                   )}
                 </Field>
-                <Field label="Nodes" hint="3 keeps working when one node is down." error={act.fields.replicas}>
+                <Field label="Nodes" hint="3 keeps working when one node is down." error={act.fields['spec.replicas'] ?? act.fields.replicas}>
                   {(p) => <input {...p} type="number" min={1} max={15} value={replicas} onChange={(e) => setReplicas(Number(e.target.value))} />}
                 </Field>
-                <Field label="Storage per node" error={act.fields['storage.size']}>
+                <Field label="Storage per node" error={act.fields['spec.storage.size']}>
                   {(p) => <input {...p} value={storage} onChange={(e) => setStorage(e.target.value)} />}
                 </Field>
               </>
             ) : (
               <>
-                <Field label="Broker URL" hint="e.g. mqtt://broker.plant.local:1883" error={act.fields['external.url'] ?? act.fields.url}>
+                <Field label="Broker URL" hint="e.g. mqtt://broker.plant.local:1883" error={act.fields.url}>
                   {(p) => <input {...p} value={url} onChange={(e) => setUrl(e.target.value)} />}
                 </Field>
-                <Field label="Username (optional)" error={act.fields['external.username']}>
+                <Field label="Username (optional)" error={act.fields.username}>
                   {(p) => <input {...p} value={username} onChange={(e) => setUsername(e.target.value)} autoComplete="off" />}
                 </Field>
-                <Field label="Password (optional)" error={act.fields['external.password']}>
+                <Field label="Password (optional)" error={act.fields.password}>
                   {(p) => <input {...p} type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="new-password" />}
                 </Field>
               </>
@@ -175,7 +175,7 @@ export function ClusterDetail() {
   }, [s.org, s.project, name, tick]);
   if (err) return <><PageHead title={name} /><ErrorNotice error={err} /></>;
   if (!c) return <Spinner />;
-  const editable = can('project.write');
+  const editable = can('project.update');
   return (
     <>
       <PageHead
@@ -200,7 +200,7 @@ export function ClusterDetail() {
         </section>
         <section className="card">
           <h2>Endpoints</h2>
-          {c.endpoints?.length ? <ul style={{ margin: 0, paddingLeft: 18 }}>{c.endpoints.map((e) => <li key={e} className="mono">{e}</li>)}</ul> : <p className="muted">{c.external?.url ?? 'None yet.'}</p>}
+          {c.endpoints?.length ? <ul style={{ margin: 0, paddingLeft: 18 }}>{c.endpoints.map((e) => <li key={e} className="mono">{e}</li>)}</ul> : <p className="muted">{c.url ?? 'None yet.'}</p>}
         </section>
       </div>
       {c.backend !== 'external' && (
@@ -212,14 +212,14 @@ export function ClusterDetail() {
           ) : <p className="muted">{c.ready_nodes ?? 0} of {c.replicas ?? '?'} nodes ready.</p>}
           {editable && (
             <div className="grid-2" style={{ marginTop: 16 }}>
-              <form className="form" onSubmit={(e) => { e.preventDefault(); void scale.run(() => clusters.update(s, name, { replicas }), { ok: `Scaling ${name} to ${replicas} nodes.`, then: () => setTick((t) => t + 1) }); }}>
+              <form className="form" onSubmit={(e) => { e.preventDefault(); void scale.run(() => clusters.update(s, name, { spec: { ...(c.spec ?? {}), replicas } }), { ok: `Scaling ${name} to ${replicas} nodes.`, then: () => setTick((t) => t + 1) }); }}>
                 <Field label="Scale to nodes" hint="Scaling down moves clients off a node before removing it." error={scale.fields.replicas}>
                   {(p) => <input {...p} type="number" min={1} max={15} value={replicas} onChange={(e) => setReplicas(Number(e.target.value))} />}
                 </Field>
                 <ErrorNotice error={scale.error} />
                 <div><Button type="submit" busy={scale.busy} disabled={replicas === c.replicas}>Scale</Button></div>
               </form>
-              <form className="form" onSubmit={(e) => { e.preventDefault(); void upgrade.run(() => clusters.update(s, name, { version }), { ok: `Upgrading ${name} to ${version}, one node at a time.`, then: () => setTick((t) => t + 1) }); }}>
+              <form className="form" onSubmit={(e) => { e.preventDefault(); void upgrade.run(() => clusters.update(s, name, { spec: { ...(c.spec ?? {}), version } }), { ok: `Upgrading ${name} to ${version}, one node at a time.`, then: () => setTick((t) => t + 1) }); }}>
                 <Field label="Upgrade to version" hint="Nodes are upgraded one at a time." error={upgrade.fields.version}>
                   {(p) => <select {...p} value={version} onChange={(e) => setVersion(e.target.value)}>{[...new Set([c.version ?? '', ...EMQX_VERSIONS])].filter(Boolean).map((v) => <option key={v}>{v}</option>)}</select>}
                 </Field>

@@ -40,7 +40,7 @@ function CreateGateway({ onClose }: { onClose: () => void }) {
             busy={act.busy}
             disabled={!SLUG_RE.test(name)}
             onClick={() =>
-              act.run(() => gateways.create(s, { name, site: { name: site || undefined, location: location || undefined }, mode: 'external', spec: { devices: [] } }), {
+              act.run(() => gateways.create(s, { name, spec: { site: { ...(site ? { name: site } : {}), ...(location ? { location } : {}) }, mode: 'external', devices: [] }, comment: 'created in the console' }), {
                 ok: `Created gateway ${name}.`,
                 then: (g) => nav(`${base}/gateways/${g?.name ?? name}`),
               })
@@ -161,7 +161,7 @@ export function GatewayDetail() {
 
 function Overview({ g }: { g: Gateway }) {
   const v = versionText(g);
-  const cfg = g.spec ?? g.config;
+  const cfg = g.config;
   const tags = (cfg?.devices ?? []).reduce((n, d) => n + d.groups.reduce((m, x) => m + x.tags.length, 0), 0);
   return (
     <div className="grid">
@@ -176,7 +176,7 @@ function Overview({ g }: { g: Gateway }) {
 
 function ConfigTab({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
   const { s, can } = useScope();
-  const initial = useMemo<GatewayConfig>(() => structuredClone(g.spec ?? g.config ?? { devices: [] }), [g.desired_version]); // eslint-disable-line react-hooks/exhaustive-deps
+  const initial = useMemo<GatewayConfig>(() => structuredClone(g.config ?? { devices: [] }), [g.version]); // eslint-disable-line react-hooks/exhaustive-deps
   const [cfg, setCfg] = useState<GatewayConfig>(initial);
   const [comment, setComment] = useState('');
   const act = useAction();
@@ -195,7 +195,7 @@ function ConfigTab({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
           <ErrorNotice error={act.error && !(act.error instanceof ApiError && act.error.fields.length) ? act.error : null} />
           {act.error instanceof ApiError && act.error.fields.length > 0 && <Notice kind="error">The server did not accept this configuration. The fields marked in red say why.</Notice>}
           <div className="row">
-            <Button variant="primary" busy={act.busy} disabled={!dirty} onClick={() => act.run(() => gateways.saveConfig(s, g.name, cfg, comment), { ok: 'Saved as a new version; the agent picks it up within seconds.', then: () => { setComment(''); onSaved(); } })}>
+            <Button variant="primary" busy={act.busy} disabled={!dirty} onClick={() => act.run(() => gateways.saveConfig(s, g, cfg, comment), { ok: 'Saved as a new version; the agent picks it up within seconds.', then: () => { setComment(''); onSaved(); } })}>
               Save new version
             </Button>
             <Button disabled={!dirty || act.busy} onClick={() => { setCfg(initial); act.reset(); }}>Discard changes</Button>
@@ -207,6 +207,17 @@ function ConfigTab({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
   );
 }
 
+const OP_WORDS: Record<string, string> = { add: 'added', remove: 'removed', replace: 'changed', move: 'moved', copy: 'copied' };
+
+/** JSON pointer `/devices/0/groups/1/intervalMs` -> `devices[0].groups[1].intervalMs`. */
+export function pointerToPath(p: string): string {
+  return p
+    .split('/')
+    .slice(1)
+    .map((x) => x.replace(/~1/g, '/').replace(/~0/g, '~'))
+    .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
+}
+
 function DiffView({ d }: { d: VersionDiff | string }) {
   if (typeof d === 'string' || d.diff) {
     const text = typeof d === 'string' ? d : d.diff!;
@@ -215,15 +226,15 @@ function DiffView({ d }: { d: VersionDiff | string }) {
   if (!d.changes?.length) return <p className="muted">The two versions are the same.</p>;
   return (
     <table className="table" aria-label="Differences">
-      <thead><tr><th>Field</th><th>Change</th><th>Before</th><th>After</th></tr></thead>
-      <tbody>{d.changes.map((c, i) => <tr key={i}><td className="mono">{c.path}</td><td>{c.op}</td><td className="mono">{JSON.stringify(c.old) ?? ''}</td><td className="mono">{JSON.stringify(c.new) ?? ''}</td></tr>)}</tbody>
+      <thead><tr><th>Field</th><th>Change</th><th>New value</th></tr></thead>
+      <tbody>{d.changes.map((c, i) => <tr key={i}><td className="mono">{pointerToPath(c.path)}</td><td>{OP_WORDS[c.op] ?? c.op}</td><td className="mono small">{c.op === 'remove' ? '' : JSON.stringify(c.value) ?? ''}</td></tr>)}</tbody>
     </table>
   );
 }
 
 function VersionsTab({ g, onRolledBack }: { g: Gateway; onRolledBack: () => void }) {
   const { s, can } = useScope();
-  const p = usePaged((q) => gateways.versions(s, g.name, q), [s.org, s.project, g.name, g.desired_version]);
+  const p = usePaged((q) => gateways.versions(s, g.name, q), [s.org, s.project, g.name, g.version]);
   const [pair, setPair] = useState<{ a: number; b: number } | null>(null);
   const [diff, setDiff] = useState<VersionDiff | string | null>(null);
   const diffAct = useAction();
@@ -240,14 +251,14 @@ function VersionsTab({ g, onRolledBack }: { g: Gateway; onRolledBack: () => void
             <tbody>
               {p.items.map((v) => (
                 <tr key={v.version}>
-                  <td>v{v.version} {v.version === g.desired_version && <Badge kind="info" plain>current</Badge>} {v.version === g.applied_version && <Badge kind="ok" plain>running</Badge>}</td>
+                  <td>v{v.version} {v.version === g.version && <Badge kind="info" plain>current</Badge>}</td>
                   <td>{fmtTime(v.created_at)}</td>
                   <td>{v.author ?? '—'}</td>
                   <td>{v.comment || <span className="muted">no comment</span>}</td>
                   <td style={{ textAlign: 'right', whiteSpace: 'nowrap' }}>
-                    {g.desired_version != null && v.version !== g.desired_version && (
+                    {g.version != null && v.version !== g.version && (
                       <>
-                        <Button variant="ghost" onClick={() => showDiff(v.version, g.desired_version!)}>Compare with current</Button>
+                        <Button variant="ghost" onClick={() => showDiff(v.version, g.version!)}>Compare with current</Button>
                         {can('project.write') && <Button variant="ghost" onClick={() => setRolling(v.version)}>Roll back to this</Button>}
                       </>
                     )}
@@ -297,8 +308,8 @@ function EnrollmentTab({ g }: { g: Gateway }) {
         <section className="card">
           <h2>Install the agent at the site</h2>
           <p className="muted" style={{ marginTop: 0 }}>Issue a token, then run the command on the gateway PC. The agent enrolls itself and fetches its signed configuration.</p>
-          <form className="row" style={{ alignItems: 'flex-end' }} onSubmit={(e) => { e.preventDefault(); void act.run(() => gateways.createEnrollmentToken(s, g.name, { expires_in_hours: hours, max_uses: uses }), { ok: 'Enrollment token issued.', then: (t) => { setMade(t); p.reload(); } }); }}>
-            <Field label="Valid for (hours)" error={act.fields.expires_in_hours}>{(x) => <input {...x} type="number" min={1} max={720} value={hours} onChange={(e) => setHours(Number(e.target.value))} />}</Field>
+          <form className="row" style={{ alignItems: 'flex-end' }} onSubmit={(e) => { e.preventDefault(); void act.run(() => gateways.createEnrollmentToken(s, g.name, { expires_in_secs: hours * 3600, max_uses: uses }), { ok: 'Enrollment token issued.', then: (t) => { setMade(t); p.reload(); } }); }}>
+            <Field label="Valid for (hours)" error={act.fields.expires_in_secs}>{(x) => <input {...x} type="number" min={1} max={720} value={hours} onChange={(e) => setHours(Number(e.target.value))} />}</Field>
             <Field label="Uses" error={act.fields.max_uses}>{(x) => <input {...x} type="number" min={1} max={100} value={uses} onChange={(e) => setUses(Number(e.target.value))} />}</Field>
             <Button type="submit" variant="primary" busy={act.busy}>Issue enrollment token</Button>
           </form>
@@ -344,7 +355,7 @@ const RANGES: [string, number, string][] = [['Last 15 minutes', 15 * 60, '5s'], 
 
 function ReadingsTab({ g }: { g: Gateway }) {
   const { s } = useScope();
-  const cfg = g.spec ?? g.config;
+  const cfg = g.config;
   const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit })))), [cfg]);
   const [tag, setTag] = useState(tags[0]?.id ?? '');
   const [range, setRange] = useState(0);

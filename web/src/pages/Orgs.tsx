@@ -68,7 +68,7 @@ function CreateNamed({
 }
 
 export function OrgList() {
-  const { me } = useSession();
+  const { me, refresh } = useSession();
   const nav = useNavigate();
   const [creating, setCreating] = useState(false);
   const p = usePaged((q) => orgs.list(q), []);
@@ -117,6 +117,7 @@ export function OrgList() {
           onClose={() => setCreating(false)}
           create={async (b) => {
             const o = await orgs.create(b);
+            await refresh();
             nav(`/o/${o.slug}`);
           }}
         />
@@ -127,6 +128,7 @@ export function OrgList() {
 
 export function OrgHome() {
   const { org, can } = useScope();
+  const { refresh } = useSession();
   const nav = useNavigate();
   const [creating, setCreating] = useState(false);
   const p = usePaged((q) => projects.list(org, q), [org]);
@@ -174,6 +176,7 @@ export function OrgHome() {
           onClose={() => setCreating(false)}
           create={async (b) => {
             const x = await projects.create(org, b);
+            await refresh();
             nav(`/o/${org}/p/${x.slug}`);
           }}
         />

@@ -79,7 +79,7 @@ describe('gateway config editor', () => {
 });
 
 describe('roles', () => {
-  const gw = [{ name: 'north-pump', status: 'online', last_heartbeat: new Date().toISOString(), desired_version: 3, applied_version: 2, site: { name: 'North' } }];
+  const gw = [{ name: 'north-pump', online: true, last_heartbeat: new Date().toISOString(), version: 5, bundle_version: 3, applied_version: 2, spec: { site: { name: 'North' }, devices: [] } }];
 
   it('a viewer sees gateways but no edit controls', async () => {
     mockApi((_m, u) => (u.pathname.endsWith('/gateways') ? json({ items: gw, next_cursor: null }) : undefined));
