@@ -30,6 +30,8 @@ pub struct OperatorConfig {
     pub bundle_validity_days: i64,
     /// cert-manager ClusterIssuer for TLS listeners whose Secret is missing.
     pub cert_issuer: String,
+    /// Seconds between status writes that only refresh connection counts.
+    pub status_refresh_secs: u64,
 }
 
 impl Default for OperatorConfig {
@@ -44,6 +46,7 @@ impl Default for OperatorConfig {
             token_max_uses: 1,
             bundle_validity_days: 30,
             cert_issuer: "weir-ca".into(),
+            status_refresh_secs: 60,
         }
     }
 }
@@ -76,6 +79,8 @@ pub struct Context {
     pub http: reqwest::Client,
     /// Consecutive failures per object, for the requeue backoff.
     failures: Mutex<HashMap<String, u32>>,
+    /// Last status write per object, to rate-limit count-only refreshes.
+    written: Mutex<HashMap<String, std::time::Instant>>,
 }
 
 impl Context {
@@ -92,6 +97,7 @@ impl Context {
             emqx: Arc::new(PodDns),
             http: crate::emqx::http_client(),
             failures: Mutex::new(HashMap::new()),
+            written: Mutex::new(HashMap::new()),
         }
     }
 
@@ -106,6 +112,22 @@ impl Context {
         let n = f.entry(key.to_string()).or_insert(0);
         *n += 1;
         *n
+    }
+
+    /// Whether `every` has passed since [`Context::mark`] for `key` (or it never was).
+    pub fn due(&self, key: &str, every: std::time::Duration) -> bool {
+        self.written
+            .lock()
+            .expect("written lock")
+            .get(key)
+            .is_none_or(|t| t.elapsed() >= every)
+    }
+
+    pub fn mark(&self, key: &str) {
+        self.written
+            .lock()
+            .expect("written lock")
+            .insert(key.to_string(), std::time::Instant::now());
     }
 
     pub fn succeeded(&self, key: &str) {

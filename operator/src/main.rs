@@ -78,6 +78,9 @@ struct Args {
     /// cert-manager ClusterIssuer that issues missing listener TLS Secrets.
     #[arg(long, env = "WEIR_CERT_ISSUER", default_value = "weir-ca")]
     cert_issuer: String,
+    /// Seconds between MqttCluster status writes that only refresh connection counts.
+    #[arg(long, env = "WEIR_STATUS_REFRESH_SECS", default_value_t = 60)]
+    status_refresh_secs: u64,
     /// Log format: text or json.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -132,6 +135,7 @@ async fn main() -> anyhow::Result<()> {
         token_max_uses: args.token_max_uses,
         bundle_validity_days: args.bundle_validity_days,
         cert_issuer: args.cert_issuer,
+        status_refresh_secs: args.status_refresh_secs,
     };
     let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
     let concurrency = args.concurrency;

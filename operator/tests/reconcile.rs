@@ -465,6 +465,45 @@ async fn cluster_no_change_path_makes_zero_writes_despite_server_defaults() {
 }
 
 #[tokio::test]
+async fn moving_connection_counts_do_not_cause_a_status_write_loop() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    // Clients come and go between every reconcile.
+    for i in 0..5u64 {
+        emqx.with(|s| s.nodes[0].connections = 100 + i);
+        weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        fake.writes(),
+        Vec::<String>::new(),
+        "counts alone are refreshed at most once per interval"
+    );
+    // Once the interval has passed they are written.
+    let config = OperatorConfig {
+        status_refresh_secs: 0,
+        ..Default::default()
+    };
+    let ctx = Arc::new(
+        Context::new(fake.client(), config, Arc::new(Metrics::default())).with_emqx_locator(
+            Arc::new(Locator(Mutex::new(
+                (0..3)
+                    .map(|i| (format!("riverside-mqtt-{i}"), emqx.url.clone()))
+                    .collect(),
+            ))),
+        ),
+    );
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes().len(), 1);
+    assert_eq!(
+        stored_cluster(&fake).status.as_ref().unwrap().nodes[0].connections,
+        104
+    );
+}
+
+#[tokio::test]
 async fn scale_down_evacuates_the_highest_node_before_shrinking() {
     let (fake, ctx, emqx, _) = steady_cluster(3).await;
     emqx.with(|s| {

@@ -619,7 +619,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         })
         .unwrap_or_else(|| old.nodes.clone());
     node_status.sort_by(|a, b| a.name.cmp(&b.name));
-    let status = MqttClusterStatus {
+    let mut status = MqttClusterStatus {
         phase: Some(phase.into()),
         replicas: running_count,
         ready_replicas: ready_count,
@@ -634,9 +634,26 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         observed_generation: generation,
         conditions,
     };
-    if sync_status(&api, &c, c.status.as_ref(), &status).await?
-        && old.phase.as_deref() != Some(phase)
-    {
+    // Connection counts move all the time. Writing them on every reconcile
+    // would make each status write trigger the next (a hot loop); they are
+    // refreshed with any other change, or once per refresh interval.
+    if let Some(previous) = &c.status {
+        let mut counts_kept = status.clone();
+        for n in &mut counts_kept.nodes {
+            if let Some(o) = previous.nodes.iter().find(|o| o.name == n.name) {
+                n.connections = o.connections;
+            }
+        }
+        let refresh = Duration::from_secs(ctx.config.status_refresh_secs);
+        if &counts_kept == previous && !ctx.due(&key(&c), refresh) {
+            status = counts_kept;
+        }
+    }
+    let wrote = sync_status(&api, &c, c.status.as_ref(), &status).await?;
+    if wrote {
+        ctx.mark(&key(&c));
+    }
+    if wrote && old.phase.as_deref() != Some(phase) {
         let (t, msg) = if phase == "Degraded" {
             (EventType::Warning, join(&f.degraded))
         } else {
