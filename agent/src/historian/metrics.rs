@@ -1,0 +1,204 @@
+//! Prometheus metrics of the historian, served as text at `/metrics`.
+//!
+//! | metric | type | meaning |
+//! |---|---|---|
+//! | `weir_historian_rows_written_total` | counter | rows committed to `readings` (rate = rows/s) |
+//! | `weir_historian_duplicate_rows_total` | counter | redelivered rows skipped by the dedupe key |
+//! | `weir_historian_messages_total` | counter | MQTT messages received |
+//! | `weir_historian_malformed_messages_total` | counter | messages that could not be parsed (acked, logged with topic) |
+//! | `weir_historian_rejected_messages_total` | counter | parsed messages PostgreSQL refused as data (acked, logged) |
+//! | `weir_historian_batch_rows` | histogram | rows per committed batch |
+//! | `weir_historian_commit_seconds` | histogram | COPY + commit time per batch |
+//! | `weir_historian_lag_seconds` | histogram | commit time minus reading timestamp, per row |
+//! | `weir_historian_db_errors_total` | counter | failed database attempts (each retried) |
+//! | `weir_historian_mqtt_connected` | gauge | 1 while subscribed to the broker |
+
+use std::sync::{Arc, Mutex};
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// All metrics plus their registry. Cheap to share behind an `Arc`.
+pub struct Metrics {
+    registry: Registry,
+    pub rows_written: Counter,
+    pub duplicate_rows: Counter,
+    pub messages: Counter,
+    pub malformed_messages: Counter,
+    pub rejected_messages: Counter,
+    pub db_errors: Counter,
+    pub batch_rows: Histogram,
+    pub commit_seconds: Histogram,
+    pub lag_seconds: Histogram,
+    pub mqtt_connected: Gauge,
+    /// Exact per-row lags in seconds, recorded only when enabled with
+    /// [`Metrics::record_lag_samples`]; the benchmark uses it to compute a
+    /// true p99 instead of a bucket bound.
+    lag_samples: Option<Mutex<Vec<f32>>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics")
+            .field("rows_written", &self.rows_written.get())
+            .field("malformed_messages", &self.malformed_messages.get())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let latency = || {
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0, 30.0, 60.0, 300.0,
+            ])
+        };
+        let mut m = Metrics {
+            registry: Registry::default(),
+            rows_written: Counter::default(),
+            duplicate_rows: Counter::default(),
+            messages: Counter::default(),
+            malformed_messages: Counter::default(),
+            rejected_messages: Counter::default(),
+            db_errors: Counter::default(),
+            batch_rows: Histogram::new([
+                1.0, 10.0, 100.0, 1_000.0, 5_000.0, 10_000.0, 20_000.0, 50_000.0, 100_000.0,
+            ]),
+            commit_seconds: latency(),
+            lag_seconds: latency(),
+            mqtt_connected: Gauge::default(),
+            lag_samples: None,
+        };
+        let r = &mut m.registry;
+        r.register(
+            "weir_historian_rows_written",
+            "Rows committed to readings",
+            m.rows_written.clone(),
+        );
+        r.register(
+            "weir_historian_duplicate_rows",
+            "Redelivered rows skipped by the dedupe key",
+            m.duplicate_rows.clone(),
+        );
+        r.register(
+            "weir_historian_messages",
+            "MQTT messages received",
+            m.messages.clone(),
+        );
+        r.register(
+            "weir_historian_malformed_messages",
+            "MQTT messages that could not be parsed; acknowledged and logged with their topic",
+            m.malformed_messages.clone(),
+        );
+        r.register(
+            "weir_historian_rejected_messages",
+            "Messages PostgreSQL refused as data; acknowledged and logged with their topic",
+            m.rejected_messages.clone(),
+        );
+        r.register(
+            "weir_historian_db_errors",
+            "Failed database attempts, each retried",
+            m.db_errors.clone(),
+        );
+        r.register(
+            "weir_historian_batch_rows",
+            "Rows per committed batch",
+            m.batch_rows.clone(),
+        );
+        r.register(
+            "weir_historian_commit_seconds",
+            "Time to COPY and commit one batch",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "weir_historian_lag_seconds",
+            "Commit time minus the reading's timestamp, per row",
+            m.lag_seconds.clone(),
+        );
+        r.register(
+            "weir_historian_mqtt_connected",
+            "1 while connected and subscribed to the broker",
+            m.mqtt_connected.clone(),
+        );
+        m
+    }
+
+    /// Keep every row's lag in memory (benchmarks only: it grows without bound).
+    pub fn record_lag_samples(mut self) -> Self {
+        self.lag_samples = Some(Mutex::new(Vec::new()));
+        self
+    }
+
+    /// Take the recorded lag samples (seconds).
+    pub fn take_lag_samples(&self) -> Vec<f32> {
+        self.lag_samples
+            .as_ref()
+            .map(|s| std::mem::take(&mut *s.lock().unwrap_or_else(|e| e.into_inner())))
+            .unwrap_or_default()
+    }
+
+    /// Record the lag of committed rows, given their timestamps in ms and the
+    /// commit time in ms.
+    pub(crate) fn observe_lags(&self, ts_ms: impl Iterator<Item = i64>, committed_ms: i64) {
+        let mut samples = self
+            .lag_samples
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
+        for ts in ts_ms {
+            let lag = (committed_ms - ts) as f64 / 1000.0;
+            self.lag_seconds.observe(lag);
+            if let Some(s) = samples.as_mut() {
+                s.push(lag as f32);
+            }
+        }
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Serve `/metrics` and `/healthz` until `shutdown` fires.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> std::io::Result<()> {
+    use axum::http::header::CONTENT_TYPE;
+    use axum::routing::get;
+
+    let app = axum::Router::new()
+        .route(
+            "/metrics",
+            get(move || {
+                let metrics = metrics.clone();
+                async move {
+                    (
+                        [(
+                            CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
+                        metrics.encode(),
+                    )
+                }
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

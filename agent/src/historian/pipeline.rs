@@ -1,0 +1,147 @@
+//! MQTT → batcher → writers → acker.
+//!
+//! ```text
+//! mqtt::consume ──(bounded: inflight msgs)──▶ batcher ──(bounded: 1 batch)──▶ writer 1..N ──▶ acker
+//! ```
+//!
+//! * The batcher closes a batch at `batch_rows` rows or `linger` after its
+//!   first message, whichever comes first.
+//! * Writers share one queue; each owns a PostgreSQL connection, so one batch
+//!   can be copied while the previous one commits.
+//! * The acker acknowledges batches in the order they were formed (MQTT wants
+//!   PUBACKs in receive order), each only after its rows are committed.
+//!
+//! Backpressure: every queue is bounded. When PostgreSQL is slow the writers
+//! stop taking batches, the batcher blocks, `consume` blocks and stops
+//! reading from the socket, and the broker — already limited to `inflight`
+//! unacknowledged messages — holds the rest. Memory stays bounded by
+//! `inflight` messages plus `writers + 2` batches.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Mutex};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::mqtt::{AckToken, Acker, Received};
+use super::writer::{Batch, MessageBatch, Writer};
+
+/// A batch numbered in formation order with the acks it releases.
+pub(crate) struct Numbered {
+    no: u64,
+    batch: Batch,
+    acks: Vec<AckToken>,
+}
+
+/// Group received messages into batches.
+pub(crate) async fn batcher(
+    mut rx: mpsc::Receiver<Received>,
+    tx: mpsc::Sender<Numbered>,
+    batch_rows: usize,
+    linger: Duration,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut no = 0;
+    let mut batch = Batch::default();
+    let mut acks = Vec::new();
+    let mut deadline: Option<Instant> = None;
+    loop {
+        let received = tokio::select! {
+            biased;
+            _ = shutdown.cancelled() => break,
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => None,
+            r = rx.recv() => match r {
+                Some(r) => Some(r),
+                None => break,
+            },
+        };
+        if let Some(r) = received {
+            match r.rows {
+                Ok(rows) => {
+                    batch.rows += rows.readings.len();
+                    batch.dup |= r.dup;
+                    batch.messages.push(MessageBatch {
+                        topic: r.topic,
+                        rows,
+                    });
+                }
+                Err(e) => {
+                    metrics.malformed_messages.inc();
+                    tracing::warn!(topic = %r.topic, error = %e, "malformed message; acknowledged and skipped");
+                }
+            }
+            // Malformed messages are acknowledged with the batch they fall in,
+            // which keeps acks in receive order.
+            acks.push(r.ack);
+            deadline.get_or_insert_with(|| Instant::now() + linger);
+            if batch.rows < batch_rows {
+                continue;
+            }
+        }
+        // Full batch or linger expired.
+        let full = Numbered {
+            no,
+            batch: std::mem::take(&mut batch),
+            acks: std::mem::take(&mut acks),
+        };
+        no += 1;
+        deadline = None;
+        if tx.send(full).await.is_err() {
+            return;
+        }
+    }
+    // Shutting down: hand over what we have so it is committed and acked.
+    if !acks.is_empty() {
+        let _ = tx.send(Numbered { no, batch, acks }).await;
+    }
+}
+
+/// Take batches from the shared queue and write them.
+pub(crate) async fn writer(
+    mut w: Writer,
+    rx: Arc<Mutex<mpsc::Receiver<Numbered>>>,
+    done: mpsc::Sender<(u64, Vec<AckToken>)>,
+) {
+    loop {
+        let next = rx.lock().await.recv().await;
+        let Some(Numbered { no, batch, acks }) = next else {
+            return;
+        };
+        let acks = match w.write(&batch).await {
+            Some(_) => acks,
+            // Abandoned at shutdown: not acknowledged, re-delivered later.
+            None => Vec::new(),
+        };
+        if done.send((no, acks)).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Acknowledge committed batches in formation order.
+pub(crate) async fn acker(mut rx: mpsc::Receiver<(u64, Vec<AckToken>)>, acker: Acker) {
+    let mut next = 0u64;
+    let mut waiting: BTreeMap<u64, Vec<AckToken>> = BTreeMap::new();
+    let mut stale = 0u64;
+    while let Some((no, acks)) = rx.recv().await {
+        waiting.insert(no, acks);
+        while let Some(acks) = waiting.remove(&next) {
+            for a in &acks {
+                if !acker.ack(a) {
+                    stale += 1;
+                }
+            }
+            next += 1;
+        }
+    }
+    if stale > 0 {
+        tracing::info!(
+            stale,
+            "acks dropped because their connection had ended; those messages are re-delivered and deduplicated"
+        );
+    }
+}

@@ -1,0 +1,414 @@
+//! The PostgreSQL side: one connection per writer, batches written with
+//! binary COPY, each batch committed exactly once.
+//!
+//! Three ways to write a batch, cheapest first:
+//! 1. **fast**: `COPY readings FROM STDIN (FORMAT binary)` straight into the
+//!    partitioned table, one statement = one transaction. The unique key
+//!    `readings_series_key` makes it fail with `unique_violation` when any
+//!    row is already stored; nothing of the batch is then kept.
+//! 2. **dedupe**: used for batches with a re-delivered message (MQTT `dup`)
+//!    or after a fast attempt hit a duplicate: COPY into a temporary staging
+//!    table, then `INSERT INTO readings SELECT … ON CONFLICT DO NOTHING`, in
+//!    one transaction. Duplicates — against stored rows or inside the batch —
+//!    are skipped and counted.
+//! 3. **isolate**: when PostgreSQL refuses the batch as *data* (SQLSTATE
+//!    class 22, e.g. a value it cannot store), each message is written on its
+//!    own with the dedupe method, and a message that still fails is counted as
+//!    rejected, logged with its topic and acknowledged, so one bad message
+//!    cannot stop the stream.
+//!
+//! Any other failure (connection closed, `pg_terminate_backend`, server
+//! restart, lock timeout, …) drops the connection and retries the same batch
+//! with backoff. Retrying is always safe: whatever was committed before the
+//! failure collides with the unique key and is skipped by the dedupe method.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::pin_mut;
+use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, NoTls};
+use tokio_util::sync::CancellationToken;
+
+use super::metrics::Metrics;
+use super::rows::MessageRows;
+use super::schema::{self, Layout};
+
+const COLUMNS: &str = "tenant, gateway, device, tag, ts, value, value_text, quality, seq";
+const TYPES: [Type; 9] = [
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TEXT,
+    Type::TIMESTAMPTZ,
+    Type::FLOAT8,
+    Type::TEXT,
+    Type::INT4,
+    Type::INT8,
+];
+const STAGE: &str = "weir_readings_stage";
+
+/// A message's rows with the topic they came from (for logs).
+#[derive(Debug)]
+pub(crate) struct MessageBatch {
+    pub topic: String,
+    pub rows: MessageRows,
+}
+
+/// The unit of one commit.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub messages: Vec<MessageBatch>,
+    pub rows: usize,
+    /// Contains a message the broker marked as re-delivered.
+    pub dup: bool,
+}
+
+/// Outcome of writing a batch.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Written {
+    pub inserted: u64,
+    pub duplicates: u64,
+    pub rejected_messages: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Method {
+    Fast,
+    Dedupe,
+    Isolate,
+}
+
+enum Failure {
+    /// Some row is already stored: use the dedupe method.
+    Duplicate,
+    /// A row's day has no partition (dropped by retention since we looked).
+    NoPartition,
+    /// PostgreSQL refused the data itself.
+    Data(tokio_postgres::Error),
+    /// Anything else: reconnect and retry.
+    Other(tokio_postgres::Error),
+}
+
+fn classify(e: tokio_postgres::Error) -> Failure {
+    match e.code() {
+        Some(c) if *c == SqlState::UNIQUE_VIOLATION => Failure::Duplicate,
+        Some(c) if *c == SqlState::CHECK_VIOLATION => Failure::NoPartition,
+        Some(c) if c.code().starts_with("22") || *c == SqlState::NOT_NULL_VIOLATION => {
+            Failure::Data(e)
+        }
+        _ => Failure::Other(e),
+    }
+}
+
+/// Days for which partitions exist, shared by writers and maintenance.
+pub(crate) type PartitionCache = Arc<Mutex<BTreeSet<i64>>>;
+
+fn system_time(ts_ms: i64) -> SystemTime {
+    if ts_ms >= 0 {
+        UNIX_EPOCH + Duration::from_millis(ts_ms as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_millis(ts_ms.unsigned_abs())
+    }
+}
+
+/// Stream the rows of `messages` into a COPY and finish it.
+async fn copy_rows<'a>(
+    writer: BinaryCopyInWriter,
+    messages: impl Iterator<Item = &'a MessageBatch>,
+) -> Result<u64, tokio_postgres::Error> {
+    pin_mut!(writer);
+    for m in messages {
+        let r = &m.rows;
+        for reading in &r.readings {
+            let ts = system_time(reading.ts_ms);
+            let row: [&(dyn ToSql + Sync); 9] = [
+                &r.tenant,
+                &r.gateway,
+                &r.device,
+                &reading.tag,
+                &ts,
+                &reading.value,
+                &reading.value_text,
+                &reading.quality,
+                &reading.seq,
+            ];
+            writer.as_mut().write(&row).await?;
+        }
+    }
+    writer.finish().await
+}
+
+/// One PostgreSQL connection and the state to write batches on it.
+pub(crate) struct Writer {
+    pg: tokio_postgres::Config,
+    layout: Layout,
+    client: Option<Client>,
+    stage_ready: bool,
+    partitions: PartitionCache,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    id: usize,
+}
+
+/// Connect and drive the connection in the background.
+pub(crate) async fn connect(pg: &tokio_postgres::Config) -> Result<Client, tokio_postgres::Error> {
+    let (client, connection) = pg.connect(NoTls).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(error = %e, "PostgreSQL connection ended");
+        }
+    });
+    Ok(client)
+}
+
+impl Writer {
+    pub fn new(
+        id: usize,
+        pg: tokio_postgres::Config,
+        layout: Layout,
+        partitions: PartitionCache,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
+        Writer {
+            pg,
+            layout,
+            client: None,
+            stage_ready: false,
+            partitions,
+            metrics,
+            shutdown,
+            id,
+        }
+    }
+
+    /// Write a batch, retrying until it is committed. `None` only when
+    /// shutdown was requested while the database kept failing: the batch is
+    /// then not acknowledged and the broker re-delivers it later.
+    pub async fn write(&mut self, batch: &Batch) -> Option<Written> {
+        let mut method = if batch.dup {
+            Method::Dedupe
+        } else {
+            Method::Fast
+        };
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            let started = Instant::now();
+            let result = match method {
+                Method::Isolate => self.isolate(batch).await,
+                m => self.attempt(batch, m).await.map(|inserted| Written {
+                    inserted,
+                    duplicates: batch.rows as u64 - inserted,
+                    rejected_messages: 0,
+                }),
+            };
+            match result {
+                Ok(written) => {
+                    self.record(batch, &written, started);
+                    return Some(written);
+                }
+                Err(Failure::Duplicate) => {
+                    tracing::debug!(
+                        writer = self.id,
+                        "batch holds stored rows; writing it with dedupe"
+                    );
+                    method = Method::Dedupe;
+                    continue;
+                }
+                Err(Failure::NoPartition) => {
+                    // Our cache is stale (retention dropped a day): reload.
+                    self.partitions
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clear();
+                    self.metrics.db_errors.inc();
+                }
+                Err(Failure::Data(e)) => {
+                    tracing::warn!(writer = self.id, error = %e, "PostgreSQL refused data in a batch; writing its messages one by one");
+                    method = Method::Isolate;
+                    continue;
+                }
+                Err(Failure::Other(e)) => {
+                    self.metrics.db_errors.inc();
+                    tracing::warn!(writer = self.id, error = %e, retry_in = ?backoff, "writing a batch failed; reconnecting and retrying");
+                    self.client = None;
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            tokio::select! {
+                _ = self.shutdown.cancelled() => return None,
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn record(&self, batch: &Batch, written: &Written, started: Instant) {
+        let m = &self.metrics;
+        m.rows_written.inc_by(written.inserted);
+        m.duplicate_rows.inc_by(written.duplicates);
+        m.batch_rows.observe(batch.rows as f64);
+        m.commit_seconds.observe(started.elapsed().as_secs_f64());
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or(Duration::ZERO)
+            .as_millis() as i64;
+        m.observe_lags(
+            batch
+                .messages
+                .iter()
+                .flat_map(|msg| msg.rows.readings.iter().map(|r| r.ts_ms)),
+            now_ms,
+        );
+    }
+
+    async fn client(&mut self) -> Result<&Client, Failure> {
+        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
+            self.client = None;
+        }
+        if self.client.is_none() {
+            let client = connect(&self.pg).await.map_err(Failure::Other)?;
+            self.client = Some(client);
+            self.stage_ready = false;
+        }
+        Ok(self.client.as_ref().expect("just connected"))
+    }
+
+    /// Make sure every day in `messages` has its partition (native layout).
+    async fn ensure_partitions<'a>(
+        &mut self,
+        messages: impl Iterator<Item = &'a MessageBatch>,
+    ) -> Result<(), Failure> {
+        if self.layout != Layout::Native {
+            return Ok(());
+        }
+        let mut days = BTreeSet::new();
+        let mut last = None;
+        for m in messages {
+            for r in &m.rows.readings {
+                let day = schema::day_of(r.ts_ms);
+                if last != Some(day) {
+                    days.insert(day);
+                    last = Some(day);
+                }
+            }
+        }
+        let cache_empty;
+        let missing: Vec<i64> = {
+            let cache = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+            cache_empty = cache.is_empty();
+            days.into_iter().filter(|d| !cache.contains(d)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        self.client().await?;
+        let client = self.client.as_ref().expect("connected above");
+        if cache_empty {
+            let existing = schema::existing_partitions(client)
+                .await
+                .map_err(Failure::Other)?;
+            self.partitions
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .extend(existing);
+        }
+        schema::ensure_partitions(client, missing.iter().copied())
+            .await
+            .map_err(classify)?;
+        self.partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(missing);
+        Ok(())
+    }
+
+    /// One attempt with the fast or the dedupe method; rows inserted.
+    async fn attempt(&mut self, batch: &Batch, method: Method) -> Result<u64, Failure> {
+        self.write_messages(batch.messages.iter().collect(), method)
+            .await
+    }
+
+    async fn write_messages(
+        &mut self,
+        messages: Vec<&MessageBatch>,
+        method: Method,
+    ) -> Result<u64, Failure> {
+        self.ensure_partitions(messages.iter().copied()).await?;
+        self.client().await?;
+        let stage_ready = self.stage_ready;
+        let client = self.client.as_mut().expect("connected above");
+        if method == Method::Fast {
+            let sink = client
+                .copy_in(&format!(
+                    "COPY readings ({COLUMNS}) FROM STDIN (FORMAT binary)"
+                ))
+                .await
+                .map_err(classify)?;
+            return copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
+                .await
+                .map_err(classify);
+        }
+        if !stage_ready {
+            // A temporary table lives as long as the connection; rows vanish
+            // at each commit.
+            client
+                .batch_execute(&format!(
+                    "CREATE TEMP TABLE IF NOT EXISTS {STAGE} (LIKE readings INCLUDING DEFAULTS) ON COMMIT DELETE ROWS"
+                ))
+                .await
+                .map_err(classify)?;
+        }
+        let tx = client.transaction().await.map_err(classify)?;
+        let sink = tx
+            .copy_in(&format!(
+                "COPY {STAGE} ({COLUMNS}) FROM STDIN (FORMAT binary)"
+            ))
+            .await
+            .map_err(classify)?;
+        copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
+            .await
+            .map_err(classify)?;
+        let inserted = tx
+            .execute(
+                &format!(
+                    "INSERT INTO readings ({COLUMNS}) SELECT {COLUMNS} FROM {STAGE} ON CONFLICT DO NOTHING"
+                ),
+                &[],
+            )
+            .await
+            .map_err(classify)?;
+        tx.commit().await.map_err(classify)?;
+        self.stage_ready = true;
+        Ok(inserted)
+    }
+
+    /// Write each message alone; reject those PostgreSQL refuses as data.
+    async fn isolate(&mut self, batch: &Batch) -> Result<Written, Failure> {
+        let mut written = Written::default();
+        for m in &batch.messages {
+            let rows = m.rows.readings.len() as u64;
+            match self.write_messages(vec![m], Method::Dedupe).await {
+                Ok(inserted) => {
+                    written.inserted += inserted;
+                    written.duplicates += rows - inserted;
+                }
+                Err(Failure::Data(e)) => {
+                    self.metrics.rejected_messages.inc();
+                    tracing::error!(topic = %m.topic, error = %e, rows, "PostgreSQL rejected a message; acknowledged and skipped");
+                    written.rejected_messages += 1;
+                }
+                // Retried from the first message; the ones already written
+                // are then skipped as duplicates.
+                Err(other) => return Err(other),
+            }
+        }
+        Ok(written)
+    }
+}

@@ -1,0 +1,93 @@
+//! A malformed message is counted, logged with its topic and acknowledged;
+//! the readings around it flow on, and it is not delivered again after a
+//! restart of the sink.
+
+mod historian_common;
+
+use std::time::Duration;
+
+use historian_common::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_counted_logged_acked_and_skipped() {
+    let db = TestDb::create().await;
+    let dbr = &db;
+    let broker = Broker::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let plan = Plan::new("hillside");
+    let per_msg = plan.readings_per_msg() as i64;
+
+    let mut sink = Sink::start(
+        &broker.url(),
+        &db.url,
+        "hillside",
+        "historian-test-malformed",
+        logs.path().join("sink-1.log"),
+    );
+    sink.wait_subscribed().await;
+
+    let bad_payload_topic = "weir/hillside/gw-9/pump/fast".to_string();
+    let bad_topic = "weir/hillside/gw-9".to_string();
+    let mut msgs = plan.messages(0..2);
+    msgs.insert(
+        1,
+        (bad_payload_topic.clone(), b"{\"frames\": [oops".to_vec()),
+    );
+    msgs.insert(2, (bad_topic.clone(), plan.message(2).1));
+    msgs.extend(plan.messages(2..4));
+    publish_all(broker.port, "pub-m", &msgs).await;
+
+    wait_for(
+        "the valid readings",
+        Duration::from_secs(60),
+        || async move { dbr.count().await >= 4 * per_msg },
+    )
+    .await;
+    assert_eq!(
+        sink.metric("weir_historian_malformed_messages_total").await,
+        Some(2.0)
+    );
+    assert_table_matches(&db, "hillside", &plan.expected(4)).await;
+
+    // A clean stop sends the pending acks and keeps the session.
+    let status = sink.terminate();
+    assert!(
+        status.success(),
+        "SIGTERM must end the sink cleanly: {status}"
+    );
+    let log = sink.log_text();
+    for topic in [&bad_payload_topic, &bad_topic] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains("malformed message") && l.contains(topic.as_str())),
+            "the log must name the malformed message's topic {topic}:\n{log}"
+        );
+    }
+
+    // Same session again: had the malformed messages not been acknowledged,
+    // the broker would re-deliver them before this new message.
+    let sink = Sink::start(
+        &broker.url(),
+        &db.url,
+        "hillside",
+        "historian-test-malformed",
+        logs.path().join("sink-2.log"),
+    );
+    sink.wait_subscribed().await;
+    publish_all(broker.port, "pub-m2", &plan.messages(4..5)).await;
+    wait_for("the next message", Duration::from_secs(60), || async move {
+        dbr.count().await >= 5 * per_msg
+    })
+    .await;
+    assert_eq!(
+        sink.metric("weir_historian_malformed_messages_total").await,
+        Some(0.0),
+        "malformed messages must not come back:\n{}",
+        sink.log_text()
+    );
+    assert_eq!(
+        sink.metric("weir_historian_messages_total").await,
+        Some(1.0)
+    );
+    assert_table_matches(&db, "hillside", &plan.expected(5)).await;
+}
