@@ -772,11 +772,17 @@ async fn evacuate(
         return Ok(if e.drained() {
             Evacuation::Drained
         } else {
+            // Live counts go to the log, not the status: a status that
+            // changes on every poll would trigger the next reconcile at once.
+            tracing::info!(
+                node = %node,
+                connections = e.stats.current_connected,
+                sessions = e.stats.current_sessions,
+                "evacuation in progress"
+            );
             Evacuation::InProgress(format!(
-                "evacuating node {}: {} connection(s) and {} session(s) left",
-                b::pod_name(c, ordinal),
-                e.stats.current_connected,
-                e.stats.current_sessions
+                "evacuating node {}: waiting for its connections and sessions to move to the other nodes",
+                b::pod_name(c, ordinal)
             ))
         });
     }
