@@ -38,7 +38,7 @@ impl Default for OperatorConfig {
     fn default() -> Self {
         Self {
             api_namespace: "weir-system".into(),
-            default_jwks_url: "http://weir-api.weir-system.svc:8080/api/v1/jwks".into(),
+            default_jwks_url: "http://weir-api.weir-system.svc:8080/api/v1/jwks.json".into(),
             agent_image: "ghcr.io/weir-dev/weir-agent".into(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             historian_image: "ghcr.io/weir-dev/weir-agent".into(),

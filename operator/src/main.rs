@@ -46,7 +46,7 @@ struct Args {
     #[arg(
         long,
         env = "WEIR_DEFAULT_JWKS_URL",
-        default_value = "http://weir-api.weir-system.svc:8080/api/v1/jwks"
+        default_value = "http://weir-api.weir-system.svc:8080/api/v1/jwks.json"
     )]
     default_jwks_url: String,
     /// Image repository of weir-agent for in-cluster gateways.

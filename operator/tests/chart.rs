@@ -109,6 +109,8 @@ fn templates_parse_and_hold_the_expected_objects() {
         ("ClusterRole", "weir-operator"),
         ("ClusterRoleBinding", "weir-operator"),
         ("ClusterRole", "weir-tenant-admin"),
+        ("ClusterRole", "weir-api"),
+        ("ClusterRoleBinding", "weir-api"),
         ("Deployment", "weir-api"),
         ("Service", "weir-api"),
     ] {

@@ -955,12 +955,14 @@ pub(crate) mod tests {
         c.spec
             .config
             .insert("mqtt.max_packet_size".into(), "\"1MB\"".into());
-        let conf = emqx_conf(&c, "http://weir-api.weir-system.svc:8080/api/v1/jwks");
+        let conf = emqx_conf(&c, "http://weir-api.weir-system.svc:8080/api/v1/jwks.json");
         assert!(conf.contains("discovery_strategy = dns"));
         assert!(conf
             .contains("name = \"riverside-mqtt-headless.weir-riverside-water.svc.cluster.local\""));
         assert!(conf.contains("mechanism = jwt"));
-        assert!(conf.contains("endpoint = \"http://weir-api.weir-system.svc:8080/api/v1/jwks\""));
+        assert!(
+            conf.contains("endpoint = \"http://weir-api.weir-system.svc:8080/api/v1/jwks.json\"")
+        );
         assert!(conf.trim_end().ends_with("mqtt.max_packet_size = \"1MB\""));
     }
 
