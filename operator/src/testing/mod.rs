@@ -158,6 +158,21 @@ impl FakeApiServer {
         tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
+                if parts.uri.query().is_some_and(|q| q.contains("watch=true")) {
+                    // A watch with nothing to report: it stays open, as a
+                    // quiet API server's would, so controllers run on what
+                    // they listed.
+                    me.state
+                        .lock()
+                        .unwrap()
+                        .calls
+                        .push(format!("WATCH {}", parts.uri.path()));
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+                        drop(send);
+                    });
+                    continue;
+                }
                 let bytes = body.collect_bytes().await.unwrap_or_default();
                 let (code, value) = me.handle(
                     parts.method.as_str(),
