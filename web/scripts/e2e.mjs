@@ -156,7 +156,7 @@ async function main() {
     await page.goto('/orgs');
     await page.getByRole('button', { name: 'New organization' }).click();
     const dlg = page.getByRole('dialog');
-    await dlg.getByLabel('Name').fill(ORG.name);
+    await dlg.getByLabel('Name', { exact: true }).fill(ORG.name);
     check((await dlg.getByLabel('URL name').inputValue()) === ORG.slug, 'URL name should follow the name');
     await dlg.getByRole('button', { name: 'Create organization' }).click();
     await page.waitForURL(`**/o/${ORG.slug}`);
@@ -166,7 +166,7 @@ async function main() {
   await step('create a project', [['POST', '/api/v1/orgs/{org}/projects']], async () => {
     await page.getByRole('button', { name: 'New project' }).click();
     const dlg = page.getByRole('dialog');
-    await dlg.getByLabel('Name').fill(PROJECT.name);
+    await dlg.getByLabel('Name', { exact: true }).fill(PROJECT.name);
     await dlg.getByRole('button', { name: 'Create project' }).click();
     await page.waitForURL(`**/o/${ORG.slug}/p/${PROJECT.slug}`);
     await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
@@ -180,7 +180,7 @@ async function main() {
     await page.goto(`${base}/gateways`);
     await page.getByRole('button', { name: 'New gateway' }).click();
     const dlg = page.getByRole('dialog');
-    await dlg.getByLabel('Name').fill(GATEWAY);
+    await dlg.getByLabel('Name', { exact: true }).fill(GATEWAY);
     await dlg.getByLabel('Site name').fill('North pump station');
     await dlg.getByRole('button', { name: 'Create gateway' }).click();
     await page.waitForURL(`**/gateways/${GATEWAY}`);
@@ -188,7 +188,7 @@ async function main() {
     await shot(page, '05-gateway-overview');
   }, page);
 
-  await step('device editor shows the api’s validation beside the field, then saves', [['PUT', G]], async () => {
+  await step('device editor shows the api’s validation beside the field, then saves', [['PATCH', G]], async () => {
     check(gatewayMade, 'no gateway');
     await page.goto(`${base}/gateways/${GATEWAY}/config`);
     await page.getByRole('button', { name: 'Start with a simulated device' }).click();
@@ -327,7 +327,7 @@ async function main() {
     }
     await page.goto(`/o/${ORG.slug}/tokens`);
     await page.getByRole('button', { name: 'New token' }).click();
-    await page.getByRole('dialog').getByLabel('Name').fill('SCADA export');
+    await page.getByRole('dialog').getByLabel('Name', { exact: true }).fill('SCADA export');
     await page.getByRole('dialog').getByRole('button', { name: 'Create token' }).click();
     await page.getByText('It is shown only once').waitFor();
     await shot(page, '19b-api-token-created');
