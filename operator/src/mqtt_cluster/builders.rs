@@ -690,7 +690,7 @@ pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
             "mqtts://{}.{}.svc:{}",
             name(c),
             ns(c),
-            c.spec.listeners[0].port
+            c.spec.listeners.first().map_or(8883, |l| l.port)
         ),
     };
     Some(Deployment {
