@@ -29,7 +29,7 @@ export function Layout() {
       .list(org, { limit: 200 })
       .then((p) => setProjList(p.items))
       .catch(() => setProjList([]));
-  }, [org, loc.pathname.endsWith('/projects')]);
+  }, [org, project]);
 
   const where = { org, project: project || null };
   const role = roleIn(me, where);

@@ -77,7 +77,7 @@ export function Overview() {
       </div>
       <section className="card" style={{ marginBottom: 16 }}>
         <h2>Readings per second</h2>
-        {rate.t.length > 1 ? <Chart times={rate.t} lines={[{ label: 'readings/s', values: rate.v }]} height={200} unit="readings/s" /> : <p className="muted">{gws?.items?.length ? 'The api does not report readings per second for gateways yet.' : 'No gateways yet.'}</p>}
+        {rate.t.length > 1 ? <Chart times={rate.t} lines={[{ label: 'readings/s', values: rate.v }]} height={200} unit="readings/s" /> : <p className="muted" data-testid="unavailable">{gws?.items?.length ? 'Readings per second are not reported by this server yet.' : gws?.error ? 'Readings per second are not available on this server.' : 'No gateways yet.'}</p>}
       </section>
       <div className="grid-2">
         <Section title="Gateways" load={gws} link={`${base}/gateways`}>
