@@ -14,7 +14,10 @@ use weir_api::Config;
 const PASSWORD: &str = "bench-password-123";
 
 fn env_u64(name: &str, default: u64) -> u64 {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 async fn seed(http: &reqwest::Client, base: &str) -> String {
@@ -41,7 +44,12 @@ async fn seed(http: &reqwest::Client, base: &str) -> String {
             .json(&b)
             .send()
     };
-    post("/api/v1/orgs", json!({"slug": "riverside-water", "name": "Riverside Water"})).await.unwrap();
+    post(
+        "/api/v1/orgs",
+        json!({"slug": "riverside-water", "name": "Riverside Water"}),
+    )
+    .await
+    .unwrap();
     for i in 0..20 {
         post(
             "/api/v1/orgs/riverside-water/projects",
@@ -50,12 +58,15 @@ async fn seed(http: &reqwest::Client, base: &str) -> String {
         .await
         .unwrap();
     }
-    let t: Value = post("/api/v1/orgs/riverside-water/tokens", json!({"name": "bench", "role": "org-admin"}))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let t: Value = post(
+        "/api/v1/orgs/riverside-water/tokens",
+        json!({"name": "bench", "role": "org-admin"}),
+    )
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
     t["token"].as_str().unwrap().to_string()
 }
 
@@ -124,10 +135,16 @@ async fn run(label: &str, url: &str) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
         let dir = tempfile::tempdir().unwrap();
-        let sqlite = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+        let sqlite = format!(
+            "sqlite://{}?mode=rwc",
+            dir.path().join("bench.db").display()
+        );
         run("sqlite", &sqlite).await;
 
         let admin_url = std::env::var("WEIR_TEST_PG_URL")
@@ -135,8 +152,15 @@ fn main() {
         match sea_orm::Database::connect(&admin_url).await {
             Ok(admin) => {
                 let name = format!("weir_bench_{}", uuid::Uuid::new_v4().simple());
-                admin.execute_unprepared(&format!("CREATE DATABASE {name}")).await.unwrap();
-                let root = admin_url.rsplit_once('/').map(|(a, _)| a).unwrap_or(&admin_url).to_string();
+                admin
+                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                    .await
+                    .unwrap();
+                let root = admin_url
+                    .rsplit_once('/')
+                    .map(|(a, _)| a)
+                    .unwrap_or(&admin_url)
+                    .to_string();
                 run("postgres", &format!("{root}/{name}")).await;
                 let _ = admin
                     .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))

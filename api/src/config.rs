@@ -21,7 +21,11 @@ pub struct Config {
     pub database_url: String,
 
     /// Email of the first system administrator, created on first start with an empty database.
-    #[arg(long, env = "WEIR_BOOTSTRAP_ADMIN_EMAIL", default_value = "admin@weir.local")]
+    #[arg(
+        long,
+        env = "WEIR_BOOTSTRAP_ADMIN_EMAIL",
+        default_value = "admin@weir.local"
+    )]
     pub bootstrap_admin_email: String,
 
     /// Password of the first system administrator. Without it a one-time password is printed once.

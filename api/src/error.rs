@@ -129,7 +129,10 @@ impl ApiError {
             ApiError::Conflict { detail, fields } => (detail.clone(), fields.clone()),
             ApiError::Validation(fields) => {
                 let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
-                (format!("invalid fields: {}", names.join(", ")), fields.clone())
+                (
+                    format!("invalid fields: {}", names.join(", ")),
+                    fields.clone(),
+                )
             }
             // Never leak database or internal details to the client; they are logged.
             ApiError::Db(_) | ApiError::Internal(_) => {
@@ -139,10 +142,7 @@ impl ApiError {
         };
         Problem {
             r#type: format!("https://weir.dev/problems/{}", self.kind()),
-            title: status
-                .canonical_reason()
-                .unwrap_or("Error")
-                .to_string(),
+            title: status.canonical_reason().unwrap_or("Error").to_string(),
             status: status.as_u16(),
             detail,
             errors,
@@ -219,7 +219,10 @@ impl utoipa::IntoResponses for ProblemResponses {
     fn responses() -> std::collections::BTreeMap<String, RefOr<utoipa::openapi::Response>> {
         let mut m = std::collections::BTreeMap::new();
         for (code, desc) in [
-            ("400", "Malformed request (syntax, unknown or missing field)"),
+            (
+                "400",
+                "Malformed request (syntax, unknown or missing field)",
+            ),
             ("401", "Not signed in"),
             ("403", "Signed in but not allowed"),
             ("404", "Not found or not visible to the caller"),

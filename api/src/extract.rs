@@ -31,8 +31,14 @@ where
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(|ct| {
-                let ct = ct.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-                ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+                let ct = ct
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_ascii_lowercase();
+                ct == "application/json"
+                    || (ct.starts_with("application/") && ct.ends_with("+json"))
             })
             .unwrap_or(false);
         if !is_json {
@@ -69,7 +75,7 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let field = match (named, path.as_str()) {
             (Some(n), "." | "") => n.to_string(),
             (Some(n), p) => format!("{p}.{n}"),
-            (None, p) if p == "." => "body".to_string(),
+            (None, ".") => "body".to_string(),
             (None, p) => p.to_string(),
         };
         ApiError::BadRequest {
@@ -120,7 +126,10 @@ pub mod check {
         } else if min > 0 && v.trim().is_empty() {
             errs.push(FieldError::new(field, "must not be blank"));
         } else if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
-            errs.push(FieldError::new(field, "must not contain control characters"));
+            errs.push(FieldError::new(
+                field,
+                "must not contain control characters",
+            ));
         }
     }
 

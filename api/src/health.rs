@@ -25,7 +25,9 @@ pub struct Health {
 /// The process is up.
 #[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, body = Health)))]
 async fn healthz() -> Json<Health> {
-    Json(Health { status: "ok".into() })
+    Json(Health {
+        status: "ok".into(),
+    })
 }
 
 /// The database answers.
@@ -33,12 +35,19 @@ async fn healthz() -> Json<Health> {
     responses((status = 200, body = Health), (status = 503, body = Health)))]
 async fn readyz(State(st): State<AppState>) -> (StatusCode, Json<Health>) {
     match st.db.execute_unprepared("SELECT 1").await {
-        Ok(_) => (StatusCode::OK, Json(Health { status: "ok".into() })),
+        Ok(_) => (
+            StatusCode::OK,
+            Json(Health {
+                status: "ok".into(),
+            }),
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "readiness: database unreachable");
             (
                 StatusCode::SERVICE_UNAVAILABLE,
-                Json(Health { status: "database unreachable".into() }),
+                Json(Health {
+                    status: "database unreachable".into(),
+                }),
             )
         }
     }

@@ -2,8 +2,8 @@
 //! annotations as the router is composed (so a route cannot be served
 //! without being documented), at `GET /api/v1/openapi.json`.
 
-use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use crate::error::{FieldError, Problem};
@@ -41,7 +41,9 @@ impl Modify for Security {
         );
         components.add_security_scheme(
             "session",
-            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(crate::auth::SESSION_COOKIE))),
+            SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::new(
+                crate::auth::SESSION_COOKIE,
+            ))),
         );
         openapi.security = Some(vec![
             SecurityRequirement::new("bearer", Vec::<String>::new()),

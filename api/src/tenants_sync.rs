@@ -15,7 +15,9 @@ use std::collections::HashSet;
 
 use chrono::{Duration, Utc};
 use futures::TryStreamExt;
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
+};
 use uuid::Uuid;
 use weir_crds::tenant::{AdminKind, Tenant};
 
@@ -48,7 +50,9 @@ pub fn desired_org(t: &Tenant) -> Result<DesiredOrg, String> {
     let mut errs = Vec::new();
     crate::extract::check::slug(&mut errs, "metadata.name", &slug);
     if !errs.is_empty() {
-        return Err(format!("Tenant {slug:?}: name is not a valid organization slug"));
+        return Err(format!(
+            "Tenant {slug:?}: name is not a valid organization slug"
+        ));
     }
     let mut d = DesiredOrg {
         slug,
@@ -68,7 +72,11 @@ pub fn desired_org(t: &Tenant) -> Result<DesiredOrg, String> {
             AdminKind::Group => d.admin_groups.push(name),
         }
     }
-    for v in [&mut d.admin_emails, &mut d.admin_subjects, &mut d.admin_groups] {
+    for v in [
+        &mut d.admin_emails,
+        &mut d.admin_subjects,
+        &mut d.admin_groups,
+    ] {
         v.sort();
         v.dedup();
     }
@@ -107,7 +115,11 @@ pub async fn apply(st: &AppState, d: &DesiredOrg) -> Result<org::Model, ApiError
     // Users the Tenant names, by email or OIDC subject.
     let mut wanted: HashSet<Uuid> = HashSet::new();
     for email in &d.admin_emails {
-        match user::Entity::find().filter(user::Column::Email.eq(email.as_str())).one(&*tx).await? {
+        match user::Entity::find()
+            .filter(user::Column::Email.eq(email.as_str()))
+            .one(&*tx)
+            .await?
+        {
             Some(u) => {
                 wanted.insert(u.id);
             }
@@ -138,7 +150,9 @@ pub async fn apply(st: &AppState, d: &DesiredOrg) -> Result<org::Model, ApiError
         .await?
     {
         if !wanted.contains(&m.user_id) {
-            org_member::Entity::delete_by_id((o.id, m.user_id)).exec(&*tx).await?;
+            org_member::Entity::delete_by_id((o.id, m.user_id))
+                .exec(&*tx)
+                .await?;
         }
     }
     group_mapping::Entity::delete_many()
@@ -172,7 +186,11 @@ pub async fn apply(st: &AppState, d: &DesiredOrg) -> Result<org::Model, ApiError
     Ok(o)
 }
 
-async fn ensure_invitation<C: ConnectionTrait>(db: &C, org_id: Uuid, email: &str) -> Result<(), ApiError> {
+async fn ensure_invitation<C: ConnectionTrait>(
+    db: &C,
+    org_id: Uuid,
+    email: &str,
+) -> Result<(), ApiError> {
     let pending = invitation::Entity::find()
         .filter(invitation::Column::OrgId.eq(org_id))
         .filter(invitation::Column::ProjectId.is_null())
@@ -237,7 +255,11 @@ pub async fn prune(st: &AppState, live: &HashSet<String>) -> Result<(), ApiError
     Ok(())
 }
 
-async fn handle(st: &AppState, ev: kube::runtime::watcher::Event<Tenant>, seen: &mut HashSet<String>) {
+async fn handle(
+    st: &AppState,
+    ev: kube::runtime::watcher::Event<Tenant>,
+    seen: &mut HashSet<String>,
+) {
     use kube::runtime::watcher::Event;
     let result = match ev {
         Event::Apply(t) | Event::InitApply(t) => match desired_org(&t) {
@@ -288,13 +310,17 @@ pub async fn spawn_if_available(st: AppState, mode: KubeTenants) {
     }
     match kube::Client::try_default().await {
         Ok(client) => {
-            tracing::info!("watching Kubernetes Tenants: their organizations are managed by Kubernetes");
+            tracing::info!(
+                "watching Kubernetes Tenants: their organizations are managed by Kubernetes"
+            );
             tokio::spawn(run(st, client));
         }
         Err(e) if mode == KubeTenants::On => {
             tracing::error!(error = %e, "WEIR_KUBE_TENANTS=on but no Kubernetes config was found");
         }
-        Err(_) => tracing::info!("no Kubernetes config found: organizations are managed through the api only"),
+        Err(_) => tracing::info!(
+            "no Kubernetes config found: organizations are managed through the api only"
+        ),
     }
 }
 
@@ -310,7 +336,10 @@ mod tests {
                 display_name: " Riverside Water ".into(),
                 admins: admins
                     .into_iter()
-                    .map(|(kind, n)| TenantAdmin { kind, name: n.into() })
+                    .map(|(kind, n)| TenantAdmin {
+                        kind,
+                        name: n.into(),
+                    })
                     .collect(),
                 quota: Default::default(),
                 network_isolation: true,

@@ -27,7 +27,10 @@ async fn health_openapi_and_metrics(b: Backend) {
     assert!(text.contains("weir_api_http_request_duration_seconds_bucket"));
     app.stop().await;
 }
-on_both_databases!(health_openapi_and_metrics, super::health_openapi_and_metrics);
+on_both_databases!(
+    health_openapi_and_metrics,
+    super::health_openapi_and_metrics
+);
 
 async fn login_session_csrf_logout(b: Backend) {
     let app = TestApp::start(b).await;
@@ -36,13 +39,28 @@ async fn login_session_csrf_logout(b: Backend) {
     assert_eq!(r.body["type"], "https://weir.dev/problems/unauthenticated");
 
     let r = app
-        .post("/api/v1/auth/login", &Cred::None, json!({"email": ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}))
+        .post(
+            "/api/v1/auth/login",
+            &Cred::None,
+            json!({"email": ADMIN_EMAIL, "password": common::ADMIN_PASSWORD}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
-    let set: Vec<String> = r.headers.get_all("set-cookie").iter().map(|v| v.to_str().unwrap().to_string()).collect();
+    let set: Vec<String> = r
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_string())
+        .collect();
     let session = set.iter().find(|c| c.starts_with("weir_session=")).unwrap();
-    assert!(session.contains("HttpOnly") && session.contains("SameSite=Lax"), "{session}");
-    assert!(!session.contains("Secure"), "plain http must not set Secure");
+    assert!(
+        session.contains("HttpOnly") && session.contains("SameSite=Lax"),
+        "{session}"
+    );
+    assert!(
+        !session.contains("Secure"),
+        "plain http must not set Secure"
+    );
     assert_eq!(r.body["user"]["system_admin"], true);
     let cred = app.admin().await;
 
@@ -51,13 +69,22 @@ async fn login_session_csrf_logout(b: Backend) {
     assert_eq!(me.body["user"]["email"], ADMIN_EMAIL);
 
     // A change with the cookie but without the CSRF header is refused.
-    let Cred::Session { cookie, .. } = &cred else { unreachable!() };
-    let no_csrf = Cred::Session { cookie: cookie.clone(), csrf: String::new() };
-    let r = app.post("/api/v1/orgs", &no_csrf, json!({"slug": "x", "name": "X"})).await;
+    let Cred::Session { cookie, .. } = &cred else {
+        unreachable!()
+    };
+    let no_csrf = Cred::Session {
+        cookie: cookie.clone(),
+        csrf: String::new(),
+    };
+    let r = app
+        .post("/api/v1/orgs", &no_csrf, json!({"slug": "x", "name": "X"}))
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert_eq!(r.body["type"], "https://weir.dev/problems/csrf");
 
-    let r = app.call(Method::POST, "/api/v1/auth/logout", &cred, None).await;
+    let r = app
+        .call(Method::POST, "/api/v1/auth/logout", &cred, None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app.get("/api/v1/me", &cred).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "session ends at logout");
@@ -73,7 +100,9 @@ async fn failed_logins_lock_the_account(b: Backend) {
     .await;
     let bad = json!({"email": ADMIN_EMAIL, "password": "wrong password"});
     for _ in 0..3 {
-        let r = app.post("/api/v1/auth/login", &Cred::None, bad.clone()).await;
+        let r = app
+            .post("/api/v1/auth/login", &Cred::None, bad.clone())
+            .await;
         assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     }
     // Locked now: even the right password is refused.
@@ -82,81 +111,163 @@ async fn failed_logins_lock_the_account(b: Backend) {
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
     assert_eq!(r.body["type"], "https://weir.dev/problems/account-locked");
     // Every attempt is in the audit log.
-    let n = weir_api::audit::verify(&app.running.state.db).await.unwrap();
+    let n = weir_api::audit::verify(&app.running.state.db)
+        .await
+        .unwrap();
     match n {
         weir_api::audit::Verdict::Intact { entries } => assert!(entries >= 5, "{entries}"),
         other => panic!("{other:?}"),
     }
     app.stop().await;
 }
-on_both_databases!(failed_logins_lock_the_account, super::failed_logins_lock_the_account);
+on_both_databases!(
+    failed_logins_lock_the_account,
+    super::failed_logins_lock_the_account
+);
 
 async fn orgs_projects_crud_and_bad_input(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
     let r = app
-        .post("/api/v1/orgs", &admin, json!({"slug": "riverside-water", "name": "Riverside Water"}))
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "riverside-water", "name": "Riverside Water"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     // Duplicate slug: 409 naming the field.
-    let r = app.post("/api/v1/orgs", &admin, json!({"slug": "riverside-water", "name": "Again"})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "riverside-water", "name": "Again"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.body["errors"][0]["field"], "slug");
     // Unknown field: 400 naming it; invalid slug: 422 naming it.
-    let r = app.post("/api/v1/orgs", &admin, json!({"slug": "a", "name": "A", "colour": "red"})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "a", "name": "A", "colour": "red"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.headers["content-type"], "application/problem+json");
     assert_eq!(r.body["errors"][0]["field"], "colour");
-    let r = app.post("/api/v1/orgs", &admin, json!({"slug": "Bad Slug", "name": ""})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "Bad Slug", "name": ""}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let fields: Vec<&str> = r.body["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    let fields: Vec<&str> = r.body["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
     assert_eq!(fields, vec!["slug", "name"]);
-    let r = app.post("/api/v1/orgs", &admin, json!({"name": "No slug"})).await;
+    let r = app
+        .post("/api/v1/orgs", &admin, json!({"name": "No slug"}))
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["errors"][0]["field"], "slug");
     // Too large a body.
     let big = "x".repeat(300 * 1024);
-    let r = app.post("/api/v1/orgs", &admin, json!({"slug": "big", "name": big})).await;
+    let r = app
+        .post("/api/v1/orgs", &admin, json!({"slug": "big", "name": big}))
+        .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
 
     let r = app
-        .post("/api/v1/orgs/riverside-water/projects", &admin, json!({"slug": "north-plant", "name": "North Plant"}))
+        .post(
+            "/api/v1/orgs/riverside-water/projects",
+            &admin,
+            json!({"slug": "north-plant", "name": "North Plant"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = app.get("/api/v1/orgs/riverside-water/projects", &admin).await;
+    let r = app
+        .get("/api/v1/orgs/riverside-water/projects", &admin)
+        .await;
     assert_eq!(r.body.as_array().unwrap().len(), 1);
     assert_eq!(r.body[0]["slug"], "north-plant");
     let r = app
-        .call(Method::PATCH, "/api/v1/orgs/riverside-water/projects/north-plant", &admin, Some(json!({"name": "North"})))
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/riverside-water/projects/north-plant",
+            &admin,
+            Some(json!({"name": "North"})),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["name"], "North");
-    let r = app.call(Method::PATCH, "/api/v1/orgs/riverside-water", &admin, Some(json!({"description": "utility"}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/riverside-water",
+            &admin,
+            Some(json!({"description": "utility"})),
+        )
+        .await;
     assert_eq!(r.body["description"], "utility");
-    let r = app.call(Method::DELETE, "/api/v1/orgs/riverside-water/projects/north-plant", &admin, None).await;
+    let r = app
+        .call(
+            Method::DELETE,
+            "/api/v1/orgs/riverside-water/projects/north-plant",
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = app.get("/api/v1/orgs/riverside-water/projects/north-plant", &admin).await;
+    let r = app
+        .get("/api/v1/orgs/riverside-water/projects/north-plant", &admin)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = app.call(Method::DELETE, "/api/v1/orgs/riverside-water", &admin, None).await;
+    let r = app
+        .call(Method::DELETE, "/api/v1/orgs/riverside-water", &admin, None)
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     let r = app.get("/api/v1/orgs", &admin).await;
     assert!(r.body.as_array().unwrap().is_empty());
     app.stop().await;
 }
-on_both_databases!(orgs_projects_crud_and_bad_input, super::orgs_projects_crud_and_bad_input);
+on_both_databases!(
+    orgs_projects_crud_and_bad_input,
+    super::orgs_projects_crud_and_bad_input
+);
 
 async fn members_invitations_roles_and_leaving(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
     let (_, owner) = app.user(&admin, "owner@riverside.test").await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "riverside", "name": "Riverside", "owner_email": "owner@riverside.test"}))
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "riverside", "name": "Riverside", "owner_email": "owner@riverside.test"}),
+    )
+    .await;
+    let r = app
+        .post(
+            "/api/v1/orgs/riverside/projects",
+            &owner,
+            json!({"slug": "north", "name": "North"}),
+        )
         .await;
-    let r = app.post("/api/v1/orgs/riverside/projects", &owner, json!({"slug": "north", "name": "North"})).await;
     assert_eq!(r.status, StatusCode::CREATED);
 
     // Invite someone who has no account yet; the invitation is claimed at first sign-in.
     let r = app
-        .post("/api/v1/orgs/riverside/projects/north/invitations", &owner, json!({"email": "tech@riverside.test", "role": "project-viewer"}))
+        .post(
+            "/api/v1/orgs/riverside/projects/north/invitations",
+            &owner,
+            json!({"email": "tech@riverside.test", "role": "project-viewer"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let (tech_id, tech) = app.user(&admin, "tech@riverside.test").await;
@@ -164,25 +275,69 @@ async fn members_invitations_roles_and_leaving(b: Backend) {
     assert_eq!(me.body["projects"][0]["project"], "north", "{:?}", me.body);
     assert_eq!(me.body["projects"][0]["role"], "project-viewer");
     // A viewer sees the project but cannot change it.
-    assert_eq!(app.get("/api/v1/orgs/riverside/projects/north", &tech).await.status, StatusCode::OK);
-    let r = app.call(Method::PATCH, "/api/v1/orgs/riverside/projects/north", &tech, Some(json!({"name": "N"}))).await;
+    assert_eq!(
+        app.get("/api/v1/orgs/riverside/projects/north", &tech)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let r = app
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/riverside/projects/north",
+            &tech,
+            Some(json!({"name": "N"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     // Promote to editor... still no rename; to admin: rename works.
     let path = format!("/api/v1/orgs/riverside/projects/north/members/{tech_id}");
-    let r = app.call(Method::PATCH, &path, &owner, Some(json!({"role": "project-admin"}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &path,
+            &owner,
+            Some(json!({"role": "project-admin"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = app.call(Method::PATCH, "/api/v1/orgs/riverside/projects/north", &tech, Some(json!({"name": "N"}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/riverside/projects/north",
+            &tech,
+            Some(json!({"name": "N"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     // A bad role names the field.
-    let r = app.call(Method::PATCH, &path, &owner, Some(json!({"role": "org-owner"}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &path,
+            &owner,
+            Some(json!({"role": "org-owner"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["errors"][0]["field"], "role");
     // The last owner cannot leave; the tech can.
-    let r = app.call(Method::POST, "/api/v1/orgs/riverside/leave", &owner, None).await;
+    let r = app
+        .call(Method::POST, "/api/v1/orgs/riverside/leave", &owner, None)
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT);
-    let r = app.call(Method::POST, "/api/v1/orgs/riverside/projects/north/leave", &tech, None).await;
+    let r = app
+        .call(
+            Method::POST,
+            "/api/v1/orgs/riverside/projects/north/leave",
+            &tech,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    let r = app.get("/api/v1/orgs/riverside/projects/north", &tech).await;
+    let r = app
+        .get("/api/v1/orgs/riverside/projects/north", &tech)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     // Org members list.
     let r = app.get("/api/v1/orgs/riverside/members", &owner).await;
@@ -190,17 +345,44 @@ async fn members_invitations_roles_and_leaving(b: Backend) {
     assert_eq!(r.body[0]["role"], "org-owner");
     app.stop().await;
 }
-on_both_databases!(members_invitations_roles_and_leaving, super::members_invitations_roles_and_leaving);
+on_both_databases!(
+    members_invitations_roles_and_leaving,
+    super::members_invitations_roles_and_leaving
+);
 
 async fn api_tokens_scope_revoke_and_hashing(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "a-org", "name": "A"})).await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "b-org", "name": "B"})).await;
-    app.post("/api/v1/orgs/a-org/projects", &admin, json!({"slug": "p1", "name": "P1"})).await;
-    app.post("/api/v1/orgs/a-org/projects", &admin, json!({"slug": "p2", "name": "P2"})).await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "a-org", "name": "A"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "b-org", "name": "B"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs/a-org/projects",
+        &admin,
+        json!({"slug": "p1", "name": "P1"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs/a-org/projects",
+        &admin,
+        json!({"slug": "p2", "name": "P2"}),
+    )
+    .await;
     let r = app
-        .post("/api/v1/orgs/a-org/projects/p1/tokens", &admin, json!({"name": "reader", "role": "project-viewer", "expires_in_days": 30}))
+        .post(
+            "/api/v1/orgs/a-org/projects/p1/tokens",
+            &admin,
+            json!({"name": "reader", "role": "project-viewer", "expires_in_days": 30}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let token = r.body["token"].as_str().unwrap().to_string();
@@ -208,48 +390,131 @@ async fn api_tokens_scope_revoke_and_hashing(b: Backend) {
     let bearer = Cred::Bearer(token.clone());
     // Stored hashed: the secret is nowhere in the table.
     use sea_orm::EntityTrait;
-    let rows = weir_api::db::entities::api_token::Entity::find().all(&app.running.state.db).await.unwrap();
-    assert!(rows.iter().all(|t| t.token_hash != token && !token.contains(&t.token_hash)));
+    let rows = weir_api::db::entities::api_token::Entity::find()
+        .all(&app.running.state.db)
+        .await
+        .unwrap();
+    assert!(rows
+        .iter()
+        .all(|t| t.token_hash != token && !token.contains(&t.token_hash)));
     // Lists never show it again.
-    let r = app.get("/api/v1/orgs/a-org/projects/p1/tokens", &admin).await;
+    let r = app
+        .get("/api/v1/orgs/a-org/projects/p1/tokens", &admin)
+        .await;
     assert!(r.body[0].get("token").is_none());
 
-    assert_eq!(app.get("/api/v1/orgs/a-org/projects/p1", &bearer).await.status, StatusCode::OK);
+    assert_eq!(
+        app.get("/api/v1/orgs/a-org/projects/p1", &bearer)
+            .await
+            .status,
+        StatusCode::OK
+    );
     // Read-only role; other project and other org invisible; no system rights.
-    let r = app.call(Method::PATCH, "/api/v1/orgs/a-org/projects/p1", &bearer, Some(json!({"name": "x"}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            "/api/v1/orgs/a-org/projects/p1",
+            &bearer,
+            Some(json!({"name": "x"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
-    assert_eq!(app.get("/api/v1/orgs/a-org/projects/p2", &bearer).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/v1/orgs/b-org", &bearer).await.status, StatusCode::NOT_FOUND);
-    assert_eq!(app.get("/api/v1/users", &bearer).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.get("/api/v1/orgs/a-org/projects/p2", &bearer)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/orgs/b-org", &bearer).await.status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        app.get("/api/v1/users", &bearer).await.status,
+        StatusCode::FORBIDDEN
+    );
     let r = app.get("/api/v1/orgs/a-org/projects", &bearer).await;
     assert_eq!(r.body.as_array().unwrap().len(), 1, "{:?}", r.body);
-    let r = app.get("/api/v1/orgs/a-org/projects/p1/tokens", &admin).await;
-    assert!(r.body[0]["last_used_at"].is_string(), "last use recorded: {:?}", r.body);
+    let r = app
+        .get("/api/v1/orgs/a-org/projects/p1/tokens", &admin)
+        .await;
+    assert!(
+        r.body[0]["last_used_at"].is_string(),
+        "last use recorded: {:?}",
+        r.body
+    );
 
-    let r = app.call(Method::DELETE, &format!("/api/v1/orgs/a-org/projects/p1/tokens/{token_id}"), &admin, None).await;
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/orgs/a-org/projects/p1/tokens/{token_id}"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
-    assert_eq!(app.get("/api/v1/orgs/a-org/projects/p1", &bearer).await.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(app.get("/api/v1/me", &Cred::Bearer("weir_nothing_here".into())).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/v1/orgs/a-org/projects/p1", &bearer)
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.get("/api/v1/me", &Cred::Bearer("weir_nothing_here".into()))
+            .await
+            .status,
+        StatusCode::UNAUTHORIZED
+    );
     app.stop().await;
 }
-on_both_databases!(api_tokens_scope_revoke_and_hashing, super::api_tokens_scope_revoke_and_hashing);
+on_both_databases!(
+    api_tokens_scope_revoke_and_hashing,
+    super::api_tokens_scope_revoke_and_hashing
+);
 
 async fn other_orgs_are_invisible(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
     let (_, alice) = app.user(&admin, "alice@a.test").await;
     app.user(&admin, "bob@b.test").await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "org-a", "name": "A", "owner_email": "alice@a.test"})).await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "org-b", "name": "B", "owner_email": "bob@b.test"})).await;
-    app.post("/api/v1/orgs/org-b/projects", &admin, json!({"slug": "secret", "name": "S"})).await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "org-a", "name": "A", "owner_email": "alice@a.test"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "org-b", "name": "B", "owner_email": "bob@b.test"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs/org-b/projects",
+        &admin,
+        json!({"slug": "secret", "name": "S"}),
+    )
+    .await;
     let r = app.get("/api/v1/orgs", &alice).await;
-    let slugs: Vec<&str> = r.body.as_array().unwrap().iter().map(|o| o["slug"].as_str().unwrap()).collect();
+    let slugs: Vec<&str> = r
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["slug"].as_str().unwrap())
+        .collect();
     assert_eq!(slugs, vec!["org-a"]);
     // Existing and missing objects of another org answer the same.
     for (existing, missing) in [
         ("/api/v1/orgs/org-b", "/api/v1/orgs/org-zzz"),
-        ("/api/v1/orgs/org-b/projects", "/api/v1/orgs/org-zzz/projects"),
-        ("/api/v1/orgs/org-b/projects/secret", "/api/v1/orgs/org-b/projects/nope"),
+        (
+            "/api/v1/orgs/org-b/projects",
+            "/api/v1/orgs/org-zzz/projects",
+        ),
+        (
+            "/api/v1/orgs/org-b/projects/secret",
+            "/api/v1/orgs/org-b/projects/nope",
+        ),
         ("/api/v1/orgs/org-b/members", "/api/v1/orgs/org-zzz/members"),
         ("/api/v1/orgs/org-b/audit", "/api/v1/orgs/org-zzz/audit"),
     ] {
@@ -258,9 +523,17 @@ async fn other_orgs_are_invisible(b: Backend) {
         assert_eq!(a.status, StatusCode::NOT_FOUND, "{existing}");
         assert_eq!(a.body, b.body, "{existing} vs {missing}");
     }
-    let r = app.call(Method::DELETE, "/api/v1/orgs/org-b", &alice, None).await;
+    let r = app
+        .call(Method::DELETE, "/api/v1/orgs/org-b", &alice, None)
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
-    let r = app.post("/api/v1/orgs/org-b/projects", &alice, json!({"slug": "x", "name": "X"})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs/org-b/projects",
+            &alice,
+            json!({"slug": "x", "name": "X"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NOT_FOUND);
     app.stop().await;
 }
@@ -269,20 +542,43 @@ on_both_databases!(other_orgs_are_invisible, super::other_orgs_are_invisible);
 async fn audit_log_records_filters_and_detects_tampering(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "aud", "name": "Aud"})).await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "aud", "name": "Aud"}),
+    )
+    .await;
     for i in 0..5 {
-        app.post("/api/v1/orgs/aud/projects", &admin, json!({"slug": format!("p{i}"), "name": "P"})).await;
+        app.post(
+            "/api/v1/orgs/aud/projects",
+            &admin,
+            json!({"slug": format!("p{i}"), "name": "P"}),
+        )
+        .await;
     }
-    let r = app.get("/api/v1/orgs/aud/audit?action=project.create&limit=2", &admin).await;
+    let r = app
+        .get(
+            "/api/v1/orgs/aud/audit?action=project.create&limit=2",
+            &admin,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["items"].as_array().unwrap().len(), 2);
-    assert_eq!(r.body["items"][0]["target"], "project:aud/p4", "newest first");
+    assert_eq!(
+        r.body["items"][0]["target"], "project:aud/p4",
+        "newest first"
+    );
     assert_eq!(r.body["items"][0]["actor"], ADMIN_EMAIL);
     assert_eq!(r.body["items"][0]["client_addr"], "127.0.0.1");
     let mut seen = 2;
     let mut cursor = r.body["next_cursor"].as_i64();
     while let Some(c) = cursor {
-        let r = app.get(&format!("/api/v1/orgs/aud/audit?action=project.create&limit=2&cursor={c}"), &admin).await;
+        let r = app
+            .get(
+                &format!("/api/v1/orgs/aud/audit?action=project.create&limit=2&cursor={c}"),
+                &admin,
+            )
+            .await;
         seen += r.body["items"].as_array().unwrap().len();
         cursor = r.body["next_cursor"].as_i64();
     }
@@ -295,18 +591,28 @@ async fn audit_log_records_filters_and_detects_tampering(b: Backend) {
     assert!(!r.body["items"].as_array().unwrap().is_empty());
 
     let db = &app.running.state.db;
-    assert!(matches!(weir_api::audit::verify(db).await.unwrap(), weir_api::audit::Verdict::Intact { .. }));
+    assert!(matches!(
+        weir_api::audit::verify(db).await.unwrap(),
+        weir_api::audit::Verdict::Intact { .. }
+    ));
     // Tamper: rewrite the target of one entry behind the api's back.
     use sea_orm::ConnectionTrait;
-    let victim = r.body["items"].as_array().unwrap().last().unwrap()["seq"].as_i64().unwrap();
-    let seq = victim + 2;
-    db.execute_unprepared(&format!("UPDATE audit_log SET target = 'project:aud/forged' WHERE seq = {seq}"))
-        .await
+    let victim = r.body["items"].as_array().unwrap().last().unwrap()["seq"]
+        .as_i64()
         .unwrap();
+    let seq = victim + 2;
+    db.execute_unprepared(&format!(
+        "UPDATE audit_log SET target = 'project:aud/forged' WHERE seq = {seq}"
+    ))
+    .await
+    .unwrap();
     match weir_api::audit::verify(db).await.unwrap() {
         weir_api::audit::Verdict::Broken { seq: s, .. } => assert_eq!(s, seq),
         other => panic!("tampering not caught: {other:?}"),
     }
     app.stop().await;
 }
-on_both_databases!(audit_log_records_filters_and_detects_tampering, super::audit_log_records_filters_and_detects_tampering);
+on_both_databases!(
+    audit_log_records_filters_and_detects_tampering,
+    super::audit_log_records_filters_and_detects_tampering
+);

@@ -29,7 +29,11 @@ impl Drop for Provider {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start_provider(redirect_uri: &str) -> Provider {
@@ -40,7 +44,7 @@ fn start_provider(redirect_uri: &str) -> Provider {
         dir.display()
     );
     let port = free_port();
-    let mut child = Command::new("node")
+    let child = Command::new("node")
         .arg("provider.mjs")
         .current_dir(&dir)
         .env("PORT", port.to_string())
@@ -49,13 +53,19 @@ fn start_provider(redirect_uri: &str) -> Provider {
         .env("REDIRECT_URI", redirect_uri)
         .env(
             "USERS",
-            json!({"pm@plant.test": ["riverside-ops"], "viewer@plant.test": ["north-viewers"]}).to_string(),
+            json!({"pm@plant.test": ["riverside-ops"], "viewer@plant.test": ["north-viewers"]})
+                .to_string(),
         )
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("node is required for the SSO test (apt-get install nodejs)");
-    let stdout = child.stdout.take().unwrap();
+    // Owned by `Provider` at once, so the process is killed and reaped on every path.
+    let mut provider = Provider {
+        child,
+        issuer: String::new(),
+    };
+    let stdout = provider.child.stdout.take().unwrap();
     let mut line = String::new();
     let mut reader = BufReader::new(stdout);
     loop {
@@ -63,22 +73,31 @@ fn start_provider(redirect_uri: &str) -> Provider {
         let n = reader.read_line(&mut line).unwrap();
         assert!(n > 0, "oidc-provider exited before it was ready");
         if let Some(issuer) = line.trim().strip_prefix("READY ") {
-            let issuer = issuer.to_string();
+            provider.issuer = issuer.to_string();
             // Keep draining stdout so the provider never blocks on a full pipe.
             std::thread::spawn(move || for _ in reader.lines() {});
-            return Provider { child, issuer };
+            return provider;
         }
     }
 }
 
 /// Resolve a Location header against the URL it came from.
 fn resolve(base: &str, loc: &str) -> String {
-    url::Url::parse(base).unwrap().join(loc).unwrap().to_string()
+    url::Url::parse(base)
+        .unwrap()
+        .join(loc)
+        .unwrap()
+        .to_string()
 }
 
 /// Follow the sign-in from the api's login URL through the provider's forms
 /// back to the api's callback; returns the api's final answer.
-async fn browser_sign_in(http: &reqwest::Client, start: &str, login: &str, callback_prefix: &str) -> reqwest::Response {
+async fn browser_sign_in(
+    http: &reqwest::Client,
+    start: &str,
+    login: &str,
+    callback_prefix: &str,
+) -> reqwest::Response {
     let form_re = regex::Regex::new(r#"(?s)<form[^>]*action="([^"]+)"[^>]*>(.*?)</form>"#).unwrap();
     let input_re = regex::Regex::new(r#"<input[^>]*>"#).unwrap();
     let name_re = regex::Regex::new(r#"name="([^"]+)""#).unwrap();
@@ -103,8 +122,13 @@ async fn browser_sign_in(http: &reqwest::Client, start: &str, login: &str, callb
         }
         let status = resp.status();
         let html = resp.text().await.unwrap();
-        assert!(status.is_success(), "provider answered {status} at {url}: {html}");
-        let cap = form_re.captures(&html).unwrap_or_else(|| panic!("no form at {url}: {html}"));
+        assert!(
+            status.is_success(),
+            "provider answered {status} at {url}: {html}"
+        );
+        let cap = form_re
+            .captures(&html)
+            .unwrap_or_else(|| panic!("no form at {url}: {html}"));
         let action = resolve(&url, &cap[1]);
         form = input_re
             .find_iter(&cap[2])
@@ -114,7 +138,10 @@ async fn browser_sign_in(http: &reqwest::Client, start: &str, login: &str, callb
                 let value = match name.as_str() {
                     "login" => login.to_string(),
                     "password" => "any-password".to_string(),
-                    _ => value_re.captures(tag).map(|v| v[1].to_string()).unwrap_or_default(),
+                    _ => value_re
+                        .captures(tag)
+                        .map(|v| v[1].to_string())
+                        .unwrap_or_default(),
                 };
                 Some((name, value))
             })
@@ -140,8 +167,18 @@ async fn sso_end_to_end(b: Backend) {
     })
     .await;
     let admin = app.admin().await;
-    app.post("/api/v1/orgs", &admin, json!({"slug": "riverside", "name": "Riverside"})).await;
-    app.post("/api/v1/orgs/riverside/projects", &admin, json!({"slug": "north", "name": "North"})).await;
+    app.post(
+        "/api/v1/orgs",
+        &admin,
+        json!({"slug": "riverside", "name": "Riverside"}),
+    )
+    .await;
+    app.post(
+        "/api/v1/orgs/riverside/projects",
+        &admin,
+        json!({"slug": "north", "name": "North"}),
+    )
+    .await;
     let r = app
         .call(
             Method::PUT,
@@ -155,7 +192,10 @@ async fn sso_end_to_end(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let providers = app.get("/api/v1/auth/providers", &Cred::None).await;
-    assert_eq!(providers.body["oidc"]["login_url"], "/api/v1/auth/oidc/login");
+    assert_eq!(
+        providers.body["oidc"]["login_url"],
+        "/api/v1/auth/oidc/login"
+    );
 
     for (login, check) in [("pm@plant.test", "org"), ("viewer@plant.test", "project")] {
         let http = reqwest::Client::builder()
@@ -166,10 +206,23 @@ async fn sso_end_to_end(b: Backend) {
             .unwrap();
         let start = format!("{public}/api/v1/auth/oidc/login?return_to=/orgs/riverside");
         let done = browser_sign_in(&http, &start, login, &callback).await;
-        assert_eq!(done.status(), StatusCode::SEE_OTHER, "{:?}", done.text().await);
+        assert_eq!(
+            done.status(),
+            StatusCode::SEE_OTHER,
+            "{:?}",
+            done.text().await
+        );
         assert_eq!(done.headers()["location"], "/orgs/riverside");
         let cookie = common::session_cookie(done.headers()).expect("session cookie after SSO");
-        let me = app.get("/api/v1/me", &Cred::Session { cookie, csrf: String::new() }).await;
+        let me = app
+            .get(
+                "/api/v1/me",
+                &Cred::Session {
+                    cookie,
+                    csrf: String::new(),
+                },
+            )
+            .await;
         assert_eq!(me.status, StatusCode::OK);
         assert_eq!(me.body["user"]["email"], login, "just-in-time user");
         assert_eq!(me.body["user"]["has_password"], false);
@@ -183,12 +236,25 @@ async fn sso_end_to_end(b: Backend) {
         }
     }
     // A replayed or forged state is refused.
-    let r = app.get("/api/v1/auth/oidc/callback?code=abc&state=forged", &Cred::None).await;
+    let r = app
+        .get(
+            "/api/v1/auth/oidc/callback?code=abc&state=forged",
+            &Cred::None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
-    let audit = app.get("/api/v1/audit?action=auth.login&outcome=failure", &admin).await;
+    let audit = app
+        .get("/api/v1/audit?action=auth.login&outcome=failure", &admin)
+        .await;
     assert!(!audit.body["items"].as_array().unwrap().is_empty());
-    let audit = app.get("/api/v1/audit?action=auth.login&outcome=success", &admin).await;
-    assert!(audit.body["items"].as_array().unwrap().iter().any(|e| e["details"]["method"] == "oidc"));
+    let audit = app
+        .get("/api/v1/audit?action=auth.login&outcome=success", &admin)
+        .await;
+    assert!(audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["details"]["method"] == "oidc"));
     app.stop().await;
     drop(provider);
 }

@@ -28,7 +28,10 @@ const PASSWORD: &str = "password-for-tests";
 type Route = (String, String); // (METHOD, path template)
 
 fn parse_matrix() -> BTreeMap<Route, Vec<String>> {
-    let mut lines = MATRIX.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#'));
+    let mut lines = MATRIX
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'));
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     assert_eq!(&header[2..], &CALLERS, "matrix columns");
     let mut m = BTreeMap::new();
@@ -36,7 +39,10 @@ fn parse_matrix() -> BTreeMap<Route, Vec<String>> {
         let cells: Vec<String> = l.split(',').map(|c| c.trim().to_string()).collect();
         assert_eq!(cells.len(), 2 + CALLERS.len(), "row {l}");
         for c in &cells[2..] {
-            assert!(["allow", "deny", "hidden", "unauth", "conflict", "public"].contains(&c.as_str()), "cell {c} in {l}");
+            assert!(
+                ["allow", "deny", "hidden", "unauth", "conflict", "public"].contains(&c.as_str()),
+                "cell {c} in {l}"
+            );
         }
         let prev = m.insert((cells[0].clone(), cells[1].clone()), cells[2..].to_vec());
         assert!(prev.is_none(), "duplicate row {l}");
@@ -90,36 +96,97 @@ impl World {
 
     async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
         let r = self.app.call(method, path, &self.admin, Some(body)).await;
-        assert!(r.status.is_success(), "fixture {path}: {} {:?}", r.status, r.body);
+        assert!(
+            r.status.is_success(),
+            "fixture {path}: {} {:?}",
+            r.status,
+            r.body
+        );
         r.body
     }
 
     async fn fixture(&self, caller: &str) -> Fixture {
         let org = format!("f{}", self.next());
-        self.ok(Method::POST, "/api/v1/orgs", json!({"slug": org, "name": "Fixture", "owner_email": "spare-owner@rbac.test"})).await;
+        self.ok(
+            Method::POST,
+            "/api/v1/orgs",
+            json!({"slug": org, "name": "Fixture", "owner_email": "spare-owner@rbac.test"}),
+        )
+        .await;
         let base = format!("/api/v1/orgs/{org}");
-        self.ok(Method::POST, &format!("{base}/projects"), json!({"slug": "p", "name": "P"})).await;
+        self.ok(
+            Method::POST,
+            &format!("{base}/projects"),
+            json!({"slug": "p", "name": "P"}),
+        )
+        .await;
         let pbase = format!("{base}/projects/p");
         match caller {
             "org-owner" | "org-admin" => {
-                self.ok(Method::POST, &format!("{base}/members"), json!({"email": self.actors[caller].email, "role": caller})).await;
+                self.ok(
+                    Method::POST,
+                    &format!("{base}/members"),
+                    json!({"email": self.actors[caller].email, "role": caller}),
+                )
+                .await;
             }
             "project-admin" | "project-editor" | "project-viewer" => {
-                self.ok(Method::POST, &format!("{pbase}/members"), json!({"email": self.actors[caller].email, "role": caller})).await;
+                self.ok(
+                    Method::POST,
+                    &format!("{pbase}/members"),
+                    json!({"email": self.actors[caller].email, "role": caller}),
+                )
+                .await;
             }
             _ => {}
         }
-        let t = self.ok(Method::POST, &format!("{base}/members"), json!({"email": "target@rbac.test", "role": "org-admin"})).await;
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("{base}/members"),
+                json!({"email": "target@rbac.test", "role": "org-admin"}),
+            )
+            .await;
         let org_target = t["user_id"].as_str().unwrap().to_string();
-        let t = self.ok(Method::POST, &format!("{pbase}/members"), json!({"email": "target@rbac.test", "role": "project-viewer"})).await;
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("{pbase}/members"),
+                json!({"email": "target@rbac.test", "role": "project-viewer"}),
+            )
+            .await;
         let project_target = t["user_id"].as_str().unwrap().to_string();
-        let i = self.ok(Method::POST, &format!("{base}/invitations"), json!({"email": "invitee@rbac.test", "role": "org-admin"})).await;
+        let i = self
+            .ok(
+                Method::POST,
+                &format!("{base}/invitations"),
+                json!({"email": "invitee@rbac.test", "role": "org-admin"}),
+            )
+            .await;
         let org_invitation = i["id"].as_str().unwrap().to_string();
-        let i = self.ok(Method::POST, &format!("{pbase}/invitations"), json!({"email": "invitee@rbac.test", "role": "project-viewer"})).await;
+        let i = self
+            .ok(
+                Method::POST,
+                &format!("{pbase}/invitations"),
+                json!({"email": "invitee@rbac.test", "role": "project-viewer"}),
+            )
+            .await;
         let project_invitation = i["id"].as_str().unwrap().to_string();
-        let t = self.ok(Method::POST, &format!("{base}/tokens"), json!({"name": "t", "role": "org-admin"})).await;
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("{base}/tokens"),
+                json!({"name": "t", "role": "org-admin"}),
+            )
+            .await;
         let org_token = t["id"].as_str().unwrap().to_string();
-        let t = self.ok(Method::POST, &format!("{pbase}/tokens"), json!({"name": "t", "role": "project-viewer"})).await;
+        let t = self
+            .ok(
+                Method::POST,
+                &format!("{pbase}/tokens"),
+                json!({"name": "t", "role": "project-viewer"}),
+            )
+            .await;
         let project_token = t["id"].as_str().unwrap().to_string();
         let alert_rule = String::new();
         let alert_channel = String::new();
@@ -164,30 +231,57 @@ impl World {
         let project_level = template.contains("/projects/{project}");
         let b = match (method, template) {
             ("POST", "/api/v1/auth/login") => {
-                let email = self.actors.get(caller).map(|a| a.email.clone()).unwrap_or("spare-owner@rbac.test".into());
-                let password = if caller == "system-admin" { common::ADMIN_PASSWORD } else { PASSWORD };
+                let email = self
+                    .actors
+                    .get(caller)
+                    .map(|a| a.email.clone())
+                    .unwrap_or("spare-owner@rbac.test".into());
+                let password = if caller == "system-admin" {
+                    common::ADMIN_PASSWORD
+                } else {
+                    PASSWORD
+                };
                 json!({"email": email, "password": password})
             }
-            ("POST", "/api/v1/users") => json!({"email": format!("new{n}@rbac.test"), "name": "New", "password": PASSWORD}),
+            ("POST", "/api/v1/users") => {
+                json!({"email": format!("new{n}@rbac.test"), "name": "New", "password": PASSWORD})
+            }
             ("POST", "/api/v1/orgs") => json!({"slug": format!("new{n}"), "name": "New"}),
-            ("PATCH", "/api/v1/orgs/{org}") | ("PATCH", "/api/v1/orgs/{org}/projects/{project}") => json!({"name": "Renamed"}),
-            ("POST", "/api/v1/orgs/{org}/projects") => json!({"slug": format!("new{n}"), "name": "New"}),
+            ("PATCH", "/api/v1/orgs/{org}")
+            | ("PATCH", "/api/v1/orgs/{org}/projects/{project}") => json!({"name": "Renamed"}),
+            ("POST", "/api/v1/orgs/{org}/projects") => {
+                json!({"slug": format!("new{n}"), "name": "New"})
+            }
             ("POST", t) if t.ends_with("/members") => {
-                let role = if project_level { "project-viewer" } else { "org-admin" };
+                let role = if project_level {
+                    "project-viewer"
+                } else {
+                    "org-admin"
+                };
                 json!({"email": "candidate@rbac.test", "role": role})
             }
             ("PATCH", t) if t.ends_with("/members/{user}") => {
                 json!({"role": if project_level { "project-editor" } else { "org-admin" }})
             }
             ("POST", t) if t.ends_with("/invitations") => {
-                let role = if project_level { "project-viewer" } else { "org-admin" };
+                let role = if project_level {
+                    "project-viewer"
+                } else {
+                    "org-admin"
+                };
                 json!({"email": format!("inv{n}@rbac.test"), "role": role})
             }
             ("POST", t) if t.ends_with("/tokens") => {
                 json!({"name": "auto", "role": if project_level { "project-viewer" } else { "org-admin" }})
             }
-            ("PUT", "/api/v1/orgs/{org}/sso/group-mappings") => json!({"mappings": [{"group": "ops", "role": "org-admin"}]}),
-            ("POST", t) | ("PUT", t) if t.ends_with("/alerts/rules") || t.ends_with("/alerts/rules/{rule}") => alert_rule_body(),
+            ("PUT", "/api/v1/orgs/{org}/sso/group-mappings") => {
+                json!({"mappings": [{"group": "ops", "role": "org-admin"}]})
+            }
+            ("POST", t) | ("PUT", t)
+                if t.ends_with("/alerts/rules") || t.ends_with("/alerts/rules/{rule}") =>
+            {
+                alert_rule_body()
+            }
             ("POST", t) if t.ends_with("/alerts/channels") => alert_channel_body(),
             ("POST", t) if t.ends_with("/alerts/silences") => alert_silence_body(),
             _ => return None,
@@ -230,8 +324,14 @@ async fn rbac_matrix(b: Backend) {
     let keys: BTreeSet<Route> = matrix.keys().cloned().collect();
     let missing: Vec<_> = documented.difference(&keys).collect();
     let stale: Vec<_> = keys.difference(&documented).collect();
-    assert!(missing.is_empty(), "routes missing from api/rbac/matrix.csv: {missing:?}");
-    assert!(stale.is_empty(), "matrix rows for routes that do not exist: {stale:?}");
+    assert!(
+        missing.is_empty(),
+        "routes missing from api/rbac/matrix.csv: {missing:?}"
+    );
+    assert!(
+        stale.is_empty(),
+        "matrix rows for routes that do not exist: {stale:?}"
+    );
 
     let mut actors = BTreeMap::new();
     for (caller, email) in [
@@ -250,19 +350,36 @@ async fn rbac_matrix(b: Backend) {
         };
         actors.insert(caller, Actor { email, cred });
     }
-    for e in ["spare-owner@rbac.test", "target@rbac.test", "candidate@rbac.test"] {
+    for e in [
+        "spare-owner@rbac.test",
+        "target@rbac.test",
+        "candidate@rbac.test",
+    ] {
         app.user(&admin, e).await;
     }
     let r = app
-        .post("/api/v1/orgs", &admin, json!({"slug": "elsewhere", "name": "Elsewhere", "owner_email": "other@rbac.test"}))
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "elsewhere", "name": "Elsewhere", "owner_email": "other@rbac.test"}),
+        )
         .await;
     assert_eq!(r.status, 201);
-    let world = World { app, admin, actors, n: AtomicUsize::new(0) };
+    let world = World {
+        app,
+        admin,
+        actors,
+        n: AtomicUsize::new(0),
+    };
 
     let mut failures = Vec::new();
     let mut checked = 0;
     for (ci, caller) in CALLERS.iter().enumerate() {
-        let cred = world.actors.get(caller).map(|a| a.cred.clone()).unwrap_or(Cred::None);
+        let cred = world
+            .actors
+            .get(caller)
+            .map(|a| a.cred.clone())
+            .unwrap_or(Cred::None);
         let shared = world.fixture(caller).await;
         let mut routes: Vec<&Route> = matrix.keys().collect();
         // Reads first on a shared fixture; changes each on a fresh one;
@@ -280,16 +397,27 @@ async fn rbac_matrix(b: Backend) {
             };
             let path = world.concrete(f, template);
             let body = world.body(method, template, caller);
-            let r = world.app.call(method.parse().unwrap(), &path, &cred, body).await;
+            let r = world
+                .app
+                .call(method.parse().unwrap(), &path, &cred, body)
+                .await;
             checked += 1;
             let status = r.status.as_u16();
             if !matches(expect, status) || status >= 500 {
-                failures.push(format!("{caller:>14} {method:6} {template}: expected {expect}, got {status} {}", r.body));
+                failures.push(format!(
+                    "{caller:>14} {method:6} {template}: expected {expect}, got {status} {}",
+                    r.body
+                ));
             }
         }
     }
     let app = world.app;
     app.stop().await;
-    assert!(failures.is_empty(), "{} of {checked} checks differ from the matrix:\n{}", failures.len(), failures.join("\n"));
+    assert!(
+        failures.is_empty(),
+        "{} of {checked} checks differ from the matrix:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }
 on_both_databases!(rbac_matrix, super::rbac_matrix);

@@ -92,7 +92,10 @@ impl From<audit_entry::Model> for AuditEntry {
     }
 }
 
-fn apply_filters(mut q: Select<audit_entry::Entity>, f: &AuditQuery) -> Result<(Select<audit_entry::Entity>, u64), ApiError> {
+fn apply_filters(
+    mut q: Select<audit_entry::Entity>,
+    f: &AuditQuery,
+) -> Result<(Select<audit_entry::Entity>, u64), ApiError> {
     if let Some(a) = &f.action {
         q = q.filter(audit_entry::Column::Action.eq(a.as_str()));
     }
@@ -101,7 +104,10 @@ fn apply_filters(mut q: Select<audit_entry::Entity>, f: &AuditQuery) -> Result<(
     }
     if let Some(o) = &f.outcome {
         if !["success", "failure", "denied"].contains(&o.as_str()) {
-            return Err(ApiError::invalid("outcome", "must be success, failure or denied"));
+            return Err(ApiError::invalid(
+                "outcome",
+                "must be success, failure or denied",
+            ));
         }
         q = q.filter(audit_entry::Column::Outcome.eq(o.as_str()));
     }
@@ -121,7 +127,11 @@ fn apply_filters(mut q: Select<audit_entry::Entity>, f: &AuditQuery) -> Result<(
     Ok((q.order_by_desc(audit_entry::Column::Seq), limit))
 }
 
-async fn page(st: &AppState, q: Select<audit_entry::Entity>, limit: u64) -> Result<AuditPage, ApiError> {
+async fn page(
+    st: &AppState,
+    q: Select<audit_entry::Entity>,
+    limit: u64,
+) -> Result<AuditPage, ApiError> {
     let mut rows = q.limit(limit + 1).all(&st.db).await?;
     let next_cursor = if rows.len() as u64 > limit {
         rows.truncate(limit as usize);
@@ -171,7 +181,8 @@ async fn system_audit(
     auth: Auth,
     ApiQuery(f): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    auth.require(&st, Permission::SystemAuditRead, Domain::System).await?;
+    auth.require(&st, Permission::SystemAuditRead, Domain::System)
+        .await?;
     let (q, limit) = apply_filters(audit_entry::Entity::find(), &f)?;
     Ok(Json(page(&st, q, limit).await?))
 }

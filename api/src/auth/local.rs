@@ -99,14 +99,18 @@ async fn login(
         let mut locked = false;
         if let Some(u) = &found {
             // Re-read under the write lock: concurrent failures all count.
-            let cur = user::Entity::find_by_id(u.id).one(&*tx).await?.ok_or(ApiError::NotFound)?;
+            let cur = user::Entity::find_by_id(u.id)
+                .one(&*tx)
+                .await?
+                .ok_or(ApiError::NotFound)?;
             failures = cur.failed_logins.max(0) as u32 + 1;
             let mut am = cur.into_active_model();
             if failures >= st.config.login_max_failures {
                 locked = true;
                 am.failed_logins = Set(0);
-                am.locked_until =
-                    Set(Some(now + chrono::Duration::seconds(st.config.login_lockout_secs as i64)));
+                am.locked_until = Set(Some(
+                    now + chrono::Duration::seconds(st.config.login_lockout_secs as i64),
+                ));
             } else {
                 am.failed_logins = Set(failures as i32);
             }
@@ -157,12 +161,21 @@ async fn login(
 /// End the session and clear the cookies.
 #[utoipa::path(post, path = "/api/v1/auth/logout", tag = "auth",
     responses((status = 204, description = "Signed out"), ProblemResponses))]
-async fn logout(State(st): State<AppState>, auth: Auth, meta: ClientMeta) -> Result<Response, ApiError> {
+async fn logout(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+) -> Result<Response, ApiError> {
     let tx = st.write().await?;
     if let AuthVia::Session { id_hash, .. } = &auth.via {
         sessions::delete(&*tx, id_hash).await?;
     }
-    audit::append(&*tx, AuditEvent::by(&auth, "auth.logout", format!("user:{}", auth.user.email)), &meta).await?;
+    audit::append(
+        &*tx,
+        AuditEvent::by(&auth, "auth.logout", format!("user:{}", auth.user.email)),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     let mut resp = StatusCode::NO_CONTENT.into_response();
     for c in sessions::clear_cookies(&st) {
@@ -209,8 +222,15 @@ async fn me(State(st): State<AppState>, auth: Auth) -> Result<Json<Me>, ApiError
         .all(&st.db)
         .await?
     {
-        if let (Some(o), Some(role)) = (org::Entity::find_by_id(m.org_id).one(&st.db).await?, Role::parse(&m.role)) {
-            orgs.push(OrgRole { org: o.slug, name: o.name, role });
+        if let (Some(o), Some(role)) = (
+            org::Entity::find_by_id(m.org_id).one(&st.db).await?,
+            Role::parse(&m.role),
+        ) {
+            orgs.push(OrgRole {
+                org: o.slug,
+                name: o.name,
+                role,
+            });
         }
     }
     let mut projects = Vec::new();
@@ -219,10 +239,17 @@ async fn me(State(st): State<AppState>, auth: Auth) -> Result<Json<Me>, ApiError
         .all(&st.db)
         .await?
     {
-        let p = project::Entity::find_by_id(m.project_id).one(&st.db).await?;
+        let p = project::Entity::find_by_id(m.project_id)
+            .one(&st.db)
+            .await?;
         let o = org::Entity::find_by_id(m.org_id).one(&st.db).await?;
         if let (Some(p), Some(o), Some(role)) = (p, o, Role::parse(&m.role)) {
-            projects.push(ProjectRole { org: o.slug, project: p.slug, name: p.name, role });
+            projects.push(ProjectRole {
+                org: o.slug,
+                project: p.slug,
+                name: p.name,
+                role,
+            });
         }
     }
     let (csrf_token, method) = match &auth.via {

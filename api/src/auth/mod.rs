@@ -143,7 +143,10 @@ impl Auth {
                 });
             }
         }
-        let mut g = Grants { grants, limit: None };
+        let mut g = Grants {
+            grants,
+            limit: None,
+        };
         if let Some(t) = self.token() {
             // A token acts only inside its own org, and never beyond its role
             // nor beyond what its creator may still do.
@@ -170,12 +173,20 @@ impl Auth {
                 domain: GrantDomain::System,
             });
         }
-        Grants { grants, limit: None }
+        Grants {
+            grants,
+            limit: None,
+        }
     }
 
     /// Check a permission; 404 when the caller cannot see the org or project
     /// at all (same answer as for a missing one), 403 when they can but may not.
-    pub async fn require(&self, st: &AppState, perm: Permission, domain: Domain) -> Result<(), ApiError> {
+    pub async fn require(
+        &self,
+        st: &AppState,
+        perm: Permission,
+        domain: Domain,
+    ) -> Result<(), ApiError> {
         let grants = match domain {
             Domain::System => self.system_grants(),
             Domain::Org(o) | Domain::Project { org: o, .. } => self.grants_in_org(st, o).await?,
@@ -185,7 +196,12 @@ impl Auth {
 }
 
 /// The decision of [`Auth::require`] on grants already loaded.
-pub fn check(grants: &Grants, st: &AppState, perm: Permission, domain: Domain) -> Result<(), ApiError> {
+pub fn check(
+    grants: &Grants,
+    st: &AppState,
+    perm: Permission,
+    domain: Domain,
+) -> Result<(), ApiError> {
     match domain {
         Domain::System => {}
         Domain::Org(_) => {
@@ -207,7 +223,11 @@ pub fn check(grants: &Grants, st: &AppState, perm: Permission, domain: Domain) -
 }
 
 /// Find an org by slug, as the caller may see it (404 otherwise).
-pub async fn load_org(st: &AppState, auth: &Auth, slug: &str) -> Result<(org::Model, Grants), ApiError> {
+pub async fn load_org(
+    st: &AppState,
+    auth: &Auth,
+    slug: &str,
+) -> Result<(org::Model, Grants), ApiError> {
     let org = org::Entity::find()
         .filter(org::Column::Slug.eq(slug))
         .one(&st.db)

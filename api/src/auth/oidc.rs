@@ -13,7 +13,9 @@ use openidconnect::{
     AuthenticationFlow, AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce,
     PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope,
 };
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
+};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 use utoipa::IntoParams;
@@ -22,7 +24,9 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use super::{sessions, ClientMeta};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::config::OidcConfig;
-use crate::db::entities::{group_mapping, oidc_flow, oidc_identity, org_member, project_member, user};
+use crate::db::entities::{
+    group_mapping, oidc_flow, oidc_identity, org_member, project_member, user,
+};
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::ApiQuery;
 use crate::members::{claim_invitations, role_in, set_role, Scope as MScope};
@@ -62,7 +66,9 @@ impl OidcProvider {
                 let url = IssuerUrl::new(issuer).map_err(ApiError::internal)?;
                 CoreProviderMetadata::discover_async(url, &http)
                     .await
-                    .map_err(|e| ApiError::Unavailable(format!("OpenID provider discovery failed: {e}")))
+                    .map_err(|e| {
+                        ApiError::Unavailable(format!("OpenID provider discovery failed: {e}"))
+                    })
             })
             .await
     }
@@ -87,7 +93,14 @@ fn redirect(to: &str) -> Response {
 /// Only same-site paths: never redirect to another host after sign-in.
 fn safe_return_to(s: Option<&str>) -> String {
     match s {
-        Some(p) if p.starts_with('/') && !p.starts_with("//") && !p.contains('\\') && p.len() <= 1024 => p.to_string(),
+        Some(p)
+            if p.starts_with('/')
+                && !p.starts_with("//")
+                && !p.contains('\\')
+                && p.len() <= 1024 =>
+        {
+            p.to_string()
+        }
         _ => "/".to_string(),
     }
 }
@@ -102,7 +115,10 @@ pub struct LoginQuery {
 /// Start single sign-on: redirects to the OpenID provider.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/login", tag = "auth", params(LoginQuery),
     responses((status = 303, description = "Redirect to the OpenID provider"), (status = 503, description = "Provider unreachable"), ProblemResponses))]
-async fn oidc_login(State(st): State<AppState>, ApiQuery(q): ApiQuery<LoginQuery>) -> Result<Response, ApiError> {
+async fn oidc_login(
+    State(st): State<AppState>,
+    ApiQuery(q): ApiQuery<LoginQuery>,
+) -> Result<Response, ApiError> {
     let cfg = &st.config.oidc;
     if !cfg.enabled() {
         return Err(ApiError::NotFound);
@@ -167,7 +183,11 @@ pub struct VerifiedIdentity {
 /// The provider sends the browser back here; signs the user in.
 #[utoipa::path(get, path = "/api/v1/auth/oidc/callback", tag = "auth", params(CallbackQuery),
     responses((status = 303, description = "Signed in; redirect to the console"), ProblemResponses))]
-async fn oidc_callback(State(st): State<AppState>, meta: ClientMeta, ApiQuery(q): ApiQuery<CallbackQuery>) -> Result<Response, ApiError> {
+async fn oidc_callback(
+    State(st): State<AppState>,
+    meta: ClientMeta,
+    ApiQuery(q): ApiQuery<CallbackQuery>,
+) -> Result<Response, ApiError> {
     let cfg = &st.config.oidc;
     if !cfg.enabled() {
         return Err(ApiError::NotFound);
@@ -210,7 +230,10 @@ async fn oidc_callback(State(st): State<AppState>, meta: ClientMeta, ApiQuery(q)
     Ok(resp)
 }
 
-async fn verify_callback(st: &AppState, q: &CallbackQuery) -> Result<(VerifiedIdentity, String), ApiError> {
+async fn verify_callback(
+    st: &AppState,
+    q: &CallbackQuery,
+) -> Result<(VerifiedIdentity, String), ApiError> {
     let cfg = &st.config.oidc;
     if let Some(err) = &q.error {
         return Err(ApiError::InvalidCredentials(if err == "access_denied" {
@@ -227,14 +250,22 @@ async fn verify_callback(st: &AppState, q: &CallbackQuery) -> Result<(VerifiedId
     };
     // The flow is single use: take it out before anything else.
     let tx = st.write().await?;
-    let flow = oidc_flow::Entity::find_by_id(state.clone()).one(&*tx).await?;
+    let flow = oidc_flow::Entity::find_by_id(state.clone())
+        .one(&*tx)
+        .await?;
     if flow.is_some() {
-        oidc_flow::Entity::delete_by_id(state.clone()).exec(&*tx).await?;
+        oidc_flow::Entity::delete_by_id(state.clone())
+            .exec(&*tx)
+            .await?;
     }
     tx.commit().await?;
-    let flow = flow.ok_or(ApiError::InvalidCredentials("unknown or already used sign-in state"))?;
+    let flow = flow.ok_or(ApiError::InvalidCredentials(
+        "unknown or already used sign-in state",
+    ))?;
     if Utc::now() - flow.created_at > Duration::minutes(FLOW_TTL_MINUTES) {
-        return Err(ApiError::InvalidCredentials("sign-in took too long; try again"));
+        return Err(ApiError::InvalidCredentials(
+            "sign-in took too long; try again",
+        ));
     }
     let md = st.oidc.metadata(cfg).await?.clone();
     let issuer = md.issuer().to_string();
@@ -256,9 +287,9 @@ async fn verify_callback(st: &AppState, q: &CallbackQuery) -> Result<(VerifiedId
             ApiError::InvalidCredentials("the identity provider did not accept the sign-in code")
         })?;
     use openidconnect::TokenResponse;
-    let id_token = token
-        .id_token()
-        .ok_or(ApiError::InvalidCredentials("the identity provider sent no ID token"))?;
+    let id_token = token.id_token().ok_or(ApiError::InvalidCredentials(
+        "the identity provider sent no ID token",
+    ))?;
     let verifier = client.id_token_verifier();
     let claims = id_token
         .claims(&verifier, &Nonce::new(flow.nonce.clone()))
@@ -266,10 +297,13 @@ async fn verify_callback(st: &AppState, q: &CallbackQuery) -> Result<(VerifiedId
             tracing::warn!(error = %e, "ID token verification failed");
             ApiError::InvalidCredentials("the ID token did not verify")
         })?;
-    let email = claims
-        .email()
-        .map(|e| e.as_str().to_lowercase())
-        .ok_or(ApiError::InvalidCredentials("the ID token has no email claim"))?;
+    let email =
+        claims
+            .email()
+            .map(|e| e.as_str().to_lowercase())
+            .ok_or(ApiError::InvalidCredentials(
+                "the ID token has no email claim",
+            ))?;
     let name = claims
         .name()
         .and_then(|n| n.get(None))
@@ -302,17 +336,24 @@ pub fn groups_from_jwt(jwt: &str, claim: &str) -> Vec<String> {
         return vec![];
     };
     match v.get(claim) {
-        Some(serde_json::Value::Array(a)) => a.iter().filter_map(|g| g.as_str().map(str::to_string)).collect(),
+        Some(serde_json::Value::Array(a)) => a
+            .iter()
+            .filter_map(|g| g.as_str().map(str::to_string))
+            .collect(),
         Some(serde_json::Value::String(s)) => vec![s.clone()],
         _ => vec![],
     }
 }
 
 /// Find the user for a verified identity, linking by email or creating one.
-pub async fn jit_user<C: ConnectionTrait>(db: &C, ident: &VerifiedIdentity) -> Result<user::Model, ApiError> {
-    if let Some(link) = oidc_identity::Entity::find_by_id((ident.issuer.clone(), ident.subject.clone()))
-        .one(db)
-        .await?
+pub async fn jit_user<C: ConnectionTrait>(
+    db: &C,
+    ident: &VerifiedIdentity,
+) -> Result<user::Model, ApiError> {
+    if let Some(link) =
+        oidc_identity::Entity::find_by_id((ident.issuer.clone(), ident.subject.clone()))
+            .one(db)
+            .await?
     {
         if let Some(u) = user::Entity::find_by_id(link.user_id).one(db).await? {
             let mut am = u.into_active_model();
@@ -344,13 +385,23 @@ pub async fn jit_user<C: ConnectionTrait>(db: &C, ident: &VerifiedIdentity) -> R
 /// Make the user's SSO-given roles match their groups now: add what the
 /// mappings give, drop earlier SSO-given roles that no longer apply.
 /// Roles given by hand are never touched.
-pub async fn apply_group_mappings<C: ConnectionTrait>(db: &C, u: &user::Model, groups: &[String], meta: &ClientMeta) -> Result<(), ApiError> {
+pub async fn apply_group_mappings<C: ConnectionTrait>(
+    db: &C,
+    u: &user::Model,
+    groups: &[String],
+    meta: &ClientMeta,
+) -> Result<(), ApiError> {
     let mappings = group_mapping::Entity::find().all(db).await?;
     let mut wanted: Vec<(MScope, Role)> = Vec::new();
     for m in mappings.iter().filter(|m| groups.contains(&m.group_name)) {
-        let Some(role) = Role::parse(&m.role) else { continue };
+        let Some(role) = Role::parse(&m.role) else {
+            continue;
+        };
         let scope = match m.project_id {
-            Some(p) => MScope::Project { org: m.org_id, project: p },
+            Some(p) => MScope::Project {
+                org: m.org_id,
+                project: p,
+            },
             None => MScope::Org(m.org_id),
         };
         // Several groups may map to one scope: keep the strongest role.
@@ -366,9 +417,10 @@ pub async fn apply_group_mappings<C: ConnectionTrait>(db: &C, u: &user::Model, g
             Some((cur, _)) if cur == *role => {}
             _ => {
                 set_role(db, *scope, u.id, *role, "oidc").await?;
-                let mut ev = AuditEvent::anonymous(&u.email, "member.sso", format!("user:{}", u.email))
-                    .org(scope.org_id())
-                    .details(serde_json::json!({"role": role.as_str()}));
+                let mut ev =
+                    AuditEvent::anonymous(&u.email, "member.sso", format!("user:{}", u.email))
+                        .org(scope.org_id())
+                        .details(serde_json::json!({"role": role.as_str()}));
                 ev.actor_id = Some(u.id);
                 if let Some(p) = scope.project_id() {
                     ev = ev.project(p);
@@ -384,8 +436,13 @@ pub async fn apply_group_mappings<C: ConnectionTrait>(db: &C, u: &user::Model, g
         .all(db)
         .await?;
     for m in oms {
-        if !wanted.iter().any(|(s, _)| same_scope(s, &MScope::Org(m.org_id))) {
-            org_member::Entity::delete_by_id((m.org_id, u.id)).exec(db).await?;
+        if !wanted
+            .iter()
+            .any(|(s, _)| same_scope(s, &MScope::Org(m.org_id)))
+        {
+            org_member::Entity::delete_by_id((m.org_id, u.id))
+                .exec(db)
+                .await?;
         }
     }
     let pms = project_member::Entity::find()
@@ -394,9 +451,14 @@ pub async fn apply_group_mappings<C: ConnectionTrait>(db: &C, u: &user::Model, g
         .all(db)
         .await?;
     for m in pms {
-        let s = MScope::Project { org: m.org_id, project: m.project_id };
+        let s = MScope::Project {
+            org: m.org_id,
+            project: m.project_id,
+        };
         if !wanted.iter().any(|(w, _)| same_scope(w, &s)) {
-            project_member::Entity::delete_by_id((m.project_id, u.id)).exec(db).await?;
+            project_member::Entity::delete_by_id((m.project_id, u.id))
+                .exec(db)
+                .await?;
         }
     }
     Ok(())
@@ -423,7 +485,8 @@ mod tests {
 
     #[test]
     fn groups_claim_is_read_from_the_payload() {
-        let payload = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","groups":["ops","plant-a"],"team":"blue"}"#);
+        let payload =
+            URL_SAFE_NO_PAD.encode(br#"{"sub":"x","groups":["ops","plant-a"],"team":"blue"}"#);
         let jwt = format!("e30.{payload}.sig");
         assert_eq!(groups_from_jwt(&jwt, "groups"), vec!["ops", "plant-a"]);
         assert_eq!(groups_from_jwt(&jwt, "team"), vec!["blue"]);

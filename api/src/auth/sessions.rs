@@ -44,7 +44,10 @@ pub async fn create<C: ConnectionTrait>(
     })
 }
 
-pub async fn lookup(st: &AppState, cookie_value: &str) -> Result<(session::Model, user::Model), ApiError> {
+pub async fn lookup(
+    st: &AppState,
+    cookie_value: &str,
+) -> Result<(session::Model, user::Model), ApiError> {
     let s = session::Entity::find_by_id(sha256_hex(cookie_value))
         .one(&st.db)
         .await?
@@ -69,7 +72,11 @@ pub async fn delete<C: ConnectionTrait>(db: &C, id_hash: &str) -> Result<(), Api
 /// `Set-Cookie` values for a new session: the HttpOnly session cookie and a
 /// script-readable CSRF cookie (double submit for the console).
 pub fn set_cookies(st: &AppState, s: &NewSession) -> Vec<HeaderValue> {
-    let secure = if st.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if st.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     let a = format!(
         "{SESSION_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax; Max-Age={}{secure}",
         s.cookie_value, s.max_age_secs
@@ -85,7 +92,11 @@ pub fn set_cookies(st: &AppState, s: &NewSession) -> Vec<HeaderValue> {
 }
 
 pub fn clear_cookies(st: &AppState) -> Vec<HeaderValue> {
-    let secure = if st.config.secure_cookies() { "; Secure" } else { "" };
+    let secure = if st.config.secure_cookies() {
+        "; Secure"
+    } else {
+        ""
+    };
     [SESSION_COOKIE, CSRF_COOKIE]
         .into_iter()
         .filter_map(|n| {

@@ -5,7 +5,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -52,7 +54,9 @@ pub async fn authenticate(st: &AppState, presented: &str) -> Result<Auth, ApiErr
         .one(&st.db)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
-    if t.last_used_at.is_none_or(|l| now - l > Duration::seconds(LAST_USED_GRANULARITY_SECS)) {
+    if t.last_used_at
+        .is_none_or(|l| now - l > Duration::seconds(LAST_USED_GRANULARITY_SECS))
+    {
         // Bookkeeping only: not a change worth the write lock or an audit entry.
         let mut am = t.clone().into_active_model();
         am.last_used_at = Set(Some(now));
@@ -131,7 +135,10 @@ fn check_common(e: &mut Vec<FieldError>, name: &str, days: Option<i64>) {
     chk::text(e, "name", name, 1, 128);
     if let Some(d) = days {
         if !(1..=3650).contains(&d) {
-            e.push(FieldError::new("expires_in_days", "must be between 1 and 3650"));
+            e.push(FieldError::new(
+                "expires_in_days",
+                "must be between 1 and 3650",
+            ));
         }
     }
 }
@@ -153,7 +160,12 @@ impl Validate for CreateProjectToken {
 
 /// The new role must not exceed the creator's: every permission the role
 /// carries in the scope, the creator must hold there too.
-fn check_no_escalation(st: &AppState, grants: &Grants, role: Role, domain: Domain) -> Result<(), ApiError> {
+fn check_no_escalation(
+    st: &AppState,
+    grants: &Grants,
+    role: Role,
+    domain: Domain,
+) -> Result<(), ApiError> {
     use crate::rbac::GrantDomain;
     let gd = match domain {
         Domain::Project { project, .. } => GrantDomain::Project(project),
@@ -164,9 +176,14 @@ fn check_no_escalation(st: &AppState, grants: &Grants, role: Role, domain: Domai
         if line[0] != role.as_str() {
             continue;
         }
-        let Some(perm) = ALL_PERMS.iter().find(|p| p.as_str() == line[2]) else { continue };
+        let Some(perm) = ALL_PERMS.iter().find(|p| p.as_str() == line[2]) else {
+            continue;
+        };
         if st.rbac.role_allows(role, &gd, *perm) && !grants.allows(&st.rbac, *perm, &domain) {
-            return Err(ApiError::invalid("role", "cannot give a token more rights than you have"));
+            return Err(ApiError::invalid(
+                "role",
+                "cannot give a token more rights than you have",
+            ));
         }
     }
     Ok(())
@@ -207,7 +224,11 @@ async fn create_token(
     label: String,
 ) -> Result<CreatedApiToken, ApiError> {
     let secret = random_token();
-    let prefix_part: String = secret.chars().filter(|c| c.is_ascii_alphanumeric()).take(8).collect();
+    let prefix_part: String = secret
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .take(8)
+        .collect();
     let token = format!("{TOKEN_PREFIX}{prefix_part}_{secret}");
     let now = Utc::now();
     let tx = st.write().await?;
@@ -241,9 +262,20 @@ async fn create_token(
     })
 }
 
-async fn revoke(st: &AppState, auth: &Auth, meta: &ClientMeta, org_id: Uuid, project_id: Option<Uuid>, id: Uuid, label: String) -> Result<(), ApiError> {
+async fn revoke(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    org_id: Uuid,
+    project_id: Option<Uuid>,
+    id: Uuid,
+    label: String,
+) -> Result<(), ApiError> {
     let tx = st.write().await?;
-    let t = api_token::Entity::find_by_id(id).one(&*tx).await?.ok_or(ApiError::NotFound)?;
+    let t = api_token::Entity::find_by_id(id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if t.org_id != org_id || t.project_id != project_id {
         return Err(ApiError::NotFound);
     }
@@ -266,7 +298,11 @@ async fn revoke(st: &AppState, auth: &Auth, meta: &ClientMeta, org_id: Uuid, pro
 /// Org-scoped API tokens.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/tokens", tag = "tokens",
     params(("org" = String, Path)), responses((status = 200, body = Vec<ApiToken>), ProblemResponses))]
-async fn list_org_tokens(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+async fn list_org_tokens(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgTokensManage, Domain::Org(o.id))?;
     let rows = api_token::Entity::find()
@@ -281,20 +317,42 @@ async fn list_org_tokens(State(st): State<AppState>, auth: Auth, ApiPath(org): A
 /// Create an org-scoped token. The answer holds the token, once.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/tokens", tag = "tokens", request_body = CreateOrgToken,
     params(("org" = String, Path)), responses((status = 201, body = CreatedApiToken), ProblemResponses))]
-async fn create_org_token(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<CreateOrgToken>) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
+async fn create_org_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateOrgToken>,
+) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     let d = Domain::Org(o.id);
     check(&grants, &st, Permission::OrgTokensManage, d)?;
     let role: Role = req.role.into();
     check_no_escalation(&st, &grants, role, d)?;
-    let t = create_token(&st, &auth, &meta, o.id, None, &req.name, role, req.expires_in_days, format!("org:{}", o.slug)).await?;
+    let t = create_token(
+        &st,
+        &auth,
+        &meta,
+        o.id,
+        None,
+        &req.name,
+        role,
+        req.expires_in_days,
+        format!("org:{}", o.slug),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
 /// Revoke an org-scoped token.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/tokens/{token}", tag = "tokens",
     params(("org" = String, Path), ("token" = Uuid, Path)), responses((status = 204, description = "Revoked"), ProblemResponses))]
-async fn revoke_org_token(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, id)): ApiPath<(String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn revoke_org_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, id)): ApiPath<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgTokensManage, Domain::Org(o.id))?;
     revoke(&st, &auth, &meta, o.id, None, id, format!("org:{}", o.slug)).await?;
@@ -304,36 +362,94 @@ async fn revoke_org_token(State(st): State<AppState>, auth: Auth, meta: ClientMe
 /// Project-scoped API tokens.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/tokens", tag = "tokens",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ApiToken>), ProblemResponses))]
-async fn list_project_tokens(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<ApiToken>>, ApiError> {
+async fn list_project_tokens(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<ApiToken>>, ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(&grants, &st, Permission::ProjectTokensManage, Domain::Project { org: o.id, project: p.id })?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectTokensManage,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
     let rows = api_token::Entity::find()
         .filter(api_token::Column::ProjectId.eq(p.id))
         .order_by_desc(api_token::Column::CreatedAt)
         .all(&st.db)
         .await?;
-    Ok(Json(rows.into_iter().map(|m| view(m, Some(p.slug.clone()))).collect()))
+    Ok(Json(
+        rows.into_iter()
+            .map(|m| view(m, Some(p.slug.clone())))
+            .collect(),
+    ))
 }
 
 /// Create a project-scoped token. The answer holds the token, once.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/tokens", tag = "tokens", request_body = CreateProjectToken,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedApiToken), ProblemResponses))]
-async fn create_project_token(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<CreateProjectToken>) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
+async fn create_project_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateProjectToken>,
+) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    let d = Domain::Project { org: o.id, project: p.id };
+    let d = Domain::Project {
+        org: o.id,
+        project: p.id,
+    };
     check(&grants, &st, Permission::ProjectTokensManage, d)?;
     let role: Role = req.role.into();
     check_no_escalation(&st, &grants, role, d)?;
-    let t = create_token(&st, &auth, &meta, o.id, Some((p.id, p.slug.clone())), &req.name, role, req.expires_in_days, format!("project:{}/{}", o.slug, p.slug)).await?;
+    let t = create_token(
+        &st,
+        &auth,
+        &meta,
+        o.id,
+        Some((p.id, p.slug.clone())),
+        &req.name,
+        role,
+        req.expires_in_days,
+        format!("project:{}/{}", o.slug, p.slug),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(t)))
 }
 
 /// Revoke a project-scoped token.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/tokens/{token}", tag = "tokens",
     params(("org" = String, Path), ("project" = String, Path), ("token" = Uuid, Path)), responses((status = 204, description = "Revoked"), ProblemResponses))]
-async fn revoke_project_token(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn revoke_project_token(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(&grants, &st, Permission::ProjectTokensManage, Domain::Project { org: o.id, project: p.id })?;
-    revoke(&st, &auth, &meta, o.id, Some(p.id), id, format!("project:{}/{}", o.slug, p.slug)).await?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectTokensManage,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
+    revoke(
+        &st,
+        &auth,
+        &meta,
+        o.id,
+        Some(p.id),
+        id,
+        format!("project:{}/{}", o.slug, p.slug),
+    )
+    .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -112,7 +112,11 @@ impl From<invitation::Model> for Invitation {
 }
 
 /// The role a user holds directly in a scope.
-pub async fn role_in<C: ConnectionTrait>(db: &C, scope: Scope, user_id: Uuid) -> Result<Option<(Role, String)>, ApiError> {
+pub async fn role_in<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+    user_id: Uuid,
+) -> Result<Option<(Role, String)>, ApiError> {
     Ok(match scope {
         Scope::Org(o) => org_member::Entity::find_by_id((o, user_id))
             .one(db)
@@ -126,31 +130,38 @@ pub async fn role_in<C: ConnectionTrait>(db: &C, scope: Scope, user_id: Uuid) ->
 }
 
 /// Give `user_id` `role` in `scope`, replacing any role they had there.
-pub async fn set_role<C: ConnectionTrait>(db: &C, scope: Scope, user_id: Uuid, role: Role, source: &str) -> Result<(), ApiError> {
+pub async fn set_role<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+    user_id: Uuid,
+    role: Role,
+    source: &str,
+) -> Result<(), ApiError> {
     match scope {
-        Scope::Org(o) => {
-            match org_member::Entity::find_by_id((o, user_id)).one(db).await? {
-                Some(m) => {
-                    let mut am = m.into_active_model();
-                    am.role = Set(role.as_str().to_string());
-                    am.source = Set(source.to_string());
-                    am.update(db).await?;
-                }
-                None => {
-                    org_member::ActiveModel {
-                        org_id: Set(o),
-                        user_id: Set(user_id),
-                        role: Set(role.as_str().to_string()),
-                        source: Set(source.to_string()),
-                        created_at: Set(Utc::now()),
-                    }
-                    .insert(db)
-                    .await?;
-                }
+        Scope::Org(o) => match org_member::Entity::find_by_id((o, user_id)).one(db).await? {
+            Some(m) => {
+                let mut am = m.into_active_model();
+                am.role = Set(role.as_str().to_string());
+                am.source = Set(source.to_string());
+                am.update(db).await?;
             }
-        }
+            None => {
+                org_member::ActiveModel {
+                    org_id: Set(o),
+                    user_id: Set(user_id),
+                    role: Set(role.as_str().to_string()),
+                    source: Set(source.to_string()),
+                    created_at: Set(Utc::now()),
+                }
+                .insert(db)
+                .await?;
+            }
+        },
         Scope::Project { org, project } => {
-            match project_member::Entity::find_by_id((project, user_id)).one(db).await? {
+            match project_member::Entity::find_by_id((project, user_id))
+                .one(db)
+                .await?
+            {
                 Some(m) => {
                     let mut am = m.into_active_model();
                     am.role = Set(role.as_str().to_string());
@@ -175,9 +186,18 @@ pub async fn set_role<C: ConnectionTrait>(db: &C, scope: Scope, user_id: Uuid, r
     Ok(())
 }
 
-pub async fn remove<C: ConnectionTrait>(db: &C, scope: Scope, user_id: Uuid) -> Result<bool, ApiError> {
+pub async fn remove<C: ConnectionTrait>(
+    db: &C,
+    scope: Scope,
+    user_id: Uuid,
+) -> Result<bool, ApiError> {
     let n = match scope {
-        Scope::Org(o) => org_member::Entity::delete_by_id((o, user_id)).exec(db).await?.rows_affected,
+        Scope::Org(o) => {
+            org_member::Entity::delete_by_id((o, user_id))
+                .exec(db)
+                .await?
+                .rows_affected
+        }
         Scope::Project { project, .. } => {
             project_member::Entity::delete_by_id((project, user_id))
                 .exec(db)
@@ -197,7 +217,11 @@ pub async fn owner_count<C: ConnectionTrait>(db: &C, org: Uuid) -> Result<u64, A
 }
 
 /// Turn the pending invitations for this user's email into memberships.
-pub async fn claim_invitations<C: ConnectionTrait>(db: &C, u: &user::Model, meta: &ClientMeta) -> Result<usize, ApiError> {
+pub async fn claim_invitations<C: ConnectionTrait>(
+    db: &C,
+    u: &user::Model,
+    meta: &ClientMeta,
+) -> Result<usize, ApiError> {
     let now = Utc::now();
     let pending = invitation::Entity::find()
         .filter(invitation::Column::Email.eq(u.email.as_str()))
@@ -207,18 +231,27 @@ pub async fn claim_invitations<C: ConnectionTrait>(db: &C, u: &user::Model, meta
         .await?;
     let n = pending.len();
     for inv in pending {
-        let Some(role) = Role::parse(&inv.role) else { continue };
+        let Some(role) = Role::parse(&inv.role) else {
+            continue;
+        };
         let scope = match inv.project_id {
-            Some(p) => Scope::Project { org: inv.org_id, project: p },
+            Some(p) => Scope::Project {
+                org: inv.org_id,
+                project: p,
+            },
             None => Scope::Org(inv.org_id),
         };
         // An existing membership wins over the invitation's role.
         if role_in(db, scope, u.id).await?.is_none() {
             set_role(db, scope, u.id, role, "manual").await?;
         }
-        let mut ev = AuditEvent::anonymous(&u.email, "invitation.claim", format!("invitation:{}", inv.id))
-            .org(inv.org_id)
-            .details(serde_json::json!({"role": role.as_str()}));
+        let mut ev = AuditEvent::anonymous(
+            &u.email,
+            "invitation.claim",
+            format!("invitation:{}", inv.id),
+        )
+        .org(inv.org_id)
+        .details(serde_json::json!({"role": role.as_str()}));
         ev.actor_id = Some(u.id);
         if let Some(p) = inv.project_id {
             ev = ev.project(p);

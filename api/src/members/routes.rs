@@ -12,7 +12,9 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::{owner_count, remove, role_in, set_role, Invitation, Member, OrgRoleName, ProjectRoleName, Scope};
+use super::{
+    owner_count, remove, role_in, set_role, Invitation, Member, OrgRoleName, ProjectRoleName, Scope,
+};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{check, load_org, load_project, Auth, ClientMeta};
 use crate::db::entities::{invitation, org_member, project_member, user};
@@ -134,9 +136,15 @@ async fn at_org(st: &AppState, auth: &Auth, org: &str) -> Result<At, ApiError> {
 async fn at_project(st: &AppState, auth: &Auth, org: &str, project: &str) -> Result<At, ApiError> {
     let (o, p, grants) = load_project(st, auth, org, project).await?;
     Ok(At {
-        scope: Scope::Project { org: o.id, project: p.id },
+        scope: Scope::Project {
+            org: o.id,
+            project: p.id,
+        },
         grants,
-        domain: Domain::Project { org: o.id, project: p.id },
+        domain: Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
         label: format!("project:{}/{}", o.slug, p.slug),
     })
 }
@@ -183,7 +191,12 @@ async fn list_members_at(st: &AppState, at: &At) -> Result<Vec<Member>, ApiError
 }
 
 /// Changing who is an owner (giving, taking or changing the role) needs owner rights.
-fn check_owner_change(st: &AppState, at: &At, old: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
+fn check_owner_change(
+    st: &AppState,
+    at: &At,
+    old: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ApiError> {
     if old == Some(Role::OrgOwner) || new == Some(Role::OrgOwner) {
         check(&at.grants, st, Permission::OrgOwnersManage, at.domain)?;
     }
@@ -191,9 +204,17 @@ fn check_owner_change(st: &AppState, at: &At, old: Option<Role>, new: Option<Rol
 }
 
 /// An org must keep at least one owner.
-async fn check_last_owner<C: sea_orm::ConnectionTrait>(db: &C, at: &At, old: Option<Role>, new: Option<Role>) -> Result<(), ApiError> {
+async fn check_last_owner<C: sea_orm::ConnectionTrait>(
+    db: &C,
+    at: &At,
+    old: Option<Role>,
+    new: Option<Role>,
+) -> Result<(), ApiError> {
     if let Scope::Org(o) = at.scope {
-        if old == Some(Role::OrgOwner) && new != Some(Role::OrgOwner) && owner_count(db, o).await? <= 1 {
+        if old == Some(Role::OrgOwner)
+            && new != Some(Role::OrgOwner)
+            && owner_count(db, o).await? <= 1
+        {
             return Err(ApiError::Conflict {
                 detail: "an organization must keep at least one owner".into(),
                 fields: vec![FieldError::new("role", "last owner")],
@@ -203,7 +224,14 @@ async fn check_last_owner<C: sea_orm::ConnectionTrait>(db: &C, at: &At, old: Opt
     Ok(())
 }
 
-async fn add_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, email: &str, role: Role) -> Result<Member, ApiError> {
+async fn add_member_at(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    at: &At,
+    email: &str,
+    role: Role,
+) -> Result<Member, ApiError> {
     check(&at.grants, st, at.manage_perm(), at.domain)?;
     check_owner_change(st, at, None, Some(role))?;
     let email = email.trim().to_lowercase();
@@ -211,10 +239,18 @@ async fn add_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, e
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&st.db)
         .await?
-        .ok_or_else(|| ApiError::invalid("email", "no account has this email; send an invitation instead"))?;
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "email",
+                "no account has this email; send an invitation instead",
+            )
+        })?;
     let tx = st.write().await?;
     if role_in(&*tx, at.scope, u.id).await?.is_some() {
-        return Err(ApiError::conflict("already a member; change the role instead", Some("email")));
+        return Err(ApiError::conflict(
+            "already a member; change the role instead",
+            Some("email"),
+        ));
     }
     set_role(&*tx, at.scope, u.id, role, "manual").await?;
     audit::append(
@@ -235,11 +271,23 @@ async fn add_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, e
     })
 }
 
-async fn update_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, user_id: Uuid, role: Role) -> Result<Member, ApiError> {
+async fn update_member_at(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    at: &At,
+    user_id: Uuid,
+    role: Role,
+) -> Result<Member, ApiError> {
     check(&at.grants, st, at.manage_perm(), at.domain)?;
-    let u = user::Entity::find_by_id(user_id).one(&st.db).await?.ok_or(ApiError::NotFound)?;
+    let u = user::Entity::find_by_id(user_id)
+        .one(&st.db)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     let tx = st.write().await?;
-    let (old, source) = role_in(&*tx, at.scope, user_id).await?.ok_or(ApiError::NotFound)?;
+    let (old, source) = role_in(&*tx, at.scope, user_id)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     check_owner_change(st, at, Some(old), Some(role))?;
     check_last_owner(&*tx, at, Some(old), Some(role)).await?;
     set_role(&*tx, at.scope, user_id, role, &source).await?;
@@ -262,7 +310,14 @@ async fn update_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At
     })
 }
 
-async fn remove_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, user_id: Uuid, leaving: bool) -> Result<(), ApiError> {
+async fn remove_member_at(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    at: &At,
+    user_id: Uuid,
+    leaving: bool,
+) -> Result<(), ApiError> {
     if !leaving {
         check(&at.grants, st, at.manage_perm(), at.domain)?;
     }
@@ -292,7 +347,11 @@ async fn remove_member_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At
                 .await?;
         }
     }
-    let action = if leaving { "member.leave" } else { "member.remove" };
+    let action = if leaving {
+        "member.leave"
+    } else {
+        "member.remove"
+    };
     audit::append(
         &*tx,
         at.event(auth, action, at.label.clone())
@@ -311,11 +370,21 @@ async fn list_invitations_at(st: &AppState, at: &At) -> Result<Vec<Invitation>, 
         Some(p) => q.filter(invitation::Column::ProjectId.eq(p)),
         None => q.filter(invitation::Column::ProjectId.is_null()),
     };
-    let rows = q.order_by_desc(invitation::Column::CreatedAt).all(&st.db).await?;
+    let rows = q
+        .order_by_desc(invitation::Column::CreatedAt)
+        .all(&st.db)
+        .await?;
     Ok(rows.into_iter().map(Invitation::from).collect())
 }
 
-async fn create_invitation_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, email: &str, role: Role) -> Result<Invitation, ApiError> {
+async fn create_invitation_at(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    at: &At,
+    email: &str,
+    role: Role,
+) -> Result<Invitation, ApiError> {
     check(&at.grants, st, at.manage_perm(), at.domain)?;
     check_owner_change(st, at, None, Some(role))?;
     let email = email.trim().to_lowercase();
@@ -346,15 +415,29 @@ async fn create_invitation_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at:
     Ok(Invitation::from(m))
 }
 
-async fn delete_invitation_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at: &At, id: Uuid) -> Result<(), ApiError> {
+async fn delete_invitation_at(
+    st: &AppState,
+    auth: &Auth,
+    meta: &ClientMeta,
+    at: &At,
+    id: Uuid,
+) -> Result<(), ApiError> {
     check(&at.grants, st, at.manage_perm(), at.domain)?;
     let tx = st.write().await?;
-    let inv = invitation::Entity::find_by_id(id).one(&*tx).await?.ok_or(ApiError::NotFound)?;
+    let inv = invitation::Entity::find_by_id(id)
+        .one(&*tx)
+        .await?
+        .ok_or(ApiError::NotFound)?;
     if inv.org_id != at.scope.org_id() || inv.project_id != at.scope.project_id() {
         return Err(ApiError::NotFound);
     }
     invitation::Entity::delete_by_id(id).exec(&*tx).await?;
-    audit::append(&*tx, at.event(auth, "invitation.delete", format!("invitation:{id}")), meta).await?;
+    audit::append(
+        &*tx,
+        at.event(auth, "invitation.delete", format!("invitation:{id}")),
+        meta,
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -364,7 +447,11 @@ async fn delete_invitation_at(st: &AppState, auth: &Auth, meta: &ClientMeta, at:
 /// Members of an organization.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/members", tag = "members",
     params(("org" = String, Path)), responses((status = 200, body = Vec<Member>), ProblemResponses))]
-async fn list_org_members(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<Vec<Member>>, ApiError> {
+async fn list_org_members(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Vec<Member>>, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
     Ok(Json(list_members_at(&st, &at).await?))
 }
@@ -372,23 +459,45 @@ async fn list_org_members(State(st): State<AppState>, auth: Auth, ApiPath(org): 
 /// Add an existing account to an organization.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/members", tag = "members", request_body = AddOrgMember,
     params(("org" = String, Path)), responses((status = 201, body = Member), ProblemResponses))]
-async fn add_org_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<AddOrgMember>) -> Result<(StatusCode, Json<Member>), ApiError> {
+async fn add_org_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<AddOrgMember>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
     let at = at_org(&st, &auth, &org).await?;
-    Ok((StatusCode::CREATED, Json(add_member_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(add_member_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
+    ))
 }
 
 /// Change a member's role in an organization.
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/members/{user}", tag = "members", request_body = UpdateOrgMember,
     params(("org" = String, Path), ("user" = Uuid, Path)), responses((status = 200, body = Member), ProblemResponses))]
-async fn update_org_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, user)): ApiPath<(String, Uuid)>, ApiJson(req): ApiJson<UpdateOrgMember>) -> Result<Json<Member>, ApiError> {
+async fn update_org_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, user)): ApiPath<(String, Uuid)>,
+    ApiJson(req): ApiJson<UpdateOrgMember>,
+) -> Result<Json<Member>, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
-    Ok(Json(update_member_at(&st, &auth, &meta, &at, user, req.role.into()).await?))
+    Ok(Json(
+        update_member_at(&st, &auth, &meta, &at, user, req.role.into()).await?,
+    ))
 }
 
 /// Remove a member from an organization.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/members/{user}", tag = "members",
     params(("org" = String, Path), ("user" = Uuid, Path)), responses((status = 204, description = "Removed"), ProblemResponses))]
-async fn remove_org_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, user)): ApiPath<(String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn remove_org_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, user)): ApiPath<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
     remove_member_at(&st, &auth, &meta, &at, user, false).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -397,7 +506,12 @@ async fn remove_org_member(State(st): State<AppState>, auth: Auth, meta: ClientM
 /// Leave an organization (and its projects).
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/leave", tag = "members",
     params(("org" = String, Path)), responses((status = 204, description = "Left"), ProblemResponses))]
-async fn leave_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>) -> Result<StatusCode, ApiError> {
+async fn leave_org(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
     remove_member_at(&st, &auth, &meta, &at, auth.user.id, true).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -406,7 +520,11 @@ async fn leave_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, Api
 /// Invitations of an organization.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/invitations", tag = "members",
     params(("org" = String, Path)), responses((status = 200, body = Vec<Invitation>), ProblemResponses))]
-async fn list_org_invitations(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<Vec<Invitation>>, ApiError> {
+async fn list_org_invitations(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Vec<Invitation>>, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
     Ok(Json(list_invitations_at(&st, &at).await?))
 }
@@ -414,15 +532,29 @@ async fn list_org_invitations(State(st): State<AppState>, auth: Auth, ApiPath(or
 /// Invite someone by email; claimed at their next sign-in.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/invitations", tag = "members", request_body = AddOrgMember,
     params(("org" = String, Path)), responses((status = 201, body = Invitation), ProblemResponses))]
-async fn create_org_invitation(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<AddOrgMember>) -> Result<(StatusCode, Json<Invitation>), ApiError> {
+async fn create_org_invitation(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<AddOrgMember>,
+) -> Result<(StatusCode, Json<Invitation>), ApiError> {
     let at = at_org(&st, &auth, &org).await?;
-    Ok((StatusCode::CREATED, Json(create_invitation_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_invitation_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
+    ))
 }
 
 /// Withdraw an invitation.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/invitations/{invitation}", tag = "members",
     params(("org" = String, Path), ("invitation" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_org_invitation(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, id)): ApiPath<(String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn delete_org_invitation(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, id)): ApiPath<(String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let at = at_org(&st, &auth, &org).await?;
     delete_invitation_at(&st, &auth, &meta, &at, id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -433,7 +565,11 @@ async fn delete_org_invitation(State(st): State<AppState>, auth: Auth, meta: Cli
 /// Members of a project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/members", tag = "members",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Member>), ProblemResponses))]
-async fn list_project_members(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<Member>>, ApiError> {
+async fn list_project_members(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Member>>, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
     Ok(Json(list_members_at(&st, &at).await?))
 }
@@ -441,23 +577,45 @@ async fn list_project_members(State(st): State<AppState>, auth: Auth, ApiPath((o
 /// Add an existing account to a project.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/members", tag = "members", request_body = AddProjectMember,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Member), ProblemResponses))]
-async fn add_project_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<AddProjectMember>) -> Result<(StatusCode, Json<Member>), ApiError> {
+async fn add_project_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<AddProjectMember>,
+) -> Result<(StatusCode, Json<Member>), ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
-    Ok((StatusCode::CREATED, Json(add_member_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(add_member_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
+    ))
 }
 
 /// Change a member's role in a project.
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/projects/{project}/members/{user}", tag = "members", request_body = UpdateProjectMember,
     params(("org" = String, Path), ("project" = String, Path), ("user" = Uuid, Path)), responses((status = 200, body = Member), ProblemResponses))]
-async fn update_project_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>, ApiJson(req): ApiJson<UpdateProjectMember>) -> Result<Json<Member>, ApiError> {
+async fn update_project_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>,
+    ApiJson(req): ApiJson<UpdateProjectMember>,
+) -> Result<Json<Member>, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
-    Ok(Json(update_member_at(&st, &auth, &meta, &at, user, req.role.into()).await?))
+    Ok(Json(
+        update_member_at(&st, &auth, &meta, &at, user, req.role.into()).await?,
+    ))
 }
 
 /// Remove a member from a project.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/members/{user}", tag = "members",
     params(("org" = String, Path), ("project" = String, Path), ("user" = Uuid, Path)), responses((status = 204, description = "Removed"), ProblemResponses))]
-async fn remove_project_member(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn remove_project_member(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
     remove_member_at(&st, &auth, &meta, &at, user, false).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -466,7 +624,12 @@ async fn remove_project_member(State(st): State<AppState>, auth: Auth, meta: Cli
 /// Leave a project.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/leave", tag = "members",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 204, description = "Left"), ProblemResponses))]
-async fn leave_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn leave_project(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
     remove_member_at(&st, &auth, &meta, &at, auth.user.id, true).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -475,7 +638,11 @@ async fn leave_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta,
 /// Invitations of a project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/invitations", tag = "members",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Invitation>), ProblemResponses))]
-async fn list_project_invitations(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<Invitation>>, ApiError> {
+async fn list_project_invitations(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Invitation>>, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
     Ok(Json(list_invitations_at(&st, &at).await?))
 }
@@ -483,15 +650,29 @@ async fn list_project_invitations(State(st): State<AppState>, auth: Auth, ApiPat
 /// Invite someone to a project by email.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/invitations", tag = "members", request_body = AddProjectMember,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Invitation), ProblemResponses))]
-async fn create_project_invitation(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<AddProjectMember>) -> Result<(StatusCode, Json<Invitation>), ApiError> {
+async fn create_project_invitation(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<AddProjectMember>,
+) -> Result<(StatusCode, Json<Invitation>), ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
-    Ok((StatusCode::CREATED, Json(create_invitation_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_invitation_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
+    ))
 }
 
 /// Withdraw a project invitation.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/invitations/{invitation}", tag = "members",
     params(("org" = String, Path), ("project" = String, Path), ("invitation" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_project_invitation(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn delete_project_invitation(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let at = at_project(&st, &auth, &org, &project).await?;
     delete_invitation_at(&st, &auth, &meta, &at, id).await?;
     Ok(StatusCode::NO_CONTENT)

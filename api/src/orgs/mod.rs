@@ -7,7 +7,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter,
+    QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -61,7 +64,10 @@ impl From<org::Model> for Org {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// URL name, unique: lowercase letters, digits and '-'.
-    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "riverside-water")]
+    #[schema(
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        example = "riverside-water"
+    )]
     pub slug: String,
     #[schema(min_length = 1, max_length = 128, example = "Riverside Water")]
     pub name: String,
@@ -109,7 +115,13 @@ impl Validate for UpdateOrg {
 }
 
 /// Insert an org (no membership, no audit).
-pub async fn insert_org<C: ConnectionTrait>(db: &C, slug: &str, name: &str, description: &str, managed_by: Option<&str>) -> Result<org::Model, ApiError> {
+pub async fn insert_org<C: ConnectionTrait>(
+    db: &C,
+    slug: &str,
+    name: &str,
+    description: &str,
+    managed_by: Option<&str>,
+) -> Result<org::Model, ApiError> {
     let now = Utc::now();
     org::ActiveModel {
         id: Set(Uuid::new_v4()),
@@ -168,8 +180,14 @@ async fn list_orgs(State(st): State<AppState>, auth: Auth) -> Result<Json<Vec<Or
 /// Create an organization (system admins); the owner is the caller or `owner_email`.
 #[utoipa::path(post, path = "/api/v1/orgs", tag = "orgs", request_body = CreateOrg,
     responses((status = 201, body = Org), ProblemResponses))]
-async fn create_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiJson(req): ApiJson<CreateOrg>) -> Result<(StatusCode, Json<Org>), ApiError> {
-    auth.require(&st, Permission::OrgCreate, Domain::System).await?;
+async fn create_org(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiJson(req): ApiJson<CreateOrg>,
+) -> Result<(StatusCode, Json<Org>), ApiError> {
+    auth.require(&st, Permission::OrgCreate, Domain::System)
+        .await?;
     let owner = match &req.owner_email {
         Some(email) => crate::db::entities::user::Entity::find()
             .filter(crate::db::entities::user::Column::Email.eq(email.trim().to_lowercase()))
@@ -197,7 +215,11 @@ async fn create_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, Ap
 #[utoipa::path(get, path = "/api/v1/orgs/{org}", tag = "orgs",
     params(("org" = String, Path, description = "Organization slug")),
     responses((status = 200, body = Org), ProblemResponses))]
-async fn get_org(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<Org>, ApiError> {
+async fn get_org(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Org>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgRead, Domain::Org(o.id))?;
     Ok(Json(Org::from(o)))
@@ -207,7 +229,13 @@ async fn get_org(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<S
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}", tag = "orgs", request_body = UpdateOrg,
     params(("org" = String, Path)),
     responses((status = 200, body = Org), ProblemResponses))]
-async fn update_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<UpdateOrg>) -> Result<Json<Org>, ApiError> {
+async fn update_org(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<UpdateOrg>,
+) -> Result<Json<Org>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgUpdate, Domain::Org(o.id))?;
     let tx = st.write().await?;
@@ -236,19 +264,31 @@ async fn update_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, Ap
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}", tag = "orgs",
     params(("org" = String, Path)),
     responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_org(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>) -> Result<StatusCode, ApiError> {
+async fn delete_org(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgDelete, Domain::Org(o.id))?;
     if o.managed_by.as_deref() == Some("kubernetes") {
         return Err(ApiError::Conflict {
-            detail: "this organization is managed by a Kubernetes Tenant; delete the Tenant instead".into(),
+            detail:
+                "this organization is managed by a Kubernetes Tenant; delete the Tenant instead"
+                    .into(),
             fields: vec![],
         });
     }
     let tx = st.write().await?;
     // Foreign keys cascade to projects, members, invitations, mappings and tokens.
     org::Entity::delete_by_id(o.id).exec(&*tx).await?;
-    audit::append(&*tx, AuditEvent::by(&auth, "org.delete", format!("org:{}", o.slug)).org(o.id), &meta).await?;
+    audit::append(
+        &*tx,
+        AuditEvent::by(&auth, "org.delete", format!("org:{}", o.slug)).org(o.id),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -81,7 +81,10 @@ async fn read(st: &AppState, org_id: Uuid) -> Result<Vec<GroupMapping>, ApiError
     let mut out = Vec::new();
     for r in rows {
         let project = match r.project_id {
-            Some(p) => project::Entity::find_by_id(p).one(&st.db).await?.map(|p| p.slug),
+            Some(p) => project::Entity::find_by_id(p)
+                .one(&st.db)
+                .await?
+                .map(|p| p.slug),
             None => None,
         };
         out.push(GroupMapping {
@@ -98,20 +101,36 @@ async fn read(st: &AppState, org_id: Uuid) -> Result<Vec<GroupMapping>, ApiError
 /// The organization's SSO group → role mappings.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/sso/group-mappings", tag = "orgs",
     params(("org" = String, Path)), responses((status = 200, body = GroupMappings), ProblemResponses))]
-async fn get_mappings(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<GroupMappings>, ApiError> {
+async fn get_mappings(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<GroupMappings>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgSsoRead, Domain::Org(o.id))?;
-    Ok(Json(GroupMappings { mappings: read(&st, o.id).await? }))
+    Ok(Json(GroupMappings {
+        mappings: read(&st, o.id).await?,
+    }))
 }
 
 /// Replace the organization's manual group mappings (Kubernetes ones stay).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/sso/group-mappings", tag = "orgs", request_body = GroupMappings,
     params(("org" = String, Path)), responses((status = 200, body = GroupMappings), ProblemResponses))]
-async fn put_mappings(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<GroupMappings>) -> Result<Json<GroupMappings>, ApiError> {
+async fn put_mappings(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<GroupMappings>,
+) -> Result<Json<GroupMappings>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgSsoManage, Domain::Org(o.id))?;
     // Giving owner through SSO is giving owner.
-    if req.mappings.iter().any(|m| m.role == Role::OrgOwner.as_str()) {
+    if req
+        .mappings
+        .iter()
+        .any(|m| m.role == Role::OrgOwner.as_str())
+    {
         check(&grants, &st, Permission::OrgOwnersManage, Domain::Org(o.id))?;
     }
     let mut resolved = Vec::new();
@@ -123,7 +142,9 @@ async fn put_mappings(State(st): State<AppState>, auth: Auth, meta: ClientMeta, 
                     .filter(project::Column::Slug.eq(slug.as_str()))
                     .one(&st.db)
                     .await?
-                    .ok_or_else(|| ApiError::invalid(&format!("mappings[{i}].project"), "no such project"))?
+                    .ok_or_else(|| {
+                        ApiError::invalid(&format!("mappings[{i}].project"), "no such project")
+                    })?
                     .id,
             ),
             None => None,
@@ -157,5 +178,7 @@ async fn put_mappings(State(st): State<AppState>, auth: Auth, meta: ClientMeta, 
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(GroupMappings { mappings: read(&st, o.id).await? }))
+    Ok(Json(GroupMappings {
+        mappings: read(&st, o.id).await?,
+    }))
 }

@@ -4,7 +4,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -56,7 +58,10 @@ impl Project {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// URL name, unique in the organization.
-    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "north-plant")]
+    #[schema(
+        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
+        example = "north-plant"
+    )]
     pub slug: String,
     #[schema(min_length = 1, max_length = 128, example = "North Plant")]
     pub name: String,
@@ -100,7 +105,11 @@ impl Validate for UpdateProject {
 /// Projects of an organization that the caller can see.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects", tag = "projects",
     params(("org" = String, Path)), responses((status = 200, body = Vec<Project>), ProblemResponses))]
-async fn list_projects(State(st): State<AppState>, auth: Auth, ApiPath(org): ApiPath<String>) -> Result<Json<Vec<Project>>, ApiError> {
+async fn list_projects(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath(org): ApiPath<String>,
+) -> Result<Json<Vec<Project>>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgRead, Domain::Org(o.id))?;
     let rows = project::Entity::find()
@@ -119,7 +128,13 @@ async fn list_projects(State(st): State<AppState>, auth: Auth, ApiPath(org): Api
 /// Create a project.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects", tag = "projects", request_body = CreateProject,
     params(("org" = String, Path)), responses((status = 201, body = Project), ProblemResponses))]
-async fn create_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath(org): ApiPath<String>, ApiJson(req): ApiJson<CreateProject>) -> Result<(StatusCode, Json<Project>), ApiError> {
+async fn create_project(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath(org): ApiPath<String>,
+    ApiJson(req): ApiJson<CreateProject>,
+) -> Result<(StatusCode, Json<Project>), ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::ProjectCreate, Domain::Org(o.id))?;
     let now = Utc::now();
@@ -137,17 +152,24 @@ async fn create_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta
     .await
     .map_err(|e| {
         if is_unique_violation(&e) {
-            ApiError::conflict("a project with this slug exists in the organization", Some("slug"))
+            ApiError::conflict(
+                "a project with this slug exists in the organization",
+                Some("slug"),
+            )
         } else {
             e.into()
         }
     })?;
     audit::append(
         &*tx,
-        AuditEvent::by(&auth, "project.create", format!("project:{}/{}", o.slug, p.slug))
-            .org(o.id)
-            .project(p.id)
-            .details(serde_json::json!({"name": p.name})),
+        AuditEvent::by(
+            &auth,
+            "project.create",
+            format!("project:{}/{}", o.slug, p.slug),
+        )
+        .org(o.id)
+        .project(p.id)
+        .details(serde_json::json!({"name": p.name})),
         &meta,
     )
     .await?;
@@ -158,18 +180,44 @@ async fn create_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta
 /// One project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}", tag = "projects",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Project), ProblemResponses))]
-async fn get_project(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Project>, ApiError> {
+async fn get_project(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Project>, ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(&grants, &st, Permission::ProjectRead, Domain::Project { org: o.id, project: p.id })?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectRead,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
     Ok(Json(Project::from_model(&o.slug, p)))
 }
 
 /// Rename or describe a project.
 #[utoipa::path(patch, path = "/api/v1/orgs/{org}/projects/{project}", tag = "projects", request_body = UpdateProject,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Project), ProblemResponses))]
-async fn update_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<UpdateProject>) -> Result<Json<Project>, ApiError> {
+async fn update_project(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<UpdateProject>,
+) -> Result<Json<Project>, ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(&grants, &st, Permission::ProjectUpdate, Domain::Project { org: o.id, project: p.id })?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectUpdate,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
     let tx = st.write().await?;
     let mut am = p.clone().into_active_model();
     if let Some(n) = &req.name {
@@ -182,10 +230,14 @@ async fn update_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta
     let p2 = am.update(&*tx).await?;
     audit::append(
         &*tx,
-        AuditEvent::by(&auth, "project.update", format!("project:{}/{}", o.slug, p.slug))
-            .org(o.id)
-            .project(p.id)
-            .details(serde_json::json!({"name": req.name, "description": req.description})),
+        AuditEvent::by(
+            &auth,
+            "project.update",
+            format!("project:{}/{}", o.slug, p.slug),
+        )
+        .org(o.id)
+        .project(p.id)
+        .details(serde_json::json!({"name": req.name, "description": req.description})),
         &meta,
     )
     .await?;
@@ -196,16 +248,33 @@ async fn update_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta
 /// Delete a project with its members and tokens.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}", tag = "projects",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_project(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<StatusCode, ApiError> {
+async fn delete_project(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
     let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(&grants, &st, Permission::ProjectDelete, Domain::Project { org: o.id, project: p.id })?;
+    check(
+        &grants,
+        &st,
+        Permission::ProjectDelete,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
     let tx = st.write().await?;
     project::Entity::delete_by_id(p.id).exec(&*tx).await?;
     audit::append(
         &*tx,
-        AuditEvent::by(&auth, "project.delete", format!("project:{}/{}", o.slug, p.slug))
-            .org(o.id)
-            .project(p.id),
+        AuditEvent::by(
+            &auth,
+            "project.delete",
+            format!("project:{}/{}", o.slug, p.slug),
+        )
+        .org(o.id)
+        .project(p.id),
         &meta,
     )
     .await?;

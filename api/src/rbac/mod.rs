@@ -280,10 +280,22 @@ mod tests {
             }],
             limit: None,
         };
-        assert!(viewer.allows(&rbac, Permission::ProjectRead, &Domain::Project { org, project: p1 }));
-        assert!(!viewer.allows(&rbac, Permission::ProjectUpdate, &Domain::Project { org, project: p1 }));
+        assert!(viewer.allows(
+            &rbac,
+            Permission::ProjectRead,
+            &Domain::Project { org, project: p1 }
+        ));
+        assert!(!viewer.allows(
+            &rbac,
+            Permission::ProjectUpdate,
+            &Domain::Project { org, project: p1 }
+        ));
         let p2 = Uuid::new_v4();
-        assert!(!viewer.allows(&rbac, Permission::ProjectRead, &Domain::Project { org, project: p2 }));
+        assert!(!viewer.allows(
+            &rbac,
+            Permission::ProjectRead,
+            &Domain::Project { org, project: p2 }
+        ));
         let owner = Grants {
             grants: vec![Grant {
                 role: Role::OrgOwner,
@@ -291,7 +303,11 @@ mod tests {
             }],
             limit: None,
         };
-        assert!(owner.allows(&rbac, Permission::ProjectDelete, &Domain::Project { org, project: p2 }));
+        assert!(owner.allows(
+            &rbac,
+            Permission::ProjectDelete,
+            &Domain::Project { org, project: p2 }
+        ));
         assert!(!owner.allows(&rbac, Permission::OrgRead, &Domain::Org(other)));
         assert!(!owner.allows(&rbac, Permission::OrgCreate, &Domain::System));
         let admin = Grants {

@@ -4,7 +4,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    QueryOrder, Set,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -108,8 +111,12 @@ pub async fn insert_user<C: ConnectionTrait>(
 /// All accounts (system admins).
 #[utoipa::path(get, path = "/api/v1/users", tag = "users",
     responses((status = 200, body = Vec<UserView>), ProblemResponses))]
-async fn list_users(State(st): State<AppState>, auth: Auth) -> Result<Json<Vec<UserView>>, ApiError> {
-    auth.require(&st, Permission::UsersManage, Domain::System).await?;
+async fn list_users(
+    State(st): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<UserView>>, ApiError> {
+    auth.require(&st, Permission::UsersManage, Domain::System)
+        .await?;
     let users = user::Entity::find()
         .order_by_asc(user::Column::Email)
         .all(&st.db)
@@ -126,7 +133,8 @@ async fn create_user(
     meta: ClientMeta,
     ApiJson(req): ApiJson<CreateUser>,
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
-    auth.require(&st, Permission::UsersManage, Domain::System).await?;
+    auth.require(&st, Permission::UsersManage, Domain::System)
+        .await?;
     let hash = match req.password.clone() {
         Some(p) => Some(password::hash_blocking(p).await?),
         None => None,

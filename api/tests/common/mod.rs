@@ -36,25 +36,39 @@ impl TestDb {
             Backend::Sqlite => {
                 let dir = tempfile::tempdir().unwrap();
                 let url = format!("sqlite://{}?mode=rwc", dir.path().join("weir.db").display());
-                TestDb { url, dir: Some(dir), pg_name: None }
+                TestDb {
+                    url,
+                    dir: Some(dir),
+                    pg_name: None,
+                }
             }
             Backend::Postgres => {
                 use sea_orm::ConnectionTrait;
                 let name = format!("weir_api_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(pg_admin_url()).await.unwrap_or_else(|e| {
-                    panic!(
+                let admin = sea_orm::Database::connect(pg_admin_url())
+                    .await
+                    .unwrap_or_else(|e| {
+                        panic!(
                         "PostgreSQL is required for this test and is not reachable at {} ({e}); \
                          start it or set WEIR_TEST_PG_URL",
                         pg_admin_url()
                     )
-                });
+                    });
                 admin
                     .execute_unprepared(&format!("CREATE DATABASE {name}"))
                     .await
                     .expect("create test database");
                 let base = pg_admin_url();
-                let root = base.rsplit_once('/').map(|(a, _)| a).unwrap_or(&base).to_string();
-                TestDb { url: format!("{root}/{name}"), dir: None, pg_name: Some(name) }
+                let root = base
+                    .rsplit_once('/')
+                    .map(|(a, _)| a)
+                    .unwrap_or(&base)
+                    .to_string();
+                TestDb {
+                    url: format!("{root}/{name}"),
+                    dir: None,
+                    pg_name: Some(name),
+                }
             }
         }
     }
@@ -150,7 +164,11 @@ impl TestApp {
         let headers = r.headers().clone();
         let text = r.text().await.unwrap_or_default();
         let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
-        Resp { status, body, headers }
+        Resp {
+            status,
+            body,
+            headers,
+        }
     }
 
     pub async fn get(&self, path: &str, cred: &Cred) -> Resp {
@@ -164,7 +182,11 @@ impl TestApp {
     /// Sign in with a password; panics unless it works.
     pub async fn login(&self, email: &str, password: &str) -> Cred {
         let r = self
-            .post("/api/v1/auth/login", &Cred::None, serde_json::json!({"email": email, "password": password}))
+            .post(
+                "/api/v1/auth/login",
+                &Cred::None,
+                serde_json::json!({"email": email, "password": password}),
+            )
             .await;
         assert_eq!(r.status, StatusCode::OK, "login {email}: {:?}", r.body);
         let cookie = session_cookie(&r.headers).expect("session cookie");
@@ -185,7 +207,12 @@ impl TestApp {
                 serde_json::json!({"email": email, "name": email, "password": "password-for-tests"}),
             )
             .await;
-        assert_eq!(r.status, StatusCode::CREATED, "create user {email}: {:?}", r.body);
+        assert_eq!(
+            r.status,
+            StatusCode::CREATED,
+            "create user {email}: {:?}",
+            r.body
+        );
         let id = r.body["id"].as_str().unwrap().to_string();
         (id, self.login(email, "password-for-tests").await)
     }

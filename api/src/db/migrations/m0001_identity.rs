@@ -30,7 +30,11 @@ impl MigrationTrait for Migration {
                 .col(string("subject", 512))
                 .col(uuid("user_id"))
                 .col(ts("created_at"))
-                .primary_key(Index::create().col(Alias::new("issuer")).col(Alias::new("subject")))
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("issuer"))
+                        .col(Alias::new("subject")),
+                )
                 .foreign_key(&mut fk("oidc_identities", "user_id", "users"))
                 .to_owned(),
         )
@@ -64,7 +68,8 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
         for t in ["oidc_flows", "sessions", "oidc_identities", "users"] {
-            m.drop_table(Table::drop().table(Alias::new(t)).to_owned()).await?;
+            m.drop_table(Table::drop().table(Alias::new(t)).to_owned())
+                .await?;
         }
         Ok(())
     }

@@ -35,8 +35,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("projects", "uq_projects_org_slug", &["org_id", "slug"], true))
-            .await?;
+        m.create_index(index(
+            "projects",
+            "uq_projects_org_slug",
+            &["org_id", "slug"],
+            true,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(Alias::new("org_members"))
@@ -45,14 +50,23 @@ impl MigrationTrait for Migration {
                 .col(string("role", 32))
                 .col(string("source", 16))
                 .col(ts("created_at"))
-                .primary_key(Index::create().col(Alias::new("org_id")).col(Alias::new("user_id")))
+                .primary_key(
+                    Index::create()
+                        .col(Alias::new("org_id"))
+                        .col(Alias::new("user_id")),
+                )
                 .foreign_key(&mut fk("org_members", "org_id", "orgs"))
                 .foreign_key(&mut fk("org_members", "user_id", "users"))
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("org_members", "idx_org_members_user", &["user_id"], false))
-            .await?;
+        m.create_index(index(
+            "org_members",
+            "idx_org_members_user",
+            &["user_id"],
+            false,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(Alias::new("project_members"))
@@ -63,7 +77,9 @@ impl MigrationTrait for Migration {
                 .col(string("source", 16))
                 .col(ts("created_at"))
                 .primary_key(
-                    Index::create().col(Alias::new("project_id")).col(Alias::new("user_id")),
+                    Index::create()
+                        .col(Alias::new("project_id"))
+                        .col(Alias::new("user_id")),
                 )
                 .foreign_key(&mut fk("project_members", "project_id", "projects"))
                 .foreign_key(&mut fk("project_members", "user_id", "users"))
@@ -95,8 +111,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("invitations", "idx_invitations_email", &["email"], false))
-            .await?;
+        m.create_index(index(
+            "invitations",
+            "idx_invitations_email",
+            &["email"],
+            false,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(Alias::new("group_mappings"))
@@ -132,8 +153,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("api_tokens", "idx_api_tokens_org", &["org_id"], false))
-            .await
+        m.create_index(index(
+            "api_tokens",
+            "idx_api_tokens_org",
+            &["org_id"],
+            false,
+        ))
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {
@@ -146,7 +172,8 @@ impl MigrationTrait for Migration {
             "projects",
             "orgs",
         ] {
-            m.drop_table(Table::drop().table(Alias::new(t)).to_owned()).await?;
+            m.drop_table(Table::drop().table(Alias::new(t)).to_owned())
+                .await?;
         }
         Ok(())
     }

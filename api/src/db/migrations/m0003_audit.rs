@@ -29,8 +29,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("audit_log", "idx_audit_org_seq", &["org_id", "seq"], false))
-            .await
+        m.create_index(index(
+            "audit_log",
+            "idx_audit_org_seq",
+            &["org_id", "seq"],
+            false,
+        ))
+        .await
     }
 
     async fn down(&self, m: &SchemaManager) -> Result<(), DbErr> {

@@ -25,37 +25,67 @@ pub(crate) mod col {
     use sea_orm_migration::prelude::*;
 
     pub fn uuid_pk(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).uuid().not_null().primary_key().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .uuid()
+            .not_null()
+            .primary_key()
+            .to_owned()
     }
     pub fn uuid(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).uuid().not_null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .uuid()
+            .not_null()
+            .to_owned()
     }
     pub fn uuid_null(name: &str) -> ColumnDef {
         ColumnDef::new(Alias::new(name)).uuid().null().to_owned()
     }
     pub fn text(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).text().not_null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .text()
+            .not_null()
+            .to_owned()
     }
     pub fn text_null(name: &str) -> ColumnDef {
         ColumnDef::new(Alias::new(name)).text().null().to_owned()
     }
     pub fn string(name: &str, len: u32) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).string_len(len).not_null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .string_len(len)
+            .not_null()
+            .to_owned()
     }
     pub fn ts(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).timestamp_with_time_zone().not_null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .timestamp_with_time_zone()
+            .not_null()
+            .to_owned()
     }
     pub fn ts_null(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).timestamp_with_time_zone().null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .timestamp_with_time_zone()
+            .null()
+            .to_owned()
     }
     pub fn boolean(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).boolean().not_null().default(false).to_owned()
+        ColumnDef::new(Alias::new(name))
+            .boolean()
+            .not_null()
+            .default(false)
+            .to_owned()
     }
     pub fn int(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).integer().not_null().default(0).to_owned()
+        ColumnDef::new(Alias::new(name))
+            .integer()
+            .not_null()
+            .default(0)
+            .to_owned()
     }
     pub fn big(name: &str) -> ColumnDef {
-        ColumnDef::new(Alias::new(name)).big_integer().not_null().to_owned()
+        ColumnDef::new(Alias::new(name))
+            .big_integer()
+            .not_null()
+            .to_owned()
     }
     pub fn fk(from_table: &str, from_col: &str, to_table: &str) -> ForeignKeyCreateStatement {
         ForeignKey::create()
