@@ -60,7 +60,7 @@ fn main() {
             fsync: FsyncPolicy::Interval(Duration::from_secs(1)),
             tenant: "bench".into(),
             gateway: "gw".into(),
-            broker: BrokerCfg { urls: vec![broker.url()], client_id: "mem-bench".into(), username: None, password: None },
+            broker: BrokerCfg { urls: vec![broker.url()], client_id: "mem-bench".into(), username: None, password: None, ca_pem: None },
             inflight: 100,
         })
         .unwrap();

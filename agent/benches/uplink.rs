@@ -53,6 +53,7 @@ fn runtime(dir: &std::path::Path, url: Option<String>) -> Arc<Runtime> {
             client_id: format!("bench-{}", common::free_port()),
             username: None,
             password: None,
+            ca_pem: None,
         },
         inflight: 200,
     })
@@ -138,6 +139,7 @@ async fn replay(broker: &common::Broker) {
         client_id: format!("bench-{}", common::free_port()),
         username: None,
         password: None,
+        ca_pem: None,
     });
     wait_acked(&rt, total, Duration::from_secs(120)).await;
     let secs = t.elapsed().as_secs_f64();

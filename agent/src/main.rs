@@ -87,6 +87,9 @@ struct RunArgs {
     mqtt_username: Option<String>,
     #[arg(long, env = "WEIR_MQTT_PASSWORD", hide_env_values = true)]
     mqtt_password: Option<String>,
+    /// PEM file of CA certificates for an mqtts:// broker with a private CA.
+    #[arg(long, env = "WEIR_MQTT_CA")]
+    mqtt_ca: Option<PathBuf>,
     /// Tenant for topics and bundle checks in air-gapped runs (default: the bundle's).
     #[arg(long, env = "WEIR_TENANT")]
     tenant: Option<String>,
@@ -274,6 +277,8 @@ async fn shutdown_signal() {
 }
 
 async fn run(a: RunArgs) -> anyhow::Result<()> {
+    // Two rustls crypto providers are compiled in (via reqwest and rumqttc): pick one.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let dir = DataDir::open(&a.data_dir)?;
     let cancel = CancellationToken::new();
     let fsync = a.fsync;
@@ -305,6 +310,7 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             client_id: format!("weir-agent-{tenant}-{gateway}"),
             username: a.mqtt_username.clone(),
             password: a.mqtt_password.clone(),
+            ca_pem: read_ca(a.mqtt_ca.as_deref())?,
         };
         if broker.urls.is_empty() {
             tracing::warn!(
@@ -396,7 +402,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
         let anchor = dir
             .trust()?
             .context("enrolled but no trust anchor on disk")?;
-        let broker = broker_from(&identity.mqtt, &a);
+        let ca_pem = read_ca(a.mqtt_ca.as_deref())?;
+        let broker = Broker {
+            ca_pem: ca_pem.clone(),
+            ..broker_from(&identity.mqtt, &a)
+        };
         let runtime = Runtime::start(RuntimeOptions {
             queue_dir: dir.queue_dir(),
             fsync,
@@ -417,14 +427,18 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             runtime.clone(),
             cancel.clone(),
         ));
+        let overrides = BrokerOverrides {
+            url: a.mqtt_url.clone(),
+            username: a.mqtt_username.clone(),
+            password: a.mqtt_password.clone(),
+            ca_pem,
+        };
         tokio::spawn(credentials_loop(
             api.clone(),
             runtime.clone(),
             dir.clone(),
             identity,
-            a.mqtt_url.clone(),
-            a.mqtt_username.clone(),
-            a.mqtt_password.clone(),
+            overrides,
             cancel.clone(),
         ));
         (runtime, Some(refused), Some(api))
@@ -456,36 +470,60 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn broker_from(m: &weir_crds::agent_api::MqttCredentials, a: &RunArgs) -> Broker {
-    Broker {
-        urls: match &a.mqtt_url {
-            Some(u) => vec![u.clone()],
-            None => m.urls.clone(),
-        },
-        client_id: m.client_id.clone(),
-        username: a.mqtt_username.clone().or_else(|| Some(m.username.clone())),
-        password: a.mqtt_password.clone().or_else(|| Some(m.password.clone())),
+/// Broker settings given on the command line, which win over the api's.
+#[derive(Clone)]
+struct BrokerOverrides {
+    url: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    ca_pem: Option<Vec<u8>>,
+}
+
+impl BrokerOverrides {
+    fn apply(&self, m: &weir_crds::agent_api::MqttCredentials) -> Broker {
+        Broker {
+            urls: match &self.url {
+                Some(u) => vec![u.clone()],
+                None => m.urls.clone(),
+            },
+            client_id: m.client_id.clone(),
+            username: self.username.clone().or_else(|| Some(m.username.clone())),
+            password: self.password.clone().or_else(|| Some(m.password.clone())),
+            ca_pem: self.ca_pem.clone(),
+        }
     }
 }
 
-/// Fetch fresh MQTT credentials before the current ones expire.
-#[allow(clippy::too_many_arguments)]
+fn broker_from(m: &weir_crds::agent_api::MqttCredentials, a: &RunArgs) -> Broker {
+    BrokerOverrides {
+        url: a.mqtt_url.clone(),
+        username: a.mqtt_username.clone(),
+        password: a.mqtt_password.clone(),
+        ca_pem: None,
+    }
+    .apply(m)
+}
+
+fn read_ca(path: Option<&Path>) -> anyhow::Result<Option<Vec<u8>>> {
+    path.map(|p| std::fs::read(p).with_context(|| format!("reading CA file {}", p.display())))
+        .transpose()
+}
+
+/// Fetch fresh MQTT credentials (the api's JWT) before the current ones expire.
 async fn credentials_loop(
     api: Arc<ApiClient>,
     runtime: Arc<Runtime>,
     dir: DataDir,
     mut identity: Identity,
-    mqtt_url: Option<String>,
-    user: Option<String>,
-    pass: Option<String>,
+    overrides: BrokerOverrides,
     cancel: CancellationToken,
 ) {
     loop {
         let left = (identity.mqtt.expires - chrono::Utc::now())
             .to_std()
             .unwrap_or_default();
-        // Renew at 80 % of the remaining life, at least every 10 s when failing.
-        let wait = (left.mul_f64(0.8)).max(Duration::from_secs(10));
+        // Renew at 80 % of the remaining life; retry every 10 s while failing.
+        let wait = left.mul_f64(0.8).max(Duration::from_secs(10));
         tokio::select! {
             _ = cancel.cancelled() => return,
             _ = tokio::time::sleep(wait) => {}
@@ -496,16 +534,7 @@ async fn credentials_loop(
                 if let Err(e) = dir.save_identity(&identity) {
                     tracing::warn!("saving renewed credentials: {e}");
                 }
-                let m = &identity.mqtt;
-                runtime.set_broker(Broker {
-                    urls: match &mqtt_url {
-                        Some(u) => vec![u.clone()],
-                        None => m.urls.clone(),
-                    },
-                    client_id: m.client_id.clone(),
-                    username: user.clone().or_else(|| Some(m.username.clone())),
-                    password: pass.clone().or_else(|| Some(m.password.clone())),
-                });
+                runtime.set_broker(overrides.apply(&identity.mqtt));
                 tracing::info!(expires = %identity.mqtt.expires, "MQTT credentials renewed");
             }
             Err(e) => tracing::warn!("renewing MQTT credentials failed: {e}"),

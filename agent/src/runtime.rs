@@ -34,6 +34,8 @@ pub struct Broker {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// PEM CA certificates for `mqtts://` brokers with a private CA.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 pub struct RuntimeOptions {
@@ -292,6 +294,7 @@ fn uplink_settings(
         client_id: broker.client_id.clone(),
         username: broker.username.clone(),
         password: broker.password.clone(),
+        ca_pem: broker.ca_pem.clone(),
         max_readings_per_message: u.max_readings_per_message.max(1) as usize,
         max_bytes_per_message: u.max_bytes_per_message.max(1024) as usize,
         linger: Duration::from_millis(u64::from(u.linger_ms)),

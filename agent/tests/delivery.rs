@@ -51,6 +51,7 @@ fn runtime(dir: &tempfile::TempDir, url: Option<String>) -> Arc<Runtime> {
             client_id: format!("agent-{}", common::free_port()),
             username: None,
             password: None,
+            ca_pem: None,
         },
         inflight: 100,
     })
@@ -160,9 +161,15 @@ async fn overflow_case(policy: OverflowPolicy) {
     }
     let q = rt.queue.stats().clone();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while q.appended_readings.load(Ordering::Relaxed) + q.dropped_readings.load(Ordering::Relaxed)
-        < total
-    {
+    // Drop-oldest writes every reading (and may drop it later); refuse-new
+    // writes or refuses each one.
+    let taken = |q: &weir_agent::queue::QueueStats| match policy {
+        OverflowPolicy::DropOldest => q.appended_readings.load(Ordering::Relaxed),
+        OverflowPolicy::RefuseNew => {
+            q.appended_readings.load(Ordering::Relaxed) + q.dropped_readings.load(Ordering::Relaxed)
+        }
+    };
+    while taken(&q) < total {
         assert!(
             std::time::Instant::now() < deadline,
             "pipeline did not take every reading"
@@ -181,8 +188,24 @@ async fn overflow_case(policy: OverflowPolicy) {
         client_id: format!("agent-{}", common::free_port()),
         username: None,
         password: None,
+        ca_pem: None,
     });
+    let qs = rt.queue.stats().clone();
+    let us = rt.uplink_stats.clone();
+    let mut last = 0;
     sub.wait_until(Duration::from_secs(60), "the kept readings", |s| {
+        if s.readings < total - dropped && last != s.messages {
+            last = s.messages;
+            eprintln!(
+                "want {} got {}: acked {} depth {} frames published {} connected {}",
+                total - dropped,
+                s.readings,
+                qs.acked_readings.load(Ordering::Relaxed),
+                qs.depth_frames.load(Ordering::Relaxed),
+                us.frames_published.load(Ordering::Relaxed),
+                us.connected.load(Ordering::Relaxed)
+            );
+        }
         s.readings >= total - dropped
     })
     .await;
@@ -219,4 +242,71 @@ async fn full_queue_drops_oldest_and_counts_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_refuses_new_and_counts_exactly() {
     overflow_case(OverflowPolicy::RefuseNew).await;
+}
+
+/// The broker comes back while the queue is full and readings keep coming:
+/// sending, dropping and appending at once still account for every reading.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_drops_oldest_while_sending() {
+    let broker = Broker::start();
+    let sub = Subscriber::start(broker.port, "weir/#").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir, None);
+    let mut cfg = GatewayConfig::default();
+    cfg.uplink.buffer.max_bytes = 1024 * 1024;
+    rt.apply(&cfg, 1).await.unwrap();
+    let tx = rt.sample_sender();
+    let schemas = schemas();
+    let per_device = 3000;
+    let total = (per_device * DEVICES * TAGS) as u64;
+    for i in 0..per_device {
+        if i == per_device / 2 {
+            rt.set_broker(BrokerCfg {
+                urls: vec![broker.url()],
+                client_id: format!("agent-{}", common::free_port()),
+                username: None,
+                password: None,
+                ca_pem: None,
+            });
+        }
+        for s in &schemas {
+            tx.send(sample(s, i)).await.unwrap();
+        }
+    }
+    let q = rt.queue.stats().clone();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while q.appended_readings.load(Ordering::Relaxed) < total {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pipeline did not take every reading"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let dropped = q.dropped_readings.load(Ordering::Relaxed);
+        let got = sub.readings();
+        if got + dropped == total && q.depth_frames.load(Ordering::Relaxed) == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "delivered {got} + dropped {dropped} != {total}; depth {} acked {} published frames {}",
+            q.depth_frames.load(Ordering::Relaxed),
+            q.acked_readings.load(Ordering::Relaxed),
+            rt.uplink_stats.frames_published.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let seen = sub.seen.lock().unwrap();
+    for (device, vals) in values_by_device(&seen) {
+        assert_eq!(
+            *vals.last().unwrap(),
+            per_device as i64 - 1,
+            "{device}: newest kept"
+        );
+        assert!(vals.windows(2).all(|w| w[1] > w[0]), "{device}: in order");
+    }
+    drop(seen);
+    rt.shutdown().await;
 }

@@ -72,7 +72,8 @@ pub struct QueueConfig {
 /// Counters the status report and metrics read without taking the lock.
 #[derive(Debug, Default)]
 pub struct QueueStats {
-    /// Readings appended since start.
+    /// Readings appended since start (with drop-oldest, including readings
+    /// later dropped to make room).
     pub appended_readings: AtomicU64,
     /// Readings dropped or refused because the queue was full, since start.
     pub dropped_readings: AtomicU64,
@@ -104,6 +105,11 @@ struct Inner {
     next_seq: u64,
     /// First sequence number not acknowledged.
     acked: u64,
+    /// One past the last frame handed to the uplink (sent, maybe not acknowledged).
+    sent_end: u64,
+    /// Frames dropped to make room while they were in flight: (seq, readings).
+    /// A PUBACK proves them delivered; a reconnect (rewind) proves them lost.
+    limbo: VecDeque<(u64, u32)>,
     cursor_file: File,
     cursor_written: u64,
     cursor_written_at: Instant,
@@ -201,6 +207,8 @@ impl DiskQueue {
             active,
             next_seq,
             acked,
+            sent_end: acked,
+            limbo: VecDeque::new(),
             cursor_file,
             cursor_written: u64::MAX,
             cursor_written_at: Instant::now(),
@@ -373,6 +381,10 @@ impl DiskQueue {
         if next_unacked > g.acked {
             g.acked = next_unacked.min(g.next_seq);
         }
+        // Frames dropped while in flight that the broker did take: delivered.
+        while g.limbo.front().is_some_and(|(seq, _)| *seq < next_unacked) {
+            g.limbo.pop_front();
+        }
         self.stats
             .acked_readings
             .fetch_add(readings, Ordering::Relaxed);
@@ -489,18 +501,32 @@ impl Inner {
         Ok(())
     }
 
-    /// Drop the oldest segment; returns the readings in it not yet acknowledged.
+    /// Drop the oldest segment; returns the readings in it that are now
+    /// certainly lost. Frames of it already sent but not acknowledged go to
+    /// `limbo` until a PUBACK or a reconnect decides.
     fn drop_oldest(&mut self) -> Result<u64> {
         let Some(seg) = self.segments.pop_front() else {
             return Ok(0);
         };
-        let lost = if seg.first_seq >= self.acked {
-            seg.readings
-        } else if seg.next_seq > self.acked {
-            // Partly acknowledged: count exactly by reading it.
-            count_readings_from(&seg.path, self.acked)?
-        } else {
+        let from = self.acked.max(seg.first_seq);
+        let lost = if from >= seg.next_seq {
             0
+        } else if from == seg.first_seq && self.sent_end <= seg.first_seq {
+            seg.readings
+        } else {
+            // Partly acknowledged or partly in flight: look at each record.
+            let mut lost = 0;
+            for (seq, readings) in record_readings(&seg.path)? {
+                if seq < from {
+                    continue;
+                }
+                if seq < self.sent_end {
+                    self.limbo.push_back((seq, readings));
+                } else {
+                    lost += u64::from(readings);
+                }
+            }
+            lost
         };
         fs::remove_file(&seg.path).ctx(|| format!("removing {}", seg.path.display()))?;
         if self.segments.is_empty() {
@@ -552,16 +578,15 @@ fn segment_size(max_bytes: u64) -> u64 {
     (max_bytes / 8).clamp(16 * 1024, 64 * 1024 * 1024)
 }
 
-fn count_readings_from(path: &Path, from_seq: u64) -> Result<u64> {
+/// (seq, readings) of every record of a segment.
+fn record_readings(path: &Path) -> Result<Vec<(u64, u32)>> {
     let file = File::open(path).ctx(|| format!("opening {}", path.display()))?;
     let mut r = BufReader::new(file);
-    let mut n = 0;
+    let mut out = Vec::new();
     while let Some(rec) = segment::read_record(&mut r, path)? {
-        if rec.seq >= from_seq {
-            n += u64::from(rec.readings);
-        }
+        out.push((rec.seq, rec.readings));
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// Reads frames in order from a position; used by the uplink, which rewinds
@@ -581,10 +606,20 @@ impl QueueReader {
         &self.queue
     }
 
-    /// Go back (or forward) to `seq`.
+    /// Go back (or forward) to `seq`. Going back means the connection that
+    /// carried the frames after `seq` is gone: frames dropped while in flight
+    /// on it are now known lost and counted.
     pub fn seek(&mut self, seq: u64) {
         self.pos = seq;
         self.file = None;
+        let mut g = self.queue.lock();
+        let lost: u64 = g.limbo.drain(..).map(|(_, r)| u64::from(r)).sum();
+        g.sent_end = seq;
+        drop(g);
+        self.queue
+            .stats
+            .dropped_readings
+            .fetch_add(lost, Ordering::Relaxed);
     }
 
     /// Up to `max_frames` frames (and about `max_bytes`) from the position.
@@ -648,6 +683,14 @@ impl QueueReader {
                 }
             }
         }
+        // From here the uplink will send these: a drop from now on puts
+        // them in limbo. Any dropped while we read them are already counted
+        // as lost, so they must not go out.
+        let mut g = self.queue.lock();
+        g.sent_end = g.sent_end.max(self.pos);
+        let gone_below = g.acked;
+        drop(g);
+        out.retain(|r| r.seq >= gone_below);
         Ok(out)
     }
 }

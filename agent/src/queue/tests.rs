@@ -166,3 +166,34 @@ fn acknowledged_segments_are_deleted_and_numbers_never_repeat() {
     assert_eq!(q.first_unacked(), end);
     assert_eq!(q.stats().depth_frames.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn drop_oldest_with_mixed_batches_reads_back_contiguously_in_one_big_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let q =
+        Arc::new(DiskQueue::open(cfg(dir.path(), 1 << 20, OverflowPolicy::DropOldest)).unwrap());
+    let mut i = 0u64;
+    let mut appended = 0u64;
+    for batch in [
+        1usize, 7, 1024, 300, 1024, 1024, 5, 1024, 1024, 1024, 1024, 999, 1024, 1024, 1024, 1024,
+        1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024, 1024,
+    ] {
+        let frames: Vec<_> = (0..batch)
+            .map(|_| {
+                i += 1;
+                frame(i, 10)
+            })
+            .collect();
+        appended += 10 * batch as u64;
+        q.append(&frames).unwrap();
+    }
+    let dropped = q.stats().dropped_readings.load(Ordering::Relaxed);
+    let mut r = q.reader(q.first_unacked());
+    let got = r.read(50_000, 25 << 20).unwrap();
+    let readings: u64 = got.iter().map(|r| u64::from(r.readings)).sum();
+    assert!(
+        got.windows(2).all(|w| w[1].seq == w[0].seq + 1),
+        "contiguous"
+    );
+    assert_eq!(readings + dropped, appended);
+}

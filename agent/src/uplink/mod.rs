@@ -40,6 +40,8 @@ pub struct UplinkSettings {
     pub client_id: String,
     pub username: Option<String>,
     pub password: Option<String>,
+    /// PEM CA certificates to trust for `mqtts://` instead of the system roots.
+    pub ca_pem: Option<Vec<u8>>,
     pub max_readings_per_message: usize,
     pub max_bytes_per_message: usize,
     pub linger: Duration,
@@ -149,7 +151,10 @@ fn options(s: &UplinkSettings, url: &str) -> Result<MqttOptions> {
         o.set_credentials(u.clone(), String::new());
     }
     if tls {
-        o.set_transport(Transport::tls_with_default_config());
+        o.set_transport(match &s.ca_pem {
+            Some(ca) => Transport::tls(ca.clone(), None, None),
+            None => Transport::tls_with_default_config(),
+        });
     }
     Ok(o)
 }
@@ -164,6 +169,9 @@ pub struct Uplink {
 
 impl Uplink {
     pub async fn run(mut self, cancel: CancellationToken) {
+        // reqwest and rumqttc between them compile in two rustls crypto
+        // providers; rustls then needs one chosen for the process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let mut reader = self.queue.reader(self.queue.first_unacked());
         let mut backoff = Duration::from_millis(100);
         let mut url_index = 0usize;
@@ -365,6 +373,7 @@ fn same_connection(a: &UplinkSettings, b: &UplinkSettings) -> bool {
         && a.client_id == b.client_id
         && a.username == b.username
         && a.password == b.password
+        && a.ca_pem == b.ca_pem
         && a.inflight == b.inflight
         && a.command_topic == b.command_topic
         && a.response_topic == b.response_topic

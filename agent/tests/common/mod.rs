@@ -23,7 +23,9 @@ pub fn free_port() -> u16 {
 }
 
 /// A Mosquitto of our own on a free port, with persistence so a stopped and
-/// restarted broker keeps the test subscriber's queued messages.
+/// restarted broker keeps the test subscriber's queued messages. `user root`
+/// keeps it from dropping to the `mosquitto` user when tests run as root,
+/// which could not write the persistence file in our private temp dir.
 pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
@@ -51,7 +53,7 @@ impl Broker {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n",
+                "user root\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n",
                 self.port,
                 self.dir.path().display()
             ),
