@@ -11,11 +11,33 @@ use weir_crds::message::TagValue;
 
 use crate::error::{Error, Result};
 
-pub struct Filter {
+/// A compiled expression and a root context with the standard functions,
+/// shared by every tag the expression applies to: building the context per
+/// reading would register every function again, and per tag would cost
+/// memory for each of thousands of tags.
+pub struct Compiled {
     program: Program,
-    /// Root context with the standard functions, built once: building it per
-    /// reading would register every function again.
     root: Context<'static>,
+}
+
+impl Compiled {
+    pub fn new(expr: &str) -> Result<Arc<Self>> {
+        let program = Program::compile(expr).map_err(|e| Error::Rule {
+            rule: expr.into(),
+            message: format!(
+                "expression does not parse: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            ),
+        })?;
+        Ok(Arc::new(Self {
+            program,
+            root: Context::default(),
+        }))
+    }
+}
+
+pub struct Filter {
+    compiled: Arc<Compiled>,
     tag: Arc<String>,
     device: Arc<String>,
     group: Arc<String>,
@@ -26,21 +48,18 @@ pub struct Filter {
 
 impl Filter {
     pub fn compile(expr: &str, device: &str, group: &str, tag: &str) -> Result<Self> {
-        let program = Program::compile(expr).map_err(|e| Error::Rule {
-            rule: expr.into(),
-            message: format!(
-                "expression does not parse: {}",
-                e.to_string().lines().next().unwrap_or_default()
-            ),
-        })?;
-        Ok(Self {
-            program,
-            root: Context::default(),
+        Ok(Self::with(Compiled::new(expr)?, expr, device, group, tag))
+    }
+
+    /// A filter for one tag from an expression compiled once.
+    pub fn with(compiled: Arc<Compiled>, expr: &str, device: &str, group: &str, tag: &str) -> Self {
+        Self {
+            compiled,
             tag: Arc::new(tag.into()),
             device: Arc::new(device.into()),
             group: Arc::new(group.into()),
             fast: FastExpr::parse(expr),
-        })
+        }
     }
 
     /// Keep the reading? `Err` with the reason when the rule fails on it.
@@ -48,7 +67,7 @@ impl Filter {
         if let (Some(fast), Some(v)) = (&self.fast, numeric(value)) {
             return Ok(fast.eval(v));
         }
-        let mut ctx = self.root.new_inner_scope();
+        let mut ctx = self.compiled.root.new_inner_scope();
         ctx.add_variable_from_value(
             "value",
             match value {
@@ -62,7 +81,7 @@ impl Filter {
         ctx.add_variable_from_value("device", Value::String(self.device.clone()));
         ctx.add_variable_from_value("group", Value::String(self.group.clone()));
         ctx.add_variable_from_value("ts", Value::Int(ts));
-        match self.program.execute(&ctx) {
+        match self.compiled.program.execute(&ctx) {
             Ok(Value::Bool(b)) => Ok(b),
             Ok(other) => Err(format!("filter returned {other:?}, not a bool")),
             Err(e) => Err(format!("filter failed: {e}")),

@@ -218,15 +218,24 @@ fn compile_step(
     group: &str,
     tag: &str,
     pipeline: &str,
+    filters: &mut HashMap<String, Arc<filter::Compiled>>,
 ) -> Result<StepInst> {
     let err = |m: String| Error::Rule {
         rule: pipeline.into(),
         message: m,
     };
     if let Some(expr) = &step.filter {
-        return Filter::compile(expr, device, group, tag)
-            .map(|f| StepInst::Filter(Box::new(f)))
-            .map_err(|e| err(e.to_string()));
+        let compiled = match filters.get(expr) {
+            Some(c) => c.clone(),
+            None => {
+                let c = filter::Compiled::new(expr).map_err(|e| err(e.to_string()))?;
+                filters.insert(expr.clone(), c.clone());
+                c
+            }
+        };
+        return Ok(StepInst::Filter(Box::new(Filter::with(
+            compiled, expr, device, group, tag,
+        ))));
     }
     if let Some(s) = &step.scale {
         return Ok(StepInst::Scale {
@@ -272,6 +281,7 @@ impl Pipeline {
         stats: Arc<PipelineStats>,
     ) -> Result<Self> {
         let mut groups: HashMap<String, HashMap<String, GroupRules>> = HashMap::new();
+        let mut filters: HashMap<String, Arc<filter::Compiled>> = HashMap::new();
         for d in &config.devices {
             for g in &d.groups {
                 let mut chains = Vec::new();
@@ -287,7 +297,14 @@ impl Pipeline {
                             continue;
                         }
                         for s in &p.steps {
-                            steps.push(compile_step(s, &d.name, &g.name, &t.name, &p.name)?);
+                            steps.push(compile_step(
+                                s,
+                                &d.name,
+                                &g.name,
+                                &t.name,
+                                &p.name,
+                                &mut filters,
+                            )?);
                         }
                     }
                     if !steps.is_empty() {
