@@ -65,6 +65,9 @@ pub struct UplinkStats {
     pub latency: LatencyHistogram,
 }
 
+/// Most bytes of frames read from the queue for one batch.
+const READ_BYTES_MAX: usize = 8 * 1024 * 1024;
+
 /// Bucket upper bounds in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
     500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000, 250_000, 500_000, 1_000_000,
@@ -340,9 +343,12 @@ impl Uplink {
                     }
                     linger_deadline = None;
                     let free = usize::from(s.inflight) - in_flight_msgs;
-                    let max_frames = (free * s.max_readings_per_message).clamp(1, 100_000);
+                    // Enough to fill the free window, but bounded so a long
+                    // backlog does not pull megabytes into memory at once.
+                    let max_frames = (free * s.max_readings_per_message).clamp(1, 20_000);
+                    let max_bytes = (free * s.max_bytes_per_message).min(READ_BYTES_MAX);
                     let records = reader
-                        .read(max_frames, free * s.max_bytes_per_message)
+                        .read(max_frames, max_bytes)
                         .map_err(|e| e.to_string())?;
                     if records.is_empty() {
                         continue;
