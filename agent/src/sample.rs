@@ -78,23 +78,18 @@ pub fn push_json_value(out: &mut String, v: &TagValue) -> bool {
             if !f.is_finite() {
                 return false;
             }
-            // Keep a decimal point so the value reads back as a float.
-            let mut buf = ryu_like(*f);
-            if !buf.contains(['.', 'e', 'E']) {
-                buf.push_str(".0");
+            // Rust prints the shortest text that reads back exactly, without
+            // exponents (valid JSON); keep a decimal point so the value reads
+            // back as a float.
+            let mark = out.len();
+            let _ = write!(out, "{f}");
+            if !out[mark..].contains('.') {
+                out.push_str(".0");
             }
-            out.push_str(&buf);
         }
         TagValue::Text(s) => push_json_str(out, s),
     }
     true
-}
-
-fn ryu_like(f: f64) -> String {
-    // serde_json formats floats with ryu: shortest text that reads back exactly.
-    serde_json::Number::from_f64(f)
-        .map(|n| n.to_string())
-        .unwrap_or_else(|| "0.0".into())
 }
 
 /// Renders the frame body after `{"seq":N,`: `"timestamp":T,"values":{..},"errors":{..}}`.
@@ -173,5 +168,24 @@ mod tests {
         assert_eq!(f.errors["ph"], 1001);
         assert_eq!(f.errors["bad"], ErrorCode::Decode as i32);
         assert!(!f.values.contains_key("bad"));
+    }
+
+    #[test]
+    fn floats_round_trip_exactly() {
+        for x in [
+            0.1,
+            -2.5,
+            1e-7,
+            123456789.125,
+            1e21,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            3.0,
+        ] {
+            let mut s = String::new();
+            assert!(push_json_value(&mut s, &TagValue::Float(x)));
+            let back: TagValue = serde_json::from_str(&s).unwrap();
+            assert_eq!(back, TagValue::Float(x), "{s}");
+        }
     }
 }
