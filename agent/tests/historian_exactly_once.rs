@@ -69,12 +69,20 @@ async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
     let rest = plan.messages(600..total_msgs);
     publish_all(broker.port, "pub-2", &rest).await;
 
-    wait_for(
-        "all 200,000 rows",
-        Duration::from_secs(120),
-        || async move { dbr.count().await >= 200_000 },
-    )
-    .await;
+    let start = std::time::Instant::now();
+    loop {
+        let n = db.count().await;
+        if n >= 200_000 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "only {n} of 200,000 rows after 120 s\n--- sink log ---\n{}\n--- broker log ---\n{}",
+            sink.log_text(),
+            broker.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_table_matches(&db, "riverside", &plan.expected(total_msgs)).await;
     let dupes = sink.metric("weir_historian_duplicate_rows_total").await;
     eprintln!(

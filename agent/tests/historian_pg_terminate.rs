@@ -13,6 +13,10 @@ use weir_agent::historian::{self, HistorianConfig, Metrics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_database_connections_lose_and_double_nothing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("weir_agent=debug")
+        .with_test_writer()
+        .try_init();
     let db = TestDb::create().await;
     let dbr = &db;
     let broker = Broker::start().await;
@@ -50,13 +54,19 @@ async fn terminated_database_connections_lose_and_double_nothing() {
     // Kill the sink's sessions whenever new rows arrived, until all are in.
     let mut terminations_mid_stream = 0;
     let mut last = 0;
+    let mut last_progress = std::time::Instant::now();
     loop {
         let n = db.count().await;
         if n >= 100_000 {
             break;
         }
+        assert!(
+            last_progress.elapsed() < Duration::from_secs(60),
+            "no progress for 60 s at {n} rows; metrics: {metrics:?}"
+        );
         if n > last {
             last = n;
+            last_progress = std::time::Instant::now();
             if db.terminate_backends().await > 0 {
                 terminations_mid_stream += 1;
             }

@@ -3,8 +3,8 @@
 
 mod historian_common;
 
-use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::process::Command;
 
 use historian_common::*;
 use weir_agent::historian::{self, query, schema, HistorianError, Layout};
@@ -37,6 +37,7 @@ async fn migrate_is_idempotent_and_refuses_foreign_or_missing_databases() {
     let out = Command::new(env!("CARGO_BIN_EXE_weir-historian"))
         .args(["migrate", "--database-url", &foreign.url])
         .output()
+        .await
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -49,6 +50,7 @@ async fn migrate_is_idempotent_and_refuses_foreign_or_missing_databases() {
     let out = Command::new(env!("CARGO_BIN_EXE_weir-historian"))
         .args(["migrate", "--database-url", &missing])
         .output()
+        .await
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);

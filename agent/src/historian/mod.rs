@@ -268,7 +268,8 @@ pub async fn run_with_metrics(
     cfg.validate()?;
     let pg = pg_config(&cfg.database_url)?;
     // Fails early on a bad MQTT URL.
-    let (client, eventloop, acker) = mqtt::client(&cfg)?;
+    let session = mqtt::session(&cfg)?;
+    let acker = session.acker.clone();
 
     let mut admin = connect_checked(&pg).await?;
     let layout = schema::migrate(&mut admin).await?;
@@ -322,9 +323,7 @@ pub async fn run_with_metrics(
     let mqtt_done = CancellationToken::new();
     let consumer = tokio::spawn(mqtt::consume(
         cfg.clone(),
-        client,
-        eventloop,
-        acker.clone(),
+        session,
         msg_tx,
         metrics.clone(),
         shutdown.clone(),

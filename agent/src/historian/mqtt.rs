@@ -140,9 +140,14 @@ pub(crate) fn options(cfg: &HistorianConfig) -> Result<MqttOptions, HistorianErr
     Ok(o)
 }
 
-pub(crate) fn client(
-    cfg: &HistorianConfig,
-) -> Result<(AsyncClient, EventLoop, Acker), HistorianError> {
+/// A client, its event loop and the acker bound to it.
+pub(crate) struct Session {
+    pub client: AsyncClient,
+    pub eventloop: EventLoop,
+    pub acker: Acker,
+}
+
+pub(crate) fn session(cfg: &HistorianConfig) -> Result<Session, HistorianError> {
     let opts = options(cfg)?;
     // Room for one ack per in-flight message plus subscribe/disconnect.
     let (client, eventloop) = AsyncClient::new(opts, usize::from(cfg.mqtt_inflight) + 64);
@@ -150,7 +155,11 @@ pub(crate) fn client(
         client: client.clone(),
         epoch: Arc::new(RwLock::new(0)),
     };
-    Ok((client, eventloop, acker))
+    Ok(Session {
+        client,
+        eventloop,
+        acker,
+    })
 }
 
 /// Poll the broker until `done` fires. Parsed messages go to `tx`; when
@@ -159,14 +168,17 @@ pub(crate) fn client(
 /// that acks of the last batches still reach the broker.
 pub(crate) async fn consume(
     cfg: Arc<HistorianConfig>,
-    client: AsyncClient,
-    mut eventloop: EventLoop,
-    acker: Acker,
+    session: Session,
     tx: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,
     stop: CancellationToken,
     done: CancellationToken,
 ) {
+    let Session {
+        client,
+        mut eventloop,
+        acker,
+    } = session;
     let filter = filter(&cfg);
     let mut forwarding = true;
     let mut backoff = Duration::from_millis(100);

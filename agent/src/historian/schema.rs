@@ -319,10 +319,10 @@ pub async fn maintain(
             ensure_partitions(client, wanted.iter().copied()).await?;
             done.created = wanted;
             if retention_days > 0 {
-                // A day's partition ends at day+1; drop it when that end is
-                // older than the retention horizon.
+                // Day d's partition holds [d, d+1): drop it when its end
+                // d+1 is at or before the retention horizon, i.e. d < horizon.
                 let horizon = today - i64::from(retention_days);
-                for day in existing.into_iter().filter(|d| d + 1 <= horizon) {
+                for day in existing.into_iter().filter(|d| *d < horizon) {
                     let (name, _, _) = partition_of(day);
                     // A short lock timeout: DROP needs an exclusive lock on
                     // the parent and must not stall the writers behind it.

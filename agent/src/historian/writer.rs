@@ -3,7 +3,7 @@
 //!
 //! Three ways to write a batch, cheapest first:
 //! 1. **fast**: `COPY readings FROM STDIN (FORMAT binary)` straight into the
-//!    partitioned table, one statement = one transaction. The unique key
+//!    partitioned table inside `BEGIN … COMMIT`. The unique key
 //!    `readings_series_key` makes it fail with `unique_violation` when any
 //!    row is already stored; nothing of the batch is then kept.
 //! 2. **dedupe**: used for batches with a re-delivered message (MQTT `dup`)
@@ -345,15 +345,22 @@ impl Writer {
         let stage_ready = self.stage_ready;
         let client = self.client.as_mut().expect("connected above");
         if method == Method::Fast {
-            let sink = client
+            // An explicit transaction, because `finish()` returns at the
+            // COPY's CommandComplete, before an implicit transaction commits
+            // at Sync: a connection lost in between would lose rows we had
+            // counted as stored. `commit()` returns once COMMIT is durable.
+            let tx = client.transaction().await.map_err(classify)?;
+            let sink = tx
                 .copy_in(&format!(
                     "COPY readings ({COLUMNS}) FROM STDIN (FORMAT binary)"
                 ))
                 .await
                 .map_err(classify)?;
-            return copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
+            let inserted = copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
                 .await
-                .map_err(classify);
+                .map_err(classify)?;
+            tx.commit().await.map_err(classify)?;
+            return Ok(inserted);
         }
         if !stage_ready {
             // A temporary table lives as long as the connection; rows vanish

@@ -140,6 +140,10 @@ impl Broker {
             format!(
                 "listener {port} 127.0.0.1\n\
                  allow_anonymous true\n\
+                 # as root Mosquitto would switch to user `mosquitto`, which\n\
+                 # cannot write its persistence file into our temp dir\n\
+                 user root\n\
+                 log_dest stderr\n\
                  persistence true\n\
                  persistence_location {}/\n\
                  # the historian's session must queue everything while it is away\n\
