@@ -645,6 +645,20 @@ async fn update_cluster(
     Ok(Json(Cluster::build(&o, &p, c)))
 }
 
+/// The raw request body (possibly empty), for DELETE's optional confirmation.
+pub struct RawBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|_| ApiError::PayloadTooLarge)
+    }
+}
+
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
@@ -653,7 +667,8 @@ pub struct DeleteQuery {
     pub confirm: Option<String>,
 }
 
-/// Delete a cluster. `?confirm=<name>` must repeat its name; gateways must not use it.
+/// Delete a cluster. `?confirm=<name>` (or body `{"confirm": "<name>"}`) must
+/// repeat its name; gateways must not use it.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path), ("cluster" = String, Path), DeleteQuery),
     responses((status = 204, description = "Deleted"), ProblemResponses))]
@@ -663,6 +678,7 @@ async fn delete_cluster(
     meta: ClientMeta,
     ApiPath((org, project, name)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
+    RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
     let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
     check(
@@ -671,7 +687,13 @@ async fn delete_cluster(
         Permission::ProjectUpdate,
         project_domain(&o, &p),
     )?;
-    if q.confirm.as_deref() != Some(c.slug.as_str()) {
+    // The confirmation comes as `?confirm=` or as a JSON body `{"confirm": ...}`.
+    let confirm = match q.confirm {
+        Some(c) => Some(c),
+        None if !body.is_empty() => crate::extract::parse_json::<DeleteQuery>(&body)?.confirm,
+        None => None,
+    };
+    if confirm.as_deref() != Some(c.slug.as_str()) {
         return Err(ApiError::invalid(
             "confirm",
             "must repeat the cluster's name to confirm the deletion",
@@ -747,8 +769,10 @@ async fn transfer_cluster(
         .filter(project::Column::Slug.eq(req.project.as_str()))
         .one(&st.db)
         .await?
-        .filter(|t| grants.sees_project(o.id, t.id))
         .ok_or_else(|| ApiError::invalid("project", "no such project in this organization"))?;
+    if !grants.sees_project(o.id, target.id) {
+        return Err(ApiError::Forbidden);
+    }
     check(
         &grants,
         &st,

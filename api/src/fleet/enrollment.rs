@@ -297,8 +297,8 @@ async fn create_token(
 }
 
 /// Revoke an enrollment token (agents already enrolled keep working).
-#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens/{token}", tag = "fleet",
-    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("token" = Uuid, Path)),
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens/{enrollment_token}", tag = "fleet",
+    params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("enrollment_token" = Uuid, Path)),
     responses((status = 204, description = "Revoked"), ProblemResponses))]
 async fn revoke_token(
     State(st): State<AppState>,

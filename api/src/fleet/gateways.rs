@@ -664,8 +664,9 @@ async fn get_version(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DiffQuery {
-    /// The version to compare with (the "before").
-    pub against: i64,
+    /// The version to compare with (the "before"); default: the previous one
+    /// (for version 1, an empty spec).
+    pub against: Option<i64>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -697,17 +698,20 @@ async fn diff_versions(
     let (_, to) = version_spec(&st.db, g.id, version)
         .await?
         .ok_or(ApiError::NotFound)?;
-    let (_, from) = version_spec(&st.db, g.id, q.against)
-        .await?
-        .ok_or_else(|| {
-            ApiError::invalid(
-                "against",
-                format!("no version {} of this gateway", q.against),
-            )
-        })?;
+    let against = q.against.unwrap_or(version - 1);
+    let from = if against == 0 {
+        empty_object()
+    } else {
+        version_spec(&st.db, g.id, against)
+            .await?
+            .ok_or_else(|| {
+                ApiError::invalid("against", format!("no version {against} of this gateway"))
+            })?
+            .1
+    };
     let patch = json_patch::diff(&from, &to);
     Ok(Json(VersionDiff {
-        from: q.against,
+        from: against,
         to: version,
         changes: serde_json::to_value(&patch).map_err(ApiError::internal)?,
     }))
