@@ -12,7 +12,6 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
-pub mod fleet;
 pub mod health;
 pub mod members;
 pub mod metrics;
@@ -51,7 +50,6 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(members::routes::router())
         .merge(auth::tokens::router())
         .merge(audit::routes::router())
-        .merge(fleet::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -86,7 +84,6 @@ pub fn router(state: AppState) -> Router {
 /// the bootstrap admin on an empty database.
 pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let db = db::connect(&config.database_url, config.db_max_connections).await?;
-    let config_for_fleet = config.clone();
     let state = AppState {
         db,
         rbac: rbac::Rbac::new().await?,
@@ -94,10 +91,8 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         writes: db::WriteLock::default(),
         metrics: Arc::new(metrics::Metrics::default()),
         oidc: Arc::new(auth::oidc::OidcProvider::default()),
-        fleet: fleet::Fleet::new(&config_for_fleet).await?,
     };
     users::bootstrap_admin(&state).await?;
-    fleet::spawn_background(&state);
     Ok(state)
 }
 
