@@ -71,6 +71,9 @@ pub struct Config {
     /// (auto: only when in-cluster or KUBECONFIG config is found).
     #[arg(long, env = "WEIR_KUBE_TENANTS", default_value = "auto")]
     pub kube_tenants: KubeTenants,
+
+    #[command(flatten)]
+    pub fleet: crate::fleet::FleetConfig,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod config;
 pub mod db;
 pub mod error;
 pub mod extract;
+pub mod fleet;
 pub mod health;
 pub mod members;
 pub mod metrics;
@@ -50,6 +51,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(members::routes::router())
         .merge(auth::tokens::router())
         .merge(audit::routes::router())
+        .merge(fleet::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -84,6 +86,7 @@ pub fn router(state: AppState) -> Router {
 /// the bootstrap admin on an empty database.
 pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let db = db::connect(&config.database_url, config.db_max_connections).await?;
+    let config_for_fleet = config.clone();
     let state = AppState {
         db,
         rbac: rbac::Rbac::new().await?,
@@ -91,8 +94,10 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         writes: db::WriteLock::default(),
         metrics: Arc::new(metrics::Metrics::default()),
         oidc: Arc::new(auth::oidc::OidcProvider::default()),
+        fleet: fleet::Fleet::new(&config_for_fleet).await?,
     };
     users::bootstrap_admin(&state).await?;
+    fleet::spawn_background(&state);
     Ok(state)
 }
 

@@ -20,6 +20,9 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Discovered on first use, so the api starts even when the provider is down.
     pub oidc: Arc<OidcProvider>,
+    /// Fleet runtime: master key, Kubernetes client, enrollment rate limit,
+    /// and `fleet.events` (broadcast of gateway_offline/gateway_online).
+    pub fleet: std::sync::Arc<crate::fleet::Fleet>,
 }
 
 impl AppState {
