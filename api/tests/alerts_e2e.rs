@@ -273,6 +273,7 @@ async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
     assert!(m.contains("Subject: [FIRING:1] Chlorine low"), "{m}");
     assert!(m.contains("ps-1/chlorine is 0.1 (limit 0.2)"), "{m}");
 
+    clock.advance(Duration::from_secs(1));
     publish(0.5, 1000).await;
     until("the alert resolves", || async { w.active().await.is_empty() }).await;
     clock.advance(Duration::from_secs(60));

@@ -382,8 +382,7 @@ impl Engine {
         which: fn(&Engine) -> &Vec<u32>,
         now_ms: i64,
         tenant: &str,
-        gateway: &str,
-        device: &str,
+        (gateway, device): (&str, &str),
         bad: bool,
         out: &mut Vec<Transition>,
     ) {
@@ -413,17 +412,17 @@ impl Engine {
 
     /// A device answered (`up`) or failed with timeout/disconnected errors.
     pub fn observe_device(&mut self, now_ms: i64, tenant: &str, gateway: &str, device: &str, up: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.device_rules, now_ms, tenant, gateway, device, !up, out);
+        self.observe_status(|e| &e.device_rules, now_ms, tenant, (gateway, device), !up, out);
     }
 
     /// The fleet reports a gateway online or offline.
     pub fn observe_gateway(&mut self, now_ms: i64, tenant: &str, gateway: &str, online: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.gateway_rules, now_ms, tenant, gateway, "", !online, out);
+        self.observe_status(|e| &e.gateway_rules, now_ms, tenant, (gateway, ""), !online, out);
     }
 
     /// The fleet reports the health of a tenant's MQTT cluster.
     pub fn observe_cluster(&mut self, now_ms: i64, tenant: &str, cluster: &str, healthy: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.cluster_rules, now_ms, tenant, cluster, "", !healthy, out);
+        self.observe_status(|e| &e.cluster_rules, now_ms, tenant, (cluster, ""), !healthy, out);
     }
 
     /// Time passes: pending alerts whose for-duration is over fire, and

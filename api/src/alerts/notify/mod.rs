@@ -446,7 +446,8 @@ mod tests {
         n.apply(&alert(p, "hi", "a", AlertState::Resolved, 210_000));
         let r = flush(&mut n, 210_000);
         assert_eq!((r[0].firing.len(), r[0].resolved.len()), (2, 1));
-        let rep = flush(&mut n, 70_000 + 3_600_000);
+        assert!(flush(&mut n, 210_000 + 3_599_999).is_empty());
+        let rep = flush(&mut n, 210_000 + 3_600_000);
         assert_eq!(rep.len(), 1, "repeat interval");
         assert!(n.alerts().all(|a| a.state == AlertState::Firing), "announced resolved alert forgotten");
     }
