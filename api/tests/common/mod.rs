@@ -94,6 +94,10 @@ pub fn test_config(url: &str) -> Config {
     c.login_failure_delay_ms = 5;
     c.db_max_connections = 8;
     c.web_dir = std::env::temp_dir().join("weir-api-no-web-dir");
+    // Fleet: PostgreSQL has no file to generate a master key next to; never
+    // pick up a developer's KUBECONFIG.
+    c.fleet.master_key = Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
+    c.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
     c
 }
 
