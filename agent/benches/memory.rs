@@ -64,13 +64,23 @@ fn main() {
             inflight: 100,
         })
         .unwrap();
-        agent.apply(&config(), 1).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let idle = rss_kb();
+        let cfg = config();
+        let with_cfg = rss_kb();
+        let p = weir_agent::pipeline::Pipeline::compile(&cfg, weir_agent::pipeline::TopicBase { prefix: "w".into(), tenant: "t".into(), gateway: "g".into() }, Default::default()).unwrap();
+        let with_pipe = rss_kb();
+        drop(p);
+        println!("RSS: config built {with_cfg} KB, + a compiled pipeline {with_pipe} KB");
+        agent.apply(&cfg, 1).await.unwrap();
+        let applied = rss_kb();
         let mut peak = 0;
         for _ in 0..15 {
             tokio::time::sleep(Duration::from_secs(1)).await;
             peak = peak.max(rss_kb());
         }
         let acked = agent.queue.stats().acked_readings.load(Ordering::Relaxed);
+        println!("RSS: runtime idle {} KB, after apply {} KB", idle, applied);
         println!(
             "10,000 tags at 1 s for 15 s: VmRSS now {} MB, peak {} MB (process before start {} MB); {acked} readings acknowledged",
             rss_kb() / 1024,

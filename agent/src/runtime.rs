@@ -232,6 +232,7 @@ impl Runtime {
         ));
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.clone());
         self.applied_version.store(version, Ordering::Relaxed);
+        release_freed_memory();
         tracing::info!(
             version,
             devices = config.devices.len(),
@@ -366,4 +367,21 @@ fn append(queue: &DiskQueue, out: &mut Vec<PendingFrame>) {
         tracing::error!(readings = n, "queue append failed, readings dropped: {e}");
     }
     out.clear();
+}
+
+/// Hand memory freed by config parsing (a bundle with thousands of tags is a
+/// large JSON tree for a moment) back to the OS, so the agent's resident size
+/// reflects what it runs, not its peak.
+fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        extern "C" {
+            fn malloc_trim(pad: usize) -> std::ffi::c_int;
+        }
+        // SAFETY: glibc's malloc_trim only releases free heap pages; it has
+        // no preconditions and is safe to call from any thread.
+        unsafe {
+            malloc_trim(0);
+        }
+    }
 }
