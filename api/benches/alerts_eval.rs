@@ -34,7 +34,12 @@ fn rule_specs() -> Vec<serde_json::Value> {
 fn throughput() -> f64 {
     let rules: Vec<RuleDef> = rule_specs()
         .into_iter()
-        .map(|s| RuleDef { id: Uuid::new_v4(), project_id: Uuid::nil(), tenant: "bench".into(), spec: serde_json::from_value(s).unwrap() })
+        .map(|s| RuleDef {
+            id: Uuid::new_v4(),
+            project_id: Uuid::nil(),
+            tenant: "bench".into(),
+            spec: serde_json::from_value(s).unwrap(),
+        })
         .collect();
     assert_eq!(rules.len(), 1000);
     let mut e = Engine::new();
@@ -48,7 +53,14 @@ fn throughput() -> f64 {
             let tag = &tags[i % TAGS];
             let gw = &gateways[(i / TAGS) % 4];
             let now = t0 + (i / 1000) as i64;
-            let r = Reading { tenant: "bench", gateway: gw, device: "dev", tag, value: (i % 97) as f64, ts_ms: now };
+            let r = Reading {
+                tenant: "bench",
+                gateway: gw,
+                device: "dev",
+                tag,
+                value: (i % 97) as f64,
+                ts_ms: now,
+            };
             e.observe(now, &r, out);
         }
     };
@@ -66,7 +78,10 @@ struct Hook {
     arrivals: Mutex<BTreeMap<String, Instant>>,
 }
 
-async fn hook(axum::extract::State(h): axum::extract::State<Arc<Hook>>, body: axum::body::Bytes) -> axum::http::StatusCode {
+async fn hook(
+    axum::extract::State(h): axum::extract::State<Arc<Hook>>,
+    body: axum::body::Bytes,
+) -> axum::http::StatusCode {
     let now = Instant::now();
     let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
     if let Some(alerts) = v["alerts"].as_array() {
@@ -82,7 +97,10 @@ async fn hook(axum::extract::State(h): axum::extract::State<Arc<Hook>>, body: ax
 
 async fn delay_at_load() -> (f64, f64, f64, usize) {
     let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("bench.db").display());
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("bench.db").display()
+    );
     let mut cfg = weir_api::Config::for_database(&url);
     cfg.listen = "127.0.0.1:0".parse().unwrap();
     cfg.bootstrap_admin_email = "bench@weir.test".into();
@@ -125,10 +143,20 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
             assert!(r.status().is_success(), "{path}: {}", r.status());
         }
     };
-    post("/api/v1/orgs".into(), json!({"slug": "bench", "name": "Bench"})).await;
-    post("/api/v1/orgs/bench/projects".into(), json!({"slug": "p", "name": "P"})).await;
+    post(
+        "/api/v1/orgs".into(),
+        json!({"slug": "bench", "name": "Bench"}),
+    )
+    .await;
+    post(
+        "/api/v1/orgs/bench/projects".into(),
+        json!({"slug": "p", "name": "P"}),
+    )
+    .await;
     let hk = Arc::new(Hook::default());
-    let app = axum::Router::new().route("/hook", axum::routing::post(hook)).with_state(hk.clone());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook))
+        .with_state(hk.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let hook_url = format!("http://{}/hook", l.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -143,7 +171,9 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
     // Offered load: 1,000,000 readings/s as messages of 250 tags (one per tag),
     // in slices of 10 ms; every 20 ms one extra message on a fresh device
     // carries a reading above the `>` limit and is timed until its webhook.
-    let template: BTreeMap<String, TagValue> = (0..TAGS).map(|t| (format!("t{t}"), TagValue::Float((t % 50) as f64))).collect();
+    let template: BTreeMap<String, TagValue> = (0..TAGS)
+        .map(|t| (format!("t{t}"), TagValue::Float((t % 50) as f64)))
+        .collect();
     let per_slice = 1_000_000 / 100 / TAGS; // messages per 10 ms
     let duration = Duration::from_secs(5);
     let mut injected: BTreeMap<String, Instant> = BTreeMap::new();
@@ -155,8 +185,17 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
         let slice_start = start + Duration::from_millis(10 * slice);
         for m in 0..per_slice {
             seq += 1;
-            let msg = UplinkMessage { frames: vec![Frame { seq, timestamp: chrono::Utc::now().timestamp_millis(), values: template.clone(), errors: Default::default() }] };
-            alerts.ingest("bench", &format!("gw-{}", m % 4), "dev", msg).await;
+            let msg = UplinkMessage {
+                frames: vec![Frame {
+                    seq,
+                    timestamp: chrono::Utc::now().timestamp_millis(),
+                    values: template.clone(),
+                    errors: Default::default(),
+                }],
+            };
+            alerts
+                .ingest("bench", &format!("gw-{}", m % 4), "dev", msg)
+                .await;
             sent_readings += TAGS as u64;
         }
         if slice % 2 == 0 {
@@ -164,7 +203,14 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
             let mut values = BTreeMap::new();
             values.insert("t0".to_string(), TagValue::Float(5000.0));
             seq += 1;
-            let msg = UplinkMessage { frames: vec![Frame { seq, timestamp: chrono::Utc::now().timestamp_millis(), values, errors: Default::default() }] };
+            let msg = UplinkMessage {
+                frames: vec![Frame {
+                    seq,
+                    timestamp: chrono::Utc::now().timestamp_millis(),
+                    values,
+                    errors: Default::default(),
+                }],
+            };
             injected.insert(dev.clone(), Instant::now());
             alerts.ingest("bench", "gw-probe", &dev, msg).await;
         }
@@ -183,11 +229,20 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
     let arrivals = hk.arrivals.lock().unwrap().clone();
     let mut delays: Vec<f64> = injected
         .iter()
-        .filter_map(|(d, t)| arrivals.get(d).map(|a| a.duration_since(*t).as_secs_f64() * 1000.0))
+        .filter_map(|(d, t)| {
+            arrivals
+                .get(d)
+                .map(|a| a.duration_since(*t).as_secs_f64() * 1000.0)
+        })
         .collect();
     delays.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let lost = injected.len() - delays.len();
-    let pct = |p: f64| delays.get(((delays.len() as f64 * p).ceil() as usize).saturating_sub(1)).copied().unwrap_or(f64::NAN);
+    let pct = |p: f64| {
+        delays
+            .get(((delays.len() as f64 * p).ceil() as usize).saturating_sub(1))
+            .copied()
+            .unwrap_or(f64::NAN)
+    };
     alerts.shutdown();
     (achieved, pct(0.5), pct(0.99), lost)
 }
@@ -195,7 +250,10 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
 fn main() {
     let rate = throughput();
     println!("alerts_eval: 1000 rules, one core: {rate:.0} readings/s (goal >= 1,000,000)");
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let (achieved, p50, p99, lost) = rt.block_on(delay_at_load());
     println!(
         "alerts_eval: reading -> webhook delay at {achieved:.0} readings/s offered through the runtime: p50 {p50:.1} ms, p99 {p99:.1} ms (goal p99 <= 1000 ms){}",

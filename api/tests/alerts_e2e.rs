@@ -25,7 +25,11 @@ use weir_crds::message::{Frame, TagValue, UplinkMessage};
 // ------------------------------------------------------------------ helpers
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn until<F, Fut>(what: &str, mut f: F)
@@ -35,13 +39,21 @@ where
 {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     while !f().await {
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for: {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
 async fn wait_port(port: u16, what: &str) {
-    until(what, || async move { tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() }).await;
+    until(what, || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
 }
 
 /// A child process killed on drop.
@@ -58,15 +70,25 @@ async fn mosquitto() -> (Proc, u16) {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
-    let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" };
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
     let child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| panic!("this test needs Mosquitto (`mosquitto` binary, Debian package mosquitto): {e}"));
+        .unwrap_or_else(|e| {
+            panic!("this test needs Mosquitto (`mosquitto` binary, Debian package mosquitto): {e}")
+        });
     let p = Proc(child, dir);
     wait_port(port, "mosquitto to listen").await;
     (p, port)
@@ -74,13 +96,28 @@ async fn mosquitto() -> (Proc, u16) {
 
 /// aiosmtpd writing every received mail into a maildir.
 async fn smtp_server() -> (Proc, u16, PathBuf) {
-    let ok = Command::new("python3").args(["-c", "import aiosmtpd"]).status().map(|s| s.success()).unwrap_or(false);
-    assert!(ok, "this test needs the PyPI package aiosmtpd (`pip install aiosmtpd`) and python3");
+    let ok = Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(
+        ok,
+        "this test needs the PyPI package aiosmtpd (`pip install aiosmtpd`) and python3"
+    );
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mbox = dir.path().join("mail");
     let child = Command::new("python3")
-        .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .args([
+            "-m",
+            "aiosmtpd",
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
         .arg(&mbox)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -95,7 +132,12 @@ fn mails(mbox: &std::path::Path) -> Vec<String> {
     let mut v: Vec<(std::time::SystemTime, String)> = std::fs::read_dir(mbox.join("new"))
         .map(|rd| {
             rd.filter_map(|e| e.ok())
-                .map(|e| (e.metadata().unwrap().modified().unwrap(), std::fs::read_to_string(e.path()).unwrap_or_default()))
+                .map(|e| {
+                    (
+                        e.metadata().unwrap().modified().unwrap(),
+                        std::fs::read_to_string(e.path()).unwrap_or_default(),
+                    )
+                })
                 .collect()
         })
         .unwrap_or_default();
@@ -114,12 +156,21 @@ impl Hook {
         self.requests.lock().unwrap().len()
     }
     fn bodies(&self) -> Vec<Value> {
-        self.requests.lock().unwrap().iter().map(|(_, b)| serde_json::from_slice(b).unwrap()).collect()
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).unwrap())
+            .collect()
     }
 }
 
 async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sig = headers.get("x-weir-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    let sig = headers
+        .get("x-weir-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
     h.requests.lock().unwrap().push((sig, body.to_vec()));
     if h.fail_first.load(Ordering::SeqCst) > 0 {
         h.fail_first.fetch_sub(1, Ordering::SeqCst);
@@ -131,7 +182,9 @@ async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Byte
 async fn webhook_receiver(fail_first: usize) -> (Arc<Hook>, String) {
     let hook = Arc::new(Hook::default());
     hook.fail_first.store(fail_first, Ordering::SeqCst);
-    let app = axum::Router::new().route("/hook", axum::routing::post(hook_handler)).with_state(hook.clone());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook_handler))
+        .with_state(hook.clone());
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr: SocketAddr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
@@ -165,21 +218,49 @@ struct World {
 async fn world(app: TestApp) -> World {
     let admin = app.admin().await;
     let org = format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    let r = app.post("/api/v1/orgs", &admin, json!({"slug": org, "name": "Riverside Water"})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": org, "name": "Riverside Water"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    let r = app.post(&format!("/api/v1/orgs/{org}/projects"), &admin, json!({"slug": "north", "name": "North Plant"})).await;
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{org}/projects"),
+            &admin,
+            json!({"slug": "north", "name": "North Plant"}),
+        )
+        .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
-    World { base: format!("/api/v1/orgs/{org}/projects/north/alerts"), app, admin, org }
+    World {
+        base: format!("/api/v1/orgs/{org}/projects/north/alerts"),
+        app,
+        admin,
+        org,
+    }
 }
 
 impl World {
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self.app.post(&format!("{}{path}", self.base), &self.admin, body).await;
-        assert!(r.status.is_success(), "POST {path}: {} {:?}", r.status, r.body);
+        let r = self
+            .app
+            .post(&format!("{}{path}", self.base), &self.admin, body)
+            .await;
+        assert!(
+            r.status.is_success(),
+            "POST {path}: {} {:?}",
+            r.status,
+            r.body
+        );
         r.body
     }
     async fn get(&self, path: &str) -> Value {
-        let r = self.app.get(&format!("{}{path}", self.base), &self.admin).await;
+        let r = self
+            .app
+            .get(&format!("{}{path}", self.base), &self.admin)
+            .await;
         assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
         r.body
     }
@@ -192,7 +273,9 @@ impl World {
             frames: vec![Frame {
                 seq: 1,
                 timestamp: self.app.running.state.alerts.now_ms(),
-                values: [(tag.to_string(), TagValue::Float(value))].into_iter().collect(),
+                values: [(tag.to_string(), TagValue::Float(value))]
+                    .into_iter()
+                    .collect(),
                 errors: Default::default(),
             }],
         };
@@ -243,9 +326,24 @@ async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
         let ts = clock.now_ms();
         async move {
             let msg = UplinkMessage {
-                frames: vec![Frame { seq, timestamp: ts, values: [("chlorine".to_string(), TagValue::Float(v))].into_iter().collect(), errors: Default::default() }],
+                frames: vec![Frame {
+                    seq,
+                    timestamp: ts,
+                    values: [("chlorine".to_string(), TagValue::Float(v))]
+                        .into_iter()
+                        .collect(),
+                    errors: Default::default(),
+                }],
             };
-            client.publish(topic, rumqttc::QoS::AtLeastOnce, false, serde_json::to_vec(&msg).unwrap()).await.unwrap();
+            client
+                .publish(
+                    topic,
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&msg).unwrap(),
+                )
+                .await
+                .unwrap();
         }
     };
     // The engine subscribes once the rule exists; publish until a reading got through.
@@ -257,42 +355,93 @@ async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
         async move {
             p.await;
             tokio::time::sleep(Duration::from_millis(50)).await;
-            w.active().await.first().is_some_and(|a| a["state"] == "pending")
+            w.active()
+                .await
+                .first()
+                .is_some_and(|a| a["state"] == "pending")
         }
     })
     .await;
     clock.advance(Duration::from_secs(59));
     w.passes(3).await;
     let a = w.active().await;
-    assert_eq!(a[0]["state"], "pending", "must not fire before the for-duration");
+    assert_eq!(
+        a[0]["state"], "pending",
+        "must not fire before the for-duration"
+    );
     assert!(mails(&mbox).is_empty());
     clock.advance(Duration::from_secs(1));
-    until("the alert fires after 60 s", || async { w.active().await.first().is_some_and(|a| a["state"] == "firing") }).await;
-    until("one mail for the firing alert", || async { mails(&mbox).len() == 1 }).await;
+    until("the alert fires after 60 s", || async {
+        w.active()
+            .await
+            .first()
+            .is_some_and(|a| a["state"] == "firing")
+    })
+    .await;
+    until("one mail for the firing alert", || async {
+        mails(&mbox).len() == 1
+    })
+    .await;
     let m = &mails(&mbox)[0];
     assert!(m.contains("Subject: [FIRING:1] Chlorine low"), "{m}");
     assert!(m.contains("ps-1/chlorine is 0.1 (limit 0.2)"), "{m}");
 
     clock.advance(Duration::from_secs(1));
     publish(0.5, 1000).await;
-    until("the alert resolves", || async { w.active().await.is_empty() }).await;
+    until("the alert resolves", || async {
+        w.active().await.is_empty()
+    })
+    .await;
     clock.advance(Duration::from_secs(60));
-    until("one mail for the resolution", || async { mails(&mbox).len() == 2 }).await;
+    until("one mail for the resolution", || async {
+        mails(&mbox).len() == 2
+    })
+    .await;
     assert!(mails(&mbox)[1].contains("Subject: [RESOLVED] Chlorine low"));
     clock.advance(Duration::from_secs(3600));
     w.passes(5).await;
     assert_eq!(mails(&mbox).len(), 2, "nothing more after the resolution");
     let h = w.get("/history").await;
-    let seq: Vec<(String, String)> = h.as_array().unwrap().iter().rev().map(|e| (e["from"].as_str().unwrap().into(), e["to"].as_str().unwrap().into())).collect();
+    let seq: Vec<(String, String)> = h
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["from"].as_str().unwrap().into(),
+                e["to"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
     assert_eq!(
         seq,
-        vec![("inactive".into(), "pending".into()), ("pending".into(), "firing".into()), ("firing".into(), "resolved".into())]
+        vec![
+            ("inactive".into(), "pending".into()),
+            ("pending".into(), "firing".into()),
+            ("firing".into(), "resolved".into())
+        ]
     );
-    let metrics = w.app.http.get(w.app.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(metrics.contains("weir_api_alerts_notifications_sent_total{kind=\"email\"} 2"), "{metrics}");
+    let metrics = w
+        .app
+        .http
+        .get(w.app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weir_api_alerts_notifications_sent_total{kind=\"email\"} 2"),
+        "{metrics}"
+    );
     w.stop().await;
 }
-on_both_databases!(mqtt_threshold_rule, super::mqtt_threshold_rule_mails_once_per_state);
+on_both_databases!(
+    mqtt_threshold_rule,
+    super::mqtt_threshold_rule_mails_once_per_state
+);
 
 /// The webhook is signed, retried after two 500s, and a group gets one
 /// notice per group interval however many alerts join it.
@@ -303,10 +452,16 @@ async fn webhook_signed_retried_grouped(b: Backend) {
     let ch = w
         .post("/channels", json!({"name": "hook", "kind": "webhook", "url": url, "group_by": ["alertname"], "group_wait_secs": 10, "group_interval_secs": 60}))
         .await;
-    let secret = ch["secret"].as_str().expect("secret shown once at creation").to_string();
+    let secret = ch["secret"]
+        .as_str()
+        .expect("secret shown once at creation")
+        .to_string();
     let id = ch["id"].as_str().unwrap().to_string();
     let shown = w.get(&format!("/channels/{id}")).await;
-    assert!(shown.get("secret").is_none() && shown["has_secret"] == true, "{shown}");
+    assert!(
+        shown.get("secret").is_none() && shown["has_secret"] == true,
+        "{shown}"
+    );
     assert!(!w.get("/channels").await.to_string().contains(&secret));
 
     w.post("/rules", json!({"name": "Level high", "kind": "threshold", "tag": "level", "op": ">", "threshold": 5.0})).await;
@@ -324,9 +479,24 @@ async fn webhook_signed_retried_grouped(b: Backend) {
     assert_eq!(b0["status"], "firing");
     assert_eq!(b0["alerts"].as_array().unwrap().len(), 1);
     assert_eq!(b0["alerts"][0]["labels"]["device"], "tank-1");
-    until("delivery logged", || async { w.get(&format!("/channels/{id}/deliveries")).await.as_array().unwrap().len() == 1 }).await;
+    until("delivery logged", || async {
+        w.get(&format!("/channels/{id}/deliveries"))
+            .await
+            .as_array()
+            .unwrap()
+            .len()
+            == 1
+    })
+    .await;
     let d = &w.get(&format!("/channels/{id}/deliveries")).await[0];
-    assert_eq!((d["attempts"].as_i64(), d["ok"].as_bool(), d["http_status"].as_i64()), (Some(3), Some(true), Some(200)));
+    assert_eq!(
+        (
+            d["attempts"].as_i64(),
+            d["ok"].as_bool(),
+            d["http_status"].as_i64()
+        ),
+        (Some(3), Some(true), Some(200))
+    );
 
     // Two more alerts of the same group inside the group interval: no notice yet.
     w.reading("ps-1", "tank-2", "level", 8.0).await;
@@ -339,17 +509,35 @@ async fn webhook_signed_retried_grouped(b: Backend) {
     assert_eq!(hook.bodies()[3]["alerts"].as_array().unwrap().len(), 3);
     clock.advance(Duration::from_secs(59));
     w.passes(5).await;
-    assert_eq!(hook.count(), 4, "unchanged group: nothing until the repeat interval");
+    assert_eq!(
+        hook.count(),
+        4,
+        "unchanged group: nothing until the repeat interval"
+    );
 
     // Send test.
     let r = w.post(&format!("/channels/{id}/test"), json!({})).await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(hook.count(), 5);
-    assert_eq!(hook.bodies()[4]["alerts"][0]["labels"]["alertname"], "Test notification");
-    let audit = w.app.get(&format!("/api/v1/orgs/{}/audit", w.org), &w.admin).await;
+    assert_eq!(
+        hook.bodies()[4]["alerts"][0]["labels"]["alertname"],
+        "Test notification"
+    );
+    let audit = w
+        .app
+        .get(&format!("/api/v1/orgs/{}/audit", w.org), &w.admin)
+        .await;
     let text = audit.body.to_string();
-    assert!(text.contains("alert_channel.create") && text.contains("alert_rule.create") && text.contains("alert_channel.test"), "{text}");
-    assert!(!text.contains(&secret), "the secret never reaches the audit log");
+    assert!(
+        text.contains("alert_channel.create")
+            && text.contains("alert_rule.create")
+            && text.contains("alert_channel.test"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(&secret),
+        "the secret never reaches the audit log"
+    );
     w.stop().await;
 }
 on_both_databases!(webhook_delivery, super::webhook_signed_retried_grouped);
@@ -362,8 +550,13 @@ async fn silences_and_inhibition(b: Backend) {
     let w = world(TestApp::start_with(b, tweak(&clock, None)).await).await;
     w.post("/channels", json!({"name": "hook", "kind": "webhook", "url": url, "group_by": ["alertname", "gateway"], "group_wait_secs": 0})).await;
     w.post("/rules", json!({"name": "Level high", "kind": "threshold", "tag": "level", "op": ">", "threshold": 5.0})).await;
-    w.post("/rules", json!({"name": "Gateway offline", "kind": "gateway_offline", "severity": "critical"})).await;
-    let ends = chrono::DateTime::<chrono::Utc>::from_timestamp_millis(clock.now_ms() + 3_600_000).unwrap();
+    w.post(
+        "/rules",
+        json!({"name": "Gateway offline", "kind": "gateway_offline", "severity": "critical"}),
+    )
+    .await;
+    let ends =
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(clock.now_ms() + 3_600_000).unwrap();
     let s = w.post("/silences", json!({"matchers": [{"name": "gateway", "value": "ps-9"}], "ends_at": ends, "comment": "maintenance"})).await;
     assert_eq!(s["active"], true);
     assert_eq!(s["author"], common::ADMIN_EMAIL);
@@ -371,32 +564,69 @@ async fn silences_and_inhibition(b: Backend) {
     w.reading("ps-9", "tank-1", "level", 7.0).await;
     w.passes(5).await;
     let a = w.active().await;
-    assert_eq!((a.len(), a[0]["state"].as_str(), a[0]["status"].as_str()), (1, Some("firing"), Some("silenced")));
+    assert_eq!(
+        (a.len(), a[0]["state"].as_str(), a[0]["status"].as_str()),
+        (1, Some("firing"), Some("silenced"))
+    );
     assert_eq!(a[0]["silenced_by"][0], s["id"]);
     assert_eq!(hook.count(), 0, "a silenced alert sends nothing");
 
     // Inhibition: ps-1 goes offline, then one of its devices alerts.
     let fleet = w.app.running.state.alerts.fleet_sender();
-    fleet.send(FleetEvent::GatewayOffline { tenant: w.org.clone(), gateway: "ps-1".into() }).await.unwrap();
+    fleet
+        .send(FleetEvent::GatewayOffline {
+            tenant: w.org.clone(),
+            gateway: "ps-1".into(),
+        })
+        .await
+        .unwrap();
     until("gateway offline notice", || async { hook.count() == 1 }).await;
-    assert_eq!(hook.bodies()[0]["alerts"][0]["summary"], "gateway ps-1 is offline");
+    assert_eq!(
+        hook.bodies()[0]["alerts"][0]["summary"],
+        "gateway ps-1 is offline"
+    );
     w.reading("ps-1", "tank-1", "level", 7.0).await;
     w.passes(5).await;
     let a = w.active().await;
-    let dev = a.iter().find(|x| x["labels"]["gateway"] == "ps-1" && x["labels"]["alertname"] == "Level high").unwrap();
+    let dev = a
+        .iter()
+        .find(|x| x["labels"]["gateway"] == "ps-1" && x["labels"]["alertname"] == "Level high")
+        .unwrap();
     assert_eq!(dev["status"], "inhibited");
     assert_eq!(hook.count(), 1, "inhibited alert sends nothing");
     // The gateway comes back: the device alert is no longer inhibited and goes out.
-    fleet.send(FleetEvent::GatewayOnline { tenant: w.org.clone(), gateway: "ps-1".into() }).await.unwrap();
+    fleet
+        .send(FleetEvent::GatewayOnline {
+            tenant: w.org.clone(),
+            gateway: "ps-1".into(),
+        })
+        .await
+        .unwrap();
     until("device alert sent once the gateway is back", || async {
-        hook.bodies().iter().any(|b| b["alerts"][0]["labels"]["alertname"] == "Level high")
+        hook.bodies()
+            .iter()
+            .any(|b| b["alerts"][0]["labels"]["alertname"] == "Level high")
     })
     .await;
     // Expiring the silence releases the silenced alert.
-    let r = w.app.call(reqwest::Method::DELETE, &format!("{}/silences/{}", w.base, s["id"].as_str().unwrap()), &w.admin, None).await;
+    let r = w
+        .app
+        .call(
+            reqwest::Method::DELETE,
+            &format!("{}/silences/{}", w.base, s["id"].as_str().unwrap()),
+            &w.admin,
+            None,
+        )
+        .await;
     assert_eq!(r.status, 204);
     until("silenced alert sent after the silence expired", || async {
-        hook.bodies().iter().any(|b| b["alerts"].as_array().unwrap().iter().any(|a| a["labels"]["gateway"] == "ps-9"))
+        hook.bodies().iter().any(|b| {
+            b["alerts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|a| a["labels"]["gateway"] == "ps-9")
+        })
     })
     .await;
     w.stop().await;
@@ -413,8 +643,18 @@ async fn restart_while_firing(b: Backend) {
     w.reading("ps-1", "tank-1", "level", 7.0).await;
     clock.advance(Duration::from_secs(5));
     until("firing notice", || async { hook.count() == 1 }).await;
-    let id = w.get("/channels").await[0]["id"].as_str().unwrap().to_string();
-    until("delivery logged", || async { !w.get(&format!("/channels/{id}/deliveries")).await.as_array().unwrap().is_empty() }).await;
+    let id = w.get("/channels").await[0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    until("delivery logged", || async {
+        !w.get(&format!("/channels/{id}/deliveries"))
+            .await
+            .as_array()
+            .unwrap()
+            .is_empty()
+    })
+    .await;
 
     // Restart: stop everything of the first api, start a new one on the same database.
     w.app.running.state.alerts.shutdown();
@@ -427,11 +667,19 @@ async fn restart_while_firing(b: Backend) {
     clock.advance(Duration::from_secs(120));
     w.passes(5).await;
     let a = w.active().await;
-    assert_eq!((a.len(), a[0]["state"].as_str()), (1, Some("firing")), "the firing alert survived the restart");
+    assert_eq!(
+        (a.len(), a[0]["state"].as_str()),
+        (1, Some("firing")),
+        "the firing alert survived the restart"
+    );
     w.reading("ps-1", "tank-1", "level", 8.0).await;
     w.passes(5).await;
     assert_eq!(hook.count(), 1, "no duplicate notice after the restart");
-    assert_eq!(w.get("/history").await.as_array().unwrap().len(), 2, "no new transition either");
+    assert_eq!(
+        w.get("/history").await.as_array().unwrap().len(),
+        2,
+        "no new transition either"
+    );
     // It still resolves normally.
     w.reading("ps-1", "tank-1", "level", 1.0).await;
     until("resolved notice", || async { hook.count() == 2 }).await;

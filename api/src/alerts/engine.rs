@@ -224,12 +224,20 @@ fn make_transition(
     if let Some(v) = s.value {
         vars.insert("value".into(), fmt_num(v));
     }
-    for (k, v) in [("threshold", spec.threshold), ("low", spec.low), ("high", spec.high)] {
+    for (k, v) in [
+        ("threshold", spec.threshold),
+        ("low", spec.low),
+        ("high", spec.high),
+    ] {
         if let Some(v) = v {
             vars.insert(k.into(), fmt_num(v));
         }
     }
-    let template = if spec.summary.is_empty() { spec.default_summary() } else { &spec.summary };
+    let template = if spec.summary.is_empty() {
+        spec.default_summary()
+    } else {
+        &spec.summary
+    };
     Transition {
         rule_id: def.id,
         project_id: def.project_id,
@@ -279,7 +287,8 @@ impl Engine {
                         if let (Some(g), Some(d)) = (&def.spec.gateway, &def.spec.device) {
                             series_key(&mut self.key, g, d, &tag);
                             if !series.contains_key(self.key.as_str()) {
-                                series.insert(self.key.clone().into_boxed_str(), Series::new(now_ms));
+                                series
+                                    .insert(self.key.clone().into_boxed_str(), Series::new(now_ms));
                             }
                         }
                     }
@@ -290,12 +299,22 @@ impl Engine {
                 RuleKind::ClusterDegraded => self.cluster_rules.push(i),
             }
             let for_ms = (def.spec.for_secs as i64).saturating_mul(1000);
-            self.rules.push(CompiledRule { def: Arc::new(def), for_ms, series });
+            self.rules.push(CompiledRule {
+                def: Arc::new(def),
+                for_ms,
+                series,
+            });
         }
         for (_, r) in old {
             for (k, s) in r.series {
                 if s.state == AlertState::Firing {
-                    out.push(make_transition(&r.def, &k, &s, (AlertState::Firing, AlertState::Resolved), now_ms));
+                    out.push(make_transition(
+                        &r.def,
+                        &k,
+                        &s,
+                        (AlertState::Firing, AlertState::Resolved),
+                        now_ms,
+                    ));
                 }
             }
         }
@@ -303,14 +322,25 @@ impl Engine {
 
     /// Put back a persisted state (after a restart). Returns false when the
     /// rule is not loaded.
-    pub fn restore(&mut self, rule_id: Uuid, series: &str, state: AlertState, since_ms: i64, value: Option<f64>, now_ms: i64) -> bool {
+    pub fn restore(
+        &mut self,
+        rule_id: Uuid,
+        series: &str,
+        state: AlertState,
+        since_ms: i64,
+        value: Option<f64>,
+        now_ms: i64,
+    ) -> bool {
         let Some(r) = self.rules.iter_mut().find(|r| r.def.id == rule_id) else {
             return false;
         };
         if !matches!(state, AlertState::Pending | AlertState::Firing) {
             return false;
         }
-        let s = r.series.entry(series.into()).or_insert_with(|| Series::new(now_ms));
+        let s = r
+            .series
+            .entry(series.into())
+            .or_insert_with(|| Series::new(now_ms));
         s.state = state;
         s.cond = true;
         s.since_ms = since_ms;
@@ -321,7 +351,9 @@ impl Engine {
     /// Evaluate one reading against the rules on its tag.
     #[inline]
     pub fn observe(&mut self, now_ms: i64, r: &Reading<'_>, out: &mut Vec<Transition>) {
-        let Some(idx) = self.by_tag.get(r.tag) else { return };
+        let Some(idx) = self.by_tag.get(r.tag) else {
+            return;
+        };
         for &i in idx {
             let rule = &mut self.rules[i as usize];
             let spec = &rule.def.spec;
@@ -348,7 +380,8 @@ impl Engine {
                         Some(ThresholdOp::Above) => spec.threshold.is_some_and(|t| r.value > t),
                         Some(ThresholdOp::Below) => spec.threshold.is_some_and(|t| r.value < t),
                         Some(ThresholdOp::Outside) => {
-                            spec.low.is_some_and(|l| r.value < l) || spec.high.is_some_and(|h| r.value > h)
+                            spec.low.is_some_and(|l| r.value < l)
+                                || spec.high.is_some_and(|h| r.value > h)
                         }
                         None => false,
                     }
@@ -411,18 +444,61 @@ impl Engine {
     }
 
     /// A device answered (`up`) or failed with timeout/disconnected errors.
-    pub fn observe_device(&mut self, now_ms: i64, tenant: &str, gateway: &str, device: &str, up: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.device_rules, now_ms, tenant, (gateway, device), !up, out);
+    pub fn observe_device(
+        &mut self,
+        now_ms: i64,
+        tenant: &str,
+        gateway: &str,
+        device: &str,
+        up: bool,
+        out: &mut Vec<Transition>,
+    ) {
+        self.observe_status(
+            |e| &e.device_rules,
+            now_ms,
+            tenant,
+            (gateway, device),
+            !up,
+            out,
+        );
     }
 
     /// The fleet reports a gateway online or offline.
-    pub fn observe_gateway(&mut self, now_ms: i64, tenant: &str, gateway: &str, online: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.gateway_rules, now_ms, tenant, (gateway, ""), !online, out);
+    pub fn observe_gateway(
+        &mut self,
+        now_ms: i64,
+        tenant: &str,
+        gateway: &str,
+        online: bool,
+        out: &mut Vec<Transition>,
+    ) {
+        self.observe_status(
+            |e| &e.gateway_rules,
+            now_ms,
+            tenant,
+            (gateway, ""),
+            !online,
+            out,
+        );
     }
 
     /// The fleet reports the health of a tenant's MQTT cluster.
-    pub fn observe_cluster(&mut self, now_ms: i64, tenant: &str, cluster: &str, healthy: bool, out: &mut Vec<Transition>) {
-        self.observe_status(|e| &e.cluster_rules, now_ms, tenant, (cluster, ""), !healthy, out);
+    pub fn observe_cluster(
+        &mut self,
+        now_ms: i64,
+        tenant: &str,
+        cluster: &str,
+        healthy: bool,
+        out: &mut Vec<Transition>,
+    ) {
+        self.observe_status(
+            |e| &e.cluster_rules,
+            now_ms,
+            tenant,
+            (cluster, ""),
+            !healthy,
+            out,
+        );
     }
 
     /// Time passes: pending alerts whose for-duration is over fire, and
@@ -474,7 +550,14 @@ mod tests {
     }
 
     fn reading(tag: &str, value: f64, ts_ms: i64) -> Reading<'_> {
-        Reading { tenant: "riverside", gateway: "ps-1", device: "pump-1", tag, value, ts_ms }
+        Reading {
+            tenant: "riverside",
+            gateway: "ps-1",
+            device: "pump-1",
+            tag,
+            value,
+            ts_ms,
+        }
     }
 
     fn states(out: &[Transition]) -> Vec<(AlertState, AlertState)> {
@@ -558,7 +641,10 @@ mod tests {
         assert_eq!(out[1].summary, "gateway ps-1 is offline");
         out.clear();
         e.observe_gateway(6_000, "other-tenant", "ps-1", true, &mut out);
-        assert!(out.is_empty(), "another tenant's gateway is another gateway");
+        assert!(
+            out.is_empty(),
+            "another tenant's gateway is another gateway"
+        );
         e.observe_device(0, "riverside", "ps-1", "pump-1", false, &mut out);
         e.observe_device(1, "riverside", "ps-1", "pump-1", true, &mut out);
         assert_eq!(states(&out), vec![(Inactive, Firing), (Firing, Resolved)]);
@@ -568,7 +654,9 @@ mod tests {
     fn restored_firing_alert_does_not_fire_again_and_removed_rules_resolve() {
         let mut e = Engine::new();
         let mut out = vec![];
-        let r = rule(serde_json::json!({"name": "hi", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0}));
+        let r = rule(
+            serde_json::json!({"name": "hi", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0}),
+        );
         let id = r.id;
         e.set_rules(vec![r], 0, &mut out);
         assert!(e.restore(id, "ps-1/pump-1/t", Firing, 0, Some(2.0), 0));

@@ -26,7 +26,10 @@ pub fn options(url: &str) -> Option<MqttOptions> {
     }
     let host = u.host_str()?.to_string();
     let port = u.port().unwrap_or(1883);
-    let id = format!("weir-alerts-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+    let id = format!(
+        "weir-alerts-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    );
     let mut o = MqttOptions::new(id, host, port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -39,7 +42,9 @@ pub fn options(url: &str) -> Option<MqttOptions> {
 /// Run until aborted: connect, subscribe, forward, reconnect on errors.
 pub async fn run(alerts: Alerts, url: String) {
     let Some(opts) = options(&url) else {
-        tracing::error!("alerts: WEIR_ALERTS_MQTT_URL is not an mqtt://host:port URL; no live ingestion");
+        tracing::error!(
+            "alerts: WEIR_ALERTS_MQTT_URL is not an mqtt://host:port URL; no live ingestion"
+        );
         return;
     };
     let (client, mut eventloop) = AsyncClient::new(opts, 1024);
@@ -80,9 +85,18 @@ pub async fn run(alerts: Alerts, url: String) {
     }
 }
 
-async fn subscribe_new(client: &AsyncClient, prefix: &str, want: &BTreeSet<String>, done: &mut BTreeSet<String>) {
+async fn subscribe_new(
+    client: &AsyncClient,
+    prefix: &str,
+    want: &BTreeSet<String>,
+    done: &mut BTreeSet<String>,
+) {
     for t in want.difference(&done.clone()) {
-        if client.subscribe(subscription(prefix, t), QoS::AtLeastOnce).await.is_ok() {
+        if client
+            .subscribe(subscription(prefix, t), QoS::AtLeastOnce)
+            .await
+            .is_ok()
+        {
             done.insert(t.clone());
         }
     }

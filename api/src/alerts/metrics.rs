@@ -43,11 +43,31 @@ impl AlertMetrics {
     pub fn register(registry: &mut Registry) -> Self {
         let m = Self::default();
         let r = registry.sub_registry_with_prefix("alerts");
-        r.register("rules_evaluated", "Rule evaluations (rule x reading or fleet event)", m.rules_evaluated.clone());
-        r.register("evaluation_lag_seconds", "Delay from a reading's read time to its evaluation", m.evaluation_lag.clone());
-        r.register("notifications_sent", "Notifications delivered, by channel kind", m.notifications_sent.clone());
-        r.register("notifications_failed", "Notifications that failed after all retries, by channel kind", m.notifications_failed.clone());
-        r.register("firing", "Alerts firing now (this replica)", m.firing.clone());
+        r.register(
+            "rules_evaluated",
+            "Rule evaluations (rule x reading or fleet event)",
+            m.rules_evaluated.clone(),
+        );
+        r.register(
+            "evaluation_lag_seconds",
+            "Delay from a reading's read time to its evaluation",
+            m.evaluation_lag.clone(),
+        );
+        r.register(
+            "notifications_sent",
+            "Notifications delivered, by channel kind",
+            m.notifications_sent.clone(),
+        );
+        r.register(
+            "notifications_failed",
+            "Notifications that failed after all retries, by channel kind",
+            m.notifications_failed.clone(),
+        );
+        r.register(
+            "firing",
+            "Alerts firing now (this replica)",
+            m.firing.clone(),
+        );
         m
     }
 }

@@ -53,23 +53,43 @@ pub struct AlertsConfig {
     pub mqtt_url: Option<String>,
 
     /// First topic level of readings: `{prefix}/{tenant}/{gateway}/{device}/{group}`.
-    #[arg(long = "alerts-topic-prefix", env = "WEIR_ALERTS_TOPIC_PREFIX", default_value = "weir")]
+    #[arg(
+        long = "alerts-topic-prefix",
+        env = "WEIR_ALERTS_TOPIC_PREFIX",
+        default_value = "weir"
+    )]
     pub topic_prefix: String,
 
     /// How often pending alerts, absence rules and notification groups are checked, in ms.
-    #[arg(long = "alerts-eval-interval-ms", env = "WEIR_ALERTS_EVAL_INTERVAL_MS", default_value_t = 1000)]
+    #[arg(
+        long = "alerts-eval-interval-ms",
+        env = "WEIR_ALERTS_EVAL_INTERVAL_MS",
+        default_value_t = 1000
+    )]
     pub eval_interval_ms: u64,
 
     /// Attempts per notification (webhook: on 5xx, 429, timeouts; email: on transient errors).
-    #[arg(long = "alerts-send-attempts", env = "WEIR_ALERTS_SEND_ATTEMPTS", default_value_t = 5)]
+    #[arg(
+        long = "alerts-send-attempts",
+        env = "WEIR_ALERTS_SEND_ATTEMPTS",
+        default_value_t = 5
+    )]
     pub send_attempts: u32,
 
     /// First retry delay in ms; doubles per attempt.
-    #[arg(long = "alerts-retry-base-ms", env = "WEIR_ALERTS_RETRY_BASE_MS", default_value_t = 1000)]
+    #[arg(
+        long = "alerts-retry-base-ms",
+        env = "WEIR_ALERTS_RETRY_BASE_MS",
+        default_value_t = 1000
+    )]
     pub retry_base_ms: u64,
 
     /// Timeout of one send attempt, in ms.
-    #[arg(long = "alerts-send-timeout-ms", env = "WEIR_ALERTS_SEND_TIMEOUT_MS", default_value_t = 10_000)]
+    #[arg(
+        long = "alerts-send-timeout-ms",
+        env = "WEIR_ALERTS_SEND_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
     pub send_timeout_ms: u64,
 
     /// The time the rules see; tests swap in a manual clock.
@@ -170,7 +190,11 @@ struct Inner {
 impl Alerts {
     /// Load rules, states, channels, silences and the notification log,
     /// and start the worker (and the MQTT ingestion when configured).
-    pub async fn start(db: DatabaseConnection, cfg: AlertsConfig, metrics: AlertMetrics) -> Result<Self, ApiError> {
+    pub async fn start(
+        db: DatabaseConnection,
+        cfg: AlertsConfig,
+        metrics: AlertMetrics,
+    ) -> Result<Self, ApiError> {
         let (tx, rx) = mpsc::channel(4096);
         let (fleet_tx, fleet_rx) = mpsc::channel(1024);
         let (tenants, _) = watch::channel(BTreeSet::new());
@@ -190,7 +214,9 @@ impl Alerts {
             processed: AtomicU64::new(0),
             tenants,
         });
-        let alerts = Alerts { inner: inner.clone() };
+        let alerts = Alerts {
+            inner: inner.clone(),
+        };
         let mut w = Worker {
             inner: inner.clone(),
             engine: Engine::new(),
@@ -218,7 +244,13 @@ impl Alerts {
 
     /// Stop the worker, ingestion and deliveries in flight (an api shutting down).
     pub fn shutdown(&self) {
-        for h in self.inner.tasks.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+        for h in self
+            .inner
+            .tasks
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .drain(..)
+        {
             h.abort();
         }
     }
@@ -246,7 +278,12 @@ impl Alerts {
         let _ = self
             .inner
             .tx
-            .send(Input::Uplink { tenant: tenant.into(), gateway: gateway.into(), device: device.into(), msg })
+            .send(Input::Uplink {
+                tenant: tenant.into(),
+                gateway: gateway.into(),
+                device: device.into(),
+                msg,
+            })
             .await;
     }
 
@@ -288,10 +325,12 @@ impl Alerts {
     pub async fn send_now(&self, n: &Notification, attempts: &Attempts) -> DeliveryResult {
         let res = match &n.channel.kind {
             ChannelKind::Webhook { url, secret } => {
-                notify::webhook::send(&self.inner.http, url, secret, n.webhook_body(), attempts).await
+                notify::webhook::send(&self.inner.http, url, secret, n.webhook_body(), attempts)
+                    .await
             }
             ChannelKind::Email { cfg, password } => {
-                notify::email::send(cfg, password, &n.email_subject(), n.email_body(), attempts).await
+                notify::email::send(cfg, password, &n.email_subject(), n.email_body(), attempts)
+                    .await
             }
         };
         let labels = ChannelLabels {
@@ -301,15 +340,28 @@ impl Alerts {
             },
         };
         if res.ok {
-            self.inner.metrics.notifications_sent.get_or_create(&labels).inc();
+            self.inner
+                .metrics
+                .notifications_sent
+                .get_or_create(&labels)
+                .inc();
         } else {
-            self.inner.metrics.notifications_failed.get_or_create(&labels).inc();
+            self.inner
+                .metrics
+                .notifications_failed
+                .get_or_create(&labels)
+                .inc();
             tracing::warn!(channel = %n.channel.id, attempts = res.attempts, error = %res.error, "notification failed");
         }
         res
     }
 
-    async fn log_delivery(&self, n: &Notification, kind: &str, res: &DeliveryResult) -> Result<(), ApiError> {
+    async fn log_delivery(
+        &self,
+        n: &Notification,
+        kind: &str,
+        res: &DeliveryResult,
+    ) -> Result<(), ApiError> {
         use sea_orm::ActiveModelTrait;
         use sea_orm::ActiveValue::Set;
         store::alert_delivery::ActiveModel {
@@ -358,7 +410,10 @@ impl Alerts {
             at_ms: now,
         };
         // Someone is waiting for the answer: one attempt, no back-off.
-        let once = Attempts { max_attempts: 1, ..self.attempts() };
+        let once = Attempts {
+            max_attempts: 1,
+            ..self.attempts()
+        };
         let res = self.send_now(&n, &once).await;
         self.log_delivery(&n, "test", &res).await?;
         Ok(res)
@@ -389,9 +444,15 @@ pub fn channel_from_row(m: &alert_channel::Model) -> Option<Channel> {
     let kind = match m.kind.as_str() {
         "webhook" => {
             let v: serde_json::Value = serde_json::from_str(&m.config).ok()?;
-            ChannelKind::Webhook { url: v.get("url")?.as_str()?.to_string(), secret: m.secret.clone() }
+            ChannelKind::Webhook {
+                url: v.get("url")?.as_str()?.to_string(),
+                secret: m.secret.clone(),
+            }
         }
-        "email" => ChannelKind::Email { cfg: serde_json::from_str(&m.config).ok()?, password: m.secret.clone() },
+        "email" => ChannelKind::Email {
+            cfg: serde_json::from_str(&m.config).ok()?,
+            password: m.secret.clone(),
+        },
         _ => return None,
     };
     Some(Channel {
@@ -408,18 +469,34 @@ pub fn channel_from_row(m: &alert_channel::Model) -> Option<Channel> {
 
 pub fn silence_from_row(m: &alert_silence::Model) -> ActiveSilence {
     let matchers: Vec<Matcher> = serde_json::from_str(&m.matchers).unwrap_or_default();
-    ActiveSilence::new(m.id, m.project_id, &matchers, m.starts_at.timestamp_millis(), m.ends_at.timestamp_millis())
+    ActiveSilence::new(
+        m.id,
+        m.project_id,
+        &matchers,
+        m.starts_at.timestamp_millis(),
+        m.ends_at.timestamp_millis(),
+    )
 }
 
 /// Rule rows with their tenant (organization slug).
 pub async fn load_rule_defs(db: &DatabaseConnection) -> Result<Vec<RuleDef>, ApiError> {
-    let orgs: HashMap<Uuid, String> = org::Entity::find().all(db).await?.into_iter().map(|o| (o.id, o.slug)).collect();
+    let orgs: HashMap<Uuid, String> = org::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.slug))
+        .collect();
     let rows = alert_rule::Entity::find().all(db).await?;
     Ok(rows
         .into_iter()
         .filter_map(|r| {
             let spec: RuleSpec = serde_json::from_str(&r.spec).ok()?;
-            Some(RuleDef { id: r.id, project_id: r.project_id, tenant: orgs.get(&r.org_id)?.clone(), spec })
+            Some(RuleDef {
+                id: r.id,
+                project_id: r.project_id,
+                tenant: orgs.get(&r.org_id)?.clone(),
+                spec,
+            })
         })
         .collect())
 }
@@ -436,10 +513,15 @@ pub fn mute_fn<'a>(
         .filter_map(|(p, _, _, l)| Some((p, l.get("gateway")?.clone())))
         .collect();
     move |project, kind, labels| {
-        if silences.iter().any(|s| s.active_at(now_ms) && s.matches(project, labels)) {
+        if silences
+            .iter()
+            .any(|s| s.active_at(now_ms) && s.matches(project, labels))
+        {
             Mute::Silenced
         } else if kind.is_device_level()
-            && labels.get("gateway").is_some_and(|g| offline.contains(&(project, g.clone())))
+            && labels
+                .get("gateway")
+                .is_some_and(|g| offline.contains(&(project, g.clone())))
         {
             Mute::Inhibited
         } else {
@@ -460,7 +542,9 @@ struct Worker {
 
 impl Worker {
     fn alerts(&self) -> Alerts {
-        Alerts { inner: self.inner.clone() }
+        Alerts {
+            inner: self.inner.clone(),
+        }
     }
 
     /// Read rules, channels and silences; at start also the persisted
@@ -470,18 +554,36 @@ impl Worker {
         let now = self.inner.cfg.clock.now_ms();
         let defs = load_rule_defs(db).await?;
         self.kinds = defs.iter().map(|d| (d.id, d.spec.kind)).collect();
-        let channels_of: HashMap<Uuid, Vec<Uuid>> = defs.iter().map(|d| (d.id, d.spec.channels.clone())).collect();
-        let tenants: BTreeSet<String> = defs.iter().filter(|d| d.spec.enabled).map(|d| d.tenant.clone()).collect();
+        let channels_of: HashMap<Uuid, Vec<Uuid>> = defs
+            .iter()
+            .map(|d| (d.id, d.spec.channels.clone()))
+            .collect();
+        let tenants: BTreeSet<String> = defs
+            .iter()
+            .filter(|d| d.spec.enabled)
+            .map(|d| d.tenant.clone())
+            .collect();
         self.engine.set_rules(defs, now, &mut self.out);
         let chans = alert_channel::Entity::find().all(db).await?;
-        self.notifier.set_channels(chans.iter().filter_map(channel_from_row).collect());
-        self.silences = alert_silence::Entity::find().all(db).await?.iter().map(silence_from_row).collect();
+        self.notifier
+            .set_channels(chans.iter().filter_map(channel_from_row).collect());
+        self.silences = alert_silence::Entity::find()
+            .all(db)
+            .await?
+            .iter()
+            .map(silence_from_row)
+            .collect();
         if first {
             for s in alert_state::Entity::find().all(db).await? {
-                let Some(state) = AlertState::parse(&s.state) else { continue };
-                let Some(kind) = self.kinds.get(&s.rule_id).copied() else { continue };
+                let Some(state) = AlertState::parse(&s.state) else {
+                    continue;
+                };
+                let Some(kind) = self.kinds.get(&s.rule_id).copied() else {
+                    continue;
+                };
                 let since = s.since.timestamp_millis();
-                self.engine.restore(s.rule_id, &s.series, state, since, s.value, now);
+                self.engine
+                    .restore(s.rule_id, &s.series, state, since, s.value, now);
                 if matches!(state, AlertState::Firing | AlertState::Resolved) {
                     self.notifier.restore_alert(AlertEntry {
                         fingerprint: engine::fingerprint(s.rule_id, &s.series),
@@ -493,7 +595,8 @@ impl Worker {
                         labels: serde_json::from_str(&s.labels).unwrap_or_default(),
                         summary: s.summary.clone(),
                         starts_ms: since,
-                        ends_ms: (state == AlertState::Resolved).then(|| s.updated_at.timestamp_millis()),
+                        ends_ms: (state == AlertState::Resolved)
+                            .then(|| s.updated_at.timestamp_millis()),
                         value: s.value,
                         channels: channels_of.get(&s.rule_id).cloned().unwrap_or_default(),
                     });
@@ -501,14 +604,23 @@ impl Worker {
             }
             for g in alert_nflog::Entity::find().all(db).await? {
                 let sent: Vec<String> = serde_json::from_str(&g.sent).unwrap_or_default();
-                self.notifier.restore_group(g.channel_id, g.group_key, g.last_sent_at.timestamp_millis(), sent);
+                self.notifier.restore_group(
+                    g.channel_id,
+                    g.group_key,
+                    g.last_sent_at.timestamp_millis(),
+                    sent,
+                );
             }
         }
         self.alerts().set_tenants(tenants);
         Ok(())
     }
 
-    async fn run(mut self, mut rx: mpsc::Receiver<Input>, mut fleet_rx: mpsc::Receiver<FleetEvent>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<Input>,
+        mut fleet_rx: mpsc::Receiver<FleetEvent>,
+    ) {
         let every = Duration::from_millis(self.inner.cfg.eval_interval_ms.max(1));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -546,29 +658,61 @@ impl Worker {
         self.inner.processed.fetch_add(1, Ordering::Relaxed);
         let out = &mut self.out;
         match ev {
-            FleetEvent::GatewayOnline { tenant, gateway } => self.engine.observe_gateway(now, &tenant, &gateway, true, out),
-            FleetEvent::GatewayOffline { tenant, gateway } => self.engine.observe_gateway(now, &tenant, &gateway, false, out),
-            FleetEvent::ClusterHealthy { tenant, cluster } => self.engine.observe_cluster(now, &tenant, &cluster, true, out),
-            FleetEvent::ClusterDegraded { tenant, cluster } => self.engine.observe_cluster(now, &tenant, &cluster, false, out),
+            FleetEvent::GatewayOnline { tenant, gateway } => self
+                .engine
+                .observe_gateway(now, &tenant, &gateway, true, out),
+            FleetEvent::GatewayOffline { tenant, gateway } => self
+                .engine
+                .observe_gateway(now, &tenant, &gateway, false, out),
+            FleetEvent::ClusterHealthy { tenant, cluster } => self
+                .engine
+                .observe_cluster(now, &tenant, &cluster, true, out),
+            FleetEvent::ClusterDegraded { tenant, cluster } => self
+                .engine
+                .observe_cluster(now, &tenant, &cluster, false, out),
         }
     }
 
     async fn handle(&mut self, inp: Input, acks: &mut Vec<oneshot::Sender<()>>) {
         match inp {
-            Input::Uplink { tenant, gateway, device, msg } => {
+            Input::Uplink {
+                tenant,
+                gateway,
+                device,
+                msg,
+            } => {
                 self.inner.processed.fetch_add(1, Ordering::Relaxed);
                 let now = self.inner.cfg.clock.now_ms();
                 for f in &msg.frames {
-                    self.inner.metrics.evaluation_lag.observe(((now - f.timestamp).max(0) as f64) / 1000.0);
+                    self.inner
+                        .metrics
+                        .evaluation_lag
+                        .observe(((now - f.timestamp).max(0) as f64) / 1000.0);
                     for (tag, v) in &f.values {
                         let Some(value) = v.as_f64() else { continue };
-                        let r = Reading { tenant: &tenant, gateway: &gateway, device: &device, tag, value, ts_ms: f.timestamp };
+                        let r = Reading {
+                            tenant: &tenant,
+                            gateway: &gateway,
+                            device: &device,
+                            tag,
+                            value,
+                            ts_ms: f.timestamp,
+                        };
                         self.engine.observe(now, &r, &mut self.out);
                     }
                     let down = f.values.is_empty()
-                        && f.errors.values().any(|c| *c == ErrorCode::Timeout as i32 || *c == ErrorCode::Disconnected as i32);
+                        && f.errors.values().any(|c| {
+                            *c == ErrorCode::Timeout as i32 || *c == ErrorCode::Disconnected as i32
+                        });
                     if !f.values.is_empty() || down {
-                        self.engine.observe_device(now, &tenant, &gateway, &device, !down, &mut self.out);
+                        self.engine.observe_device(
+                            now,
+                            &tenant,
+                            &gateway,
+                            &device,
+                            !down,
+                            &mut self.out,
+                        );
                     }
                 }
             }
@@ -580,7 +724,15 @@ impl Worker {
             Input::Delivered { n, ok, saved } => {
                 let now = self.inner.cfg.clock.now_ms();
                 if let Some(sent) = self.notifier.delivered(&n, ok, now) {
-                    if let Err(e) = store::save_nflog(&self.inner.db, n.channel.id, &n.group_key, n.at_ms, &sent).await {
+                    if let Err(e) = store::save_nflog(
+                        &self.inner.db,
+                        n.channel.id,
+                        &n.group_key,
+                        n.at_ms,
+                        &sent,
+                    )
+                    .await
+                    {
                         tracing::error!(error = %e, "alerts: saving the notification log failed");
                     }
                 }
@@ -593,7 +745,10 @@ impl Worker {
     /// Persist transitions, update the notifier, send what is due.
     async fn after(&mut self) {
         let evals = self.engine.evaluations;
-        self.inner.metrics.rules_evaluated.inc_by(evals - self.last_evaluations);
+        self.inner
+            .metrics
+            .rules_evaluated
+            .inc_by(evals - self.last_evaluations);
         self.last_evaluations = evals;
         let ts = std::mem::take(&mut self.out);
         if !ts.is_empty() {
@@ -611,19 +766,29 @@ impl Worker {
             .alerts()
             .map(|a| (a.project_id, a.kind, a.state, a.labels.clone()))
             .collect();
-        let mute = mute_fn(now, &self.silences, snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)));
-        let (due, forgotten) = self
-            .notifier
-            .flush(now, |a| mute(a.project_id, kinds.get(&a.rule_id).copied().unwrap_or(a.kind), &a.labels));
+        let mute = mute_fn(
+            now,
+            &self.silences,
+            snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)),
+        );
+        let (due, forgotten) = self.notifier.flush(now, |a| {
+            mute(
+                a.project_id,
+                kinds.get(&a.rule_id).copied().unwrap_or(a.kind),
+                &a.labels,
+            )
+        });
         for a in forgotten {
             if let Err(e) = store::forget_resolved(&self.inner.db, a.rule_id, &a.series).await {
                 tracing::error!(error = %e, "alerts: cleaning resolved state failed");
             }
         }
-        self.inner
-            .metrics
-            .firing
-            .set(self.notifier.alerts().filter(|a| a.state == AlertState::Firing).count() as i64);
+        self.inner.metrics.firing.set(
+            self.notifier
+                .alerts()
+                .filter(|a| a.state == AlertState::Firing)
+                .count() as i64,
+        );
         for n in due {
             let alerts = self.alerts();
             let h = tokio::spawn(async move {
@@ -634,7 +799,17 @@ impl Worker {
                 let (saved_tx, saved_rx) = oneshot::channel();
                 let n = Box::new(n);
                 let copy = n.clone();
-                if alerts.inner.tx.send(Input::Delivered { n, ok: res.ok, saved: saved_tx }).await.is_ok() {
+                if alerts
+                    .inner
+                    .tx
+                    .send(Input::Delivered {
+                        n,
+                        ok: res.ok,
+                        saved: saved_tx,
+                    })
+                    .await
+                    .is_ok()
+                {
                     let _ = saved_rx.await;
                 }
                 if let Err(e) = alerts.log_delivery(&copy, kind, &res).await {

@@ -9,7 +9,10 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use sea_orm::{ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
@@ -20,7 +23,9 @@ use super::notify::email::{parse_mailbox, EmailConfig};
 use super::notify::DeliveryResult;
 use super::rules::{valid_label_name, RuleKind, RuleSpec};
 use super::silences::{CreateSilence, Matcher, Mute};
-use super::store::{alert_channel, alert_delivery, alert_history, alert_rule, alert_silence, alert_state};
+use super::store::{
+    alert_channel, alert_delivery, alert_history, alert_rule, alert_silence, alert_state,
+};
 use super::{channel_from_row, mute_fn, silence_from_row};
 use crate::audit::{self, AuditEvent};
 use crate::auth::{check, load_project, Auth, ClientMeta};
@@ -49,15 +54,31 @@ struct Ctx {
     project: project::Model,
 }
 
-async fn ctx(st: &AppState, auth: &Auth, org: &str, project: &str, perm: Permission) -> Result<Ctx, ApiError> {
+async fn ctx(
+    st: &AppState,
+    auth: &Auth,
+    org: &str,
+    project: &str,
+    perm: Permission,
+) -> Result<Ctx, ApiError> {
     let (o, p, grants) = load_project(st, auth, org, project).await?;
-    check(&grants, st, perm, Domain::Project { org: o.id, project: p.id })?;
+    check(
+        &grants,
+        st,
+        perm,
+        Domain::Project {
+            org: o.id,
+            project: p.id,
+        },
+    )?;
     Ok(Ctx { org: o, project: p })
 }
 
 impl Ctx {
     fn event(&self, auth: &Auth, action: &str, target: String) -> AuditEvent {
-        AuditEvent::by(auth, action, target).org(self.org.id).project(self.project.id)
+        AuditEvent::by(auth, action, target)
+            .org(self.org.id)
+            .project(self.project.id)
     }
     fn target(&self, what: &str, id: Uuid) -> String {
         format!("{what}:{}/{}/{id}", self.org.slug, self.project.slug)
@@ -88,7 +109,10 @@ async fn check_channels(st: &AppState, project: Uuid, spec: &RuleSpec) -> Result
     for (i, c) in spec.channels.iter().enumerate() {
         let found = alert_channel::Entity::find_by_id(*c).one(&st.db).await?;
         if found.is_none_or(|ch| ch.project_id != project) {
-            return Err(ApiError::invalid(&format!("channels[{i}]"), "no such channel in this project"));
+            return Err(ApiError::invalid(
+                &format!("channels[{i}]"),
+                "no such channel in this project",
+            ));
         }
     }
     Ok(())
@@ -105,20 +129,32 @@ async fn find_rule(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_rule::Model
 /// Alert rules of a project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Rule>), ProblemResponses))]
-async fn list_rules(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<Rule>>, ApiError> {
+async fn list_rules(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Rule>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let rows = alert_rule::Entity::find()
         .filter(alert_rule::Column::ProjectId.eq(c.project.id))
         .order_by_asc(alert_rule::Column::CreatedAt)
         .all(&st.db)
         .await?;
-    Ok(Json(rows.into_iter().map(rule_out).collect::<Result<_, _>>()?))
+    Ok(Json(
+        rows.into_iter().map(rule_out).collect::<Result<_, _>>()?,
+    ))
 }
 
 /// Create an alert rule.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules", tag = "alerts", request_body = RuleSpec,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Rule), ProblemResponses))]
-async fn create_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(spec): ApiJson<RuleSpec>) -> Result<(StatusCode, Json<Rule>), ApiError> {
+async fn create_rule(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(spec): ApiJson<RuleSpec>,
+) -> Result<(StatusCode, Json<Rule>), ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     check_channels(&st, c.project.id, &spec).await?;
     let now = Utc::now();
@@ -137,7 +173,8 @@ async fn create_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, A
     .await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_rule.create", c.target("alert-rule", m.id)).details(serde_json::json!({"name": spec.name, "kind": spec.kind})),
+        c.event(&auth, "alert_rule.create", c.target("alert-rule", m.id))
+            .details(serde_json::json!({"name": spec.name, "kind": spec.kind})),
         &meta,
     )
     .await?;
@@ -149,7 +186,11 @@ async fn create_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, A
 /// One alert rule.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 200, body = Rule), ProblemResponses))]
-async fn get_rule(State(st): State<AppState>, auth: Auth, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<Json<Rule>, ApiError> {
+async fn get_rule(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<Json<Rule>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     Ok(Json(rule_out(find_rule(&st, &c, id).await?)?))
 }
@@ -157,7 +198,13 @@ async fn get_rule(State(st): State<AppState>, auth: Auth, ApiPath((org, project,
 /// Replace an alert rule (its alerts keep their state).
 #[utoipa::path(put, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}", tag = "alerts", request_body = RuleSpec,
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 200, body = Rule), ProblemResponses))]
-async fn update_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>, ApiJson(spec): ApiJson<RuleSpec>) -> Result<Json<Rule>, ApiError> {
+async fn update_rule(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiJson(spec): ApiJson<RuleSpec>,
+) -> Result<Json<Rule>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let old = find_rule(&st, &c, id).await?;
     check_channels(&st, c.project.id, &spec).await?;
@@ -168,7 +215,13 @@ async fn update_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, A
     am.enabled = Set(spec.enabled);
     am.updated_at = Set(Utc::now());
     let m = am.update(&*tx).await?;
-    audit::append(&*tx, c.event(&auth, "alert_rule.update", c.target("alert-rule", id)).details(serde_json::to_value(&spec).unwrap_or_default()), &meta).await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_rule.update", c.target("alert-rule", id))
+            .details(serde_json::to_value(&spec).unwrap_or_default()),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     st.alerts.reload().await;
     Ok(Json(rule_out(m)?))
@@ -177,7 +230,12 @@ async fn update_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, A
 /// Delete an alert rule; its firing alerts resolve.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn delete_rule(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let r = find_rule(&st, &c, id).await?;
     let tx = st.write().await?;
@@ -188,7 +246,13 @@ async fn delete_rule(State(st): State<AppState>, auth: Auth, meta: ClientMeta, A
         .filter(alert_state::Column::State.eq(AlertState::Pending.as_str()))
         .exec(&*tx)
         .await?;
-    audit::append(&*tx, c.event(&auth, "alert_rule.delete", c.target("alert-rule", id)).details(serde_json::json!({"name": r.name})), &meta).await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_rule.delete", c.target("alert-rule", id))
+            .details(serde_json::json!({"name": r.name})),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     st.alerts.reload().await;
     Ok(StatusCode::NO_CONTENT)
@@ -228,7 +292,11 @@ pub struct ActiveAlert {
 /// Pending and firing alerts, with whether they are silenced or inhibited.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/active", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
-async fn list_active(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<ActiveAlert>>, ApiError> {
+async fn list_active(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<ActiveAlert>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let now = st.alerts.now_ms();
     let kinds: HashMap<Uuid, RuleKind> = alert_rule::Entity::find()
@@ -240,7 +308,10 @@ async fn list_active(State(st): State<AppState>, auth: Auth, ApiPath((org, proje
         .collect();
     let rows = alert_state::Entity::find()
         .filter(alert_state::Column::ProjectId.eq(c.project.id))
-        .filter(alert_state::Column::State.is_in([AlertState::Pending.as_str(), AlertState::Firing.as_str()]))
+        .filter(
+            alert_state::Column::State
+                .is_in([AlertState::Pending.as_str(), AlertState::Firing.as_str()]),
+        )
         .order_by_asc(alert_state::Column::Since)
         .all(&st.db)
         .await?;
@@ -251,16 +322,28 @@ async fn list_active(State(st): State<AppState>, auth: Auth, ApiPath((org, proje
         .iter()
         .map(silence_from_row)
         .collect();
-    let parsed: Vec<(alert_state::Model, AlertState, RuleKind, BTreeMap<String, String>)> = rows
+    let parsed: Vec<(
+        alert_state::Model,
+        AlertState,
+        RuleKind,
+        BTreeMap<String, String>,
+    )> = rows
         .into_iter()
         .filter_map(|r| {
             let state = AlertState::parse(&r.state)?;
-            let kind = kinds.get(&r.rule_id).copied().unwrap_or(RuleKind::Threshold);
+            let kind = kinds
+                .get(&r.rule_id)
+                .copied()
+                .unwrap_or(RuleKind::Threshold);
             let labels = serde_json::from_str(&r.labels).unwrap_or_default();
             Some((r, state, kind, labels))
         })
         .collect();
-    let mute = mute_fn(now, &silences, parsed.iter().map(|(_, s, k, l)| (c.project.id, *k, *s, l)));
+    let mute = mute_fn(
+        now,
+        &silences,
+        parsed.iter().map(|(_, s, k, l)| (c.project.id, *k, *s, l)),
+    );
     let out = parsed
         .iter()
         .map(|(r, state, kind, labels)| {
@@ -316,17 +399,27 @@ pub struct HistoryEntry {
 /// State transitions, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/history", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), HistoryQuery), responses((status = 200, body = Vec<HistoryEntry>), ProblemResponses))]
-async fn list_history(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>, ApiQuery(q): ApiQuery<HistoryQuery>) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+async fn list_history(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "between 1 and 1000"));
     }
-    let mut sel = alert_history::Entity::find().filter(alert_history::Column::ProjectId.eq(c.project.id));
+    let mut sel =
+        alert_history::Entity::find().filter(alert_history::Column::ProjectId.eq(c.project.id));
     if let Some(r) = q.rule {
         sel = sel.filter(alert_history::Column::RuleId.eq(r));
     }
-    let rows = sel.order_by_desc(alert_history::Column::At).limit(limit).all(&st.db).await?;
+    let rows = sel
+        .order_by_desc(alert_history::Column::At)
+        .limit(limit)
+        .all(&st.db)
+        .await?;
     Ok(Json(
         rows.into_iter()
             .map(|h| HistoryEntry {
@@ -376,7 +469,11 @@ fn silence_out(m: alert_silence::Model, now_ms: i64) -> Silence {
 /// Silences of a project, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Silence>), ProblemResponses))]
-async fn list_silences(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<Silence>>, ApiError> {
+async fn list_silences(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Silence>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let now = st.alerts.now_ms();
     let rows = alert_silence::Entity::find()
@@ -384,16 +481,26 @@ async fn list_silences(State(st): State<AppState>, auth: Auth, ApiPath((org, pro
         .order_by_desc(alert_silence::Column::CreatedAt)
         .all(&st.db)
         .await?;
-    Ok(Json(rows.into_iter().map(|m| silence_out(m, now)).collect()))
+    Ok(Json(
+        rows.into_iter().map(|m| silence_out(m, now)).collect(),
+    ))
 }
 
 /// Silence alerts whose labels match, from `starts_at` (default now) to `ends_at`.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences", tag = "alerts", request_body = CreateSilence,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Silence), ProblemResponses))]
-async fn create_silence(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<CreateSilence>) -> Result<(StatusCode, Json<Silence>), ApiError> {
+async fn create_silence(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateSilence>,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let now_ms = st.alerts.now_ms();
-    let starts = req.starts_at.unwrap_or_else(|| super::store::to_time(now_ms));
+    let starts = req
+        .starts_at
+        .unwrap_or_else(|| super::store::to_time(now_ms));
     if req.ends_at <= starts {
         return Err(ApiError::invalid("ends_at", "must be after starts_at"));
     }
@@ -425,7 +532,12 @@ async fn create_silence(State(st): State<AppState>, auth: Auth, meta: ClientMeta
 /// End a silence now (it stays in the list, inactive).
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences/{silence}", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("silence" = Uuid, Path)), responses((status = 204, description = "Expired"), ProblemResponses))]
-async fn expire_silence(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn expire_silence(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let m = alert_silence::Entity::find_by_id(id)
         .one(&st.db)
@@ -439,7 +551,12 @@ async fn expire_silence(State(st): State<AppState>, auth: Auth, meta: ClientMeta
         am.ends_at = Set(now.max(m.starts_at));
         am.update(&*tx).await?;
     }
-    audit::append(&*tx, c.event(&auth, "alert_silence.expire", c.target("alert-silence", id)), &meta).await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_silence.expire", c.target("alert-silence", id)),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     st.alerts.reload().await;
     Ok(StatusCode::NO_CONTENT)
@@ -509,7 +626,10 @@ impl Validate for CreateChannel {
         match self.kind {
             ChannelType::Webhook => {
                 match self.url.as_deref().map(url::Url::parse) {
-                    Some(Ok(u)) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some() && self.url.as_ref().is_some_and(|s| s.len() <= 2048) => {}
+                    Some(Ok(u))
+                        if matches!(u.scheme(), "http" | "https")
+                            && u.host_str().is_some()
+                            && self.url.as_ref().is_some_and(|s| s.len() <= 2048) => {}
                     _ => e.push(FieldError::new("url", "required: an http or https URL")),
                 }
                 if let Some(s) = &self.secret {
@@ -536,7 +656,10 @@ impl Validate for CreateChannel {
                     }
                     for (i, t) in m.to.iter().enumerate() {
                         if parse_mailbox(t).is_none() {
-                            e.push(FieldError::new(format!("email.to[{i}]"), "must be an email address"));
+                            e.push(FieldError::new(
+                                format!("email.to[{i}]"),
+                                "must be an email address",
+                            ));
                         }
                     }
                     if self.url.is_some() || self.secret.is_some() {
@@ -555,7 +678,10 @@ impl Validate for CreateChannel {
             e.push(FieldError::new("group_interval_secs", "at most 86400"));
         }
         if self.repeat_interval_secs == 0 || self.repeat_interval_secs > 30 * DAY {
-            e.push(FieldError::new("repeat_interval_secs", "between 1 and 2592000"));
+            e.push(FieldError::new(
+                "repeat_interval_secs",
+                "between 1 and 2592000",
+            ));
         }
         chk::finish(e)
     }
@@ -592,13 +718,24 @@ pub struct CreatedChannel {
 
 fn channel_out(m: &alert_channel::Model) -> NotificationChannel {
     let cfg: serde_json::Value = serde_json::from_str(&m.config).unwrap_or_default();
-    let kind = if m.kind == "email" { ChannelType::Email } else { ChannelType::Webhook };
+    let kind = if m.kind == "email" {
+        ChannelType::Email
+    } else {
+        ChannelType::Webhook
+    };
     NotificationChannel {
         id: m.id,
         name: m.name.clone(),
         kind,
-        url: (kind == ChannelType::Webhook).then(|| cfg.get("url").and_then(|u| u.as_str()).unwrap_or("").to_string()),
-        email: (kind == ChannelType::Email).then(|| serde_json::from_value(cfg).ok()).flatten(),
+        url: (kind == ChannelType::Webhook).then(|| {
+            cfg.get("url")
+                .and_then(|u| u.as_str())
+                .unwrap_or("")
+                .to_string()
+        }),
+        email: (kind == ChannelType::Email)
+            .then(|| serde_json::from_value(cfg).ok())
+            .flatten(),
         has_secret: !m.secret.is_empty(),
         group_by: serde_json::from_str(&m.group_by).unwrap_or_default(),
         group_wait_secs: m.group_wait_secs as u64,
@@ -619,7 +756,11 @@ async fn find_channel(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_channel:
 /// Notification channels of a project (secrets are never shown).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<NotificationChannel>), ProblemResponses))]
-async fn list_channels(State(st): State<AppState>, auth: Auth, ApiPath((org, project)): ApiPath<(String, String)>) -> Result<Json<Vec<NotificationChannel>>, ApiError> {
+async fn list_channels(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<NotificationChannel>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let rows = alert_channel::Entity::find()
         .filter(alert_channel::Column::ProjectId.eq(c.project.id))
@@ -632,12 +773,26 @@ async fn list_channels(State(st): State<AppState>, auth: Auth, ApiPath((org, pro
 /// Create a webhook or email channel.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts", request_body = CreateChannel,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedChannel), ProblemResponses))]
-async fn create_channel(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project)): ApiPath<(String, String)>, ApiJson(req): ApiJson<CreateChannel>) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
+async fn create_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateChannel>,
+) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let (kind, config, secret, shown) = match req.kind {
         ChannelType::Webhook => {
-            let s = req.secret.clone().unwrap_or_else(crate::auth::secrets::random_token);
-            ("webhook", serde_json::json!({"url": req.url}), s.clone(), Some(s))
+            let s = req
+                .secret
+                .clone()
+                .unwrap_or_else(crate::auth::secrets::random_token);
+            (
+                "webhook",
+                serde_json::json!({"url": req.url}),
+                s.clone(),
+                Some(s),
+            )
         }
         ChannelType::Email => (
             "email",
@@ -665,19 +820,34 @@ async fn create_channel(State(st): State<AppState>, auth: Auth, meta: ClientMeta
     // The audit entry names the channel and its settings, never the secret.
     audit::append(
         &*tx,
-        c.event(&auth, "alert_channel.create", c.target("alert-channel", m.id)).details(serde_json::json!({"name": m.name, "kind": kind, "config": config})),
+        c.event(
+            &auth,
+            "alert_channel.create",
+            c.target("alert-channel", m.id),
+        )
+        .details(serde_json::json!({"name": m.name, "kind": kind, "config": config})),
         &meta,
     )
     .await?;
     tx.commit().await?;
     st.alerts.reload().await;
-    Ok((StatusCode::CREATED, Json(CreatedChannel { channel: channel_out(&m), secret: shown })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedChannel {
+            channel: channel_out(&m),
+            secret: shown,
+        }),
+    ))
 }
 
 /// One channel (without its secret).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = NotificationChannel), ProblemResponses))]
-async fn get_channel(State(st): State<AppState>, auth: Auth, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<Json<NotificationChannel>, ApiError> {
+async fn get_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<Json<NotificationChannel>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     Ok(Json(channel_out(&find_channel(&st, &c, id).await?)))
 }
@@ -685,12 +855,23 @@ async fn get_channel(State(st): State<AppState>, auth: Auth, ApiPath((org, proje
 /// Delete a channel.
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
-async fn delete_channel(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<StatusCode, ApiError> {
+async fn delete_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let m = find_channel(&st, &c, id).await?;
     let tx = st.write().await?;
     alert_channel::Entity::delete_by_id(id).exec(&*tx).await?;
-    audit::append(&*tx, c.event(&auth, "alert_channel.delete", c.target("alert-channel", id)).details(serde_json::json!({"name": m.name})), &meta).await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_channel.delete", c.target("alert-channel", id))
+            .details(serde_json::json!({"name": m.name})),
+        &meta,
+    )
+    .await?;
     tx.commit().await?;
     st.alerts.reload().await;
     Ok(StatusCode::NO_CONTENT)
@@ -707,17 +888,28 @@ pub struct TestResult {
 
 impl From<DeliveryResult> for TestResult {
     fn from(r: DeliveryResult) -> Self {
-        Self { ok: r.ok, attempts: r.attempts, http_status: r.http_status, error: r.error }
+        Self {
+            ok: r.ok,
+            attempts: r.attempts,
+            http_status: r.http_status,
+            error: r.error,
+        }
     }
 }
 
 /// Send a test notification through the channel now (with retries) and tell how it went.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}/test", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = TestResult), ProblemResponses))]
-async fn test_channel(State(st): State<AppState>, auth: Auth, meta: ClientMeta, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>) -> Result<Json<TestResult>, ApiError> {
+async fn test_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<Json<TestResult>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let m = find_channel(&st, &c, id).await?;
-    let ch = channel_from_row(&m).ok_or_else(|| ApiError::internal("stored channel is unreadable"))?;
+    let ch =
+        channel_from_row(&m).ok_or_else(|| ApiError::internal("stored channel is unreadable"))?;
     let res = st.alerts.send_test(ch).await?;
     let tx = st.write().await?;
     audit::append(
@@ -756,7 +948,12 @@ pub struct DeliveriesQuery {
 /// Delivery log of a channel, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}/deliveries", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path), DeliveriesQuery), responses((status = 200, body = Vec<Delivery>), ProblemResponses))]
-async fn list_deliveries(State(st): State<AppState>, auth: Auth, ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>, ApiQuery(q): ApiQuery<DeliveriesQuery>) -> Result<Json<Vec<Delivery>>, ApiError> {
+async fn list_deliveries(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
+) -> Result<Json<Vec<Delivery>>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {

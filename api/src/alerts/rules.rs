@@ -43,7 +43,10 @@ impl RuleKind {
 
     /// Rules that look at one tag of the readings.
     pub fn is_tag_rule(self) -> bool {
-        matches!(self, RuleKind::Threshold | RuleKind::Absence | RuleKind::Rate)
+        matches!(
+            self,
+            RuleKind::Threshold | RuleKind::Absence | RuleKind::Rate
+        )
     }
 
     /// Alerts about something behind a gateway: inhibited while that gateway is offline.
@@ -152,7 +155,16 @@ const MAX_FOR_SECS: u64 = 7 * 24 * 3600;
 
 /// Placeholders a summary may use besides label names.
 const PLACEHOLDERS: &[&str] = &[
-    "gateway", "device", "tag", "value", "threshold", "low", "high", "rule", "severity", "cluster",
+    "gateway",
+    "device",
+    "tag",
+    "value",
+    "threshold",
+    "low",
+    "high",
+    "rule",
+    "severity",
+    "cluster",
 ];
 
 impl Validate for RuleSpec {
@@ -160,7 +172,11 @@ impl Validate for RuleSpec {
         let mut e = Vec::new();
         chk::text(&mut e, "name", &self.name, 1, 128);
         chk::text(&mut e, "summary", &self.summary, 0, 1000);
-        for (f, v) in [("gateway", &self.gateway), ("device", &self.device), ("tag", &self.tag)] {
+        for (f, v) in [
+            ("gateway", &self.gateway),
+            ("device", &self.device),
+            ("tag", &self.tag),
+        ] {
             if let Some(v) = v {
                 chk::text(&mut e, f, v, 1, 128);
                 if v.contains(['/', '+', '#']) {
@@ -169,7 +185,10 @@ impl Validate for RuleSpec {
             }
         }
         if self.for_secs > MAX_FOR_SECS {
-            e.push(FieldError::new("for_secs", "must be at most 604800 (7 days)"));
+            e.push(FieldError::new(
+                "for_secs",
+                "must be at most 604800 (7 days)",
+            ));
         }
         let finite = |x: Option<f64>| x.is_none_or(f64::is_finite);
         for (f, v) in [
@@ -187,13 +206,18 @@ impl Validate for RuleSpec {
         }
         match self.kind {
             RuleKind::Threshold => match self.op {
-                None => e.push(FieldError::new("op", "required for threshold rules: '>', '<' or 'outside'")),
+                None => e.push(FieldError::new(
+                    "op",
+                    "required for threshold rules: '>', '<' or 'outside'",
+                )),
                 Some(ThresholdOp::Above | ThresholdOp::Below) if self.threshold.is_none() => {
                     e.push(FieldError::new("threshold", "required for '>' and '<'"))
                 }
                 Some(ThresholdOp::Outside) => match (self.low, self.high) {
                     (Some(l), Some(h)) if l < h => {}
-                    (Some(_), Some(_)) => e.push(FieldError::new("high", "must be greater than low")),
+                    (Some(_), Some(_)) => {
+                        e.push(FieldError::new("high", "must be greater than low"))
+                    }
                     (None, _) => e.push(FieldError::new("low", "required for 'outside'")),
                     (_, None) => e.push(FieldError::new("high", "required for 'outside'")),
                 },
@@ -201,11 +225,17 @@ impl Validate for RuleSpec {
             },
             RuleKind::Absence => match self.absent_secs {
                 Some(s) if (1..=MAX_FOR_SECS).contains(&s) => {}
-                _ => e.push(FieldError::new("absent_secs", "required: 1 to 604800 seconds")),
+                _ => e.push(FieldError::new(
+                    "absent_secs",
+                    "required: 1 to 604800 seconds",
+                )),
             },
             RuleKind::Rate => match self.max_rate_per_sec {
                 Some(r) if r > 0.0 => {}
-                _ => e.push(FieldError::new("max_rate_per_sec", "required and greater than 0")),
+                _ => e.push(FieldError::new(
+                    "max_rate_per_sec",
+                    "required and greater than 0",
+                )),
             },
             RuleKind::GatewayOffline | RuleKind::DeviceDown | RuleKind::ClusterDegraded => {}
         }
@@ -214,13 +244,19 @@ impl Validate for RuleSpec {
         }
         for (k, v) in &self.labels {
             if !valid_label_name(k) {
-                e.push(FieldError::new(format!("labels.{k}"), "label names are letters, digits and '_', not starting with a digit"));
+                e.push(FieldError::new(
+                    format!("labels.{k}"),
+                    "label names are letters, digits and '_', not starting with a digit",
+                ));
             }
             chk::text(&mut e, &format!("labels.{k}"), v, 0, 256);
         }
         for name in placeholders(&self.summary) {
             if !PLACEHOLDERS.contains(&name) && !self.labels.contains_key(name) {
-                e.push(FieldError::new("summary", format!("unknown placeholder {{{{{name}}}}}")));
+                e.push(FieldError::new(
+                    "summary",
+                    format!("unknown placeholder {{{{{name}}}}}"),
+                ));
             }
         }
         if self.channels.len() > 32 {
@@ -277,7 +313,9 @@ impl RuleSpec {
             (RuleKind::Threshold, Some(ThresholdOp::Outside)) => {
                 "{{gateway}}/{{device}}/{{tag}} is {{value}} (band {{low}}..{{high}})"
             }
-            (RuleKind::Threshold, _) => "{{gateway}}/{{device}}/{{tag}} is {{value}} (limit {{threshold}})",
+            (RuleKind::Threshold, _) => {
+                "{{gateway}}/{{device}}/{{tag}} is {{value}} (limit {{threshold}})"
+            }
             (RuleKind::Absence, _) => "{{gateway}}/{{device}}/{{tag}}: no reading",
             (RuleKind::Rate, _) => "{{gateway}}/{{device}}/{{tag}} changes too fast ({{value}})",
             (RuleKind::GatewayOffline, _) => "gateway {{gateway}} is offline",
@@ -303,7 +341,10 @@ mod tests {
         v.insert("value".to_string(), "0.1".to_string());
         v.insert("threshold".to_string(), "0.2".to_string());
         assert_eq!(
-            render("{{gateway}}/{{tag}} is {{value}} (limit {{ threshold }}) {{nope}}", &v),
+            render(
+                "{{gateway}}/{{tag}} is {{value}} (limit {{ threshold }}) {{nope}}",
+                &v
+            ),
             "ps-1/chlorine is 0.1 (limit 0.2) "
         );
         assert_eq!(render("broken {{gateway", &v), "broken {{gateway");
@@ -312,14 +353,28 @@ mod tests {
     #[test]
     fn validation_names_the_missing_fields() {
         let s = spec(serde_json::json!({"name": "x", "kind": "threshold"}));
-        let fields: Vec<String> = s.validate().unwrap_err().into_iter().map(|f| f.field).collect();
+        let fields: Vec<String> = s
+            .validate()
+            .unwrap_err()
+            .into_iter()
+            .map(|f| f.field)
+            .collect();
         assert_eq!(fields, vec!["tag", "op"]);
-        let s = spec(serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": "outside", "low": 5.0, "high": 1.0}));
+        let s = spec(
+            serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": "outside", "low": 5.0, "high": 1.0}),
+        );
         assert_eq!(s.validate().unwrap_err()[0].field, "high");
-        let s = spec(serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0, "summary": "{{bogus}}"}));
+        let s = spec(
+            serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0, "summary": "{{bogus}}"}),
+        );
         assert_eq!(s.validate().unwrap_err()[0].field, "summary");
-        let s = spec(serde_json::json!({"name": "x", "kind": "absence", "tag": "t", "absent_secs": 30}));
+        let s = spec(
+            serde_json::json!({"name": "x", "kind": "absence", "tag": "t", "absent_secs": 30}),
+        );
         assert!(s.validate().is_ok());
-        assert!(serde_json::from_value::<RuleSpec>(serde_json::json!({"name": "x", "kind": "rate", "oops": 1})).is_err());
+        assert!(serde_json::from_value::<RuleSpec>(
+            serde_json::json!({"name": "x", "kind": "rate", "oops": 1})
+        )
+        .is_err());
     }
 }

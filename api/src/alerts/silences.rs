@@ -34,7 +34,11 @@ pub struct CreateSilence {
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: DateTime<Utc>,
-    #[schema(min_length = 1, max_length = 1000, example = "pump station 1 maintenance")]
+    #[schema(
+        min_length = 1,
+        max_length = 1000,
+        example = "pump station 1 maintenance"
+    )]
     pub comment: String,
 }
 
@@ -46,11 +50,17 @@ impl Validate for CreateSilence {
         }
         for (i, m) in self.matchers.iter().enumerate() {
             if !valid_label_name(&m.name) {
-                e.push(FieldError::new(format!("matchers[{i}].name"), "must be a label name"));
+                e.push(FieldError::new(
+                    format!("matchers[{i}].name"),
+                    "must be a label name",
+                ));
             }
             chk::text(&mut e, &format!("matchers[{i}].value"), &m.value, 0, 256);
             if m.regex && regex::Regex::new(&anchored(&m.value)).is_err() {
-                e.push(FieldError::new(format!("matchers[{i}].value"), "not a valid regular expression"));
+                e.push(FieldError::new(
+                    format!("matchers[{i}].value"),
+                    "not a valid regular expression",
+                ));
             }
         }
         if let Some(s) = self.starts_at {
@@ -82,7 +92,13 @@ pub struct ActiveSilence {
 }
 
 impl ActiveSilence {
-    pub fn new(id: Uuid, project_id: Uuid, matchers: &[Matcher], starts_ms: i64, ends_ms: i64) -> Self {
+    pub fn new(
+        id: Uuid,
+        project_id: Uuid,
+        matchers: &[Matcher],
+        starts_ms: i64,
+        ends_ms: i64,
+    ) -> Self {
         let matchers = matchers
             .iter()
             .map(|m| {
@@ -97,7 +113,13 @@ impl ActiveSilence {
                 (m.name.clone(), k)
             })
             .collect();
-        Self { id, project_id, starts_ms, ends_ms, matchers }
+        Self {
+            id,
+            project_id,
+            starts_ms,
+            ends_ms,
+            matchers,
+        }
     }
 
     pub fn active_at(&self, now_ms: i64) -> bool {
@@ -136,8 +158,16 @@ mod tests {
             Uuid::new_v4(),
             p,
             &[
-                Matcher { name: "gateway".into(), value: "ps-[12]".into(), regex: true },
-                Matcher { name: "severity".into(), value: "warning".into(), regex: false },
+                Matcher {
+                    name: "gateway".into(),
+                    value: "ps-[12]".into(),
+                    regex: true,
+                },
+                Matcher {
+                    name: "severity".into(),
+                    value: "warning".into(),
+                    regex: false,
+                },
             ],
             0,
             100,

@@ -43,7 +43,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("alert_rules", "idx_alert_rules_project", &["project_id"], false)).await?;
+        m.create_index(index(
+            "alert_rules",
+            "idx_alert_rules_project",
+            &["project_id"],
+            false,
+        ))
+        .await?;
         // No foreign keys on state and history: a firing alert of a deleted
         // rule still has to resolve, and history outlives its rules.
         m.create_table(
@@ -63,7 +69,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("alert_states", "idx_alert_states_project", &["project_id"], false)).await?;
+        m.create_index(index(
+            "alert_states",
+            "idx_alert_states_project",
+            &["project_id"],
+            false,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(t("alert_history"))
@@ -81,7 +93,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("alert_history", "idx_alert_history_project_at", &["project_id", "at"], false)).await?;
+        m.create_index(index(
+            "alert_history",
+            "idx_alert_history_project_at",
+            &["project_id", "at"],
+            false,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(t("alert_silences"))
@@ -132,7 +150,13 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        m.create_index(index("alert_deliveries", "idx_alert_deliveries_channel_at", &["channel_id", "at"], false)).await?;
+        m.create_index(index(
+            "alert_deliveries",
+            "idx_alert_deliveries_channel_at",
+            &["channel_id", "at"],
+            false,
+        ))
+        .await?;
         m.create_table(
             Table::create()
                 .table(t("alert_nflog"))
@@ -156,7 +180,8 @@ impl MigrationTrait for Migration {
             "alert_states",
             "alert_rules",
         ] {
-            m.drop_table(Table::drop().table(t(name)).to_owned()).await?;
+            m.drop_table(Table::drop().table(t(name)).to_owned())
+                .await?;
         }
         Ok(())
     }
@@ -413,7 +438,11 @@ pub async fn record<C: ConnectionTrait>(db: &C, ts: &[Transition]) -> Result<(),
 
 /// A resolved alert whose notices are all out: drop its state row (unless
 /// it fired again meanwhile).
-pub async fn forget_resolved<C: ConnectionTrait>(db: &C, rule_id: Uuid, series: &str) -> Result<(), DbErr> {
+pub async fn forget_resolved<C: ConnectionTrait>(
+    db: &C,
+    rule_id: Uuid,
+    series: &str,
+) -> Result<(), DbErr> {
     alert_state::Entity::delete_many()
         .filter(alert_state::Column::RuleId.eq(rule_id))
         .filter(alert_state::Column::Series.eq(series))
@@ -424,7 +453,13 @@ pub async fn forget_resolved<C: ConnectionTrait>(db: &C, rule_id: Uuid, series: 
 }
 
 /// Remember which alerts a group's last notice carried.
-pub async fn save_nflog<C: ConnectionTrait>(db: &C, channel_id: Uuid, group_key: &str, at_ms: i64, sent: &[String]) -> Result<(), DbErr> {
+pub async fn save_nflog<C: ConnectionTrait>(
+    db: &C,
+    channel_id: Uuid,
+    group_key: &str,
+    at_ms: i64,
+    sent: &[String],
+) -> Result<(), DbErr> {
     if sent.is_empty() {
         alert_nflog::Entity::delete_many()
             .filter(alert_nflog::Column::ChannelId.eq(channel_id))
@@ -441,9 +476,12 @@ pub async fn save_nflog<C: ConnectionTrait>(db: &C, channel_id: Uuid, group_key:
     };
     alert_nflog::Entity::insert(row)
         .on_conflict(
-            OnConflict::columns([alert_nflog::Column::ChannelId, alert_nflog::Column::GroupKey])
-                .update_columns([alert_nflog::Column::LastSentAt, alert_nflog::Column::Sent])
-                .to_owned(),
+            OnConflict::columns([
+                alert_nflog::Column::ChannelId,
+                alert_nflog::Column::GroupKey,
+            ])
+            .update_columns([alert_nflog::Column::LastSentAt, alert_nflog::Column::Sent])
+            .to_owned(),
         )
         .exec(db)
         .await?;

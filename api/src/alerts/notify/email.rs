@@ -36,7 +36,13 @@ pub fn parse_mailbox(s: &str) -> Option<Mailbox> {
     s.parse().ok()
 }
 
-pub async fn send(cfg: &EmailConfig, password: &str, subject: &str, body: String, policy: &Attempts) -> DeliveryResult {
+pub async fn send(
+    cfg: &EmailConfig,
+    password: &str,
+    subject: &str,
+    body: String,
+    policy: &Attempts,
+) -> DeliveryResult {
     let mut res = DeliveryResult::default();
     let msg = (|| {
         let mut b = Message::builder()
@@ -55,9 +61,10 @@ pub async fn send(cfg: &EmailConfig, password: &str, subject: &str, body: String
             return res;
         }
     };
-    let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.as_str())
-        .port(cfg.smtp_port)
-        .timeout(Some(policy.timeout.max(Duration::from_millis(100))));
+    let mut builder =
+        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.as_str())
+            .port(cfg.smtp_port)
+            .timeout(Some(policy.timeout.max(Duration::from_millis(100))));
     if let Some(u) = &cfg.smtp_username {
         builder = builder.credentials(Credentials::new(u.clone(), password.to_string()));
     }

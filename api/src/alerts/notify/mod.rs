@@ -49,8 +49,14 @@ pub struct DeliveryResult {
 
 #[derive(Clone, Debug)]
 pub enum ChannelKind {
-    Webhook { url: String, secret: String },
-    Email { cfg: email::EmailConfig, password: String },
+    Webhook {
+        url: String,
+        secret: String,
+    },
+    Email {
+        cfg: email::EmailConfig,
+        password: String,
+    },
 }
 
 /// A channel as the notifier uses it (secrets included; never logged).
@@ -69,7 +75,10 @@ pub struct Channel {
 impl std::fmt::Debug for Channel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Hand-written so a secret can never reach a log line.
-        f.debug_struct("Channel").field("id", &self.id).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("Channel")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -202,8 +211,13 @@ impl Notification {
             }
             s.push_str(&format!("{title}:\n"));
             for a in list.iter() {
-                s.push_str(&format!("- {} (since {})\n", a.summary, to_time(a.starts_ms).to_rfc3339()));
-                let labels: Vec<String> = a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                s.push_str(&format!(
+                    "- {} (since {})\n",
+                    a.summary,
+                    to_time(a.starts_ms).to_rfc3339()
+                ));
+                let labels: Vec<String> =
+                    a.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
                 s.push_str(&format!("  {}\n", labels.join(", ")));
             }
             s.push('\n');
@@ -211,6 +225,9 @@ impl Notification {
         s
     }
 }
+
+type GroupId = (Uuid, String);
+type Labels = BTreeMap<String, String>;
 
 /// Grouping and timing of notices.
 #[derive(Default)]
@@ -225,7 +242,11 @@ fn group_of(ch: &Channel, labels: &BTreeMap<String, String>) -> (String, BTreeMa
     for k in &ch.group_by {
         gl.insert(k.clone(), labels.get(k).cloned().unwrap_or_default());
     }
-    let key = gl.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+    let key = gl
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",");
     (key, gl)
 }
 
@@ -241,7 +262,13 @@ impl Notifier {
     }
 
     /// Restore a group's log after a restart.
-    pub fn restore_group(&mut self, channel: Uuid, key: String, last_sent_ms: i64, sent: Vec<String>) {
+    pub fn restore_group(
+        &mut self,
+        channel: Uuid,
+        key: String,
+        last_sent_ms: i64,
+        sent: Vec<String>,
+    ) {
         let g = self.groups.entry((channel, key)).or_default();
         g.last_sent_ms = Some(last_sent_ms);
         g.first_ms = Some(last_sent_ms);
@@ -256,7 +283,8 @@ impl Notifier {
     pub fn apply(&mut self, t: &Transition) {
         match t.to {
             AlertState::Firing => {
-                self.alerts.insert(t.fingerprint(), AlertEntry::from_transition(t));
+                self.alerts
+                    .insert(t.fingerprint(), AlertEntry::from_transition(t));
             }
             AlertState::Resolved => {
                 if let Some(a) = self.alerts.get_mut(&t.fingerprint()) {
@@ -275,21 +303,37 @@ impl Notifier {
 
     /// Notices due at `now_ms`, and the resolved alerts that are fully
     /// announced (or were never announced) and can be forgotten.
-    pub fn flush(&mut self, now_ms: i64, mute: impl Fn(&AlertEntry) -> Mute) -> (Vec<Notification>, Vec<AlertEntry>) {
-        let mut members: HashMap<(Uuid, String), (BTreeMap<String, String>, Vec<&AlertEntry>)> = HashMap::new();
+    pub fn flush(
+        &mut self,
+        now_ms: i64,
+        mute: impl Fn(&AlertEntry) -> Mute,
+    ) -> (Vec<Notification>, Vec<AlertEntry>) {
+        let mut members: HashMap<GroupId, (Labels, Vec<&AlertEntry>)> = HashMap::new();
         for a in self.alerts.values() {
             for ch in self.channels.values() {
-                if ch.project_id != a.project_id || !(a.channels.is_empty() || a.channels.contains(&ch.id)) {
+                if ch.project_id != a.project_id
+                    || !(a.channels.is_empty() || a.channels.contains(&ch.id))
+                {
                     continue;
                 }
                 let (key, gl) = group_of(ch, &a.labels);
-                members.entry((ch.id, key)).or_insert_with(|| (gl, vec![])).1.push(a);
+                members
+                    .entry((ch.id, key))
+                    .or_insert_with(|| (gl, vec![]))
+                    .1
+                    .push(a);
             }
         }
         let mut out = Vec::new();
-        let keys: BTreeSet<(Uuid, String)> = members.keys().cloned().chain(self.groups.keys().cloned()).collect();
+        let keys: BTreeSet<(Uuid, String)> = members
+            .keys()
+            .cloned()
+            .chain(self.groups.keys().cloned())
+            .collect();
         for gk in keys {
-            let Some(ch) = self.channels.get(&gk.0).cloned() else { continue };
+            let Some(ch) = self.channels.get(&gk.0).cloned() else {
+                continue;
+            };
             let (gl, list) = members.get(&gk).cloned().unwrap_or_default();
             let g = self.groups.entry(gk.clone()).or_default();
             if g.in_flight {
@@ -306,7 +350,8 @@ impl Notifier {
                 .filter(|a| a.state == AlertState::Resolved && g.sent.contains(&a.fingerprint))
                 .collect();
             // Alerts that vanished entirely (their rule went away) leave the log quietly.
-            g.sent.retain(|fp| list.iter().any(|a| &a.fingerprint == fp));
+            g.sent
+                .retain(|fp| list.iter().any(|a| &a.fingerprint == fp));
             if firing.is_empty() && resolved.is_empty() {
                 if g.sent.is_empty() {
                     self.groups.remove(&gk);
@@ -316,7 +361,8 @@ impl Notifier {
             if now_ms < g.hold_until_ms {
                 continue;
             }
-            let changed = firing.iter().any(|a| !g.sent.contains(&a.fingerprint)) || !resolved.is_empty();
+            let changed =
+                firing.iter().any(|a| !g.sent.contains(&a.fingerprint)) || !resolved.is_empty();
             let due = match g.last_sent_ms {
                 None => {
                     let first = *g.first_ms.get_or_insert(now_ms);
@@ -345,7 +391,10 @@ impl Notifier {
             .groups
             .values()
             .flat_map(|g| g.sent.iter())
-            .chain(out.iter().flat_map(|n| n.resolved.iter().map(|a| &a.fingerprint)))
+            .chain(
+                out.iter()
+                    .flat_map(|n| n.resolved.iter().map(|a| &a.fingerprint)),
+            )
             .collect();
         let done: Vec<String> = self
             .alerts
@@ -353,7 +402,10 @@ impl Notifier {
             .filter(|a| a.state == AlertState::Resolved && !pending.contains(&a.fingerprint))
             .map(|a| a.fingerprint.clone())
             .collect();
-        let forgotten = done.iter().filter_map(|fp| self.alerts.remove(fp)).collect();
+        let forgotten = done
+            .iter()
+            .filter_map(|fp| self.alerts.remove(fp))
+            .collect();
         (out, forgotten)
     }
 
@@ -372,7 +424,11 @@ impl Notifier {
         let keep: BTreeSet<String> = g
             .sent
             .iter()
-            .filter(|fp| self.alerts.get(*fp).is_some_and(|a| a.state == AlertState::Firing))
+            .filter(|fp| {
+                self.alerts
+                    .get(*fp)
+                    .is_some_and(|a| a.state == AlertState::Firing)
+            })
             .cloned()
             .collect();
         g.sent = keep.into_iter().chain(n.firing_fingerprints()).collect();
@@ -390,7 +446,10 @@ mod tests {
             id: Uuid::new_v4(),
             project_id: project,
             name: "ops".into(),
-            kind: ChannelKind::Webhook { url: "http://x".into(), secret: "s".into() },
+            kind: ChannelKind::Webhook {
+                url: "http://x".into(),
+                secret: "s".into(),
+            },
             group_by: vec!["alertname".into()],
             group_wait_ms: 10_000,
             group_interval_ms: 60_000,
@@ -449,7 +508,10 @@ mod tests {
         assert!(flush(&mut n, 210_000 + 3_599_999).is_empty());
         let rep = flush(&mut n, 210_000 + 3_600_000);
         assert_eq!(rep.len(), 1, "repeat interval");
-        assert!(n.alerts().all(|a| a.state == AlertState::Firing), "announced resolved alert forgotten");
+        assert!(
+            n.alerts().all(|a| a.state == AlertState::Firing),
+            "announced resolved alert forgotten"
+        );
     }
 
     #[test]
@@ -461,14 +523,28 @@ mod tests {
         n.apply(&alert(p, "hi", "a", AlertState::Firing, 0));
         let (out, _) = n.flush(20_000, |_| Mute::Silenced);
         assert!(out.is_empty());
-        assert!(flush(&mut n, 20_000).is_empty(), "group wait starts when unmuted");
+        assert!(
+            flush(&mut n, 20_000).is_empty(),
+            "group wait starts when unmuted"
+        );
         let sent = flush(&mut n, 30_000);
         assert_eq!(sent.len(), 1);
         // Restart: same alert, log restored.
         let mut m = Notifier::default();
         m.set_channels(vec![ch.clone()]);
-        m.restore_alert(AlertEntry::from_transition(&alert(p, "hi", "a", AlertState::Firing, 0)));
-        m.restore_group(ch.id, sent[0].group_key.clone(), 30_000, sent[0].firing_fingerprints());
+        m.restore_alert(AlertEntry::from_transition(&alert(
+            p,
+            "hi",
+            "a",
+            AlertState::Firing,
+            0,
+        )));
+        m.restore_group(
+            ch.id,
+            sent[0].group_key.clone(),
+            30_000,
+            sent[0].firing_fingerprints(),
+        );
         assert!(flush(&mut m, 100_000).is_empty());
         // Resolved alert that was never announced is forgotten without a notice.
         n.apply(&alert(p, "hi", "z", AlertState::Firing, 30_000));

@@ -17,7 +17,13 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-pub async fn send(http: &reqwest::Client, url: &str, secret: &str, body: Vec<u8>, policy: &Attempts) -> DeliveryResult {
+pub async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    secret: &str,
+    body: Vec<u8>,
+    policy: &Attempts,
+) -> DeliveryResult {
     let sig = signature(secret, &body);
     let mut res = DeliveryResult::default();
     for attempt in 1..=policy.max_attempts.max(1) {
