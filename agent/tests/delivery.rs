@@ -115,28 +115,29 @@ async fn hundred_thousand_readings_survive_two_broker_restarts_in_order() {
         s.readings >= total
     })
     .await;
-    let seen = sub.seen.lock().unwrap();
-    assert_eq!(
-        seen.readings, total,
-        "every reading arrives exactly once after dedupe"
-    );
-    assert!(
-        rt.uplink_stats.reconnects.load(Ordering::Relaxed) >= 2,
-        "the agent saw the outages"
-    );
-    for (device, vals) in values_by_device(&seen) {
-        let expect: Vec<i64> = (0..per_device as i64).collect();
-        assert_eq!(vals, expect, "{device}: every sample, in order");
+    {
+        let seen = sub.seen.lock().unwrap();
+        assert_eq!(
+            seen.readings, total,
+            "every reading arrives exactly once after dedupe"
+        );
+        assert!(
+            rt.uplink_stats.reconnects.load(Ordering::Relaxed) >= 2,
+            "the agent saw the outages"
+        );
+        for (device, vals) in values_by_device(&seen) {
+            let expect: Vec<i64> = (0..per_device as i64).collect();
+            assert_eq!(vals, expect, "{device}: every sample, in order");
+        }
+        // QoS 1 may repeat what was in flight at each outage, nothing more.
+        let bound = 2 * 100 * 500 * 2;
+        assert!(
+            seen.duplicates <= bound,
+            "{} duplicates > {bound}",
+            seen.duplicates
+        );
+        eprintln!("duplicates after 2 broker restarts: {}", seen.duplicates);
     }
-    // QoS 1 may repeat what was in flight at each outage, nothing more.
-    let bound = 2 * 100 * 500 * 2;
-    assert!(
-        seen.duplicates <= bound,
-        "{} duplicates > {bound}",
-        seen.duplicates
-    );
-    eprintln!("duplicates after 2 broker restarts: {}", seen.duplicates);
-    drop(seen);
     rt.shutdown().await;
 }
 
@@ -210,27 +211,28 @@ async fn overflow_case(policy: OverflowPolicy) {
     })
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let seen = sub.seen.lock().unwrap();
-    assert_eq!(
-        seen.readings + dropped,
-        total,
-        "delivered + dropped = produced, exactly"
-    );
-    for (device, vals) in values_by_device(&seen) {
-        assert!(
-            vals.windows(2).all(|w| w[1] == w[0] + 1),
-            "{device}: a contiguous run"
+    {
+        let seen = sub.seen.lock().unwrap();
+        assert_eq!(
+            seen.readings + dropped,
+            total,
+            "delivered + dropped = produced, exactly"
         );
-        match policy {
-            OverflowPolicy::DropOldest => assert_eq!(
-                *vals.last().unwrap(),
-                per_device as i64 - 1,
-                "{device}: newest kept"
-            ),
-            OverflowPolicy::RefuseNew => assert_eq!(vals[0], 0, "{device}: oldest kept"),
+        for (device, vals) in values_by_device(&seen) {
+            assert!(
+                vals.windows(2).all(|w| w[1] == w[0] + 1),
+                "{device}: a contiguous run"
+            );
+            match policy {
+                OverflowPolicy::DropOldest => assert_eq!(
+                    *vals.last().unwrap(),
+                    per_device as i64 - 1,
+                    "{device}: newest kept"
+                ),
+                OverflowPolicy::RefuseNew => assert_eq!(vals[0], 0, "{device}: oldest kept"),
+            }
         }
     }
-    drop(seen);
     rt.shutdown().await;
 }
 
@@ -298,15 +300,16 @@ async fn full_queue_drops_oldest_while_sending() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let seen = sub.seen.lock().unwrap();
-    for (device, vals) in values_by_device(&seen) {
-        assert_eq!(
-            *vals.last().unwrap(),
-            per_device as i64 - 1,
-            "{device}: newest kept"
-        );
-        assert!(vals.windows(2).all(|w| w[1] > w[0]), "{device}: in order");
+    {
+        let seen = sub.seen.lock().unwrap();
+        for (device, vals) in values_by_device(&seen) {
+            assert_eq!(
+                *vals.last().unwrap(),
+                per_device as i64 - 1,
+                "{device}: newest kept"
+            );
+            assert!(vals.windows(2).all(|w| w[1] > w[0]), "{device}: in order");
+        }
     }
-    drop(seen);
     rt.shutdown().await;
 }

@@ -108,11 +108,14 @@ impl Drop for Broker {
     }
 }
 
+/// A device's frames by seq: (timestamp, values).
+pub type DeviceFrames = BTreeMap<u64, (i64, BTreeMap<String, TagValue>)>;
+
 /// Everything a subscriber saw, per device.
 #[derive(Default, Debug)]
 pub struct Seen {
     /// device → (seq → (timestamp, values)) of first arrivals.
-    pub frames: HashMap<String, BTreeMap<u64, (i64, BTreeMap<String, TagValue>)>>,
+    pub frames: HashMap<String, DeviceFrames>,
     /// device → seqs in first-arrival order.
     pub arrival: HashMap<String, Vec<u64>>,
     pub duplicates: u64,
