@@ -31,6 +31,7 @@ async fn write_over_mqtt_is_applied_and_answered() {
             client_id: "agent-cmd".into(),
             username: None,
             password: None,
+            ca_pem: None,
         },
         inflight: 10,
     })
