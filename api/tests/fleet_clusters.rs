@@ -31,11 +31,19 @@ async fn mosquitto() -> Mosquitto {
         .into_iter()
         .find(|p| std::path::Path::new(p).exists())
         .expect("mosquitto is required for this test (apt-get install mosquitto); not found in /usr/sbin or /usr/bin");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\n")).unwrap();
-    let child = Command::new(bin)
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let mut child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
         .stdout(std::process::Stdio::null())
@@ -44,11 +52,20 @@ async fn mosquitto() -> Mosquitto {
         .expect("start mosquitto");
     // Ready when it accepts connections.
     for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
-            return Mosquitto { child, port, _dir: dir };
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            return Mosquitto {
+                child,
+                port,
+                _dir: dir,
+            };
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("mosquitto did not listen on port {port}");
 }
 
@@ -57,7 +74,13 @@ async fn external_cluster_lifecycle(b: Backend) {
     let app = fleet_app(b, |_| {}).await;
     let admin = app.admin().await;
     setup_org(&app, &admin, "riverside", "north").await;
-    let r = app.post("/api/v1/orgs/riverside/projects", &admin, json!({"slug": "south", "name": "South"})).await;
+    let r = app
+        .post(
+            "/api/v1/orgs/riverside/projects",
+            &admin,
+            json!({"slug": "south", "name": "South"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED);
     let base = "/api/v1/orgs/riverside/projects/north";
     let url = format!("mqtt://127.0.0.1:{}", broker.port);
@@ -70,37 +93,80 @@ async fn external_cluster_lifecycle(b: Backend) {
     assert_eq!(r.body["health"]["reachable"], true, "{:?}", r.body);
     assert!(r.body["health"]["rtt_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(r.body["has_password"], true);
-    assert!(!r.body.to_string().contains("s3cret-pw"), "the password is never shown");
-    let r = app.call(Method::POST, &format!("{base}/clusters/plant-broker/probe"), &admin, None).await;
+    assert!(
+        !r.body.to_string().contains("s3cret-pw"),
+        "the password is never shown"
+    );
+    let r = app
+        .call(
+            Method::POST,
+            &format!("{base}/clusters/plant-broker/probe"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["health"]["reachable"], true);
     // Stored encrypted.
     let rows = {
         use sea_orm::EntityTrait;
-        weir_api::fleet::entities::cluster::Entity::find().all(&app.running.state.db).await.unwrap()
+        weir_api::fleet::entities::cluster::Entity::find()
+            .all(&app.running.state.db)
+            .await
+            .unwrap()
     };
     assert!(!rows[0].password_enc.as_ref().unwrap().contains("s3cret-pw"));
 
     // Bad input names the field; kubernetes needs a kube config.
-    let r = app.post(&format!("{base}/clusters"), &admin, json!({"name": "x", "backend": "external", "url": "http://x"})).await;
+    let r = app
+        .post(
+            &format!("{base}/clusters"),
+            &admin,
+            json!({"name": "x", "backend": "external", "url": "http://x"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "url");
-    let r = app.post(&format!("{base}/clusters"), &admin, json!({"name": "k", "backend": "kubernetes"})).await;
+    let r = app
+        .post(
+            &format!("{base}/clusters"),
+            &admin,
+            json!({"name": "k", "backend": "kubernetes"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "backend");
 
     // A gateway on it gets the broker's username/password as MQTT credentials.
     let mut spec = modbus_spec(1000);
     spec["clusterRef"] = json!("plant-broker");
-    let r = app.post(&format!("{base}/gateways"), &admin, json!({"name": "pump-1", "spec": spec})).await;
+    let r = app
+        .post(
+            &format!("{base}/gateways"),
+            &admin,
+            json!({"name": "pump-1", "spec": spec}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     assert_eq!(r.body["cluster"], "plant-broker");
     let mut bad = modbus_spec(1000);
     bad["clusterRef"] = json!("nope");
-    let r = app.post(&format!("{base}/gateways"), &admin, json!({"name": "pump-9", "spec": bad})).await;
+    let r = app
+        .post(
+            &format!("{base}/gateways"),
+            &admin,
+            json!({"name": "pump-9", "spec": bad}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "spec.clusterRef");
-    let t = app.post(&format!("{base}/gateways/pump-1/enrollment-tokens"), &admin, json!({})).await;
+    let t = app
+        .post(
+            &format!("{base}/gateways/pump-1/enrollment-tokens"),
+            &admin,
+            json!({}),
+        )
+        .await;
     let key = weir_crds::bundle::generate_key();
     use base64::Engine as _;
     let r = app
@@ -121,32 +187,81 @@ async fn external_cluster_lifecycle(b: Backend) {
     let r = app.call(Method::DELETE, &c, &admin, None).await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(r.body["errors"][0]["field"], "confirm");
-    let r = app.call(Method::DELETE, &format!("{c}?confirm=plant-broker"), &admin, None).await;
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("{c}?confirm=plant-broker"),
+            &admin,
+            None,
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
 
     // Update and transfer.
-    let r = app.call(Method::PATCH, &c, &admin, Some(json!({"title": "Plant broker", "password": ""}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &c,
+            &admin,
+            Some(json!({"title": "Plant broker", "password": ""})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["has_password"], false);
-    let r = app.post(&format!("{c}/transfer"), &admin, json!({"project": "south"})).await;
+    let r = app
+        .post(
+            &format!("{c}/transfer"),
+            &admin,
+            json!({"project": "south"}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     assert_eq!(r.body["project"], "south");
     assert_eq!(app.get(&c, &admin).await.status, StatusCode::NOT_FOUND);
     let moved = "/api/v1/orgs/riverside/projects/south/clusters/plant-broker";
     assert_eq!(app.get(moved, &admin).await.status, StatusCode::OK);
     // Free it and delete it.
-    let r = app.call(Method::PATCH, &format!("{base}/gateways/pump-1"), &admin, Some(json!({"merge_patch": {"clusterRef": null}}))).await;
+    let r = app
+        .call(
+            Method::PATCH,
+            &format!("{base}/gateways/pump-1"),
+            &admin,
+            Some(json!({"merge_patch": {"clusterRef": null}})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let r = app.call(Method::DELETE, moved, &admin, Some(json!({"confirm": "plant-broker"}))).await;
+    let r = app
+        .call(
+            Method::DELETE,
+            moved,
+            &admin,
+            Some(json!({"confirm": "plant-broker"})),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
-    let audit = app.get("/api/v1/orgs/riverside/audit?limit=500", &admin).await;
-    let actions: Vec<&str> = audit.body["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
-    for a in ["cluster.create", "cluster.update", "cluster.transfer", "cluster.delete"] {
+    let audit = app
+        .get("/api/v1/orgs/riverside/audit?limit=500", &admin)
+        .await;
+    let actions: Vec<&str> = audit.body["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for a in [
+        "cluster.create",
+        "cluster.update",
+        "cluster.transfer",
+        "cluster.delete",
+    ] {
         assert!(actions.contains(&a), "audit lacks {a}: {actions:?}");
     }
     app.stop().await;
 }
-on_both_databases!(external_cluster_lifecycle, super::external_cluster_lifecycle);
+on_both_databases!(
+    external_cluster_lifecycle,
+    super::external_cluster_lifecycle
+);
 
 async fn templates_and_batch(b: Backend) {
     let app = fleet_app(b, |_| {}).await;
@@ -154,34 +269,86 @@ async fn templates_and_batch(b: Backend) {
     setup_org(&app, &admin, "lakeside", "plant").await;
     let base = "/api/v1/orgs/lakeside/projects/plant";
     for g in ["a", "b"] {
-        let r = app.post(&format!("{base}/gateways"), &admin, json!({"name": g, "spec": {"site": {"name": g}}})).await;
+        let r = app
+            .post(
+                &format!("{base}/gateways"),
+                &admin,
+                json!({"name": g, "spec": {"site": {"name": g}}}),
+            )
+            .await;
         assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     }
     // A template is validated like a spec.
-    let r = app.post(&format!("{base}/gateway-templates"), &admin, json!({"name": "pumps", "spec": {"devices": [modbus_device(10)]}})).await;
+    let r = app
+        .post(
+            &format!("{base}/gateway-templates"),
+            &admin,
+            json!({"name": "pumps", "spec": {"devices": [modbus_device(10)]}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
-    let r = app.post(&format!("{base}/gateway-templates"), &admin, json!({"name": "pumps", "spec": {"devices": [modbus_device(2000)]}})).await;
+    let r = app
+        .post(
+            &format!("{base}/gateway-templates"),
+            &admin,
+            json!({"name": "pumps", "spec": {"devices": [modbus_device(2000)]}}),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = app
-        .post(&format!("{base}/gateways:batch"), &admin, json!({"gateways": ["a", "b", "ghost"], "template": "pumps"}))
+        .post(
+            &format!("{base}/gateways:batch"),
+            &admin,
+            json!({"gateways": ["a", "b", "ghost"], "template": "pumps"}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!((r.body["updated"].as_u64(), r.body["failed"].as_u64()), (Some(2), Some(1)), "{:?}", r.body);
+    assert_eq!(
+        (r.body["updated"].as_u64(), r.body["failed"].as_u64()),
+        (Some(2), Some(1)),
+        "{:?}",
+        r.body
+    );
     assert_eq!(r.body["items"][2]["status"], 404);
     let g = app.get(&format!("{base}/gateways/a"), &admin).await;
     assert_eq!(g.body["version"], 2);
-    assert_eq!(g.body["spec"]["site"]["name"], "a", "fields the template does not name stay");
-    assert_eq!(g.body["spec"]["devices"][0]["groups"][0]["intervalMs"], 2000);
+    assert_eq!(
+        g.body["spec"]["site"]["name"], "a",
+        "fields the template does not name stay"
+    );
+    assert_eq!(
+        g.body["spec"]["devices"][0]["groups"][0]["intervalMs"],
+        2000
+    );
     // Again: nothing changes. A bad merge patch fails per gateway with the field.
-    let r = app.post(&format!("{base}/gateways:batch"), &admin, json!({"gateways": ["a"], "template": "pumps"})).await;
+    let r = app
+        .post(
+            &format!("{base}/gateways:batch"),
+            &admin,
+            json!({"gateways": ["a"], "template": "pumps"}),
+        )
+        .await;
     assert_eq!(r.body["unchanged"], 1);
     let r = app
-        .post(&format!("{base}/gateways:batch"), &admin, json!({"gateways": ["a", "b"], "merge_patch": {"uplink": {"qos": 7}}}))
+        .post(
+            &format!("{base}/gateways:batch"),
+            &admin,
+            json!({"gateways": ["a", "b"], "merge_patch": {"uplink": {"qos": 7}}}),
+        )
         .await;
     assert_eq!(r.body["failed"], 2, "{:?}", r.body);
     assert_eq!(r.body["items"][0]["status"], 422);
-    assert!(r.body["items"][0]["errors"][0]["field"].as_str().unwrap().starts_with("spec.uplink"), "{:?}", r.body);
-    let v = app.get(&format!("{base}/gateways/b/versions"), &admin).await;
+    assert!(
+        r.body["items"][0]["errors"][0]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("spec.uplink"),
+        "{:?}",
+        r.body
+    );
+    let v = app
+        .get(&format!("{base}/gateways/b/versions"), &admin)
+        .await;
     assert_eq!(v.body[0]["comment"], "batch: template pumps");
     app.stop().await;
 }

@@ -366,12 +366,12 @@ impl Validate for EnrollRequest {
 }
 
 /// An agent's public key as sent at enrollment; weak (small-order) keys are refused.
-pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, ()> {
-    let raw = B64.decode(b64.trim()).map_err(|_| ())?;
-    let arr: [u8; 32] = raw.try_into().map_err(|_| ())?;
-    let key = VerifyingKey::from_bytes(&arr).map_err(|_| ())?;
+pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, &'static str> {
+    let raw = B64.decode(b64.trim()).map_err(|_| "not base64")?;
+    let arr: [u8; 32] = raw.try_into().map_err(|_| "not 32 bytes")?;
+    let key = VerifyingKey::from_bytes(&arr).map_err(|_| "not an Ed25519 point")?;
     if key.is_weak() {
-        return Err(());
+        return Err("a weak (small-order) key");
     }
     Ok(key)
 }

@@ -96,7 +96,8 @@ pub fn test_config(url: &str) -> Config {
     c.web_dir = std::env::temp_dir().join("weir-api-no-web-dir");
     // Fleet: PostgreSQL has no file to generate a master key next to; never
     // pick up a developer's KUBECONFIG.
-    c.fleet.master_key = Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
+    c.fleet.master_key =
+        Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
     c.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
     c
 }

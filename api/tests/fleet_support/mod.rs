@@ -8,7 +8,8 @@ use weir_api::Config;
 use crate::common::{Backend, Cred, TestApp};
 
 /// A fixed master key so PostgreSQL runs (it has no file to generate one next to).
-pub const TEST_MASTER_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub const TEST_MASTER_KEY: &str =
+    "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
 /// An api for fleet tests: no Kubernetes, a fast fleet monitor.
 pub async fn fleet_app(b: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
@@ -23,10 +24,16 @@ pub async fn fleet_app(b: Backend, tweak: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 pub async fn setup_org(app: &TestApp, admin: &Cred, org: &str, project: &str) {
-    let r = app.post("/api/v1/orgs", admin, json!({"slug": org, "name": org})).await;
+    let r = app
+        .post("/api/v1/orgs", admin, json!({"slug": org, "name": org}))
+        .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
     let r = app
-        .post(&format!("/api/v1/orgs/{org}/projects"), admin, json!({"slug": project, "name": project}))
+        .post(
+            &format!("/api/v1/orgs/{org}/projects"),
+            admin,
+            json!({"slug": project, "name": project}),
+        )
         .await;
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
