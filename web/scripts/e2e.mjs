@@ -111,8 +111,10 @@ async function apiCall(page, method, path, body, { csrf = true } = {}) {
   );
 }
 
+const agentBin = () => process.env.WEIR_AGENT_BIN ?? join(TARGET_DIR, 'debug', 'weir-agent');
+
 function agentHelp() {
-  const bin = join(TARGET_DIR, 'debug', 'weir-agent');
+  const bin = agentBin();
   return existsSync(bin) ? spawnSync(bin, ['--help'], { encoding: 'utf8' }).stdout ?? '' : '';
 }
 
@@ -244,7 +246,7 @@ async function main() {
       const token = installCmd.match(/--token (\S+)/)[1];
       const dir = mkdtempSync(join(tmpdir(), 'weir-agent-'));
       const metricsPort = await freePort();
-      const agent = spawn(join(TARGET_DIR, 'debug', 'weir-agent'), ['run', '--server', api.url, '--token', token], {
+      const agent = spawn(agentBin(), ['run', '--server', api.url, '--token', token], {
         cwd: dir,
         env: { ...process.env, RUST_LOG: 'info', WEIR_DATA_DIR: join(dir, 'data'), WEIR_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, WEIR_HEARTBEAT_S: '2' },
         stdio: ['ignore', 'pipe', 'pipe'],
