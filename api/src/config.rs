@@ -74,6 +74,9 @@ pub struct Config {
 
     #[command(flatten)]
     pub fleet: crate::fleet::FleetConfig,
+
+    #[command(flatten)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,6 +6,7 @@
 //! [`api_routes`], permissions in `rbac`, rows in `api/rbac/`, and a
 //! migration listed in `db::migrations`.
 
+pub mod alerts;
 pub mod audit;
 pub mod auth;
 pub mod config;
@@ -52,6 +53,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auth::tokens::router())
         .merge(audit::routes::router())
         .merge(fleet::router())
+        .merge(alerts::router())
 }
 
 /// The OpenAPI document, as served at `/api/v1/openapi.json`.
@@ -87,13 +89,17 @@ pub fn router(state: AppState) -> Router {
 pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let db = db::connect(&config.database_url, config.db_max_connections).await?;
     let config_for_fleet = config.clone();
+    let metrics = Arc::new(metrics::Metrics::default());
+    let alerts =
+        alerts::Alerts::start(db.clone(), config.alerts.clone(), metrics.alerts.clone()).await?;
     let state = AppState {
         db,
         rbac: rbac::Rbac::new().await?,
         config: Arc::new(config),
         writes: db::WriteLock::default(),
-        metrics: Arc::new(metrics::Metrics::default()),
+        metrics,
         oidc: Arc::new(auth::oidc::OidcProvider::default()),
+        alerts,
         fleet: fleet::Fleet::new(&config_for_fleet).await?,
     };
     users::bootstrap_admin(&state).await?;

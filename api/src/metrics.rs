@@ -36,6 +36,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
+    pub alerts: crate::alerts::metrics::AlertMetrics,
 }
 
 impl Default for Metrics {
@@ -56,10 +57,12 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let alerts = crate::alerts::metrics::AlertMetrics::register(&mut registry);
         Self {
             registry,
             requests,
             latency,
+            alerts,
         }
     }
 }

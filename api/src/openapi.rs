@@ -26,6 +26,7 @@ use crate::error::{FieldError, Problem};
         (name = "audit", description = "Audit log"),
         (name = "users", description = "Accounts"),
         (name = "health", description = "Health and metrics"),
+        (name = "alerts", description = "Alert rules, active alerts, history, silences, notification channels"),
     )
 )]
 pub struct ApiDoc;

@@ -20,6 +20,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Discovered on first use, so the api starts even when the provider is down.
     pub oidc: Arc<OidcProvider>,
+    /// The alerts runtime (rules evaluation, notifications).
+    pub alerts: crate::alerts::Alerts,
     /// Fleet runtime: master key, Kubernetes client, enrollment rate limit,
     /// and `fleet.events` (broadcast of gateway_offline/gateway_online).
     pub fleet: std::sync::Arc<crate::fleet::Fleet>,

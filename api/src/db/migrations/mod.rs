@@ -16,6 +16,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_identity::Migration),
             Box::new(m0002_orgs::Migration),
             Box::new(m0003_audit::Migration),
+            Box::new(crate::alerts::store::Migration),
             Box::new(crate::fleet::migration::Migration),
         ]
     }
