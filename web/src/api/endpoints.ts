@@ -362,17 +362,17 @@ const A = `${P}/alerts`;
 export const alerts = {
   rules: (s: Scope, q: PageQuery = {}) => page<AlertRule>(`${A}/rules`, { ...s }, { ...q }),
   createRule: (s: Scope, body: RuleSpec) => api<AlertRule>('POST', `${A}/rules`, { ...s }, { body }),
-  updateRule: (s: Scope, id: string, body: RuleSpec) => api<AlertRule>('PUT', `${A}/rules/{id}`, { ...s, id }, { body }),
-  deleteRule: (s: Scope, id: string) => api<void>('DELETE', `${A}/rules/{id}`, { ...s, id }),
+  updateRule: (s: Scope, id: string, body: RuleSpec) => api<AlertRule>('PUT', `${A}/rules/{rule}`, { ...s, rule: id }, { body }),
+  deleteRule: (s: Scope, id: string) => api<void>('DELETE', `${A}/rules/{rule}`, { ...s, rule: id }),
   active: (s: Scope, q: PageQuery = {}) => page<ActiveAlert>(`${A}/active`, { ...s }, { ...q }),
   history: (s: Scope, q: PageQuery = {}) => page<AlertHistoryEntry>(`${A}/history`, { ...s }, { ...q }),
   silences: (s: Scope, q: PageQuery = {}) => page<Silence>(`${A}/silences`, { ...s }, { ...q }),
   createSilence: (s: Scope, body: { matchers: Silence['matchers']; starts_at?: string; ends_at: string; comment: string }) =>
     api<Silence>('POST', `${A}/silences`, { ...s }, { body }),
-  expireSilence: (s: Scope, id: string) => api<void>('DELETE', `${A}/silences/{id}`, { ...s, id }),
+  expireSilence: (s: Scope, id: string) => api<void>('DELETE', `${A}/silences/{silence}`, { ...s, silence: id }),
   channels: (s: Scope, q: PageQuery = {}) => page<Channel>(`${A}/channels`, { ...s }, { ...q }),
   createChannel: (s: Scope, body: CreateChannel) =>
     api<{ channel: Channel; secret?: string | null }>('POST', `${A}/channels`, { ...s }, { body }),
-  deleteChannel: (s: Scope, id: string) => api<void>('DELETE', `${A}/channels/{id}`, { ...s, id }),
-  testChannel: (s: Scope, id: string) => api<ChannelTestResult>('POST', `${A}/channels/{id}/test`, { ...s, id }),
+  deleteChannel: (s: Scope, id: string) => api<void>('DELETE', `${A}/channels/{channel}`, { ...s, channel: id }),
+  testChannel: (s: Scope, id: string) => api<ChannelTestResult>('POST', `${A}/channels/{channel}/test`, { ...s, channel: id }),
 };
