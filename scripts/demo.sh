@@ -49,6 +49,8 @@ persistence true
 persistence_location $STATE/
 max_queued_messages 1000000
 CONF
+# As root, mosquitto drops to its own user and cannot write .weir/.
+[ "$(id -u)" = 0 ] && echo "user root" >> "$STATE/mosquitto.conf"
 mosquitto -c "$STATE/mosquitto.conf" > "$STATE/mosquitto.log" 2>&1 &
 pids+=($!)
 

@@ -165,11 +165,9 @@ impl ApiClient {
                     .get(reqwest::header::ETAG)
                     .and_then(|v| v.to_str().ok())
                     .map(String::from);
-                let bundle: Box<SignedBundle> = resp.json().await.map_err(|e| api_err("config body", e))?;
-                Ok(ConfigFetch::New {
-                    bundle,
-                    etag,
-                })
+                let bundle: Box<SignedBundle> =
+                    resp.json().await.map_err(|e| api_err("config body", e))?;
+                Ok(ConfigFetch::New { bundle, etag })
             }
             _ => Err(error_body("config", resp).await),
         }

@@ -7,6 +7,7 @@
 //! alone.
 
 pub mod api;
+pub mod fleet;
 pub mod procs;
 
 pub use api::ApiClient;

@@ -95,6 +95,17 @@ impl Drop for Child {
     }
 }
 
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
 fn mosquitto_path() -> PathBuf {
     for p in [
         "/usr/sbin/mosquitto",
@@ -137,9 +148,12 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 0\n",
+                "listener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nmax_queued_messages 1000000\nmax_inflight_messages 0\n{}",
                 self.port,
-                self.dir.path().display()
+                self.dir.path().display(),
+                // As root, mosquitto drops to its own user and then cannot
+                // write its persistence file in our private temp dir.
+                if running_as_root() { "user root\n" } else { "" }
             ),
         )?;
         let mut cmd = Command::new(mosquitto_path());
