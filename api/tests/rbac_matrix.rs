@@ -193,11 +193,37 @@ impl World {
         let alert_channel = String::new();
         let alert_silence = String::new();
         // Fleet: a second project (cluster transfer target), a cluster, a gateway, a template, an enrollment token.
-        self.ok(Method::POST, &format!("{base}/projects"), json!({"slug": "q", "name": "Q"})).await;
-        self.ok(Method::POST, &format!("{pbase}/clusters"), json!({"name": "c", "backend": "external", "url": "mqtt://127.0.0.1:1"})).await;
-        self.ok(Method::POST, &format!("{pbase}/gateways"), json!({"name": "gw", "spec": {}})).await;
-        self.ok(Method::POST, &format!("{pbase}/gateway-templates"), json!({"name": "t", "spec": {}})).await;
-        let r = self.ok(Method::POST, &format!("{pbase}/gateways/gw/enrollment-tokens"), json!({})).await;
+        self.ok(
+            Method::POST,
+            &format!("{base}/projects"),
+            json!({"slug": "q", "name": "Q"}),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            &format!("{pbase}/clusters"),
+            json!({"name": "c", "backend": "external", "url": "mqtt://127.0.0.1:1"}),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            &format!("{pbase}/gateways"),
+            json!({"name": "gw", "spec": {}}),
+        )
+        .await;
+        self.ok(
+            Method::POST,
+            &format!("{pbase}/gateway-templates"),
+            json!({"name": "t", "spec": {}}),
+        )
+        .await;
+        let r = self
+            .ok(
+                Method::POST,
+                &format!("{pbase}/gateways/gw/enrollment-tokens"),
+                json!({}),
+            )
+            .await;
         let fleet_enrollment_token = r["id"].as_str().unwrap().to_string();
         Fixture {
             org,
@@ -298,20 +324,34 @@ impl World {
             }
             ("POST", t) if t.ends_with("/alerts/channels") => alert_channel_body(),
             ("POST", t) if t.ends_with("/alerts/silences") => alert_silence_body(),
-            ("POST", t) if t.ends_with("/clusters") => json!({"name": format!("c{n}"), "backend": "external", "url": "mqtt://127.0.0.1:1"}),
+            ("POST", t) if t.ends_with("/clusters") => {
+                json!({"name": format!("c{n}"), "backend": "external", "url": "mqtt://127.0.0.1:1"})
+            }
             ("PATCH", t) if t.ends_with("/clusters/{cluster}") => json!({"title": "Renamed"}),
             ("DELETE", t) if t.ends_with("/clusters/{cluster}") => json!({"confirm": "c"}),
             ("POST", t) if t.ends_with("/clusters/{cluster}/transfer") => json!({"project": "q"}),
             ("POST", t) if t.ends_with("/gateways") => json!({"name": format!("g{n}"), "spec": {}}),
-            ("PATCH", t) if t.ends_with("/gateways/{gateway}") => json!({"merge_patch": {"site": {"name": "Renamed"}}}),
+            ("PATCH", t) if t.ends_with("/gateways/{gateway}") => {
+                json!({"merge_patch": {"site": {"name": "Renamed"}}})
+            }
             ("POST", t) if t.ends_with("/gateways/{gateway}/rollback") => json!({"version": 1}),
             ("POST", t) if t.ends_with("/enrollment-tokens") => json!({}),
-            ("POST", t) if t.ends_with("/gateway-templates") => json!({"name": format!("t{n}"), "spec": {}}),
-            ("PATCH", t) if t.ends_with("/gateway-templates/{template}") => json!({"title": "Renamed"}),
-            ("POST", t) if t.ends_with("/gateways:batch") => json!({"gateways": ["gw"], "merge_patch": {"site": {"name": "Batch"}}}),
-            ("POST", "/api/v1/enroll") => json!({"token": "weir_et_not-valid", "publicKey": "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=",
-                "facts": {"hostname": "h", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"}}),
-            ("POST", "/api/v1/agents/{id}/token") => json!({"timestamp": "2026-01-01T00:00:00Z", "signature": "AAAA"}),
+            ("POST", t) if t.ends_with("/gateway-templates") => {
+                json!({"name": format!("t{n}"), "spec": {}})
+            }
+            ("PATCH", t) if t.ends_with("/gateway-templates/{template}") => {
+                json!({"title": "Renamed"})
+            }
+            ("POST", t) if t.ends_with("/gateways:batch") => {
+                json!({"gateways": ["gw"], "merge_patch": {"site": {"name": "Batch"}}})
+            }
+            ("POST", "/api/v1/enroll") => {
+                json!({"token": "weir_et_not-valid", "publicKey": "WGZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmZmY=",
+                "facts": {"hostname": "h", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"}})
+            }
+            ("POST", "/api/v1/agents/{id}/token") => {
+                json!({"timestamp": "2026-01-01T00:00:00Z", "signature": "AAAA"})
+            }
             _ => return None,
         };
         Some(b)
