@@ -198,7 +198,7 @@ async fn delay_at_load() -> (f64, f64, f64, usize) {
                 .await;
             sent_readings += TAGS as u64;
         }
-        if slice % 2 == 0 {
+        if slice.is_multiple_of(2) {
             let dev = format!("probe-{slice}");
             let mut values = BTreeMap::new();
             values.insert("t0".to_string(), TagValue::Float(5000.0));
