@@ -125,8 +125,8 @@ fn broken_gateway_copies_are_rejected_with_clear_messages() {
     let dev = "/spec/devices/0";
 
     let mut v = good.clone();
-    v.pointer_mut(&format!("{dev}/groups/0/intervalMs"))
-        .map(|x| *x = json!(50));
+    *v.pointer_mut(&format!("{dev}/groups/0/intervalMs"))
+        .unwrap() = json!(50);
     expect_error(
         &v,
         None,
