@@ -189,9 +189,31 @@ impl World {
             )
             .await;
         let project_token = t["id"].as_str().unwrap().to_string();
-        let alert_rule = String::new();
-        let alert_channel = String::new();
-        let alert_silence = String::new();
+        let id_of = |v: Value| v["id"].as_str().unwrap().to_string();
+        let alert_rule = id_of(
+            self.ok(
+                Method::POST,
+                &format!("{pbase}/alerts/rules"),
+                alert_rule_body(),
+            )
+            .await,
+        );
+        let alert_channel = id_of(
+            self.ok(
+                Method::POST,
+                &format!("{pbase}/alerts/channels"),
+                alert_channel_body(),
+            )
+            .await,
+        );
+        let alert_silence = id_of(
+            self.ok(
+                Method::POST,
+                &format!("{pbase}/alerts/silences"),
+                alert_silence_body(),
+            )
+            .await,
+        );
         // Fleet: a second project (cluster transfer target), a cluster, a gateway, a template, an enrollment token.
         self.ok(
             Method::POST,
