@@ -12,7 +12,6 @@ use weir_e2e::fleet::{
 use weir_e2e::{ApiClient, Mosquitto};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written at the end of a session, not yet run against the integrated api: cargo test -p weir-e2e -- --ignored"]
 async fn two_agents_apply_a_rule_change_within_five_seconds() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let broker = Mosquitto::start().await?;

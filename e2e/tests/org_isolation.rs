@@ -10,7 +10,6 @@ use weir_e2e::ApiClient;
 const PASSWORD: &str = "isolation-Password-1";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "written at the end of a session, not yet run against the integrated api: cargo test -p weir-e2e -- --ignored"]
 async fn a_user_of_one_org_never_reaches_another() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let (_api, base) = start_api(dir.path(), None).await?;
