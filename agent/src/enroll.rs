@@ -49,7 +49,31 @@ async fn error_body(what: &str, resp: reqwest::Response) -> Error {
 }
 
 /// First start: present the bootstrap token and our public key.
+///
+/// An api that is down, restarting or overloaded (connection errors, 5xx,
+/// 429) is retried with backoff, so agents started together with the api (or
+/// before it) enroll once it answers; a refused token (4xx) fails at once.
 pub async fn enroll(server: &str, token: &str, key: &SigningKey) -> Result<EnrollResponse> {
+    let mut delay = Duration::from_millis(250);
+    loop {
+        match enroll_once(server, token, key).await {
+            Ok(resp) => return Ok(resp),
+            Err((e, true)) => {
+                tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "enrollment failed; retrying");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
+            }
+            Err((e, false)) => return Err(e),
+        }
+    }
+}
+
+/// One attempt; the flag says whether trying again could succeed.
+async fn enroll_once(
+    server: &str,
+    token: &str,
+    key: &SigningKey,
+) -> std::result::Result<EnrollResponse, (Error, bool)> {
     let req = EnrollRequest {
         token: token.into(),
         public_key: B64.encode(key.verifying_key().as_bytes()),
@@ -61,11 +85,15 @@ pub async fn enroll(server: &str, token: &str, key: &SigningKey) -> Result<Enrol
         .json(&req)
         .send()
         .await
-        .map_err(|e| api_err("enroll", e))?;
-    if !resp.status().is_success() {
-        return Err(error_body("enroll", resp).await);
+        .map_err(|e| (api_err("enroll", e), true))?;
+    let status = resp.status();
+    if !status.is_success() {
+        let retry = status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS;
+        return Err((error_body("enroll", resp).await, retry));
     }
-    resp.json().await.map_err(|e| api_err("enroll response", e))
+    resp.json()
+        .await
+        .map_err(|e| (api_err("enroll response", e), false))
 }
 
 /// What a config fetch returned.

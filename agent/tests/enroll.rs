@@ -29,6 +29,8 @@ struct Api {
     broker_url: String,
     agent_key: Mutex<Option<VerifyingKey>>,
     enrolls: Mutex<u32>,
+    /// Enrollment calls still to answer with 503 (an api that is starting).
+    unavailable: Mutex<u32>,
     tokens: Mutex<Vec<String>>,
     bundle: Mutex<(u64, SignedBundle)>,
     changed: tokio::sync::Notify,
@@ -50,6 +52,13 @@ fn creds(api: &Api) -> MqttCredentials {
 async fn enroll(State(api): S, Json(req): Json<EnrollRequest>) -> Response {
     if req.token != "boot-token" {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
+    }
+    {
+        let mut left = api.unavailable.lock().unwrap();
+        if *left > 0 {
+            *left -= 1;
+            return (StatusCode::SERVICE_UNAVAILABLE, "starting").into_response();
+        }
     }
     let bytes: [u8; 32] = B64.decode(&req.public_key).unwrap().try_into().unwrap();
     *api.agent_key.lock().unwrap() = Some(VerifyingKey::from_bytes(&bytes).unwrap());
@@ -219,6 +228,7 @@ async fn enrolls_follows_signed_config_and_reports_status() {
         broker_url: broker.url(),
         agent_key: Mutex::new(None),
         enrolls: Mutex::new(0),
+        unavailable: Mutex::new(2),
         tokens: Mutex::new(Vec::new()),
         bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
         changed: tokio::sync::Notify::new(),
@@ -242,6 +252,11 @@ async fn enrolls_follows_signed_config_and_reports_status() {
 
     let s = wait_status(&api, "applied version 1", |s| s.applied_version == Some(1)).await;
     assert_eq!(s.devices[0].name, "sim-a");
+    assert_eq!(
+        *api.unavailable.lock().unwrap(),
+        0,
+        "the agent retried through the api's 503s"
+    );
     sub.wait_until(Duration::from_secs(20), "readings of sim-a", |s| {
         s.frames.contains_key("sim-a")
     })
@@ -310,4 +325,45 @@ async fn enrolls_follows_signed_config_and_reports_status() {
     .await;
     agent.kill().unwrap();
     agent.wait().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_token_stops_the_agent_with_a_clear_error() {
+    let signing = generate_key();
+    let api = Arc::new(Api {
+        broker_url: "mqtt://127.0.0.1:1".into(),
+        agent_key: Mutex::new(None),
+        enrolls: Mutex::new(0),
+        unavailable: Mutex::new(0),
+        tokens: Mutex::new(Vec::new()),
+        bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
+        changed: tokio::sync::Notify::new(),
+        statuses: Mutex::new(Vec::new()),
+        signing,
+    });
+    let app = Router::new()
+        .route("/api/v1/enroll", post(enroll))
+        .with_state(api.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let server_url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let work = tempfile::tempdir().unwrap();
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_weir-agent"))
+            .args(["run", "--server", &server_url, "--token", "wrong-token"])
+            .arg("--data-dir")
+            .arg(work.path().join("data"))
+            .args(["--metrics-listen", "127.0.0.1:0"])
+            .env("WEIR_LOG", "warn")
+            .output()
+            .unwrap()
+    });
+    let out = tokio::time::timeout(Duration::from_secs(20), out)
+        .await
+        .expect("a refused token ends the agent instead of retrying")
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("401"), "stderr names the refusal: {stderr}");
+    assert_eq!(*api.enrolls.lock().unwrap(), 0);
 }

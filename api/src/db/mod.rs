@@ -59,6 +59,14 @@ impl WriteLock {
                 format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK_KEY})"),
             ))
             .await?;
+        } else if txn.get_database_backend() == DbBackend::Sqlite {
+            // Take SQLite's write lock now (like BEGIN IMMEDIATE): a deferred
+            // transaction that reads first and writes later fails at once with
+            // "database is locked" when another connection (heartbeats, the
+            // alerts store) committed in between; a write that touches no row
+            // waits on busy_timeout instead.
+            txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 0")
+                .await?;
         }
         Ok(WriteTx { txn, _guard: guard })
     }
@@ -83,4 +91,51 @@ pub fn is_unique_violation(e: &DbErr) -> bool {
         e.sql_err(),
         Some(sea_orm::SqlErr::UniqueConstraintViolation(_))
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A writer that reads first must not fail with "database is locked" when
+    /// another connection writes between its read and its write (the demo's
+    /// agents enrolled while others sent heartbeats and got HTTP 500).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sqlite_write_tx_survives_a_concurrent_writer() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("w.db").display());
+        let db = connect(&url, 4).await.unwrap();
+        db.execute_unprepared("CREATE TABLE t (v INTEGER)")
+            .await
+            .unwrap();
+        let lock = WriteLock::default();
+        let tx = lock.begin(&db).await.unwrap();
+        tx.execute_unprepared("SELECT count(*) FROM t")
+            .await
+            .unwrap();
+        // An unlocked writer on another pooled connection (like a heartbeat).
+        let other = db.clone();
+        let concurrent =
+            tokio::spawn(async move { other.execute_unprepared("INSERT INTO t VALUES (1)").await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        tx.execute_unprepared("INSERT INTO t VALUES (2)")
+            .await
+            .expect("the locked writer writes after its read");
+        tx.commit().await.unwrap();
+        concurrent
+            .await
+            .unwrap()
+            .expect("the other writer waits for the lock, then writes");
+        let n = db
+            .query_one(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT count(*) AS n FROM t",
+            ))
+            .await
+            .unwrap()
+            .unwrap()
+            .try_get::<i64>("", "n")
+            .unwrap();
+        assert_eq!(n, 2);
+    }
 }
