@@ -98,7 +98,7 @@ for tokfile in "$STATE"/agents/*.token; do
   gw=$(basename "$tokfile" .token)
   args=(run --server "$BASE" --data-dir "$STATE/agents/$gw" --metrics-listen "127.0.0.1:$mport")
   # The token is needed only until the agent has enrolled.
-  [ -d "$STATE/agents/$gw" ] && [ -n "$(ls -A "$STATE/agents/$gw" 2>/dev/null)" ] || args+=(--token "$(cat "$tokfile")")
+  [ -f "$STATE/agents/$gw/identity.json" ] || args+=(--token "$(cat "$tokfile")")
   "$BIN/weir-agent" "${args[@]}" > "$STATE/agents/$gw.log" 2>&1 &
   pids+=($!)
   echo "    $gw (metrics on 127.0.0.1:$mport, log .weir/agents/$gw.log)"

@@ -90,8 +90,14 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let db = db::connect(&config.database_url, config.db_max_connections).await?;
     let config_for_fleet = config.clone();
     let metrics = Arc::new(metrics::Metrics::default());
-    let alerts =
-        alerts::Alerts::start(db.clone(), config.alerts.clone(), metrics.alerts.clone()).await?;
+    let fleet = fleet::Fleet::new(&config_for_fleet).await?;
+    let alerts = alerts::Alerts::start(
+        db.clone(),
+        config.alerts.clone(),
+        metrics.alerts.clone(),
+        fleet.clone(),
+    )
+    .await?;
     let state = AppState {
         db,
         rbac: rbac::Rbac::new().await?,
@@ -100,7 +106,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         metrics,
         oidc: Arc::new(auth::oidc::OidcProvider::default()),
         alerts,
-        fleet: fleet::Fleet::new(&config_for_fleet).await?,
+        fleet,
     };
     users::bootstrap_admin(&state).await?;
     fleet::spawn_background(&state);

@@ -213,6 +213,7 @@ struct World {
     admin: Cred,
     base: String,
     org: String,
+    project_id: uuid::Uuid,
 }
 
 async fn world(app: TestApp) -> World {
@@ -234,7 +235,9 @@ async fn world(app: TestApp) -> World {
         )
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
+    let project_id = r.body["id"].as_str().unwrap().parse().unwrap();
     World {
+        project_id,
         base: format!("/api/v1/orgs/{org}/projects/north/alerts"),
         app,
         admin,
@@ -575,7 +578,7 @@ async fn silences_and_inhibition(b: Backend) {
     let fleet = w.app.running.state.alerts.fleet_sender();
     fleet
         .send(FleetEvent::GatewayOffline {
-            tenant: w.org.clone(),
+            project: w.project_id,
             gateway: "ps-1".into(),
         })
         .await
@@ -597,7 +600,7 @@ async fn silences_and_inhibition(b: Backend) {
     // The gateway comes back: the device alert is no longer inhibited and goes out.
     fleet
         .send(FleetEvent::GatewayOnline {
-            tenant: w.org.clone(),
+            project: w.project_id,
             gateway: "ps-1".into(),
         })
         .await

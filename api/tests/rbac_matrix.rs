@@ -2,8 +2,12 @@
 //! owner of another organization and anonymously, and compares each answer
 //! with api/rbac/matrix.csv. A route missing from the matrix (or a matrix row
 //! whose route is gone) fails the test.
+//!
+//! The api gets a historian database (real PostgreSQL, empty `readings`)
+//! so that reads of series answer 200 to the callers who may read them.
 
 mod common;
+mod historian_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -286,6 +290,15 @@ impl World {
             .replace("{enrollment_token}", &f.fleet_enrollment_token)
     }
 
+    /// The query a route requires (like `body`): without it the route's
+    /// "allow" cells would fail with 400.
+    fn query(&self, method: &str, template: &str) -> &'static str {
+        match (method, template) {
+            ("GET", t) if t.ends_with("/gateways/{gateway}/series") => "?tag=level",
+            _ => "",
+        }
+    }
+
     /// A valid body for each route that takes one. A new route that needs a
     /// body must get a sample here (else its "allow" cells fail with 400).
     fn body(&self, method: &str, template: &str, caller: &str) -> Option<Value> {
@@ -406,7 +419,9 @@ fn matches(expect: &str, status: u16) -> bool {
 }
 
 async fn rbac_matrix(b: Backend) {
-    let app = TestApp::start(b).await;
+    let historian = historian_support::HistorianDb::new().await;
+    let historian_url = historian.url.clone();
+    let app = TestApp::start_with(b, |c| c.fleet.historian_url = Some(historian_url)).await;
     let admin = app.admin().await;
     let doc = app.get("/api/v1/openapi.json", &Cred::None).await.body;
     let documented = documented_routes(&doc);
@@ -485,7 +500,7 @@ async fn rbac_matrix(b: Backend) {
                 fresh = world.fixture(caller).await;
                 &fresh
             };
-            let path = world.concrete(f, template);
+            let path = world.concrete(f, template) + world.query(method, template);
             let body = world.body(method, template, caller);
             let r = world
                 .app
@@ -503,6 +518,7 @@ async fn rbac_matrix(b: Backend) {
     }
     let app = world.app;
     app.stop().await;
+    historian.drop_db().await;
     assert!(
         failures.is_empty(),
         "{} of {checked} checks differ from the matrix:\n{}",

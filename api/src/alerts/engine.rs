@@ -54,6 +54,37 @@ impl AlertState {
     }
 }
 
+/// Which rules a fleet observation reaches: those of a tenant (device
+/// status carried in readings, where the topic names only the tenant), or
+/// those of one project (fleet health, where the api knows the gateway's or
+/// cluster's project, so another project's rules never see it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope<'a> {
+    Tenant(&'a str),
+    Project(Uuid),
+}
+
+impl Scope<'_> {
+    fn admits(&self, def: &RuleDef) -> bool {
+        match self {
+            Scope::Tenant(t) => def.tenant == *t,
+            Scope::Project(p) => def.project_id == *p,
+        }
+    }
+}
+
+impl<'a> From<&'a str> for Scope<'a> {
+    fn from(t: &'a str) -> Self {
+        Scope::Tenant(t)
+    }
+}
+
+impl From<Uuid> for Scope<'_> {
+    fn from(p: Uuid) -> Self {
+        Scope::Project(p)
+    }
+}
+
 /// One numeric reading.
 #[derive(Clone, Copy, Debug)]
 pub struct Reading<'a> {
@@ -414,7 +445,7 @@ impl Engine {
         &mut self,
         which: fn(&Engine) -> &Vec<u32>,
         now_ms: i64,
-        tenant: &str,
+        scope: Scope<'_>,
         (gateway, device): (&str, &str),
         bad: bool,
         out: &mut Vec<Transition>,
@@ -424,7 +455,7 @@ impl Engine {
             let rule = &mut self.rules[i as usize];
             let spec = &rule.def.spec;
             let is_cluster = spec.kind == RuleKind::ClusterDegraded;
-            if rule.def.tenant != tenant
+            if !scope.admits(&rule.def)
                 || (!is_cluster && !matches_opt(&spec.gateway, gateway))
                 || !matches_opt(&spec.device, device)
             {
@@ -443,11 +474,12 @@ impl Engine {
         }
     }
 
-    /// A device answered (`up`) or failed with timeout/disconnected errors.
-    pub fn observe_device(
+    /// A device answered (`up`) or failed with timeout/disconnected errors
+    /// (in readings), or the agent's heartbeat reports it up or down.
+    pub fn observe_device<'a>(
         &mut self,
         now_ms: i64,
-        tenant: &str,
+        scope: impl Into<Scope<'a>>,
         gateway: &str,
         device: &str,
         up: bool,
@@ -456,7 +488,7 @@ impl Engine {
         self.observe_status(
             |e| &e.device_rules,
             now_ms,
-            tenant,
+            scope.into(),
             (gateway, device),
             !up,
             out,
@@ -464,10 +496,10 @@ impl Engine {
     }
 
     /// The fleet reports a gateway online or offline.
-    pub fn observe_gateway(
+    pub fn observe_gateway<'a>(
         &mut self,
         now_ms: i64,
-        tenant: &str,
+        scope: impl Into<Scope<'a>>,
         gateway: &str,
         online: bool,
         out: &mut Vec<Transition>,
@@ -475,7 +507,7 @@ impl Engine {
         self.observe_status(
             |e| &e.gateway_rules,
             now_ms,
-            tenant,
+            scope.into(),
             (gateway, ""),
             !online,
             out,
@@ -483,10 +515,10 @@ impl Engine {
     }
 
     /// The fleet reports the health of a tenant's MQTT cluster.
-    pub fn observe_cluster(
+    pub fn observe_cluster<'a>(
         &mut self,
         now_ms: i64,
-        tenant: &str,
+        scope: impl Into<Scope<'a>>,
         cluster: &str,
         healthy: bool,
         out: &mut Vec<Transition>,
@@ -494,7 +526,7 @@ impl Engine {
         self.observe_status(
             |e| &e.cluster_rules,
             now_ms,
-            tenant,
+            scope.into(),
             (cluster, ""),
             !healthy,
             out,
@@ -648,6 +680,31 @@ mod tests {
         e.observe_device(0, "riverside", "ps-1", "pump-1", false, &mut out);
         e.observe_device(1, "riverside", "ps-1", "pump-1", true, &mut out);
         assert_eq!(states(&out), vec![(Inactive, Firing), (Firing, Resolved)]);
+    }
+
+    #[test]
+    fn fleet_health_in_project_scope_reaches_only_that_projects_rules() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        let mine = rule(serde_json::json!({"name": "gw", "kind": "gateway_offline"}));
+        let mut other = rule(serde_json::json!({"name": "gw", "kind": "gateway_offline"}));
+        other.project_id = Uuid::new_v4();
+        let (mine_id, project) = (mine.id, mine.project_id);
+        let cl = rule(serde_json::json!({"name": "cl", "kind": "cluster_degraded"}));
+        e.set_rules(vec![mine, other, cl], 0, &mut out);
+        e.observe_gateway(0, project, "ps-1", false, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing)]);
+        assert_eq!(out[0].rule_id, mine_id);
+        out.clear();
+        e.observe_cluster(0, project, "main", false, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing)]);
+        assert_eq!(out[0].labels["cluster"], "main");
+        out.clear();
+        e.observe_cluster(1, Uuid::new_v4(), "main", true, &mut out);
+        assert!(
+            out.is_empty(),
+            "another project's cluster is another cluster"
+        );
     }
 
     #[test]

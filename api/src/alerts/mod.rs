@@ -9,8 +9,13 @@
 //!
 //! One worker task owns the engine and the notifier, so neither needs a
 //! lock: readings, fleet events, reloads and delivery reports reach it
-//! through channels. Fleet code reports gateway and cluster health with
-//! [`Alerts::fleet_sender`].
+//! through channels. Fleet code reports gateway, device and cluster health
+//! with [`Alerts::fleet_event`] (the heartbeat handler, the fleet monitor's
+//! offline sweep, the cluster prober); on start and on every reload the
+//! worker also reads the fleet tables, so a rule created while a gateway is
+//! already offline still fires, and an alert restored after a restart
+//! resolves if its gateway came back meanwhile. Channel secrets are sealed
+//! under the master key ([`secrets`]).
 
 pub mod engine;
 pub mod ingest;
@@ -18,6 +23,7 @@ pub mod metrics;
 pub mod notify;
 pub mod routes;
 pub mod rules;
+pub mod secrets;
 pub mod silences;
 pub mod store;
 
@@ -34,6 +40,8 @@ use weir_crds::message::{ErrorCode, UplinkMessage};
 
 use crate::db::entities::org;
 use crate::error::ApiError;
+use crate::fleet::crypto::MasterKey;
+use crate::fleet::Fleet;
 use engine::{AlertState, Engine, Reading, RuleDef, Transition};
 use metrics::{AlertMetrics, ChannelLabels};
 use notify::{AlertEntry, Attempts, Channel, ChannelKind, DeliveryResult, Notification, Notifier};
@@ -92,6 +100,16 @@ pub struct AlertsConfig {
     )]
     pub send_timeout_ms: u64,
 
+    /// How often the api checks every cluster's health (MQTT round trip for
+    /// adopted brokers, status for Kubernetes ones), in ms; cluster-degraded
+    /// rules evaluate the result. 0: only on demand (`.../probe`).
+    #[arg(
+        long = "cluster-probe-interval-ms",
+        env = "WEIR_CLUSTER_PROBE_INTERVAL_MS",
+        default_value_t = 30_000
+    )]
+    pub cluster_probe_interval_ms: u64,
+
     /// The time the rules see; tests swap in a manual clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -106,6 +124,7 @@ impl Default for AlertsConfig {
             send_attempts: 5,
             retry_base_ms: 1000,
             send_timeout_ms: 10_000,
+            cluster_probe_interval_ms: 30_000,
             clock: Clock::default(),
         }
     }
@@ -140,14 +159,34 @@ impl Clock {
     }
 }
 
-/// Fleet health, sent by the fleet code (gateways, clusters) into
-/// [`Alerts::fleet_sender`]. `tenant` is the organization slug.
+/// Fleet health, sent by the fleet code into [`Alerts::fleet_event`]. Each
+/// names the project the gateway or cluster belongs to: only that project's
+/// rules see it. Observations, not decisions: the engine alone turns them
+/// into pending, firing and resolved (repeating a state changes nothing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum FleetEvent {
-    GatewayOnline { tenant: String, gateway: String },
-    GatewayOffline { tenant: String, gateway: String },
-    ClusterHealthy { tenant: String, cluster: String },
-    ClusterDegraded { tenant: String, cluster: String },
+    GatewayOnline {
+        project: Uuid,
+        gateway: String,
+    },
+    GatewayOffline {
+        project: Uuid,
+        gateway: String,
+    },
+    /// A heartbeat's device report: `(device, up)`; up unless the agent says `down`.
+    Devices {
+        project: Uuid,
+        gateway: String,
+        devices: Vec<(String, bool)>,
+    },
+    ClusterHealthy {
+        project: Uuid,
+        cluster: String,
+    },
+    ClusterDegraded {
+        project: Uuid,
+        cluster: String,
+    },
 }
 
 enum Input {
@@ -175,6 +214,11 @@ pub struct Alerts {
 struct Inner {
     db: DatabaseConnection,
     cfg: AlertsConfig,
+    /// The master key (channel secrets) and the fleet's clusters (ingestion).
+    fleet: Arc<Fleet>,
+    /// Gateways the fleet reports offline, as (project, gateway): their
+    /// device alerts are inhibited.
+    offline: Mutex<HashSet<(Uuid, String)>>,
     tx: mpsc::Sender<Input>,
     fleet_tx: mpsc::Sender<FleetEvent>,
     metrics: AlertMetrics,
@@ -194,7 +238,18 @@ impl Alerts {
         db: DatabaseConnection,
         cfg: AlertsConfig,
         metrics: AlertMetrics,
+        fleet: Arc<Fleet>,
     ) -> Result<Self, ApiError> {
+        match fleet.master() {
+            Ok(key) => match secrets::seal_legacy(&db, key).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(channels = n, "alerts: sealed plain-text channel secrets"),
+                Err(e) => tracing::warn!(error = %e, "alerts: sealing older channel secrets failed"),
+            },
+            Err(_) => tracing::warn!(
+                "alerts: no master key; channels with secrets cannot be created until one is configured"
+            ),
+        }
         let (tx, rx) = mpsc::channel(4096);
         let (fleet_tx, fleet_rx) = mpsc::channel(1024);
         let (tenants, _) = watch::channel(BTreeSet::new());
@@ -205,6 +260,8 @@ impl Alerts {
         let inner = Arc::new(Inner {
             db,
             cfg,
+            fleet,
+            offline: Mutex::new(HashSet::new()),
             tx,
             fleet_tx,
             metrics,
@@ -225,6 +282,7 @@ impl Alerts {
             kinds: HashMap::new(),
             out: Vec::new(),
             last_evaluations: 0,
+            offline: HashSet::new(),
         };
         w.load(true).await?;
         let h = tokio::spawn(w.run(rx, fleet_rx));
@@ -263,9 +321,28 @@ impl Alerts {
         self.inner.cfg.clock.now_ms()
     }
 
-    /// Where the fleet code sends gateway and cluster health.
+    /// Where the fleet code sends gateway, device and cluster health.
     pub fn fleet_sender(&self) -> mpsc::Sender<FleetEvent> {
         self.inner.fleet_tx.clone()
+    }
+
+    /// Report fleet health (waits only if the worker is far behind).
+    pub async fn fleet_event(&self, ev: FleetEvent) {
+        let _ = self.inner.fleet_tx.send(ev).await;
+    }
+
+    /// The fleet reported this gateway of the project offline (and not back since).
+    pub fn gateway_offline(&self, project: Uuid, gateway: &str) -> bool {
+        self.inner
+            .offline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(project, gateway.to_string()))
+    }
+
+    /// The master key, when one is configured.
+    pub fn master_key(&self) -> Option<&MasterKey> {
+        self.inner.fleet.master().ok()
     }
 
     /// Rules, channels or silences changed: the worker re-reads them.
@@ -439,19 +516,27 @@ impl Alerts {
     }
 }
 
-/// A stored channel as the notifier uses it.
-pub fn channel_from_row(m: &alert_channel::Model) -> Option<Channel> {
+/// A stored channel as the notifier uses it (its secret opened with the
+/// master key; `None` when the row is unreadable).
+pub fn channel_from_row(m: &alert_channel::Model, key: Option<&MasterKey>) -> Option<Channel> {
+    let secret = match secrets::open(key, m.id, &m.secret) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(channel = %m.id, error = %e, "alerts: cannot open the channel's secret");
+            return None;
+        }
+    };
     let kind = match m.kind.as_str() {
         "webhook" => {
             let v: serde_json::Value = serde_json::from_str(&m.config).ok()?;
             ChannelKind::Webhook {
                 url: v.get("url")?.as_str()?.to_string(),
-                secret: m.secret.clone(),
+                secret,
             }
         }
         "email" => ChannelKind::Email {
             cfg: serde_json::from_str(&m.config).ok()?,
-            password: m.secret.clone(),
+            password: secret,
         },
         _ => return None,
     };
@@ -501,12 +586,15 @@ pub async fn load_rule_defs(db: &DatabaseConnection) -> Result<Vec<RuleDef>, Api
         .collect())
 }
 
-/// Why each alert is muted now: silences first, then inhibition by an
-/// offline gateway of the same project.
+/// Why each alert is muted now: silences first, then inhibition of device
+/// alerts while their gateway is offline: the fleet reports it offline
+/// (`gateway_offline(project, gateway)`), or a gateway-offline alert of the
+/// same project fires for it.
 pub fn mute_fn<'a>(
     now_ms: i64,
     silences: &'a [ActiveSilence],
     alerts: impl Iterator<Item = (Uuid, RuleKind, AlertState, &'a BTreeMap<String, String>)>,
+    gateway_offline: impl Fn(Uuid, &str) -> bool + 'a,
 ) -> impl Fn(Uuid, RuleKind, &BTreeMap<String, String>) -> Mute + 'a {
     let offline: HashSet<(Uuid, String)> = alerts
         .filter(|(_, k, s, _)| *k == RuleKind::GatewayOffline && *s == AlertState::Firing)
@@ -519,9 +607,9 @@ pub fn mute_fn<'a>(
         {
             Mute::Silenced
         } else if kind.is_device_level()
-            && labels
-                .get("gateway")
-                .is_some_and(|g| offline.contains(&(project, g.clone())))
+            && labels.get("gateway").is_some_and(|g| {
+                offline.contains(&(project, g.clone())) || gateway_offline(project, g)
+            })
         {
             Mute::Inhibited
         } else {
@@ -538,6 +626,8 @@ struct Worker {
     kinds: HashMap<Uuid, RuleKind>,
     out: Vec<Transition>,
     last_evaluations: u64,
+    /// Gateways the fleet reports offline, as (project, gateway).
+    offline: HashSet<(Uuid, String)>,
 }
 
 impl Worker {
@@ -565,8 +655,13 @@ impl Worker {
             .collect();
         self.engine.set_rules(defs, now, &mut self.out);
         let chans = alert_channel::Entity::find().all(db).await?;
-        self.notifier
-            .set_channels(chans.iter().filter_map(channel_from_row).collect());
+        let key = self.inner.fleet.master().ok();
+        self.notifier.set_channels(
+            chans
+                .iter()
+                .filter_map(|m| channel_from_row(m, key))
+                .collect(),
+        );
         self.silences = alert_silence::Entity::find()
             .all(db)
             .await?
@@ -612,7 +707,67 @@ impl Worker {
                 );
             }
         }
+        self.fleet_snapshot().await?;
         self.alerts().set_tenants(tenants);
+        Ok(())
+    }
+
+    /// Observe the fleet as its tables say now (gateways online or offline,
+    /// the devices of their last heartbeat, cluster health). Live events sent
+    /// after a table change are processed after this, so they win.
+    async fn fleet_snapshot(&mut self) -> Result<(), ApiError> {
+        use crate::fleet::entities::{cluster, gateway};
+        use weir_crds::agent_api::{AgentStatus, DeviceState};
+        let db = &self.inner.db;
+        let mut evs = vec![];
+        for g in gateway::Entity::find().all(db).await? {
+            let (project, gw) = (g.project_id, g.slug.clone());
+            match g.online {
+                Some(true) => evs.push(FleetEvent::GatewayOnline {
+                    project,
+                    gateway: gw.clone(),
+                }),
+                Some(false) => evs.push(FleetEvent::GatewayOffline {
+                    project,
+                    gateway: gw.clone(),
+                }),
+                None => {}
+            }
+            let status = g
+                .status
+                .as_deref()
+                .and_then(|s| serde_json::from_str::<AgentStatus>(s).ok());
+            if let Some(st) = status.filter(|s| !s.devices.is_empty()) {
+                evs.push(FleetEvent::Devices {
+                    project,
+                    gateway: gw,
+                    devices: st
+                        .devices
+                        .into_iter()
+                        .map(|d| (d.name, d.state != DeviceState::Down))
+                        .collect(),
+                });
+            }
+        }
+        // The tables are the truth now: forget gateways that were deleted meanwhile.
+        self.offline.clear();
+        *self.inner.offline.lock().unwrap_or_else(|e| e.into_inner()) = HashSet::new();
+        for c in cluster::Entity::find().all(db).await? {
+            match c.probe_ok {
+                Some(true) => evs.push(FleetEvent::ClusterHealthy {
+                    project: c.project_id,
+                    cluster: c.slug,
+                }),
+                Some(false) => evs.push(FleetEvent::ClusterDegraded {
+                    project: c.project_id,
+                    cluster: c.slug,
+                }),
+                None => {}
+            }
+        }
+        for ev in evs {
+            self.fleet(ev);
+        }
         Ok(())
     }
 
@@ -658,18 +813,45 @@ impl Worker {
         self.inner.processed.fetch_add(1, Ordering::Relaxed);
         let out = &mut self.out;
         match ev {
-            FleetEvent::GatewayOnline { tenant, gateway } => self
+            FleetEvent::GatewayOnline { project, gateway } => {
+                self.engine
+                    .observe_gateway(now, project, &gateway, true, out);
+                self.set_offline(project, gateway, false);
+            }
+            FleetEvent::GatewayOffline { project, gateway } => {
+                self.engine
+                    .observe_gateway(now, project, &gateway, false, out);
+                self.set_offline(project, gateway, true);
+            }
+            FleetEvent::Devices {
+                project,
+                gateway,
+                devices,
+            } => {
+                for (device, up) in devices {
+                    self.engine
+                        .observe_device(now, project, &gateway, &device, up, out);
+                }
+            }
+            FleetEvent::ClusterHealthy { project, cluster } => self
                 .engine
-                .observe_gateway(now, &tenant, &gateway, true, out),
-            FleetEvent::GatewayOffline { tenant, gateway } => self
+                .observe_cluster(now, project, &cluster, true, out),
+            FleetEvent::ClusterDegraded { project, cluster } => self
                 .engine
-                .observe_gateway(now, &tenant, &gateway, false, out),
-            FleetEvent::ClusterHealthy { tenant, cluster } => self
-                .engine
-                .observe_cluster(now, &tenant, &cluster, true, out),
-            FleetEvent::ClusterDegraded { tenant, cluster } => self
-                .engine
-                .observe_cluster(now, &tenant, &cluster, false, out),
+                .observe_cluster(now, project, &cluster, false, out),
+        }
+    }
+
+    /// Track offline gateways here (for inhibition) and in `Inner` (for the routes).
+    fn set_offline(&mut self, project: Uuid, gateway: String, offline: bool) {
+        let key = (project, gateway);
+        let changed = if offline {
+            self.offline.insert(key)
+        } else {
+            self.offline.remove(&key)
+        };
+        if changed {
+            *self.inner.offline.lock().unwrap_or_else(|e| e.into_inner()) = self.offline.clone();
         }
     }
 
@@ -707,7 +889,7 @@ impl Worker {
                     if !f.values.is_empty() || down {
                         self.engine.observe_device(
                             now,
-                            &tenant,
+                            tenant.as_str(),
                             &gateway,
                             &device,
                             !down,
@@ -766,10 +948,12 @@ impl Worker {
             .alerts()
             .map(|a| (a.project_id, a.kind, a.state, a.labels.clone()))
             .collect();
+        let offline = &self.offline;
         let mute = mute_fn(
             now,
             &self.silences,
             snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)),
+            |p, g| offline.contains(&(p, g.to_string())),
         );
         let (due, forgotten) = self.notifier.flush(now, |a| {
             mute(

@@ -343,6 +343,7 @@ async fn list_active(
         now,
         &silences,
         parsed.iter().map(|(_, s, k, l)| (c.project.id, *k, *s, l)),
+        |p, g| st.alerts.gateway_offline(p, g),
     );
     let out = parsed
         .iter()
@@ -801,14 +802,22 @@ async fn create_channel(
             None,
         ),
     };
+    // The secret is stored sealed under the master key, bound to this row.
+    let id = Uuid::new_v4();
+    let sealed = if secret.is_empty() {
+        String::new()
+    } else {
+        super::secrets::seal(st.fleet.master()?, id, &secret)
+    };
+    drop(secret);
     let tx = st.write().await?;
     let m = alert_channel::ActiveModel {
-        id: Set(Uuid::new_v4()),
+        id: Set(id),
         project_id: Set(c.project.id),
         name: Set(req.name.trim().to_string()),
         kind: Set(kind.into()),
         config: Set(config.to_string()),
-        secret: Set(secret),
+        secret: Set(sealed),
         group_by: Set(serde_json::to_string(&req.group_by).map_err(ApiError::internal)?),
         group_wait_secs: Set(req.group_wait_secs as i64),
         group_interval_secs: Set(req.group_interval_secs as i64),
@@ -908,8 +917,9 @@ async fn test_channel(
 ) -> Result<Json<TestResult>, ApiError> {
     let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
     let m = find_channel(&st, &c, id).await?;
-    let ch =
-        channel_from_row(&m).ok_or_else(|| ApiError::internal("stored channel is unreadable"))?;
+    let ch = channel_from_row(&m, st.alerts.master_key()).ok_or_else(|| {
+        ApiError::internal("stored channel is unreadable (its secret cannot be opened)")
+    })?;
     let res = st.alerts.send_test(ch).await?;
     let tx = st.write().await?;
     audit::append(

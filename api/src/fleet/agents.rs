@@ -600,6 +600,25 @@ async fn agent_status(
     if was_offline {
         super::rollout::record_event(&st, &g, super::rollout::GATEWAY_ONLINE, now).await?;
     }
+    // Device-down alert rules evaluate the devices this heartbeat reports.
+    if !status.devices.is_empty() {
+        st.alerts
+            .fleet_event(crate::alerts::FleetEvent::Devices {
+                project: g.project_id,
+                gateway: g.slug.clone(),
+                devices: status
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        (
+                            d.name.clone(),
+                            d.state != weir_crds::agent_api::DeviceState::Down,
+                        )
+                    })
+                    .collect(),
+            })
+            .await;
+    }
     let mut a = auth.agent.into_active_model();
     a.last_seen_at = Set(Some(now));
     a.update(&st.db).await?;

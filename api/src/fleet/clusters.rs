@@ -26,6 +26,7 @@ use weir_crds::{MqttCluster, MqttClusterSpec, MqttClusterStatus};
 use super::entities::{cluster, gateway};
 use super::gateways::project_domain;
 use super::mqtt_probe;
+use crate::alerts::FleetEvent as FleetHealth;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{check, load_project, Auth, ClientMeta};
 use crate::db::entities::{org, project};
@@ -343,7 +344,50 @@ async fn refresh_health<C: ConnectionTrait>(
         }));
         am.status = Set(status.map(|s| serde_json::to_string(&s).expect("status serializes")));
     }
-    Ok(am.update(db).await?)
+    let c = am.update(db).await?;
+    // Cluster-degraded alert rules evaluate what the check found.
+    if let Some(ok) = c.probe_ok {
+        let (project, cluster) = (c.project_id, c.slug.clone());
+        st.alerts
+            .fleet_event(if ok {
+                FleetHealth::ClusterHealthy { project, cluster }
+            } else {
+                FleetHealth::ClusterDegraded { project, cluster }
+            })
+            .await;
+    }
+    Ok(c)
+}
+
+/// Check every cluster this api can check (external ones over MQTT,
+/// kubernetes ones when a Kubernetes config is present), a few at a time;
+/// the periodic prober that keeps cluster health (and cluster-degraded
+/// alerts) current.
+pub async fn probe_all(st: &AppState) -> Result<(), ApiError> {
+    use futures::StreamExt;
+    let orgs: std::collections::HashMap<Uuid, org::Model> = org::Entity::find()
+        .all(&st.db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o))
+        .collect();
+    let rows = cluster::Entity::find().all(&st.db).await?;
+    futures::stream::iter(rows)
+        .for_each_concurrent(8, |c| {
+            let o = orgs.get(&c.org_id);
+            async move {
+                let Some(o) = o else { return };
+                if c.backend != BACKEND_EXTERNAL && st.fleet.kube.is_none() {
+                    return;
+                }
+                let slug = c.slug.clone();
+                if let Err(e) = refresh_health(&st.db, st, o, c).await {
+                    tracing::debug!(cluster = %slug, error = %e, "cluster health check failed");
+                }
+            }
+        })
+        .await;
+    Ok(())
 }
 
 /// MQTT clusters of a project.

@@ -21,6 +21,7 @@ pub mod migration;
 pub mod mqtt_probe;
 pub mod ratelimit;
 pub mod rollout;
+pub mod series;
 pub mod templates;
 
 use std::sync::Arc;
@@ -89,6 +90,12 @@ pub struct FleetConfig {
     /// KUBECONFIG config is found), on, or off (external clusters, embedded gateways).
     #[arg(long, env = "WEIR_KUBE_FLEET", default_value = "auto")]
     pub kube_fleet: KubeFleet,
+
+    /// PostgreSQL URL of the historian's database (the one weir-historian
+    /// writes `readings` to); the gateways' `/series` charts read from it.
+    /// Unset: those reads answer 503.
+    #[arg(long, env = "WEIR_HISTORIAN_URL", hide_env_values = true)]
+    pub historian_url: Option<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -124,6 +131,8 @@ pub struct Fleet {
     /// Present when the Kubernetes backend is active.
     pub kube: Option<kube::Client>,
     pub public_url: String,
+    /// The historian's database, for `/series` (see [`series::Historian`]).
+    pub historian: Arc<series::Historian>,
 }
 
 impl Fleet {
@@ -160,6 +169,7 @@ impl Fleet {
             bundles: broadcast::channel(1024).0,
             kube,
             public_url: config.public_url.trim_end_matches('/').to_string(),
+            historian: series::Historian::new(fc.historian_url.as_deref()),
             master,
             config: fc,
         }))
@@ -182,6 +192,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(agents::router())
         .merge(keys::router())
         .merge(rollout::router())
+        .merge(series::router())
 }
 
 /// Start the fleet monitor (heartbeats → online/offline events, bundle

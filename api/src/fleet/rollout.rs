@@ -192,6 +192,15 @@ pub async fn record_event(
     tracing::info!(gateway = %ev.gateway, kind, "fleet health");
     // No receiver is fine: nobody listens yet.
     let _ = st.fleet.events.send(ev.clone());
+    // Gateway-offline alert rules (and inhibition of the gateway's device alerts).
+    let (project, gateway) = (g.project_id, g.slug.clone());
+    st.alerts
+        .fleet_event(if kind == GATEWAY_OFFLINE {
+            crate::alerts::FleetEvent::GatewayOffline { project, gateway }
+        } else {
+            crate::alerts::FleetEvent::GatewayOnline { project, gateway }
+        })
+        .await;
     Ok(ev)
 }
 
@@ -269,8 +278,10 @@ async fn resign_expiring(st: &AppState, now: DateTime<Utc>) -> Result<(), ApiErr
     Ok(())
 }
 
-/// Run [`monitor_once`] every `fleet_monitor_interval_ms`.
+/// Run [`monitor_once`] every `fleet_monitor_interval_ms`, and check cluster
+/// health ([`super::clusters::probe_all`]) every `cluster_probe_interval_ms`.
 pub fn spawn_monitor(st: &AppState) {
+    spawn_cluster_prober(st);
     let st = st.clone();
     let every = std::time::Duration::from_millis(st.fleet.config.fleet_monitor_interval_ms.max(50));
     tokio::spawn(async move {
@@ -288,6 +299,25 @@ pub fn spawn_monitor(st: &AppState) {
                         tracing::warn!(error = %e, "fleet monitor pass failed");
                     }
                 }
+            }
+        }
+    });
+}
+
+/// Check cluster health every `WEIR_CLUSTER_PROBE_INTERVAL_MS` (0: never).
+fn spawn_cluster_prober(st: &AppState) {
+    let every_ms = st.config.alerts.cluster_probe_interval_ms;
+    if every_ms == 0 {
+        return;
+    }
+    let st = st.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_millis(every_ms.max(100)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            if let Err(e) = super::clusters::probe_all(&st).await {
+                tracing::warn!(error = %e, "cluster health pass failed");
             }
         }
     });
