@@ -1,0 +1,490 @@
+//! Fleet-health alerts end to end, from real fleet state: an enrolled agent
+//! heartbeats with per-device status, stops, the fleet monitor marks its
+//! gateway offline, the "gateway offline" rule fires after its for-duration
+//! and a webhook receives it; the gateway's device alert is inhibited while
+//! it is offline; the return resolves it. Channel secrets are sealed in the
+//! database (and older plain-text rows keep working). An adopted cluster
+//! that stops answering fires "cluster degraded", and the api ingests
+//! readings from the project's adopted cluster.
+//!
+//! The alert clock is manual (for-durations are moved, not slept); the
+//! fleet's heartbeat timeout is real time (1 s heartbeats, offline after 3).
+
+mod common;
+mod fleet_support;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::Utc;
+use common::{Backend, Cred, TestApp};
+use ed25519_dalek::{Signer, SigningKey};
+use fleet_support::{modbus_spec, setup_org, TEST_MASTER_KEY};
+use hmac::{Hmac, Mac};
+use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use weir_api::alerts::store::alert_channel;
+use weir_api::alerts::Clock;
+use weir_crds::agent_api::agent_token_challenge;
+use weir_crds::bundle;
+
+// ------------------------------------------------------------------ helpers
+
+async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A webhook receiver that records every request (signature header, body).
+#[derive(Default)]
+struct Hook {
+    requests: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl Hook {
+    fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+    fn bodies(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+    /// Every request carries a valid HMAC-SHA256 of its body under `secret`.
+    fn all_signed_with(&self, secret: &str) -> bool {
+        self.requests.lock().unwrap().iter().all(|(sig, body)| {
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(body);
+            *sig == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+        })
+    }
+    /// (status, alertname, gateway-or-cluster label) of each alert in each notice.
+    fn notices(&self) -> Vec<(String, String, String)> {
+        let mut out = vec![];
+        for b in self.bodies() {
+            for a in b["alerts"].as_array().cloned().unwrap_or_default() {
+                let l = &a["labels"];
+                let who = l["gateway"]
+                    .as_str()
+                    .or(l["cluster"].as_str())
+                    .unwrap_or("");
+                out.push((
+                    a["status"].as_str().unwrap_or("").to_string(),
+                    l["alertname"].as_str().unwrap_or("").to_string(),
+                    who.to_string(),
+                ));
+            }
+        }
+        out
+    }
+    fn has(&self, status: &str, alertname: &str) -> bool {
+        self.notices()
+            .iter()
+            .any(|(s, n, _)| s == status && n == alertname)
+    }
+}
+
+async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let sig = headers
+        .get("x-weir-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    h.requests.lock().unwrap().push((sig, body.to_vec()));
+    StatusCode::OK
+}
+
+async fn webhook_receiver() -> (Arc<Hook>, String) {
+    let hook = Arc::new(Hook::default());
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook_handler))
+        .with_state(hook.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (hook, format!("http://{addr}/hook"))
+}
+
+fn config(clock: &Clock) -> impl FnOnce(&mut weir_api::Config) {
+    let clock = clock.clone();
+    move |c| {
+        c.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
+        c.fleet.master_key = Some(TEST_MASTER_KEY.to_string());
+        c.fleet.fleet_monitor_interval_ms = 100;
+        c.fleet.enroll_burst = 1000;
+        c.alerts.clock = clock;
+        c.alerts.eval_interval_ms = 20;
+        c.alerts.retry_base_ms = 20;
+        c.alerts.send_timeout_ms = 5_000;
+        c.alerts.cluster_probe_interval_ms = 200;
+        c.alerts.mqtt_url = None;
+    }
+}
+
+/// An enrolled test agent.
+struct Agent {
+    id: String,
+    bearer: Cred,
+}
+
+impl Agent {
+    async fn enroll(app: &TestApp, admin: &Cred, gateways: &str, gateway: &str) -> Agent {
+        let r = app
+            .post(
+                &format!("{gateways}/{gateway}/enrollment-tokens"),
+                admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let key: SigningKey = bundle::generate_key();
+        let r = app
+            .post(
+                "/api/v1/enroll",
+                &Cred::None,
+                json!({
+                    "token": r.body["token"],
+                    "publicKey": B64.encode(key.verifying_key().as_bytes()),
+                    "facts": {"hostname": "ipc-1", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"},
+                }),
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        let id = r.body["agentId"].as_str().unwrap().to_string();
+        let ts = Utc::now();
+        let sig = key.sign(&agent_token_challenge(&id, &ts));
+        let r = app
+            .post(
+                &format!("/api/v1/agents/{id}/token"),
+                &Cred::None,
+                json!({"timestamp": ts, "signature": B64.encode(sig.to_bytes())}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        Agent {
+            id,
+            bearer: Cred::Bearer(r.body["token"].as_str().unwrap().to_string()),
+        }
+    }
+
+    /// A heartbeat reporting `pump-1` in `device_state` (ok, degraded, down).
+    async fn heartbeat(&self, app: &TestApp, interval_s: u64, device_state: &str) {
+        let r = app
+            .post(
+                &format!("/api/v1/agents/{}/status", self.id),
+                &self.bearer,
+                json!({"heartbeatIntervalS": interval_s, "devices": [
+                    {"name": "pump-1", "state": device_state, "readings": 10}
+                ]}),
+            )
+            .await;
+        assert_eq!(r.status, 204, "{:?}", r.body);
+    }
+}
+
+struct World {
+    app: TestApp,
+    admin: Cred,
+    project: String,
+    clock: Clock,
+}
+
+impl World {
+    async fn start(b: Backend, org: &str) -> World {
+        let clock = Clock::manual(Utc::now().timestamp_millis());
+        let app = TestApp::start_with(b, config(&clock)).await;
+        let admin = app.admin().await;
+        setup_org(&app, &admin, org, "north").await;
+        World {
+            app,
+            admin,
+            project: format!("/api/v1/orgs/{org}/projects/north"),
+            clock,
+        }
+    }
+    async fn post(&self, path: &str, body: Value) -> Value {
+        let r = self
+            .app
+            .post(&format!("{}{path}", self.project), &self.admin, body)
+            .await;
+        assert!(
+            r.status.is_success(),
+            "POST {path}: {} {:?}",
+            r.status,
+            r.body
+        );
+        r.body
+    }
+    async fn get(&self, path: &str) -> Value {
+        let r = self
+            .app
+            .get(&format!("{}{path}", self.project), &self.admin)
+            .await;
+        assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
+        r.body
+    }
+    /// (alertname, state, status) of the active alerts.
+    async fn active(&self) -> Vec<(String, String, String)> {
+        self.get("/alerts/active")
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| {
+                (
+                    a["labels"]["alertname"].as_str().unwrap().to_string(),
+                    a["state"].as_str().unwrap().to_string(),
+                    a["status"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    }
+    async fn passes(&self, n: u64) {
+        self.app.running.state.alerts.wait_passes(n).await;
+    }
+    async fn stop(self) {
+        self.app.running.state.alerts.shutdown();
+        self.app.stop().await;
+    }
+}
+
+fn has_active(a: &[(String, String, String)], name: &str, state: &str, status: &str) -> bool {
+    a.iter()
+        .any(|(n, s, st)| n == name && s == state && st == status)
+}
+
+// ------------------------------------------------------------------ tests
+
+/// A gateway that stops heartbeating goes offline and, after the rule's
+/// for-duration, fires "gateway offline" to a signed webhook; its device
+/// alert is inhibited meanwhile; the return resolves the gateway alert and
+/// releases the device alert.
+async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
+    let (hook, url) = webhook_receiver().await;
+    let w = World::start(b, "riverside").await;
+    const SECRET: &str = "webhook-signing-secret-0123456789";
+    let ch = w
+        .post(
+            "/alerts/channels",
+            json!({"name": "control room", "kind": "webhook", "url": url, "secret": SECRET,
+                   "group_by": ["alertname", "gateway"], "group_wait_secs": 0,
+                   "group_interval_secs": 1, "repeat_interval_secs": 3600}),
+        )
+        .await;
+    assert_eq!(ch["secret"], SECRET, "shown once, at creation");
+    let ch_id = ch["id"].as_str().unwrap().to_string();
+
+    // The secret is sealed in the database, and never shown again.
+    let row = alert_channel::Entity::find_by_id(ch_id.parse::<uuid::Uuid>().unwrap())
+        .one(&w.app.running.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_ne!(row.secret, SECRET);
+    assert!(!row.secret.contains(SECRET));
+    assert!(
+        row.secret.starts_with("sealed:v1:"),
+        "sealed under the master key: {}",
+        row.secret.len()
+    );
+    for v in [
+        w.get("/alerts/channels").await,
+        w.get(&format!("/alerts/channels/{ch_id}")).await,
+    ] {
+        assert!(!v.to_string().contains(SECRET), "secret returned: {v}");
+        assert!(
+            !v.to_string().contains("sealed:v1:"),
+            "sealed value returned: {v}"
+        );
+    }
+
+    w.post(
+        "/alerts/rules",
+        json!({"name": "Gateway offline", "kind": "gateway_offline", "for_secs": 60, "severity": "critical"}),
+    )
+    .await;
+    w.post(
+        "/alerts/rules",
+        json!({"name": "Device down", "kind": "device_down", "for_secs": 30}),
+    )
+    .await;
+    let gateways = format!("{}/gateways", w.project);
+    let r = w
+        .app
+        .post(
+            &gateways,
+            &w.admin,
+            json!({"name": "ps-1", "spec": modbus_spec(1000)}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    let agent = Agent::enroll(&w.app, &w.admin, &gateways, "ps-1").await;
+
+    // The last heartbeat says pump-1 is down: the device rule goes pending.
+    agent.heartbeat(&w.app, 1, "down").await;
+    until("device alert pending", || async {
+        has_active(&w.active().await, "Device down", "pending", "active")
+    })
+    .await;
+
+    // No more heartbeats: 3 missed 1 s intervals and the fleet marks it offline.
+    until(
+        "gateway alert pending (fleet marked it offline)",
+        || async { has_active(&w.active().await, "Gateway offline", "pending", "active") },
+    )
+    .await;
+    let ro = w.get("/rollout").await;
+    assert_eq!(ro[0]["online"], false);
+    w.passes(5).await;
+    assert_eq!(hook.count(), 0, "nothing fires before the for-duration");
+    w.clock.advance(Duration::from_secs(59));
+    w.passes(5).await;
+    assert_eq!(hook.count(), 0, "59 s < for_secs 60");
+
+    w.clock.advance(Duration::from_secs(1));
+    until("gateway offline notice", || async { hook.count() >= 1 }).await;
+    w.passes(10).await;
+    let a = w.active().await;
+    assert!(
+        has_active(&a, "Gateway offline", "firing", "active"),
+        "{a:?}"
+    );
+    assert!(
+        has_active(&a, "Device down", "firing", "inhibited"),
+        "the device alert of an offline gateway is inhibited: {a:?}"
+    );
+    assert_eq!(
+        hook.notices(),
+        vec![(
+            "firing".to_string(),
+            "Gateway offline".to_string(),
+            "ps-1".to_string()
+        )],
+        "exactly one notice, for the gateway; none for its inhibited device"
+    );
+    let body = &hook.bodies()[0];
+    assert_eq!(body["alerts"][0]["summary"], "gateway ps-1 is offline");
+    assert!(
+        hook.all_signed_with(SECRET),
+        "signed with the sealed secret"
+    );
+
+    // The gateway returns (pump-1 still down): the gateway alert resolves and
+    // the device alert, no longer inhibited, goes out.
+    w.clock.advance(Duration::from_secs(2));
+    agent.heartbeat(&w.app, 30, "down").await;
+    until("resolved gateway notice", || async {
+        hook.has("resolved", "Gateway offline")
+    })
+    .await;
+    until("device alert released", || async {
+        hook.has("firing", "Device down")
+    })
+    .await;
+    let a = w.active().await;
+    assert!(
+        !a.iter().any(|(n, _, _)| n == "Gateway offline"),
+        "resolved: {a:?}"
+    );
+    assert!(has_active(&a, "Device down", "firing", "active"), "{a:?}");
+    // The device answers again: its alert resolves too.
+    w.clock.advance(Duration::from_secs(2));
+    agent.heartbeat(&w.app, 30, "ok").await;
+    until("resolved device notice", || async {
+        hook.has("resolved", "Device down")
+    })
+    .await;
+    assert!(hook.all_signed_with(SECRET));
+    let n = hook.notices();
+    assert_eq!(
+        n.iter()
+            .filter(|(s, a, _)| s == "firing" && a == "Gateway offline")
+            .count(),
+        1,
+        "the gateway alert was sent once: {n:?}"
+    );
+    let hist = w.get("/alerts/history").await;
+    assert!(
+        hist.as_array().unwrap().len() >= 6,
+        "pending, firing, resolved of both: {hist}"
+    );
+    w.stop().await;
+}
+on_both_databases!(
+    gateway_offline,
+    super::gateway_offline_fires_inhibits_and_resolves
+);
+
+/// A channel stored before secrets were sealed (plain text in the row)
+/// still signs, and is sealed when the api starts again.
+async fn legacy_plain_text_secret_keeps_working(b: Backend) {
+    let (hook, url) = webhook_receiver().await;
+    let mut w = World::start(b, "lakeside").await;
+    let project_id: uuid::Uuid = w.get("").await["id"].as_str().unwrap().parse().unwrap();
+    const LEGACY: &str = "legacy-plain-text-secret-42";
+    let id = uuid::Uuid::new_v4();
+    alert_channel::ActiveModel {
+        id: Set(id),
+        project_id: Set(project_id),
+        name: Set("old hook".into()),
+        kind: Set("webhook".into()),
+        config: Set(json!({ "url": url }).to_string()),
+        secret: Set(LEGACY.into()),
+        group_by: Set("[\"alertname\"]".into()),
+        group_wait_secs: Set(0),
+        group_interval_secs: Set(60),
+        repeat_interval_secs: Set(3600),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&w.app.running.state.db)
+    .await
+    .unwrap();
+    let r = w
+        .post(&format!("/alerts/channels/{id}/test"), json!({}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert!(hook.all_signed_with(LEGACY));
+
+    // Restart on the same database: the row is sealed, and still signs.
+    w.app.running.state.alerts.shutdown();
+    w.app.running.task.abort();
+    w.app.running.state.db.clone().close().await.ok();
+    let mut cfg = common::test_config(&w.app.db.url);
+    config(&w.clock)(&mut cfg);
+    w.app.running = weir_api::start(cfg).await.expect("api restarts");
+    w.admin = w.app.admin().await;
+    let row = alert_channel::Entity::find_by_id(id)
+        .one(&w.app.running.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(row.secret.starts_with("sealed:v1:") && !row.secret.contains(LEGACY));
+    let r = w
+        .post(&format!("/alerts/channels/{id}/test"), json!({}))
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(hook.count(), 2);
+    assert!(hook.all_signed_with(LEGACY));
+    w.stop().await;
+}
+on_both_databases!(legacy_secret, super::legacy_plain_text_secret_keeps_working);
