@@ -1,0 +1,146 @@
+//! A throw-away historian database for the api's tests: a fresh PostgreSQL
+//! database (next to the one `common::pg_admin_url` names) holding the
+//! historian's `readings` table, so `/series` reads real rows.
+//!
+//! The DDL is the native layout of `weir-agent`'s historian
+//! (agent/src/historian/schema.rs: same columns, collation and unique index;
+//! one DEFAULT partition instead of daily ones, which the series query does
+//! not notice). The api does not depend on the agent crate, hence the copy.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Utc};
+use sea_orm::sqlx::postgres::PgPool;
+use sea_orm::sqlx::{self, Executor};
+
+use crate::common::pg_admin_url;
+
+const SCHEMA: &str = r#"
+CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);
+INSERT INTO weir_historian_meta (key, value) VALUES ('owner', 'weir-historian'), ('version', '1'), ('layout', 'native');
+CREATE TABLE readings (
+    tenant     text COLLATE "C" NOT NULL,
+    gateway    text COLLATE "C" NOT NULL,
+    device     text COLLATE "C" NOT NULL,
+    tag        text COLLATE "C" NOT NULL,
+    ts         timestamptz NOT NULL,
+    value      double precision,
+    value_text text,
+    quality    integer NOT NULL DEFAULT 0,
+    seq        bigint NOT NULL
+) PARTITION BY RANGE (ts);
+CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+CREATE UNIQUE INDEX readings_series_key ON readings (tenant, gateway, tag, ts, device, seq);
+"#;
+
+/// One row of `readings`.
+#[derive(Clone, Debug)]
+pub struct Reading {
+    pub tenant: String,
+    pub gateway: String,
+    pub device: String,
+    pub tag: String,
+    pub ts: DateTime<Utc>,
+    pub value: Option<f64>,
+    pub value_text: Option<String>,
+    pub quality: i32,
+    pub seq: i64,
+}
+
+impl Reading {
+    pub fn new(
+        tenant: &str,
+        gateway: &str,
+        device: &str,
+        tag: &str,
+        ts: DateTime<Utc>,
+        value: f64,
+        seq: i64,
+    ) -> Self {
+        Reading {
+            tenant: tenant.into(),
+            gateway: gateway.into(),
+            device: device.into(),
+            tag: tag.into(),
+            ts,
+            value: Some(value),
+            value_text: None,
+            quality: 0,
+            seq,
+        }
+    }
+}
+
+pub struct HistorianDb {
+    pub url: String,
+    pub name: String,
+    pub pool: PgPool,
+}
+
+fn root_of(url: &str) -> String {
+    url.rsplit_once('/')
+        .map(|(a, _)| a.to_string())
+        .unwrap_or_else(|| url.to_string())
+}
+
+async fn admin() -> PgPool {
+    PgPool::connect(&pg_admin_url()).await.unwrap_or_else(|e| {
+        panic!(
+            "PostgreSQL is required for this test and is not reachable at {} ({e}); \
+             start it or set WEIR_TEST_PG_URL",
+            pg_admin_url()
+        )
+    })
+}
+
+impl HistorianDb {
+    /// A fresh database with the historian schema.
+    pub async fn new() -> HistorianDb {
+        let db = Self::empty().await;
+        db.pool.execute(SCHEMA).await.expect("historian schema");
+        db
+    }
+
+    /// A fresh database without any table (not the historian's yet).
+    pub async fn empty() -> HistorianDb {
+        let name = format!("weir_hist_{}", uuid::Uuid::new_v4().simple());
+        let admin = admin().await;
+        admin
+            .execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .expect("create historian test database");
+        admin.close().await;
+        let url = format!("{}/{name}", root_of(&pg_admin_url()));
+        let pool = PgPool::connect(&url).await.expect("connect historian db");
+        HistorianDb { url, name, pool }
+    }
+
+    pub async fn insert(&self, rows: &[Reading]) {
+        for r in rows {
+            sqlx::query(
+                "INSERT INTO readings (tenant, gateway, device, tag, ts, value, value_text, quality, seq) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+            )
+            .bind(&r.tenant)
+            .bind(&r.gateway)
+            .bind(&r.device)
+            .bind(&r.tag)
+            .bind(r.ts)
+            .bind(r.value)
+            .bind(&r.value_text)
+            .bind(r.quality)
+            .bind(r.seq)
+            .execute(&self.pool)
+            .await
+            .expect("insert reading");
+        }
+    }
+
+    pub async fn drop_db(self) {
+        self.pool.close().await;
+        let admin = admin().await;
+        let _ = admin
+            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
+            .await;
+        admin.close().await;
+    }
+}
