@@ -14,6 +14,7 @@ mod common;
 mod fleet_support;
 
 use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,6 +35,7 @@ use weir_api::alerts::store::alert_channel;
 use weir_api::alerts::Clock;
 use weir_crds::agent_api::agent_token_challenge;
 use weir_crds::bundle;
+use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 // ------------------------------------------------------------------ helpers
 
@@ -273,6 +275,95 @@ fn has_active(a: &[(String, String, String)], name: &str, state: &str, status: &
         .any(|(n, s, st)| n == name && s == state && st == status)
 }
 
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A Mosquitto of the test's own on `port` (so the test can stop it), killed on drop.
+struct Mosquitto(Child, #[allow(dead_code)] tempfile::TempDir);
+
+impl Mosquitto {
+    async fn start(port: u16) -> Mosquitto {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+        )
+        .unwrap();
+        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+            .into_iter()
+            .find(|p| std::path::Path::new(p).exists())
+            .unwrap_or("mosquitto");
+        let child = Command::new(bin)
+            .arg("-c")
+            .arg(&conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("this test needs Mosquitto (Debian package mosquitto): {e}")
+            });
+        let m = Mosquitto(child, dir);
+        until("mosquitto to listen", || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .is_ok()
+        })
+        .await;
+        m
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Publish a `level` reading to `weir/{org}/ps-1/pump-1/fast` every 100 ms
+/// (as an agent's uplink does) until aborted.
+fn publish_levels(port: u16, org: &str, value: f64) -> tokio::task::JoinHandle<()> {
+    let topic = format!("weir/{org}/ps-1/pump-1/fast");
+    tokio::spawn(async move {
+        let opts = rumqttc::MqttOptions::new(
+            format!("test-pub-{}", uuid::Uuid::new_v4().simple()),
+            "127.0.0.1",
+            port,
+        );
+        let (client, mut ev) = rumqttc::AsyncClient::new(opts, 100);
+        tokio::spawn(async move { while ev.poll().await.is_ok() {} });
+        let mut seq = 0;
+        loop {
+            seq += 1;
+            let msg = UplinkMessage {
+                frames: vec![Frame {
+                    seq,
+                    timestamp: Utc::now().timestamp_millis(),
+                    values: [("level".to_string(), TagValue::Float(value))]
+                        .into_iter()
+                        .collect(),
+                    errors: Default::default(),
+                }],
+            };
+            let _ = client
+                .publish(
+                    &topic,
+                    rumqttc::QoS::AtLeastOnce,
+                    false,
+                    serde_json::to_vec(&msg).unwrap(),
+                )
+                .await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+}
+
 // ------------------------------------------------------------------ tests
 
 /// A gateway that stops heartbeating goes offline and, after the rule's
@@ -359,7 +450,12 @@ async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
     assert_eq!(hook.count(), 0, "nothing fires before the for-duration");
     w.clock.advance(Duration::from_secs(59));
     w.passes(5).await;
-    assert_eq!(hook.count(), 0, "59 s < for_secs 60");
+    assert_eq!(
+        hook.notices(),
+        vec![],
+        "nothing sent at 59 s: the gateway alert waits for its 60 s, and the \
+         (already firing) device alert is inhibited while its gateway is offline"
+    );
 
     w.clock.advance(Duration::from_secs(1));
     until("gateway offline notice", || async { hook.count() >= 1 }).await;
@@ -488,3 +584,78 @@ async fn legacy_plain_text_secret_keeps_working(b: Backend) {
     w.stop().await;
 }
 on_both_databases!(legacy_secret, super::legacy_plain_text_secret_keeps_working);
+
+/// The api reads the project's adopted cluster (no WEIR_ALERTS_MQTT_URL):
+/// readings published there drive a threshold rule. The cluster stops
+/// answering: the periodic health check fires "cluster degraded"; it comes
+/// back: resolved.
+async fn adopted_cluster_ingest_and_degraded(b: Backend) {
+    let (hook, url) = webhook_receiver().await;
+    let port = free_port();
+    let broker = Mosquitto::start(port).await;
+    let w = World::start(b, "hillside").await;
+    w.post(
+        "/alerts/channels",
+        json!({"name": "hook", "kind": "webhook", "url": url, "group_by": ["alertname"],
+               "group_wait_secs": 0, "group_interval_secs": 1}),
+    )
+    .await;
+    let c = w
+        .post(
+            "/clusters",
+            json!({"name": "plant-broker", "backend": "external", "url": format!("mqtt://127.0.0.1:{port}")}),
+        )
+        .await;
+    assert_eq!(c["health"]["reachable"], true, "{c}");
+    w.post(
+        "/alerts/rules",
+        json!({"name": "Level high", "kind": "threshold", "tag": "level", "op": ">", "threshold": 5.0}),
+    )
+    .await;
+    w.post(
+        "/alerts/rules",
+        json!({"name": "Cluster degraded", "kind": "cluster_degraded", "severity": "critical"}),
+    )
+    .await;
+
+    let publisher = publish_levels(port, "hillside", 7.5);
+    until(
+        "threshold alert from the adopted cluster's readings",
+        || async { hook.has("firing", "Level high") },
+    )
+    .await;
+    publisher.abort();
+    assert!(
+        !hook.has("firing", "Cluster degraded"),
+        "a healthy cluster: {:?}",
+        hook.notices()
+    );
+
+    // The broker goes away: the next health check finds it unreachable.
+    drop(broker);
+    until("cluster degraded notice", || async {
+        hook.has("firing", "Cluster degraded")
+    })
+    .await;
+    let n = hook.notices();
+    assert!(
+        n.contains(&(
+            "firing".to_string(),
+            "Cluster degraded".to_string(),
+            "plant-broker".to_string()
+        )),
+        "{n:?}"
+    );
+    let cl = w.get("/clusters/plant-broker").await;
+    assert_eq!(cl["health"]["reachable"], false, "{cl}");
+
+    // It comes back: resolved.
+    w.clock.advance(Duration::from_secs(2));
+    let _broker = Mosquitto::start(port).await;
+    until("cluster resolved notice", || async {
+        hook.has("resolved", "Cluster degraded")
+    })
+    .await;
+    w.stop().await;
+}
+on_both_databases!(adopted_cluster, super::adopted_cluster_ingest_and_degraded);

@@ -54,9 +54,9 @@ pub use routes::router;
 /// Settings of the alerts runtime (flattened into the api's `Config`).
 #[derive(clap::Args, Clone, Debug)]
 pub struct AlertsConfig {
-    /// MQTT broker whose readings the alert rules evaluate, e.g.
-    /// `mqtt://127.0.0.1:1883` (unset: no live ingestion; fleet events and
-    /// rules still work).
+    /// An extra MQTT broker whose readings the alert rules evaluate, for
+    /// every tenant with rules, e.g. `mqtt://127.0.0.1:1883`. The projects'
+    /// adopted clusters are read in any case (see `alerts::ingest`).
     #[arg(long = "alerts-mqtt-url", env = "WEIR_ALERTS_MQTT_URL")]
     pub mqtt_url: Option<String>,
 
@@ -219,6 +219,8 @@ struct Inner {
     /// Gateways the fleet reports offline, as (project, gateway): their
     /// device alerts are inhibited.
     offline: Mutex<HashSet<(Uuid, String)>>,
+    /// Wakes the ingestion supervisor (clusters were created, changed or deleted).
+    clusters_changed: tokio::sync::Notify,
     tx: mpsc::Sender<Input>,
     fleet_tx: mpsc::Sender<FleetEvent>,
     metrics: AlertMetrics,
@@ -262,6 +264,7 @@ impl Alerts {
             cfg,
             fleet,
             offline: Mutex::new(HashSet::new()),
+            clusters_changed: tokio::sync::Notify::new(),
             tx,
             fleet_tx,
             metrics,
@@ -287,10 +290,8 @@ impl Alerts {
         w.load(true).await?;
         let h = tokio::spawn(w.run(rx, fleet_rx));
         alerts.track(h.abort_handle());
-        if let Some(url) = inner.cfg.mqtt_url.clone() {
-            let h = tokio::spawn(ingest::run(alerts.clone(), url));
-            alerts.track(h.abort_handle());
-        }
+        let h = tokio::spawn(ingest::supervise(alerts.clone()));
+        alerts.track(h.abort_handle());
         Ok(alerts)
     }
 
@@ -338,6 +339,11 @@ impl Alerts {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains(&(project, gateway.to_string()))
+    }
+
+    /// Clusters were created, changed or deleted: the ingestion reads them again.
+    pub fn clusters_changed(&self) {
+        self.inner.clusters_changed.notify_one();
     }
 
     /// The master key, when one is configured.

@@ -528,6 +528,7 @@ async fn create_cluster(
     )
     .await?;
     tx.commit().await?;
+    st.alerts.clusters_changed();
     // A first health check, outside the write lock (it may take seconds).
     let c = if c.backend == BACKEND_EXTERNAL {
         refresh_health(&st.db, &st, &o, c).await?
@@ -686,6 +687,7 @@ async fn update_cluster(
     )
     .await?;
     tx.commit().await?;
+    st.alerts.clusters_changed();
     Ok(Json(Cluster::build(&o, &p, c)))
 }
 
@@ -773,6 +775,7 @@ async fn delete_cluster(
     )
     .await?;
     tx.commit().await?;
+    st.alerts.clusters_changed();
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -842,5 +845,6 @@ async fn transfer_cluster(
     )
     .await?;
     tx.commit().await?;
+    st.alerts.clusters_changed();
     Ok(Json(Cluster::build(&o, &target, c2)))
 }

@@ -79,6 +79,7 @@ async fn probe_inner(
         opts.set_credentials(u, password.unwrap_or(""));
     }
     if tls {
+        crate::alerts::ingest::ensure_crypto_provider();
         opts.set_transport(Transport::tls_with_default_config());
     }
     let topic = format!("weir-probe/{id}");
