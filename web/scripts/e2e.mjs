@@ -3,15 +3,25 @@
 // exist yet are reported as "not run" (one line each); a route that exists
 // but misbehaves fails the run.
 //
+// The readings chart runs the real data path: weir-agent (simulated device)
+// → a Mosquitto of our own → weir-historian → a fresh PostgreSQL database
+// (WEIR_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/test, names
+// the server) → weir-api's series endpoint (WEIR_HISTORIAN_URL) → uPlot.
+// Without Mosquitto or PostgreSQL that step fails and says why.
+//
 //   npm run build && npm run e2e
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
+const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
+const PG_URL = process.env.WEIR_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/test';
 const OUT = join(WEB_DIR, 'test-results');
 const DIST = join(WEB_DIR, 'dist');
 const ORG = { name: 'Riverside Water', slug: 'riverside-water' };
@@ -113,6 +123,70 @@ async function apiCall(page, method, path, body, { csrf = true } = {}) {
 
 const agentBin = () => process.env.WEIR_AGENT_BIN ?? join(TARGET_DIR, 'debug', 'weir-agent');
 
+function historianBin() {
+  if (process.env.WEIR_HISTORIAN_BIN) return process.env.WEIR_HISTORIAN_BIN;
+  const sibling = process.env.WEIR_AGENT_BIN && join(dirname(process.env.WEIR_AGENT_BIN), 'weir-historian');
+  if (sibling && existsSync(sibling)) return sibling;
+  return cargoBuild('weir-agent', 'weir-historian');
+}
+
+function tail(s, n = 3000) {
+  return s.length > n ? s.slice(-n) : s;
+}
+
+async function waitPort(port, ms) {
+  const end = Date.now() + ms;
+  while (Date.now() < end) {
+    const ok = await new Promise((res) => {
+      const c = connect(port, '127.0.0.1', () => (c.end(), res(true)));
+      c.on('error', () => res(false));
+    });
+    if (ok) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`nothing listens on 127.0.0.1:${port} after ${ms} ms`);
+}
+
+/**
+ * The readings' way into PostgreSQL: a fresh database migrated by
+ * weir-historian, a Mosquitto of our own, and weir-historian storing the
+ * organization's readings. Returns { url, mqttUrl, logs() } or { error }.
+ */
+async function startHistorian() {
+  try {
+    if (!existsSync(MOSQUITTO)) throw new Error(`${MOSQUITTO} is missing: install Debian's mosquitto (or set MOSQUITTO)`);
+    const bin = historianBin();
+    const name = `weir_e2e_hist_${randomBytes(6).toString('hex')}`;
+    const url = `${PG_URL.replace(/\/[^/]*$/, '')}/${name}`;
+    const env = { ...process.env, WEIR_HISTORIAN_DATABASE_URL: url, RUST_LOG: 'info' };
+    const m = spawnSync(bin, ['migrate', '--create-database'], { env, encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`weir-historian migrate failed (is PostgreSQL running at ${PG_URL}?):\n${tail(m.stderr ?? '')}`);
+    cleanups.push(() => spawnSync('psql', [PG_URL, '-qc', `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`], { stdio: 'ignore' }));
+    const dir = mkdtempSync(join(tmpdir(), 'weir-mosquitto-'));
+    const port = await freePort();
+    writeFileSync(join(dir, 'mosquitto.conf'), `listener ${port} 127.0.0.1\nallow_anonymous true\nlog_dest stderr\n`);
+    let log = '';
+    const keep = (who) => (b) => (log = tail(log + `[${who}] ${b}`, 20000));
+    const broker = spawn(MOSQUITTO, ['-c', join(dir, 'mosquitto.conf')], { stdio: ['ignore', 'ignore', 'pipe'] });
+    broker.stderr.on('data', keep('mosquitto'));
+    cleanups.push(() => { broker.kill('SIGTERM'); rmSync(dir, { recursive: true, force: true }); });
+    await waitPort(port, 10000);
+    const mqttUrl = `mqtt://127.0.0.1:${port}`;
+    const sink = spawn(bin, [], {
+      env: { ...env, WEIR_MQTT_URL: mqttUrl, WEIR_TENANT: ORG.slug, WEIR_HISTORIAN_CLIENT_ID: 'weir-historian-e2e', WEIR_HISTORIAN_METRICS_LISTEN: `127.0.0.1:${await freePort()}` },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    sink.stdout.on('data', keep('historian'));
+    sink.stderr.on('data', keep('historian'));
+    cleanups.push(() => sink.kill('SIGTERM'));
+    console.log(`e2e: historian: mosquitto on ${mqttUrl}, weir-historian into database ${name}`);
+    return { url, mqttUrl, logs: () => log };
+  } catch (e) {
+    console.log(`e2e: no historian (the chart step will fail): ${e.message}`);
+    return { error: e.message };
+  }
+}
+
 function agentHelp() {
   const bin = agentBin();
   return existsSync(bin) ? spawnSync(bin, ['--help'], { encoding: 'utf8' }).stdout ?? '' : '';
@@ -126,7 +200,8 @@ async function main() {
     const r = spawnSync('npx', ['vite', 'build'], { cwd: WEB_DIR, stdio: 'inherit' });
     if (r.status !== 0) throw new Error('vite build failed');
   }
-  const api = await startApi({ webDir: DIST });
+  const hist = await startHistorian();
+  const api = await startApi({ webDir: DIST, env: hist.url ? { WEIR_HISTORIAN_URL: hist.url } : {} });
   cleanups.push(() => api.stop());
   console.log(`e2e: weir-api on ${api.url}`);
   doc = await (await fetch(`${api.url}/api/v1/openapi.json`)).json();
@@ -248,7 +323,7 @@ async function main() {
       const metricsPort = await freePort();
       const agent = spawn(agentBin(), ['run', '--server', api.url, '--token', token], {
         cwd: dir,
-        env: { ...process.env, RUST_LOG: 'info', WEIR_DATA_DIR: join(dir, 'data'), WEIR_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, WEIR_HEARTBEAT_S: '2' },
+        env: { ...process.env, RUST_LOG: 'info', WEIR_DATA_DIR: join(dir, 'data'), WEIR_METRICS_LISTEN: `127.0.0.1:${metricsPort}`, WEIR_HEARTBEAT_S: '2', ...(hist.mqttUrl ? { WEIR_MQTT_URL: hist.mqttUrl } : {}) },
         stdio: ['ignore', 'pipe', 'pipe'],
       });
       let alog = '';
@@ -265,9 +340,26 @@ async function main() {
       }
     }, page);
     await step('the live readings chart fills', [['GET', `${G}/series`]], async () => {
+      check(!hist.error, `no historian to read from: ${hist.error}`);
       check(agentOnline, 'the agent is not online');
       await page.goto(`${base}/gateways/${GATEWAY}/readings`);
-      await page.waitForFunction(() => Number(document.querySelector('[data-testid=chart]')?.getAttribute('data-points') ?? 0) > 1, null, { timeout: 60000 });
+      const picked = await page.locator('#series-tag').inputValue();
+      const [device, tag] = picked.split('/');
+      const seriesPath = () => `/api/v1/orgs/${ORG.slug}/projects/${PROJECT.slug}/gateways/${GATEWAY}/series?tag=${tag}&device=${device}&from=${new Date(Date.now() - 900e3).toISOString()}&step=5s`;
+      try {
+        // The chart draws the api's buckets (uPlot renders a canvas); more than one point in it.
+        await page.waitForFunction(() => Number(document.querySelector('[data-testid=chart]')?.getAttribute('data-points') ?? 0) > 1 && !!document.querySelector('[data-testid=chart] canvas'), null, { timeout: 60000 });
+      } catch (e) {
+        const r = await apiCall(page, 'GET', seriesPath());
+        throw new Error(`${e.message}\n--- series answer ---\n${JSON.stringify(r).slice(0, 1500)}\n--- historian log ---\n${tail(hist.logs(), 3000)}`);
+      }
+      // And the buckets hold the agent's readings, stored by the historian.
+      const r = await apiCall(page, 'GET', seriesPath());
+      check(r.status === 200, `series answered ${r.status} ${JSON.stringify(r.json)}`);
+      const pts = r.json.points ?? [];
+      check(pts.length > 1 && pts.every((p) => p.count > 0 && typeof p.avg === 'number'), `series has no readings: ${JSON.stringify(r.json).slice(0, 500)}`);
+      console.log(`   ${device}/${tag}: ${pts.length} buckets of 5 s, ${pts.reduce((n, p) => n + p.count, 0)} readings, last average ${pts[pts.length - 1].avg}`);
+      await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
     }, page);
   }

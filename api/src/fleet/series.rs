@@ -272,10 +272,12 @@ pub struct SeriesPoint {
     pub count: i64,
 }
 
-/// A tag over time, downsampled into buckets (average, minimum, maximum and
-/// count of the good readings per bucket), from the historian's database.
-/// Any member of the project may read it. 503 when the api has no historian
-/// database (`WEIR_HISTORIAN_URL`) or cannot reach it.
+/// A tag over time in time buckets, from the historian (for charts).
+///
+/// Average, minimum, maximum and count of the good readings per bucket,
+/// computed in PostgreSQL from the historian's `readings`. Any member of the
+/// project may read it. 503 when the api has no historian database
+/// (`WEIR_HISTORIAN_URL`) or cannot reach it.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), SeriesParams),
     responses((status = 200, body = Series),

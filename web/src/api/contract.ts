@@ -5,7 +5,7 @@
 // (fleet, series, alerts) so those pages are held to the contract too.
 import type { components } from './schema';
 import type { Problem } from './http';
-import type { ApiToken, AuditEntry, Invitation, Member, Org, Project, User } from './types';
+import type { ApiToken, AuditEntry, Invitation, Member, Org, Project, Series, User } from './types';
 
 type S = components['schemas'];
 /** The api documents `role` as a plain string (not its enum of roles); the console narrows it. */
@@ -25,6 +25,7 @@ export const responses = {
   problem: (x: S['Problem']): Problem => x,
   me: (x: S['Me']): { user: User; orgs: { org: string; name: string; role: string }[]; projects: { org: string; project: string; name: string; role: string }[] } => x,
   providers: (x: S['Providers']): { local: boolean; oidc?: { name: string; login_url: string } | null } => x,
+  series: (x: S['Series']): Series => x,
 };
 
 // Requests: what the console sends must be a body the api accepts.

@@ -351,9 +351,9 @@ export const gateways = {
   },
   revokeEnrollmentToken: (s: Scope, name: string, id: string) =>
     api<void>('DELETE', `${P}/gateways/{gateway}/enrollment-tokens/{token}`, { ...s, gateway: name, token: id }),
-  /** issue 6: downsampled readings of one tag. */
-  series: (s: Scope, name: string, q: { tag: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
-    api<Series | { points: unknown[] }>('GET', `${P}/gateways/{gateway}/series`, { ...s, gateway: name }, { query: q, signal }),
+  /** Readings of one tag (of one device when given) in time buckets, from the historian. */
+  series: (s: Scope, name: string, q: { tag: string; device?: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
+    api<Series>('GET', `${P}/gateways/{gateway}/series`, { ...s, gateway: name }, { query: q, signal }),
 };
 
 // ---------- alerts (issue 7) ----------

@@ -813,6 +813,29 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A tag over time in time buckets, from the historian (for charts).
+         * @description Average, minimum, maximum and count of the good readings per bucket,
+         *     computed in PostgreSQL from the historian's `readings`. Any member of the
+         *     project may read it. 503 when the api has no historian database
+         *     (`WEIR_HISTORIAN_URL`) or cannot reach it.
+         */
+        get: operations["get_series"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/versions": {
         parameters: {
             query?: never;
@@ -2018,6 +2041,55 @@ export interface components {
              * @example 0.2
              */
             threshold?: number | null;
+        };
+        /** @description A tag of one gateway over time. */
+        Series: {
+            /** @description The device filter, when one was asked for. */
+            device?: string | null;
+            /**
+             * Format: date-time
+             * @description Start of the range (inclusive), also the start of the first bucket.
+             */
+            from: string;
+            gateway: string;
+            /**
+             * @description Buckets that hold at least one good reading, oldest first. Buckets
+             *     without readings are left out (a gap in the chart).
+             */
+            points: components["schemas"]["SeriesPoint"][];
+            /**
+             * Format: double
+             * @description Bucket width in seconds.
+             */
+            step_seconds: number;
+            tag: string;
+            /**
+             * Format: date-time
+             * @description End of the range (exclusive).
+             */
+            to: string;
+        };
+        /** @description One time bucket. */
+        SeriesPoint: {
+            /**
+             * Format: double
+             * @description Mean of the numeric readings (null when the bucket only holds text readings).
+             */
+            avg?: number | null;
+            /**
+             * Format: int64
+             * @description Good readings in the bucket.
+             */
+            count: number;
+            /** Format: double */
+            max?: number | null;
+            /** Format: double */
+            min?: number | null;
+            /**
+             * Format: date-time
+             * @description Start of the bucket.
+             */
+            t: string;
         };
         /** @enum {string} */
         Severity: "critical" | "warning" | "info";
@@ -9520,6 +9592,150 @@ export interface operations {
             };
             /** @description Account locked after failed logins */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_series: {
+        parameters: {
+            query: {
+                /**
+                 * @description Only this device's readings of the tag (default: every device of the
+                 *     gateway that has a tag of this name).
+                 * @example device-1
+                 */
+                device?: string;
+                /**
+                 * @description Start, inclusive (RFC 3339, e.g. `2026-01-01T00:00:00Z`; encode `+` as
+                 *     `%2B`); also where the first bucket starts. Default: one hour before `to`.
+                 * @example 2026-01-01T00:00:00Z
+                 */
+                from?: string;
+                /**
+                 * @description Bucket width: seconds (`60`, `0.5`) or a number with a unit `ms`, `s`,
+                 *     `m`, `h`, `d` (`500ms`, `15s`, `5m`, `1h`). At least 1 ms, and at
+                 *     most 10,000 buckets in the range. Default: a round width that makes
+                 *     about 300 buckets.
+                 * @example 15s
+                 */
+                step?: string;
+                /**
+                 * @description Tag name, as in the gateway's config (e.g. `level`).
+                 * @example level
+                 */
+                tag: string;
+                /**
+                 * @description End, exclusive (RFC 3339). Default: now.
+                 * @example 2026-01-01T01:00:00Z
+                 */
+                to?: string;
+            };
+            header?: never;
+            path: {
+                gateway: string;
+                org: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Series"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Account locked after failed logins */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No historian database configured, or it is unreachable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

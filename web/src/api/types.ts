@@ -235,13 +235,23 @@ export interface NewEnrollmentToken extends EnrollmentToken {
 
 // ---- series (issue 6) ----
 
+/** One time bucket: the good readings in [t, t + step). */
 export interface SeriesPoint {
-  t: string | number;
-  v: number | null;
+  t: string;
+  avg?: number | null;
+  min?: number | null;
+  max?: number | null;
+  count: number;
 }
 
+/** A tag of one gateway over time; buckets without readings are absent. */
 export interface Series {
+  gateway: string;
   tag: string;
+  device?: string | null;
+  from: string;
+  to: string;
+  step_seconds: number;
   points: SeriesPoint[];
 }
 

@@ -28,6 +28,9 @@ describe('helpers', () => {
     expect(toSeries({ points: [{ t: '2026-01-01T00:00:00Z', v: 1.5 }, { t: '2026-01-01T00:00:05Z', v: null }] })).toEqual({ times: [1767225600, 1767225605], values: [1.5, null] });
     expect(toSeries([[1767225600, 2]])).toEqual({ times: [1767225600], values: [2] });
     expect(toSeries([[1767225600000, 2]]).times[0]).toBe(1767225600);
+    // The api's shape: buckets' averages, a missing bucket drawn as a gap.
+    const api = { step_seconds: 60, points: [{ t: '2026-01-01T00:00:00Z', avg: 1, count: 6 }, { t: '2026-01-01T00:01:00Z', avg: 2, count: 6 }, { t: '2026-01-01T00:04:00Z', avg: null, count: 1 }] };
+    expect(toSeries(api)).toEqual({ times: [1767225600, 1767225660, 1767225720, 1767225840], values: [1, 2, null, null] });
   });
 
   it('words for time, versions, install commands and rules', () => {

@@ -362,14 +362,16 @@ function ReadingsTab({ g }: { g: Gateway }) {
   const [data, setData] = useState<{ times: number[]; values: (number | null)[] } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
-    if (!tag) return;
+    // The id is `device/tag` (neither name may contain '/').
+    const [device, name] = tag.split('/');
+    if (!device || !name) return;
     let live = true;
     const ctl = new AbortController();
     const load = () => {
       const to = new Date();
       const from = new Date(to.getTime() - RANGES[range][1] * 1000);
       gateways
-        .series(s, g.name, { tag, from: from.toISOString(), to: to.toISOString(), step: RANGES[range][2] }, ctl.signal)
+        .series(s, g.name, { tag: name, device, from: from.toISOString(), to: to.toISOString(), step: RANGES[range][2] }, ctl.signal)
         .then((r) => live && (setData(toSeries(r)), setErr(null)))
         .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
     };
@@ -388,7 +390,13 @@ function ReadingsTab({ g }: { g: Gateway }) {
         <select id="series-range" value={range} onChange={(e) => setRange(Number(e.target.value))}>{RANGES.map((r, i) => <option key={r[0]} value={i}>{r[0]}</option>)}</select>
         <span className="muted small">refreshes every 5 s</span>
       </div>
-      {err instanceof ApiError && err.missingEndpoint ? <Unavailable what="Readings (the series endpoint) are not served by this api yet." /> : <ErrorNotice error={err} />}
+      {err instanceof ApiError && err.missingEndpoint ? (
+        <Unavailable what="Readings (the series endpoint) are not served by this api yet." />
+      ) : err instanceof ApiError && err.status === 503 && err.problem?.detail ? (
+        <Notice kind="error">Readings cannot be shown: {err.problem.detail}</Notice>
+      ) : (
+        <ErrorNotice error={err} />
+      )}
       {data && (data.times.length ? <Chart times={data.times} lines={lines} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
     </section>
   );

@@ -41,9 +41,13 @@ export function Chart({ times, lines, height = 260, unit }: { times: number[]; l
   return <div ref={el} className="chart" data-testid="chart" data-points={times.length} />;
 }
 
-/** Series answers may be [{t, v}], [[t, v]], or {points: ...}: make (times s, values). */
+/**
+ * Series answers ({points: [{t, avg}]} from the api, also [{t, v}] or [[t, v]]) as (times s, values).
+ * With `step_seconds`, a missing bucket becomes a null so the line shows the gap.
+ */
 export function toSeries(raw: unknown): { times: number[]; values: (number | null)[] } {
   const r = raw as Record<string, unknown> | unknown[];
+  const step = Array.isArray(r) ? NaN : Number(r?.step_seconds);
   const pts = (Array.isArray(r) ? r : (r?.points ?? r?.data ?? r?.buckets ?? [])) as unknown[];
   const times: number[] = [];
   const values: (number | null)[] = [];
@@ -58,6 +62,11 @@ export function toSeries(raw: unknown): { times: number[]; values: (number | nul
     }
     const ms = typeof t === 'number' ? (t > 1e11 ? t : t * 1000) : Date.parse(String(t));
     if (Number.isNaN(ms)) continue;
+    const prev = times[times.length - 1];
+    if (step > 0 && prev !== undefined && ms / 1000 - prev > step * 1.5) {
+      times.push(prev + step);
+      values.push(null);
+    }
     times.push(ms / 1000);
     values.push(v === null || v === undefined || Number.isNaN(Number(v)) ? null : Number(v));
   }
