@@ -16,6 +16,15 @@ pub const ADMIN_PASSWORD: &str = "e2e-Admin-password-1";
 /// Start weir-api on a free port with a fresh SQLite database (or the given
 /// database URL) in `dir`.
 pub async fn start_api(dir: &Path, database_url: Option<&str>) -> Result<(Child, String)> {
+    start_api_with(dir, database_url, &[]).await
+}
+
+/// [`start_api`] with extra environment (e.g. a larger `WEIR_BODY_LIMIT_BYTES`).
+pub async fn start_api_with(
+    dir: &Path,
+    database_url: Option<&str>,
+    env: &[(&str, &str)],
+) -> Result<(Child, String)> {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db = database_url
@@ -29,7 +38,8 @@ pub async fn start_api(dir: &Path, database_url: Option<&str>) -> Result<(Child,
         .env("WEIR_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("WEIR_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("WEIR_KUBE_TENANTS", "off")
-        .env("RUST_LOG", "info");
+        .env("RUST_LOG", "info")
+        .envs(env.iter().copied());
     let child = Child::spawn("weir-api", &mut cmd, dir)?;
     let health = format!("{base}/healthz");
     wait_for("weir-api /healthz", Duration::from_secs(30), || {

@@ -347,11 +347,19 @@ impl Uplink {
                     // backlog does not pull megabytes into memory at once.
                     let max_frames = (free * s.max_readings_per_message).clamp(1, 20_000);
                     let max_bytes = (free * s.max_bytes_per_message).min(READ_BYTES_MAX);
-                    let records = reader
+                    let mut records = reader
                         .read(max_frames, max_bytes)
                         .map_err(|e| e.to_string())?;
                     if records.is_empty() {
                         continue;
+                    }
+                    // Frames can hold many readings (a group of 500 tags is
+                    // a whole message): keep to what fits the free window so
+                    // the client's request channel never overflows on a backlog.
+                    let keep = fitting(&records, free, s.max_readings_per_message);
+                    if keep < records.len() {
+                        reader.seek(records[keep].seq);
+                        records.truncate(keep);
                     }
                     let end_seq = records.last().expect("non-empty").seq + 1;
                     let readings: u64 = records.iter().map(|r| u64::from(r.readings)).sum();
@@ -371,6 +379,27 @@ impl Uplink {
             }
         }
     }
+}
+
+/// How many leading records make at most about `free` messages: their
+/// readings fit `free` full messages and they span at most `free` topics
+/// (each topic's last message may be partly filled). At least one.
+fn fitting(records: &[Record], free: usize, max_readings: usize) -> usize {
+    let budget = free.max(1) * max_readings.max(1);
+    let mut readings = 0usize;
+    let mut topics: Vec<&str> = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let new_topic = !topics.contains(&r.topic.as_str());
+        let over = readings + r.readings as usize > budget || (new_topic && topics.len() >= free);
+        if i > 0 && over {
+            return i;
+        }
+        readings += r.readings as usize;
+        if new_topic {
+            topics.push(&r.topic);
+        }
+    }
+    records.len()
 }
 
 /// Whether two settings need the same connection (only batching differs).
@@ -483,6 +512,23 @@ mod tests {
             frame: format!("{{\"seq\":{seq},\"timestamp\":1,\"values\":{{\"a\":1,\"b\":2}}}}")
                 .into_bytes(),
         }
+    }
+
+    #[test]
+    fn a_backlog_of_big_frames_is_cut_to_the_free_window() {
+        let big = |seq: u64, topic: &str| Record {
+            readings: 500,
+            ..rec(seq, topic)
+        };
+        let recs: Vec<Record> = (0..100).map(|i| big(i, "a")).collect();
+        let keep = fitting(&recs, 8, 500);
+        assert_eq!(keep, 8);
+        assert_eq!(build_messages(recs[..keep].to_vec(), 500, 1 << 20).len(), 8);
+        // Many topics of small frames: bounded by topics too.
+        let recs: Vec<Record> = (0..100).map(|i| rec(i, &format!("t{i}"))).collect();
+        assert_eq!(fitting(&recs, 8, 500), 8);
+        // One frame always goes, even if larger than a message.
+        assert_eq!(fitting(&[big(0, "a")], 1, 10), 1);
     }
 
     #[test]
