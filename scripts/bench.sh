@@ -34,6 +34,17 @@ done
   echo
   echo "Written by \`make bench\` on $(date -u +%Y-%m-%d). Goals are from DESIGN.md."
   echo
+  echo "## Summary: each figure beside its goal"
+  echo
+  echo "Lines that name a goal, as the benchmarks printed them; the full output of each follows."
+  echo
+  echo '```'
+  for b in "${benches[@]}"; do
+    name=${b#*:}
+    grep -i 'goal' "$TMP/$name.txt" | grep -v '^\s*Compiling' | sed "s/^/[$name] /"
+  done
+  echo '```'
+  echo
   echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(. /etc/os-release; echo "$PRETTY_NAME"), $(rustc --version)."
   echo
   for b in "${benches[@]}"; do

@@ -11,6 +11,20 @@ need mosquitto "sudo apt-get install mosquitto"
 need pg_isready "sudo apt-get install postgresql-client"
 pg_up || die "PostgreSQL is not reachable on 127.0.0.1:5432 (tests need it; start it, e.g. sudo pg_ctlcluster 15 main start)"
 
+# Test peers that are not Rust: the OpenID provider for the SSO test (npm)
+# and the SMTP sink, Modbus server and API fuzzer (pip). Installed once.
+if [ ! -d e2e/oidc/node_modules/oidc-provider ]; then
+  need npm "sudo apt-get install nodejs npm"
+  step "installing the OpenID provider for the SSO test (e2e/oidc)"
+  (cd e2e/oidc && npm ci --no-audit --no-fund) || die "npm ci in e2e/oidc failed"
+fi
+if ! python3 -c 'import aiosmtpd, pymodbus' 2>/dev/null || ! command -v schemathesis >/dev/null; then
+  step "installing the Python test peers (aiosmtpd, pymodbus, schemathesis)"
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd pymodbus schemathesis \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd pymodbus schemathesis \
+    || die "pip install of the Python test peers failed"
+fi
+
 LOG=$(mktemp)
 failed_suites=()
 

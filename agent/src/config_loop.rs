@@ -137,6 +137,9 @@ impl Gate {
             }
         }
         self.state.highest_version = Some(payload.version);
+        // A refusal describes the state before this bundle; running a newer
+        // good one ends it (the api then clears the gateway's error).
+        *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = None;
         if let Err(e) = self
             .dir
             .save_config_state(&self.state)

@@ -172,6 +172,10 @@ async fn bad_bundles_are_refused_and_the_last_good_config_keeps_running() {
         data.trust().unwrap().unwrap().key_id,
         TrustAnchor::from_key(&new_key.verifying_key()).key_id
     );
+    assert!(
+        gate.refused.lock().unwrap().is_none(),
+        "running a newer good bundle ends the earlier refusal"
+    );
     // The old key alone no longer works.
     assert!(!gate.offer(&sign(&payload(13, "oldkey"), &key), &rt).await);
     // A rotation not signed by the pinned key is refused.
