@@ -15,6 +15,7 @@ pub mod bundle;
 pub mod condition;
 pub mod edge_gateway;
 pub mod gateway;
+pub mod historian;
 pub mod message;
 pub mod mqtt_cluster;
 pub mod tenant;

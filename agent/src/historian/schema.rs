@@ -69,19 +69,7 @@ impl Layout {
     }
 }
 
-const READINGS_COLUMNS: &str = r#"
-    tenant     text COLLATE "C" NOT NULL,
-    gateway    text COLLATE "C" NOT NULL,
-    device     text COLLATE "C" NOT NULL,
-    tag        text COLLATE "C" NOT NULL,
-    ts         timestamptz NOT NULL,
-    value      double precision,
-    value_text text,
-    quality    integer NOT NULL DEFAULT 0,
-    seq        bigint NOT NULL"#;
-
-const SERIES_INDEX: &str =
-    "CREATE UNIQUE INDEX readings_series_key ON readings (tenant, gateway, tag, ts, device, seq)";
+use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
 
 /// What a database holds before we touch it.
 async fn inspect(

@@ -32,28 +32,7 @@ use crate::extract::{ApiPath, ApiQuery};
 use crate::rbac::Permission;
 use crate::state::AppState;
 
-/// Copied from `weir-agent`'s `historian::query::SERIES_SQL`
-/// (agent/src/historian/query.rs), which owns the `readings` schema
-/// (agent/src/historian/schema.rs); the api does not depend on the agent
-/// crate. Keep the two equal.
-///
-/// Parameters: `$1` tenant, `$2` gateway, `$3` tag (text), `$4` from
-/// (timestamptz, inclusive, also the bucket origin), `$5` to (timestamptz,
-/// exclusive), `$6` step in seconds (float8 > 0), `$7` device (text or NULL
-/// for every device of the gateway with this tag). Rows: bucket start,
-/// avg, min, max (NULL when the bucket only holds text readings), count of
-/// good readings. Empty buckets are absent. Only good readings
-/// (`quality = 0`) count. Needs PostgreSQL 14+ (`date_bin`).
-pub const SERIES_SQL: &str =
-    "SELECT date_bin(make_interval(secs => $6::float8), ts, $4::timestamptz) AS bucket, \
-        avg(value), min(value), max(value), count(*) \
-   FROM readings \
-  WHERE tenant = $1 AND gateway = $2 AND tag = $3 \
-    AND ts >= $4 AND ts < $5 \
-    AND ($7::text IS NULL OR device = $7) \
-    AND quality = 0 \
-  GROUP BY bucket \
-  ORDER BY bucket";
+pub use weir_crds::historian::SERIES_SQL;
 
 /// Most buckets one answer may hold.
 pub const MAX_BUCKETS: i64 = 10_000;

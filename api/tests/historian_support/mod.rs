@@ -2,10 +2,9 @@
 //! database (next to the one `common::pg_admin_url` names) holding the
 //! historian's `readings` table, so `/series` reads real rows.
 //!
-//! The DDL is the native layout of `weir-agent`'s historian
-//! (agent/src/historian/schema.rs: same columns, collation and unique index;
-//! one DEFAULT partition instead of daily ones, which the series query does
-//! not notice). The api does not depend on the agent crate, hence the copy.
+//! The DDL is the historian's native layout from `weir_crds::historian`
+//! (same columns, collation and unique index; one DEFAULT partition instead
+//! of daily ones, which the series query does not notice).
 #![allow(dead_code)]
 
 use chrono::{DateTime, Utc};
@@ -14,23 +13,16 @@ use sea_orm::sqlx::{self, Executor};
 
 use crate::common::pg_admin_url;
 
-const SCHEMA: &str = r#"
-CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);
-INSERT INTO weir_historian_meta (key, value) VALUES ('owner', 'weir-historian'), ('version', '1'), ('layout', 'native');
-CREATE TABLE readings (
-    tenant     text COLLATE "C" NOT NULL,
-    gateway    text COLLATE "C" NOT NULL,
-    device     text COLLATE "C" NOT NULL,
-    tag        text COLLATE "C" NOT NULL,
-    ts         timestamptz NOT NULL,
-    value      double precision,
-    value_text text,
-    quality    integer NOT NULL DEFAULT 0,
-    seq        bigint NOT NULL
-) PARTITION BY RANGE (ts);
-CREATE TABLE readings_default PARTITION OF readings DEFAULT;
-CREATE UNIQUE INDEX readings_series_key ON readings (tenant, gateway, tag, ts, device, seq);
-"#;
+fn schema() -> String {
+    use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
+    format!(
+        "CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);
+         INSERT INTO weir_historian_meta (key, value) VALUES ('owner', 'weir-historian'), ('version', '1'), ('layout', 'native');
+         CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (ts);
+         CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+         {SERIES_INDEX};"
+    )
+}
 
 /// One row of `readings`.
 #[derive(Clone, Debug)]
@@ -96,7 +88,10 @@ impl HistorianDb {
     /// A fresh database with the historian schema.
     pub async fn new() -> HistorianDb {
         let db = Self::empty().await;
-        db.pool.execute(SCHEMA).await.expect("historian schema");
+        db.pool
+            .execute(schema().as_str())
+            .await
+            .expect("historian schema");
         db
     }
 
