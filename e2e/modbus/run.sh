@@ -7,7 +7,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
-python3 -c 'import pymodbus' 2>/dev/null || python3 -m pip install --quiet 'pymodbus>=3.9'
+python3 -c 'import pymodbus' 2>/dev/null || python3 -m pip install --quiet 'pymodbus>=3.9,<4'
 command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || { echo "FAIL: mosquitto is not installed"; exit 1; }
 command -v mosquitto_sub >/dev/null || { echo "FAIL: mosquitto_sub is not installed (mosquitto-clients)"; exit 1; }
 if [ -z "${WEIR_AGENT:-}" ]; then

@@ -624,6 +624,17 @@ impl QueueReader {
 
     /// Up to `max_frames` frames (and about `max_bytes`) from the position.
     pub fn read(&mut self, max_frames: usize, max_bytes: usize) -> Result<Vec<Record>> {
+        self.read_while(max_frames, max_bytes, |_| true)
+    }
+
+    /// [`read`](Self::read), stopping before the first frame `take` refuses
+    /// (the first frame is always taken); a refused frame stays unread.
+    pub fn read_while(
+        &mut self,
+        max_frames: usize,
+        max_bytes: usize,
+        mut take: impl FnMut(&Record) -> bool,
+    ) -> Result<Vec<Record>> {
         let (segments, end) = self.queue.layout();
         let oldest = self.queue.first_unacked().min(end);
         if self.pos < oldest {
@@ -668,6 +679,11 @@ impl QueueReader {
             match segment::read_record(r, p)? {
                 Some(rec) if rec.seq < self.pos => continue,
                 Some(rec) => {
+                    if !take(&rec) && !out.is_empty() {
+                        // Read past it in the file: reopen at `pos` next time.
+                        self.file = None;
+                        break;
+                    }
                     self.pos = rec.seq + 1;
                     bytes += rec.frame.len();
                     out.push(rec);

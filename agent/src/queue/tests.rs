@@ -197,3 +197,29 @@ fn drop_oldest_with_mixed_batches_reads_back_contiguously_in_one_big_read() {
     );
     assert_eq!(readings + dropped, appended);
 }
+
+#[test]
+fn a_frame_read_while_refuses_stays_for_the_next_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let q =
+        Arc::new(DiskQueue::open(cfg(dir.path(), 1 << 20, OverflowPolicy::DropOldest)).unwrap());
+    q.append(&(0..10).map(|i| frame(i, 100)).collect::<Vec<_>>())
+        .unwrap();
+    let first = q.first_unacked();
+    let mut r = q.reader(first);
+    let mut budget = 350u32;
+    let got = r
+        .read_while(1000, 1 << 20, |rec| {
+            let fits = rec.readings <= budget;
+            budget = budget.saturating_sub(rec.readings);
+            fits
+        })
+        .unwrap();
+    assert_eq!(got.len(), 3, "three frames of 100 fit 350");
+    assert_eq!(r.position(), first + 3);
+    // The refused frame and the rest come next, in order, none twice.
+    let rest = read_all(&mut r);
+    let seqs: Vec<u64> = rest.iter().map(|x| x.seq).collect();
+    assert_eq!(seqs, (first + 3..first + 10).collect::<Vec<_>>());
+    assert_eq!(q.stats.dropped_readings.load(Ordering::Relaxed), 0);
+}

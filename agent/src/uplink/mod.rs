@@ -347,19 +347,15 @@ impl Uplink {
                     // backlog does not pull megabytes into memory at once.
                     let max_frames = (free * s.max_readings_per_message).clamp(1, 20_000);
                     let max_bytes = (free * s.max_bytes_per_message).min(READ_BYTES_MAX);
-                    let mut records = reader
-                        .read(max_frames, max_bytes)
+                    // Frames can hold many readings (a group of 500 tags is
+                    // a whole message): take what fits the free window so
+                    // the client's request channel never overflows on a backlog.
+                    let mut window = Window::new(free, s.max_readings_per_message);
+                    let records = reader
+                        .read_while(max_frames, max_bytes, |r| window.admit(r))
                         .map_err(|e| e.to_string())?;
                     if records.is_empty() {
                         continue;
-                    }
-                    // Frames can hold many readings (a group of 500 tags is
-                    // a whole message): keep to what fits the free window so
-                    // the client's request channel never overflows on a backlog.
-                    let keep = fitting(&records, free, s.max_readings_per_message);
-                    if keep < records.len() {
-                        reader.seek(records[keep].seq);
-                        records.truncate(keep);
                     }
                     let end_seq = records.last().expect("non-empty").seq + 1;
                     let readings: u64 = records.iter().map(|r| u64::from(r.readings)).sum();
@@ -381,25 +377,40 @@ impl Uplink {
     }
 }
 
-/// How many leading records make at most about `free` messages: their
-/// readings fit `free` full messages and they span at most `free` topics
-/// (each topic's last message may be partly filled). At least one.
-fn fitting(records: &[Record], free: usize, max_readings: usize) -> usize {
-    let budget = free.max(1) * max_readings.max(1);
-    let mut readings = 0usize;
-    let mut topics: Vec<&str> = Vec::new();
-    for (i, r) in records.iter().enumerate() {
-        let new_topic = !topics.contains(&r.topic.as_str());
-        let over = readings + r.readings as usize > budget || (new_topic && topics.len() >= free);
-        if i > 0 && over {
-            return i;
-        }
-        readings += r.readings as usize;
-        if new_topic {
-            topics.push(&r.topic);
+/// Frames that make at most about `free` messages: their readings fit
+/// `free` full messages and they span at most `free` topics (each topic's
+/// last message may be partly filled), so at most 2 × `free` messages.
+struct Window {
+    free: usize,
+    budget: usize,
+    readings: usize,
+    topics: Vec<String>,
+}
+
+impl Window {
+    fn new(free: usize, max_readings: usize) -> Self {
+        Self {
+            free: free.max(1),
+            budget: free.max(1) * max_readings.max(1),
+            readings: 0,
+            topics: Vec::new(),
         }
     }
-    records.len()
+
+    /// Take `r` into the window if it fits.
+    fn admit(&mut self, r: &Record) -> bool {
+        let new_topic = !self.topics.contains(&r.topic);
+        if self.readings + r.readings as usize > self.budget
+            || (new_topic && self.topics.len() >= self.free)
+        {
+            return false;
+        }
+        self.readings += r.readings as usize;
+        if new_topic {
+            self.topics.push(r.topic.clone());
+        }
+        true
+    }
 }
 
 /// Whether two settings need the same connection (only batching differs).
@@ -520,15 +531,16 @@ mod tests {
             readings: 500,
             ..rec(seq, topic)
         };
+        let taken = |recs: &[Record], free, max| {
+            let mut w = Window::new(free, max);
+            recs.iter().take_while(|r| w.admit(r)).count()
+        };
         let recs: Vec<Record> = (0..100).map(|i| big(i, "a")).collect();
-        let keep = fitting(&recs, 8, 500);
-        assert_eq!(keep, 8);
-        assert_eq!(build_messages(recs[..keep].to_vec(), 500, 1 << 20).len(), 8);
+        assert_eq!(taken(&recs, 8, 500), 8);
+        assert_eq!(build_messages(recs[..8].to_vec(), 500, 1 << 20).len(), 8);
         // Many topics of small frames: bounded by topics too.
         let recs: Vec<Record> = (0..100).map(|i| rec(i, &format!("t{i}"))).collect();
-        assert_eq!(fitting(&recs, 8, 500), 8);
-        // One frame always goes, even if larger than a message.
-        assert_eq!(fitting(&[big(0, "a")], 1, 10), 1);
+        assert_eq!(taken(&recs, 8, 500), 8);
     }
 
     #[test]
