@@ -20,8 +20,8 @@ if [ ! -d e2e/oidc/node_modules/oidc-provider ]; then
 fi
 if ! python3 -c 'import aiosmtpd, pymodbus' 2>/dev/null || ! command -v schemathesis >/dev/null; then
   step "installing the Python test peers (aiosmtpd, pymodbus, schemathesis)"
-  python3 -m pip install -q --disable-pip-version-check aiosmtpd pymodbus schemathesis \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd pymodbus schemathesis \
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd 'pymodbus>=3.9,<4' schemathesis \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd 'pymodbus>=3.9,<4' schemathesis \
     || die "pip install of the Python test peers failed"
 fi
 
