@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::condition::Condition;
 use crate::gateway::GatewayConfig;
+use crate::mqtt_cluster::ReclaimPolicy;
 
 #[derive(CustomResource, KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[kube(
@@ -51,8 +52,39 @@ pub struct EdgeGatewaySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
     pub agent_version: Option<String>,
+    /// Volume of the in-cluster agent's store-and-forward queue (inCluster only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent_storage: Option<AgentStorage>,
     #[serde(flatten)]
     pub config: GatewayConfig,
+}
+
+/// The PersistentVolumeClaim an in-cluster agent keeps its queue on. Its size
+/// follows `uplink.buffer.maxBytes` plus a margin.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AgentStorage {
+    /// Storage class; cannot change after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("agentStorage.storageClassName: is immutable; delete the gateway's volume to move it"))]
+    pub storage_class_name: Option<String>,
+    /// What happens to the queue's volume when the gateway is deleted:
+    /// `Delete` (the default) or `Retain`.
+    #[serde(default = "delete_policy")]
+    pub reclaim_policy: ReclaimPolicy,
+}
+
+fn delete_policy() -> ReclaimPolicy {
+    ReclaimPolicy::Delete
+}
+
+impl Default for AgentStorage {
+    fn default() -> Self {
+        Self {
+            storage_class_name: None,
+            reclaim_policy: delete_policy(),
+        }
+    }
 }
 
 #[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -24,7 +24,8 @@ pub const DEFAULT_EMQX_IMAGE: &str = "emqx/emqx";
     status = "MqttClusterStatus",
     scale(
         spec_replicas_path = ".spec.replicas",
-        status_replicas_path = ".status.replicas"
+        status_replicas_path = ".status.replicas",
+        label_selector_path = ".status.selector"
     ),
     printcolumn(name = "Phase", type_ = "string", json_path = ".status.phase"),
     printcolumn(name = "Ready", type_ = "string", json_path = ".status.readyText"),
@@ -262,6 +263,10 @@ pub struct MqttClusterStatus {
     pub replicas: i32,
     #[serde(default)]
     pub ready_replicas: i32,
+    /// Label selector of the EMQX pods, in `kubectl get -l` form; the scale
+    /// subresource exposes it so a HorizontalPodAutoscaler finds the pods.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
     /// "ready/desired", for `kubectl get`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_text: Option<String>,
@@ -272,10 +277,28 @@ pub struct MqttClusterStatus {
     pub endpoints: Vec<String>,
     #[serde(default)]
     pub nodes: Vec<NodeStatus>,
+    /// The tenant's `quota.maxMqttConnections` as enforced on this cluster
+    /// (EMQX listener limits); absent when the namespace has no Tenant.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_limit: Option<ConnectionLimit>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// How the tenant's MQTT connection quota is enforced on one cluster.
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectionLimit {
+    /// The Tenant's `spec.quota.maxMqttConnections`, shared by all its clusters.
+    pub tenant_quota: u32,
+    /// EMQX nodes of all the tenant's clusters that share the quota.
+    pub tenant_nodes: u32,
+    /// `max_connections` of each listener on each node of this cluster.
+    pub per_listener: u32,
+    /// Connections this cluster accepts at most (per listener × listeners × nodes).
+    pub cluster_max: u32,
 }
 
 #[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -44,5 +44,32 @@ kubectl -n "$TENANT_NS" get secret riverside-historian-db >/dev/null 2>&1 || \
 kubectl apply -f e2e/manifests/
 kubectl -n "$TENANT_NS" wait --for=condition=Ready mqttcluster --all --timeout=600s
 kubectl -n "$TENANT_NS" wait --for=condition=Ready edgegateway --all --timeout=120s
+
+# HPA: the scale subresource names the pods' selector.
+selector=$(kubectl get --raw "/apis/weir.dev/v1alpha1/namespaces/$TENANT_NS/mqttclusters/riverside-mqtt/scale" | sed -n 's/.*"selector":"\([^"]*\)".*/\1/p')
+[ -n "$selector" ] || { echo "e2e/k8s: MqttCluster scale has no status.selector"; exit 1; }
+[ "$(kubectl -n "$TENANT_NS" get pods -l "$selector" -o name | wc -l)" -ge 1 ] || { echo "e2e/k8s: selector $selector finds no pods"; exit 1; }
+
+# The tenant's connection quota is a listener limit in emqx.conf and in the status.
+kubectl -n "$TENANT_NS" get configmap riverside-mqtt-config -o jsonpath='{.data.emqx\.conf}' | grep -q 'max_connections = ' \
+  || { echo "e2e/k8s: no listener max_connections from the tenant quota"; exit 1; }
+kubectl -n "$TENANT_NS" get mqttcluster riverside-mqtt -o jsonpath='{.status.connectionLimit.perListener}' | grep -q '[0-9]' \
+  || { echo "e2e/k8s: status.connectionLimit missing"; exit 1; }
+
+# Drift: a hand edit of an owned object is reverted without waiting for a resync.
+kubectl -n "$TENANT_NS" patch service riverside-mqtt --type=json -p '[{"op":"replace","path":"/spec/ports/0/port","value":11883}]'
+port=11883
+for _ in $(seq 1 30); do
+  port=$(kubectl -n "$TENANT_NS" get service riverside-mqtt -o jsonpath='{.spec.ports[0].port}')
+  [ "$port" != 11883 ] && break
+  sleep 1
+done
+[ "$port" != 11883 ] || { echo "e2e/k8s: hand edit of Service riverside-mqtt was not reverted"; exit 1; }
+
+# In-cluster agents keep their queue on a volume.
+for gw in $(kubectl -n "$TENANT_NS" get egw -o jsonpath='{range .items[?(@.spec.mode=="inCluster")]}{.metadata.name}{"\n"}{end}'); do
+  kubectl -n "$TENANT_NS" get pvc "$gw-agent-data" >/dev/null || { echo "e2e/k8s: no queue volume for $gw"; exit 1; }
+done
+
 kubectl get tn,mqc,egw -A
 echo "e2e/k8s: passed"

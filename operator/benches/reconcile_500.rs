@@ -68,6 +68,18 @@ async fn reconcile_all(fake: &FakeApiServer, ctx: &Arc<Context>) -> (usize, usiz
 async fn main() {
     let fake = FakeApiServer::new();
     let emqx = MockEmqx::start(vec![], "bench-key", "bench-secret").await;
+    // Each namespace belongs to a Tenant whose connection quota its clusters
+    // share (one more read per reconcile, and listener limits in emqx.conf).
+    for t in 0..NAMESPACES {
+        fake.put(
+            &serde_json::from_value::<weir_crds::Tenant>(serde_json::json!({
+                "apiVersion": "weir.dev/v1alpha1", "kind": "Tenant",
+                "metadata": {"name": format!("tenant-{t}")},
+                "spec": {"displayName": format!("Tenant {t}"), "quota": {"maxMqttConnections": 30000}}
+            }))
+            .unwrap(),
+        );
+    }
     for i in 0..CLUSTERS {
         let c = cluster(i);
         fake.put(&c);
@@ -167,7 +179,15 @@ async fn main() {
                 == Some("Ready")
         })
         .count();
-    println!("ready:        {ready} of {CLUSTERS} clusters");
+    let limited = (0..CLUSTERS)
+        .filter(|i| {
+            let c = cluster(*i);
+            fake.get::<MqttCluster>(c.metadata.namespace.as_deref(), &c.name_any())
+                .and_then(|c| c.status?.connection_limit)
+                .is_some()
+        })
+        .count();
+    println!("ready:        {ready} of {CLUSTERS} clusters ({limited} with the tenant's connection limit)");
 
     fake.clear_calls();
     let start = Instant::now();

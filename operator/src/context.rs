@@ -81,6 +81,9 @@ pub struct Context {
     failures: Mutex<HashMap<String, u32>>,
     /// Last status write per object, to rate-limit count-only refreshes.
     written: Mutex<HashMap<String, std::time::Instant>>,
+    /// Per owned object: (hash of our rendering, hash of what the API server
+    /// kept of it after our last apply). See `apply::ensure` on drift.
+    applied: Mutex<HashMap<String, (String, String)>>,
 }
 
 impl Context {
@@ -98,6 +101,7 @@ impl Context {
             http: crate::emqx::http_client(),
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
+            applied: Mutex::new(HashMap::new()),
         }
     }
 
@@ -128,6 +132,25 @@ impl Context {
             .lock()
             .expect("written lock")
             .insert(key.to_string(), std::time::Instant::now());
+    }
+
+    /// Remember what the API server kept of `key` after applying `hash`.
+    pub fn remember_applied(&self, key: &str, hash: &str, kept: &str) {
+        self.applied
+            .lock()
+            .expect("applied lock")
+            .insert(key.to_string(), (hash.to_string(), kept.to_string()));
+    }
+
+    /// Whether the live form `kept` of `key` is exactly what the API server
+    /// returned after our last apply of `hash`: applying again would not
+    /// change it, so it is not drift.
+    pub fn drift_accepted(&self, key: &str, hash: &str, kept: &str) -> bool {
+        self.applied
+            .lock()
+            .expect("applied lock")
+            .get(key)
+            .is_some_and(|(h, k)| h == hash && k == kept)
     }
 
     pub fn succeeded(&self, key: &str) {

@@ -15,6 +15,11 @@ pub struct ControllerLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResourceLabels {
+    pub resource: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub controller: String,
     pub error: String,
@@ -25,6 +30,8 @@ pub struct Metrics {
     pub reconciles: Family<ControllerLabels, Counter>,
     pub errors: Family<ErrorLabels, Counter>,
     pub duration: Family<ControllerLabels, Histogram>,
+    /// Owned objects applied again because someone else changed them.
+    pub drift: Family<ResourceLabels, Counter>,
     /// 1 while this replica holds the leader Lease.
     pub leader: Gauge,
 }
@@ -39,6 +46,7 @@ impl Default for Metrics {
                 duration_histogram,
             );
         let leader = Gauge::default();
+        let drift = Family::<ResourceLabels, Counter>::default();
         registry.register("reconciles", "Reconciliations started", reconciles.clone());
         registry.register(
             "reconcile_errors",
@@ -51,6 +59,11 @@ impl Default for Metrics {
             duration.clone(),
         );
         registry.register(
+            "drift_corrections",
+            "Owned objects applied again after someone else changed fields the operator sets",
+            drift.clone(),
+        );
+        registry.register(
             "leader",
             "1 while this replica is the leader",
             leader.clone(),
@@ -60,6 +73,7 @@ impl Default for Metrics {
             reconciles,
             errors,
             duration,
+            drift,
             leader,
         }
     }
@@ -97,6 +111,15 @@ impl Metrics {
             .get_or_create(&ErrorLabels {
                 controller: controller.into(),
                 error: error.metric_label().into(),
+            })
+            .inc();
+    }
+
+    /// An owned object of `resource` (plural) was applied again after drift.
+    pub fn drift(&self, resource: &str) {
+        self.drift
+            .get_or_create(&ResourceLabels {
+                resource: resource.into(),
             })
             .inc();
     }

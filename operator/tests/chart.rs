@@ -41,6 +41,38 @@ fn chart_crds_are_identical_to_generated_crds() {
     );
 }
 
+/// `kubectl autoscale mqttcluster/...` and an HPA read the pods' selector
+/// from the scale subresource, which names where it lives in the status.
+#[test]
+fn chart_mqttcluster_scale_subresource_names_the_pod_selector() {
+    let text = std::fs::read_to_string(repo().join("charts/weir/crds/mqttclusters.weir.dev.yaml"))
+        .expect("chart CRD");
+    let crd: Value = serde_yaml::from_str(
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .as_str(),
+    )
+    .unwrap();
+    let v = &crd["spec"]["versions"][0];
+    let scale = &v["subresources"]["scale"];
+    assert_eq!(scale["specReplicasPath"].as_str(), Some(".spec.replicas"));
+    assert_eq!(
+        scale["statusReplicasPath"].as_str(),
+        Some(".status.replicas")
+    );
+    assert_eq!(
+        scale["labelSelectorPath"].as_str(),
+        Some(".status.selector")
+    );
+    assert_eq!(
+        v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]["selector"]["type"]
+            .as_str(),
+        Some("string")
+    );
+}
+
 /// Blank `{{ ... }}`: lines that are only an action go, inline ones become a word.
 fn blank_template(text: &str) -> String {
     let mut out = String::new();
@@ -181,6 +213,13 @@ fn operator_can_do_what_the_reconcilers_do() {
         ("apps", "statefulsets", "patch"),
         ("", "pods", "delete"),
         ("", "persistentvolumeclaims", "deletecollection"),
+        ("", "persistentvolumeclaims", "patch"),
+        ("", "persistentvolumeclaims", "watch"),
+        ("", "resourcequotas", "watch"),
+        ("", "limitranges", "watch"),
+        ("policy", "poddisruptionbudgets", "watch"),
+        ("networking.k8s.io", "networkpolicies", "watch"),
+        ("rbac.authorization.k8s.io", "rolebindings", "watch"),
         ("rbac.authorization.k8s.io", "clusterroles", "bind"),
         ("events.k8s.io", "events", "create"),
         ("storage.k8s.io", "storageclasses", "get"),

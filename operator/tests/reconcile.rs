@@ -308,7 +308,14 @@ fn settle(fake: &FakeApiServer, replicas: i32, revision: &str) {
 
 /// A 3-node cluster reconciled to steady state, with its mock EMQX.
 async fn steady_cluster(replicas: i32) -> (FakeApiServer, Arc<Context>, MockEmqx, Arc<Locator>) {
-    let fake = FakeApiServer::new();
+    steady_cluster_in(FakeApiServer::new(), replicas).await
+}
+
+/// [`steady_cluster`] on an API server that already holds other objects.
+async fn steady_cluster_in(
+    fake: FakeApiServer,
+    replicas: i32,
+) -> (FakeApiServer, Arc<Context>, MockEmqx, Arc<Locator>) {
     fake.put(&cluster(replicas));
     let locator = Arc::new(Locator::default());
     let ctx = context(&fake, locator.clone());
@@ -1138,6 +1145,329 @@ async fn cluster_errors_requeue_and_are_counted() {
         .is_some());
 }
 
+#[tokio::test]
+async fn status_selector_lets_an_hpa_find_the_pods() {
+    let (fake, _ctx, _emqx, _) = steady_cluster(3).await;
+    let c = stored_cluster(&fake);
+    let selector = c
+        .status
+        .as_ref()
+        .unwrap()
+        .selector
+        .clone()
+        .expect("status.selector");
+    assert_eq!(
+        selector,
+        "app.kubernetes.io/component=mqtt-broker,weir.dev/mqttcluster=riverside-mqtt"
+    );
+    // The selector picks exactly the cluster's pods, as an HPA would.
+    let pods: kube::Api<Pod> = kube::Api::namespaced(fake.client(), NS);
+    let found = pods
+        .list(&kube::api::ListParams::default().labels(&selector))
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 3);
+    assert_eq!(c.status.as_ref().unwrap().replicas, 3);
+}
+
+#[tokio::test]
+async fn hand_edits_of_owned_objects_are_reverted_then_left_alone() {
+    let (fake, ctx, _emqx, _) = steady_cluster(3).await;
+    let before_sts = sts(&fake);
+    let before_svc = fake.get::<Service>(Some(NS), "riverside-mqtt").unwrap();
+    let before_cm = fake
+        .get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
+        .unwrap();
+    // Someone runs `kubectl scale`/`kubectl edit`: our hash annotation stays.
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        s.spec.replicas = Some(1);
+        s.spec.template.spec.as_mut().unwrap().containers[0].image =
+            Some("emqx/emqx:latest".into());
+    });
+    fake.edit::<Service, _>(Some(NS), "riverside-mqtt", |s| {
+        s.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 11883;
+    });
+    fake.edit::<ConfigMap, _>(Some(NS), "riverside-mqtt-config", |m| {
+        m.data
+            .as_mut()
+            .unwrap()
+            .insert("emqx.conf".into(), "log.console.level = debug\n".into());
+    });
+    fake.clear_calls();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let writes = writes_without_events(&fake);
+    let p = "/api/v1/namespaces/weir-riverside-water";
+    for w in [
+        format!("PATCH {p}/configmaps/riverside-mqtt-config"),
+        format!("PATCH {p}/services/riverside-mqtt"),
+        "PATCH /apis/apps/v1/namespaces/weir-riverside-water/statefulsets/riverside-mqtt"
+            .to_string(),
+    ] {
+        assert!(writes.contains(&w), "{w} missing from {writes:?}");
+    }
+    assert!(
+        !writes.iter().any(|w| w.contains("riverside-mqtt-dashboard")
+            || w.contains("headless")
+            || w.contains("poddisruptionbudgets")),
+        "only drifted objects are written: {writes:?}"
+    );
+    let s = sts(&fake);
+    assert_eq!(s.spec.replicas, Some(3));
+    assert_eq!(image(&s), "emqx/emqx:5.8.6");
+    assert_eq!(s.spec.template, before_sts.spec.template);
+    assert_eq!(
+        fake.get::<Service>(Some(NS), "riverside-mqtt")
+            .unwrap()
+            .spec
+            .unwrap()
+            .ports,
+        before_svc.spec.unwrap().ports
+    );
+    assert_eq!(
+        fake.get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
+            .unwrap()
+            .data,
+        before_cm.data
+    );
+    assert!(ctx
+        .metrics
+        .render()
+        .contains("weir_operator_drift_corrections_total{resource=\"statefulsets\"} 1"));
+    // The StatefulSet controller catches up with the restored spec.
+    settle(&fake, 3, "rev1");
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        stored_cluster(&fake)
+            .status
+            .as_ref()
+            .unwrap()
+            .phase
+            .as_deref(),
+        Some("Ready")
+    );
+    // Fields others add (an annotation from `kubectl rollout restart`, a
+    // label) are theirs: not drift, no writes.
+    fake.edit::<StatefulSet, _>(Some(NS), "riverside-mqtt", |s| {
+        s.spec
+            .template
+            .metadata
+            .as_mut()
+            .unwrap()
+            .annotations
+            .get_or_insert_with(Default::default)
+            .insert(
+                "kubectl.kubernetes.io/restartedAt".into(),
+                "2026-11-25T10:00:00Z".into(),
+            );
+        s.metadata
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert("team".into(), "water".into());
+    });
+    fake.clear_calls();
+    for _ in 0..2 {
+        weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_server_normalisation_is_not_mistaken_for_drift() {
+    // An API server (or webhook) that stores a port number as a string:
+    // the live object never looks like our rendering. Applied once, it is
+    // remembered and not fought on every reconcile.
+    let fake = FakeApiServer::new();
+    fake.on_apply("services", |svc| {
+        if let Some(ports) = svc["spec"]["ports"].as_array_mut() {
+            for p in ports {
+                if let Some(n) = p["targetPort"].as_i64() {
+                    p["targetPort"] = serde_json::json!(n.to_string());
+                }
+            }
+        }
+    });
+    let (fake, ctx, _emqx, _) = steady_cluster_in(fake, 3).await;
+    for _ in 0..3 {
+        weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+            .await
+            .unwrap();
+    }
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    // A real edit of the same object is still drift.
+    fake.edit::<Service, _>(Some(NS), "riverside-mqtt", |s| {
+        s.spec.as_mut().unwrap().ports.as_mut().unwrap()[0].port = 11883;
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        writes_without_events(&fake),
+        vec!["PATCH /api/v1/namespaces/weir-riverside-water/services/riverside-mqtt"]
+    );
+    let svc = fake.get::<Service>(Some(NS), "riverside-mqtt").unwrap();
+    assert_eq!(svc.spec.unwrap().ports.unwrap()[0].port, 1883);
+}
+
+#[tokio::test]
+async fn tenant_objects_edited_by_hand_are_reverted() {
+    use k8s_openapi::api::core::v1::ResourceQuota;
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    fake.edit::<ResourceQuota, _>(Some(NS), "weir-quota", |q| {
+        q.spec.as_mut().unwrap().hard.as_mut().unwrap().insert(
+            "limits.cpu".into(),
+            k8s_openapi::apimachinery::pkg::api::resource::Quantity("64".into()),
+        );
+    });
+    fake.clear_calls();
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        writes_without_events(&fake),
+        vec!["PATCH /api/v1/namespaces/weir-riverside-water/resourcequotas/weir-quota"]
+    );
+    let q = fake.get::<ResourceQuota>(Some(NS), "weir-quota").unwrap();
+    assert_eq!(q.spec.unwrap().hard.unwrap()["limits.cpu"].0, "8");
+    fake.clear_calls();
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+}
+
+fn tenant_with_connections(max: u32) -> Tenant {
+    let mut t = tenant();
+    t.spec.quota.max_mqtt_connections = max;
+    t
+}
+
+fn emqx_conf(fake: &FakeApiServer) -> String {
+    fake.get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
+        .unwrap()
+        .data
+        .unwrap()["emqx.conf"]
+        .clone()
+}
+
+#[tokio::test]
+async fn tenant_connection_quota_is_enforced_as_listener_limits() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant_with_connections(9000));
+    let (fake, ctx, emqx, _) = steady_cluster_in(fake, 3).await;
+    // One cluster of 3 nodes with one listener: 3000 per node.
+    assert!(
+        emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 3000\n"),
+        "{}",
+        emqx_conf(&fake)
+    );
+    let limit = stored_cluster(&fake)
+        .status
+        .clone()
+        .unwrap()
+        .connection_limit
+        .expect("status.connectionLimit");
+    assert_eq!(
+        (
+            limit.tenant_quota,
+            limit.tenant_nodes,
+            limit.per_listener,
+            limit.cluster_max
+        ),
+        (9000, 3, 3000, 9000)
+    );
+
+    // A second cluster of the tenant takes its share: running nodes get the
+    // new limit through EMQX's config API, without a restart.
+    let mut other = cluster(3);
+    other.metadata.name = Some("backup-mqtt".into());
+    fake.put(&other);
+    let before = sts(&fake);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        emqx.with(|s| s.configs.clone()),
+        vec!["listeners.tcp.mqtt.max_connections = 1500\n".to_string()]
+    );
+    assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 1500\n"));
+    assert_eq!(
+        sts(&fake).spec,
+        before.spec,
+        "a new limit never restarts nodes"
+    );
+    let limit = stored_cluster(&fake)
+        .status
+        .clone()
+        .unwrap()
+        .connection_limit
+        .unwrap();
+    assert_eq!(
+        (limit.tenant_nodes, limit.per_listener, limit.cluster_max),
+        (6, 1500, 4500)
+    );
+
+    // spec.config cannot raise the limit; it may lower it.
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.config.insert(
+            "listeners.tcp.mqtt.max_connections".into(),
+            "infinity".into(),
+        );
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 1500\n"));
+    assert_eq!(
+        emqx.with(|s| s.configs.last().cloned()),
+        Some("listeners.tcp.mqtt.max_connections = 1500\n".to_string())
+    );
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("listeners.tcp.mqtt.max_connections".into(), "100".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 100\n"));
+
+    // The platform admin raises the quota.
+    fake.edit::<Tenant, _>(None, "riverside-water", |t| {
+        t.spec.quota.max_mqtt_connections = 60_000
+    });
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.config.clear();
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 10000\n"));
+    assert_eq!(
+        emqx.with(|s| s.configs.last().cloned()),
+        Some("listeners.tcp.mqtt.max_connections = 10000\n".to_string())
+    );
+    // Then nothing more to do.
+    fake.clear_calls();
+    let applied = emqx.with(|s| s.configs.len());
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(fake.writes(), Vec::<String>::new());
+    assert_eq!(emqx.with(|s| s.configs.len()), applied);
+}
+
 // ----------------------------------------------------------- EdgeGateway
 
 mod gateways {
@@ -1401,6 +1731,127 @@ mod gateways {
         fake.clear_calls();
         run(&fake, &ctx).await;
         assert_eq!(fake.writes(), Vec::<String>::new());
+    }
+
+    fn agent_pvc(fake: &FakeApiServer) -> Option<PersistentVolumeClaim> {
+        fake.get::<PersistentVolumeClaim>(Some(NS), "pump-station-1-agent-data")
+    }
+
+    fn pvc_size(p: &PersistentVolumeClaim) -> String {
+        p.spec
+            .as_ref()
+            .unwrap()
+            .resources
+            .as_ref()
+            .unwrap()
+            .requests
+            .as_ref()
+            .unwrap()["storage"]
+            .0
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn in_cluster_agent_keeps_its_queue_on_a_volume_sized_from_the_buffer() {
+        let fake = FakeApiServer::new();
+        fake.put(&cluster(3));
+        fake.put(&gateway("inCluster"));
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let pvc = agent_pvc(&fake).expect("agent volume");
+        assert_eq!(pvc_size(&pvc), "1280Mi", "1 GiB buffer + margin");
+        assert_eq!(
+            pvc.metadata.owner_references.as_ref().unwrap()[0].name,
+            "pump-station-1",
+            "deleted with the gateway unless the spec says Retain"
+        );
+        let dep = fake
+            .get::<Deployment>(Some(NS), "pump-station-1-agent")
+            .unwrap();
+        let vols = dep.spec.template.spec.unwrap().volumes.unwrap();
+        let data = vols.iter().find(|v| v.name == "data").unwrap();
+        assert_eq!(
+            data.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "pump-station-1-agent-data"
+        );
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
+
+        // A bigger buffer grows the volume; a smaller one keeps it.
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.config.uplink.buffer.max_bytes = 4 * 1024 * 1024 * 1024
+        });
+        run(&fake, &ctx).await;
+        assert_eq!(pvc_size(&agent_pvc(&fake).unwrap()), "5120Mi");
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.config.uplink.buffer.max_bytes = 64 * 1024 * 1024
+        });
+        run(&fake, &ctx).await;
+        assert_eq!(
+            pvc_size(&agent_pvc(&fake).unwrap()),
+            "5120Mi",
+            "volumes never shrink"
+        );
+
+        // A storage class that cannot expand: Degraded with what to do, no error loop.
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.config.uplink.buffer.max_bytes = 8 * 1024 * 1024 * 1024
+        });
+        fake.fail("PATCH", "persistentvolumeclaims", 422, 1);
+        run(&fake, &ctx).await;
+        let st = stored(&fake).status.clone().unwrap();
+        let d = st
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(d.reason, "AgentStorageNotExpandable");
+        assert!(d.message.contains("allowVolumeExpansion"), "{}", d.message);
+    }
+
+    #[tokio::test]
+    async fn agent_volume_is_retained_only_when_the_spec_says_so() {
+        let fake = FakeApiServer::new();
+        fake.put(&cluster(3));
+        let mut g = gateway("inCluster");
+        g.spec.agent_storage = Some(weir_crds::edge_gateway::AgentStorage {
+            storage_class_name: None,
+            reclaim_policy: weir_crds::mqtt_cluster::ReclaimPolicy::Retain,
+        });
+        fake.put(&g);
+        let ctx = context(&fake, Arc::default());
+        run(&fake, &ctx).await;
+        let pvc = agent_pvc(&fake).expect("agent volume");
+        assert!(
+            pvc.metadata.owner_references.is_none(),
+            "no owner: garbage collection keeps it when the gateway goes"
+        );
+        // Moving the agent out of the cluster keeps a retained volume...
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.mode = weir_crds::GatewayMode::External
+        });
+        run(&fake, &ctx).await;
+        assert!(fake
+            .get::<Deployment>(Some(NS), "pump-station-1-agent")
+            .is_none());
+        assert!(agent_pvc(&fake).is_some());
+        // ...and deletes one under the default policy.
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.mode = weir_crds::GatewayMode::InCluster;
+            g.spec.agent_storage = None;
+        });
+        run(&fake, &ctx).await;
+        assert_eq!(
+            agent_pvc(&fake).unwrap().metadata.owner_references.unwrap()[0].kind,
+            "EdgeGateway",
+            "Retain -> Delete hands the volume to the gateway"
+        );
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.spec.mode = weir_crds::GatewayMode::External
+        });
+        run(&fake, &ctx).await;
+        assert!(agent_pvc(&fake).is_none());
     }
 
     #[tokio::test]
@@ -1691,29 +2142,45 @@ async fn controllers_reconcile_what_they_watch() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    run.abort();
     assert!(
         done,
         "controllers did not reconcile; calls: {:?}",
         fake.calls()
     );
     assert!(fake.get::<Namespace>(None, NS).is_some());
-    let watches: Vec<String> = fake
-        .calls()
-        .into_iter()
-        .filter(|c| c.starts_with("WATCH "))
-        .collect();
-    for path in [
+    // Owned objects are watched, so a hand edit wakes their owner at once.
+    let wanted = [
         "/apis/weir.dev/v1alpha1/tenants",
         "/apis/weir.dev/v1alpha1/mqttclusters",
         "/apis/weir.dev/v1alpha1/edgegateways",
         "/api/v1/pods",
-    ] {
-        assert!(
-            watches.iter().any(|w| w.ends_with(path)),
-            "no watch on {path}: {watches:?}"
-        );
+        "/api/v1/namespaces",
+        "/api/v1/resourcequotas",
+        "/api/v1/limitranges",
+        "/apis/rbac.authorization.k8s.io/v1/rolebindings",
+        "/apis/networking.k8s.io/v1/networkpolicies",
+        "/apis/apps/v1/statefulsets",
+        "/apis/apps/v1/deployments",
+        "/api/v1/services",
+        "/api/v1/configmaps",
+        "/apis/policy/v1/poddisruptionbudgets",
+        "/api/v1/persistentvolumeclaims",
+    ];
+    let mut missing: Vec<&str> = wanted.to_vec();
+    for _ in 0..100 {
+        let watches: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.starts_with("WATCH "))
+            .collect();
+        missing.retain(|p| !watches.iter().any(|w| w.ends_with(p)));
+        if missing.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    run.abort();
+    assert!(missing.is_empty(), "no watch on {missing:?}");
     assert!(ctx
         .metrics
         .render()

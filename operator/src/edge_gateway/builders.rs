@@ -8,15 +8,18 @@ use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, EmptyDirVolumeSource, PodSecurityContext, PodSpec,
-    PodTemplateSpec, Secret, SecretVolumeSource, Volume, VolumeMount,
+    ConfigMap, ConfigMapVolumeSource, Container, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Secret,
+    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
 };
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
 use rand::RngCore;
 use weir_crds::bundle::{self, BundlePayload, KeyRotation, SignedBundle, TrustAnchor};
+use weir_crds::mqtt_cluster::ReclaimPolicy;
 use weir_crds::EdgeGateway;
 
 use crate::apply::{hash_of, labels};
@@ -42,6 +45,55 @@ pub fn token_secret_name(gw: &EdgeGateway) -> String {
 }
 pub fn deployment_name(gw: &EdgeGateway) -> String {
     format!("{}-agent", gw.name_any())
+}
+
+/// The in-cluster agent's queue volume.
+pub fn agent_claim_name(gw: &EdgeGateway) -> String {
+    format!("{}-agent-data", gw.name_any())
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// Size of the agent's queue volume: `uplink.buffer.maxBytes` plus a quarter
+/// (at least 64 MiB) for the queue's segment files, its index and the agent's
+/// own state, rounded up to MiB.
+pub fn agent_storage_size(gw: &EdgeGateway) -> String {
+    let buffer = gw.spec.config.uplink.buffer.max_bytes;
+    let bytes = buffer.saturating_add((buffer / 4).max(64 * MIB));
+    format!("{}Mi", bytes.div_ceil(MIB))
+}
+
+/// The agent's queue volume, `size` big. Owned by the gateway (and deleted
+/// with it) unless `spec.agentStorage.reclaimPolicy` is `Retain`: then it
+/// outlives the gateway and a gateway of the same name picks it up again.
+pub fn agent_claim(
+    gw: &EdgeGateway,
+    size: &str,
+    storage_class: Option<String>,
+) -> PersistentVolumeClaim {
+    let mut m = owned_meta(gw, agent_claim_name(gw));
+    let policy = gw
+        .spec
+        .agent_storage
+        .clone()
+        .unwrap_or_default()
+        .reclaim_policy;
+    if policy == ReclaimPolicy::Retain {
+        m.owner_references = None;
+    }
+    PersistentVolumeClaim {
+        metadata: m,
+        spec: Some(PersistentVolumeClaimSpec {
+            access_modes: Some(vec!["ReadWriteOnce".into()]),
+            storage_class_name: storage_class,
+            resources: Some(VolumeResourceRequirements {
+                requests: Some([("storage".to_string(), Quantity(size.into()))].into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 /// The tenant a gateway belongs to: its namespace is `weir-<tenant>`.
@@ -326,15 +378,22 @@ pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deploy
                             }),
                             ..Default::default()
                         },
+                        // The store-and-forward queue survives the pod
+                        // moving to another node (an emptyDir would not).
                         Volume {
                             name: "data".into(),
-                            empty_dir: Some(EmptyDirVolumeSource::default()),
+                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                claim_name: agent_claim_name(gw),
+                                read_only: None,
+                            }),
                             ..Default::default()
                         },
                     ]),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(65532),
+                        // The volume's files belong to the agent's group.
+                        fs_group: Some(65532),
                         ..Default::default()
                     }),
                     ..Default::default()
@@ -481,5 +540,54 @@ pub(crate) mod tests {
             "a new config version must not restart the agent"
         );
         assert_eq!(spec.replicas, Some(1));
+        let data = vols.iter().find(|v| v.name == "data").unwrap();
+        assert!(data.empty_dir.is_none(), "the queue must survive the pod");
+        assert_eq!(
+            data.persistent_volume_claim.as_ref().unwrap().claim_name,
+            "pump-station-1-agent-data"
+        );
+        assert_eq!(pod.security_context.unwrap().fs_group, Some(65532));
+    }
+
+    #[test]
+    fn agent_volume_holds_the_buffer_and_follows_the_reclaim_policy() {
+        let mut gw = gateway(GatewayMode::InCluster);
+        // Default buffer 1 GiB: + 256 MiB margin.
+        assert_eq!(agent_storage_size(&gw), "1280Mi");
+        gw.spec.config.uplink.buffer.max_bytes = 10 * MIB;
+        assert_eq!(agent_storage_size(&gw), "74Mi", "at least 64 MiB margin");
+        gw.spec.config.uplink.buffer.max_bytes = 4 * 1024 * MIB + 1;
+        assert_eq!(agent_storage_size(&gw), "5121Mi", "rounded up");
+
+        let pvc = agent_claim(&gw, "1280Mi", None);
+        assert_eq!(
+            pvc.metadata.name.as_deref(),
+            Some("pump-station-1-agent-data")
+        );
+        assert_eq!(
+            pvc.metadata.owner_references.unwrap()[0].kind,
+            "EdgeGateway",
+            "deleted with the gateway by default"
+        );
+        let spec = pvc.spec.unwrap();
+        assert_eq!(
+            spec.resources.unwrap().requests.unwrap()["storage"].0,
+            "1280Mi"
+        );
+        assert_eq!(spec.access_modes.unwrap(), vec!["ReadWriteOnce"]);
+
+        gw.spec.agent_storage = Some(weir_crds::edge_gateway::AgentStorage {
+            storage_class_name: Some("fast".into()),
+            reclaim_policy: ReclaimPolicy::Retain,
+        });
+        let kept = agent_claim(&gw, "1280Mi", Some("fast".into()));
+        assert!(
+            kept.metadata.owner_references.is_none(),
+            "a retained volume has no owner, so deleting the gateway keeps it"
+        );
+        assert_eq!(
+            kept.spec.unwrap().storage_class_name.as_deref(),
+            Some("fast")
+        );
     }
 }

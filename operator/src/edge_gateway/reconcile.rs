@@ -5,20 +5,20 @@ use std::time::Duration;
 
 use chrono::Utc;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::api::PostParams;
 use kube::runtime::controller::Action;
 use kube::runtime::events::EventType;
 use kube::{Api, ResourceExt};
 use weir_crds::bundle::{self, TrustAnchor};
 use weir_crds::gateway::validate::validate_spec;
-use weir_crds::mqtt_cluster::ListenerProtocol;
+use weir_crds::mqtt_cluster::{ListenerProtocol, ReclaimPolicy};
 use weir_crds::{EdgeGateway, EdgeGatewayStatus, GatewayMode, MqttCluster};
 
 use super::builders::{
     self as b, CONFIG_HASH, CONFIG_VERSION, REISSUE_ANNOTATION, REISSUE_DONE, ROTATE_ANNOTATION,
 };
-use crate::apply::{apply, ensure, ensure_absent, standard_conditions, sync_status};
+use crate::apply::{apply, ensure, ensure_absent, quantity, standard_conditions, sync_status};
 use crate::context::Context;
 use crate::error::{backoff, Error, Result};
 
@@ -225,12 +225,22 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                         .clone()
                         .unwrap_or_else(|| ctx.config.agent_version.clone());
                     let image = format!("{}:{tag}", ctx.config.agent_image);
-                    ensure(&deployments, b::agent_deployment(&gw, &image, &url)).await?;
+                    if let Some(problem) = ensure_agent_volume(&gw, &ctx, &ns).await? {
+                        degraded = Some(problem);
+                    }
+                    ensure(&ctx, &deployments, b::agent_deployment(&gw, &image, &url)).await?;
                 }
             }
         }
         GatewayMode::External => {
             ensure_absent(&deployments, &b::deployment_name(&gw)).await?;
+            if agent_reclaim(&gw) == ReclaimPolicy::Delete {
+                ensure_absent(
+                    &Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns),
+                    &b::agent_claim_name(&gw),
+                )
+                .await?;
+            }
         }
     }
 
@@ -278,6 +288,75 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     Ok(Action::requeue(Duration::from_secs(
         if degraded.is_some() { 60 } else { 3600 },
     )))
+}
+
+fn agent_reclaim(gw: &EdgeGateway) -> ReclaimPolicy {
+    gw.spec
+        .agent_storage
+        .as_ref()
+        .map_or(ReclaimPolicy::Delete, |s| s.reclaim_policy)
+}
+
+fn requested_storage(pvc: &PersistentVolumeClaim) -> Option<String> {
+    pvc.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.clone())
+}
+
+/// The in-cluster agent's queue volume, sized from the uplink buffer. A
+/// volume only grows (a smaller buffer keeps the volume it has); when its
+/// storage class cannot expand it, that is a Degraded reason, not an error.
+async fn ensure_agent_volume(
+    gw: &EdgeGateway,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<(String, String)>> {
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(ctx.client.clone(), ns);
+    let name = b::agent_claim_name(gw);
+    let want = b::agent_storage_size(gw);
+    let live = pvcs.get_opt(&name).await?;
+    let (size, class) = match &live {
+        None => (
+            want.clone(),
+            gw.spec
+                .agent_storage
+                .as_ref()
+                .and_then(|s| s.storage_class_name.clone()),
+        ),
+        Some(pvc) => {
+            let have = requested_storage(pvc);
+            let keep = match (have.as_deref().and_then(quantity), quantity(&want)) {
+                (Some(h), Some(w)) => h >= w,
+                _ => false,
+            };
+            (
+                if keep {
+                    have.unwrap_or(want.clone())
+                } else {
+                    want.clone()
+                },
+                pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
+            )
+        }
+    };
+    match ensure(ctx, &pvcs, b::agent_claim(gw, &size, class)).await {
+        Ok(_) => Ok(None),
+        Err(Error::Kube(kube::Error::Api(e))) if live.is_some() && matches!(e.code, 403 | 422) => {
+            Ok(Some((
+                "AgentStorageNotExpandable".into(),
+                format!(
+                    "volume {name} cannot grow to {want} for uplink.buffer.maxBytes: {}; use a storage class with allowVolumeExpansion or lower the buffer",
+                    e.message
+                ),
+            )))
+        }
+        Err(e) => Err(e),
+    }
 }
 
 fn key_of(gw: &EdgeGateway) -> String {

@@ -159,9 +159,54 @@ fn cert_dir(listener: &str) -> String {
     format!("/opt/emqx/etc/certs/{listener}")
 }
 
+/// `max_connections` of each listener under a per-listener limit (the
+/// tenant's quota share), keyed by HOCON path. A lower limit in `spec.config`
+/// is kept; a higher one (or `infinity`) is not: the quota wins.
+pub fn listener_limits(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<String, String> {
+    let Some(limit) = per_listener else {
+        return BTreeMap::new();
+    };
+    c.spec
+        .listeners
+        .iter()
+        .map(|l| {
+            let key = format!(
+                "listeners.{}.{}.max_connections",
+                listener_kind(l.protocol),
+                l.name
+            );
+            let own = c
+                .spec
+                .config
+                .get(&key)
+                .and_then(|v| v.trim().parse::<u32>().ok())
+                .filter(|v| *v < limit);
+            (key, own.unwrap_or(limit).to_string())
+        })
+        .collect()
+}
+
+/// Settings applied to running nodes through EMQX's config API: the
+/// runtime part of `spec.config` and the tenant's connection limits.
+pub fn runtime_settings(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<String, String> {
+    let mut settings = split_config(c).0;
+    settings.extend(listener_limits(c, per_listener));
+    settings
+}
+
 /// The complete `emqx.conf`: cluster discovery, dashboard, listeners,
 /// authentication and the user's overrides (last, so they win).
 pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str) -> String {
+    emqx_conf_limited(c, default_jwks_url, None)
+}
+
+/// [`emqx_conf`] with each listener's `max_connections` capped at
+/// `per_listener` (the tenant's quota share), after the user's overrides.
+pub fn emqx_conf_limited(
+    c: &MqttCluster,
+    default_jwks_url: &str,
+    per_listener: Option<u32>,
+) -> String {
     let mut s = String::new();
     s.push_str(
         "# Rendered by weir-operator from the MqttCluster; edit the MqttCluster, not this file.\n",
@@ -220,17 +265,52 @@ pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str) -> String {
         }
     }
     s.push_str(&hocon_lines(&c.spec.config));
+    let limits = listener_limits(c, per_listener);
+    if !limits.is_empty() {
+        s.push_str("# The tenant's quota.maxMqttConnections, shared by its nodes and listeners.\n");
+        s.push_str(&hocon_lines(&limits));
+    }
     s
 }
 
-pub fn config_map(c: &MqttCluster, default_jwks_url: &str) -> ConfigMap {
-    let (runtime, _) = split_config(c);
+/// The `emqx.conf` ConfigMap; `per_listener` is the tenant's connection
+/// quota share of each listener on each node, if the namespace has a Tenant.
+pub fn config_map(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<u32>) -> ConfigMap {
+    let runtime = runtime_settings(c, per_listener);
     let mut m = meta(c, config_name(c));
     m.annotations = Some([(RUNTIME_CONFIG_ANNOTATION.to_string(), hash_of(&runtime))].into());
     ConfigMap {
         metadata: m,
-        data: Some([("emqx.conf".to_string(), emqx_conf(c, default_jwks_url))].into()),
+        data: Some(
+            [(
+                "emqx.conf".to_string(),
+                emqx_conf_limited(c, default_jwks_url, per_listener),
+            )]
+            .into(),
+        ),
         ..Default::default()
+    }
+}
+
+/// How the tenant's `quota.maxMqttConnections` falls on one cluster: every
+/// node of the tenant's clusters (`tenant_nodes`) gets an equal share, split
+/// equally over the node's listeners, so the sum of all listener limits
+/// never exceeds the quota. Each listener keeps at least one connection.
+pub fn connection_limit(
+    c: &MqttCluster,
+    tenant_quota: u32,
+    tenant_nodes: u32,
+) -> weir_crds::mqtt_cluster::ConnectionLimit {
+    let nodes = tenant_nodes.max(1);
+    let listeners = (c.spec.listeners.len() as u32).max(1);
+    let per_listener = (tenant_quota / nodes / listeners).max(1);
+    weir_crds::mqtt_cluster::ConnectionLimit {
+        tenant_quota,
+        tenant_nodes: nodes,
+        per_listener,
+        cluster_max: per_listener
+            .saturating_mul(listeners)
+            .saturating_mul(c.spec.replicas.max(0) as u32),
     }
 }
 

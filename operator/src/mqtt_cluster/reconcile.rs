@@ -18,8 +18,8 @@ use kube::{Api, Resource, ResourceExt};
 use rand::distributions::Alphanumeric;
 use rand::Rng;
 use weir_crds::condition::set_condition;
-use weir_crds::mqtt_cluster::{NodeStatus, ReclaimPolicy};
-use weir_crds::{Condition, ConditionStatus, MqttCluster, MqttClusterStatus};
+use weir_crds::mqtt_cluster::{ConnectionLimit, NodeStatus, ReclaimPolicy};
+use weir_crds::{Condition, ConditionStatus, MqttCluster, MqttClusterStatus, Tenant};
 
 use super::builders::{self as b, RUNTIME_CONFIG_ANNOTATION, TEMPLATE_HASH_ANNOTATION};
 use super::rollout::{decide, PodView, Rollout, RolloutInput, STUCK_REASONS};
@@ -237,9 +237,13 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         }
     };
 
+    // The tenant's connection quota, enforced as EMQX listener limits.
+    let limit = tenant_connection_limit(&c, &ctx, &ns).await?;
+    let per_listener = limit.as_ref().map(|l| l.per_listener);
+
     // Configuration: the file for restarts, the API for running nodes.
     let cm_api: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-    let desired_cm = b::config_map(&c, &ctx.config.default_jwks_url);
+    let desired_cm = b::config_map(&c, &ctx.config.default_jwks_url, per_listener);
     let live_cm = cm_api.get_opt(&b::config_name(&c)).await?;
     let want_runtime = desired_cm
         .annotations()
@@ -248,7 +252,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
     let have_runtime = live_cm
         .as_ref()
         .and_then(|m| m.annotations().get(RUNTIME_CONFIG_ANNOTATION).cloned());
-    let (runtime, _) = b::split_config(&c);
+    let runtime = b::runtime_settings(&c, per_listener);
     let mut write_cm = true;
     if live_cm.is_some() && want_runtime != have_runtime && !runtime.is_empty() && !ready.is_empty()
     {
@@ -291,14 +295,15 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         }
     }
     if write_cm {
-        ensure(&cm_api, desired_cm).await?;
+        ensure(&ctx, &cm_api, desired_cm).await?;
     }
 
     let svc: Api<Service> = Api::namespaced(client.clone(), &ns);
-    ensure(&svc, b::headless_service(&c)).await?;
-    ensure(&svc, b::client_service(&c)).await?;
-    ensure(&svc, b::dashboard_service(&c)).await?;
+    ensure(&ctx, &svc, b::headless_service(&c)).await?;
+    ensure(&ctx, &svc, b::client_service(&c)).await?;
+    ensure(&ctx, &svc, b::dashboard_service(&c)).await?;
     ensure(
+        &ctx,
         &Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns),
         b::pod_disruption_budget(&c),
     )
@@ -306,7 +311,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     match b::external_mqtt_policy(&c) {
         Some(p) => {
-            ensure(&policies, p).await?;
+            ensure(&ctx, &policies, p).await?;
         }
         None => {
             ensure_absent(&policies, &b::external_policy_name(&c)).await?;
@@ -450,6 +455,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         }
     }
     ensure(
+        &ctx,
         &sts_api,
         b::statefulset(&c, replicas, rollout.partition(), claim),
     )
@@ -522,7 +528,7 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         ),
     ) {
         Some(d) => {
-            ensure(&deployments, d).await?;
+            ensure(&ctx, &deployments, d).await?;
         }
         None => {
             ensure_absent(&deployments, &b::historian_name(&c)).await?;
@@ -629,8 +635,10 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         } else {
             old.current_version.clone()
         },
+        selector: Some(selector.clone()),
         endpoints: b::endpoints(&c),
         nodes: node_status,
+        connection_limit: limit,
         observed_generation: generation,
         conditions,
     };
@@ -671,6 +679,38 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
     }))
 }
 
+/// The tenant's `quota.maxMqttConnections` share of this cluster, when its
+/// namespace belongs to a Tenant (`weir-<tenant>`). The quota is shared by
+/// every node of the tenant's clusters.
+async fn tenant_connection_limit(
+    c: &MqttCluster,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Option<ConnectionLimit>> {
+    let Some(name) = ns.strip_prefix("weir-") else {
+        return Ok(None);
+    };
+    let Some(tenant) = Api::<Tenant>::all(ctx.client.clone()).get_opt(name).await? else {
+        return Ok(None);
+    };
+    if tenant.namespace_name() != ns {
+        return Ok(None);
+    }
+    let others: u32 = Api::<MqttCluster>::namespaced(ctx.client.clone(), ns)
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .filter(|o| o.name_any() != c.name_any() && o.metadata.deletion_timestamp.is_none())
+        .map(|o| o.spec.replicas.max(0) as u32)
+        .sum();
+    Ok(Some(b::connection_limit(
+        c,
+        tenant.spec.quota.max_mqtt_connections,
+        others + c.spec.replicas.max(0) as u32,
+    )))
+}
+
 /// Things the API server accepted but that cannot work.
 async fn check_preconditions(c: &MqttCluster, ctx: &Context, f: &mut Findings) -> Result<()> {
     if c.spec.needs_license() && c.spec.replicas > 1 && c.spec.license.is_none() {
@@ -696,7 +736,12 @@ async fn check_preconditions(c: &MqttCluster, ctx: &Context, f: &mut Findings) -
             if cert_manager == Some(true) {
                 let certs: Api<DynamicObject> =
                     Api::namespaced_with(ctx.client.clone(), &ns, &b::certificate_resource());
-                ensure(&certs, b::certificate(c, name, &ctx.config.cert_issuer)).await?;
+                ensure(
+                    ctx,
+                    &certs,
+                    b::certificate(c, name, &ctx.config.cert_issuer),
+                )
+                .await?;
                 f.progressing("CertificatePending", format!("waiting for cert-manager (ClusterIssuer {}) to issue TLS Secret {name} for listener {}", ctx.config.cert_issuer, l.name));
             } else {
                 f.degraded("TlsSecretMissing", format!("listener {} needs TLS Secret {name} in namespace {ns}; create it (type kubernetes.io/tls) or install cert-manager and the operator requests it", l.name));

@@ -34,6 +34,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     let client = ctx.client.clone();
     let mut changed = Vec::new();
     if ensure(
+        &ctx,
         &Api::<Namespace>::all(client.clone()),
         builders::namespace(&tenant),
     )
@@ -43,6 +44,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         changed.push("namespace");
     }
     if ensure(
+        &ctx,
         &Api::<ResourceQuota>::namespaced(client.clone(), &ns),
         builders::resource_quota(&tenant),
     )
@@ -52,6 +54,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         changed.push("quota");
     }
     if ensure(
+        &ctx,
         &Api::<LimitRange>::namespaced(client.clone(), &ns),
         builders::limit_range(&tenant),
     )
@@ -62,13 +65,14 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     }
     let policies: Api<NetworkPolicy> = Api::namespaced(client.clone(), &ns);
     if tenant.spec.network_isolation {
-        if ensure(&policies, builders::isolation_policy(&tenant))
+        if ensure(&ctx, &policies, builders::isolation_policy(&tenant))
             .await?
             .written()
         {
             changed.push("isolation");
         }
         if ensure(
+            &ctx,
             &policies,
             builders::api_to_brokers_policy(&tenant, &ctx.config.api_namespace),
         )
@@ -85,6 +89,7 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
         }
     }
     if ensure(
+        &ctx,
         &Api::<RoleBinding>::namespaced(client.clone(), &ns),
         builders::admin_binding(&tenant),
     )

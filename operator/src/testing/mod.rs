@@ -123,8 +123,13 @@ struct Failure {
     remaining: usize,
 }
 
+/// Changes the API server makes to an applied object (defaulting,
+/// normalisation, a mutating webhook), per plural.
+type Mutation = (String, fn(&mut Value));
+
 #[derive(Default)]
 struct State {
+    mutations: Vec<Mutation>,
     objects: BTreeMap<Key, Value>,
     calls: Vec<String>,
     failures: Vec<Failure>,
@@ -223,6 +228,16 @@ impl FakeApiServer {
             code,
             remaining: times,
         });
+    }
+
+    /// Rewrite every object of `plural` written by server-side apply with
+    /// `f`, as an API server's defaulting or a mutating webhook would.
+    pub fn on_apply(&self, plural: &str, f: fn(&mut Value)) {
+        self.state
+            .lock()
+            .unwrap()
+            .mutations
+            .push((plural.to_string(), f));
     }
 
     /// Store an object as is (seed state, or play the part of a built-in controller).
@@ -461,7 +476,15 @@ impl FakeApiServer {
         let is_apply = content_type.starts_with("application/apply-patch");
         let updated = match (existing, loc.sub.as_deref()) {
             (None, Some(_)) => return status(404, "NotFound", format!("\"{name}\" not found")),
-            (None, None) if is_apply => Self::fresh(st, body, loc.ns.as_deref()),
+            (None, None) if is_apply => {
+                let mut obj = Self::fresh(st, body, loc.ns.as_deref());
+                for (plural, f) in &st.mutations {
+                    if *plural == loc.plural {
+                        f(&mut obj);
+                    }
+                }
+                obj
+            }
             (None, None) => return status(404, "NotFound", format!("\"{name}\" not found")),
             (Some(mut live), Some("status")) => {
                 if is_apply {
@@ -513,6 +536,13 @@ impl FakeApiServer {
                     merge_patch(&mut new, &body);
                     new
                 };
+                if is_apply {
+                    for (plural, f) in &st.mutations {
+                        if *plural == loc.plural {
+                            f(&mut new);
+                        }
+                    }
+                }
                 if new.get("spec") != live.get("spec") {
                     let g = live["metadata"]["generation"].as_i64().unwrap_or(1);
                     new["metadata"]["generation"] = json!(g + 1);
