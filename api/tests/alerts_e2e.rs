@@ -247,25 +247,12 @@ async fn world(app: TestApp) -> World {
 
 impl World {
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .app
-            .post(&format!("{}{path}", self.base), &self.admin, body)
-            .await;
-        assert!(
-            r.status.is_success(),
-            "POST {path}: {} {:?}",
-            r.status,
-            r.body
-        );
-        r.body
+        let path = format!("{}{path}", self.base);
+        self.app.post_ok(&path, &self.admin, body).await
     }
     async fn get(&self, path: &str) -> Value {
-        let r = self
-            .app
-            .get(&format!("{}{path}", self.base), &self.admin)
-            .await;
-        assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
-        r.body
+        let path = format!("{}{path}", self.base);
+        self.app.get_ok(&path, &self.admin).await
     }
     async fn active(&self) -> Vec<Value> {
         self.get("/active").await.as_array().unwrap().clone()

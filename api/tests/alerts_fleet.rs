@@ -225,25 +225,12 @@ impl World {
         }
     }
     async fn post(&self, path: &str, body: Value) -> Value {
-        let r = self
-            .app
-            .post(&format!("{}{path}", self.project), &self.admin, body)
-            .await;
-        assert!(
-            r.status.is_success(),
-            "POST {path}: {} {:?}",
-            r.status,
-            r.body
-        );
-        r.body
+        let path = format!("{}{path}", self.project);
+        self.app.post_ok(&path, &self.admin, body).await
     }
     async fn get(&self, path: &str) -> Value {
-        let r = self
-            .app
-            .get(&format!("{}{path}", self.project), &self.admin)
-            .await;
-        assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
-        r.body
+        let path = format!("{}{path}", self.project);
+        self.app.get_ok(&path, &self.admin).await
     }
     /// (alertname, state, status) of the active alerts.
     async fn active(&self) -> Vec<(String, String, String)> {

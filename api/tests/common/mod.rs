@@ -184,6 +184,25 @@ impl TestApp {
         self.call(Method::POST, path, cred, Some(body)).await
     }
 
+    /// POST that must succeed; its body.
+    pub async fn post_ok(&self, path: &str, cred: &Cred, body: Value) -> Value {
+        let r = self.post(path, cred, body).await;
+        assert!(
+            r.status.is_success(),
+            "POST {path}: {} {:?}",
+            r.status,
+            r.body
+        );
+        r.body
+    }
+
+    /// GET that must answer 200; its body.
+    pub async fn get_ok(&self, path: &str, cred: &Cred) -> Value {
+        let r = self.get(path, cred).await;
+        assert_eq!(r.status, 200, "GET {path}: {:?}", r.body);
+        r.body
+    }
+
     /// Sign in with a password; panics unless it works.
     pub async fn login(&self, email: &str, password: &str) -> Cred {
         let r = self
