@@ -319,6 +319,7 @@ pub async fn run_with_metrics(
     let cfg = Arc::new(cfg);
     let (msg_tx, msg_rx) = mpsc::channel(usize::from(cfg.mqtt_inflight));
     let (batch_tx, batch_rx) = mpsc::channel(1);
+    let idle = Arc::new(pipeline::IdleWriters::default());
     let (ack_tx, ack_rx) = mpsc::channel(cfg.writers + 2);
     let mqtt_done = CancellationToken::new();
     let consumer = tokio::spawn(mqtt::consume(
@@ -332,6 +333,7 @@ pub async fn run_with_metrics(
     let batcher = tokio::spawn(pipeline::batcher(
         msg_rx,
         batch_tx,
+        idle.clone(),
         cfg.batch_rows,
         cfg.linger,
         metrics.clone(),
@@ -351,6 +353,7 @@ pub async fn run_with_metrics(
         writers.push(tokio::spawn(pipeline::writer(
             w,
             batch_rx.clone(),
+            idle.clone(),
             ack_tx.clone(),
         )));
     }

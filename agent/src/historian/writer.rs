@@ -26,29 +26,17 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use futures::pin_mut;
-use tokio_postgres::binary_copy::BinaryCopyInWriter;
+use futures::{pin_mut, SinkExt};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::types::{ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::{Client, CopyInSink, NoTls};
+use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
 use super::metrics::Metrics;
-use super::rows::MessageRows;
+use super::rows::{MessageRows, Reading};
 use super::schema::{self, Layout};
 
 const COLUMNS: &str = "tenant, gateway, device, tag, ts, value, value_text, quality, seq";
-const TYPES: [Type; 9] = [
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TEXT,
-    Type::TIMESTAMPTZ,
-    Type::FLOAT8,
-    Type::TEXT,
-    Type::INT4,
-    Type::INT8,
-];
 const STAGE: &str = "weir_readings_stage";
 
 /// A message's rows with the topic they came from (for logs).
@@ -107,39 +95,119 @@ fn classify(e: tokio_postgres::Error) -> Failure {
 /// Days for which partitions exist, shared by writers and maintenance.
 pub(crate) type PartitionCache = Arc<Mutex<BTreeSet<i64>>>;
 
-fn system_time(ts_ms: i64) -> SystemTime {
-    if ts_ms >= 0 {
-        UNIX_EPOCH + Duration::from_millis(ts_ms as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_millis(ts_ms.unsigned_abs())
+/// Signature, flags and header extension length of a binary COPY stream.
+const COPY_HEADER: &[u8] = b"PGCOPY\n\xff\r\n\0\0\0\0\0\0\0\0\0";
+/// Rows are encoded into chunks of about this size, each sent to the server
+/// as soon as it is full so that PostgreSQL works while we encode the next.
+const COPY_CHUNK: usize = 256 * 1024;
+/// PostgreSQL's epoch (2000-01-01T00:00:00Z) in Unix milliseconds.
+const PG_EPOCH_MS: i64 = 946_684_800_000;
+
+/// The rows of `messages` as (message, reading) indexes in the order of the
+/// unique key `(tenant, gateway, tag, ts, device, seq)`.
+///
+/// Every row inserts into that B-tree, and on this schema the insert is most
+/// of the server's work (PostgreSQL 15, 1M rows, backend CPU per row: 0.74 µs
+/// without the index, 3.6–4.4 µs with it in receive order). Rows in key
+/// order walk the tree from leaf to neighbouring leaf with its pages still
+/// in the CPU cache: 3.2 µs sorted in batches of 20,000 rows, 2.0 µs when a
+/// series' run is 1,250 rows long. Text columns have the "C" collation,
+/// i.e. byte order, which is also `str`'s order here. The order only
+/// matters for speed, never for what is stored.
+fn key_order(messages: &[&MessageBatch]) -> Vec<(u32, u32)> {
+    // Rank messages by (tenant, gateway) once so the row comparison does not
+    // compare those strings again and again.
+    let mut by_series: Vec<u32> = (0..messages.len() as u32).collect();
+    by_series.sort_unstable_by(|&a, &b| {
+        let (a, b) = (&messages[a as usize].rows, &messages[b as usize].rows);
+        (&a.tenant, &a.gateway).cmp(&(&b.tenant, &b.gateway))
+    });
+    let mut rank = vec![0u32; messages.len()];
+    let mut r = 0;
+    for w in 0..by_series.len() {
+        if w > 0 {
+            let (a, b) = (
+                &messages[by_series[w - 1] as usize].rows,
+                &messages[by_series[w] as usize].rows,
+            );
+            if (&a.tenant, &a.gateway) != (&b.tenant, &b.gateway) {
+                r += 1;
+            }
+        }
+        rank[by_series[w] as usize] = r;
     }
+    let rows: usize = messages.iter().map(|m| m.rows.readings.len()).sum();
+    let mut order = Vec::with_capacity(rows);
+    for (mi, m) in messages.iter().enumerate() {
+        order.extend((0..m.rows.readings.len() as u32).map(|ri| (mi as u32, ri)));
+    }
+    order.sort_unstable_by(|&(am, ar), &(bm, br)| {
+        let (ma, mb) = (&messages[am as usize].rows, &messages[bm as usize].rows);
+        let (ra, rb) = (&ma.readings[ar as usize], &mb.readings[br as usize]);
+        rank[am as usize]
+            .cmp(&rank[bm as usize])
+            .then_with(|| ra.tag.cmp(&rb.tag))
+            .then(ra.ts_ms.cmp(&rb.ts_ms))
+            .then_with(|| ma.device.cmp(&mb.device))
+            .then(ra.seq.cmp(&rb.seq))
+    });
+    order
 }
 
-/// Stream the rows of `messages` into a COPY and finish it.
-async fn copy_rows<'a>(
-    writer: BinaryCopyInWriter,
-    messages: impl Iterator<Item = &'a MessageBatch>,
+fn put_text(buf: &mut BytesMut, s: &str) {
+    buf.put_i32(s.len() as i32);
+    buf.put_slice(s.as_bytes());
+}
+
+/// One row in PostgreSQL's binary COPY format, columns as in [`COLUMNS`].
+fn encode_row(buf: &mut BytesMut, m: &MessageRows, r: &Reading) {
+    buf.put_i16(9);
+    put_text(buf, &m.tenant);
+    put_text(buf, &m.gateway);
+    put_text(buf, &m.device);
+    put_text(buf, &r.tag);
+    // timestamptz: microseconds since 2000-01-01 UTC. `ts_ms` is limited to
+    // years 1..9999 by the parser, far inside i64 microseconds.
+    buf.put_i32(8);
+    buf.put_i64((r.ts_ms - PG_EPOCH_MS) * 1000);
+    match r.value {
+        Some(v) => {
+            buf.put_i32(8);
+            buf.put_f64(v);
+        }
+        None => buf.put_i32(-1),
+    }
+    match &r.value_text {
+        Some(t) => put_text(buf, t),
+        None => buf.put_i32(-1),
+    }
+    buf.put_i32(4);
+    buf.put_i32(r.quality);
+    buf.put_i32(8);
+    buf.put_i64(r.seq);
+}
+
+/// Stream the rows of `messages`, in key order, into a binary COPY and
+/// finish it; returns the rows stored.
+async fn copy_rows(
+    sink: CopyInSink<Bytes>,
+    messages: &[&MessageBatch],
 ) -> Result<u64, tokio_postgres::Error> {
-    pin_mut!(writer);
-    for m in messages {
-        let r = &m.rows;
-        for reading in &r.readings {
-            let ts = system_time(reading.ts_ms);
-            let row: [&(dyn ToSql + Sync); 9] = [
-                &r.tenant,
-                &r.gateway,
-                &r.device,
-                &reading.tag,
-                &ts,
-                &reading.value,
-                &reading.value_text,
-                &reading.quality,
-                &reading.seq,
-            ];
-            writer.as_mut().write(&row).await?;
+    pin_mut!(sink);
+    let order = key_order(messages);
+    let mut buf = BytesMut::with_capacity(COPY_CHUNK + 4096);
+    buf.put_slice(COPY_HEADER);
+    for (mi, ri) in order {
+        let m = &messages[mi as usize].rows;
+        encode_row(&mut buf, m, &m.readings[ri as usize]);
+        if buf.len() >= COPY_CHUNK {
+            let full = std::mem::replace(&mut buf, BytesMut::with_capacity(COPY_CHUNK + 4096));
+            sink.send(full.freeze()).await?;
         }
     }
-    writer.finish().await
+    buf.put_i16(-1);
+    sink.send(buf.freeze()).await?;
+    sink.finish().await
 }
 
 /// One PostgreSQL connection and the state to write batches on it.
@@ -356,9 +424,7 @@ impl Writer {
                 ))
                 .await
                 .map_err(classify)?;
-            let inserted = copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
-                .await
-                .map_err(classify)?;
+            let inserted = copy_rows(sink, &messages).await.map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             return Ok(inserted);
         }
@@ -379,9 +445,7 @@ impl Writer {
             ))
             .await
             .map_err(classify)?;
-        copy_rows(BinaryCopyInWriter::new(sink, &TYPES), messages.into_iter())
-            .await
-            .map_err(classify)?;
+        copy_rows(sink, &messages).await.map_err(classify)?;
         let inserted = tx
             .execute(
                 &format!(
