@@ -9,7 +9,8 @@
 //!
 //! Run: `cargo bench -p weir-agent --bench historian_throughput`
 //! Env: `WEIR_BENCH_READINGS` (backlog size, default 3,000,000),
-//! `WEIR_BENCH_SECONDS` (latency phase, default 10).
+//! `WEIR_BENCH_SECONDS` (latency phase, default 10), `WEIR_BENCH_WRITERS`
+//! (PostgreSQL connections, default: the historian's default).
 
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
@@ -147,6 +148,10 @@ fn sink_config(port: u16, db_url: &str) -> HistorianConfig {
         tenant: "bench".into(),
         client_id: "historian-bench".into(),
         metrics_listen: None,
+        writers: env_or(
+            "WEIR_BENCH_WRITERS",
+            HistorianConfig::default().writers as u64,
+        ) as usize,
         ..HistorianConfig::default()
     }
 }
