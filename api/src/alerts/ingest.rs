@@ -12,17 +12,24 @@
 //! every [`REFRESH`]. Messages go to the alerts worker; a bad payload is
 //! counted and dropped.
 //!
-//! Not yet: clusters whose agents authenticate with api-issued JWTs
-//! (`apiJwt`) are not subscribed to (the api would need a JWT of its own
-//! with a subscribe ACL); use `WEIR_ALERTS_MQTT_URL` for those.
+//! Clusters in `password` mode are read with the cluster's username and
+//! password; clusters in `apiJwt` mode (EMQX checking JWTs against the
+//! api's JWKS) with the api's own short-lived, subscribe-only JWT for the
+//! tenant ([`super::mqtt_auth`]), minted at connect and renewed by
+//! reconnecting at three quarters of its lifetime (messages the broker
+//! sends in that moment may go to another replica or be missed). Until
+//! the org has a JWT key (made when its first agent fetches MQTT
+//! credentials) the connection waits and retries.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS, Transport};
 use sea_orm::EntityTrait;
 use tokio::sync::watch;
 use tokio::task::AbortHandle;
+use tokio::time::Instant;
+use uuid::Uuid;
 use weir_crds::message::{parse_topic, UplinkMessage};
 
 use super::Alerts;
@@ -40,31 +47,112 @@ pub fn subscription(prefix: &str, tenant: &str) -> String {
     format!("$share/{SHARE_GROUP}/{prefix}/{tenant}/#")
 }
 
+/// How the api logs in to a broker.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum BrokerAuth {
+    /// The cluster's username and password (or the URL's userinfo).
+    Password {
+        username: Option<String>,
+        password: Option<String>,
+    },
+    /// The api's own JWT for the tenant, signed with the org's JWT key,
+    /// minted at every connect (see [`super::mqtt_auth`]).
+    ApiJwt { org_id: Uuid, tenant: String },
+}
+
+impl std::fmt::Debug for BrokerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            // Never the password.
+            BrokerAuth::Password { username, password } => f
+                .debug_struct("Password")
+                .field("username", username)
+                .field("has_password", &password.is_some())
+                .finish(),
+            BrokerAuth::ApiJwt { org_id, tenant } => f
+                .debug_struct("ApiJwt")
+                .field("org_id", org_id)
+                .field("tenant", tenant)
+                .finish(),
+        }
+    }
+}
+
 /// One broker to read from (the connection's identity: a changed password
-/// makes a new connection).
+/// makes a new connection; a renewed JWT does not).
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Broker {
     pub url: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
+    pub auth: BrokerAuth,
+}
+
+impl Broker {
+    /// A broker read with a password (or none).
+    pub fn password(url: &str, username: Option<String>, password: Option<String>) -> Self {
+        Broker {
+            url: url.to_string(),
+            auth: BrokerAuth::Password { username, password },
+        }
+    }
 }
 
 impl std::fmt::Debug for Broker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the password.
-        write!(f, "{}", redact(&self.url))
+        write!(f, "{}", redact(&self.url))?;
+        if let BrokerAuth::ApiJwt { tenant, .. } = &self.auth {
+            write!(f, " (api JWT for {tenant})")?;
+        }
+        Ok(())
     }
+}
+
+/// How ingest reaches a cluster of `tenant` (a pure choice, by the
+/// cluster's auth mode): its first MQTT endpoint, with the cluster's
+/// username and password (`password`; `open` decrypts the stored one) or
+/// with the api's own JWT (`apiJwt`). `None`: no MQTT endpoint yet, or an
+/// unknown auth mode.
+pub fn cluster_broker(
+    c: &cluster::Model,
+    tenant: &str,
+    open: impl FnOnce(&str) -> Result<String, ApiError>,
+) -> Result<Option<Broker>, ApiError> {
+    let Some(url) = crate::fleet::clusters::endpoints(c)
+        .into_iter()
+        .find(|u| crate::fleet::mqtt_probe::parse_broker_url(u).is_ok())
+    else {
+        return Ok(None);
+    };
+    let auth = match c.auth_mode.as_str() {
+        crate::fleet::clusters::AUTH_PASSWORD => BrokerAuth::Password {
+            username: c.username.clone(),
+            password: c.password_enc.as_deref().map(open).transpose()?,
+        },
+        crate::fleet::clusters::AUTH_JWT => BrokerAuth::ApiJwt {
+            org_id: c.org_id,
+            tenant: tenant.to_string(),
+        },
+        _ => return Ok(None),
+    };
+    Ok(Some(Broker { url, auth }))
 }
 
 /// Connection options for a broker (`mqtt://`, `mqtts://`, `tcp://`,
 /// `ssl://`); credentials from the broker, else from the URL's userinfo.
+/// For an apiJwt broker this has no credentials yet (see [`login_jwt`]).
 pub fn broker_options(b: &Broker) -> Option<MqttOptions> {
     let (host, port, tls) = crate::fleet::mqtt_probe::parse_broker_url(&b.url).ok()?;
     let u = url::Url::parse(&b.url).ok()?;
-    let id = format!(
-        "weir-alerts-{}",
-        &uuid::Uuid::new_v4().simple().to_string()[..12]
-    );
+    let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
+    let id = match &b.auth {
+        BrokerAuth::Password { .. } => format!("weir-alerts-{suffix}"),
+        // Names the replica (its username is `weir-api-{replica}`).
+        BrokerAuth::ApiJwt { .. } => format!(
+            "{}-alerts-{}",
+            super::mqtt_auth::username(super::mqtt_auth::replica_name()),
+            &suffix[..6]
+        ),
+    };
     let mut o = MqttOptions::new(id, host, port);
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(1 << 20, 1 << 20);
@@ -72,17 +160,42 @@ pub fn broker_options(b: &Broker) -> Option<MqttOptions> {
         ensure_crypto_provider();
         o.set_transport(Transport::tls_with_default_config());
     }
-    match &b.username {
-        Some(user) if !user.is_empty() => {
-            o.set_credentials(user, b.password.as_deref().unwrap_or(""));
+    match &b.auth {
+        BrokerAuth::Password {
+            username: Some(user),
+            password,
+        } if !user.is_empty() => {
+            o.set_credentials(user, password.as_deref().unwrap_or(""));
         }
-        _ if !u.username().is_empty() => {
+        BrokerAuth::Password { .. } if !u.username().is_empty() => {
             o.set_credentials(u.username(), u.password().unwrap_or(""));
         }
         _ => {}
     }
     Some(o)
 }
+
+/// Put a fresh api JWT into `o`; returns when to renew it (three quarters
+/// into its lifetime). `None`: the org has no JWT key yet.
+async fn login_jwt(
+    alerts: &Alerts,
+    org_id: Uuid,
+    tenant: &str,
+    o: &mut MqttOptions,
+) -> Result<Option<Instant>, ApiError> {
+    let Some(t) = alerts.mint_mqtt_token(org_id, tenant).await? else {
+        return Ok(None);
+    };
+    o.set_credentials(&t.username, &t.jwt);
+    let left = (t.expires_at - chrono::Utc::now())
+        .to_std()
+        .unwrap_or_default();
+    Ok(Some(Instant::now() + left.mul_f64(0.75)))
+}
+
+/// How long an apiJwt connection waits for its org's JWT key, or after a
+/// failed mint, before trying again.
+const JWT_RETRY: Duration = Duration::from_secs(5);
 
 /// rustls needs one process-wide crypto provider; with more than one
 /// compiled in (ring, aws-lc-rs) it panics at the first TLS config unless
@@ -93,11 +206,7 @@ pub fn ensure_crypto_provider() {
 
 /// `mqtt://host:port` (or `tcp://`) into connection options.
 pub fn options(url: &str) -> Option<MqttOptions> {
-    broker_options(&Broker {
-        url: url.to_string(),
-        username: None,
-        password: None,
-    })
+    broker_options(&Broker::password(url, None, None))
 }
 
 /// The brokers to read and the tenants to subscribe on each: every adopted
@@ -109,14 +218,7 @@ async fn desired(
     let mut out: BTreeMap<Broker, BTreeSet<String>> = BTreeMap::new();
     if let Some(url) = &alerts.inner.cfg.mqtt_url {
         if !want.is_empty() {
-            out.insert(
-                Broker {
-                    url: url.clone(),
-                    username: None,
-                    password: None,
-                },
-                want.clone(),
-            );
+            out.insert(Broker::password(url, None, None), want.clone());
         }
     }
     if want.is_empty() {
@@ -133,38 +235,26 @@ async fn desired(
         let Some(tenant) = slugs.get(&c.org_id).filter(|t| want.contains(*t)) else {
             continue;
         };
-        if c.auth_mode != crate::fleet::clusters::AUTH_PASSWORD {
-            tracing::debug!(cluster = %c.slug, "alerts: not reading a cluster with api-issued JWTs");
-            continue;
-        }
-        let Some(url) = crate::fleet::clusters::endpoints(&c).into_iter().next() else {
-            continue;
+        let open = |p: &str| {
+            alerts
+                .inner
+                .fleet
+                .master()
+                .and_then(|k| k.open(p, &c.id.to_string()))
+                .and_then(|b| String::from_utf8(b).map_err(ApiError::internal))
         };
-        let password = match &c.password_enc {
-            None => None,
-            Some(p) => {
-                let opened = alerts
-                    .inner
-                    .fleet
-                    .master()
-                    .and_then(|k| k.open(p, &c.id.to_string()))
-                    .and_then(|b| String::from_utf8(b).map_err(ApiError::internal));
-                match opened {
-                    Ok(p) => Some(p),
-                    Err(e) => {
-                        tracing::warn!(cluster = %c.slug, error = %e, "alerts: cannot open the cluster's password");
-                        continue;
-                    }
-                }
+        let broker = match cluster_broker(&c, tenant, open) {
+            Ok(Some(b)) => b,
+            Ok(None) => {
+                tracing::debug!(cluster = %c.slug, auth = %c.auth_mode, "alerts: no MQTT endpoint to read yet");
+                continue;
+            }
+            Err(e) => {
+                tracing::warn!(cluster = %c.slug, error = %e, "alerts: cannot open the cluster's password");
+                continue;
             }
         };
-        out.entry(Broker {
-            url,
-            username: c.username.clone(),
-            password,
-        })
-        .or_default()
-        .insert(tenant.clone());
+        out.entry(broker).or_default().insert(tenant.clone());
     }
     Ok(out)
 }
@@ -211,7 +301,11 @@ pub async fn supervise(alerts: Alerts) {
                 continue;
             };
             let (tx, rx) = watch::channel(tenants);
-            let h = tokio::spawn(run(alerts.clone(), opts, redact(&b.url), rx));
+            let jwt = match &b.auth {
+                BrokerAuth::ApiJwt { org_id, tenant } => Some((*org_id, tenant.clone())),
+                BrokerAuth::Password { .. } => None,
+            };
+            let h = tokio::spawn(run(alerts.clone(), opts, jwt, format!("{b:?}"), rx));
             alerts.track(h.abort_handle());
             conns.insert(b, (tx, h.abort_handle()));
         }
@@ -219,52 +313,101 @@ pub async fn supervise(alerts: Alerts) {
 }
 
 /// One broker connection, until aborted: connect, subscribe to the
-/// tenants in `tenants_rx`, forward, reconnect on errors.
+/// tenants in `tenants_rx`, forward, reconnect on errors. With `jwt`
+/// (org, tenant) it logs in with a fresh api JWT and, before that one
+/// expires, disconnects and connects again with a new one.
 async fn run(
     alerts: Alerts,
-    opts: MqttOptions,
+    mut opts: MqttOptions,
+    jwt: Option<(Uuid, String)>,
     label: String,
     mut tenants_rx: watch::Receiver<BTreeSet<String>>,
 ) {
-    let (client, mut eventloop) = AsyncClient::new(opts, 1024);
-    let mut subscribed: BTreeSet<String> = BTreeSet::new();
     let prefix = alerts.topic_prefix().to_string();
     loop {
-        tokio::select! {
-            ev = eventloop.poll() => match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    tracing::info!(broker = %label, "alerts: connected to MQTT");
-                    // A new session: subscribe to every tenant again.
-                    subscribed.clear();
-                    let want = tenants_rx.borrow().clone();
-                    resubscribe(&client, &prefix, &want, &mut subscribed).await;
+        let renew_at = match &jwt {
+            None => None,
+            Some((org_id, tenant)) => match login_jwt(&alerts, *org_id, tenant, &mut opts).await {
+                Ok(Some(at)) => Some(at),
+                Ok(None) => {
+                    tracing::info!(broker = %label, "alerts: the org has no MQTT JWT key yet; waiting");
+                    tokio::time::sleep(JWT_RETRY).await;
+                    continue;
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    let Some(parts) = parse_topic(&p.topic) else { continue };
-                    // Only the tenants this broker carries (a shared broker may carry others).
-                    if !subscribed.contains(parts.tenant) {
-                        continue;
-                    }
-                    match serde_json::from_slice::<UplinkMessage>(&p.payload) {
-                        Ok(msg) => alerts.ingest(parts.tenant, parts.gateway, parts.device, msg).await,
-                        Err(e) => tracing::debug!(topic = %p.topic, error = %e, "alerts: payload is not an uplink message"),
-                    }
-                }
-                Ok(_) => {}
                 Err(e) => {
-                    tracing::warn!(broker = %label, error = %e, "alerts: MQTT connection lost; retrying");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    tracing::warn!(broker = %label, error = %e, "alerts: minting the api's MQTT JWT failed; retrying");
+                    tokio::time::sleep(JWT_RETRY).await;
+                    continue;
                 }
             },
-            changed = tenants_rx.changed() => {
-                if changed.is_err() {
-                    return;
+        };
+        let renew = async move {
+            match renew_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::pin!(renew);
+        let (client, mut eventloop) = AsyncClient::new(opts.clone(), 1024);
+        let mut subscribed: BTreeSet<String> = BTreeSet::new();
+        loop {
+            tokio::select! {
+                ev = eventloop.poll() => match ev {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        tracing::info!(broker = %label, "alerts: connected to MQTT");
+                        // A new session: subscribe to every tenant again.
+                        subscribed.clear();
+                        let want = tenants_rx.borrow().clone();
+                        resubscribe(&client, &prefix, &want, &mut subscribed).await;
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let Some(parts) = parse_topic(&p.topic) else { continue };
+                        // Only the tenants this broker carries (a shared broker may carry others).
+                        if !subscribed.contains(parts.tenant) {
+                            continue;
+                        }
+                        match serde_json::from_slice::<UplinkMessage>(&p.payload) {
+                            Ok(msg) => alerts.ingest(parts.tenant, parts.gateway, parts.device, msg).await,
+                            Err(e) => tracing::debug!(topic = %p.topic, error = %e, "alerts: payload is not an uplink message"),
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(broker = %label, error = %e, "alerts: MQTT connection lost; retrying");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                },
+                changed = tenants_rx.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                    let want = tenants_rx.borrow_and_update().clone();
+                    resubscribe(&client, &prefix, &want, &mut subscribed).await;
                 }
-                let want = tenants_rx.borrow_and_update().clone();
-                resubscribe(&client, &prefix, &want, &mut subscribed).await;
+                _ = &mut renew => {
+                    tracing::debug!(broker = %label, "alerts: reconnecting with a fresh MQTT JWT");
+                    disconnect(&client, &mut eventloop).await;
+                    break;
+                }
             }
         }
     }
+}
+
+/// Say goodbye (DISCONNECT) if the connection is up, within 2 s.
+async fn disconnect(client: &AsyncClient, eventloop: &mut rumqttc::EventLoop) {
+    if eventloop.network.is_none() || client.try_disconnect().is_err() {
+        return;
+    }
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(Event::Outgoing(Outgoing::Disconnect)) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
 }
 
 async fn resubscribe(
@@ -308,11 +451,11 @@ mod tests {
 
     #[test]
     fn broker_options_and_redaction() {
-        let b = Broker {
-            url: "mqtts://broker.example:8884".into(),
-            username: Some("weir".into()),
-            password: Some("s3cret".into()),
-        };
+        let b = Broker::password(
+            "mqtts://broker.example:8884",
+            Some("weir".into()),
+            Some("s3cret".into()),
+        );
         let o = broker_options(&b).unwrap();
         assert_eq!(o.broker_address(), ("broker.example".to_string(), 8884));
         let login = |o: &MqttOptions| o.credentials().map(|l| (l.username, l.password));
@@ -327,5 +470,107 @@ mod tests {
             subscription("weir", "riverside"),
             "$share/weir-alerts/weir/riverside/#"
         );
+    }
+
+    fn cluster_row(auth_mode: &str) -> cluster::Model {
+        let now = chrono::Utc::now();
+        cluster::Model {
+            id: Uuid::new_v4(),
+            org_id: Uuid::new_v4(),
+            project_id: Uuid::new_v4(),
+            slug: "main".into(),
+            name: "main".into(),
+            backend: crate::fleet::clusters::BACKEND_EXTERNAL.into(),
+            auth_mode: auth_mode.into(),
+            url: Some("mqtt://broker.example:1883".into()),
+            username: Some("weir".into()),
+            password_enc: Some("sealed".into()),
+            spec: None,
+            status: None,
+            probe_at: None,
+            probe_ok: None,
+            probe_rtt_us: None,
+            probe_error: None,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    #[test]
+    fn password_cluster_is_read_with_its_password() {
+        let c = cluster_row(crate::fleet::clusters::AUTH_PASSWORD);
+        let b = cluster_broker(&c, "riverside", |sealed| {
+            assert_eq!(sealed, "sealed");
+            Ok("s3cret".into())
+        })
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            b,
+            Broker::password(
+                "mqtt://broker.example:1883",
+                Some("weir".into()),
+                Some("s3cret".into())
+            )
+        );
+        let login = broker_options(&b)
+            .unwrap()
+            .credentials()
+            .map(|l| (l.username, l.password));
+        assert_eq!(login, Some(("weir".to_string(), "s3cret".to_string())));
+        // A password that cannot be opened is an error, not an anonymous login.
+        assert!(cluster_broker(&c, "riverside", |_| Err(ApiError::internal("no key"))).is_err());
+    }
+
+    #[test]
+    fn api_jwt_cluster_is_read_with_the_api_jwt() {
+        // A Kubernetes-backed EMQX cluster: endpoints from its status; the
+        // first MQTT one is used (not the websocket one).
+        let mut c = cluster_row(crate::fleet::clusters::AUTH_JWT);
+        c.backend = crate::fleet::clusters::BACKEND_KUBERNETES.into();
+        c.url = None;
+        c.username = None;
+        c.password_enc = None;
+        c.status = Some(
+            serde_json::json!({
+                "endpoints": ["ws://riverside-mqtt.weir-riverside.svc:8083/mqtt",
+                              "mqtt://riverside-mqtt.weir-riverside.svc:1883"],
+            })
+            .to_string(),
+        );
+        let b = cluster_broker(&c, "riverside", |_| panic!("no password to open"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.url, "mqtt://riverside-mqtt.weir-riverside.svc:1883");
+        assert_eq!(
+            b.auth,
+            BrokerAuth::ApiJwt {
+                org_id: c.org_id,
+                tenant: "riverside".into()
+            }
+        );
+        // Credentials come from the minted token at connect; the client id names the replica.
+        let o = broker_options(&b).unwrap();
+        assert!(o.credentials().is_none());
+        assert!(o.client_id().starts_with(&format!(
+            "weir-api-{}-alerts-",
+            super::super::mqtt_auth::replica_name()
+        )));
+        // Even a stored password does not turn a JWT cluster into a password one.
+        c.password_enc = Some("sealed".into());
+        let b2 = cluster_broker(&c, "riverside", |_| Ok("x".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(b2, b);
+        // No endpoint yet, or an unknown mode: not read.
+        c.status = None;
+        assert!(cluster_broker(&c, "riverside", |_| Ok("x".into()))
+            .unwrap()
+            .is_none());
+        let mut d = cluster_row("kerberos");
+        d.url = Some("mqtt://h:1883".into());
+        assert!(cluster_broker(&d, "riverside", |_| Ok("x".into()))
+            .unwrap()
+            .is_none());
     }
 }

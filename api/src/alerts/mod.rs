@@ -4,7 +4,8 @@
 //!
 //! - [`engine`]: pure evaluation (inactive → pending → firing → resolved).
 //! - [`notify`]: grouping and timing of notices; webhook and email senders.
-//! - [`ingest`]: the MQTT subscription (`$share/weir-alerts/{prefix}/{tenant}/#`).
+//! - [`ingest`]: the MQTT subscription (`$share/weir-alerts/{prefix}/{tenant}/#`);
+//!   [`mqtt_auth`]: the api's own subscribe-only JWT for `apiJwt` clusters.
 //! - [`store`]: tables and persistence; [`routes`]: the HTTP API.
 //!
 //! One worker task owns the engine and the notifier, so neither needs a
@@ -20,6 +21,7 @@
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
+pub mod mqtt_auth;
 pub mod notify;
 pub mod routes;
 pub mod rules;
@@ -110,6 +112,16 @@ pub struct AlertsConfig {
     )]
     pub cluster_probe_interval_ms: u64,
 
+    /// Lifetime of the api's own MQTT JWT for `apiJwt` clusters, in
+    /// seconds (4 s up to `WEIR_MQTT_JWT_TTL_SECS`); it reconnects with a
+    /// fresh one before expiry.
+    #[arg(
+        long = "alerts-mqtt-jwt-ttl-secs",
+        env = "WEIR_ALERTS_MQTT_JWT_TTL_SECS",
+        default_value_t = 900
+    )]
+    pub api_mqtt_jwt_ttl_secs: i64,
+
     /// The time the rules see; tests swap in a manual clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -125,6 +137,7 @@ impl Default for AlertsConfig {
             retry_base_ms: 1000,
             send_timeout_ms: 10_000,
             cluster_probe_interval_ms: 30_000,
+            api_mqtt_jwt_ttl_secs: 900,
             clock: Clock::default(),
         }
     }

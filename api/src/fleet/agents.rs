@@ -387,8 +387,23 @@ pub struct MqttClaims {
     /// The MQTT username the token is for (EMQX can check it against `${username}`).
     pub username: String,
     pub tenant: String,
+    /// The gateway; absent in the api's own tokens (see `alerts::mqtt_auth`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub gateway: String,
     pub acl: Vec<AclRule>,
+}
+
+/// Sign MQTT JWT claims with the org's `jwt` key (EdDSA, `kid` = key id,
+/// verifiable against `GET /api/v1/jwks.json`).
+pub fn sign_mqtt_jwt(key: &keys::OrgKey, claims: &MqttClaims) -> Result<String, ApiError> {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.kid = Some(key.model.id.clone());
+    jsonwebtoken::encode(
+        &header,
+        claims,
+        &jsonwebtoken::EncodingKey::from_ed_der(&keys::pkcs8_der(&key.key)),
+    )
+    .map_err(|e| ApiError::internal(format!("signing MQTT JWT: {e}")))
 }
 
 /// Audience of MQTT JWTs.
@@ -465,14 +480,7 @@ pub async fn mqtt_credentials<C: ConnectionTrait>(
         gateway: g.slug.clone(),
         acl: acl_for(&o.slug, &g.slug),
     };
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
-    header.kid = Some(key.model.id.clone());
-    let jwt = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_ed_der(&keys::pkcs8_der(&key.key)),
-    )
-    .map_err(|e| ApiError::internal(format!("signing MQTT JWT: {e}")))?;
+    let jwt = sign_mqtt_jwt(&key, &claims)?;
     Ok(MqttCredentials {
         urls,
         client_id: client_id.clone(),
