@@ -348,9 +348,9 @@ impl Uplink {
                     let max_frames = (free * s.max_readings_per_message).clamp(1, 20_000);
                     let max_bytes = (free * s.max_bytes_per_message).min(READ_BYTES_MAX);
                     // Frames can hold many readings (a group of 500 tags is
-                    // a whole message): take what fits the free window so
+                    // a whole message): take what fits the publish window so
                     // the client's request channel never overflows on a backlog.
-                    let mut window = Window::new(free, s.max_readings_per_message);
+                    let mut window = Window::new(free, usize::from(s.inflight), s.max_readings_per_message);
                     let records = reader
                         .read_while(max_frames, max_bytes, |r| window.admit(r))
                         .map_err(|e| e.to_string())?;
@@ -377,21 +377,25 @@ impl Uplink {
     }
 }
 
-/// Frames that make at most about `free` messages: their readings fit
-/// `free` full messages and they span at most `free` topics (each topic's
-/// last message may be partly filled), so at most 2 × `free` messages.
+/// Frames for one read of the backlog, bounded so the messages they make fit
+/// rumqttc's request channel (2 × inflight + 64) on top of what is already in
+/// flight (inflight − free): `cap` = (free + inflight) / 2 full messages of
+/// readings over at most `cap` topics (each topic's last message may be
+/// partly filled), so at most free + inflight messages. Reads stay large
+/// (full messages) even when only one slot just freed up.
 struct Window {
-    free: usize,
+    cap: usize,
     budget: usize,
     readings: usize,
     topics: Vec<String>,
 }
 
 impl Window {
-    fn new(free: usize, max_readings: usize) -> Self {
+    fn new(free: usize, inflight: usize, max_readings: usize) -> Self {
+        let cap = ((free + inflight) / 2).max(1);
         Self {
-            free: free.max(1),
-            budget: free.max(1) * max_readings.max(1),
+            cap,
+            budget: cap * max_readings.max(1),
             readings: 0,
             topics: Vec::new(),
         }
@@ -401,7 +405,7 @@ impl Window {
     fn admit(&mut self, r: &Record) -> bool {
         let new_topic = !self.topics.contains(&r.topic);
         if self.readings + r.readings as usize > self.budget
-            || (new_topic && self.topics.len() >= self.free)
+            || (new_topic && self.topics.len() >= self.cap)
         {
             return false;
         }
@@ -532,7 +536,7 @@ mod tests {
             ..rec(seq, topic)
         };
         let taken = |recs: &[Record], free, max| {
-            let mut w = Window::new(free, max);
+            let mut w = Window::new(free, free, max);
             recs.iter().take_while(|r| w.admit(r)).count()
         };
         let recs: Vec<Record> = (0..100).map(|i| big(i, "a")).collect();
