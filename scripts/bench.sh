@@ -11,6 +11,7 @@ need mosquitto "sudo apt-get install mosquitto"
 pg_up || die "PostgreSQL is not reachable on 127.0.0.1:5432 (the historian and api benchmarks need it)"
 
 OUT=BENCHMARKS.md
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d)
 benches=()
 for crate in agent api operator; do
@@ -34,18 +35,29 @@ done
   echo
   echo "Written by \`make bench\` on $(date -u +%Y-%m-%d). Goals are from DESIGN.md."
   echo
-  echo "## Summary: each figure beside its goal"
+  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(. /etc/os-release; echo "$PRETTY_NAME"), $(rustc --version). Load average before the run: $LOAD_BEFORE."
   echo
-  echo "Lines that name a goal, as the benchmarks printed them; the full output of each follows."
+  echo "## Each figure beside its goal"
   echo
-  echo '```'
-  for b in "${benches[@]}"; do
-    name=${b#*:}
-    grep -i 'goal' "$TMP/$name.txt" | grep -v '^\s*Compiling' | sed "s/^/[$name] /"
-  done
-  echo '```'
+  echo "| measure (DESIGN.md) | goal | measured (the benchmark's own line) |"
+  echo "|---|---|---|"
+  # measure | goal | bench | pattern of the line(s) that carry the figure
+  while IFS='|' read -r measure goal bench pattern; do
+    fig=$(grep -h -- "$pattern" "$TMP/$bench.txt" 2>/dev/null | sed -E 's/^ +//; s/ {2,}/ /g; s/\|/\\|/g' | paste -sd '~' | sed 's/~/<br>/g')
+    echo "| $measure | $goal | ${fig:-(not measured: see $bench below)} |"
+  done <<'ROWS'
+pipeline readings/s per core, in process|≥ 2,000,000|pipeline|readings/s/core
+agent → Mosquitto readings/s, QoS1, acked|≥ 500,000|uplink|agent → mosquitto
+historian sink → PostgreSQL rows/s|≥ 300,000|historian_throughput|throughput:
+p99 device-read → row in PostgreSQL at 100k readings/s|≤ 50 ms|historian_throughput|latency at 100000
+store-and-forward replay readings/s after an outage|≥ 500,000|uplink|replay after outage
+agent resident memory, 10,000 tags at 1 s|≤ 30 MB|memory|10,000 tags
+api p99 for reads at 500 req/s|≤ 10 ms|api_load|GET /api
+operator: 500 MqttClusters to steady state|≤ 60 s, no hot loop|reconcile_500|to ready:\|steady state
+alerts: readings/s through 1,000 rules on one core (issue 7)|≥ 1,000,000|alerts_eval|one core
+alerts: p99 reading → notification (issue 7)|≤ 1 s|alerts_eval|webhook delay
+ROWS
   echo
-  echo "Machine: $(nproc) cores ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)), $(free -g | awk '/Mem:/ {print $2}') GiB memory, $(. /etc/os-release; echo "$PRETTY_NAME"), $(rustc --version)."
   echo
   for b in "${benches[@]}"; do
     crate=${b%%:*}; name=${b#*:}
