@@ -37,6 +37,24 @@ struct Api {
     statuses: Mutex<Vec<AgentStatus>>,
 }
 
+impl Api {
+    /// Serving version 1 (device sim-a), signed by a fresh key.
+    fn new(broker_url: String, unavailable: u32) -> Arc<Self> {
+        let signing = generate_key();
+        Arc::new(Api {
+            broker_url,
+            agent_key: Mutex::new(None),
+            enrolls: Mutex::new(0),
+            unavailable: Mutex::new(unavailable),
+            tokens: Mutex::new(Vec::new()),
+            bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
+            changed: tokio::sync::Notify::new(),
+            statuses: Mutex::new(Vec::new()),
+            signing,
+        })
+    }
+}
+
 type S = State<Arc<Api>>;
 
 fn creds(api: &Api) -> MqttCredentials {
@@ -223,18 +241,8 @@ async fn wait_status(api: &Api, what: &str, pred: impl Fn(&AgentStatus) -> bool)
 async fn enrolls_follows_signed_config_and_reports_status() {
     let broker = Broker::start();
     let sub = Subscriber::start(broker.port, "weir/#").await;
-    let signing = generate_key();
-    let api = Arc::new(Api {
-        broker_url: broker.url(),
-        agent_key: Mutex::new(None),
-        enrolls: Mutex::new(0),
-        unavailable: Mutex::new(2),
-        tokens: Mutex::new(Vec::new()),
-        bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
-        changed: tokio::sync::Notify::new(),
-        statuses: Mutex::new(Vec::new()),
-        signing,
-    });
+    // The first two enrollment calls answer 503, as an api that is starting.
+    let api = Api::new(broker.url(), 2);
     let app = Router::new()
         .route("/api/v1/enroll", post(enroll))
         .route("/api/v1/agents/{id}/token", post(token))
@@ -329,18 +337,7 @@ async fn enrolls_follows_signed_config_and_reports_status() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_token_stops_the_agent_with_a_clear_error() {
-    let signing = generate_key();
-    let api = Arc::new(Api {
-        broker_url: "mqtt://127.0.0.1:1".into(),
-        agent_key: Mutex::new(None),
-        enrolls: Mutex::new(0),
-        unavailable: Mutex::new(0),
-        tokens: Mutex::new(Vec::new()),
-        bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
-        changed: tokio::sync::Notify::new(),
-        statuses: Mutex::new(Vec::new()),
-        signing,
-    });
+    let api = Api::new("mqtt://127.0.0.1:1".into(), 0);
     let app = Router::new()
         .route("/api/v1/enroll", post(enroll))
         .with_state(api.clone());
