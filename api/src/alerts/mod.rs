@@ -122,6 +122,12 @@ pub struct AlertsConfig {
     )]
     pub api_mqtt_jwt_ttl_secs: i64,
 
+    /// This replica's name in its MQTT username and client id
+    /// (`weir-api-{replica}`); default `HOSTNAME` (the pod name in
+    /// Kubernetes), else a random name for the process.
+    #[arg(long = "replica", env = "WEIR_API_REPLICA")]
+    pub replica: Option<String>,
+
     /// The time the rules see; tests swap in a manual clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -138,6 +144,7 @@ impl Default for AlertsConfig {
             send_timeout_ms: 10_000,
             cluster_probe_interval_ms: 30_000,
             api_mqtt_jwt_ttl_secs: 900,
+            replica: None,
             clock: Clock::default(),
         }
     }
@@ -255,6 +262,7 @@ impl Alerts {
         metrics: AlertMetrics,
         fleet: Arc<Fleet>,
     ) -> Result<Self, ApiError> {
+        mqtt_auth::init_replica_name(cfg.replica.as_deref());
         match fleet.master() {
             Ok(key) => match secrets::seal_legacy(&db, key).await {
                 Ok(0) => {}

@@ -56,30 +56,38 @@ pub fn acl(prefix: &str, tenant: &str) -> Vec<AclRule> {
     ]
 }
 
-/// This api replica's name: `WEIR_API_REPLICA`, else `HOSTNAME` (the pod
-/// name in Kubernetes), else a random name fixed for the process; reduced
-/// to characters that are safe in an MQTT client id.
+static REPLICA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Fix this replica's name at start: the configured one (`--replica`,
+/// `WEIR_API_REPLICA`), else as [`replica_name`] picks it. The first call
+/// wins; the name stays for the process.
+pub fn init_replica_name(configured: Option<&str>) {
+    REPLICA.get_or_init(|| pick_replica_name(configured));
+}
+
+/// This api replica's name: as configured at start, else `HOSTNAME` (the
+/// pod name in Kubernetes), else a random name fixed for the process;
+/// reduced to characters that are safe in an MQTT client id.
 pub fn replica_name() -> &'static str {
-    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
-        let raw = std::env::var("WEIR_API_REPLICA")
-            .ok()
-            .or_else(|| std::env::var("HOSTNAME").ok())
-            .filter(|s| !s.trim().is_empty())
-            .unwrap_or_else(|| Uuid::new_v4().simple().to_string()[..8].to_string());
-        let clean: String = raw
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .take(48)
-            .collect();
-        clean
-    })
+    REPLICA.get_or_init(|| pick_replica_name(None))
+}
+
+fn pick_replica_name(configured: Option<&str>) -> String {
+    let raw = configured
+        .map(str::to_string)
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .filter(|s| !s.trim().is_empty())
+        .unwrap_or_else(|| Uuid::new_v4().simple().to_string()[..8].to_string());
+    raw.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .take(48)
+        .collect()
 }
 
 /// The MQTT username of this replica's alerts connections.
@@ -265,5 +273,7 @@ mod tests {
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)));
         assert_eq!(username("api-0"), "weir-api-api-0");
+        assert_eq!(pick_replica_name(Some("pod/0 east")), "pod-0-east");
+        assert_eq!(pick_replica_name(Some(&"x".repeat(60))).len(), 48);
     }
 }
