@@ -359,7 +359,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
   const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit })))), [cfg]);
   const [tag, setTag] = useState(tags[0]?.id ?? '');
   const [range, setRange] = useState(0);
-  const [data, setData] = useState<{ times: number[]; values: (number | null)[] } | null>(null);
+  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; span: [number, number] } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
     // The id is `device/tag` (neither name may contain '/').
@@ -372,7 +372,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
       const from = new Date(to.getTime() - RANGES[range][1] * 1000);
       gateways
         .series(s, g.name, { tag: name, device, from: from.toISOString(), to: to.toISOString(), step: RANGES[range][2] }, ctl.signal)
-        .then((r) => live && (setData(toSeries(r)), setErr(null)))
+        .then((r) => live && (setData({ ...toSeries(r), span: [from.getTime() / 1000, to.getTime() / 1000] }), setErr(null)))
         .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
     };
     load();
@@ -397,7 +397,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
       ) : (
         <ErrorNotice error={err} />
       )}
-      {data && (data.times.length ? <Chart times={data.times} lines={lines} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
+      {data && (data.times.length ? <Chart times={data.times} lines={lines} span={data.span} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
     </section>
   );
 }

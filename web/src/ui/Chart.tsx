@@ -10,7 +10,9 @@ export interface Line {
 
 const COLORS = ['#0b5cad', '#1f7a3a', '#b42318', '#9a6700', '#6941c6', '#0e7490'];
 
-export function Chart({ times, lines, height = 260, unit }: { times: number[]; lines: Line[]; height?: number; unit?: string }) {
+// `span` (seconds) fixes the time axis to the range asked for, so a series
+// that starts late or ends early shows where it sits in that range.
+export function Chart({ times, lines, height = 260, unit, span }: { times: number[]; lines: Line[]; height?: number; unit?: string; span?: [number, number] }) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   useEffect(() => {
@@ -20,7 +22,7 @@ export function Chart({ times, lines, height = 260, unit }: { times: number[]; l
     const opts: uPlot.Options = {
       width,
       height,
-      scales: { x: { time: true } },
+      scales: { x: span ? { time: true, range: () => span } : { time: true } },
       axes: [{ stroke: '#5b6676', grid: { stroke: '#edf0f4' } }, { stroke: '#5b6676', grid: { stroke: '#edf0f4' }, label: unit, size: 60 }],
       series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: times.length < 60 } }))],
       legend: { show: true },
@@ -37,7 +39,7 @@ export function Chart({ times, lines, height = 260, unit }: { times: number[]; l
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [times, lines, height, unit]);
+  }, [times, lines, height, unit, span]);
   return <div ref={el} className="chart" data-testid="chart" data-points={times.length} />;
 }
 
