@@ -67,6 +67,8 @@ pub struct UplinkStats {
 
 /// Most bytes of frames read from the queue for one batch.
 const READ_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Most frames one read of the backlog takes.
+const READ_FRAMES_MAX: usize = 20_000;
 
 /// Bucket upper bounds in microseconds.
 pub const LATENCY_BUCKETS_US: [u64; 12] = [
@@ -343,16 +345,13 @@ impl Uplink {
                     }
                     linger_deadline = None;
                     let free = usize::from(s.inflight) - in_flight_msgs;
-                    // Enough to fill the free window, but bounded so a long
-                    // backlog does not pull megabytes into memory at once.
-                    let max_frames = (free * s.max_readings_per_message).clamp(1, 20_000);
-                    let max_bytes = (free * s.max_bytes_per_message).min(READ_BYTES_MAX);
                     // Frames can hold many readings (a group of 500 tags is
                     // a whole message): take what fits the publish window so
                     // the client's request channel never overflows on a backlog.
                     let mut window = Window::new(free, usize::from(s.inflight), s.max_readings_per_message);
+                    let max_bytes = window.bytes(s.max_bytes_per_message);
                     let records = reader
-                        .read_while(max_frames, max_bytes, |r| window.admit(r))
+                        .read_while(READ_FRAMES_MAX, max_bytes, |r| window.admit(r))
                         .map_err(|e| e.to_string())?;
                     if records.is_empty() {
                         continue;
@@ -399,6 +398,12 @@ impl Window {
             readings: 0,
             topics: Vec::new(),
         }
+    }
+
+    /// Bytes the window's `cap` full messages may hold, bounded so a long
+    /// backlog does not pull megabytes into memory at once.
+    fn bytes(&self, max_bytes_per_message: usize) -> usize {
+        (self.cap * max_bytes_per_message).min(READ_BYTES_MAX)
     }
 
     /// Take `r` into the window if it fits.
