@@ -29,6 +29,8 @@ struct Api {
     broker_url: String,
     agent_key: Mutex<Option<VerifyingKey>>,
     enrolls: Mutex<u32>,
+    /// Enrollment calls received, good or bad.
+    attempts: Mutex<u32>,
     /// Enrollment calls still to answer with 503 (an api that is starting).
     unavailable: Mutex<u32>,
     tokens: Mutex<Vec<String>>,
@@ -45,6 +47,7 @@ impl Api {
             broker_url,
             agent_key: Mutex::new(None),
             enrolls: Mutex::new(0),
+            attempts: Mutex::new(0),
             unavailable: Mutex::new(unavailable),
             tokens: Mutex::new(Vec::new()),
             bundle: Mutex::new((1, bundle(&signing, 1, "sim-a"))),
@@ -68,6 +71,7 @@ fn creds(api: &Api) -> MqttCredentials {
 }
 
 async fn enroll(State(api): S, Json(req): Json<EnrollRequest>) -> Response {
+    *api.attempts.lock().unwrap() += 1;
     if req.token != "boot-token" {
         return (StatusCode::UNAUTHORIZED, "bad token").into_response();
     }
@@ -261,9 +265,9 @@ async fn enrolls_follows_signed_config_and_reports_status() {
     let s = wait_status(&api, "applied version 1", |s| s.applied_version == Some(1)).await;
     assert_eq!(s.devices[0].name, "sim-a");
     assert_eq!(
-        *api.unavailable.lock().unwrap(),
-        0,
-        "the agent retried through the api's 503s"
+        *api.attempts.lock().unwrap(),
+        3,
+        "the agent retried through the api's two 503s, then enrolled once"
     );
     sub.wait_until(Duration::from_secs(20), "readings of sim-a", |s| {
         s.frames.contains_key("sim-a")
@@ -362,5 +366,9 @@ async fn a_refused_token_stops_the_agent_with_a_clear_error() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("401"), "stderr names the refusal: {stderr}");
-    assert_eq!(*api.enrolls.lock().unwrap(), 0);
+    assert_eq!(
+        *api.attempts.lock().unwrap(),
+        1,
+        "a refused token is not tried again"
+    );
 }
