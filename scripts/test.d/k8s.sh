@@ -8,4 +8,5 @@ if ! command -v kubectl >/dev/null || [ -z "${KUBECONFIG:-}" ] || ! kubectl vers
   echo "k8s: skipped, no reachable Kubernetes cluster (set KUBECONFIG to a kind/k3d cluster to run e2e/k8s/run.sh)"
   exit 0
 fi
-if bash e2e/k8s/run.sh; then echo "k8s: 1 passed, 0 failed"; else echo "k8s: 0 passed, 1 failed"; exit 1; fi
+. scripts/lib.sh
+one_suite k8s bash e2e/k8s/run.sh
