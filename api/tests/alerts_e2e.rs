@@ -3,96 +3,20 @@
 //! clock under the test's control (no sleeps as synchronisation: the test
 //! moves the clock, then waits for evaluation passes or polls a condition).
 
+mod alerts_support;
 mod common;
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use alerts_support::{free_port, mosquitto, until, verify, wait_port, webhook_receiver, Proc};
 use common::{Backend, Cred, TestApp};
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use weir_api::alerts::{Clock, FleetEvent};
 use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 // ------------------------------------------------------------------ helpers
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_port(port: u16, what: &str) {
-    until(what, || async move {
-        tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-    })
-    .await;
-}
-
-/// A child process killed on drop.
-struct Proc(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn mosquitto() -> (Proc, u16) {
-    let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    };
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs Mosquitto (`mosquitto` binary, Debian package mosquitto): {e}")
-        });
-    let p = Proc(child, dir);
-    wait_port(port, "mosquitto to listen").await;
-    (p, port)
-}
 
 /// aiosmtpd writing every received mail into a maildir.
 async fn smtp_server() -> (Proc, u16, PathBuf) {
@@ -143,58 +67,6 @@ fn mails(mbox: &std::path::Path) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v.into_iter().map(|x| x.1).collect()
-}
-
-#[derive(Default)]
-struct Hook {
-    fail_first: AtomicUsize,
-    requests: Mutex<Vec<(String, Vec<u8>)>>,
-}
-
-impl Hook {
-    fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-    fn bodies(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| serde_json::from_slice(b).unwrap())
-            .collect()
-    }
-}
-
-async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sig = headers
-        .get("x-weir-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    h.requests.lock().unwrap().push((sig, body.to_vec()));
-    if h.fail_first.load(Ordering::SeqCst) > 0 {
-        h.fail_first.fetch_sub(1, Ordering::SeqCst);
-        return StatusCode::INTERNAL_SERVER_ERROR;
-    }
-    StatusCode::OK
-}
-
-async fn webhook_receiver(fail_first: usize) -> (Arc<Hook>, String) {
-    let hook = Arc::new(Hook::default());
-    hook.fail_first.store(fail_first, Ordering::SeqCst);
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(hook_handler))
-        .with_state(hook.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (hook, format!("http://{addr}/hook"))
-}
-
-fn verify(secret: &str, sig: &str, body: &[u8]) -> bool {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-    mac.update(body);
-    sig == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 fn tweak(clock: &Clock, mqtt: Option<u16>) -> impl FnOnce(&mut weir_api::Config) {
@@ -562,14 +434,13 @@ async fn silences_and_inhibition(b: Backend) {
     assert_eq!(hook.count(), 0, "a silenced alert sends nothing");
 
     // Inhibition: ps-1 goes offline, then one of its devices alerts.
-    let fleet = w.app.running.state.alerts.fleet_sender();
-    fleet
-        .send(FleetEvent::GatewayOffline {
+    let alerts = w.app.running.state.alerts.clone();
+    alerts
+        .fleet_event(FleetEvent::GatewayOffline {
             project: w.project_id,
             gateway: "ps-1".into(),
         })
-        .await
-        .unwrap();
+        .await;
     until("gateway offline notice", || async { hook.count() == 1 }).await;
     assert_eq!(
         hook.bodies()[0]["alerts"][0]["summary"],
@@ -585,13 +456,12 @@ async fn silences_and_inhibition(b: Backend) {
     assert_eq!(dev["status"], "inhibited");
     assert_eq!(hook.count(), 1, "inhibited alert sends nothing");
     // The gateway comes back: the device alert is no longer inhibited and goes out.
-    fleet
-        .send(FleetEvent::GatewayOnline {
+    alerts
+        .fleet_event(FleetEvent::GatewayOnline {
             project: w.project_id,
             gateway: "ps-1".into(),
         })
-        .await
-        .unwrap();
+        .await;
     until("device alert sent once the gateway is back", || async {
         hook.bodies()
             .iter()

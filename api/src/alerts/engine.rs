@@ -351,6 +351,16 @@ impl Engine {
         }
     }
 
+    /// Drop the rules `gone` picks without resolving their alerts: another
+    /// api replica carries them on from the persisted states.
+    pub fn hand_over(&mut self, gone: impl Fn(&RuleDef) -> bool) {
+        self.rules.retain(|r| !gone(&r.def));
+        let keep: Vec<RuleDef> = self.rules.iter().map(|r| (*r.def).clone()).collect();
+        let mut out = vec![];
+        self.set_rules(keep, 0, &mut out);
+        debug_assert!(out.is_empty(), "kept rules resolve nothing");
+    }
+
     /// Put back a persisted state (after a restart). Returns false when the
     /// rule is not loaded.
     pub fn restore(

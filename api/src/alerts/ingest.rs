@@ -1,7 +1,9 @@
 //! Live readings from the tenant clusters. For every broker that carries a
-//! tenant with alert rules, one MQTT connection (rumqttc) with a shared
-//! subscription `$share/weir-alerts/{prefix}/{tenant}/#` per such tenant,
-//! so several api replicas split the stream between them.
+//! tenant with alert rules that this replica owns ([`super::replicas`]),
+//! one MQTT connection (rumqttc) with a shared subscription
+//! `$share/weir-alerts/{prefix}/{tenant}/#` per such tenant: one replica
+//! reads a tenant's whole stream, and while a tenant moves between
+//! replicas the two split it rather than both evaluating every reading.
 //!
 //! The brokers are the projects' adopted clusters (`fleet_clusters`: the
 //! URL, and the username and password sealed under the master key), plus

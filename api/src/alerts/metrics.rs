@@ -23,6 +23,12 @@ pub struct AlertMetrics {
     pub notifications_sent: Family<ChannelLabels, Counter>,
     pub notifications_failed: Family<ChannelLabels, Counter>,
     pub firing: Gauge,
+    /// Tenants whose rules this replica evaluates.
+    pub owned_tenants: Gauge,
+    /// Enabled rules this replica evaluates.
+    pub rules: Gauge,
+    /// Live api replicas sharing the alert work (1 on SQLite).
+    pub replicas: Gauge,
 }
 
 impl Default for AlertMetrics {
@@ -34,6 +40,9 @@ impl Default for AlertMetrics {
             notifications_sent: Family::default(),
             notifications_failed: Family::default(),
             firing: Gauge::default(),
+            owned_tenants: Gauge::default(),
+            rules: Gauge::default(),
+            replicas: Gauge::default(),
         }
     }
 }
@@ -67,6 +76,21 @@ impl AlertMetrics {
             "firing",
             "Alerts firing now (this replica)",
             m.firing.clone(),
+        );
+        r.register(
+            "owned_tenants",
+            "Tenants whose rules this replica evaluates",
+            m.owned_tenants.clone(),
+        );
+        r.register(
+            "rules",
+            "Enabled rules this replica evaluates",
+            m.rules.clone(),
+        );
+        r.register(
+            "replicas",
+            "Live api replicas sharing the alert work",
+            m.replicas.clone(),
         );
         m
     }

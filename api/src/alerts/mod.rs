@@ -17,12 +17,17 @@
 //! already offline still fires, and an alert restored after a restart
 //! resolves if its gateway came back meanwhile. Channel secrets are sealed
 //! under the master key ([`secrets`]).
+//!
+//! Several replicas on one PostgreSQL database split the tenants between
+//! them and tell each other about fleet events and changes ([`replicas`]):
+//! each tenant's rules run on exactly one replica.
 
 pub mod engine;
 pub mod ingest;
 pub mod metrics;
 pub mod mqtt_auth;
 pub mod notify;
+pub mod replicas;
 pub mod routes;
 pub mod rules;
 pub mod secrets;
@@ -47,6 +52,7 @@ use crate::fleet::Fleet;
 use engine::{AlertState, Engine, Reading, RuleDef, Transition};
 use metrics::{AlertMetrics, ChannelLabels};
 use notify::{AlertEntry, Attempts, Channel, ChannelKind, DeliveryResult, Notification, Notifier};
+use replicas::{Coordinator, Signal};
 use rules::{RuleKind, RuleSpec};
 use silences::{ActiveSilence, Matcher, Mute};
 use store::{alert_channel, alert_nflog, alert_rule, alert_silence, alert_state};
@@ -128,6 +134,16 @@ pub struct AlertsConfig {
     #[arg(long = "replica", env = "WEIR_API_REPLICA")]
     pub replica: Option<String>,
 
+    /// How often replicas on one PostgreSQL database re-divide the tenants
+    /// whose rules they evaluate, in ms (a replica that died is replaced
+    /// within about this long once PostgreSQL has noticed).
+    #[arg(
+        long = "alerts-rebalance-interval-ms",
+        env = "WEIR_ALERTS_REBALANCE_INTERVAL_MS",
+        default_value_t = 2000
+    )]
+    pub rebalance_interval_ms: u64,
+
     /// The time the rules see; tests swap in a manual clock.
     #[arg(skip)]
     pub clock: Clock,
@@ -145,6 +161,7 @@ impl Default for AlertsConfig {
             cluster_probe_interval_ms: 30_000,
             api_mqtt_jwt_ttl_secs: 900,
             replica: None,
+            rebalance_interval_ms: 2000,
             clock: Clock::default(),
         }
     }
@@ -183,7 +200,8 @@ impl Clock {
 /// names the project the gateway or cluster belongs to: only that project's
 /// rules see it. Observations, not decisions: the engine alone turns them
 /// into pending, firing and resolved (repeating a state changes nothing).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum FleetEvent {
     GatewayOnline {
         project: Uuid,
@@ -232,6 +250,8 @@ pub struct Alerts {
 }
 
 struct Inner {
+    /// This process, in signals to the other replicas.
+    id: Uuid,
     db: DatabaseConnection,
     cfg: AlertsConfig,
     /// The master key (channel secrets) and the fleet's clusters (ingestion).
@@ -280,7 +300,9 @@ impl Alerts {
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(ApiError::internal)?;
+        let coord = Coordinator::new(&db);
         let inner = Arc::new(Inner {
+            id: Uuid::new_v4(),
             db,
             cfg,
             fleet,
@@ -307,11 +329,16 @@ impl Alerts {
             out: Vec::new(),
             last_evaluations: 0,
             offline: HashSet::new(),
+            coord,
+            defs: vec![],
+            owned: BTreeSet::new(),
         };
-        w.load(true).await?;
+        w.load().await?;
         let h = tokio::spawn(w.run(rx, fleet_rx));
         alerts.track(h.abort_handle());
         let h = tokio::spawn(ingest::supervise(alerts.clone()));
+        alerts.track(h.abort_handle());
+        let h = tokio::spawn(replicas::listen(alerts.clone()));
         alerts.track(h.abort_handle());
         Ok(alerts)
     }
@@ -343,14 +370,19 @@ impl Alerts {
         self.inner.cfg.clock.now_ms()
     }
 
-    /// Where the fleet code sends gateway, device and cluster health.
-    pub fn fleet_sender(&self) -> mpsc::Sender<FleetEvent> {
-        self.inner.fleet_tx.clone()
+    /// Report fleet health (waits only if the worker is far behind); the
+    /// other replicas hear of it too.
+    pub async fn fleet_event(&self, ev: FleetEvent) {
+        self.fleet_event_local(ev.clone()).await;
+        self.announce(Signal::Fleet { event: ev }).await;
     }
 
-    /// Report fleet health (waits only if the worker is far behind).
-    pub async fn fleet_event(&self, ev: FleetEvent) {
+    async fn fleet_event_local(&self, ev: FleetEvent) {
         let _ = self.inner.fleet_tx.send(ev).await;
+    }
+
+    async fn announce(&self, signal: Signal) {
+        replicas::announce(&self.inner.db, self.inner.id, signal).await;
     }
 
     /// The fleet reported this gateway of the project offline (and not back since).
@@ -362,8 +394,14 @@ impl Alerts {
             .contains(&(project, gateway.to_string()))
     }
 
-    /// Clusters were created, changed or deleted: the ingestion reads them again.
-    pub fn clusters_changed(&self) {
+    /// Clusters were created, changed or deleted: the ingestion (here and
+    /// on the other replicas) reads them again.
+    pub async fn clusters_changed(&self) {
+        self.clusters_changed_local();
+        self.announce(Signal::Clusters).await;
+    }
+
+    fn clusters_changed_local(&self) {
         self.inner.clusters_changed.notify_one();
     }
 
@@ -372,9 +410,20 @@ impl Alerts {
         self.inner.fleet.master().ok()
     }
 
-    /// Rules, channels or silences changed: the worker re-reads them.
+    /// Rules, channels or silences changed: the worker (here and on the
+    /// other replicas) re-reads them.
     pub async fn reload(&self) {
+        self.reload_local().await;
+        self.announce(Signal::Reload).await;
+    }
+
+    async fn reload_local(&self) {
         let _ = self.inner.tx.send(Input::Reload).await;
+    }
+
+    /// Tenants whose rules this replica evaluates now (all of them on SQLite).
+    pub fn owned_tenants(&self) -> BTreeSet<String> {
+        self.inner.tenants.borrow().clone()
     }
 
     /// Feed one uplink message (what the MQTT ingestion does per publish).
@@ -411,6 +460,11 @@ impl Alerts {
         while self.passes() < target {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Readings messages and fleet events processed so far.
+    pub fn processed(&self) -> u64 {
+        self.inner.processed.load(Ordering::SeqCst)
     }
 
     pub fn metrics(&self) -> &AlertMetrics {
@@ -655,6 +709,12 @@ struct Worker {
     last_evaluations: u64,
     /// Gateways the fleet reports offline, as (project, gateway).
     offline: HashSet<(Uuid, String)>,
+    /// Which tenants this replica evaluates.
+    coord: Coordinator,
+    /// Every rule, of every tenant (as last read).
+    defs: Vec<RuleDef>,
+    /// Tenants whose rules run here.
+    owned: BTreeSet<String>,
 }
 
 impl Worker {
@@ -664,23 +724,11 @@ impl Worker {
         }
     }
 
-    /// Read rules, channels and silences; at start also the persisted
-    /// states and the notification log.
-    async fn load(&mut self, first: bool) -> Result<(), ApiError> {
+    /// Read rules, channels and silences, settle which tenants this replica
+    /// evaluates, and observe the fleet as its tables say.
+    async fn load(&mut self) -> Result<(), ApiError> {
         let db = &self.inner.db;
-        let now = self.inner.cfg.clock.now_ms();
-        let defs = load_rule_defs(db).await?;
-        self.kinds = defs.iter().map(|d| (d.id, d.spec.kind)).collect();
-        let channels_of: HashMap<Uuid, Vec<Uuid>> = defs
-            .iter()
-            .map(|d| (d.id, d.spec.channels.clone()))
-            .collect();
-        let tenants: BTreeSet<String> = defs
-            .iter()
-            .filter(|d| d.spec.enabled)
-            .map(|d| d.tenant.clone())
-            .collect();
-        self.engine.set_rules(defs, now, &mut self.out);
+        self.defs = load_rule_defs(db).await?;
         let chans = alert_channel::Entity::find().all(db).await?;
         let key = self.inner.fleet.master().ok();
         self.notifier.set_channels(
@@ -695,8 +743,86 @@ impl Worker {
             .iter()
             .map(silence_from_row)
             .collect();
-        if first {
+        let owned = self.coord.assign(&self.tenants_with_rules()).await;
+        self.take(owned).await?;
+        self.fleet_snapshot().await
+    }
+
+    fn tenants_with_rules(&self) -> BTreeSet<String> {
+        self.defs.iter().map(|d| d.tenant.clone()).collect()
+    }
+
+    /// Another ownership pass (replicas came or went); takes what changed.
+    async fn rebalance(&mut self) {
+        if self.coord.is_single() {
+            return;
+        }
+        let owned = self.coord.assign(&self.tenants_with_rules()).await;
+        self.inner.metrics.replicas.set(self.coord.replicas());
+        if owned != self.owned {
+            tracing::info!(tenants = ?owned, replicas = self.coord.replicas(), "alerts: this replica's tenants changed");
+            if let Err(e) = self.take(owned).await {
+                tracing::error!(error = %e, "alerts: taking over tenants failed");
+            }
+        }
+    }
+
+    /// Run the rules of `owned` from now on. Tenants handed to another
+    /// replica are dropped without resolving anything (their alerts go on
+    /// there); tenants taken over get their persisted states and their
+    /// channels' notification log back, so nothing fires or notifies twice.
+    async fn take(&mut self, owned: BTreeSet<String>) -> Result<(), ApiError> {
+        let db = &self.inner.db;
+        let now = self.inner.cfg.clock.now_ms();
+        let all = self.tenants_with_rules();
+        let handed: BTreeSet<&String> = self
+            .owned
+            .difference(&owned)
+            .filter(|t| all.contains(*t))
+            .collect();
+        let gained: BTreeSet<&String> = owned.difference(&self.owned).collect();
+        let projects_of = |ts: &BTreeSet<&String>| -> HashSet<Uuid> {
+            self.defs
+                .iter()
+                .filter(|d| ts.contains(&d.tenant))
+                .map(|d| d.project_id)
+                .collect()
+        };
+        if !handed.is_empty() {
+            self.engine.hand_over(|d| handed.contains(&d.tenant));
+            self.notifier.forget_projects(&projects_of(&handed));
+        }
+        let gained_projects = projects_of(&gained);
+        let gained_rules: HashSet<Uuid> = self
+            .defs
+            .iter()
+            .filter(|d| gained.contains(&d.tenant))
+            .map(|d| d.id)
+            .collect();
+        self.kinds = self.defs.iter().map(|d| (d.id, d.spec.kind)).collect();
+        let channels_of: HashMap<Uuid, Vec<Uuid>> = self
+            .defs
+            .iter()
+            .map(|d| (d.id, d.spec.channels.clone()))
+            .collect();
+        let tenants: BTreeSet<String> = self
+            .defs
+            .iter()
+            .filter(|d| d.spec.enabled && owned.contains(&d.tenant))
+            .map(|d| d.tenant.clone())
+            .collect();
+        let mine: Vec<RuleDef> = self
+            .defs
+            .iter()
+            .filter(|d| owned.contains(&d.tenant))
+            .cloned()
+            .collect();
+        self.engine.set_rules(mine, now, &mut self.out);
+        if !gained_rules.is_empty() {
             for s in alert_state::Entity::find().all(db).await? {
+                if !gained_rules.contains(&s.rule_id) {
+                    continue;
+                }
                 let Some(state) = AlertState::parse(&s.state) else {
                     continue;
                 };
@@ -725,6 +851,13 @@ impl Worker {
                 }
             }
             for g in alert_nflog::Entity::find().all(db).await? {
+                let mine = self
+                    .notifier
+                    .channel(g.channel_id)
+                    .is_some_and(|c| gained_projects.contains(&c.project_id));
+                if !mine {
+                    continue;
+                }
                 let sent: Vec<String> = serde_json::from_str(&g.sent).unwrap_or_default();
                 self.notifier.restore_group(
                     g.channel_id,
@@ -734,7 +867,13 @@ impl Worker {
                 );
             }
         }
-        self.fleet_snapshot().await?;
+        self.inner.metrics.owned_tenants.set(owned.len() as i64);
+        self.inner
+            .metrics
+            .rules
+            .set(self.engine.rule_count() as i64);
+        self.inner.metrics.replicas.set(self.coord.replicas());
+        self.owned = owned;
         self.alerts().set_tenants(tenants);
         Ok(())
     }
@@ -744,7 +883,6 @@ impl Worker {
     /// after a table change are processed after this, so they win.
     async fn fleet_snapshot(&mut self) -> Result<(), ApiError> {
         use crate::fleet::entities::{cluster, gateway};
-        use weir_crds::agent_api::{AgentStatus, DeviceState};
         let db = &self.inner.db;
         let mut evs = vec![];
         for g in gateway::Entity::find().all(db).await? {
@@ -760,21 +898,7 @@ impl Worker {
                 }),
                 None => {}
             }
-            let status = g
-                .status
-                .as_deref()
-                .and_then(|s| serde_json::from_str::<AgentStatus>(s).ok());
-            if let Some(st) = status.filter(|s| !s.devices.is_empty()) {
-                evs.push(FleetEvent::Devices {
-                    project,
-                    gateway: gw,
-                    devices: st
-                        .devices
-                        .into_iter()
-                        .map(|d| (d.name, d.state != DeviceState::Down))
-                        .collect(),
-                });
-            }
+            evs.extend(replicas::device_event(&g));
         }
         // The tables are the truth now: forget gateways that were deleted meanwhile.
         self.offline.clear();
@@ -806,6 +930,9 @@ impl Worker {
         let every = Duration::from_millis(self.inner.cfg.eval_interval_ms.max(1));
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let every = Duration::from_millis(self.inner.cfg.rebalance_interval_ms.max(10));
+        let mut rebalance = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        rebalance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut acks = vec![];
             tokio::select! {
@@ -820,6 +947,7 @@ impl Worker {
                     }
                 }
                 Some(ev) = fleet_rx.recv() => self.fleet(ev),
+                _ = rebalance.tick() => self.rebalance().await,
                 _ = tick.tick() => {
                     let now = self.inner.cfg.clock.now_ms();
                     self.engine.tick(now, &mut self.out);
@@ -926,7 +1054,7 @@ impl Worker {
                 }
             }
             Input::Reload => {
-                if let Err(e) = self.load(false).await {
+                if let Err(e) = self.load().await {
                     tracing::error!(error = %e, "alerts: reload failed");
                 }
             }

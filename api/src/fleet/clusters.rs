@@ -528,7 +528,7 @@ async fn create_cluster(
     )
     .await?;
     tx.commit().await?;
-    st.alerts.clusters_changed();
+    st.alerts.clusters_changed().await;
     // A first health check, outside the write lock (it may take seconds).
     let c = if c.backend == BACKEND_EXTERNAL {
         refresh_health(&st.db, &st, &o, c).await?
@@ -687,7 +687,7 @@ async fn update_cluster(
     )
     .await?;
     tx.commit().await?;
-    st.alerts.clusters_changed();
+    st.alerts.clusters_changed().await;
     Ok(Json(Cluster::build(&o, &p, c)))
 }
 
@@ -775,7 +775,7 @@ async fn delete_cluster(
     )
     .await?;
     tx.commit().await?;
-    st.alerts.clusters_changed();
+    st.alerts.clusters_changed().await;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -845,6 +845,6 @@ async fn transfer_cluster(
     )
     .await?;
     tx.commit().await?;
-    st.alerts.clusters_changed();
+    st.alerts.clusters_changed().await;
     Ok(Json(Cluster::build(&o, &target, c2)))
 }

@@ -140,6 +140,23 @@ impl TestApp {
         TestApp { running, db, http }
     }
 
+    /// Another api process on this app's database (a second replica); its
+    /// `stop` leaves the database to this app.
+    pub async fn replica(&self, tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let mut cfg = test_config(&self.db.url);
+        tweak(&mut cfg);
+        let running = weir_api::start(cfg).await.expect("replica starts");
+        TestApp {
+            running,
+            db: TestDb {
+                url: self.db.url.clone(),
+                dir: None,
+                pg_name: None,
+            },
+            http: self.http.clone(),
+        }
+    }
+
     pub async fn stop(self) {
         self.running.task.abort();
         self.running.state.db.clone().close().await.ok();

@@ -11,7 +11,7 @@
 pub mod email;
 pub mod webhook;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -255,6 +255,18 @@ impl Notifier {
         self.channels = chans.into_iter().map(|c| (c.id, Arc::new(c))).collect();
         let ids: BTreeSet<Uuid> = self.channels.keys().copied().collect();
         self.groups.retain(|(c, _), _| ids.contains(c));
+    }
+
+    /// Forget the alerts and groups of these projects (another api replica
+    /// notifies for them now).
+    pub fn forget_projects(&mut self, projects: &HashSet<Uuid>) {
+        self.alerts.retain(|_, a| !projects.contains(&a.project_id));
+        let channels = &self.channels;
+        self.groups.retain(|(c, _), _| {
+            channels
+                .get(c)
+                .is_none_or(|ch| !projects.contains(&ch.project_id))
+        });
     }
 
     pub fn channel(&self, id: Uuid) -> Option<Arc<Channel>> {

@@ -1,0 +1,154 @@
+//! What the alert tests share: polling with a deadline, a Mosquitto of
+//! their own, and a webhook receiver that records (and can fail) requests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use sha2::Sha256;
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub async fn until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub async fn wait_port(port: u16, what: &str) {
+    until(what, || async move {
+        tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+    })
+    .await;
+}
+
+/// A child process killed on drop.
+pub struct Proc(pub Child, pub tempfile::TempDir);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub async fn mosquitto() -> (Proc, u16) {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
+    )
+    .unwrap();
+    let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    };
+    let child = Command::new(bin)
+        .arg("-c")
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("this test needs Mosquitto (`mosquitto` binary, Debian package mosquitto): {e}")
+        });
+    let p = Proc(child, dir);
+    wait_port(port, "mosquitto to listen").await;
+    (p, port)
+}
+
+#[derive(Default)]
+pub struct Hook {
+    pub fail_first: AtomicUsize,
+    pub requests: Mutex<Vec<(String, Vec<u8>)>>,
+}
+
+impl Hook {
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+    pub fn bodies(&self) -> Vec<Value> {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(_, b)| serde_json::from_slice(b).unwrap())
+            .collect()
+    }
+}
+
+async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    let sig = headers
+        .get("x-weir-signature")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    h.requests.lock().unwrap().push((sig, body.to_vec()));
+    if h.fail_first.load(Ordering::SeqCst) > 0 {
+        h.fail_first.fetch_sub(1, Ordering::SeqCst);
+        return StatusCode::INTERNAL_SERVER_ERROR;
+    }
+    StatusCode::OK
+}
+
+pub async fn webhook_receiver(fail_first: usize) -> (Arc<Hook>, String) {
+    let hook = Arc::new(Hook::default());
+    hook.fail_first.store(fail_first, Ordering::SeqCst);
+    let app = axum::Router::new()
+        .route("/hook", axum::routing::post(hook_handler))
+        .with_state(hook.clone());
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr: SocketAddr = l.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    (hook, format!("http://{addr}/hook"))
+}
+
+pub fn verify(secret: &str, sig: &str, body: &[u8]) -> bool {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    sig == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+impl Hook {
+    /// (status, alertname) of each alert in each notice, in arrival order.
+    pub fn notices(&self) -> Vec<(String, String)> {
+        let mut out = vec![];
+        for b in self.bodies() {
+            for a in b["alerts"].as_array().cloned().unwrap_or_default() {
+                out.push((
+                    a["status"].as_str().unwrap_or("").to_string(),
+                    a["labels"]["alertname"].as_str().unwrap_or("").to_string(),
+                ));
+            }
+        }
+        out
+    }
+}
