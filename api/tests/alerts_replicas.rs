@@ -12,6 +12,7 @@ mod alerts_support;
 mod common;
 
 use std::collections::BTreeSet;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use alerts_support::{mosquitto, until, webhook_receiver};
@@ -107,6 +108,19 @@ async fn metrics(app: &TestApp) -> String {
         .unwrap()
 }
 
+fn uplink(clock: &Clock, tag: &str, v: f64) -> UplinkMessage {
+    UplinkMessage {
+        frames: vec![Frame {
+            seq: 1,
+            timestamp: clock.now_ms(),
+            values: [(tag.to_string(), TagValue::Float(v))]
+                .into_iter()
+                .collect(),
+            errors: Default::default(),
+        }],
+    }
+}
+
 struct Publisher {
     client: rumqttc::AsyncClient,
     clock: Clock,
@@ -125,16 +139,7 @@ impl Publisher {
     }
 
     async fn publish(&self, t: &Tenant, gateway: &str, device: &str, tag: &str, v: f64) {
-        let msg = UplinkMessage {
-            frames: vec![Frame {
-                seq: 1,
-                timestamp: self.clock.now_ms(),
-                values: [(tag.to_string(), TagValue::Float(v))]
-                    .into_iter()
-                    .collect(),
-                errors: Default::default(),
-            }],
-        };
+        let msg = uplink(&self.clock, tag, v);
         let topic = weir_crds::message::topic("weir", &t.org, gateway, device, "fast");
         self.client
             .publish(
@@ -365,4 +370,51 @@ async fn two_replicas_split_tenants_and_notify_once() {
     survivor.running.state.alerts.shutdown();
     survivor.stop().await;
     gone.db.drop_db().await;
+}
+
+/// A tenant given away while its notice is still being sent moves only
+/// once that delivery is logged, so its new owner does not send it again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_tenant_moves_only_after_its_notices_are_logged() {
+    let (_mosq, mport) = mosquitto().await;
+    let (hook, url) = webhook_receiver(0).await;
+    hook.slow_first.store(2, Ordering::SeqCst);
+    let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
+    let a = TestApp::start_with(Backend::Postgres, tweak(&clock, mport, "a")).await;
+    let admin = a.admin().await;
+    let t1 = tenant(&a, &admin, &url).await;
+    let t2 = tenant(&a, &admin, &url).await;
+    until("one replica alone owns both tenants", || async {
+        owns(&a, &t1) && owns(&a, &t2)
+    })
+    .await;
+    // Both alerts fire; their notices hang at the receiver for 1.5 s.
+    let alerts = &a.running.state.alerts;
+    for t in [&t1, &t2] {
+        alerts
+            .ingest(&t.org, "ps-1", "tank-1", uplink(&clock, "level", 7.0))
+            .await;
+    }
+    alerts.sync().await;
+    clock.advance(Duration::from_secs(5));
+    until("both notices on their way", || async { hook.count() == 2 }).await;
+
+    // A second replica joins meanwhile and gets one tenant, later.
+    let b = a.replica(tweak(&clock, mport, "b")).await;
+    until("the two replicas split the tenants", || async {
+        owned(&a).len() == 1 && owned(&b).len() == 1
+    })
+    .await;
+    for app in [&a, &b] {
+        app.running.state.alerts.wait_passes(10).await;
+    }
+    assert_eq!(
+        hook.count(),
+        2,
+        "the tenant that moved was not notified again by its new owner"
+    );
+    b.running.state.alerts.shutdown();
+    b.stop().await;
+    a.running.state.alerts.shutdown();
+    a.stop().await;
 }

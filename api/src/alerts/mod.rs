@@ -332,6 +332,7 @@ impl Alerts {
             coord,
             defs: vec![],
             owned: BTreeSet::new(),
+            in_flight: HashMap::new(),
         };
         w.load().await?;
         let h = tokio::spawn(w.run(rx, fleet_rx));
@@ -715,6 +716,8 @@ struct Worker {
     defs: Vec<RuleDef>,
     /// Tenants whose rules run here.
     owned: BTreeSet<String>,
+    /// Notices being sent, by project.
+    in_flight: HashMap<Uuid, usize>,
 }
 
 impl Worker {
@@ -743,7 +746,7 @@ impl Worker {
             .iter()
             .map(silence_from_row)
             .collect();
-        let owned = self.coord.assign(&self.tenants_with_rules()).await;
+        let owned = self.assign().await;
         self.take(owned).await?;
         self.fleet_snapshot().await
     }
@@ -752,12 +755,24 @@ impl Worker {
         self.defs.iter().map(|d| d.tenant.clone()).collect()
     }
 
+    /// An ownership pass (see [`replicas::Coordinator::assign`]).
+    async fn assign(&mut self) -> BTreeSet<String> {
+        let busy: HashSet<&str> = self
+            .defs
+            .iter()
+            .filter(|d| self.in_flight.get(&d.project_id).is_some_and(|n| *n > 0))
+            .map(|d| d.tenant.as_str())
+            .collect();
+        let tenants = self.tenants_with_rules();
+        self.coord.assign(&tenants, |t| busy.contains(t)).await
+    }
+
     /// Another ownership pass (replicas came or went); takes what changed.
     async fn rebalance(&mut self) {
         if self.coord.is_single() {
             return;
         }
-        let owned = self.coord.assign(&self.tenants_with_rules()).await;
+        let owned = self.assign().await;
         self.inner.metrics.replicas.set(self.coord.replicas());
         if owned != self.owned {
             tracing::info!(tenants = ?owned, replicas = self.coord.replicas(), "alerts: this replica's tenants changed");
@@ -1060,7 +1075,19 @@ impl Worker {
             }
             Input::Delivered { n, ok, saved } => {
                 let now = self.inner.cfg.clock.now_ms();
-                if let Some(sent) = self.notifier.delivered(&n, ok, now) {
+                let handed_over = !self.notifier.knows_group(n.channel.id, &n.group_key)
+                    && self.notifier.channel(n.channel.id).is_some();
+                let sent = if handed_over {
+                    // Its tenant went to another replica meanwhile (which
+                    // waits for this): log what the notice announced.
+                    ok.then(|| n.firing_fingerprints())
+                } else {
+                    self.notifier.delivered(&n, ok, now)
+                };
+                if let Some(c) = self.in_flight.get_mut(&n.channel.project_id) {
+                    *c = c.saturating_sub(1);
+                }
+                if let Some(sent) = sent {
                     if let Err(e) = store::save_nflog(
                         &self.inner.db,
                         n.channel.id,
@@ -1129,6 +1156,7 @@ impl Worker {
                 .count() as i64,
         );
         for n in due {
+            *self.in_flight.entry(n.channel.project_id).or_default() += 1;
             let alerts = self.alerts();
             let h = tokio::spawn(async move {
                 let kind = n.status();

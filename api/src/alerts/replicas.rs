@@ -9,7 +9,9 @@
 //!   and keeps at most its fair share of the tenants with rules (`ceil(tenants
 //!   / replicas)`), releasing extras and trying free ones. Only the owner
 //!   subscribes to a tenant's readings, evaluates its rules and sends its
-//!   notices. A replica that dies closes its connection and PostgreSQL frees
+//!   notices. A tenant given away stops being evaluated at once, but its
+//!   lock is held until the notices in flight for it are delivered and
+//!   logged, so the next owner reads a complete notification log. A replica that dies closes its connection and PostgreSQL frees
 //!   its locks (TCP keepalives on that session bound the wait when the host
 //!   vanishes); the others take its tenants on their next pass and restore
 //!   the persisted states and notification log, so nothing fires twice.
@@ -63,6 +65,8 @@ pub struct PgCoordinator {
     conn: Option<PgConnection>,
     member: Option<i32>,
     owned: BTreeSet<i32>,
+    /// Given away but still locked: notices for them are in flight.
+    releasing: BTreeSet<i32>,
     /// Live replicas at the last pass.
     pub replicas: i64,
 }
@@ -86,6 +90,7 @@ impl Coordinator {
                     conn: None,
                     member: None,
                     owned: BTreeSet::new(),
+                    releasing: BTreeSet::new(),
                     replicas: 0,
                 }))
             }
@@ -106,9 +111,15 @@ impl Coordinator {
     }
 
     /// One ownership pass over `tenants` (every tenant with rules): the
-    /// tenants this replica evaluates from now on. On an error it owns
-    /// nothing (it cannot tell whether its locks still hold).
-    pub async fn assign(&mut self, tenants: &BTreeSet<String>) -> BTreeSet<String> {
+    /// tenants this replica evaluates from now on. `busy` says whether a
+    /// tenant has notices in flight (a tenant given away keeps its lock
+    /// until they are done). On an error it owns nothing (it cannot tell
+    /// whether its locks still hold).
+    pub async fn assign(
+        &mut self,
+        tenants: &BTreeSet<String>,
+        busy: impl Fn(&str) -> bool,
+    ) -> BTreeSet<String> {
         let c = match self {
             Coordinator::Single => return tenants.clone(),
             Coordinator::Postgres(c) => c,
@@ -117,7 +128,12 @@ impl Coordinator {
             m.entry(tenant_key(t)).or_insert_with(Vec::new).push(t);
             m
         });
-        let res = tokio::time::timeout(Duration::from_secs(5), c.pass(&keys)).await;
+        let busy: BTreeSet<i32> = keys
+            .iter()
+            .filter(|(_, ts)| ts.iter().any(|t| busy(t)))
+            .map(|(k, _)| *k)
+            .collect();
+        let res = tokio::time::timeout(Duration::from_secs(5), c.pass(&keys, &busy)).await;
         match res {
             Ok(Ok(())) => c
                 .owned
@@ -146,12 +162,25 @@ impl PgCoordinator {
         self.conn = None;
         self.member = None;
         self.owned.clear();
+        self.releasing.clear();
     }
 
-    async fn pass(&mut self, keys: &BTreeMap<i32, Vec<&String>>) -> Result<(), sqlx::Error> {
+    async fn unlock(conn: &mut PgConnection, k: i32) -> Result<(), sqlx::Error> {
+        sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+            .bind(TENANT_NS)
+            .bind(k)
+            .execute(conn)
+            .await?;
+        Ok(())
+    }
+
+    async fn pass(
+        &mut self,
+        keys: &BTreeMap<i32, Vec<&String>>,
+        busy: &BTreeSet<i32>,
+    ) -> Result<(), sqlx::Error> {
         if self.conn.is_none() {
-            self.member = None;
-            self.owned.clear();
+            self.reset();
             self.conn = Some(self.opts.connect().await?);
         }
         let conn = self.conn.as_mut().expect("connected above");
@@ -176,39 +205,50 @@ impl PgCoordinator {
         .await?;
         self.replicas = replicas.max(1);
         let fair = keys.len().div_ceil(self.replicas as usize);
-        // Tenants without rules any more, then what is above the fair share.
-        let gone: Vec<i32> = self
+        // Tenants without rules any more go at once; given-away ones once
+        // nothing is in flight for them.
+        let free: Vec<i32> = self
             .owned
             .iter()
             .filter(|k| !keys.contains_key(k))
-            .copied()
-            .collect();
-        let extra: Vec<i32> = self
-            .owned
-            .iter()
-            .filter(|k| keys.contains_key(k))
-            .rev()
-            .take(
-                self.owned
-                    .len()
-                    .saturating_sub(gone.len())
-                    .saturating_sub(fair),
+            .chain(
+                self.releasing
+                    .iter()
+                    .filter(|k| !keys.contains_key(k) || !busy.contains(k)),
             )
             .copied()
             .collect();
-        for k in gone.into_iter().chain(extra) {
-            sqlx::query("SELECT pg_advisory_unlock($1, $2)")
-                .bind(TENANT_NS)
-                .bind(k)
-                .execute(&mut *conn)
-                .await?;
+        for k in free {
+            Self::unlock(conn, k).await?;
             self.owned.remove(&k);
+            self.releasing.remove(&k);
+        }
+        // What is above the fair share is given away.
+        let extra: Vec<i32> = self
+            .owned
+            .iter()
+            .rev()
+            .take(self.owned.len().saturating_sub(fair))
+            .copied()
+            .collect();
+        for k in extra {
+            self.owned.remove(&k);
+            if busy.contains(&k) {
+                self.releasing.insert(k);
+            } else {
+                Self::unlock(conn, k).await?;
+            }
         }
         for k in keys.keys() {
             if self.owned.len() >= fair {
                 break;
             }
             if self.owned.contains(k) {
+                continue;
+            }
+            // Still locked by this session (locks stack: never take one twice).
+            if self.releasing.remove(k) {
+                self.owned.insert(*k);
                 continue;
             }
             let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")

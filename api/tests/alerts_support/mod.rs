@@ -88,6 +88,8 @@ pub async fn mosquitto() -> (Proc, u16) {
 #[derive(Default)]
 pub struct Hook {
     pub fail_first: AtomicUsize,
+    /// This many requests are answered only after 1.5 s.
+    pub slow_first: AtomicUsize,
     pub requests: Mutex<Vec<(String, Vec<u8>)>>,
 }
 
@@ -112,6 +114,10 @@ async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Byte
         .unwrap_or("")
         .to_string();
     h.requests.lock().unwrap().push((sig, body.to_vec()));
+    if h.slow_first.load(Ordering::SeqCst) > 0 {
+        h.slow_first.fetch_sub(1, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+    }
     if h.fail_first.load(Ordering::SeqCst) > 0 {
         h.fail_first.fetch_sub(1, Ordering::SeqCst);
         return StatusCode::INTERNAL_SERVER_ERROR;

@@ -269,6 +269,11 @@ impl Notifier {
         });
     }
 
+    /// Whether a group of this channel and key is tracked here.
+    pub fn knows_group(&self, channel: Uuid, key: &str) -> bool {
+        self.groups.contains_key(&(channel, key.to_string()))
+    }
+
     pub fn channel(&self, id: Uuid) -> Option<Arc<Channel>> {
         self.channels.get(&id).cloned()
     }
