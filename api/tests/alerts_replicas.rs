@@ -418,3 +418,87 @@ async fn a_tenant_moves_only_after_its_notices_are_logged() {
     a.running.state.alerts.shutdown();
     a.stop().await;
 }
+
+/// The ownership passes on their own, with three replicas and seven
+/// tenants: fair shares, no tenant owned twice, none left over; a tenant
+/// with notices in flight is held back; a replica that goes away is
+/// replaced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn coordinators_divide_tenants_fairly() {
+    use weir_api::alerts::replicas::Coordinator;
+    let db = common::TestDb::new(Backend::Postgres).await;
+    let conn = sea_orm::Database::connect(&db.url).await.unwrap();
+    let tenants: BTreeSet<String> = (0..7).map(|i| format!("plant-{i}")).collect();
+    let mut cs: Vec<Coordinator> = (0..3).map(|_| Coordinator::new(&conn)).collect();
+    let idle = |_: &str| false;
+
+    // Passes until nothing moves: the first replica grabs everything, the
+    // others join, extras are given away and picked up.
+    let mut owned: Vec<BTreeSet<String>> = vec![BTreeSet::new(); 3];
+    for _ in 0..4 {
+        for (c, o) in cs.iter_mut().zip(owned.iter_mut()) {
+            *o = c.assign(&tenants, idle).await;
+        }
+    }
+    let sizes: Vec<usize> = owned.iter().map(|o| o.len()).collect();
+    assert!(sizes.iter().all(|n| *n <= 3), "fair share is 3: {sizes:?}");
+    assert_eq!(
+        sizes.iter().sum::<usize>(),
+        7,
+        "every tenant owned once: {owned:?}"
+    );
+    let all: BTreeSet<&String> = owned.iter().flatten().collect();
+    assert_eq!(all.len(), 7);
+    assert!(cs.iter().all(|c| c.replicas() == 3));
+
+    // The third replica goes away (its connection closes): the other two
+    // take its tenants, 4 and 3, once PostgreSQL has seen it go.
+    drop(cs.pop());
+    owned.pop();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        for (c, o) in cs.iter_mut().zip(owned.iter_mut()) {
+            *o = c.assign(&tenants, idle).await;
+        }
+        let mut sizes: Vec<usize> = owned.iter().map(|o| o.len()).collect();
+        sizes.sort();
+        if sizes == vec![3, 4] {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "two replicas should own all seven tenants: {owned:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // A new replica joins while the tenants of the one with four are busy:
+    // one is given away (no longer evaluated there) but stays locked until
+    // its notices are done.
+    let big = if owned[0].len() == 4 { 0 } else { 1 };
+    let busy_of = owned[big].clone();
+    cs.push(Coordinator::new(&conn));
+    assert!(
+        cs[2].assign(&tenants, idle).await.is_empty(),
+        "every tenant is still locked"
+    );
+    let kept = cs[big].assign(&tenants, |t| busy_of.contains(t)).await;
+    assert_eq!(kept.len(), 3, "fair share of three replicas: {kept:?}");
+    let given: Vec<&String> = busy_of.difference(&kept).collect();
+    assert_eq!(given.len(), 1);
+    let newcomer = cs[2].assign(&tenants, idle).await;
+    assert!(
+        newcomer.is_empty(),
+        "the given-away tenant stays locked while busy: {newcomer:?}"
+    );
+    let _ = cs[big].assign(&tenants, idle).await;
+    let newcomer = cs[2].assign(&tenants, idle).await;
+    assert_eq!(
+        newcomer.iter().collect::<Vec<_>>(),
+        given,
+        "released once idle, taken by the newcomer"
+    );
+    drop(cs);
+    conn.close().await.ok();
+    db.drop_db().await;
+}

@@ -5,18 +5,21 @@
 //! - **Ownership** ([`Coordinator`]): each replica holds a session-level
 //!   advisory lock that says it is alive (`(MEMBER_NS, random key)`), and
 //!   one advisory lock per tenant it evaluates (`(TENANT_NS, hash(tenant))`)
-//!   on a connection of its own. Every pass it counts the live replicas
-//!   and keeps at most its fair share of the tenants with rules (`ceil(tenants
-//!   / replicas)`), releasing extras and trying free ones. Only the owner
-//!   subscribes to a tenant's readings, evaluates its rules and sends its
-//!   notices. A tenant given away stops being evaluated at once, but its
-//!   lock is held until the notices in flight for it are delivered and
-//!   logged, so the next owner reads a complete notification log. A replica that dies closes its connection and PostgreSQL frees
-//!   its locks (TCP keepalives on that session bound the wait when the host
-//!   vanishes); the others take its tenants on their next pass and restore
-//!   the persisted states and notification log, so nothing fires twice.
-//!   A replica whose pass fails (database unreachable) stops evaluating
-//!   before its locks can be granted to anyone else.
+//!   on a connection of its own. Every pass it counts the live replicas and
+//!   keeps at most its fair share of the tenants with rules
+//!   (`ceil(tenants / replicas)`), giving away extras and trying free ones.
+//!   Only the owner subscribes to a tenant's readings, evaluates its rules
+//!   and sends its notices.
+//! - **Hand-over**: a tenant given away stops being evaluated at once, but
+//!   its lock is held until its notices in flight are delivered and logged
+//!   (at most [`MAX_HOLD`], so a failing receiver does not leave the tenant
+//!   unevaluated for its whole retry schedule); the next owner restores the
+//!   persisted states and notification log, so nothing fires or notifies
+//!   twice. A replica that dies closes its connection and PostgreSQL frees
+//!   its locks (TCP keepalives on that session bound the wait to about 25 s
+//!   when its host vanishes). A replica whose pass fails or hangs (database
+//!   unreachable) stops evaluating within one pass and its 5 s timeout,
+//!   before PostgreSQL gives its locks to anyone else.
 //! - **Signals** ([`announce`], [`listen`]): fleet-health events, rule,
 //!   channel and silence changes and cluster changes happen on whichever
 //!   replica served the request; they are handled there at once and sent to
@@ -26,7 +29,7 @@
 //! SQLite is one process: the single replica owns every tenant.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgListener};
 use sea_orm::sqlx::{self, ConnectOptions};
@@ -46,6 +49,8 @@ const TENANT_NS: i32 = MEMBER_NS + 1;
 pub const CHANNEL: &str = "weir_alerts";
 /// PostgreSQL refuses `NOTIFY` payloads from 8000 bytes on.
 const MAX_PAYLOAD: usize = 7900;
+/// The longest a tenant given away waits for its notices in flight.
+pub const MAX_HOLD: Duration = Duration::from_secs(15);
 
 /// The lock key of a tenant (tenants that share one move together).
 pub fn tenant_key(tenant: &str) -> i32 {
@@ -65,8 +70,8 @@ pub struct PgCoordinator {
     conn: Option<PgConnection>,
     member: Option<i32>,
     owned: BTreeSet<i32>,
-    /// Given away but still locked: notices for them are in flight.
-    releasing: BTreeSet<i32>,
+    /// Given away but still locked (since when): notices for them are in flight.
+    releasing: BTreeMap<i32, Instant>,
     /// Live replicas at the last pass.
     pub replicas: i64,
 }
@@ -90,7 +95,7 @@ impl Coordinator {
                     conn: None,
                     member: None,
                     owned: BTreeSet::new(),
-                    releasing: BTreeSet::new(),
+                    releasing: BTreeMap::new(),
                     replicas: 0,
                 }))
             }
@@ -214,7 +219,10 @@ impl PgCoordinator {
             .chain(
                 self.releasing
                     .iter()
-                    .filter(|k| !keys.contains_key(k) || !busy.contains(k)),
+                    .filter(|(k, since)| {
+                        !keys.contains_key(k) || !busy.contains(k) || since.elapsed() > MAX_HOLD
+                    })
+                    .map(|(k, _)| k),
             )
             .copied()
             .collect();
@@ -234,7 +242,7 @@ impl PgCoordinator {
         for k in extra {
             self.owned.remove(&k);
             if busy.contains(&k) {
-                self.releasing.insert(k);
+                self.releasing.insert(k, Instant::now());
             } else {
                 Self::unlock(conn, k).await?;
             }
@@ -247,7 +255,7 @@ impl PgCoordinator {
                 continue;
             }
             // Still locked by this session (locks stack: never take one twice).
-            if self.releasing.remove(k) {
+            if self.releasing.remove(k).is_some() {
                 self.owned.insert(*k);
                 continue;
             }
