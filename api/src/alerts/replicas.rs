@@ -73,7 +73,7 @@ pub struct PgCoordinator {
     /// Given away but still locked (since when): notices for them are in flight.
     releasing: BTreeMap<i32, Instant>,
     /// Live replicas at the last pass.
-    pub replicas: i64,
+    replicas: i64,
 }
 
 impl Coordinator {
@@ -292,26 +292,28 @@ pub enum Signal {
 }
 
 #[derive(Serialize, Deserialize)]
-struct Envelope {
+struct Envelope<S> {
     from: Uuid,
     #[serde(flatten)]
-    signal: Signal,
+    signal: S,
 }
 
-fn encode(from: Uuid, signal: Signal) -> Option<String> {
+fn encode(from: Uuid, signal: &Signal) -> Option<String> {
     let s = serde_json::to_string(&Envelope { from, signal }).ok()?;
     if s.len() <= MAX_PAYLOAD {
         return Some(s);
     }
-    let env: Envelope = serde_json::from_str(&s).ok()?;
-    match env.signal {
+    match signal {
         Signal::Fleet {
             event: FleetEvent::Devices {
                 project, gateway, ..
             },
         } => serde_json::to_string(&Envelope {
             from,
-            signal: Signal::GatewayStatus { project, gateway },
+            signal: Signal::GatewayStatus {
+                project: *project,
+                gateway: gateway.clone(),
+            },
         })
         .ok(),
         _ => None,
@@ -323,7 +325,7 @@ pub async fn announce(db: &DatabaseConnection, from: Uuid, signal: Signal) {
     if !matches!(db, DatabaseConnection::SqlxPostgresPoolConnection(_)) {
         return;
     }
-    let Some(payload) = encode(from, signal) else {
+    let Some(payload) = encode(from, &signal) else {
         tracing::error!("alerts: a signal to the other replicas does not fit a NOTIFY");
         return;
     };
@@ -383,7 +385,7 @@ pub async fn listen(alerts: Alerts) {
 }
 
 async fn dispatch(alerts: &Alerts, payload: &str) {
-    let env: Envelope = match serde_json::from_str(payload) {
+    let env: Envelope<Signal> = match serde_json::from_str(payload) {
         Ok(e) => e,
         Err(e) => {
             tracing::warn!(error = %e, "alerts: unreadable signal from another replica");
@@ -454,9 +456,9 @@ mod tests {
                 devices,
             },
         };
-        let s = encode(Uuid::nil(), big).expect("encoded");
+        let s = encode(Uuid::nil(), &big).expect("encoded");
         assert!(s.len() <= MAX_PAYLOAD);
-        let env: Envelope = serde_json::from_str(&s).unwrap();
+        let env: Envelope<Signal> = serde_json::from_str(&s).unwrap();
         assert_eq!(
             env.signal,
             Signal::GatewayStatus {
@@ -470,8 +472,8 @@ mod tests {
                 gateway: "riverside".into(),
             },
         };
-        let env: Envelope =
-            serde_json::from_str(&encode(Uuid::nil(), small.clone()).unwrap()).unwrap();
+        let env: Envelope<Signal> =
+            serde_json::from_str(&encode(Uuid::nil(), &small).unwrap()).unwrap();
         assert_eq!(env.signal, small);
     }
 
