@@ -7,9 +7,10 @@
 
 use std::time::{Duration, Instant};
 
-use sea_orm::ConnectionTrait;
 use serde_json::{json, Value};
 use weir_api::Config;
+
+mod support;
 
 const PASSWORD: &str = "bench-password-123";
 
@@ -147,26 +148,12 @@ fn main() {
         );
         run("sqlite", &sqlite).await;
 
-        let admin_url = std::env::var("WEIR_TEST_PG_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string());
-        match sea_orm::Database::connect(&admin_url).await {
-            Ok(admin) => {
-                let name = format!("weir_bench_{}", uuid::Uuid::new_v4().simple());
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .unwrap();
-                let root = admin_url
-                    .rsplit_once('/')
-                    .map(|(a, _)| a)
-                    .unwrap_or(&admin_url)
-                    .to_string();
-                run("postgres", &format!("{root}/{name}")).await;
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
+        match support::temp_pg().await {
+            Ok(pg) => {
+                run("postgres", &pg.url).await;
+                pg.drop_db().await;
             }
-            Err(e) => println!("postgres   skipped: not reachable at {admin_url} ({e})"),
+            Err(e) => println!("postgres   skipped: {e}"),
         }
     });
 }
