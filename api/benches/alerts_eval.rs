@@ -106,6 +106,10 @@ async fn delay_at_load(url: &str) -> (f64, f64, f64, usize) {
     cfg.bootstrap_admin_password = Some("bench-password-123".into());
     cfg.web_dir = dir.path().join("none");
     cfg.alerts.eval_interval_ms = 100;
+    // Seals the webhook's signing secret (PostgreSQL has no key file to make).
+    cfg.fleet.master_key =
+        Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
+    cfg.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
     let api = weir_api::start(cfg).await.expect("api starts");
     let http = reqwest::Client::new();
     let base = api.url();
