@@ -10,27 +10,21 @@
 //! The alert clock is manual (for-durations are moved, not slept); the
 //! fleet's heartbeat timeout is real time (1 s heartbeats, offline after 3).
 
+mod alerts_support;
 mod common;
 mod fleet_support;
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use alerts_support::{free_port, mosquitto_on, until, webhook_receiver};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::Utc;
 use common::{Backend, Cred, TestApp};
 use ed25519_dalek::{Signer, SigningKey};
 use fleet_support::{modbus_spec, setup_org, TEST_MASTER_KEY};
-use hmac::{Hmac, Mac};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::{json, Value};
-use sha2::Sha256;
 use weir_api::alerts::store::alert_channel;
 use weir_api::alerts::Clock;
 use weir_crds::agent_api::agent_token_challenge;
@@ -38,94 +32,6 @@ use weir_crds::bundle;
 use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 // ------------------------------------------------------------------ helpers
-
-async fn until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-}
-
-/// A webhook receiver that records every request (signature header, body).
-#[derive(Default)]
-struct Hook {
-    requests: Mutex<Vec<(String, Vec<u8>)>>,
-}
-
-impl Hook {
-    fn count(&self) -> usize {
-        self.requests.lock().unwrap().len()
-    }
-    fn bodies(&self) -> Vec<Value> {
-        self.requests
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, b)| serde_json::from_slice(b).unwrap())
-            .collect()
-    }
-    /// Every request carries a valid HMAC-SHA256 of its body under `secret`.
-    fn all_signed_with(&self, secret: &str) -> bool {
-        self.requests.lock().unwrap().iter().all(|(sig, body)| {
-            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(body);
-            *sig == format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
-        })
-    }
-    /// (status, alertname, gateway-or-cluster label) of each alert in each notice.
-    fn notices(&self) -> Vec<(String, String, String)> {
-        let mut out = vec![];
-        for b in self.bodies() {
-            for a in b["alerts"].as_array().cloned().unwrap_or_default() {
-                let l = &a["labels"];
-                let who = l["gateway"]
-                    .as_str()
-                    .or(l["cluster"].as_str())
-                    .unwrap_or("");
-                out.push((
-                    a["status"].as_str().unwrap_or("").to_string(),
-                    l["alertname"].as_str().unwrap_or("").to_string(),
-                    who.to_string(),
-                ));
-            }
-        }
-        out
-    }
-    fn has(&self, status: &str, alertname: &str) -> bool {
-        self.notices()
-            .iter()
-            .any(|(s, n, _)| s == status && n == alertname)
-    }
-}
-
-async fn hook_handler(State(h): State<Arc<Hook>>, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let sig = headers
-        .get("x-weir-signature")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_string();
-    h.requests.lock().unwrap().push((sig, body.to_vec()));
-    StatusCode::OK
-}
-
-async fn webhook_receiver() -> (Arc<Hook>, String) {
-    let hook = Arc::new(Hook::default());
-    let app = axum::Router::new()
-        .route("/hook", axum::routing::post(hook_handler))
-        .with_state(hook.clone());
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr: SocketAddr = l.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
-    (hook, format!("http://{addr}/hook"))
-}
 
 fn config(clock: &Clock) -> impl FnOnce(&mut weir_api::Config) {
     let clock = clock.clone();
@@ -262,57 +168,6 @@ fn has_active(a: &[(String, String, String)], name: &str, state: &str, status: &
         .any(|(n, s, st)| n == name && s == state && st == status)
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto of the test's own on `port` (so the test can stop it), killed on drop.
-struct Mosquitto(Child, #[allow(dead_code)] tempfile::TempDir);
-
-impl Mosquitto {
-    async fn start(port: u16) -> Mosquitto {
-        let dir = tempfile::tempdir().unwrap();
-        let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-        )
-        .unwrap();
-        let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-            .into_iter()
-            .find(|p| std::path::Path::new(p).exists())
-            .unwrap_or("mosquitto");
-        let child = Command::new(bin)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("this test needs Mosquitto (Debian package mosquitto): {e}")
-            });
-        let m = Mosquitto(child, dir);
-        until("mosquitto to listen", || async move {
-            tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-        })
-        .await;
-        m
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Publish a `level` reading to `weir/{org}/ps-1/pump-1/fast` every 100 ms
 /// (as an agent's uplink does) until aborted.
 fn publish_levels(port: u16, org: &str, value: f64) -> tokio::task::JoinHandle<()> {
@@ -358,7 +213,7 @@ fn publish_levels(port: u16, org: &str, value: f64) -> tokio::task::JoinHandle<(
 /// alert is inhibited meanwhile; the return resolves the gateway alert and
 /// releases the device alert.
 async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
-    let (hook, url) = webhook_receiver().await;
+    let (hook, url) = webhook_receiver(0).await;
     let w = World::start(b, "riverside").await;
     const SECRET: &str = "webhook-signing-secret-0123456789";
     let ch = w
@@ -438,7 +293,7 @@ async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
     w.clock.advance(Duration::from_secs(59));
     w.passes(5).await;
     assert_eq!(
-        hook.notices(),
+        hook.notices_about(),
         vec![],
         "nothing sent at 59 s: the gateway alert waits for its 60 s, and the \
          (already firing) device alert is inhibited while its gateway is offline"
@@ -457,7 +312,7 @@ async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
         "the device alert of an offline gateway is inhibited: {a:?}"
     );
     assert_eq!(
-        hook.notices(),
+        hook.notices_about(),
         vec![(
             "firing".to_string(),
             "Gateway offline".to_string(),
@@ -498,7 +353,7 @@ async fn gateway_offline_fires_inhibits_and_resolves(b: Backend) {
     })
     .await;
     assert!(hook.all_signed_with(SECRET));
-    let n = hook.notices();
+    let n = hook.notices_about();
     assert_eq!(
         n.iter()
             .filter(|(s, a, _)| s == "firing" && a == "Gateway offline")
@@ -521,7 +376,7 @@ on_both_databases!(
 /// A channel stored before secrets were sealed (plain text in the row)
 /// still signs, and is sealed when the api starts again.
 async fn legacy_plain_text_secret_keeps_working(b: Backend) {
-    let (hook, url) = webhook_receiver().await;
+    let (hook, url) = webhook_receiver(0).await;
     let mut w = World::start(b, "lakeside").await;
     let project_id: uuid::Uuid = w.get("").await["id"].as_str().unwrap().parse().unwrap();
     const LEGACY: &str = "legacy-plain-text-secret-42";
@@ -577,9 +432,9 @@ on_both_databases!(legacy_secret, super::legacy_plain_text_secret_keeps_working)
 /// answering: the periodic health check fires "cluster degraded"; it comes
 /// back: resolved.
 async fn adopted_cluster_ingest_and_degraded(b: Backend) {
-    let (hook, url) = webhook_receiver().await;
+    let (hook, url) = webhook_receiver(0).await;
     let port = free_port();
-    let broker = Mosquitto::start(port).await;
+    let broker = mosquitto_on(port).await;
     let w = World::start(b, "hillside").await;
     w.post(
         "/alerts/channels",
@@ -615,7 +470,7 @@ async fn adopted_cluster_ingest_and_degraded(b: Backend) {
     assert!(
         !hook.has("firing", "Cluster degraded"),
         "a healthy cluster: {:?}",
-        hook.notices()
+        hook.notices_about()
     );
 
     // The broker goes away: the next health check finds it unreachable.
@@ -624,7 +479,7 @@ async fn adopted_cluster_ingest_and_degraded(b: Backend) {
         hook.has("firing", "Cluster degraded")
     })
     .await;
-    let n = hook.notices();
+    let n = hook.notices_about();
     assert!(
         n.contains(&(
             "firing".to_string(),
@@ -638,7 +493,7 @@ async fn adopted_cluster_ingest_and_degraded(b: Backend) {
 
     // It comes back: resolved.
     w.clock.advance(Duration::from_secs(2));
-    let _broker = Mosquitto::start(port).await;
+    let _broker = mosquitto_on(port).await;
     until("cluster resolved notice", || async {
         hook.has("resolved", "Cluster degraded")
     })

@@ -57,20 +57,25 @@ impl Drop for Proc {
     }
 }
 
+/// A Mosquitto of the test's own on a free port, killed on drop.
 pub async fn mosquitto() -> (Proc, u16) {
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
+    (mosquitto_on(port).await, port)
+}
+
+/// A Mosquitto on `port` (a test that stops its broker starts it again there).
+pub async fn mosquitto_on(port: u16) -> Proc {
+    let dir = tempfile::tempdir().unwrap();
     let conf = dir.path().join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
     )
     .unwrap();
-    let bin = if std::path::Path::new("/usr/sbin/mosquitto").exists() {
-        "/usr/sbin/mosquitto"
-    } else {
-        "mosquitto"
-    };
+    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .unwrap_or("mosquitto");
     let child = Command::new(bin)
         .arg("-c")
         .arg(&conf)
@@ -82,7 +87,7 @@ pub async fn mosquitto() -> (Proc, u16) {
         });
     let p = Proc(child, dir);
     wait_port(port, "mosquitto to listen").await;
-    (p, port)
+    p
 }
 
 #[derive(Default)]
@@ -144,6 +149,41 @@ pub fn verify(secret: &str, sig: &str, body: &[u8]) -> bool {
 }
 
 impl Hook {
+    /// Every request carries a valid HMAC-SHA256 of its body under `secret`.
+    pub fn all_signed_with(&self, secret: &str) -> bool {
+        self.requests
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|(sig, body)| verify(secret, sig, body))
+    }
+
+    /// (status, alertname, gateway-or-cluster label) of each alert in each notice.
+    pub fn notices_about(&self) -> Vec<(String, String, String)> {
+        let mut out = vec![];
+        for b in self.bodies() {
+            for a in b["alerts"].as_array().cloned().unwrap_or_default() {
+                let l = &a["labels"];
+                let who = l["gateway"]
+                    .as_str()
+                    .or(l["cluster"].as_str())
+                    .unwrap_or("");
+                out.push((
+                    a["status"].as_str().unwrap_or("").to_string(),
+                    l["alertname"].as_str().unwrap_or("").to_string(),
+                    who.to_string(),
+                ));
+            }
+        }
+        out
+    }
+
+    pub fn has(&self, status: &str, alertname: &str) -> bool {
+        self.notices()
+            .iter()
+            .any(|(s, n)| s == status && n == alertname)
+    }
+
     /// (status, alertname) of each alert in each notice, in arrival order.
     pub fn notices(&self) -> Vec<(String, String)> {
         let mut out = vec![];
