@@ -353,11 +353,11 @@ impl Engine {
 
     /// Drop the rules `gone` picks without resolving their alerts: another
     /// api replica carries them on from the persisted states.
-    pub fn hand_over(&mut self, gone: impl Fn(&RuleDef) -> bool) {
+    pub fn hand_over(&mut self, now_ms: i64, gone: impl Fn(&RuleDef) -> bool) {
         self.rules.retain(|r| !gone(&r.def));
         let keep: Vec<RuleDef> = self.rules.iter().map(|r| (*r.def).clone()).collect();
         let mut out = vec![];
-        self.set_rules(keep, 0, &mut out);
+        self.set_rules(keep, now_ms, &mut out);
         debug_assert!(out.is_empty(), "kept rules resolve nothing");
     }
 
@@ -635,6 +635,38 @@ mod tests {
         assert!(out.is_empty(), "a firing alert does not fire again");
         e.observe(64_000, &reading("cl", 0.3, 64_000), &mut out);
         assert_eq!(states(&out), vec![(Firing, Resolved)]);
+    }
+
+    #[test]
+    fn a_handed_over_rule_leaves_without_resolving_and_the_rest_keep_state() {
+        let mut e = Engine::new();
+        let mut out = vec![];
+        let mine = rule(
+            serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2}),
+        );
+        let mut theirs = rule(
+            serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2}),
+        );
+        theirs.tenant = "lakeside".into();
+        let (mine_id, theirs_id) = (mine.id, theirs.id);
+        e.set_rules(vec![mine, theirs], 0, &mut out);
+        e.observe(1_000, &reading("cl", 0.1, 1_000), &mut out);
+        let lakeside = Reading {
+            tenant: "lakeside",
+            ..reading("cl", 0.1, 1_000)
+        };
+        e.observe(1_000, &lakeside, &mut out);
+        assert_eq!(states(&out), vec![(Inactive, Firing), (Inactive, Firing)]);
+        out.clear();
+        e.hand_over(2_000, |d| d.tenant == "lakeside");
+        let active: Vec<Uuid> = e.active().into_iter().map(|(id, _, _)| id).collect();
+        assert_eq!(active, vec![mine_id], "lakeside's alert went with it");
+        assert!(!active.contains(&theirs_id));
+        e.observe(3_000, &reading("cl", 0.1, 3_000), &mut out);
+        assert!(out.is_empty(), "the kept alert is still firing, not new");
+        e.observe(4_000, &reading("cl", 0.5, 4_000), &mut out);
+        assert_eq!(states(&out), vec![(Firing, Resolved)]);
+        assert_eq!(out[0].rule_id, mine_id);
     }
 
     #[test]

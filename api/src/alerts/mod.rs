@@ -804,7 +804,7 @@ impl Worker {
                 .collect()
         };
         if !handed.is_empty() {
-            self.engine.hand_over(|d| handed.contains(&d.tenant));
+            self.engine.hand_over(now, |d| handed.contains(&d.tenant));
             self.notifier.forget_projects(&projects_of(&handed));
         }
         let gained_projects = projects_of(&gained);
