@@ -10,11 +10,12 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use alerts_support::{free_port, mosquitto, until, verify, wait_port, webhook_receiver, Proc};
+use alerts_support::{
+    free_port, mosquitto, until, uplink, verify, wait_port, webhook_receiver, Proc,
+};
 use common::{Backend, Cred, TestApp};
 use serde_json::{json, Value};
 use weir_api::alerts::{Clock, FleetEvent};
-use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 // ------------------------------------------------------------------ helpers
 
@@ -131,16 +132,7 @@ impl World {
     }
     /// A reading straight into the engine (what the MQTT ingestion does).
     async fn reading(&self, gateway: &str, device: &str, tag: &str, value: f64) {
-        let msg = UplinkMessage {
-            frames: vec![Frame {
-                seq: 1,
-                timestamp: self.app.running.state.alerts.now_ms(),
-                values: [(tag.to_string(), TagValue::Float(value))]
-                    .into_iter()
-                    .collect(),
-                errors: Default::default(),
-            }],
-        };
+        let msg = uplink(1, self.app.running.state.alerts.now_ms(), tag, value);
         let a = &self.app.running.state.alerts;
         a.ingest(&self.org, gateway, device, msg).await;
         a.sync().await;
@@ -187,16 +179,7 @@ async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
         let topic = topic.clone();
         let ts = clock.now_ms();
         async move {
-            let msg = UplinkMessage {
-                frames: vec![Frame {
-                    seq,
-                    timestamp: ts,
-                    values: [("chlorine".to_string(), TagValue::Float(v))]
-                        .into_iter()
-                        .collect(),
-                    errors: Default::default(),
-                }],
-            };
+            let msg = uplink(seq, ts, "chlorine", v);
             client
                 .publish(
                     topic,

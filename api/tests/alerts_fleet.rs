@@ -16,7 +16,7 @@ mod fleet_support;
 
 use std::time::Duration;
 
-use alerts_support::{free_port, mosquitto_on, until, webhook_receiver};
+use alerts_support::{free_port, mosquitto_on, until, uplink, webhook_receiver};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::Utc;
@@ -29,7 +29,6 @@ use weir_api::alerts::store::alert_channel;
 use weir_api::alerts::Clock;
 use weir_crds::agent_api::agent_token_challenge;
 use weir_crds::bundle;
-use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 // ------------------------------------------------------------------ helpers
 
@@ -183,16 +182,7 @@ fn publish_levels(port: u16, org: &str, value: f64) -> tokio::task::JoinHandle<(
         let mut seq = 0;
         loop {
             seq += 1;
-            let msg = UplinkMessage {
-                frames: vec![Frame {
-                    seq,
-                    timestamp: Utc::now().timestamp_millis(),
-                    values: [("level".to_string(), TagValue::Float(value))]
-                        .into_iter()
-                        .collect(),
-                    errors: Default::default(),
-                }],
-            };
+            let msg = uplink(seq, Utc::now().timestamp_millis(), "level", value);
             let _ = client
                 .publish(
                     &topic,

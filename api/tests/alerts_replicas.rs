@@ -15,12 +15,11 @@ use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use alerts_support::{mosquitto, until, webhook_receiver};
+use alerts_support::{mosquitto, until, uplink, webhook_receiver};
 use common::{Backend, Cred, TestApp};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use weir_api::alerts::{Clock, FleetEvent};
-use weir_crds::message::{Frame, TagValue, UplinkMessage};
 
 fn tweak(clock: &Clock, mqtt: u16, name: &str) -> impl FnOnce(&mut weir_api::Config) {
     let clock = clock.clone();
@@ -108,19 +107,6 @@ async fn metrics(app: &TestApp) -> String {
         .unwrap()
 }
 
-fn uplink(clock: &Clock, tag: &str, v: f64) -> UplinkMessage {
-    UplinkMessage {
-        frames: vec![Frame {
-            seq: 1,
-            timestamp: clock.now_ms(),
-            values: [(tag.to_string(), TagValue::Float(v))]
-                .into_iter()
-                .collect(),
-            errors: Default::default(),
-        }],
-    }
-}
-
 struct Publisher {
     client: rumqttc::AsyncClient,
     clock: Clock,
@@ -139,7 +125,7 @@ impl Publisher {
     }
 
     async fn publish(&self, t: &Tenant, gateway: &str, device: &str, tag: &str, v: f64) {
-        let msg = uplink(&self.clock, tag, v);
+        let msg = uplink(1, self.clock.now_ms(), tag, v);
         let topic = weir_crds::message::topic("weir", &t.org, gateway, device, "fast");
         self.client
             .publish(
@@ -392,7 +378,12 @@ async fn a_tenant_moves_only_after_its_notices_are_logged() {
     let alerts = &a.running.state.alerts;
     for t in [&t1, &t2] {
         alerts
-            .ingest(&t.org, "ps-1", "tank-1", uplink(&clock, "level", 7.0))
+            .ingest(
+                &t.org,
+                "ps-1",
+                "tank-1",
+                uplink(1, clock.now_ms(), "level", 7.0),
+            )
             .await;
     }
     alerts.sync().await;

@@ -14,6 +14,21 @@ use axum::http::{HeaderMap, StatusCode};
 use hmac::{Hmac, Mac};
 use serde_json::Value;
 use sha2::Sha256;
+use weir_crds::message::{Frame, TagValue, UplinkMessage};
+
+/// One frame with one numeric tag, as an agent's uplink carries it.
+pub fn uplink(seq: u64, timestamp_ms: i64, tag: &str, value: f64) -> UplinkMessage {
+    UplinkMessage {
+        frames: vec![Frame {
+            seq,
+            timestamp: timestamp_ms,
+            values: [(tag.to_string(), TagValue::Float(value))]
+                .into_iter()
+                .collect(),
+            errors: Default::default(),
+        }],
+    }
+}
 
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
