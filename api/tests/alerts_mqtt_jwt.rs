@@ -151,7 +151,7 @@ async fn ingest_logs_in_to_an_api_jwt_cluster_with_its_own_subscribe_only_jwt() 
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    let replica = weir_api::alerts::mqtt_auth::replica_name();
+    let replica = app.running.state.alerts.replica_name();
     assert_eq!(username, format!("weir-api-{replica}"));
     assert!(client_id.starts_with(&format!("weir-api-{replica}-alerts-")));
 

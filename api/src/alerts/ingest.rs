@@ -141,8 +141,9 @@ pub fn cluster_broker(
 
 /// Connection options for a broker (`mqtt://`, `mqtts://`, `tcp://`,
 /// `ssl://`); credentials from the broker, else from the URL's userinfo.
-/// For an apiJwt broker this has no credentials yet (see [`login_jwt`]).
-pub fn broker_options(b: &Broker) -> Option<MqttOptions> {
+/// For an apiJwt broker this has no credentials yet (see [`login_jwt`]);
+/// its client id names the `replica`.
+pub fn broker_options(b: &Broker, replica: &str) -> Option<MqttOptions> {
     let (host, port, tls) = crate::fleet::mqtt_probe::parse_broker_url(&b.url).ok()?;
     let u = url::Url::parse(&b.url).ok()?;
     let suffix = &uuid::Uuid::new_v4().simple().to_string()[..12];
@@ -151,7 +152,7 @@ pub fn broker_options(b: &Broker) -> Option<MqttOptions> {
         // Names the replica (its username is `weir-api-{replica}`).
         BrokerAuth::ApiJwt { .. } => format!(
             "{}-alerts-{}",
-            super::mqtt_auth::username(super::mqtt_auth::replica_name()),
+            super::mqtt_auth::username(replica),
             &suffix[..6]
         ),
     };
@@ -204,11 +205,6 @@ const JWT_RETRY: Duration = Duration::from_secs(5);
 /// one is installed. Idempotent.
 pub fn ensure_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
-/// `mqtt://host:port` (or `tcp://`) into connection options.
-pub fn options(url: &str) -> Option<MqttOptions> {
-    broker_options(&Broker::password(url, None, None))
 }
 
 /// The brokers to read and the tenants to subscribe on each: every adopted
@@ -298,7 +294,7 @@ pub async fn supervise(alerts: Alerts) {
                 });
                 continue;
             }
-            let Some(opts) = broker_options(&b) else {
+            let Some(opts) = broker_options(&b, alerts.replica_name()) else {
                 tracing::error!(broker = ?b, "alerts: not an mqtt:// or mqtts:// URL; not reading it");
                 continue;
             };
@@ -458,15 +454,16 @@ mod tests {
             Some("weir".into()),
             Some("s3cret".into()),
         );
-        let o = broker_options(&b).unwrap();
+        let o = broker_options(&b, "api-0").unwrap();
         assert_eq!(o.broker_address(), ("broker.example".to_string(), 8884));
         let login = |o: &MqttOptions| o.credentials().map(|l| (l.username, l.password));
         assert_eq!(login(&o), Some(("weir".to_string(), "s3cret".to_string())));
         assert!(!format!("{b:?}").contains("s3cret"));
-        let o = options("mqtt://u:p@127.0.0.1").unwrap();
+        let url_login = |u: &str| broker_options(&Broker::password(u, None, None), "api-0");
+        let o = url_login("mqtt://u:p@127.0.0.1").unwrap();
         assert_eq!(o.broker_address(), ("127.0.0.1".to_string(), 1883));
         assert_eq!(login(&o), Some(("u".to_string(), "p".to_string())));
-        assert!(options("http://x").is_none());
+        assert!(url_login("http://x").is_none());
         assert_eq!(redact("mqtt://u:p@h:1"), "mqtt://u:***@h:1");
         assert_eq!(
             subscription("weir", "riverside"),
@@ -515,7 +512,7 @@ mod tests {
                 Some("s3cret".into())
             )
         );
-        let login = broker_options(&b)
+        let login = broker_options(&b, "api-0")
             .unwrap()
             .credentials()
             .map(|l| (l.username, l.password));
@@ -552,12 +549,9 @@ mod tests {
             }
         );
         // Credentials come from the minted token at connect; the client id names the replica.
-        let o = broker_options(&b).unwrap();
+        let o = broker_options(&b, "api-0").unwrap();
         assert!(o.credentials().is_none());
-        assert!(o.client_id().starts_with(&format!(
-            "weir-api-{}-alerts-",
-            super::super::mqtt_auth::replica_name()
-        )));
+        assert!(o.client_id().starts_with("weir-api-api-0-alerts-"));
         // Even a stored password does not turn a JWT cluster into a password one.
         c.password_enc = Some("sealed".into());
         let b2 = cluster_broker(&c, "riverside", |_| Ok("x".into()))

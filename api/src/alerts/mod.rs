@@ -252,6 +252,8 @@ pub struct Alerts {
 struct Inner {
     /// This process, in signals to the other replicas.
     id: Uuid,
+    /// This replica's name in its MQTT username and client id.
+    replica: String,
     db: DatabaseConnection,
     cfg: AlertsConfig,
     /// The master key (channel secrets) and the fleet's clusters (ingestion).
@@ -282,7 +284,6 @@ impl Alerts {
         metrics: AlertMetrics,
         fleet: Arc<Fleet>,
     ) -> Result<Self, ApiError> {
-        mqtt_auth::init_replica_name(cfg.replica.as_deref());
         match fleet.master() {
             Ok(key) => match secrets::seal_legacy(&db, key).await {
                 Ok(0) => {}
@@ -303,6 +304,7 @@ impl Alerts {
         let coord = Coordinator::new(&db);
         let inner = Arc::new(Inner {
             id: Uuid::new_v4(),
+            replica: mqtt_auth::pick_replica_name(cfg.replica.as_deref()),
             db,
             cfg,
             fleet,
@@ -361,6 +363,11 @@ impl Alerts {
         {
             h.abort();
         }
+    }
+
+    /// This replica's name in its MQTT username and client id (`weir-api-{name}`).
+    pub fn replica_name(&self) -> &str {
+        &self.inner.replica
     }
 
     pub fn clock(&self) -> &Clock {

@@ -56,23 +56,10 @@ pub fn acl(prefix: &str, tenant: &str) -> Vec<AclRule> {
     ]
 }
 
-static REPLICA: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Fix this replica's name at start: the configured one (`--replica`,
-/// `WEIR_API_REPLICA`), else as [`replica_name`] picks it. The first call
-/// wins; the name stays for the process.
-pub fn init_replica_name(configured: Option<&str>) {
-    REPLICA.get_or_init(|| pick_replica_name(configured));
-}
-
-/// This api replica's name: as configured at start, else `HOSTNAME` (the
-/// pod name in Kubernetes), else a random name fixed for the process;
-/// reduced to characters that are safe in an MQTT client id.
-pub fn replica_name() -> &'static str {
-    REPLICA.get_or_init(|| pick_replica_name(None))
-}
-
-fn pick_replica_name(configured: Option<&str>) -> String {
+/// This api replica's name: the configured one (`--replica`,
+/// `WEIR_API_REPLICA`), else `HOSTNAME` (the pod name in Kubernetes), else
+/// a random one; reduced to characters that are safe in an MQTT client id.
+pub fn pick_replica_name(configured: Option<&str>) -> String {
     let raw = configured
         .map(str::to_string)
         .or_else(|| std::env::var("HOSTNAME").ok())
@@ -159,7 +146,7 @@ impl Alerts {
         mint(
             &key,
             &fleet.public_url,
-            &username(replica_name()),
+            &username(self.replica_name()),
             self.topic_prefix(),
             tenant,
             Utc::now(),
@@ -267,7 +254,7 @@ mod tests {
 
     #[test]
     fn replica_names_are_client_id_safe() {
-        let n = replica_name();
+        let n = pick_replica_name(None);
         assert!(!n.is_empty());
         assert!(n
             .chars()
