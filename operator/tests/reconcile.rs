@@ -1738,17 +1738,9 @@ mod gateways {
     }
 
     fn pvc_size(p: &PersistentVolumeClaim) -> String {
-        p.spec
-            .as_ref()
-            .unwrap()
-            .resources
-            .as_ref()
-            .unwrap()
-            .requests
-            .as_ref()
-            .unwrap()["storage"]
-            .0
-            .clone()
+        weir_operator::mqtt_cluster::builders::claim_size(p)
+            .expect("storage request")
+            .to_string()
     }
 
     #[tokio::test]

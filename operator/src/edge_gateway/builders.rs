@@ -8,11 +8,10 @@ use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, PersistentVolumeClaim, PersistentVolumeClaimSpec,
+    ConfigMap, ConfigMapVolumeSource, Container, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Secret,
-    SecretVolumeSource, Volume, VolumeMount, VolumeResourceRequirements,
+    SecretVolumeSource, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
@@ -24,6 +23,7 @@ use weir_crds::EdgeGateway;
 
 use crate::apply::{hash_of, labels};
 use crate::error::{Error, Result};
+use crate::mqtt_cluster::builders::data_claim;
 
 pub const SIGNING_KEY_SECRET: &str = "weir-signing-key";
 /// Set (to any new value) on an EdgeGateway to rotate the tenant's key.
@@ -63,6 +63,15 @@ pub fn agent_storage_size(gw: &EdgeGateway) -> String {
     format!("{}Mi", bytes.div_ceil(MIB))
 }
 
+/// What happens to the agent's queue volume when the gateway goes:
+/// `spec.agentStorage.reclaimPolicy`, `Delete` when unset.
+pub fn agent_reclaim(gw: &EdgeGateway) -> ReclaimPolicy {
+    gw.spec
+        .agent_storage
+        .as_ref()
+        .map_or(ReclaimPolicy::Delete, |s| s.reclaim_policy)
+}
+
 /// The agent's queue volume, `size` big. Owned by the gateway (and deleted
 /// with it) unless `spec.agentStorage.reclaimPolicy` is `Retain`: then it
 /// outlives the gateway and a gateway of the same name picks it up again.
@@ -71,28 +80,13 @@ pub fn agent_claim(
     size: &str,
     storage_class: Option<String>,
 ) -> PersistentVolumeClaim {
-    let mut m = owned_meta(gw, agent_claim_name(gw));
-    let policy = gw
-        .spec
-        .agent_storage
-        .clone()
-        .unwrap_or_default()
-        .reclaim_policy;
-    if policy == ReclaimPolicy::Retain {
-        m.owner_references = None;
+    let mut metadata = owned_meta(gw, agent_claim_name(gw));
+    if agent_reclaim(gw) == ReclaimPolicy::Retain {
+        metadata.owner_references = None;
     }
     PersistentVolumeClaim {
-        metadata: m,
-        spec: Some(PersistentVolumeClaimSpec {
-            access_modes: Some(vec!["ReadWriteOnce".into()]),
-            storage_class_name: storage_class,
-            resources: Some(VolumeResourceRequirements {
-                requests: Some([("storage".to_string(), Quantity(size.into()))].into()),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }),
-        ..Default::default()
+        metadata,
+        ..data_claim(size, storage_class)
     }
 }
 
@@ -408,6 +402,7 @@ pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deploy
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::mqtt_cluster::builders::claim_size;
     use weir_crds::bundle::Expectations;
     use weir_crds::{EdgeGatewaySpec, GatewayMode};
 
@@ -565,16 +560,15 @@ pub(crate) mod tests {
             Some("pump-station-1-agent-data")
         );
         assert_eq!(
-            pvc.metadata.owner_references.unwrap()[0].kind,
+            pvc.metadata.owner_references.as_ref().unwrap()[0].kind,
             "EdgeGateway",
             "deleted with the gateway by default"
         );
-        let spec = pvc.spec.unwrap();
+        assert_eq!(claim_size(&pvc), Some("1280Mi"));
         assert_eq!(
-            spec.resources.unwrap().requests.unwrap()["storage"].0,
-            "1280Mi"
+            pvc.spec.unwrap().access_modes.unwrap(),
+            vec!["ReadWriteOnce"]
         );
-        assert_eq!(spec.access_modes.unwrap(), vec!["ReadWriteOnce"]);
 
         gw.spec.agent_storage = Some(weir_crds::edge_gateway::AgentStorage {
             storage_class_name: Some("fast".into()),

@@ -21,6 +21,7 @@ use super::builders::{
 use crate::apply::{apply, ensure, ensure_absent, quantity, standard_conditions, sync_status};
 use crate::context::Context;
 use crate::error::{backoff, Error, Result};
+use crate::mqtt_cluster::builders as mqtt_builders;
 
 const CONTROLLER: &str = "edgegateway";
 /// Rotation requests remembered on the key Secret (so two gateways with
@@ -234,7 +235,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         }
         GatewayMode::External => {
             ensure_absent(&deployments, &b::deployment_name(&gw)).await?;
-            if agent_reclaim(&gw) == ReclaimPolicy::Delete {
+            if b::agent_reclaim(&gw) == ReclaimPolicy::Delete {
                 ensure_absent(
                     &Api::<PersistentVolumeClaim>::namespaced(client.clone(), &ns),
                     &b::agent_claim_name(&gw),
@@ -290,24 +291,6 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     )))
 }
 
-fn agent_reclaim(gw: &EdgeGateway) -> ReclaimPolicy {
-    gw.spec
-        .agent_storage
-        .as_ref()
-        .map_or(ReclaimPolicy::Delete, |s| s.reclaim_policy)
-}
-
-fn requested_storage(pvc: &PersistentVolumeClaim) -> Option<String> {
-    pvc.spec
-        .as_ref()?
-        .resources
-        .as_ref()?
-        .requests
-        .as_ref()?
-        .get("storage")
-        .map(|q| q.0.clone())
-}
-
 /// The in-cluster agent's queue volume, sized from the uplink buffer. A
 /// volume only grows (a smaller buffer keeps the volume it has); when its
 /// storage class cannot expand it, that is a Degraded reason, not an error.
@@ -329,17 +312,12 @@ async fn ensure_agent_volume(
                 .and_then(|s| s.storage_class_name.clone()),
         ),
         Some(pvc) => {
-            let have = requested_storage(pvc);
-            let keep = match (have.as_deref().and_then(quantity), quantity(&want)) {
-                (Some(h), Some(w)) => h >= w,
-                _ => false,
-            };
+            // Never shrink: a volume at least as big as wanted keeps its size.
+            let kept = mqtt_builders::claim_size(pvc).filter(
+                |have| matches!((quantity(have), quantity(&want)), (Some(h), Some(w)) if h >= w),
+            );
             (
-                if keep {
-                    have.unwrap_or(want.clone())
-                } else {
-                    want.clone()
-                },
+                kept.map_or_else(|| want.clone(), str::to_string),
                 pvc.spec.as_ref().and_then(|s| s.storage_class_name.clone()),
             )
         }

@@ -704,6 +704,18 @@ pub fn data_claim(size: &str, storage_class: Option<String>) -> PersistentVolume
     }
 }
 
+/// The storage a volume claim requests (`spec.resources.requests.storage`).
+pub fn claim_size(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    pvc.spec
+        .as_ref()?
+        .resources
+        .as_ref()?
+        .requests
+        .as_ref()?
+        .get("storage")
+        .map(|q| q.0.as_str())
+}
+
 /// The EMQX StatefulSet with `replicas` nodes, updating only ordinals >=
 /// `partition` (one node at a time during upgrades). `claim` is the live
 /// claim template when the StatefulSet exists (it cannot change).
@@ -953,20 +965,7 @@ pub(crate) mod tests {
             ("MqttCluster", Some(true))
         );
         let claim = &spec.volume_claim_templates.unwrap()[0];
-        assert_eq!(
-            claim
-                .spec
-                .as_ref()
-                .unwrap()
-                .resources
-                .as_ref()
-                .unwrap()
-                .requests
-                .as_ref()
-                .unwrap()["storage"]
-                .0,
-            "10Gi"
-        );
+        assert_eq!(claim_size(claim), Some("10Gi"));
         assert_eq!(
             spec.update_strategy
                 .unwrap()

@@ -424,33 +424,15 @@ pub async fn reconcile(c: Arc<MqttCluster>, ctx: Arc<Context>) -> Result<Action>
         .and_then(|s| s.spec.volume_claim_templates.as_ref()?.first().cloned())
         .map(|live| {
             b::data_claim(
-                &live
-                    .spec
-                    .as_ref()
-                    .and_then(|s| {
-                        s.resources
-                            .as_ref()?
-                            .requests
-                            .as_ref()?
-                            .get("storage")
-                            .map(|q| q.0.clone())
-                    })
-                    .unwrap_or_else(|| c.spec.storage.size.clone()),
+                b::claim_size(&live).unwrap_or(&c.spec.storage.size),
                 live.spec
                     .as_ref()
                     .and_then(|s| s.storage_class_name.clone()),
             )
         });
     if let Some(cl) = &claim {
-        let live_size = cl.spec.as_ref().and_then(|s| {
-            s.resources
-                .as_ref()?
-                .requests
-                .as_ref()?
-                .get("storage")
-                .map(|q| q.0.clone())
-        });
-        if live_size.as_deref() != Some(c.spec.storage.size.as_str()) {
+        let live_size = b::claim_size(cl);
+        if live_size != Some(c.spec.storage.size.as_str()) {
             f.degraded("StorageSizeImmutable", format!("spec.storage.size {} differs from the volumes' {}; StatefulSet volumes cannot be resized here, expand the PVCs directly", c.spec.storage.size, live_size.unwrap_or_default()));
         }
     }
