@@ -91,10 +91,6 @@ impl Historian {
         Arc::new(Historian { pool })
     }
 
-    pub fn configured(&self) -> bool {
-        self.pool.is_ok()
-    }
-
     /// Run [`SERIES_SQL`].
     pub async fn series(&self, q: &Query<'_>) -> Result<Vec<SeriesPoint>, ApiError> {
         let pool = self
