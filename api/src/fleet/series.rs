@@ -344,8 +344,9 @@ pub fn validate(q: &SeriesParams, now: DateTime<Utc>) -> Result<Checked, Vec<Fie
         return Err(errs);
     }
     let range = (to - from).num_milliseconds() as f64 / 1000.0;
-    let step_secs = match (step, q.step.is_some()) {
-        (Some(s), _) => {
+    // An invalid `step` is already in `errs`; the default then goes unused.
+    let step_secs = match step {
+        Some(s) => {
             let buckets = (range / s).ceil() as i64;
             if buckets > MAX_BUCKETS {
                 let min = range / MAX_BUCKETS as f64;
@@ -360,8 +361,7 @@ pub fn validate(q: &SeriesParams, now: DateTime<Utc>) -> Result<Checked, Vec<Fie
             }
             s
         }
-        (None, true) => 0.0, // already reported
-        (None, false) => default_step(range),
+        None => default_step(range),
     };
     if errs.is_empty() {
         Ok(Checked {
