@@ -423,16 +423,15 @@ pub fn parse_step(s: &str) -> Result<f64, String> {
             ))
         }
     };
-    let n: f64 = num
+    let secs = num
         .trim()
-        .parse()
-        .map_err(|_| format!("must be a duration such as 60, 500ms, 15s, 5m or 1h (got {s:?})"))?;
-    let secs = n * factor;
-    if !secs.is_finite() {
-        return Err(format!(
-            "must be a duration such as 60, 500ms, 15s, 5m or 1h (got {s:?})"
-        ));
-    }
+        .parse::<f64>()
+        .ok()
+        .map(|n| n * factor)
+        .filter(|secs| secs.is_finite())
+        .ok_or_else(|| {
+            format!("must be a duration such as 60, 500ms, 15s, 5m or 1h (got {s:?})")
+        })?;
     if secs < MIN_STEP_SECS {
         return Err(format!("must be at least 1ms (got {s:?})"));
     }
