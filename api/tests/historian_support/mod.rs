@@ -1,6 +1,6 @@
 //! A throw-away historian database for the api's tests: a fresh PostgreSQL
-//! database (next to the one `common::pg_admin_url` names) holding the
-//! historian's `readings` table, so `/series` reads real rows.
+//! database (a `common::TestDb`) holding the historian's `readings` table,
+//! so `/series` reads real rows.
 //!
 //! The DDL is the historian's native layout from `weir_crds::historian`
 //! (same columns, collation and unique index; one DEFAULT partition instead
@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use sea_orm::sqlx::postgres::PgPool;
 use sea_orm::sqlx::{self, Executor};
 
-use crate::common::pg_admin_url;
+use crate::common::{Backend, TestDb};
 
 fn schema() -> String {
     use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
@@ -64,24 +64,8 @@ impl Reading {
 
 pub struct HistorianDb {
     pub url: String,
-    pub name: String,
     pub pool: PgPool,
-}
-
-fn root_of(url: &str) -> String {
-    url.rsplit_once('/')
-        .map(|(a, _)| a.to_string())
-        .unwrap_or_else(|| url.to_string())
-}
-
-async fn admin() -> PgPool {
-    PgPool::connect(&pg_admin_url()).await.unwrap_or_else(|e| {
-        panic!(
-            "PostgreSQL is required for this test and is not reachable at {} ({e}); \
-             start it or set WEIR_TEST_PG_URL",
-            pg_admin_url()
-        )
-    })
+    db: TestDb,
 }
 
 impl HistorianDb {
@@ -97,16 +81,15 @@ impl HistorianDb {
 
     /// A fresh database without any table (not the historian's yet).
     pub async fn empty() -> HistorianDb {
-        let name = format!("weir_hist_{}", uuid::Uuid::new_v4().simple());
-        let admin = admin().await;
-        admin
-            .execute(format!("CREATE DATABASE {name}").as_str())
+        let db = TestDb::new(Backend::Postgres).await;
+        let pool = PgPool::connect(&db.url)
             .await
-            .expect("create historian test database");
-        admin.close().await;
-        let url = format!("{}/{name}", root_of(&pg_admin_url()));
-        let pool = PgPool::connect(&url).await.expect("connect historian db");
-        HistorianDb { url, name, pool }
+            .expect("connect historian db");
+        HistorianDb {
+            url: db.url.clone(),
+            pool,
+            db,
+        }
     }
 
     pub async fn insert(&self, rows: &[Reading]) {
@@ -132,10 +115,6 @@ impl HistorianDb {
 
     pub async fn drop_db(self) {
         self.pool.close().await;
-        let admin = admin().await;
-        let _ = admin
-            .execute(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name).as_str())
-            .await;
-        admin.close().await;
+        self.db.drop_db().await;
     }
 }
