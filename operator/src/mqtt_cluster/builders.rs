@@ -195,18 +195,10 @@ pub fn runtime_settings(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<
 }
 
 /// The complete `emqx.conf`: cluster discovery, dashboard, listeners,
-/// authentication and the user's overrides (last, so they win).
-pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str) -> String {
-    emqx_conf_limited(c, default_jwks_url, None)
-}
-
-/// [`emqx_conf`] with each listener's `max_connections` capped at
-/// `per_listener` (the tenant's quota share), after the user's overrides.
-pub fn emqx_conf_limited(
-    c: &MqttCluster,
-    default_jwks_url: &str,
-    per_listener: Option<u32>,
-) -> String {
+/// authentication, the user's overrides (after those, so they win), and last
+/// each listener's `max_connections` capped at `per_listener` (the tenant's
+/// quota share), if any.
+pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<u32>) -> String {
     let mut s = String::new();
     s.push_str(
         "# Rendered by weir-operator from the MqttCluster; edit the MqttCluster, not this file.\n",
@@ -284,7 +276,7 @@ pub fn config_map(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<
         data: Some(
             [(
                 "emqx.conf".to_string(),
-                emqx_conf_limited(c, default_jwks_url, per_listener),
+                emqx_conf(c, default_jwks_url, per_listener),
             )]
             .into(),
         ),
@@ -1015,7 +1007,7 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(ports, vec![("mqtt".into(), 1883), ("mqtts".into(), 8883)]);
         // The TLS secret is mounted where emqx.conf points.
-        let conf = emqx_conf(&c, "http://jwks");
+        let conf = emqx_conf(&c, "http://jwks", None);
         assert!(
             conf.contains("certfile = \"/opt/emqx/etc/certs/mqtts/tls.crt\""),
             "{conf}"
@@ -1034,7 +1026,11 @@ pub(crate) mod tests {
         c.spec
             .config
             .insert("mqtt.max_packet_size".into(), "\"1MB\"".into());
-        let conf = emqx_conf(&c, "http://weir-api.weir-system.svc:8080/api/v1/jwks.json");
+        let conf = emqx_conf(
+            &c,
+            "http://weir-api.weir-system.svc:8080/api/v1/jwks.json",
+            None,
+        );
         assert!(conf.contains("discovery_strategy = dns"));
         assert!(conf
             .contains("name = \"riverside-mqtt-headless.weir-riverside-water.svc.cluster.local\""));
