@@ -21,12 +21,15 @@ use crate::context::Context;
 use crate::tenant::builders::BROKER_COMPONENT;
 use crate::{edge_gateway, mqtt_cluster, tenant};
 
+/// The label naming the Tenant of the namespaced objects it owns.
+const TENANT_LABEL: &str = "weir.dev/tenant";
+
 /// The Tenant a namespaced object of a tenant belongs to, by its label.
 fn tenant_of<K: kube::Resource>(o: &K) -> Option<ObjectRef<Tenant>> {
     o.meta()
         .labels
         .as_ref()?
-        .get("weir.dev/tenant")
+        .get(TENANT_LABEL)
         .map(|t| ObjectRef::new(t))
 }
 
@@ -42,9 +45,8 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     // A hand edit of an owned object wakes its owner, which applies it
     // again (see `apply::ensure` on drift). The Tenant is cluster-scoped and
     // owns namespaced objects: those are mapped by their label.
-    let by_tenant = |label: &str| {
-        watcher::Config::default().labels(&format!("{}={},{label}", MANAGED_BY.0, MANAGED_BY.1))
-    };
+    let tenant_owned = watcher::Config::default()
+        .labels(&format!("{}={},{TENANT_LABEL}", MANAGED_BY.0, MANAGED_BY.1));
 
     let tenants = Controller::new(
         Api::<Tenant>::all(client.clone()),
@@ -54,22 +56,22 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     .owns(Api::<Namespace>::all(client.clone()), owned.clone())
     .watches(
         Api::<ResourceQuota>::all(client.clone()),
-        by_tenant("weir.dev/tenant"),
+        tenant_owned.clone(),
         |o| tenant_of(&o),
     )
     .watches(
         Api::<LimitRange>::all(client.clone()),
-        by_tenant("weir.dev/tenant"),
+        tenant_owned.clone(),
         |o| tenant_of(&o),
     )
     .watches(
         Api::<NetworkPolicy>::all(client.clone()),
-        by_tenant("weir.dev/tenant"),
+        tenant_owned.clone(),
         |o| tenant_of(&o),
     )
     .watches(
         Api::<RoleBinding>::all(client.clone()),
-        by_tenant("weir.dev/tenant"),
+        tenant_owned.clone(),
         |o| tenant_of(&o),
     )
     .shutdown_on_signal()
