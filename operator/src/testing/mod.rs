@@ -137,6 +137,17 @@ struct State {
     uid: u64,
 }
 
+impl State {
+    /// What the API server does to an applied object of `plural` ([`FakeApiServer::on_apply`]).
+    fn mutate(&self, plural: &str, obj: &mut Value) {
+        for (p, f) in &self.mutations {
+            if p == plural {
+                f(obj);
+            }
+        }
+    }
+}
+
 /// The fake API server. Cheap to clone; all clones share the state.
 #[derive(Clone, Default)]
 pub struct FakeApiServer {
@@ -478,11 +489,7 @@ impl FakeApiServer {
             (None, Some(_)) => return status(404, "NotFound", format!("\"{name}\" not found")),
             (None, None) if is_apply => {
                 let mut obj = Self::fresh(st, body, loc.ns.as_deref());
-                for (plural, f) in &st.mutations {
-                    if *plural == loc.plural {
-                        f(&mut obj);
-                    }
-                }
+                st.mutate(&loc.plural, &mut obj);
                 obj
             }
             (None, None) => return status(404, "NotFound", format!("\"{name}\" not found")),
@@ -537,11 +544,7 @@ impl FakeApiServer {
                     new
                 };
                 if is_apply {
-                    for (plural, f) in &st.mutations {
-                        if *plural == loc.plural {
-                            f(&mut new);
-                        }
-                    }
+                    st.mutate(&loc.plural, &mut new);
                 }
                 if new.get("spec") != live.get("spec") {
                     let g = live["metadata"]["generation"].as_i64().unwrap_or(1);
