@@ -20,6 +20,7 @@ use serde_json::json;
 use tokio::sync::Notify;
 use weir_crds::bundle::{generate_key, sign, BundlePayload, SignedBundle};
 use weir_crds::gateway::GatewayConfig;
+use weir_crds::message::UplinkMessage;
 use weir_e2e::api::{start_api, ADMIN_EMAIL, ADMIN_PASSWORD};
 use weir_e2e::fleet::{
     gateway_with_token, rollout, seed_project, simulated_spec, start_agent, wait_applied,
@@ -133,17 +134,26 @@ async fn wait_refusal(admin: &ApiClient, base: &str, needle: &str) -> Result<ser
     }
 }
 
-/// Readings keep arriving from the gateway (the agent still runs).
+/// Readings keep arriving from the gateway (the agent still runs): three
+/// frames read after this call began. The event loop is not polled between
+/// calls, so publishes from before (still queued for us) do not count.
 async fn readings_flow(events: &mut rumqttc::EventLoop) -> Result<()> {
+    let since = chrono::Utc::now().timestamp_millis();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     let mut n = 0;
     while n < 3 {
-        anyhow::ensure!(std::time::Instant::now() < deadline, "readings stopped");
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "readings stopped: {n} frames read since {since} ms"
+        );
         if let Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)))) =
             tokio::time::timeout(Duration::from_secs(1), events.poll()).await
         {
-            if p.topic.starts_with("weir/riverside/filtration/") {
-                n += 1;
+            if !p.topic.starts_with("weir/riverside/filtration/") {
+                continue;
+            }
+            if let Ok(msg) = serde_json::from_slice::<UplinkMessage>(&p.payload) {
+                n += msg.frames.iter().filter(|f| f.timestamp >= since).count();
             }
         }
     }
