@@ -580,6 +580,7 @@ async fn agent_status(
         .ok_or(ApiError::NotFound)?;
     let now = Utc::now();
     let was_offline = g.online == Some(false);
+    let reported_before = crate::alerts::replicas::device_event(&g);
     let interval = if status.heartbeat_interval_s > 0 {
         status.heartbeat_interval_s as i64
     } else {
@@ -608,24 +609,13 @@ async fn agent_status(
     if was_offline {
         super::rollout::record_event(&st, &g, super::rollout::GATEWAY_ONLINE, now).await?;
     }
-    // Device-down alert rules evaluate the devices this heartbeat reports.
-    if !status.devices.is_empty() {
-        st.alerts
-            .fleet_event(crate::alerts::FleetEvent::Devices {
-                project: g.project_id,
-                gateway: g.slug.clone(),
-                devices: status
-                    .devices
-                    .iter()
-                    .map(|d| {
-                        (
-                            d.name.clone(),
-                            d.state != weir_crds::agent_api::DeviceState::Down,
-                        )
-                    })
-                    .collect(),
-            })
-            .await;
+    // Device-down alert rules evaluate the devices this heartbeat reports,
+    // when they changed (the alerts read the table itself on every reload).
+    let devices = crate::alerts::replicas::device_event(&g);
+    if devices != reported_before {
+        if let Some(ev) = devices {
+            st.alerts.fleet_event(ev).await;
+        }
     }
     let mut a = auth.agent.into_active_model();
     a.last_seen_at = Set(Some(now));
