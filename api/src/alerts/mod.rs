@@ -330,7 +330,6 @@ impl Alerts {
             kinds: HashMap::new(),
             out: Vec::new(),
             last_evaluations: 0,
-            offline: HashSet::new(),
             coord,
             defs: vec![],
             owned: BTreeSet::new(),
@@ -715,8 +714,6 @@ struct Worker {
     kinds: HashMap<Uuid, RuleKind>,
     out: Vec<Transition>,
     last_evaluations: u64,
-    /// Gateways the fleet reports offline, as (project, gateway).
-    offline: HashSet<(Uuid, String)>,
     /// Which tenants this replica evaluates.
     coord: Coordinator,
     /// Every rule, of every tenant (as last read).
@@ -923,8 +920,11 @@ impl Worker {
             evs.extend(replicas::device_event(&g));
         }
         // The tables are the truth now: forget gateways that were deleted meanwhile.
-        self.offline.clear();
-        *self.inner.offline.lock().unwrap_or_else(|e| e.into_inner()) = HashSet::new();
+        self.inner
+            .offline
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         for c in cluster::Entity::find().all(db).await? {
             match c.probe_ok {
                 Some(true) => evs.push(FleetEvent::ClusterHealthy {
@@ -1019,16 +1019,13 @@ impl Worker {
         }
     }
 
-    /// Track offline gateways here (for inhibition) and in `Inner` (for the routes).
+    /// Track offline gateways (inhibition here and in the routes).
     fn set_offline(&mut self, project: Uuid, gateway: String, offline: bool) {
-        let key = (project, gateway);
-        let changed = if offline {
-            self.offline.insert(key)
+        let mut set = self.inner.offline.lock().unwrap_or_else(|e| e.into_inner());
+        if offline {
+            set.insert((project, gateway));
         } else {
-            self.offline.remove(&key)
-        };
-        if changed {
-            *self.inner.offline.lock().unwrap_or_else(|e| e.into_inner()) = self.offline.clone();
+            set.remove(&(project, gateway));
         }
     }
 
@@ -1137,20 +1134,22 @@ impl Worker {
             .alerts()
             .map(|a| (a.project_id, a.kind, a.state, a.labels.clone()))
             .collect();
-        let offline = &self.offline;
-        let mute = mute_fn(
-            now,
-            &self.silences,
-            snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)),
-            |p, g| offline.contains(&(p, g.to_string())),
-        );
-        let (due, forgotten) = self.notifier.flush(now, |a| {
-            mute(
-                a.project_id,
-                kinds.get(&a.rule_id).copied().unwrap_or(a.kind),
-                &a.labels,
-            )
-        });
+        let (due, forgotten) = {
+            let offline = self.inner.offline.lock().unwrap_or_else(|e| e.into_inner());
+            let mute = mute_fn(
+                now,
+                &self.silences,
+                snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)),
+                |p, g| offline.contains(&(p, g.to_string())),
+            );
+            self.notifier.flush(now, |a| {
+                mute(
+                    a.project_id,
+                    kinds.get(&a.rule_id).copied().unwrap_or(a.kind),
+                    &a.labels,
+                )
+            })
+        };
         for a in forgotten {
             if let Err(e) = store::forget_resolved(&self.inner.db, a.rule_id, &a.series).await {
                 tracing::error!(error = %e, "alerts: cleaning resolved state failed");
