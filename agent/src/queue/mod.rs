@@ -676,12 +676,13 @@ impl QueueReader {
                 self.file = Some((*first, r, path.clone()));
             }
             let (_, r, p) = self.file.as_mut().expect("opened");
-            match segment::read_record(r, p)? {
-                Some(rec) if rec.seq < self.pos => continue,
-                Some(rec) => {
+            match segment::read_record_len(r, p)? {
+                Some((rec, _)) if rec.seq < self.pos => continue,
+                Some((rec, len)) => {
                     if !take(&rec) && !out.is_empty() {
-                        // Read past it in the file: reopen at `pos` next time.
-                        self.file = None;
+                        // Step back over it so the next read starts there.
+                        r.seek_relative(-(len as i64))
+                            .ctx(|| format!("seeking {}", p.display()))?;
                         break;
                     }
                     self.pos = rec.seq + 1;

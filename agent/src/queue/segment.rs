@@ -50,7 +50,8 @@ fn read_exact_or_eof<R: Read>(r: &mut R, buf: &mut [u8], path: &Path) -> Result<
     }
 }
 
-fn read_record_len<R: Read>(r: &mut R, path: &Path) -> Result<Option<(Record, usize)>> {
+/// [`read_record`] and the record's length in the file.
+pub(super) fn read_record_len<R: Read>(r: &mut R, path: &Path) -> Result<Option<(Record, usize)>> {
     let mut head = [0u8; HEADER_LEN];
     if !read_exact_or_eof(r, &mut head, path)? {
         return Ok(None);

@@ -217,6 +217,10 @@ fn a_frame_read_while_refuses_stays_for_the_next_read() {
         .unwrap();
     assert_eq!(got.len(), 3, "three frames of 100 fit 350");
     assert_eq!(r.position(), first + 3);
+    assert!(
+        r.file.is_some(),
+        "the reader steps back in the open segment instead of rescanning it"
+    );
     // The refused frame and the rest come next, in order, none twice.
     let rest = read_all(&mut r);
     let seqs: Vec<u64> = rest.iter().map(|x| x.seq).collect();
