@@ -107,18 +107,19 @@ async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing
     let up = SystemTime::now();
     let outage = up.duration_since(down)?.as_secs_f64();
 
-    // Caught up once readings taken after the restart are in; then allow the
-    // commits still in flight to land before judging gaps.
+    // Done once readings taken after the restart are in and every frame
+    // between the first and the last is there (commits still in flight may
+    // fill a gap for a while; one that stays until the deadline fails).
     let deadline = Instant::now() + Duration::from_secs(240);
     let t = loop {
         let t = tally(&db, down, up).await?;
-        let complete = t.frames == t.last_seq - t.first_seq + 1;
-        if t.after_restart > 0 && complete {
+        let missing = t.last_seq - t.first_seq + 1 - t.frames;
+        if t.after_restart > 0 && missing == 0 {
             break t;
         }
         assert!(
             Instant::now() < deadline,
-            "the historian did not catch up: {} rows, {} frames in seq {}..={}, {} after the restart",
+            "the historian did not catch up: {} rows, {} frames in seq {}..={} ({missing} missing), {} after the restart",
             t.rows,
             t.frames,
             t.first_seq,
@@ -136,11 +137,6 @@ async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing
         t.last_seq,
         t.during_outage,
         outage
-    );
-    assert_eq!(
-        t.frames,
-        t.last_seq - t.first_seq + 1,
-        "every frame between the first and the last is there"
     );
     assert_eq!(
         t.rows,
