@@ -301,6 +301,7 @@ async fn refresh_health<C: ConnectionTrait>(
     o: &org::Model,
     c: cluster::Model,
 ) -> Result<cluster::Model, ApiError> {
+    let health_before = c.probe_ok;
     let mut am = c.clone().into_active_model();
     am.probe_at = Set(Some(Utc::now()));
     if c.backend == BACKEND_EXTERNAL {
@@ -345,8 +346,10 @@ async fn refresh_health<C: ConnectionTrait>(
         am.status = Set(status.map(|s| serde_json::to_string(&s).expect("status serializes")));
     }
     let c = am.update(db).await?;
-    // Cluster-degraded alert rules evaluate what the check found.
-    if let Some(ok) = c.probe_ok {
+    // Cluster-degraded alert rules evaluate a change in what the check found
+    // (every replica probes every cluster; the alerts read the table itself
+    // on every reload).
+    if let Some(ok) = c.probe_ok.filter(|_| c.probe_ok != health_before) {
         let (project, cluster) = (c.project_id, c.slug.clone());
         st.alerts
             .fleet_event(if ok {
