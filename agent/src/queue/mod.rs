@@ -627,8 +627,9 @@ impl QueueReader {
         self.read_while(max_frames, max_bytes, |_| true)
     }
 
-    /// [`read`](Self::read), stopping before the first frame `take` refuses
-    /// (the first frame is always taken); a refused frame stays unread.
+    /// [`read`](Self::read), stopping before the first frame `take` refuses;
+    /// a refused frame stays unread. So that every read makes progress, a
+    /// refused first frame is taken, but alone.
     pub fn read_while(
         &mut self,
         max_frames: usize,
@@ -679,7 +680,8 @@ impl QueueReader {
             match segment::read_record_len(r, p)? {
                 Some((rec, _)) if rec.seq < self.pos => continue,
                 Some((rec, len)) => {
-                    if !take(&rec) && !out.is_empty() {
+                    let taken = take(&rec);
+                    if !taken && !out.is_empty() {
                         // Step back over it so the next read starts there.
                         r.seek_relative(-(len as i64))
                             .ctx(|| format!("seeking {}", p.display()))?;
@@ -688,6 +690,10 @@ impl QueueReader {
                     self.pos = rec.seq + 1;
                     bytes += rec.frame.len();
                     out.push(rec);
+                    if !taken {
+                        // A refused first frame goes alone.
+                        break;
+                    }
                 }
                 None => {
                     // End of this segment's flushed data: move to the next one.

@@ -227,3 +227,34 @@ fn a_frame_read_while_refuses_stays_for_the_next_read() {
     assert_eq!(seqs, (first + 3..first + 10).collect::<Vec<_>>());
     assert_eq!(q.stats.dropped_readings.load(Ordering::Relaxed), 0);
 }
+
+#[test]
+fn a_refused_first_frame_is_read_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let q =
+        Arc::new(DiskQueue::open(cfg(dir.path(), 1 << 20, OverflowPolicy::DropOldest)).unwrap());
+    let sizes = [100, 10, 10, 10];
+    q.append(
+        &sizes
+            .iter()
+            .zip(0..)
+            .map(|(&n, i)| frame(i, n))
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let first = q.first_unacked();
+    let mut r = q.reader(first);
+    // Like the uplink's window: a refused frame is not counted.
+    let mut budget = 50u32;
+    let mut take = |rec: &Record| {
+        let fits = rec.readings <= budget;
+        if fits {
+            budget -= rec.readings;
+        }
+        fits
+    };
+    let got = r.read_while(1000, 1 << 20, &mut take).unwrap();
+    assert_eq!(got.iter().map(|x| x.readings).collect::<Vec<_>>(), [100]);
+    let got = r.read_while(1000, 1 << 20, &mut take).unwrap();
+    assert_eq!(got.iter().map(|x| x.readings).collect::<Vec<_>>(), [10; 3]);
+}
