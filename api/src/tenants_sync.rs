@@ -47,6 +47,8 @@ pub struct DesiredOrg {
 /// an organization slug.
 pub fn desired_org(t: &Tenant) -> Result<DesiredOrg, String> {
     let slug = kube::ResourceExt::name_any(t);
+    // The CRD refuses such names; one stored before it did is skipped here.
+    weir_crds::tenant::check_name(&slug).map_err(|e| format!("Tenant {slug:?}: {e}"))?;
     let mut errs = Vec::new();
     crate::extract::check::slug(&mut errs, "metadata.name", &slug);
     if !errs.is_empty() {
@@ -371,5 +373,12 @@ mod tests {
     fn tenant_name_must_be_a_slug() {
         assert!(desired_org(&tenant("Not_A_Slug", vec![])).is_err());
         assert!(desired_org(&tenant(&"a".repeat(70), vec![])).is_err());
+        // The CRD's rules: weir-<name> must be a namespace name, and
+        // weir-system is the operator's.
+        assert!(desired_org(&tenant(&"a".repeat(58), vec![])).is_ok());
+        let e = desired_org(&tenant(&"a".repeat(59), vec![])).unwrap_err();
+        assert!(e.contains("at most 58 characters"), "{e}");
+        let e = desired_org(&tenant("system", vec![])).unwrap_err();
+        assert!(e.contains("system is reserved"), "{e}");
     }
 }

@@ -47,10 +47,17 @@ pub struct EdgeGatewaySpec {
     pub mode: GatewayMode,
     /// The MqttCluster (same namespace) the gateway publishes to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"),
+        length(min = 1, max = 63)
+    )]
     pub cluster_ref: Option<String>,
     /// Agent version to run (inCluster) or to offer for update (external).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"))]
+    #[schemars(
+        regex(pattern = r"^[0-9]+\.[0-9]+\.[0-9]+(-[0-9A-Za-z.-]+)?$"),
+        length(max = 64)
+    )]
     pub agent_version: Option<String>,
     /// Volume of the in-cluster agent's store-and-forward queue (inCluster only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -66,6 +73,7 @@ pub struct EdgeGatewaySpec {
 pub struct AgentStorage {
     /// Storage class; cannot change after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("agentStorage.storageClassName: is immutable; delete the gateway's volume to move it"))]
     pub storage_class_name: Option<String>,
     /// What happens to the queue's volume when the gateway is deleted:
@@ -100,7 +108,10 @@ pub struct Site {
     pub location: Option<String>,
     /// IANA time zone, e.g. "Europe/Berlin".
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(regex(pattern = r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$"))]
+    #[schemars(
+        regex(pattern = r"^[A-Za-z_]+(/[A-Za-z0-9_+-]+){0,2}$"),
+        length(max = 64)
+    )]
     pub timezone: Option<String>,
 }
 

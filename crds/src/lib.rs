@@ -34,10 +34,45 @@ pub const VERSION: &str = "v1alpha1";
 /// Every CRD with the file name it is written to under `crds/yaml/`.
 pub fn all_crds() -> Vec<(&'static str, CustomResourceDefinition)> {
     vec![
-        ("tenants.weir.dev.yaml", Tenant::crd()),
-        ("mqttclusters.weir.dev.yaml", MqttCluster::crd()),
-        ("edgegateways.weir.dev.yaml", EdgeGateway::crd()),
+        ("tenants.weir.dev.yaml", crd::<Tenant>()),
+        ("mqttclusters.weir.dev.yaml", crd::<MqttCluster>()),
+        ("edgegateways.weir.dev.yaml", crd::<EdgeGateway>()),
     ]
+}
+
+/// The CRD of `K` as the API server gets it. schemars writes Rust integer
+/// formats (`uint32`, ...) that Kubernetes does not know (it warns on every
+/// apply and enforces nothing); they become the ranges they stand for.
+pub fn crd<K: CustomResourceExt>() -> CustomResourceDefinition {
+    let mut v = serde_json::to_value(K::crd()).expect("CRD serializes");
+    integer_formats_to_ranges(&mut v);
+    serde_json::from_value(v).expect("CRD deserializes")
+}
+
+fn integer_formats_to_ranges(v: &mut serde_json::Value) {
+    match v {
+        serde_json::Value::Object(map) => {
+            let max = match map.get("format").and_then(|f| f.as_str()) {
+                Some("uint8") => Some(u8::MAX as u64),
+                Some("uint16") => Some(u16::MAX as u64),
+                Some("uint32") => Some(u32::MAX as u64),
+                // Kubernetes integers are int64, and a schema's bounds are
+                // float64: above 2^53 no bound is exact. Only the sign.
+                Some("uint64") => Some(0),
+                _ => None,
+            };
+            if let Some(max) = max {
+                map.remove("format");
+                map.entry("minimum").or_insert(0.into());
+                if max > 0 {
+                    map.entry("maximum").or_insert(max.into());
+                }
+            }
+            map.values_mut().for_each(integer_formats_to_ranges);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integer_formats_to_ranges),
+        _ => {}
+    }
 }
 
 /// The YAML text of a CRD, as committed.

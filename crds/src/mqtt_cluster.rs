@@ -44,10 +44,12 @@ pub const DEFAULT_EMQX_IMAGE: &str = "emqx/emqx";
 pub struct MqttClusterSpec {
     /// EMQX version, e.g. "5.8.6". Changing it upgrades the cluster one node at a time.
     #[serde(default = "default_version")]
+    #[schemars(length(min = 1, max = 32))]
     #[x_kube(validation = Rule::new("self.matches('^5\\\\.[0-9]+\\\\.[0-9]+(-[0-9A-Za-z.]+)?$')").message("version: must be an EMQX 5 version such as 5.8.6"))]
     pub version: String,
     /// Image repository; the tag is `version`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 255))]
     pub image: Option<String>,
     /// Number of EMQX nodes.
     #[serde(default = "default_replicas")]
@@ -57,16 +59,18 @@ pub struct MqttClusterSpec {
     pub resources: Option<ResourceRequirements>,
     #[serde(default)]
     pub storage: ClusterStorage,
-    /// MQTT listeners; defaults to plain TCP on 1883.
+    /// MQTT listeners, each with its own name and port; defaults to plain
+    /// TCP on 1883.
     #[serde(default = "default_listeners")]
     #[schemars(length(min = 1, max = 8))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.port == l.port))").message("listeners: each listener needs its own port"))]
-    #[x_kube(validation = Rule::new("self.all(l, self.exists_one(m, m.name == l.name))").message("listeners: each listener needs its own name"))]
     pub listeners: Vec<Listener>,
     #[serde(default)]
     pub authentication: ClusterAuthentication,
     /// `emqx.conf` overrides as HOCON path → value, e.g. `mqtt.max_packet_size: "1MB"`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 128))]
     pub config: BTreeMap<String, String>,
     #[serde(default)]
     pub service_type: ServiceType,
@@ -104,6 +108,7 @@ pub struct ClusterStorage {
     pub size: String,
     /// Storage class; cannot change after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self == oldSelf").message("storage.storageClassName: is immutable; create a new cluster to move storage"))]
     pub storage_class_name: Option<String>,
     /// What happens to the volumes when the cluster is deleted.
@@ -138,13 +143,14 @@ pub enum ReclaimPolicy {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("(self.protocol == 'tcp' || self.protocol == 'ws') || has(self.tlsSecretRef)").message("listeners[].tlsSecretRef: tls and wss listeners need a TLS secret"))]
 pub struct Listener {
-    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,30}$"))]
+    #[schemars(regex(pattern = r"^[a-z][a-z0-9-]{0,30}$"), length(max = 31))]
     pub name: String,
     pub protocol: ListenerProtocol,
     #[schemars(range(min = 1, max = 65535))]
     pub port: i32,
     /// Secret of type kubernetes.io/tls, or a cert-manager Certificate name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 253))]
     pub tls_secret_ref: Option<String>,
 }
 
@@ -164,6 +170,7 @@ pub struct ClusterAuthentication {
     pub mode: AuthMode,
     /// JWKS URL of the api; defaults to the in-cluster weir-api service.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
     pub jwks_url: Option<String>,
 }
 
@@ -207,6 +214,7 @@ pub struct Placement {
     #[serde(default)]
     pub spread_over_zones: bool,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 32))]
     pub node_selector: BTreeMap<String, String>,
 }
 
@@ -227,6 +235,7 @@ pub enum AntiAffinity {
 #[serde(rename_all = "camelCase")]
 pub struct LicenseRef {
     /// Secret holding the license under key `license`.
+    #[schemars(length(min = 1, max = 253))]
     pub secret_ref: String,
 }
 

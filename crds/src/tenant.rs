@@ -26,17 +26,22 @@ use crate::condition::Condition;
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
-    )
+    ),
+    // The same rules as `check_name`, for `kubectl apply`.
+    validation = Rule::new(format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}")).message(format!("metadata.name: a tenant name has at most {MAX_NAME_LENGTH} characters, since its namespace is weir-<name>").as_str()),
+    validation = Rule::new("self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')").message("metadata.name: a tenant name is lowercase letters, digits and '-', starting and ending with a letter or digit (it names the namespace weir-<name>)"),
+    validation = Rule::new(format!("!(self.metadata.name in {RESERVED_NAMES:?})")).message(format!("metadata.name: {} is reserved (weir-system is the operator's own namespace)", RESERVED_NAMES.join(", ")).as_str())
 )]
 #[serde(rename_all = "camelCase")]
 pub struct TenantSpec {
     /// Name shown to people, e.g. "Riverside Water".
     #[schemars(length(min = 1, max = 128))]
     pub display_name: String,
-    /// Who administers this tenant: OIDC subjects, emails or groups.
+    /// Who administers this tenant: OIDC subjects, emails or groups, each
+    /// listed once.
     #[serde(default)]
     #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.kind == a.kind && b.name == a.name))").message("admins: each admin may be listed only once"))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["kind".into(), "name".into()]))]
     pub admins: Vec<TenantAdmin>,
     #[serde(default)]
     pub quota: TenantQuota,
@@ -143,6 +148,37 @@ pub struct TenantStatus {
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+/// Longest tenant name: its namespace `weir-<name>` is a DNS label (63).
+pub const MAX_NAME_LENGTH: usize = 58;
+
+/// Names no tenant may take: `weir-system` is the operator's namespace.
+pub const RESERVED_NAMES: [&str; 1] = ["system"];
+
+/// Why `name` cannot name a tenant, if it cannot: the rules the CRD checks
+/// at `kubectl apply`, for the api and the operator.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let label = !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-');
+    if name.len() > MAX_NAME_LENGTH {
+        Err(format!(
+            "a tenant name has at most {MAX_NAME_LENGTH} characters, since its namespace is weir-<name>"
+        ))
+    } else if !label {
+        Err("a tenant name is lowercase letters, digits and '-', starting and ending with a letter or digit (it names the namespace weir-<name>)".into())
+    } else if RESERVED_NAMES.contains(&name) {
+        Err(format!(
+            "{} is reserved (weir-system is the operator's own namespace)",
+            RESERVED_NAMES.join(", ")
+        ))
+    } else {
+        Ok(())
+    }
 }
 
 impl Tenant {

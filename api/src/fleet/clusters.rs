@@ -11,7 +11,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Utc};
-use kube::CustomResourceExt;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, PaginatorTrait,
     QueryFilter, QueryOrder, Set,
@@ -257,7 +256,7 @@ impl Validate for UpdateCluster {
 fn cluster_spec_schema() -> &'static Value {
     static S: OnceLock<Value> = OnceLock::new();
     S.get_or_init(|| {
-        let crd = serde_json::to_value(MqttCluster::crd()).expect("crd serializes");
+        let crd = serde_json::to_value(weir_crds::crd::<MqttCluster>()).expect("crd serializes");
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
     })
 }

@@ -1,10 +1,27 @@
 //! Writes the CRD YAML under `crds/yaml/` (or the directory given).
 //! `crdgen --check` exits non-zero when the files differ from the code.
+//! `crdgen --largest-gateway FILE` writes the largest EdgeGateway the schema
+//! allows (JSON, name `largest` in namespace `weir-riverside-water`) and
+//! prints the size in bytes of its signed bundle as a ConfigMap holds it.
 
 use std::path::PathBuf;
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let Some(i) = args.iter().position(|a| a == "--largest-gateway") {
+        let Some(file) = args.get(i + 1) else {
+            eprintln!("usage: crdgen --largest-gateway FILE");
+            std::process::exit(2);
+        };
+        let gw = weir_crds::gateway::largest::largest_gateway("largest", "weir-riverside-water");
+        std::fs::write(file, serde_json::to_vec(&gw).expect("gateway serializes"))
+            .unwrap_or_else(|e| panic!("write {file}: {e}"));
+        let bundle = weir_crds::gateway::largest::stored_bundle(
+            &weir_crds::gateway::largest::largest_config(),
+        );
+        println!("{}", bundle.len());
+        return;
+    }
     let check = args.iter().any(|a| a == "--check");
     let dir = args
         .iter()

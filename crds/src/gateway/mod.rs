@@ -3,6 +3,7 @@
 //! bundles and run by the agent.
 
 pub mod address;
+pub mod largest;
 pub mod validate;
 
 use kube::KubeSchema;
@@ -11,19 +12,45 @@ use serde::{Deserialize, Serialize};
 pub use address::{Area, ByteOrder, ModbusAddress};
 pub use validate::{validate_config, FieldError};
 
+/// Limits of one gateway's config. The API server estimates the cost of
+/// every CEL rule from them (a per-tag rule runs devices × groups × tags
+/// times), and the largest config they allow must fit in one etcd object
+/// (1.5 MiB, with its managed fields) and its signed bundle in one
+/// ConfigMap (1 MiB): `crdgen --largest-gateway` builds that config and the
+/// `crds-accepted` scenario stores it on a real API server.
+pub mod limits {
+    pub const DEVICES: usize = 64;
+    pub const GROUPS_PER_DEVICE: usize = 16;
+    pub const TAGS_PER_GROUP: usize = 250;
+    /// All tags of all devices of one gateway.
+    pub const TAGS_PER_GATEWAY: usize = 1000;
+    pub const PIPELINES: usize = 16;
+    pub const STEPS_PER_PIPELINE: usize = 8;
+    pub const NAME_LENGTH: usize = 63;
+    pub const TAG_NAME_LENGTH: usize = 64;
+    pub const ADDRESS_LENGTH: usize = 24;
+    pub const UNIT_LENGTH: usize = 16;
+    pub const DESCRIPTION_LENGTH: usize = 128;
+    pub const TAG_DESCRIPTION_LENGTH: usize = 64;
+    pub const HOST_LENGTH: usize = 253;
+    pub const FILTER_LENGTH: usize = 256;
+}
+
 /// What one agent runs.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayConfig {
-    /// Devices the agent polls.
+    /// Devices the agent polls; each needs its own name.
     #[serde(default)]
-    #[schemars(length(max = 128))]
-    #[x_kube(validation = Rule::new("self.all(d, self.exists_one(e, e.name == d.name))").message("devices: each device needs its own name"))]
+    #[schemars(length(max = limits::DEVICES))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
+    #[x_kube(validation = Rule::new(format!("self.map(d, d.groups.map(g, g.tags.size()).sum()).sum() <= {}", limits::TAGS_PER_GATEWAY)).message(format!("devices: a gateway reads at most {} tags in all; split the devices over more gateways", limits::TAGS_PER_GATEWAY).as_str()))]
     pub devices: Vec<Device>,
-    /// Rules applied to readings before they are queued for the uplink.
+    /// Rules applied to readings before they are queued for the uplink; each
+    /// needs its own name.
     #[serde(default)]
-    #[schemars(length(max = 128))]
-    #[x_kube(validation = Rule::new("self.all(p, self.exists_one(q, q.name == p.name))").message("pipelines: each pipeline needs its own name"))]
+    #[schemars(length(max = limits::PIPELINES))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub pipelines: Vec<Pipeline>,
     #[serde(default)]
     pub uplink: Uplink,
@@ -36,23 +63,32 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$";
 pub const MODBUS_ADDRESS_PATTERN: &str =
     r"^[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?$";
 
+/// A tag address: free text without `!` (simulated tags), or a Modbus
+/// address as [`MODBUS_ADDRESS_PATTERN`]. A pattern costs nothing in the API
+/// server's CEL budget, where a regex per tag would exceed it; a rule on the
+/// device then only checks that a Modbus device's addresses contain `!`.
+pub const TAG_ADDRESS_PATTERN: &str =
+    r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?)$";
+
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || has(self.modbus)").message("devices[].modbus: a modbusTcp device needs modbus connection settings (host, port)"))]
-#[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || self.groups.all(g, g.tags.all(t, t.address.matches('^[0-9]{1,3}![0134][0-9]{1,5}(\\\\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?$')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
+#[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || self.groups.all(g, g.tags.all(t, t.address.contains('!')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
 #[x_kube(validation = Rule::new("self.adapter != 'simulator' || self.groups.all(g, g.tags.all(t, has(t.signal)))").message("devices[].groups[].tags[].signal: every tag of a simulator device needs a signal"))]
 pub struct Device {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
     pub name: String,
     pub adapter: AdapterKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::DESCRIPTION_LENGTH))]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub modbus: Option<ModbusSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulator: Option<SimulatorSettings>,
-    #[schemars(length(min = 1, max = 32))]
-    #[x_kube(validation = Rule::new("self.all(g, self.exists_one(h, h.name == g.name))").message("devices[].groups: each group of a device needs its own name"))]
+    /// Each group of a device needs its own name.
+    #[schemars(length(min = 1, max = limits::GROUPS_PER_DEVICE))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub groups: Vec<TagGroup>,
 }
 
@@ -66,13 +102,14 @@ pub enum AdapterKind {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ModbusSettings {
-    #[schemars(length(min = 1, max = 253))]
+    #[schemars(length(min = 1, max = limits::HOST_LENGTH))]
     pub host: String,
     #[serde(default = "default_modbus_port")]
     #[schemars(range(min = 1, max = 65535))]
     pub port: u16,
     /// Tried when `host` does not answer.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::HOST_LENGTH))]
     pub backup_host: Option<String>,
     #[serde(default = "default_timeout_ms")]
     #[x_kube(validation = Rule::new("self >= 10 && self <= 60000").message("devices[].modbus.timeoutMs: must be between 10 and 60000 ms"))]
@@ -118,45 +155,52 @@ pub struct SimulatorSettings {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TagGroup {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
     pub name: String,
     /// Polling interval in milliseconds.
     #[x_kube(validation = Rule::new("self >= 100").message("devices[].groups[].intervalMs: polling interval must be at least 100 ms"))]
     #[x_kube(validation = Rule::new("self <= 86400000").message("devices[].groups[].intervalMs: polling interval must be at most one day"))]
     pub interval_ms: u32,
-    #[schemars(length(min = 1, max = 1000))]
-    #[x_kube(validation = Rule::new("self.all(t, self.exists_one(u, u.name == t.name))").message("devices[].groups[].tags: each tag of a group needs its own name"))]
+    /// Each tag of a group needs its own name.
+    #[schemars(length(min = 1, max = limits::TAGS_PER_GROUP))]
+    #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
     pub tags: Vec<Tag>,
 }
 
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("!(self.address.matches('^[0-9]+![01]')) || self.dataType == 'bool' || self.dataType == 'bit'").message("devices[].groups[].tags[].dataType: coils (area 0) and discrete inputs (area 1) hold bool or bit values"))]
-#[x_kube(validation = Rule::new("!has(self.decimals) || (self.decimals >= 0 && self.decimals <= 15)").message("devices[].groups[].tags[].decimals: must be between 0 and 15"))]
+// Per-tag rules run up to devices × groups × tags times: only cheap string
+// operations here (no regex), and ranges in the schema where they fit.
+#[x_kube(validation = Rule::new("!(self.address.contains('!0') || self.address.contains('!1')) || self.dataType == 'bool' || self.dataType == 'bit'").message("devices[].groups[].tags[].dataType: coils (area 0) and discrete inputs (area 1) hold bool or bit values"))]
 #[x_kube(validation = Rule::new("!has(self.scale) || self.scale != 0.0").message("devices[].groups[].tags[].scale: must not be zero"))]
 pub struct Tag {
-    #[schemars(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,126}[A-Za-z0-9])?$"))]
+    #[schemars(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9])?$"), length(max = limits::TAG_NAME_LENGTH))]
     pub name: String,
-    /// Neuron-style address, e.g. `1!400001#BB`; free text for simulated tags.
-    #[schemars(length(min = 1, max = 128))]
+    /// Neuron-style Modbus address `SLAVE!AREAADDRESS[.BIT][#ORDER]`, e.g.
+    /// `1!400001#BB`; free text without `!` for simulated tags.
+    #[schemars(length(min = 1, max = limits::ADDRESS_LENGTH), regex(pattern = r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?)$"))]
     pub address: String,
     pub data_type: DataType,
-    /// read, write and/or subscribe (report on change only).
+    /// read, write and/or subscribe (report on change only), each once.
     #[serde(default = "default_attributes")]
     #[schemars(length(min = 1, max = 3))]
+    #[x_kube(merge_strategy = ListMerge::Set)]
     pub attributes: Vec<TagAttribute>,
     /// value = raw * scale + offset
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub offset: Option<f64>,
-    /// Round the scaled value to this many decimals.
+    /// Round the scaled value to this many decimals (0 to 15).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 15))]
     pub decimals: Option<u8>,
     /// Engineering unit, e.g. "m3/h", "bar", "NTU", "mg/L".
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::UNIT_LENGTH))]
     pub unit: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = limits::TAG_DESCRIPTION_LENGTH))]
     pub description: Option<String>,
     /// What a simulator device produces for this tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -220,9 +264,9 @@ pub struct Signal {
     /// Largest change per sample of a random walk, as a fraction of max - min.
     #[serde(default = "default_step")]
     pub step: f64,
-    /// Chance per sample that a pump trips into fault (pump signals).
+    /// Chance per sample that a pump trips into fault (pump signals), 0 to 1.
     #[serde(default)]
-    #[x_kube(validation = Rule::new("self >= 0.0 && self <= 1.0").message("signal.faultRate: must be between 0 and 1"))]
+    #[schemars(range(min = 0.0, max = 1.0))]
     pub fault_rate: f64,
 }
 
@@ -254,10 +298,10 @@ pub enum SignalKind {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Pipeline {
-    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"))]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
     pub name: String,
     pub select: Selector,
-    #[schemars(length(min = 1, max = 16))]
+    #[schemars(length(min = 1, max = limits::STEPS_PER_PIPELINE))]
     pub steps: Vec<Step>,
 }
 
@@ -265,10 +309,13 @@ pub struct Pipeline {
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Selector {
+    #[schemars(length(min = 1, max = limits::NAME_LENGTH))]
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::NAME_LENGTH))]
     pub group: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = limits::TAG_NAME_LENGTH))]
     pub tag: Option<String>,
 }
 
@@ -279,7 +326,7 @@ pub struct Selector {
 pub struct Step {
     /// Keep readings for which this expression is true, e.g. `value >= 0.0 && value < 50.0`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 1024))]
+    #[schemars(length(min = 1, max = limits::FILTER_LENGTH))]
     pub filter: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<ScaleStep>,

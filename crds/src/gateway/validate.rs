@@ -7,7 +7,6 @@
 use std::fmt;
 use std::sync::OnceLock;
 
-use kube::CustomResourceExt;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -41,7 +40,7 @@ impl FieldError {
 pub fn spec_schema() -> &'static Value {
     static SCHEMA: OnceLock<Value> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let crd = serde_json::to_value(EdgeGateway::crd()).expect("crd serializes");
+        let crd = serde_json::to_value(crate::crd::<EdgeGateway>()).expect("crd serializes");
         crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"].clone()
     })
 }
@@ -102,6 +101,7 @@ pub fn check_against_schema(
 ) -> Vec<FieldError> {
     let mut errors = Vec::new();
     unknown_fields(schema, value, root, &mut errors);
+    duplicate_keys(schema, value, root, &mut errors);
     let validator = match jsonschema::validator_for(schema) {
         Ok(v) => v,
         Err(e) => {
@@ -112,15 +112,34 @@ pub fn check_against_schema(
         }
     };
     for e in validator.iter_errors(value) {
-        let field = pointer_to_path(root, &e.instance_path().to_string());
+        let mut field = pointer_to_path(root, &e.instance_path().to_string());
+        // A missing field is about that field, as the API server says it.
+        if let jsonschema::error::ValidationErrorKind::Required { property } = e.kind() {
+            if let Some(p) = property.as_str() {
+                field = if field.is_empty() {
+                    p.to_string()
+                } else {
+                    format!("{field}.{p}")
+                };
+            }
+        }
         errors.push(FieldError::new(field, schema_message(&e.to_string())));
     }
-    if let Err(errs) = cel_validate(schema, value, old) {
+    // CEL sees a `number` field as a double even when written `0`, as in
+    // the API server (`scale: 0` must fail `self.scale != 0.0` here too).
+    let value = &numbers_as_doubles(schema, value);
+    let old = old.map(|o| numbers_as_doubles(schema, o));
+    if let Err(errs) = cel_validate(schema, value, old.as_ref()) {
         for e in errs.iter() {
-            errors.push(FieldError::new(
-                cel_path(root, &e.field_path),
-                strip_field_prefix(&e.message),
-            ));
+            // A rule on the whole object about its name (a Tenant's) is
+            // about `metadata.name`, as its message says.
+            let field = match e.message.split_once(": ") {
+                Some((head, _)) if root.is_empty() && head.starts_with("metadata.") => {
+                    head.to_string()
+                }
+                _ => cel_path(root, &e.field_path),
+            };
+            errors.push(FieldError::new(field, strip_field_prefix(&e.message)));
         }
     }
     errors.dedup();
@@ -217,6 +236,96 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fi
             if let Some(item_schema) = schema.get("items") {
                 for (i, v) in items.iter().enumerate() {
                     unknown_fields(item_schema, v, &format!("{path}[{i}]"), errors);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A copy of `value` with the integers written where the schema says
+/// `type: number` turned into floats.
+fn numbers_as_doubles(schema: &Value, value: &Value) -> Value {
+    match value {
+        Value::Number(n) if schema.get("type").and_then(Value::as_str) == Some("number") => n
+            .as_f64()
+            .map_or_else(|| value.clone(), |f| serde_json::json!(f)),
+        Value::Object(map) => {
+            let props = schema.get("properties").and_then(Value::as_object);
+            let extra = schema.get("additionalProperties").filter(|a| a.is_object());
+            Value::Object(
+                map.iter()
+                    .map(|(k, v)| {
+                        let s = props.and_then(|p| p.get(k)).or(extra);
+                        (
+                            k.clone(),
+                            s.map_or_else(|| v.clone(), |s| numbers_as_doubles(s, v)),
+                        )
+                    })
+                    .collect(),
+            )
+        }
+        Value::Array(items) => match schema.get("items") {
+            Some(s) => Value::Array(items.iter().map(|v| numbers_as_doubles(s, v)).collect()),
+            None => value.clone(),
+        },
+        _ => value.clone(),
+    }
+}
+
+/// Items of a `x-kubernetes-list-type: map` list must differ in their keys
+/// (`x-kubernetes-list-map-keys`), those of a `set` list in their value; the
+/// API server says `Duplicate value` with the keys, and so do we.
+fn duplicate_keys(schema: &Value, value: &Value, path: &str, errors: &mut Vec<FieldError>) {
+    match value {
+        Value::Object(map) => {
+            let Some(props) = schema.get("properties").and_then(Value::as_object) else {
+                return;
+            };
+            for (k, v) in map {
+                if let Some(s) = props.get(k) {
+                    let child = if path.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{path}.{k}")
+                    };
+                    duplicate_keys(s, v, &child, errors);
+                }
+            }
+        }
+        Value::Array(items) => {
+            let keys: Option<Vec<&str>> =
+                match schema.get("x-kubernetes-list-type").and_then(Value::as_str) {
+                    Some("map") => schema
+                        .get("x-kubernetes-list-map-keys")
+                        .and_then(Value::as_array)
+                        .map(|ks| ks.iter().filter_map(Value::as_str).collect()),
+                    Some("set") => Some(Vec::new()),
+                    _ => None,
+                };
+            if let Some(keys) = keys {
+                let mut seen = std::collections::HashSet::new();
+                for (i, item) in items.iter().enumerate() {
+                    let key = if keys.is_empty() {
+                        item.clone()
+                    } else {
+                        Value::Object(
+                            keys.iter()
+                                .filter_map(|k| item.get(*k).map(|v| (k.to_string(), v.clone())))
+                                .collect(),
+                        )
+                    };
+                    if !seen.insert(key.to_string()) {
+                        errors.push(FieldError::new(
+                            format!("{path}[{i}]"),
+                            format!("Duplicate value: {key}"),
+                        ));
+                    }
+                }
+            }
+            if let Some(item_schema) = schema.get("items") {
+                for (i, v) in items.iter().enumerate() {
+                    duplicate_keys(item_schema, v, &format!("{path}[{i}]"), errors);
                 }
             }
         }
@@ -332,7 +441,8 @@ mod tests {
         let errs = validate_spec_value(&v).unwrap_err();
         assert!(
             errs.iter()
-                .any(|e| e.message == "each tag of a group needs its own name"),
+                .any(|e| e.field == "spec.devices[0].groups[0].tags[1]"
+                    && e.message == r#"Duplicate value: {"name":"flow"}"#),
             "{errs:?}"
         );
     }
