@@ -28,7 +28,7 @@ fn chart_crds_are_identical_to_generated_crds() {
         let b = std::fs::read(chart.join(name)).unwrap_or_default();
         assert!(
             a == b,
-            "charts/weir/crds/{} differs from crds/yaml/{}; copy them with:\n  cp crds/yaml/*.yaml charts/weir/crds/",
+            "charts/weir/crds/{} differs from crds/yaml/{}; write both with:\n  make crds",
             name.to_string_lossy(),
             name.to_string_lossy()
         );

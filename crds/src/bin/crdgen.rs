@@ -1,4 +1,5 @@
-//! Writes the CRD YAML under `crds/yaml/` (or the directory given).
+//! Writes the CRD YAML under `crds/yaml/` and `charts/weir/crds/` (or into
+//! the directory given).
 //! `crdgen --check` exits non-zero when the files differ from the code.
 //! `crdgen --largest-gateway FILE` writes the largest EdgeGateway the schema
 //! allows (JSON, name `largest` in namespace `weir-riverside-water`) and
@@ -23,13 +24,17 @@ fn main() {
         return;
     }
     let check = args.iter().any(|a| a == "--check");
-    let dir = args
-        .iter()
-        .find(|a| !a.starts_with("--"))
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("yaml"));
+    // Without a directory: crds/yaml/ and the Helm chart's copy.
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let dirs: Vec<PathBuf> = match args.iter().find(|a| !a.starts_with("--")) {
+        Some(dir) => vec![PathBuf::from(dir)],
+        None => vec![manifest.join("yaml"), manifest.join("../charts/weir/crds")],
+    };
     let mut stale = false;
-    for (file, crd) in weir_crds::all_crds() {
+    for (dir, (file, crd)) in dirs
+        .iter()
+        .flat_map(|d| weir_crds::all_crds().into_iter().map(move |c| (d, c)))
+    {
         let path = dir.join(file);
         let text = weir_crds::crd_yaml(&crd);
         if check {
@@ -38,7 +43,7 @@ fn main() {
                 stale = true;
             }
         } else {
-            std::fs::create_dir_all(&dir).expect("create output directory");
+            std::fs::create_dir_all(dir).expect("create output directory");
             std::fs::write(&path, text).expect("write CRD");
             println!("wrote {}", path.display());
         }
