@@ -18,6 +18,8 @@ ADMIN_EMAIL="admin@riverside-water.example"
 
 need cargo "install Rust: https://rustup.rs"
 need python3 "sudo apt-get install python3"
+# Debian packages and PostgreSQL (for the historian); a no-op when done.
+bash scripts/setup.sh || die "set-up failed (scripts/setup.sh; it needs root or sudo)"
 need mosquitto "sudo apt-get install mosquitto"
 need npm "sudo apt-get install nodejs npm"
 mkdir -p "$STATE/agents"

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
-# Runs every test suite. Needs PostgreSQL on 127.0.0.1:5432 and the mosquitto
-# binary (tests start their own brokers). .ci/run installs and starts them.
+# Runs every test suite. Sets the machine up first (scripts/setup.sh: Debian
+# packages, PostgreSQL on 127.0.0.1:5432); the tests start their own
+# Mosquitto brokers, OpenID provider, Modbus servers and Kubernetes control
+# plane.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/weir/target}"
 
 need cargo "install Rust with rustup (https://rustup.rs)"
+need go "install Go 1.26 (the Kubernetes scenarios build their control plane from Go modules)"
+# Debian packages, PostgreSQL started with its test database (a no-op when done).
+bash scripts/setup.sh || die "set-up failed (scripts/setup.sh; it needs root or sudo)"
+export PATH="$PATH:/usr/sbin"
 need mosquitto "sudo apt-get install mosquitto"
 need pg_isready "sudo apt-get install postgresql-client"
 pg_up || die "PostgreSQL is not reachable on 127.0.0.1:5432 (tests need it; start it, e.g. sudo pg_ctlcluster 15 main start)"
