@@ -1,7 +1,36 @@
 # Helpers the scenarios share. Source it from a scenario.
 # shellcheck shell=bash
 
-fail() { echo "$*"; exit 1; }
+# fail WHY: the operator's last log lines (when one runs), then WHY as the
+# last line, which run.sh shows as the reason.
+fail() {
+  if [ -n "${OPERATOR_LOG:-}" ] && [ -f "$OPERATOR_LOG" ]; then
+    echo "--- last lines of $OPERATOR_LOG"
+    tail -n 20 "$OPERATOR_LOG"
+  fi
+  echo "$*"
+  exit 1
+}
+
+# start_operator: build weir-operator (the binary users run, debug profile)
+# and run it against KUBECONFIG's cluster until the scenario exits; its log
+# goes to $WEIR_K8S_WORK/operator-<scenario>.log.
+start_operator() {
+  cargo build -q -p weir-operator || fail "cargo build -p weir-operator failed"
+  local port
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  OPERATOR_LOG="$WEIR_K8S_WORK/operator-$(basename "$0" .sh).log"
+  "${CARGO_TARGET_DIR:-target}/debug/weir-operator" --leader-election false --listen "127.0.0.1:$port" \
+    > "$OPERATOR_LOG" 2>&1 &
+  OPERATOR_PID=$!
+  trap 'kill "$OPERATOR_PID" 2>/dev/null; wait "$OPERATOR_PID" 2>/dev/null' EXIT
+  for _ in $(seq 1 60); do
+    curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
+    kill -0 "$OPERATOR_PID" 2>/dev/null || fail "weir-operator exited at start"
+    sleep 0.5
+  done
+  fail "weir-operator did not answer /healthz on 127.0.0.1:$port"
+}
 
 # install_crds: apply crds/yaml/ (as README says) and wait until Established.
 install_crds() {

@@ -88,6 +88,8 @@ async fn tenant_create_path_writes_each_object_once_in_order() {
         fake.calls(),
         vec![
             "PATCH /apis/weir.dev/v1alpha1/tenants/riverside-water",
+            // Is the namespace someone else's? Then `ensure` reads it again.
+            "GET /api/v1/namespaces/weir-riverside-water",
             "GET /api/v1/namespaces/weir-riverside-water",
             "PATCH /api/v1/namespaces/weir-riverside-water",
             "GET /api/v1/namespaces/weir-riverside-water/resourcequotas/weir-quota",
@@ -120,6 +122,48 @@ async fn tenant_create_path_writes_each_object_once_in_order() {
         ns.metadata.owner_references.unwrap()[0].name,
         "riverside-water"
     );
+}
+
+/// A namespace `weir-<name>` that someone else made is not taken over: the
+/// Tenant says why, and nothing is written into the namespace.
+#[tokio::test]
+async fn tenant_refuses_a_namespace_it_does_not_own() {
+    let fake = FakeApiServer::new();
+    fake.put(&k8s_openapi::api::core::v1::Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    });
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    let action = weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(action, Action::requeue(Duration::from_secs(60)));
+    let st = stored_tenant(&fake).status.clone().unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Degraded"));
+    let ready = st.conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.reason, "NamespaceNotOwned");
+    assert!(
+        ready.message.contains("does not belong to this Tenant"),
+        "{}",
+        ready.message
+    );
+    let writes: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| !c.starts_with("GET ") && !c.contains("/tenants/") && !c.contains("/events"))
+        .collect();
+    assert!(
+        writes.is_empty(),
+        "wrote into a namespace not its own: {writes:?}"
+    );
+    let ns = fake
+        .get::<k8s_openapi::api::core::v1::Namespace>(None, NS)
+        .unwrap();
+    assert!(ns.metadata.owner_references.is_none());
 }
 
 #[tokio::test]

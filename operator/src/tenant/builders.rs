@@ -40,6 +40,17 @@ fn meta(tenant: &Tenant, name: &str, namespace: Option<String>) -> ObjectMeta {
     }
 }
 
+/// Whether `ns` is this Tenant's: made for it, with the Tenant (this one,
+/// not an earlier one of the same name) as its controller.
+pub fn owned_by(ns: &Namespace, tenant: &Tenant) -> bool {
+    let uid = tenant.metadata.uid.as_deref();
+    uid.is_some()
+        && ns
+            .owner_references()
+            .iter()
+            .any(|r| r.controller == Some(true) && Some(r.uid.as_str()) == uid)
+}
+
 pub fn namespace(tenant: &Tenant) -> Namespace {
     let mut m = meta(tenant, &tenant.namespace_name(), None);
     let l = m.labels.get_or_insert_with(BTreeMap::new);

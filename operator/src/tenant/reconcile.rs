@@ -32,6 +32,13 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
 
     let ns = tenant.namespace_name();
     let client = ctx.client.clone();
+    // A namespace of that name made by someone else (or by an earlier Tenant
+    // of the same name, still being deleted) is never taken over.
+    if let Some(live) = Api::<Namespace>::all(client.clone()).get_opt(&ns).await? {
+        if !builders::owned_by(&live, &tenant) {
+            return refuse_foreign_namespace(&tenant, &api, &ctx, &ns).await;
+        }
+    }
     let mut changed = Vec::new();
     if ensure(
         &ctx,
@@ -134,6 +141,48 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     }
     ctx.succeeded(&key(&tenant));
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The Tenant's namespace exists and is not this Tenant's: say so in the
+/// status and an event, and touch nothing in it.
+async fn refuse_foreign_namespace(
+    tenant: &Tenant,
+    api: &Api<Tenant>,
+    ctx: &Context,
+    ns: &str,
+) -> Result<Action> {
+    let message = format!(
+        "namespace {ns} already exists and does not belong to this Tenant; \
+         delete or rename it, or give the Tenant another name"
+    );
+    let old = tenant.status.clone().unwrap_or_default();
+    let status = TenantStatus {
+        phase: Some("Degraded".into()),
+        namespace: None,
+        observed_generation: tenant.metadata.generation,
+        conditions: standard_conditions(
+            &old.conditions,
+            tenant.metadata.generation,
+            (false, "NamespaceNotOwned", message.clone()),
+            (
+                false,
+                "NamespaceNotOwned",
+                format!("waiting for namespace {ns} to be freed"),
+            ),
+            (true, "NamespaceNotOwned", message.clone()),
+        ),
+    };
+    if sync_status(api, tenant, tenant.status.as_ref(), &status).await? {
+        ctx.event(
+            tenant,
+            EventType::Warning,
+            "NamespaceNotOwned",
+            "Reconcile",
+            message,
+        )
+        .await;
+    }
+    Ok(Action::requeue(Duration::from_secs(60)))
 }
 
 /// Refuse deletion while MqttClusters remain, unless `cascadeDelete`.
