@@ -56,8 +56,9 @@ pub struct Config {
     #[arg(long, env = "WEIR_LOGIN_FAILURE_DELAY_MS", default_value_t = 250)]
     pub login_failure_delay_ms: u64,
 
-    /// Largest accepted request body, in bytes.
-    #[arg(long, env = "WEIR_BODY_LIMIT_BYTES", default_value_t = 256 * 1024)]
+    /// Largest accepted request body, in bytes: room for the largest
+    /// gateway spec the schema allows (about 0.85 MB of JSON).
+    #[arg(long, env = "WEIR_BODY_LIMIT_BYTES", default_value_t = 2 * 1024 * 1024)]
     pub body_limit_bytes: usize,
 
     /// Most database connections in the pool.

@@ -178,7 +178,7 @@ async fn orgs_projects_crud_and_bad_input(b: Backend) {
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert_eq!(r.body["errors"][0]["field"], "slug");
     // Too large a body.
-    let big = "x".repeat(300 * 1024);
+    let big = "x".repeat(3 * 1024 * 1024);
     let r = app
         .post("/api/v1/orgs", &admin, json!({"slug": "big", "name": big}))
         .await;

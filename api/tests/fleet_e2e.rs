@@ -46,16 +46,24 @@ async fn enrollment_and_signed_config(b: Backend) {
 
     // An invalid config is refused with the CRD's field and message.
     let r = app
-        .post(gw, &admin, json!({"name": "bad", "spec": modbus_spec(50)}))
+        .post(gw, &admin, json!({"name": "bad", "spec": modbus_spec(5)}))
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
     let errs = r.body["errors"].as_array().unwrap();
     assert!(
         errs.iter()
             .any(|e| e["field"] == "spec.devices[0].groups[0].intervalMs"
-                && e["message"] == "polling interval must be at least 100 ms"),
+                && e["message"] == "polling interval must be at least 10 ms"),
         "{errs:?}"
     );
+
+    // The largest gateway the schema allows (every list full, every string
+    // at its longest) fits in a request and is stored.
+    let largest = serde_json::to_value(weir_crds::gateway::largest::largest_config()).unwrap();
+    let r = app
+        .post(gw, &admin, json!({"name": "largest", "spec": largest}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 
     // Issue a token: the secret and an install command, once.
     let tokens = format!("{gw}/pump-1/enrollment-tokens");

@@ -12,11 +12,18 @@ fail() {
   exit 1
 }
 
+# build_workspace_bins: the workspace's binaries, built as `cargo test
+# --workspace` builds them (a lone `-p CRATE` resolves other features and
+# rebuilds half the dependencies).
+build_workspace_bins() {
+  cargo build -q --workspace --bins || fail "cargo build --workspace --bins failed"
+}
+
 # start_operator: build weir-operator (the binary users run, debug profile)
 # and run it against KUBECONFIG's cluster until the scenario exits; its log
 # goes to $WEIR_K8S_WORK/operator-<scenario>.log.
 start_operator() {
-  cargo build -q -p weir-operator || fail "cargo build -p weir-operator failed"
+  build_workspace_bins
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   OPERATOR_LOG="$WEIR_K8S_WORK/operator-$(basename "$0" .sh).log"

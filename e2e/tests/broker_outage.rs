@@ -12,8 +12,9 @@ use weir_e2e::fleet::{gateway_with_token, seed_project, start_agent, wait_applie
 use weir_e2e::{bin, free_port, ApiClient, Child, Mosquitto, Postgres};
 
 const DEVICES: usize = 10;
-const TAGS: usize = 500;
-const INTERVAL_MS: u64 = 100;
+/// 1,000 tags in all: the most one gateway may read.
+const TAGS: usize = 100;
+const INTERVAL_MS: u64 = 20;
 /// DEVICES × TAGS readings every INTERVAL_MS.
 const RATE: usize = DEVICES * TAGS * 1000 / INTERVAL_MS as usize;
 const OUTAGE: Duration = Duration::from_secs(30);
@@ -70,9 +71,7 @@ async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing
     let dir = tempfile::tempdir()?;
     let pg = Postgres::fresh("e2e_outage").await?;
     let mut broker = Mosquitto::start().await?;
-    // The spec of 5,000 tags is larger than the default request body limit.
-    let (_api, base_url) =
-        start_api_with(dir.path(), None, &[("WEIR_BODY_LIMIT_BYTES", "4194304")]).await?;
+    let (_api, base_url) = start_api_with(dir.path(), None, &[]).await?;
     let admin = ApiClient::login(&base_url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let base = seed_project(&admin, "riverside", "plant", &broker.url()).await?;
 

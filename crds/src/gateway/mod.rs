@@ -157,8 +157,9 @@ pub struct SimulatorSettings {
 pub struct TagGroup {
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
     pub name: String,
-    /// Polling interval in milliseconds.
-    #[x_kube(validation = Rule::new("self >= 100").message("devices[].groups[].intervalMs: polling interval must be at least 100 ms"))]
+    /// Polling interval in milliseconds, from 10 ms (1,000 tags every 10 ms
+    /// is 100,000 readings/s from one gateway) to one day.
+    #[x_kube(validation = Rule::new("self >= 10").message("devices[].groups[].intervalMs: polling interval must be at least 10 ms"))]
     #[x_kube(validation = Rule::new("self <= 86400000").message("devices[].groups[].intervalMs: polling interval must be at most one day"))]
     pub interval_ms: u32,
     /// Each tag of a group needs its own name.

@@ -14,7 +14,7 @@ use super::{AdapterKind, GatewayConfig, ModbusAddress};
 use crate::edge_gateway::{EdgeGateway, EdgeGatewaySpec};
 
 /// One problem with one field, e.g. `spec.devices[0].groups[0].intervalMs`:
-/// `polling interval must be at least 100 ms`.
+/// `polling interval must be at least 10 ms`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct FieldError {
     pub field: String,
@@ -428,11 +428,11 @@ mod tests {
     #[test]
     fn cel_rules_give_their_messages() {
         let mut v = modbus_spec();
-        v["devices"][0]["groups"][0]["intervalMs"] = json!(50);
+        v["devices"][0]["groups"][0]["intervalMs"] = json!(5);
         let errs = validate_spec_value(&v).unwrap_err();
         assert!(
             errs.iter()
-                .any(|e| e.message == "polling interval must be at least 100 ms"
+                .any(|e| e.message == "polling interval must be at least 10 ms"
                     && e.field.contains("intervalMs")),
             "{errs:?}"
         );
