@@ -34,6 +34,9 @@ enum AuditCommand {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // rustls has two crypto providers in a workspace build: pick one before
+    // any TLS client (OIDC, webhooks, the Kubernetes API) needs it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -50,6 +50,18 @@ install_crds() {
   done
 }
 
+# wait_reason OBJECT TYPE REASON: poll (30 s at most) until OBJECT's
+# condition TYPE has REASON; prints the reason last seen.
+wait_reason() {
+  local got=""
+  for _ in $(seq 1 30); do
+    got=$(kubectl get "$1" -o jsonpath="{.status.conditions[?(@.type==\"$2\")].reason}")
+    [ "$got" = "$3" ] && break
+    sleep 1
+  done
+  echo "$got"
+}
+
 # ensure_namespace NAME
 ensure_namespace() {
   kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

@@ -62,12 +62,7 @@ echo "changed: quota cpu 8 -> 12, isolation off (policies removed)"
 # --- a namespace that is not ours ----------------------------------------------
 kubectl create namespace "weir-$SQUAT" >/dev/null
 sed "s/name: riverside-water/name: $SQUAT/" e2e/manifests/00-tenant-riverside-water.yaml | kubectl apply -f - >/dev/null
-reason=""
-for _ in $(seq 1 30); do
-  reason=$(kubectl get tenant "$SQUAT" -o jsonpath='{.status.conditions[?(@.type=="Ready")].reason}')
-  [ "$reason" = NamespaceNotOwned ] && break
-  sleep 1
-done
+reason=$(wait_reason "tenant/$SQUAT" Ready NamespaceNotOwned)
 [ "$reason" = NamespaceNotOwned ] || fail "tenant/$SQUAT on a foreign namespace: Ready reason '$reason'"
 kubectl get tenant "$SQUAT" -o jsonpath='{.status.conditions[?(@.type=="Ready")].message}'; echo
 [ -z "$(kubectl -n "weir-$SQUAT" get resourcequota,limitrange,networkpolicy,rolebinding -o name)" ] \
@@ -85,12 +80,7 @@ echo "refused: tenant/$SQUAT on an existing namespace, which was left alone"
 sed -e "s/namespace: weir-riverside-water/namespace: $NS/" e2e/manifests/10-mqttcluster-riverside-mqtt.yaml \
   | kubectl apply -f - >/dev/null
 kubectl delete tenant "$T" --wait=false >/dev/null
-reason=""
-for _ in $(seq 1 30); do
-  reason=$(kubectl get tenant "$T" -o jsonpath='{.status.conditions[?(@.type=="Degraded")].reason}')
-  [ "$reason" = DeletionBlocked ] && break
-  sleep 1
-done
+reason=$(wait_reason "tenant/$T" Degraded DeletionBlocked)
 [ "$reason" = DeletionBlocked ] || fail "deleting tenant/$T with an MqttCluster left: Degraded reason '$reason'"
 kubectl get tenant "$T" >/dev/null || fail "tenant/$T went while an MqttCluster remained"
 kubectl patch tenant "$T" --type=merge -p '{"spec":{"cascadeDelete":true}}' >/dev/null
