@@ -283,7 +283,7 @@ async fn templates_and_batch(b: Backend) {
         .post(
             &format!("{base}/gateway-templates"),
             &admin,
-            json!({"name": "pumps", "spec": {"devices": [modbus_device(10)]}}),
+            json!({"name": "pumps", "spec": {"devices": [modbus_device(5)]}}),
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY);
