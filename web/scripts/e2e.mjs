@@ -270,7 +270,7 @@ async function main() {
     await page.goto(`${base}/gateways/${GATEWAY}/config`);
     await page.getByRole('button', { name: 'Start with a simulated device' }).click();
     const interval = page.getByLabel('Poll every (ms)').first();
-    await interval.fill('50');
+    await interval.fill('5');
     await page.getByLabel('What changed').fill('first device');
     await page.getByRole('button', { name: 'Save new version' }).click();
     await page.waitForFunction(() => document.querySelector('input[aria-invalid="true"]'));
