@@ -183,6 +183,13 @@ impl IntoResponse for ApiError {
                 HeaderValue::from_static("Bearer realm=\"weir\""),
             );
         }
+        if matches!(self, ApiError::PayloadTooLarge) {
+            // The rest of the body was never read, so this connection cannot
+            // carry another request: say so, or a keep-alive client reuses it
+            // and its next request fails with an incomplete message.
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        }
         resp
     }
 }

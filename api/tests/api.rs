@@ -183,6 +183,8 @@ async fn orgs_projects_crud_and_bad_input(b: Backend) {
         .post("/api/v1/orgs", &admin, json!({"slug": "big", "name": big}))
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // The unread rest of the body makes the connection unusable; the client is told.
+    assert_eq!(r.headers["connection"], "close");
 
     let r = app
         .post(
