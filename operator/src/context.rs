@@ -32,6 +32,16 @@ pub struct OperatorConfig {
     pub cert_issuer: String,
     /// Seconds between status writes that only refresh connection counts.
     pub status_refresh_secs: u64,
+    /// Seconds one rollout step may wait on a node before it is reported.
+    pub rollout_timeout_secs: u64,
+    /// The operator's own ServiceAccount (`operator_namespace`/`service_account`):
+    /// each tenant namespace gets a RoleBinding of `secrets_role` to it, its
+    /// only access to Secrets (the chart's `weir-operator` ClusterRole has none).
+    pub service_account: String,
+    pub operator_namespace: String,
+    /// ClusterRole with the Secret verbs, bound per tenant namespace (chart
+    /// value `operator.secretsClusterRole`, flag `--secrets-cluster-role`).
+    pub secrets_role: String,
 }
 
 impl Default for OperatorConfig {
@@ -47,6 +57,10 @@ impl Default for OperatorConfig {
             bundle_validity_days: 30,
             cert_issuer: "weir-ca".into(),
             status_refresh_secs: 60,
+            rollout_timeout_secs: 900,
+            service_account: "weir-operator".into(),
+            operator_namespace: "weir-system".into(),
+            secrets_role: "weir-operator-secrets".into(),
         }
     }
 }
@@ -69,6 +83,30 @@ impl EmqxLocator for PodDns {
     }
 }
 
+/// From a template (`--emqx-url-template`) with `{pod}`, `{service}` (the
+/// headless Service), `{namespace}` and `{cluster}` filled in: for an
+/// operator outside the cluster network, where `*.svc` names do not resolve,
+/// e.g. through a port-forward or a proxy that routes by path.
+pub struct UrlTemplate(pub String);
+
+impl EmqxLocator for UrlTemplate {
+    fn base_url(&self, cluster: &MqttCluster, pod: &str) -> String {
+        self.0
+            .replace("{pod}", pod)
+            .replace(
+                "{service}",
+                &crate::mqtt_cluster::builders::headless_name(cluster),
+            )
+            .replace(
+                "{namespace}",
+                &kube::ResourceExt::namespace(cluster).unwrap_or_default(),
+            )
+            .replace("{cluster}", &kube::ResourceExt::name_any(cluster))
+            .trim_end_matches('/')
+            .to_string()
+    }
+}
+
 /// Shared by all reconcilers.
 pub struct Context {
     pub client: Client,
@@ -84,6 +122,14 @@ pub struct Context {
     /// Per owned object: (hash of our rendering, hash of what the API server
     /// kept of it after our last apply). See `apply::ensure` on drift.
     applied: Mutex<HashMap<String, (String, String)>>,
+    /// Per object: what it waits on and since when (rollout timeouts).
+    /// In memory: a new leader starts the clock again, which only delays
+    /// the report.
+    waits: Mutex<HashMap<String, (String, std::time::Instant)>>,
+    /// Counts rotations of a tenant signing key, so that every EdgeGateway
+    /// is signed again with the new key: the key Secret is read by name,
+    /// not watched (see `controllers.rs`).
+    key_rotations: tokio::sync::watch::Sender<u64>,
 }
 
 impl Context {
@@ -102,12 +148,47 @@ impl Context {
             failures: Mutex::new(HashMap::new()),
             written: Mutex::new(HashMap::new()),
             applied: Mutex::new(HashMap::new()),
+            waits: Mutex::new(HashMap::new()),
+            key_rotations: tokio::sync::watch::Sender::new(0),
         }
+    }
+
+    /// Say that a tenant's signing key was rotated.
+    pub fn key_rotated(&self) {
+        self.key_rotations.send_modify(|n| *n += 1);
+    }
+
+    /// One item after each [`Context::key_rotated`] from now on (several
+    /// close together may come as one).
+    pub fn key_rotations(&self) -> impl futures::Stream<Item = ()> + Send + 'static {
+        let mut rx = self.key_rotations.subscribe();
+        rx.mark_unchanged();
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.changed().await.ok()?;
+            Some(((), rx))
+        })
     }
 
     pub fn with_emqx_locator(mut self, locator: Arc<dyn EmqxLocator>) -> Self {
         self.emqx = locator;
         self
+    }
+
+    /// How long `key` has waited on `what` (zero when `what` is new).
+    pub fn waiting(&self, key: &str, what: &str) -> std::time::Duration {
+        let mut w = self.waits.lock().expect("waits lock");
+        let now = std::time::Instant::now();
+        match w.get(key) {
+            Some((on, since)) if on == what => now - *since,
+            _ => {
+                w.insert(key.to_string(), (what.to_string(), now));
+                std::time::Duration::ZERO
+            }
+        }
+    }
+
+    pub fn stop_waiting(&self, key: &str) {
+        self.waits.lock().expect("waits lock").remove(key);
     }
 
     /// Record a failure of `key`; returns how many in a row.

@@ -19,6 +19,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod mqtt_cluster;
+pub mod report;
 pub mod server;
 pub mod tenant;
 pub mod testing;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Parser};
-use weir_operator::context::{Context, OperatorConfig};
+use weir_operator::context::{Context, OperatorConfig, UrlTemplate};
 use weir_operator::leader::{run_as_leader, LeaseSettings};
 use weir_operator::metrics::Metrics;
 use weir_operator::server::{router, Health};
@@ -24,9 +24,27 @@ struct Args {
     /// Elect a leader through a Lease so only one replica reconciles.
     #[arg(long, env = "WEIR_OPERATOR_LEADER_ELECTION", default_value_t = true, action = ArgAction::Set)]
     leader_election: bool,
-    /// Namespace of the leader Lease (the operator's own namespace).
+    /// The operator's own namespace: of the leader Lease and of its
+    /// ServiceAccount (`--service-account`).
     #[arg(long, env = "WEIR_OPERATOR_NAMESPACE", default_value = "weir-system")]
     lease_namespace: String,
+    /// The operator's own ServiceAccount (in WEIR_OPERATOR_NAMESPACE): every
+    /// tenant namespace gets a RoleBinding of `--secrets-cluster-role` to it,
+    /// the operator's only access to Secrets.
+    #[arg(
+        long,
+        env = "WEIR_OPERATOR_SERVICE_ACCOUNT",
+        default_value = "weir-operator"
+    )]
+    service_account: String,
+    /// ClusterRole with the Secret verbs the operator needs, bound in each
+    /// tenant namespace (the chart's `operator.secretsClusterRole`).
+    #[arg(
+        long,
+        env = "WEIR_OPERATOR_SECRETS_CLUSTER_ROLE",
+        default_value = "weir-operator-secrets"
+    )]
+    secrets_cluster_role: String,
     #[arg(
         long,
         env = "WEIR_OPERATOR_LEASE_NAME",
@@ -81,6 +99,16 @@ struct Args {
     /// Seconds between MqttCluster status writes that only refresh connection counts.
     #[arg(long, env = "WEIR_STATUS_REFRESH_SECS", default_value_t = 60)]
     status_refresh_secs: u64,
+    /// Seconds one rollout step may wait for a node before the cluster is
+    /// reported Degraded (RolloutTimedOut).
+    #[arg(long, env = "WEIR_ROLLOUT_TIMEOUT_SECS", default_value_t = 900)]
+    rollout_timeout_secs: u64,
+    /// Where each EMQX node's HTTP API is, when not at its pod's DNS name
+    /// (`http://{pod}.{service}.{namespace}.svc:18083`): a URL with
+    /// `{pod}`, `{service}`, `{namespace}` and `{cluster}` filled in per node,
+    /// for an operator run outside the cluster network.
+    #[arg(long, env = "WEIR_EMQX_URL_TEMPLATE")]
+    emqx_url_template: Option<String>,
     /// Log format: text or json.
     #[arg(long, env = "WEIR_LOG_FORMAT", default_value = "text")]
     log_format: String,
@@ -139,8 +167,17 @@ async fn main() -> anyhow::Result<()> {
         bundle_validity_days: args.bundle_validity_days,
         cert_issuer: args.cert_issuer,
         status_refresh_secs: args.status_refresh_secs,
+        rollout_timeout_secs: args.rollout_timeout_secs,
+        service_account: args.service_account,
+        operator_namespace: args.lease_namespace.clone(),
+        secrets_role: args.secrets_cluster_role,
     };
-    let ctx = Arc::new(Context::new(client.clone(), config, metrics.clone()));
+    let mut ctx = Context::new(client.clone(), config, metrics.clone());
+    if let Some(template) = args.emqx_url_template {
+        tracing::info!(template = %template, "EMQX API reached through a URL template");
+        ctx = ctx.with_emqx_locator(Arc::new(UrlTemplate(template)));
+    }
+    let ctx = Arc::new(ctx);
     let concurrency = args.concurrency;
     if args.leader_election {
         let identity = args

@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::{
     ConfigMap, ContainerState, ContainerStateWaiting, ContainerStatus, PersistentVolumeClaim, Pod,
     PodCondition, PodStatus, Secret, Service,
 };
+use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::ObjectMeta;
 use kube::runtime::controller::Action;
@@ -102,6 +103,9 @@ async fn tenant_create_path_writes_each_object_once_in_order() {
             "PATCH /apis/networking.k8s.io/v1/namespaces/weir-riverside-water/networkpolicies/weir-allow-api-to-brokers",
             "GET /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-tenant-admins",
             "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-tenant-admins",
+            // The operator's own access to Secrets, in this namespace only.
+            "GET /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-operator-secrets",
+            "PATCH /apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-operator-secrets",
             "PATCH /apis/weir.dev/v1alpha1/tenants/riverside-water/status",
             "POST /apis/events.k8s.io/v1/namespaces/default/events",
         ]
@@ -121,6 +125,70 @@ async fn tenant_create_path_writes_each_object_once_in_order() {
     assert_eq!(
         ns.metadata.owner_references.unwrap()[0].name,
         "riverside-water"
+    );
+    let rb = fake
+        .get::<RoleBinding>(Some(NS), "weir-operator-secrets")
+        .unwrap();
+    assert_eq!(
+        (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+        ("ClusterRole", "weir-operator-secrets")
+    );
+    let s = &rb.subjects.unwrap()[0];
+    assert_eq!(
+        (s.kind.as_str(), s.namespace.as_deref(), s.name.as_str()),
+        ("ServiceAccount", Some("weir-system"), "weir-operator")
+    );
+}
+
+/// The operator binds the ClusterRole and ServiceAccount its flags name;
+/// when the role's name changes, the API server refuses the new roleRef
+/// (immutable, 422) and the binding is replaced.
+#[tokio::test]
+async fn tenant_operator_secrets_binding_follows_flags_and_is_replaced_on_role_change() {
+    let fake = FakeApiServer::new();
+    fake.put(&tenant());
+    let ctx = context(&fake, Arc::default());
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let config = OperatorConfig {
+        service_account: "ops-operator".into(),
+        operator_namespace: "ops".into(),
+        secrets_role: "ops-operator-secrets".into(),
+        ..Default::default()
+    };
+    let ctx = Arc::new(Context::new(
+        fake.client(),
+        config,
+        Arc::new(Metrics::default()),
+    ));
+    fake.clear_calls();
+    fake.fail("PATCH", "/rolebindings/weir-operator-secrets", 422, 1);
+    weir_operator::tenant::reconcile(stored_tenant(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let binding = "/apis/rbac.authorization.k8s.io/v1/namespaces/weir-riverside-water/rolebindings/weir-operator-secrets";
+    let calls: Vec<String> = fake
+        .writes()
+        .into_iter()
+        .filter(|c| c.contains("/rolebindings/"))
+        .collect();
+    assert_eq!(
+        calls,
+        vec![
+            format!("PATCH {binding}"),
+            format!("DELETE {binding}"),
+            format!("PATCH {binding}"),
+        ]
+    );
+    let rb = fake
+        .get::<RoleBinding>(Some(NS), "weir-operator-secrets")
+        .unwrap();
+    assert_eq!(rb.role_ref.name, "ops-operator-secrets");
+    let s = &rb.subjects.unwrap()[0];
+    assert_eq!(
+        (s.namespace.as_deref(), s.name.as_str()),
+        (Some("ops"), "ops-operator")
     );
 }
 
@@ -633,6 +701,45 @@ async fn scale_down_evacuates_the_highest_node_before_shrinking() {
 }
 
 #[tokio::test]
+async fn a_cancelled_scale_down_stops_the_evacuation() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    emqx.with(|s| {
+        s.rebalance_available = true;
+        s.drain_after_polls = 100;
+    });
+    let leaving = mb::node_name(&cluster(3), 2);
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| c.spec.replicas = 2);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(emqx.with(|s| s.evacuations.len()), 1);
+    // Back to 3 before node 2 drained: it must take connections again.
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| c.spec.replicas = 3);
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        emqx.calls().contains(&format!(
+            "POST /api/v5/load_rebalance/{leaving}/evacuation/stop"
+        )),
+        "{:?}",
+        emqx.calls()
+    );
+    assert_eq!(emqx.with(|s| s.evacuations.len()), 0);
+    assert_eq!(sts(&fake).spec.replicas, Some(3));
+    let st = stored_cluster(&fake).status.clone().unwrap();
+    assert_eq!(st.phase.as_deref(), Some("Ready"), "{st:?}");
+    // Steady again: EMQX is not asked about evacuations on every round.
+    let before = emqx.calls().len();
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(!emqx.calls()[before..]
+        .iter()
+        .any(|c| c.contains("load_rebalance")));
+}
+
+#[tokio::test]
 async fn scale_down_without_evacuation_api_shrinks_with_a_warning() {
     // Open-source EMQX 5.8 answers 404 to the rebalance API.
     let (fake, ctx, emqx, _) = steady_cluster(3).await;
@@ -658,6 +765,64 @@ fn roll(fake: &FakeApiServer, emqx: &MockEmqx, ordinals: &[i32], version: &str) 
         fake.put(&pod(*o, "rev2", true));
         emqx.with(|s| s.nodes[*o as usize].version = Some(version.into()));
     }
+}
+
+#[tokio::test]
+async fn no_upgrade_across_the_licence_boundary_without_a_license() {
+    let (fake, ctx, _emqx, _) = steady_cluster(3).await;
+    let before = sts(&fake);
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.version = "5.9.1".into()
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        sts(&fake).spec,
+        before.spec,
+        "the 5.8 nodes are left as they are"
+    );
+    let c = stored_cluster(&fake);
+    let d = condition(&c, "Degraded");
+    assert_eq!(d.reason, "LicenseRequired");
+    assert!(d.message.contains("kept as they are"), "{}", d.message);
+    assert_eq!(
+        c.status.as_ref().unwrap().current_version.as_deref(),
+        Some("5.8.6")
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_step_that_waits_too_long_is_reported() {
+    let (fake, _ctx, emqx, _) = steady_cluster(3).await;
+    let config = OperatorConfig {
+        rollout_timeout_secs: 0,
+        ..Default::default()
+    };
+    let ctx = Arc::new(
+        Context::new(fake.client(), config, Arc::new(Metrics::default())).with_emqx_locator(
+            Arc::new(Locator(Mutex::new(
+                (0..3)
+                    .map(|i| (format!("riverside-mqtt-{i}"), emqx.url.clone()))
+                    .collect(),
+            ))),
+        ),
+    );
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.version = "5.8.7".into()
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    let c = stored_cluster(&fake);
+    let d = condition(&c, "Degraded");
+    assert_eq!(d.reason, "RolloutTimedOut");
+    assert!(d.message.contains("riverside-mqtt-2"), "{}", d.message);
+    assert_eq!(
+        partition(&sts(&fake)),
+        2,
+        "the rollout itself goes on waiting"
+    );
 }
 
 #[tokio::test]
@@ -796,6 +961,44 @@ async fn upgrade_stuck_on_bad_image_recovers_when_image_is_corrected() {
 }
 
 #[tokio::test]
+async fn a_removed_runtime_setting_is_reset_and_authentication_changes_reach_running_nodes() {
+    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    let before = sts(&fake);
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec
+            .config
+            .insert("mqtt.max_packet_size".into(), "\"2MB\"".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
+        c.spec.config.clear();
+        c.spec.authentication.jwks_url = Some("https://idp.example/jwks.json".into());
+    });
+    weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
+        .await
+        .unwrap();
+    assert!(
+        emqx.calls()
+            .contains(&"POST /api/v5/configs_reset/mqtt?conf_path=max_packet_size".to_string()),
+        "{:?}",
+        emqx.calls()
+    );
+    let pushed = emqx.with(|s| s.configs.clone());
+    assert_eq!(pushed.len(), 2, "{pushed:?}");
+    assert!(
+        pushed[1].contains("endpoint = \"https://idp.example/jwks.json\""),
+        "{}",
+        pushed[1]
+    );
+    assert!(!pushed[1].contains("max_packet_size"), "{}", pushed[1]);
+    assert!(emqx_conf(&fake).contains("https://idp.example/jwks.json"));
+    assert!(!emqx_conf(&fake).contains("max_packet_size"));
+    assert_eq!(sts(&fake).spec, before.spec, "no restart for either");
+}
+
+#[tokio::test]
 async fn runtime_config_change_is_applied_through_the_api_without_restart() {
     let (fake, ctx, emqx, _) = steady_cluster(3).await;
     let before = sts(&fake);
@@ -810,9 +1013,12 @@ async fn runtime_config_change_is_applied_through_the_api_without_restart() {
     assert!(emqx
         .calls()
         .contains(&"PUT /api/v5/configs?mode=merge".to_string()));
-    assert_eq!(
-        emqx.with(|s| s.configs.clone()),
-        vec!["mqtt.max_packet_size = \"2MB\"\n".to_string()]
+    let pushed = emqx.with(|s| s.configs.clone());
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert!(
+        pushed[0].contains("mqtt.max_packet_size = \"2MB\"\n"),
+        "{}",
+        pushed[0]
     );
     let cm = fake
         .get::<ConfigMap>(Some(NS), "riverside-mqtt-config")
@@ -1441,9 +1647,12 @@ async fn tenant_connection_quota_is_enforced_as_listener_limits() {
     weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
         .await
         .unwrap();
-    assert_eq!(
-        emqx.with(|s| s.configs.clone()),
-        vec!["listeners.tcp.mqtt.max_connections = 1500\n".to_string()]
+    let pushed = emqx.with(|s| s.configs.clone());
+    assert_eq!(pushed.len(), 1, "{pushed:?}");
+    assert!(
+        pushed[0].contains("listeners.tcp.mqtt.max_connections = 1500\n"),
+        "{}",
+        pushed[0]
     );
     assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 1500\n"));
     assert_eq!(
@@ -1473,9 +1682,10 @@ async fn tenant_connection_quota_is_enforced_as_listener_limits() {
         .await
         .unwrap();
     assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 1500\n"));
-    assert_eq!(
-        emqx.with(|s| s.configs.last().cloned()),
-        Some("listeners.tcp.mqtt.max_connections = 1500\n".to_string())
+    let pushed = emqx.with(|s| s.configs.last().cloned()).unwrap_or_default();
+    assert!(
+        pushed.ends_with("listeners.tcp.mqtt.max_connections = 1500\n"),
+        "{pushed}"
     );
     fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
         c.spec
@@ -1498,9 +1708,10 @@ async fn tenant_connection_quota_is_enforced_as_listener_limits() {
         .await
         .unwrap();
     assert!(emqx_conf(&fake).ends_with("listeners.tcp.mqtt.max_connections = 10000\n"));
-    assert_eq!(
-        emqx.with(|s| s.configs.last().cloned()),
-        Some("listeners.tcp.mqtt.max_connections = 10000\n".to_string())
+    let pushed = emqx.with(|s| s.configs.last().cloned()).unwrap_or_default();
+    assert!(
+        pushed.ends_with("listeners.tcp.mqtt.max_connections = 10000\n"),
+        "{pushed}"
     );
     // Then nothing more to do.
     fake.clear_calls();
@@ -1708,6 +1919,88 @@ mod gateways {
         run(&fake, &ctx).await;
         assert_eq!(fake.writes(), Vec::<String>::new());
         assert_eq!(published(&fake).1.key_id, new_anchor.key_id);
+    }
+
+    /// Two gateways of a tenant asked to rotate its key at the same moment:
+    /// the other gateway's rotation lands between this one's read and write
+    /// of the key Secret. The write carries the resourceVersion it read, so
+    /// it is refused (409) instead of overwriting that rotation; the
+    /// reconcile reads again and rotates from the key now stored: K0 -> K1
+    /// -> K2, both requests remembered, and the bundle signed with K2 leads
+    /// an agent pinned to K0 through both rotations.
+    #[tokio::test]
+    async fn concurrent_rotations_chain_and_lose_no_request() {
+        use weir_operator::edge_gateway::builders as eb;
+        let fake = FakeApiServer::new();
+        fake.put(&gateway("external"));
+        let ctx = context(&fake, Arc::default());
+        let mut woken = Box::pin(ctx.key_rotations());
+        run(&fake, &ctx).await;
+        let (_, first) = published(&fake);
+        let k0 = first.verifying_key().unwrap();
+        fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
+            g.metadata.annotations = Some(
+                [(
+                    "weir.dev/rotate-signing-key".to_string(),
+                    "pump-station-1-q1".to_string(),
+                )]
+                .into(),
+            );
+        });
+        fake.before("PUT", "/secrets/weir-signing-key", |f| {
+            let live: Secret = f.get(Some(NS), "weir-signing-key").unwrap();
+            let k1 = eb::load_key(&live)
+                .unwrap()
+                .rotate("filtration-1-q1", chrono::Utc::now());
+            f.put(&eb::key_secret(NS, &k1.key, &k1.chain, &k1.done));
+        });
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        let key_puts: Vec<String> = fake
+            .calls()
+            .into_iter()
+            .filter(|c| c.contains("/secrets/weir-signing-key") && !c.starts_with("GET "))
+            .collect();
+        assert_eq!(
+            key_puts,
+            vec![
+                "PUT /api/v1/namespaces/weir-riverside-water/secrets/weir-signing-key",
+                "PUT /api/v1/namespaces/weir-riverside-water/secrets/weir-signing-key",
+            ],
+            "an update refused with 409, then one from the new key; never a forced apply"
+        );
+        let stored =
+            eb::load_key(&fake.get::<Secret>(Some(NS), "weir-signing-key").unwrap()).unwrap();
+        assert_eq!(stored.done, vec!["filtration-1-q1", "pump-station-1-q1"]);
+        let ids: Vec<(&str, &str)> = stored
+            .chain
+            .iter()
+            .map(|r| (r.old_key_id.as_str(), r.new_key.key_id.as_str()))
+            .collect();
+        assert_eq!(ids.len(), 2, "{ids:?}");
+        assert_eq!(ids[0].0, first.key_id);
+        assert_eq!(ids[0].1, ids[1].0, "K1 hands over to K2");
+        let (signed, anchor) = published(&fake);
+        assert_eq!(anchor.key_id, bundle::key_id(&stored.key.verifying_key()));
+        assert_eq!(ids[1].1, anchor.key_id);
+        let pinned = bundle::follow_rotations(&signed, &k0)
+            .unwrap()
+            .expect("the bundle leads from K0 to K2");
+        assert_eq!(
+            bundle::verify(&signed, &pinned, &expect(Some(1)))
+                .unwrap()
+                .version,
+            2
+        );
+        // The rotation wakes the tenant's other gateways to sign with K2.
+        assert_eq!(
+            futures::FutureExt::now_or_never(futures::StreamExt::next(&mut woken)),
+            Some(Some(()))
+        );
+        // Done once: the next reconcile writes nothing.
+        fake.clear_calls();
+        run(&fake, &ctx).await;
+        assert_eq!(fake.writes(), Vec::<String>::new());
     }
 
     #[tokio::test]
@@ -2217,6 +2510,17 @@ async fn controllers_reconcile_what_they_watch() {
     }
     run.abort();
     assert!(missing.is_empty(), "no watch on {missing:?}");
+    // Secrets are read by name in tenant namespaces only (the operator may
+    // not list or watch them cluster-wide).
+    let cluster_wide_secrets: Vec<String> = fake
+        .calls()
+        .into_iter()
+        .filter(|c| c.contains(" /api/v1/secrets"))
+        .collect();
+    assert!(
+        cluster_wide_secrets.is_empty(),
+        "Secrets listed or watched cluster-wide: {cluster_wide_secrets:?}"
+    );
     assert!(ctx
         .metrics
         .render()

@@ -16,7 +16,8 @@ use weir_crds::mqtt_cluster::{ListenerProtocol, ReclaimPolicy};
 use weir_crds::{EdgeGateway, EdgeGatewayStatus, GatewayMode, MqttCluster};
 
 use super::builders::{
-    self as b, CONFIG_HASH, CONFIG_VERSION, REISSUE_ANNOTATION, REISSUE_DONE, ROTATE_ANNOTATION,
+    self as b, StoredKey, CONFIG_HASH, CONFIG_VERSION, REISSUE_ANNOTATION, REISSUE_DONE,
+    ROTATE_ANNOTATION,
 };
 use crate::apply::{apply, ensure, ensure_absent, quantity, standard_conditions, sync_status};
 use crate::context::Context;
@@ -24,9 +25,9 @@ use crate::error::{backoff, Error, Result};
 use crate::mqtt_cluster::builders as mqtt_builders;
 
 const CONTROLLER: &str = "edgegateway";
-/// Rotation requests remembered on the key Secret (so two gateways with
-/// different request values never rotate back and forth).
-const MAX_ROTATIONS_REMEMBERED: usize = 32;
+/// Times a rotation is tried again after another write to the key Secret
+/// came first, before the reconcile fails (and is retried with backoff).
+const ROTATION_ATTEMPTS: usize = 5;
 
 pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action> {
     let _timer = ctx.metrics.reconcile(CONTROLLER);
@@ -73,12 +74,12 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
 
     // The tenant's signing key, created on first use and rotated on request.
     let secrets: Api<Secret> = Api::namespaced(client.clone(), &ns);
-    let (mut key, mut rotation, mut done) = match secrets.get_opt(b::SIGNING_KEY_SECRET).await? {
+    let mut stored = match secrets.get_opt(b::SIGNING_KEY_SECRET).await? {
         Some(s) => b::load_key(&s)?,
         None => {
             let key = bundle::generate_key();
             match secrets
-                .create(&PostParams::default(), &b::key_secret(&ns, &key, None, &[]))
+                .create(&PostParams::default(), &b::key_secret(&ns, &key, &[], &[]))
                 .await
             {
                 Ok(_) => {
@@ -93,7 +94,11 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                         ),
                     )
                     .await;
-                    (key, None, vec![])
+                    StoredKey {
+                        key,
+                        chain: vec![],
+                        done: vec![],
+                    }
                 }
                 // Another gateway of the tenant created it first: use that one.
                 Err(kube::Error::Api(s)) if s.code == 409 => {
@@ -104,24 +109,11 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         }
     };
     if let Some(request) = gw.annotations().get(ROTATE_ANNOTATION) {
-        if !done.contains(request) {
-            let new = bundle::generate_key();
-            let rot = bundle::sign_rotation(&key, &new, Utc::now());
-            done.push(request.clone());
-            if done.len() > MAX_ROTATIONS_REMEMBERED {
-                done.remove(0);
-            }
-            apply(
-                &secrets,
-                b::SIGNING_KEY_SECRET,
-                &b::key_secret(&ns, &new, Some(&rot), &done),
-            )
-            .await?;
-            ctx.event(&*gw, EventType::Normal, "SigningKeyRotated", "Sign", format!("rotated the tenant's signing key {} -> {}; bundles carry the rotation signed by both keys", rot.old_key_id, rot.new_key.key_id)).await;
-            key = new;
-            rotation = Some(rot);
+        if !stored.done.contains(request) {
+            stored = rotate_key(&ctx, &gw, &secrets, request).await?;
         }
     }
+    let key = &stored.key;
     let anchor = TrustAnchor::from_key(&key.verifying_key());
 
     // The signed bundle: re-signed when the config or key changed, or when
@@ -142,7 +134,7 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         .is_none_or(|exp| exp - Utc::now() < validity / 4);
     let version = if live_hash.as_deref() != Some(hash.as_str()) || expiring {
         let version = old.config_version.max(live_version).unwrap_or(0) + 1;
-        let signed = b::sign_bundle(&gw, &key, rotation.as_ref(), version, Utc::now(), validity);
+        let signed = b::sign_bundle(&gw, key, &stored.chain, version, Utc::now(), validity);
         apply(
             &cms,
             &b::config_map_name(&gw),
@@ -291,6 +283,90 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
     )))
 }
 
+/// Carry out the rotation request `request` on the tenant's key Secret and
+/// return the key as stored afterwards.
+///
+/// Several gateways of a tenant share the key, and each may be asked to
+/// rotate it at the same moment. So the rotated Secret is written as an
+/// update that carries the resourceVersion it was read at, never forced:
+/// when another rotation was written in between, the API server answers 409
+/// Conflict, and the rotation starts again from the key now stored. The
+/// rotations then chain (K0 -> K1 -> K2, each signed by its old and new
+/// key) and every request ends in the Secret's done list; a last write
+/// winning would instead drop a request and leave a bundle signed by a key
+/// the stored chain does not lead to.
+async fn rotate_key(
+    ctx: &Context,
+    gw: &EdgeGateway,
+    secrets: &Api<Secret>,
+    request: &str,
+) -> Result<StoredKey> {
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let live = secrets.get(b::SIGNING_KEY_SECRET).await?;
+        let stored = b::load_key(&live)?;
+        if stored.done.iter().any(|d| d == request) {
+            // Carried out meanwhile (by another replica, or by a write of
+            // ours whose answer was lost).
+            return Ok(stored);
+        }
+        let old_id = bundle::key_id(&stored.key.verifying_key());
+        let rotated = stored.rotate(request, Utc::now());
+        let desired = b::key_secret(
+            &live.namespace().unwrap_or_default(),
+            &rotated.key,
+            &rotated.chain,
+            &rotated.done,
+        );
+        // The live Secret with the new data: its resourceVersion makes the
+        // update conditional; labels and annotations others set stay.
+        let mut update = live;
+        update.data = desired.data;
+        update
+            .metadata
+            .annotations
+            .get_or_insert_with(Default::default)
+            .extend(desired.metadata.annotations.unwrap_or_default());
+        update
+            .metadata
+            .labels
+            .get_or_insert_with(Default::default)
+            .extend(desired.metadata.labels.unwrap_or_default());
+        let params = PostParams {
+            field_manager: Some(crate::FIELD_MANAGER.into()),
+            ..Default::default()
+        };
+        match secrets
+            .replace(b::SIGNING_KEY_SECRET, &params, &update)
+            .await
+        {
+            Ok(_) => {
+                ctx.key_rotated();
+                let new_id = bundle::key_id(&rotated.key.verifying_key());
+                ctx.event(
+                    gw,
+                    EventType::Normal,
+                    "SigningKeyRotated",
+                    "Sign",
+                    format!("rotated the tenant's signing key {old_id} -> {new_id} for request '{request}'; bundles carry the rotations signed by old and new key"),
+                )
+                .await;
+                return Ok(rotated);
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 && attempt < ROTATION_ATTEMPTS => {
+                tracing::info!(
+                    gateway = %gw.name_any(),
+                    namespace = ?gw.namespace(),
+                    request,
+                    "the signing key changed while rotating it; rotating again from the key now stored"
+                );
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// The in-cluster agent's queue volume, sized from the uplink buffer. A
 /// volume only grows (a smaller buffer keeps the volume it has); when its
 /// storage class cannot expand it, that is a Degraded reason, not an error.
@@ -349,5 +425,6 @@ pub fn error_policy(gw: Arc<EdgeGateway>, error: &Error, ctx: Arc<Context>) -> A
     ctx.metrics.error(CONTROLLER, error);
     let n = ctx.failed(&key_of(&gw));
     tracing::warn!(gateway = %gw.name_any(), namespace = ?gw.namespace(), error = %error, failures = n, "EdgeGateway reconcile failed");
+    crate::report::reconcile_failed(ctx, gw, error.to_string());
     Action::requeue(backoff(n))
 }

@@ -223,6 +223,15 @@ impl EmqxClient {
         Ok(())
     }
 
+    /// Stop evacuating `node` (a scale-down was cancelled): it takes
+    /// connections again.
+    pub async fn stop_evacuation(&self, node: &str) -> Result<(), EmqxError> {
+        let path = format!("/load_rebalance/{node}/evacuation/stop");
+        self.send("stop node evacuation", self.http.post(self.url(&path)))
+            .await?;
+        Ok(())
+    }
+
     /// `GET /api/v5/load_rebalance/global_status`.
     pub async fn rebalance_status(&self) -> Result<GlobalStatus, EmqxError> {
         let what = "node evacuation";
@@ -255,6 +264,26 @@ impl EmqxClient {
                 .body(hocon.to_string()),
         )
         .await?;
+        Ok(())
+    }
+
+    /// `POST /api/v5/configs_reset/{root}?conf_path=REST`: put one setting back
+    /// to EMQX's default. A key removed from `spec.config` needs this: the
+    /// value merged at runtime lives on in `cluster.hocon`, and leaving it out
+    /// of `emqx.conf` does not undo it.
+    pub async fn reset_config(&self, path: &str) -> Result<(), EmqxError> {
+        let (root, rest) = path.split_once('.').unwrap_or((path, ""));
+        let mut url =
+            reqwest::Url::parse(&self.url(&format!("/configs_reset/{root}"))).map_err(|e| {
+                EmqxError::BadResponse {
+                    what: "config reset".into(),
+                    message: e.to_string(),
+                }
+            })?;
+        if !rest.is_empty() {
+            url.query_pairs_mut().append_pair("conf_path", rest);
+        }
+        self.send("config reset", self.http.post(url)).await?;
         Ok(())
     }
 }

@@ -39,6 +39,9 @@ pub const RESTART_CONFIG_ANNOTATION: &str = "weir.dev/restart-config-hash";
 pub const TEMPLATE_HASH_ANNOTATION: &str = "weir.dev/template-hash";
 /// ConfigMap annotation: hash of the runtime settings pushed through the API.
 pub const RUNTIME_CONFIG_ANNOTATION: &str = "weir.dev/runtime-config-hash";
+/// ConfigMap annotation: the runtime settings' keys, so a key removed from
+/// `spec.config` can be reset on the running nodes.
+pub const RUNTIME_KEYS_ANNOTATION: &str = "weir.dev/runtime-config-keys";
 
 /// HOCON roots EMQX reads only when a node starts; changing them needs a
 /// rolling restart. Everything else is applied at runtime through the API.
@@ -186,10 +189,48 @@ pub fn listener_limits(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<S
         .collect()
 }
 
-/// Settings applied to running nodes through EMQX's config API: the
-/// runtime part of `spec.config` and the tenant's connection limits.
-pub fn runtime_settings(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<String, String> {
-    let mut settings = split_config(c).0;
+/// `authentication` and `authorization` as `spec.authentication` says.
+/// Both are runtime settings: a change reaches running nodes through the
+/// config API, not only the file they read at their next start.
+pub fn auth_settings(c: &MqttCluster, default_jwks_url: &str) -> BTreeMap<String, String> {
+    let (authentication, authorization) = match c.spec.authentication.mode {
+        AuthMode::ApiJwt => {
+            let url = c
+                .spec
+                .authentication
+                .jwks_url
+                .as_deref()
+                .unwrap_or(default_jwks_url);
+            (
+                format!("[\n  {{\n    mechanism = jwt\n    from = password\n    use_jwks = true\n    endpoint = \"{url}\"\n    refresh_interval = 300\n    acl_claim_name = acl\n    verify_claims {{ username = \"${{username}}\" }}\n  }}\n]"),
+                // Only what the api's JWT grants.
+                "{\n  no_match = deny\n  sources = []\n}".to_string(),
+            )
+        }
+        AuthMode::Password => (
+            "[\n  {\n    mechanism = password_based\n    backend = built_in_database\n    user_id_type = username\n  }\n]".to_string(),
+            // The cluster is the tenant's own: an authenticated client may use
+            // any topic. Stated, so a switch from apiJwt undoes its `deny`.
+            "{\n  no_match = allow\n  sources = []\n}".to_string(),
+        ),
+    };
+    [
+        ("authentication".to_string(), authentication),
+        ("authorization".to_string(), authorization),
+    ]
+    .into()
+}
+
+/// Settings applied to running nodes through EMQX's config API:
+/// authentication, the runtime part of `spec.config` (after, so it wins)
+/// and the tenant's connection limits.
+pub fn runtime_settings(
+    c: &MqttCluster,
+    default_jwks_url: &str,
+    per_listener: Option<u32>,
+) -> BTreeMap<String, String> {
+    let mut settings = auth_settings(c, default_jwks_url);
+    settings.extend(split_config(c).0);
     settings.extend(listener_limits(c, per_listener));
     settings
 }
@@ -239,23 +280,7 @@ pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<u
         }
         s.push_str("}\n");
     }
-    match c.spec.authentication.mode {
-        AuthMode::ApiJwt => {
-            let url = c
-                .spec
-                .authentication
-                .jwks_url
-                .as_deref()
-                .unwrap_or(default_jwks_url);
-            s.push_str(&format!(
-                "authentication = [\n  {{\n    mechanism = jwt\n    from = password\n    use_jwks = true\n    endpoint = \"{url}\"\n    refresh_interval = 300\n    acl_claim_name = acl\n    verify_claims {{ username = \"${{username}}\" }}\n  }}\n]\n"
-            ));
-            s.push_str("authorization {\n  no_match = deny\n  sources = []\n}\n");
-        }
-        AuthMode::Password => {
-            s.push_str("authentication = [\n  {\n    mechanism = password_based\n    backend = built_in_database\n    user_id_type = username\n  }\n]\n");
-        }
-    }
+    s.push_str(&hocon_lines(&auth_settings(c, default_jwks_url)));
     s.push_str(&hocon_lines(&c.spec.config));
     let limits = listener_limits(c, per_listener);
     if !limits.is_empty() {
@@ -268,9 +293,16 @@ pub fn emqx_conf(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<u
 /// The `emqx.conf` ConfigMap; `per_listener` is the tenant's connection
 /// quota share of each listener on each node, if the namespace has a Tenant.
 pub fn config_map(c: &MqttCluster, default_jwks_url: &str, per_listener: Option<u32>) -> ConfigMap {
-    let runtime = runtime_settings(c, per_listener);
+    let runtime = runtime_settings(c, default_jwks_url, per_listener);
+    let keys: Vec<&str> = runtime.keys().map(String::as_str).collect();
     let mut m = meta(c, config_name(c));
-    m.annotations = Some([(RUNTIME_CONFIG_ANNOTATION.to_string(), hash_of(&runtime))].into());
+    m.annotations = Some(
+        [
+            (RUNTIME_CONFIG_ANNOTATION.to_string(), hash_of(&runtime)),
+            (RUNTIME_KEYS_ANNOTATION.to_string(), keys.join(",")),
+        ]
+        .into(),
+    );
     ConfigMap {
         metadata: m,
         data: Some(

@@ -105,6 +105,9 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     {
         changed.push("admins");
     }
+    if ensure_operator_secrets_binding(&tenant, &ctx, &ns).await? {
+        changed.push("operator access to Secrets");
+    }
 
     let old = tenant.status.clone().unwrap_or_default();
     let generation = tenant.metadata.generation;
@@ -141,6 +144,30 @@ pub async fn reconcile(tenant: Arc<Tenant>, ctx: Arc<Context>) -> Result<Action>
     }
     ctx.succeeded(&key(&tenant));
     Ok(Action::requeue(Duration::from_secs(300)))
+}
+
+/// The RoleBinding of the Secrets ClusterRole to the operator's own
+/// ServiceAccount in the tenant namespace. A binding's roleRef cannot change:
+/// when the API server refuses the apply as invalid (the ClusterRole's name
+/// was changed, `--secrets-cluster-role`), the binding is replaced.
+async fn ensure_operator_secrets_binding(tenant: &Tenant, ctx: &Context, ns: &str) -> Result<bool> {
+    let api: Api<RoleBinding> = Api::namespaced(ctx.client.clone(), ns);
+    let c = &ctx.config;
+    let desired = builders::operator_secrets_binding(
+        tenant,
+        &c.secrets_role,
+        &c.operator_namespace,
+        &c.service_account,
+    );
+    match ensure(ctx, &api, desired.clone()).await {
+        Ok(applied) => Ok(applied.written()),
+        Err(Error::Kube(kube::Error::Api(e))) if e.code == 422 => {
+            tracing::info!(namespace = ns, role = %c.secrets_role, "replacing the operator's Secrets RoleBinding: its roleRef changed");
+            ensure_absent(&api, builders::OPERATOR_SECRETS_BINDING).await?;
+            Ok(ensure(ctx, &api, desired).await?.written())
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// The Tenant's namespace exists and is not this Tenant's: say so in the
@@ -247,5 +274,6 @@ pub fn error_policy(tenant: Arc<Tenant>, error: &Error, ctx: Arc<Context>) -> Ac
     ctx.metrics.error(CONTROLLER, error);
     let n = ctx.failed(&key(&tenant));
     tracing::warn!(tenant = %tenant.name_any(), error = %error, failures = n, "tenant reconcile failed");
+    crate::report::reconcile_failed(ctx, tenant, error.to_string());
     Action::requeue(backoff(n))
 }

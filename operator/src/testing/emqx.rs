@@ -132,6 +132,43 @@ async fn evac_start(
     Json(json!("ok")).into_response()
 }
 
+async fn evac_stop(State(st): S, Path(node): Path<String>, headers: HeaderMap) -> Response {
+    let mut st = st.lock().unwrap();
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    st.calls.push(format!(
+        "POST /api/v5/load_rebalance/{node}/evacuation/stop"
+    ));
+    let before = st.evacuations.len();
+    st.evacuations.retain(|e| e.node != node);
+    if st.evacuations.len() == before {
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"code":"BAD_REQUEST","message":"not_started"})),
+        )
+            .into_response();
+    }
+    Json(json!("ok")).into_response()
+}
+
+async fn configs_reset(
+    State(st): S,
+    Path(root): Path<String>,
+    RawQuery(q): RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let mut st = st.lock().unwrap();
+    if !authorized(&st, &headers) {
+        return unauthorized();
+    }
+    st.calls.push(match q {
+        Some(q) => format!("POST /api/v5/configs_reset/{root}?{q}"),
+        None => format!("POST /api/v5/configs_reset/{root}"),
+    });
+    Json(json!({})).into_response()
+}
+
 async fn global_status(State(st): S, headers: HeaderMap) -> Response {
     let mut st = st.lock().unwrap();
     if !authorized(&st, &headers) {
@@ -216,6 +253,11 @@ impl MockEmqx {
                 "/api/v5/load_rebalance/{node}/evacuation/start",
                 post(evac_start),
             )
+            .route(
+                "/api/v5/load_rebalance/{node}/evacuation/stop",
+                post(evac_stop),
+            )
+            .route("/api/v5/configs_reset/{root}", post(configs_reset))
             .route("/api/v5/load_rebalance/global_status", get(global_status))
             .route("/api/v5/cluster/{node}/force_leave", delete(force_leave))
             .route("/api/v5/configs", put(configs))
