@@ -5,7 +5,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Secret, Service,
+    ConfigMap, LimitRange, Namespace, PersistentVolumeClaim, Pod, ResourceQuota, Service,
 };
 use k8s_openapi::api::networking::v1::NetworkPolicy;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
@@ -136,7 +136,12 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     )
     .with_config(cfg)
     .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
-    .owns(Api::<Secret>::all(client.clone()), owned.clone())
+    // No watch on Secrets: that needs list/watch on Secrets in every
+    // namespace, and the operator may use Secrets only in tenant namespaces
+    // (a RoleBinding per tenant, see tenant::builders::operator_secrets_binding).
+    // The reconcilers read their Secrets by name; one deleted by hand is
+    // made again at the object's next requeue (at most an hour for an
+    // EdgeGateway), not at once.
     .owns(Api::<Deployment>::all(client.clone()), owned.clone())
     // The agent's volume has no owner when it is retained: map it by label.
     .watches(

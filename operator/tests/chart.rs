@@ -1,5 +1,6 @@
 //! The Helm chart: CRDs identical to `crds/yaml/`, templates that parse
-//! as YAML once template expressions are blanked, and RBAC without `*`.
+//! as YAML once template expressions are blanked, RBAC without `*`, and
+//! Secrets only through a per-tenant-namespace binding.
 //! (helm is not available here, so nothing is rendered.)
 
 use std::path::{Path, PathBuf};
@@ -230,4 +231,87 @@ fn operator_can_do_what_the_reconcilers_do() {
         !allows("", "namespaces", "delete"),
         "the operator never deletes namespaces itself"
     );
+    for v in ["get", "list", "watch", "create", "patch"] {
+        assert!(
+            !allows("", "secrets", v),
+            "the operator's ClusterRole grants {v} on Secrets in every namespace"
+        );
+    }
+}
+
+/// Secrets are in a ClusterRole of their own, named by the value
+/// `operator.secretsClusterRole` (the operator's flag default, so both agree),
+/// bound by no ClusterRoleBinding: the operator binds it to itself in each
+/// tenant namespace, which it may do only with `bind` on that role.
+#[test]
+fn operator_secrets_role_is_bound_only_per_tenant_namespace() {
+    let values: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(repo().join("charts/weir/values.yaml")).unwrap(),
+    )
+    .unwrap();
+    let default = weir_operator::OperatorConfig::default();
+    assert_eq!(
+        values["operator"]["secretsClusterRole"].as_str(),
+        Some(default.secrets_role.as_str()),
+        "values.yaml operator.secretsClusterRole and the operator's --secrets-cluster-role default differ"
+    );
+    let raw =
+        std::fs::read_to_string(repo().join("charts/weir/templates/operator-clusterrole.yaml"))
+            .unwrap();
+    let templated = "{{ .Values.operator.secretsClusterRole }}";
+    assert!(
+        raw.contains(&format!("name: \"{templated}\"")),
+        "the Secrets ClusterRole is not named by operator.secretsClusterRole"
+    );
+    assert!(
+        raw.contains(&format!(
+            "resourceNames: [\"weir-tenant-admin\", \"{templated}\"]"
+        )),
+        "the operator may not bind the Secrets ClusterRole"
+    );
+    let docs = template_docs();
+    // Blanked, the templated name reads TEMPLATE.
+    let secrets_roles: Vec<&Value> = docs
+        .iter()
+        .map(|(_, v)| v)
+        .filter(|v| v["kind"] == "ClusterRole" && v["metadata"]["name"] == "TEMPLATE")
+        .collect();
+    assert_eq!(secrets_roles.len(), 1);
+    let rules = secrets_roles[0]["rules"].as_sequence().unwrap();
+    assert_eq!(rules.len(), 1);
+    assert_eq!(rules[0]["resources"][0].as_str(), Some("secrets"));
+    let verbs: Vec<&str> = rules[0]["verbs"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
+    for v in ["get", "create", "patch", "update"] {
+        assert!(verbs.contains(&v), "the Secrets role lacks {v}");
+    }
+    assert!(
+        !verbs.contains(&"list") && !verbs.contains(&"watch"),
+        "Secrets are read by name, never listed: {verbs:?}"
+    );
+    for (file, doc) in &docs {
+        if doc["kind"] == "ClusterRoleBinding" {
+            assert_ne!(
+                doc["roleRef"]["name"], "TEMPLATE",
+                "{file}: the Secrets role is bound cluster-wide"
+            );
+        }
+    }
+    let deployment =
+        std::fs::read_to_string(repo().join("charts/weir/templates/operator-deployment.yaml"))
+            .unwrap();
+    for env in [
+        "WEIR_OPERATOR_SERVICE_ACCOUNT",
+        "WEIR_OPERATOR_SECRETS_CLUSTER_ROLE",
+        "WEIR_OPERATOR_NAMESPACE",
+    ] {
+        assert!(
+            deployment.contains(&format!("- name: {env}")),
+            "the operator Deployment does not set {env}"
+        );
+    }
 }

@@ -4,10 +4,14 @@
 # need; `helm install` into weir-system; the operator and api Deployments,
 # ServiceAccounts, RBAC, Services and CRDs carry what the values say (images,
 # env from the Secrets) and the env names exist in the binaries' flags;
+# the operator's ServiceAccount may use Secrets in no namespace (it binds
+# itself a ClusterRole for them in tenant namespaces: scenario secrets-rbac);
 # `helm upgrade` with changed values changes the Deployments; bad values are
 # refused by values.schema.json (or the chart's `fail`) naming the value; the
-# documented CRD upgrade path (`kubectl apply --server-side --force-conflicts
-# -f charts/weir/crds/`, then `helm upgrade`, since Helm never upgrades crds/);
+# documented CRD upgrade path: with an older Tenant CRD served (no
+# spec.cascadeDelete, no rule reserving `system`), `helm upgrade` alone leaves
+# it (Helm never upgrades crds/), and README's `kubectl apply --server-side
+# --force-conflicts -f charts/weir/crds/` then serves the new field and rule;
 # `helm uninstall` removes the Deployments and keeps the CRDs; then the same
 # with the api on SQLite in a PersistentVolumeClaim, which is kept.
 #
@@ -121,6 +125,7 @@ delete_claim
 for crd in "${crds[@]}"; do
   if [ -n "$(kubectl get crd "$crd" -o "jsonpath={.metadata.annotations.weir\.dev/helm-install-scenario}" 2>/dev/null)" ]; then
     kubectl apply --server-side --force-conflicts -f "$chart/crds/" >/dev/null || fail "restoring the chart's CRDs failed"
+    kubectl annotate crd "${crds[@]}" "$mark-" >/dev/null
     break
   fi
 done
@@ -162,7 +167,7 @@ expect "api runAsNonRoot" "$(get deployment/weir-api '{.spec.template.spec.secur
 for sa in weir-operator weir-api; do
   expect "serviceaccount/$sa" "$(get "serviceaccount/$sa" '{.metadata.name}')" "$sa"
 done
-for cr in weir-operator weir-api weir-tenant-admin; do
+for cr in weir-operator weir-operator-secrets weir-api weir-tenant-admin; do
   expect "clusterrole/$cr" "$(get "clusterrole/$cr" '{.metadata.name}')" "$cr"
 done
 for b in weir-operator weir-api; do
@@ -177,6 +182,14 @@ for can in "patch statefulsets.apps -n weir-x" "bind clusterroles.rbac.authoriza
   expect "weir-operator can $can" "$(kubectl auth can-i $can --as "system:serviceaccount:$ns:weir-operator" 2>/dev/null)" yes
 done
 expect "weir-operator can delete namespaces" "$(kubectl auth can-i delete namespaces --as "system:serviceaccount:$ns:weir-operator" 2>/dev/null || true)" no
+# Secrets: in no namespace until a Tenant's RoleBinding grants them there.
+for cannot in "list secrets --all-namespaces" "get secrets -n $ns" "get secrets -n weir-x"; do
+  # shellcheck disable=SC2086
+  expect "weir-operator can $cannot" "$(kubectl auth can-i $cannot --as "system:serviceaccount:$ns:weir-operator" 2>/dev/null || true)" no
+done
+expect "weir-operator can bind clusterroles/weir-operator-secrets" "$(kubectl auth can-i bind clusterroles.rbac.authorization.k8s.io/weir-operator-secrets --as "system:serviceaccount:$ns:weir-operator" 2>/dev/null)" yes
+expect "operator WEIR_OPERATOR_SECRETS_CLUSTER_ROLE" "$(env_value weir-operator WEIR_OPERATOR_SECRETS_CLUSTER_ROLE)" weir-operator-secrets
+expect "operator WEIR_OPERATOR_SERVICE_ACCOUNT from" "$(get deployment/weir-operator '{.spec.template.spec.containers[0].env[?(@.name=="WEIR_OPERATOR_SERVICE_ACCOUNT")].valueFrom.fieldRef.fieldPath}')" spec.serviceAccountName
 expect "weir-api can create edgegateways" "$(kubectl auth can-i create edgegateways.weir.dev -n weir-x --as "system:serviceaccount:$ns:weir-api" 2>/dev/null)" yes
 expect "ingress (api.ingress.enabled=false)" "$(kubectl -n "$ns" get ingress -o name)" ""
 expect "claim (PostgreSQL, no SQLite volume)" "$(kubectl -n "$ns" get pvc -o name)" ""
@@ -184,10 +197,17 @@ pods_made weir-operator 2
 pods_made weir-api 1
 
 step "helm upgrade with changed values"
+gen=$(get deployment/weir-operator '{.metadata.generation}')
 out=$(helm upgrade "$rel" "$chart" -n "$ns" --reuse-values \
   --set api.replicas=3 --set api.image.tag=0.2.0-rc1 --set operator.logLevel=debug \
+  --set operator.replicas=1 --set operator.logFormat=text \
   -f "$chart/ci/ingress-oidc-values.yaml" 2>&1) || fail "helm upgrade refused: $out"
 expect "release revision" "$(helm status "$rel" -n "$ns" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["version"])')" 2
+expect "operator replicas" "$(get deployment/weir-operator '{.spec.replicas}')" 1
+expect "operator WEIR_LOG_FORMAT" "$(env_value weir-operator WEIR_LOG_FORMAT)" text
+[ "$(get deployment/weir-operator '{.metadata.generation}')" -gt "$gen" ] \
+  || fail "deployment/weir-operator generation is still $gen after helm upgrade changed it"
+echo "  operator Deployment generation: $gen -> $(get deployment/weir-operator '{.metadata.generation}')"
 expect "api replicas" "$(get deployment/weir-api '{.spec.replicas}')" 3
 expect "api image" "$(get deployment/weir-api '{.spec.template.spec.containers[0].image}')" ghcr.io/weir-dev/weir-api:0.2.0-rc1
 expect "operator WEIR_LOG" "$(env_value weir-operator WEIR_LOG)" debug
@@ -212,34 +232,72 @@ expect "release revision after the refusals" "$(helm status "$rel" -n "$ns" -o j
 expect "release weir-bad" "$(helm list -n "$ns" -q --filter '^weir-bad$')" ""
 expect "api replicas after the refusals" "$(get deployment/weir-api '{.spec.replicas}')" 3
 
-step "CRD upgrade path: kubectl apply --server-side -f charts/weir/crds/, then helm upgrade"
-# A copy of the chart whose Tenant CRD changed (an annotation and a printer
-# column's description), as a new chart version's would.
-newchart="$work/weir-next"
-rm -rf "$newchart"; cp -r "$chart" "$newchart"
-python3 - "$newchart/crds/tenants.weir.dev.yaml" "$mark" <<'EOF'
-import sys, yaml
-path, mark = sys.argv[1], sys.argv[2]
-crd = yaml.safe_load(open(path))
-crd["metadata"].setdefault("annotations", {})[mark] = "next"
-crd["spec"]["versions"][0]["additionalPrinterColumns"][0]["description"] = "Display name (next chart version)"
-yaml.safe_dump(crd, open(path, "w"), sort_keys=False)
+step "CRD upgrade path: kubectl apply --server-side --force-conflicts -f charts/weir/crds/, then helm upgrade"
+# The Tenant CRD of an older chart: without spec.cascadeDelete and without
+# the rule that reserves the name `system`. Written whole (kubectl replace,
+# so no field of the current one survives, whoever set it) and marked, so
+# that an interrupted run restores the chart's.
+old_crd="$work/tenants.weir.dev-older.json"
+kubectl get crd tenants.weir.dev -o json > "$old_crd" || fail "cannot read crd/tenants.weir.dev"
+python3 - "$old_crd" "$mark" <<'EOF'
+import json, sys
+dst, mark = sys.argv[1:]
+crd = json.load(open(dst))
+crd["metadata"].setdefault("annotations", {})[mark] = "older"
+crd["metadata"].pop("managedFields", None)
+crd.pop("status", None)
+schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+del schema["properties"]["spec"]["properties"]["cascadeDelete"]
+rules = schema["x-kubernetes-validations"]
+schema["x-kubernetes-validations"] = [r for r in rules if "system" not in r["rule"]]
+assert len(schema["x-kubernetes-validations"]) == len(rules) - 1
+json.dump(crd, open(dst, "w"))
 EOF
-desc='{.spec.versions[0].additionalPrinterColumns[0].description}'
-out=$(helm upgrade "$rel" "$newchart" -n "$ns" --reuse-values 2>&1) || fail "helm upgrade with the new chart refused: $out"
-expect "Tenant CRD after helm upgrade alone (Helm skips crds/)" "$(kubectl get crd tenants.weir.dev -o "jsonpath=$desc")" ""
-out=$(kubectl apply --server-side --force-conflicts -f "$newchart/crds/" 2>&1) || fail "kubectl apply --server-side -f crds/ refused: $out"
+out=$(kubectl replace -f "$old_crd" 2>&1) || fail "writing the older Tenant CRD refused: $out"
+kubectl wait --for=condition=Established crd/tenants.weir.dev --timeout=60s >/dev/null || fail "the older Tenant CRD is not Established"
+# What the API server serves, asked with server-side dry runs: is
+# spec.cascadeDelete kept (or pruned: --validate=false, so an unknown field
+# is dropped, not refused), is a Tenant named `system` refused?
+cascade() {
+  printf '%s\n' 'apiVersion: weir.dev/v1alpha1' 'kind: Tenant' 'metadata: {name: crd-upgrade-probe}' \
+    'spec: {displayName: Probe, cascadeDelete: true}' \
+    | kubectl create --dry-run=server --validate=false -o 'jsonpath={.spec.cascadeDelete}' -f - 2>&1
+}
+system_tenant() {
+  printf '%s\n' 'apiVersion: weir.dev/v1alpha1' 'kind: Tenant' 'metadata: {name: system}' 'spec: {displayName: System}' \
+    | kubectl create --dry-run=server -f - 2>&1 || true
+}
+# served CASCADE TEXT: until (10 s) a probe's spec.cascadeDelete reads
+# CASCADE and creating a Tenant named system says TEXT.
+served() {
+  local c="" s="" i
+  for i in $(seq 1 20); do
+    c=$(cascade || true); s=$(system_tenant)
+    [ "$c" = "$1" ] && grep -qF -- "$2" <<<"$s" && return 0
+    sleep 0.5
+  done
+  fail "served Tenant schema: spec.cascadeDelete='$c' (want '$1'), a Tenant named system: '$s' (want '$2')"
+}
+served "" "tenant.weir.dev/system created (server dry run)"
+echo "  older CRD served: spec.cascadeDelete pruned, a Tenant named system accepted"
+out=$(helm upgrade "$rel" "$chart" -n "$ns" --reuse-values 2>&1) || fail "helm upgrade refused: $out"
+served "" "tenant.weir.dev/system created (server dry run)"
+echo "  after helm upgrade alone: still the older CRD (Helm skips crds/)"
+# The command README and charts/weir/README.md give, as written there.
+for f in README.md "$chart/README.md"; do
+  grep -qF 'kubectl apply --server-side --force-conflicts -f charts/weir/crds/' "$f" \
+    || fail "$f no longer documents kubectl apply --server-side --force-conflicts -f charts/weir/crds/"
+done
+out=$(kubectl apply --server-side --force-conflicts -f charts/weir/crds/ 2>&1) || fail "kubectl apply --server-side -f charts/weir/crds/ refused: $out"
 echo "$out" | sed 's/^/  /'
 for crd in "${crds[@]}"; do
   kubectl wait --for=condition=Established "crd/$crd" --timeout=60s >/dev/null || fail "crd/$crd is not Established after the server-side apply"
 done
-expect "Tenant CRD after kubectl apply --server-side" "$(kubectl get crd tenants.weir.dev -o "jsonpath=$desc")" "Display name (next chart version)"
-out=$(helm upgrade "$rel" "$newchart" -n "$ns" --reuse-values 2>&1) || fail "helm upgrade after the CRD apply refused: $out"
+served true "system is reserved"
+echo "  after kubectl apply --server-side -f charts/weir/crds/: spec.cascadeDelete kept, a Tenant named system refused"
+kubectl annotate crd tenants.weir.dev "$mark-" >/dev/null
+out=$(helm upgrade "$rel" "$chart" -n "$ns" --reuse-values 2>&1) || fail "helm upgrade after the CRD apply refused: $out"
 expect "release status after the CRD upgrade" "$(helm status "$rel" -n "$ns" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)["info"]["status"])')" deployed
-# Back to this chart's CRDs the same way (the fields the apply owned go).
-kubectl apply --server-side --force-conflicts -f "$chart/crds/" >/dev/null || fail "re-applying $chart/crds/ refused"
-out=$(helm upgrade "$rel" "$chart" -n "$ns" --reuse-values 2>&1) || fail "helm upgrade back to $chart refused: $out"
-expect "Tenant CRD restored" "$(kubectl get crd tenants.weir.dev -o "jsonpath=$desc{.metadata.annotations.weir\.dev/helm-install-scenario}")" ""
 
 step "helm uninstall"
 out=$(helm uninstall "$rel" -n "$ns" 2>&1) || fail "helm uninstall refused: $out"

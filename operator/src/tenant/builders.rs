@@ -23,6 +23,9 @@ use crate::apply::labels;
 /// The ClusterRole the chart installs and tenant admins are bound to.
 pub const TENANT_ADMIN_ROLE: &str = "weir-tenant-admin";
 pub const ADMIN_BINDING: &str = "weir-tenant-admins";
+/// The RoleBinding that lets the operator itself use Secrets in the tenant
+/// namespace (and only there: its ClusterRole grants none).
+pub const OPERATOR_SECRETS_BINDING: &str = "weir-operator-secrets";
 pub const ISOLATION_POLICY: &str = "weir-isolate";
 pub const API_TO_BROKERS_POLICY: &str = "weir-allow-api-to-brokers";
 /// Label every EMQX pod carries (see the MqttCluster builders).
@@ -210,6 +213,37 @@ pub fn admin_binding(tenant: &Tenant) -> RoleBinding {
     }
 }
 
+/// The operator's own ServiceAccount gets the Secrets ClusterRole
+/// (`secrets_role`) in the tenant namespace: the MqttCluster credentials, the
+/// signing key and enrollment tokens live there. The API server lets the
+/// operator write this binding only because its ClusterRole grants `bind` on
+/// exactly that ClusterRole (RBAC escalation prevention).
+pub fn operator_secrets_binding(
+    tenant: &Tenant,
+    secrets_role: &str,
+    sa_namespace: &str,
+    sa_name: &str,
+) -> RoleBinding {
+    RoleBinding {
+        metadata: meta(
+            tenant,
+            OPERATOR_SECRETS_BINDING,
+            Some(tenant.namespace_name()),
+        ),
+        role_ref: RoleRef {
+            api_group: Some("rbac.authorization.k8s.io".into()),
+            kind: "ClusterRole".into(),
+            name: secrets_role.into(),
+        },
+        subjects: Some(vec![Subject {
+            kind: "ServiceAccount".into(),
+            name: sa_name.into(),
+            namespace: Some(sa_namespace.into()),
+            api_group: None,
+        }]),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,6 +346,40 @@ mod tests {
         assert_eq!(
             spec.pod_selector.unwrap().match_labels.unwrap()[BROKER_COMPONENT.0],
             BROKER_COMPONENT.1
+        );
+    }
+
+    #[test]
+    fn operator_gets_secrets_role_in_tenant_namespace_only() {
+        let rb = operator_secrets_binding(
+            &tenant(),
+            "weir-operator-secrets",
+            "weir-system",
+            "weir-operator",
+        );
+        assert_eq!(
+            rb.metadata.namespace.as_deref(),
+            Some("weir-riverside-water")
+        );
+        assert_eq!(
+            (rb.role_ref.kind.as_str(), rb.role_ref.name.as_str()),
+            ("ClusterRole", "weir-operator-secrets")
+        );
+        let s = &rb.subjects.unwrap()[0];
+        assert_eq!(
+            (
+                s.kind.as_str(),
+                s.namespace.as_deref(),
+                s.name.as_str(),
+                s.api_group.as_deref()
+            ),
+            ("ServiceAccount", Some("weir-system"), "weir-operator", None)
+        );
+        let owner = &rb.metadata.owner_references.unwrap()[0];
+        assert_eq!(owner.uid, "tenant-uid");
+        assert_eq!(
+            rb.metadata.labels.unwrap()["weir.dev/tenant"],
+            "riverside-water"
         );
     }
 
