@@ -2,11 +2,11 @@
 # A local Kubernetes control plane on loopback, for the e2e/k8s scenarios:
 # etcd, kube-apiserver (RBAC, service-account keys, a static admin token) and
 # kube-controller-manager with its default controllers (service accounts,
-# resource quotas, garbage collection, ...). No kubelet: pods are stored and
-# never run; NetworkPolicies are stored, not enforced. The API server
-# advertises 127.0.0.1, which the `kubernetes` Service's endpoint reconciler
-# refuses, so that reconciler is off (nothing here connects through the
-# Service).
+# resource quotas, garbage collection, ...), and an audit log of every write
+# request. No kubelet: pods are stored and never run; NetworkPolicies are
+# stored, not enforced. The API server advertises 127.0.0.1, which the
+# `kubernetes` Service's endpoint reconciler refuses, so that reconciler is
+# off (nothing here connects through the Service).
 #
 # Source it, then:
 #   cp_start DIR   build or reuse the binaries (tools/build.sh), start the
@@ -15,6 +15,13 @@
 #                  KUBECONFIG; the binaries' directory goes first in PATH)
 #   cp_stop        stop them (also run on EXIT by cp_start's trap)
 # Logs: DIR/{etcd,kube-apiserver,kube-controller-manager}.log
+#
+# The operator gets a user of its own, `weir-operator` (a static token bound
+# to cluster-admin), so that its requests can be told from everyone else's:
+# cp_start exports WEIR_OPERATOR_KUBECONFIG (DIR/operator.kubeconfig, which
+# lib.sh's start_operator uses) and WEIR_K8S_AUDIT_LOG (DIR/audit.log: one
+# JSON line per create, update, patch and delete, written before the
+# response, read by lib.sh's operator_writes).
 # shellcheck shell=bash
 
 _cp_pids=()
@@ -80,10 +87,25 @@ cp_start() {
   # share it); the admin's static token is fresh for every start.
   openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
   openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
-  local token
+  local token op_token
   token=$(openssl rand -hex 24)
-  echo "$token,weir-admin,weir-admin,system:masters" > "$pki/tokens.csv"
+  op_token=$(openssl rand -hex 24)
+  {
+    echo "$token,weir-admin,weir-admin,system:masters"
+    echo "$op_token,weir-operator,weir-operator"
+  } > "$pki/tokens.csv"
   chmod 600 "$pki/tokens.csv" "$pki/sa.key"
+  # Writes only, at Metadata level (who, verb, object; no bodies); reads,
+  # watches and the API server's own requests are not logged.
+  cat > "$_cp_dir/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: None
+EOF
 
   etcd --name default --data-dir "$_cp_dir/etcd" \
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
@@ -102,6 +124,8 @@ cp_start() {
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range 10.96.0.0/24 \
     --endpoint-reconciler-type none \
+    --audit-policy-file "$_cp_dir/audit-policy.yaml" --audit-log-path "$_cp_dir/audit.log" \
+    --audit-log-format json --audit-log-mode blocking \
     > "$_cp_dir/kube-apiserver.log" 2>&1 &
   _cp_pids+=($!)
 
@@ -124,9 +148,15 @@ contexts:
   context: {cluster: local, user: weir-admin}
 current-context: local
 EOF
-  chmod 600 "$_cp_dir/kubeconfig"
+  sed -e "s/^- name: weir-admin$/- name: weir-operator/" -e "s/token: $token/token: $op_token/" \
+    -e "s/user: weir-admin}/user: weir-operator}/" "$_cp_dir/kubeconfig" > "$_cp_dir/operator.kubeconfig"
+  chmod 600 "$_cp_dir/kubeconfig" "$_cp_dir/operator.kubeconfig"
   export KUBECONFIG="$_cp_dir/kubeconfig"
   _cp_wait 120 kube-apiserver kubectl get --raw /readyz || { _cp_log_tail; return 1; }
+  kubectl create clusterrolebinding weir-e2e-operator-user --clusterrole cluster-admin --user weir-operator >/dev/null \
+    || { echo "control plane: cannot bind the weir-operator user to cluster-admin" >&2; return 1; }
+  export WEIR_OPERATOR_KUBECONFIG="$_cp_dir/operator.kubeconfig"
+  export WEIR_K8S_AUDIT_LOG="$_cp_dir/audit.log"
 
   kube-controller-manager \
     --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" --authorization-kubeconfig "$KUBECONFIG" \
