@@ -21,13 +21,19 @@ build_workspace_bins() {
 
 # start_operator: build weir-operator (the binary users run, debug profile)
 # and run it against KUBECONFIG's cluster until the scenario exits; its log
-# goes to $WEIR_K8S_WORK/operator-<scenario>.log.
+# goes to $WEIR_K8S_WORK/operator-<scenario>.log, its /metrics is at
+# $OPERATOR_URL/metrics. On the local control plane it is the user
+# weir-operator (WEIR_OPERATOR_KUBECONFIG), whose writes operator_writes counts.
+# WEIR_OPERATOR_BIN runs another build (the benchmark's release binary).
 start_operator() {
   build_workspace_bins
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   OPERATOR_LOG="$WEIR_K8S_WORK/operator-$(basename "$0" .sh).log"
-  "${CARGO_TARGET_DIR:-target}/debug/weir-operator" --leader-election false --listen "127.0.0.1:$port" \
+  # shellcheck disable=SC2034 # read by the scenarios
+  OPERATOR_URL="http://127.0.0.1:$port"
+  KUBECONFIG="${WEIR_OPERATOR_KUBECONFIG:-$KUBECONFIG}" \
+    "${WEIR_OPERATOR_BIN:-${CARGO_TARGET_DIR:-target}/debug/weir-operator}" --leader-election false --listen "127.0.0.1:$port" \
     > "$OPERATOR_LOG" 2>&1 &
   OPERATOR_PID=$!
   trap 'kill "$OPERATOR_PID" 2>/dev/null; wait "$OPERATOR_PID" 2>/dev/null' EXIT
@@ -65,4 +71,43 @@ wait_reason() {
 # ensure_namespace NAME
 ensure_namespace() {
   kubectl create namespace "$1" --dry-run=client -o yaml | kubectl apply -f - >/dev/null
+}
+
+# audit_mark: the number of lines in the local control plane's audit log
+# (control-plane.sh), the SINCE of a later operator_writes.
+audit_mark() {
+  if [ -z "${WEIR_K8S_AUDIT_LOG:-}" ] || [ ! -f "$WEIR_K8S_AUDIT_LOG" ]; then
+    fail "no audit log: counting the operator's writes needs the local control plane (KUBECONFIG unset)"
+  fi
+  wc -l < "$WEIR_K8S_AUDIT_LOG"
+}
+
+# operator_writes SINCE: the write requests (create, update, patch, delete)
+# of the operator's user weir-operator in the audit log after line SINCE,
+# Leases and Events left out. Prints their number, then one line per verb and
+# resource: how many, and which objects (the first five).
+operator_writes() {
+  tail -n "+$(( $1 + 1 ))" "$WEIR_K8S_AUDIT_LOG" | python3 -c '
+import collections, json, sys
+data = sys.stdin.read()
+lines = data.split("\n")[:-1]  # a line still being written has no newline yet
+by = collections.defaultdict(list)
+for line in lines:
+    e = json.loads(line)
+    o = e.get("objectRef") or {}
+    if e.get("stage") != "ResponseComplete" or e["user"]["username"] != "weir-operator":
+        continue
+    if e["verb"] not in ("create", "update", "patch", "delete", "deletecollection"):
+        continue
+    if o.get("resource") in ("leases", "events"):
+        continue
+    what = o.get("resource", "?") + ("/" + o["subresource"] if o.get("subresource") else "")
+    name = "/".join(x for x in (o.get("namespace"), o.get("name")) if x)
+    code = e.get("responseStatus", {}).get("code", 0)
+    by[(e["verb"], what)].append(name + ("" if 200 <= code < 300 else " (%d)" % code))
+print(sum(len(v) for v in by.values()))
+for (verb, what), names in sorted(by.items(), key=lambda kv: -len(kv[1])):
+    more = " ..." if len(names) > 5 else ""
+    print("  %5d %s %s: %s%s" % (len(names), verb, what, ", ".join(names[:5]), more))
+'
 }
