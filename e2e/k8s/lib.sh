@@ -1,15 +1,47 @@
 # Helpers the scenarios share. Source it from a scenario.
 # shellcheck shell=bash
 
-# fail WHY: the operator's last log lines (when one runs), then WHY as the
-# last line, which run.sh shows as the reason.
+# fail WHY: the last log lines of the operator and the simulator (when they
+# run), then WHY as the last line, which run.sh shows as the reason.
 fail() {
-  if [ -n "${OPERATOR_LOG:-}" ] && [ -f "$OPERATOR_LOG" ]; then
-    echo "--- last lines of $OPERATOR_LOG"
-    tail -n 20 "$OPERATOR_LOG"
-  fi
+  local log
+  for log in "${OPERATOR_LOG:-}" "${SIM_LOG:-}"; do
+    if [ -n "$log" ] && [ -f "$log" ]; then
+      echo "--- last lines of $log"
+      tail -n 20 "$log"
+    fi
+  done
   echo "$*"
   exit 1
+}
+
+# Processes a scenario started, stopped (newest first) by one EXIT trap,
+# so that start_operator, start_sim and a scenario's own background
+# commands never clobber each other's cleanup.
+_lib_pids=()
+_lib_cleanup() {
+  local i p
+  for (( i=${#_lib_pids[@]}-1; i>=0; i-- )); do
+    p=${_lib_pids[$i]}
+    kill "$p" 2>/dev/null || continue
+    wait "$p" 2>/dev/null || true
+  done
+  _lib_pids=()
+}
+# kill_on_exit PID: stop PID when the scenario exits.
+kill_on_exit() {
+  _lib_pids+=("$1")
+  trap _lib_cleanup EXIT
+}
+
+# wait_for SECONDS CMD...: run CMD every half second until it succeeds;
+# false when SECONDS passed first.
+wait_for() {
+  local deadline=$(( $(date +%s) + $1 )); shift
+  until "$@"; do
+    [ "$(date +%s)" -ge "$deadline" ] && return 1
+    sleep 0.5
+  done
 }
 
 # build_workspace_bins: the workspace's binaries, built as `cargo test
@@ -19,9 +51,11 @@ build_workspace_bins() {
   cargo build -q --workspace --bins || fail "cargo build --workspace --bins failed"
 }
 
-# start_operator: build weir-operator (the binary users run, debug profile)
-# and run it against KUBECONFIG's cluster until the scenario exits; its log
-# goes to $WEIR_K8S_WORK/operator-<scenario>.log, its /metrics is at
+# start_operator [ARGS...]: build weir-operator (the binary users run, debug
+# profile) and run it against KUBECONFIG's cluster until the scenario exits,
+# with ARGS added to its command line (e.g. --emqx-url-template
+# "$SIM_URL/{namespace}/{pod}"); its log goes to
+# $WEIR_K8S_WORK/operator-<scenario>.log, its /metrics is at
 # $OPERATOR_URL/metrics. On the local control plane it is the user
 # weir-operator (WEIR_OPERATOR_KUBECONFIG), whose writes operator_writes counts.
 # WEIR_OPERATOR_BIN runs another build (the benchmark's release binary).
@@ -33,16 +67,50 @@ start_operator() {
   # shellcheck disable=SC2034 # read by the scenarios
   OPERATOR_URL="http://127.0.0.1:$port"
   KUBECONFIG="${WEIR_OPERATOR_KUBECONFIG:-$KUBECONFIG}" \
-    "${WEIR_OPERATOR_BIN:-${CARGO_TARGET_DIR:-target}/debug/weir-operator}" --leader-election false --listen "127.0.0.1:$port" \
+    "${WEIR_OPERATOR_BIN:-${CARGO_TARGET_DIR:-target}/debug/weir-operator}" --leader-election false --listen "127.0.0.1:$port" "$@" \
     > "$OPERATOR_LOG" 2>&1 &
   OPERATOR_PID=$!
-  trap 'kill "$OPERATOR_PID" 2>/dev/null; wait "$OPERATOR_PID" 2>/dev/null' EXIT
+  kill_on_exit "$OPERATOR_PID"
   for _ in $(seq 1 60); do
     curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && return 0
     kill -0 "$OPERATOR_PID" 2>/dev/null || fail "weir-operator exited at start"
     sleep 0.5
   done
   fail "weir-operator did not answer /healthz on 127.0.0.1:$port"
+}
+
+# start_sim [ARGS...]: build and run weir-k8s-sim (e2e/src/k8s_sim: marks
+# the pods of MqttClusters Ready as a kubelet would, and fakes EMQX's HTTP
+# API per pod) until the scenario exits; exports SIM_URL (its base URL: the
+# operator's --emqx-url-template is "$SIM_URL/{namespace}/{pod}"). Its log
+# goes to $WEIR_K8S_WORK/sim-<scenario>.log.
+start_sim() {
+  build_workspace_bins
+  SIM_LOG="$WEIR_K8S_WORK/sim-$(basename "$0" .sh).log"
+  "${CARGO_TARGET_DIR:-target}/debug/weir-k8s-sim" "$@" > "$SIM_LOG" 2>&1 &
+  SIM_PID=$!
+  kill_on_exit "$SIM_PID"
+  local url=""
+  for _ in $(seq 1 60); do
+    url=$(sed -n 's/^listening on \(http:[^ ]*\)$/\1/p' "$SIM_LOG" | head -n1)
+    [ -n "$url" ] && break
+    kill -0 "$SIM_PID" 2>/dev/null || fail "weir-k8s-sim exited at start"
+    sleep 0.5
+  done
+  [ -n "$url" ] || fail "weir-k8s-sim did not say where it listens"
+  export SIM_URL=$url
+}
+
+# sim_calls [SINCE]: the EMQX API calls the simulator received (from
+# position SINCE on), a JSON list of {seq, namespace, pod, method, path,
+# body, status}.
+sim_calls() {
+  curl -fsS "$SIM_URL/_sim/calls?since=${1:-0}"
+}
+
+# sim_mark: the position the next EMQX API call will get (for sim_calls).
+sim_mark() {
+  sim_calls | jq length
 }
 
 # install_crds: apply crds/yaml/ (as README says) and wait until Established.

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod fleet;
+pub mod k8s_sim;
 pub mod procs;
 
 pub use api::ApiClient;
