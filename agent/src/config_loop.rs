@@ -1,9 +1,9 @@
 //! Signed config: verify, persist, apply; and the loop that fetches bundles.
 //!
 //! A bundle is applied only if it verifies against the pinned key (or a
-//! rotation signed by the pinned and the new key), is for this tenant and
-//! gateway, has not expired, is newer than every bundle accepted before, and
-//! its config validates and compiles. Otherwise the reason is logged and
+//! chain of rotations from it, each signed by the old and the new key), is
+//! for this tenant and gateway, has not expired, is newer than every bundle
+//! accepted before, and its config validates and compiles. Otherwise the reason is logged and
 //! kept for the next status report, and the last good config keeps running.
 
 use std::sync::{Arc, Mutex};
@@ -16,7 +16,7 @@ use ed25519_dalek::VerifyingKey;
 use tokio_util::sync::CancellationToken;
 use weir_crds::agent_api::RefusedBundle;
 use weir_crds::bundle::{
-    verify, verify_rotation, BundleError, BundlePayload, Expectations, SignedBundle, TrustAnchor,
+    follow_rotations, verify, BundleError, BundlePayload, Expectations, SignedBundle, TrustAnchor,
 };
 use weir_crds::gateway::validate_config;
 
@@ -28,7 +28,6 @@ use crate::state::{ConfigState, DataDir};
 /// Decides about bundles and remembers what it decided.
 pub struct Gate {
     dir: DataDir,
-    anchor: TrustAnchor,
     key: VerifyingKey,
     tenant: String,
     gateway: String,
@@ -50,7 +49,6 @@ impl Gate {
         let state = dir.config_state()?;
         Ok(Self {
             dir,
-            anchor,
             key,
             tenant: tenant.into(),
             gateway: gateway.into(),
@@ -69,12 +67,10 @@ impl Gate {
         &self,
         bundle: &SignedBundle,
     ) -> Result<(BundlePayload, Option<TrustAnchor>), BundleError> {
-        let (key, new_anchor) = match &bundle.rotation {
-            Some(rot) if rot.new_key.key_id != self.anchor.key_id => {
-                let k = verify_rotation(rot, &self.key)?;
-                (k, Some(rot.new_key.clone()))
-            }
-            _ => (self.key, None),
+        // A bundle signed by a newer key carries the rotations from ours to it.
+        let (key, new_anchor) = match follow_rotations(bundle, &self.key)? {
+            Some(k) => (k, Some(TrustAnchor::from_key(&k))),
+            None => (self.key, None),
         };
         let expect = Expectations {
             tenant: &self.tenant,
@@ -131,7 +127,6 @@ impl Gate {
                     }
                     tracing::info!(key_id = %a.key_id, "config-signing key rotated");
                     self.key = k;
-                    self.anchor = a;
                 }
                 Err(e) => tracing::error!("rotated key unusable: {e}"),
             }
@@ -156,11 +151,7 @@ impl Gate {
         let Some(bundle) = self.dir.bundle()? else {
             return Ok(false);
         };
-        let key = match &bundle.rotation {
-            Some(rot) if rot.new_key.key_id == self.anchor.key_id => self.key,
-            Some(rot) => verify_rotation(rot, &self.key)?,
-            None => self.key,
-        };
+        let key = follow_rotations(&bundle, &self.key)?.unwrap_or(self.key);
         let expect = Expectations {
             tenant: &self.tenant,
             gateway: &self.gateway,

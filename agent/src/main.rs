@@ -15,8 +15,12 @@ use weir_agent::enroll::{enroll, ApiClient};
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker, Runtime, RuntimeOptions};
 use weir_agent::state::{read_key, write_key, DataDir, Identity};
-use weir_crds::bundle::{sign, sign_rotation, BundlePayload, SignedBundle, TrustAnchor};
+use weir_crds::bundle::{
+    follow_rotations, sign, sign_rotation, verify, BundlePayload, Expectations, SignedBundle,
+    TrustAnchor,
+};
 use weir_crds::gateway::validate::{validate_spec_value, FieldError};
+use weir_crds::gateway::validate_config;
 
 #[derive(Parser)]
 #[command(
@@ -59,6 +63,21 @@ enum Command {
         #[arg(long, env = "WEIR_ROTATE_FROM")]
         rotate_from: Option<PathBuf>,
         config: PathBuf,
+    },
+    /// Check a signed bundle as an agent that trusts --trust would: key
+    /// rotations, signature, tenant, gateway, expiry and config (not the
+    /// version, which depends on what the agent accepted before).
+    Verify {
+        /// The pinned key: a TrustAnchor JSON file (trust.json) or a base64 public key.
+        #[arg(long)]
+        trust: String,
+        /// Tenant the bundle must be for (default: the one it names).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Gateway the bundle must be for (default: the one it names).
+        #[arg(long)]
+        gateway: Option<String>,
+        bundle: PathBuf,
     },
 }
 
@@ -136,6 +155,12 @@ fn main() -> anyhow::Result<()> {
             rotate_from.as_deref(),
             &config,
         ),
+        Command::Verify {
+            trust,
+            tenant,
+            gateway,
+            bundle,
+        } => verify_cmd(&trust, tenant.as_deref(), gateway.as_deref(), &bundle),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -238,6 +263,63 @@ fn sign_cmd(
         bundle.rotation = Some(sign_rotation(&old, &key, chrono::Utc::now()));
     }
     println!("{}", serde_json::to_string_pretty(&bundle)?);
+    Ok(())
+}
+
+fn verify_cmd(
+    trust: &str,
+    tenant: Option<&str>,
+    gateway: Option<&str>,
+    path: &Path,
+) -> anyhow::Result<()> {
+    let anchor = load_trust(trust)?;
+    let bundle = read_bundle(path)?;
+    let peek = peek_payload(&bundle);
+    let tenant = tenant
+        .map(str::to_string)
+        .or_else(|| peek.as_ref().map(|p| p.tenant.clone()))
+        .context("bundle names no tenant; pass --tenant")?;
+    let gateway = gateway
+        .map(str::to_string)
+        .or_else(|| peek.as_ref().map(|p| p.gateway.clone()))
+        .context("bundle names no gateway; pass --gateway")?;
+    let refused = || format!("{} refused", path.display());
+    let pinned = anchor.verifying_key()?;
+    let key = follow_rotations(&bundle, &pinned)
+        .with_context(refused)?
+        .unwrap_or(pinned);
+    let expect = Expectations {
+        tenant: &tenant,
+        gateway: &gateway,
+        last_accepted: None,
+        now: chrono::Utc::now(),
+    };
+    let payload = verify(&bundle, &key, &expect).with_context(refused)?;
+    if let Err(errs) = validate_config(&payload.config) {
+        print_errors(path, &errs);
+        bail!("{}: the signed config does not validate", refused());
+    }
+    // The keys the bundle's rotations go through, oldest first.
+    let links: Vec<_> = bundle
+        .rotation_chain
+        .iter()
+        .chain(bundle.rotation.as_ref())
+        .collect();
+    let chain: Vec<&str> = links
+        .first()
+        .map(|r| r.old_key_id.as_str())
+        .into_iter()
+        .chain(links.iter().map(|r| r.new_key.key_id.as_str()))
+        .collect();
+    println!(
+        "{}: valid for {tenant}/{gateway}, version {}, signed by {} (trusted {}), rotations [{}], expires {}",
+        path.display(),
+        payload.version,
+        bundle.key_id,
+        anchor.key_id,
+        chain.join(" -> "),
+        payload.expires.to_rfc3339(),
+    );
     Ok(())
 }
 

@@ -209,3 +209,67 @@ async fn bad_bundles_are_refused_and_the_last_good_config_keeps_running() {
     );
     rt.shutdown().await;
 }
+
+/// Two rotations since the key the agent pinned (two gateways of the tenant
+/// asked at once, or the agent was away): the bundle carries both, and the
+/// agent follows them link by link, also when it starts from disk.
+#[tokio::test]
+async fn a_chain_of_rotations_is_followed_from_the_pinned_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = DataDir::open(dir.path()).unwrap();
+    let (k0, k1, k2) = (generate_key(), generate_key(), generate_key());
+    let start = || {
+        Runtime::start(RuntimeOptions {
+            queue_dir: data.queue_dir(),
+            fsync: FsyncPolicy::Never,
+            tenant: "riverside".into(),
+            gateway: "ps-1".into(),
+            broker: Broker::default(),
+            inflight: 10,
+        })
+        .unwrap()
+    };
+    let rt = start();
+    let anchor = TrustAnchor::from_key(&k0.verifying_key());
+    let mut gate = Gate::new(data.clone(), anchor, "riverside", "ps-1").unwrap();
+    assert!(gate.offer(&sign(&payload(1, "first"), &k0), &rt).await);
+
+    // Only the last rotation (k1 -> k2): the agent pinned to k0 cannot follow.
+    let mut short = sign(&payload(2, "short"), &k2);
+    short.rotation = Some(sign_rotation(&k1, &k2, chrono::Utc::now()));
+    assert!(!gate.offer(&short, &rt).await);
+
+    let mut chained = sign(&payload(3, "chained"), &k2);
+    chained.rotation_chain = vec![sign_rotation(&k0, &k1, chrono::Utc::now())];
+    chained.rotation = Some(sign_rotation(&k1, &k2, chrono::Utc::now()));
+    assert!(
+        gate.offer(&chained, &rt).await,
+        "{:?}",
+        gate.refused.lock().unwrap()
+    );
+    assert_eq!(
+        data.trust().unwrap().unwrap().key_id,
+        TrustAnchor::from_key(&k2.verifying_key()).key_id
+    );
+    // Neither older key signs for it any more.
+    assert!(!gate.offer(&sign(&payload(4, "k1"), &k1), &rt).await);
+    assert!(!gate.offer(&sign(&payload(4, "k0"), &k0), &rt).await);
+    // The next bundle still carries the chain; now pinned to k2, it is read as is.
+    let mut next = chained.clone();
+    let fresh = sign(&payload(5, "next"), &k2);
+    (next.payload, next.signature) = (fresh.payload, fresh.signature);
+    assert!(gate.offer(&next, &rt).await);
+    rt.shutdown().await;
+
+    let rt = start();
+    let mut gate = Gate::new(
+        data.clone(),
+        data.trust().unwrap().unwrap(),
+        "riverside",
+        "ps-1",
+    )
+    .unwrap();
+    assert!(gate.start_from_disk(&rt).await.unwrap());
+    assert_eq!(rt.applied_version.load(Ordering::Relaxed), 5);
+    rt.shutdown().await;
+}

@@ -19,6 +19,11 @@ use crate::gateway::GatewayConfig;
 /// Bumped when the payload changes incompatibly.
 pub const SCHEMA_VERSION: u32 = 1;
 
+/// Rotations a bundle carries at most (`rotation_chain` and `rotation`): a
+/// signer keeps the last ones; an agent that was away for more rotations
+/// than this cannot follow and must be enrolled again.
+pub const MAX_ROTATIONS: usize = 16;
+
 /// What is signed.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -45,6 +50,12 @@ pub struct SignedBundle {
     /// Present while the signer rotates keys: the new key endorsed by the old.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rotation: Option<KeyRotation>,
+    /// The rotations before `rotation`, oldest first, each handing over to
+    /// the next one's old key: an agent that pinned a key older than
+    /// `rotation.old_key_id` follows them ([`follow_rotations`]). Agents that
+    /// do not know the field read `rotation` alone.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rotation_chain: Vec<KeyRotation>,
 }
 
 /// A public key an agent trusts, as pinned at enrollment.
@@ -231,6 +242,7 @@ pub fn sign(payload: &BundlePayload, key: &SigningKey) -> SignedBundle {
         key_id: key_id(&key.verifying_key()),
         signature: B64.encode(signature.to_bytes()),
         rotation: None,
+        rotation_chain: vec![],
     }
 }
 
@@ -356,6 +368,41 @@ pub fn verify_rotation(
             .map_err(|_| bad(&format!("{who} key's signature does not verify")))?;
     }
     Ok(new_key)
+}
+
+/// The key `bundle` is signed with, reached from the `trusted` key through
+/// the rotations the bundle carries (`rotation_chain`, then `rotation`),
+/// each verified against the key before it: `None` when no rotation is
+/// needed (the bundle names the trusted key, or carries no rotation, which
+/// [`verify`] then refuses if the key differs).
+pub fn follow_rotations(
+    bundle: &SignedBundle,
+    trusted: &VerifyingKey,
+) -> Result<Option<VerifyingKey>, BundleError> {
+    let trusted_id = key_id(trusted);
+    if bundle.key_id == trusted_id || bundle.rotation.is_none() {
+        return Ok(None);
+    }
+    let links: Vec<&KeyRotation> = bundle
+        .rotation_chain
+        .iter()
+        .chain(bundle.rotation.as_ref())
+        .collect();
+    if links.len() > MAX_ROTATIONS {
+        return Err(BundleError::Malformed(format!(
+            "{} key rotations, more than the {MAX_ROTATIONS} a bundle may carry",
+            links.len()
+        )));
+    }
+    let start = links
+        .iter()
+        .position(|r| r.old_key_id == trusted_id)
+        .ok_or_else(|| BundleError::BadRotation("it was not issued by the trusted key".into()))?;
+    let mut key = *trusted;
+    for link in &links[start..] {
+        key = verify_rotation(link, &key)?;
+    }
+    Ok(Some(key))
 }
 
 /// A new random signing key.
@@ -502,6 +549,7 @@ mod tests {
             key_id: key_id(&key.verifying_key()),
             signature: B64.encode(key.sign(&pretty).to_bytes()),
             rotation: None,
+            rotation_chain: vec![],
         };
         assert_eq!(
             verify(&b, &key.verifying_key(), &expect(None)),
@@ -544,5 +592,51 @@ mod tests {
         let evil = generate_key();
         forged.signature_new = sign_rotation(&old, &evil, rot.issued_at).signature_new;
         assert!(verify_rotation(&forged, &old.verifying_key()).is_err());
+    }
+
+    #[test]
+    fn a_rotation_chain_is_followed_from_any_key_in_it() {
+        let k0 = generate_key();
+        let k1 = generate_key();
+        let k2 = generate_key();
+        let mut b = sign(&payload(3), &k2);
+        b.rotation_chain = vec![sign_rotation(&k0, &k1, Utc::now())];
+        b.rotation = Some(sign_rotation(&k1, &k2, Utc::now()));
+        for pinned in [&k0, &k1] {
+            let key = follow_rotations(&b, &pinned.verifying_key())
+                .unwrap()
+                .expect("rotated");
+            assert_eq!(key, k2.verifying_key());
+            assert_eq!(verify(&b, &key, &expect(None)).unwrap().version, 3);
+        }
+        assert_eq!(follow_rotations(&b, &k2.verifying_key()).unwrap(), None);
+        // A key outside the chain gets nowhere.
+        assert!(matches!(
+            follow_rotations(&b, &generate_key().verifying_key()),
+            Err(BundleError::BadRotation(_))
+        ));
+        // A broken link (k1 -> k2 endorsed by a stranger instead of k1) stops the walk.
+        let evil = generate_key();
+        let mut broken = b.clone();
+        let mut link = sign_rotation(&evil, &k2, Utc::now());
+        link.old_key_id = key_id(&k1.verifying_key());
+        broken.rotation = Some(link);
+        assert!(follow_rotations(&broken, &k0.verifying_key()).is_err());
+        // Without the chain, an agent pinned to k0 cannot follow k1 -> k2.
+        let mut short = b.clone();
+        short.rotation_chain.clear();
+        assert!(follow_rotations(&short, &k0.verifying_key()).is_err());
+        // Longer than a bundle may carry: refused before any link is checked.
+        let mut long = b.clone();
+        long.rotation_chain = vec![long.rotation_chain[0].clone(); MAX_ROTATIONS];
+        assert!(matches!(
+            follow_rotations(&long, &k0.verifying_key()),
+            Err(BundleError::Malformed(_))
+        ));
+        // The chain is optional on the wire, so older bundles still parse.
+        let json = serde_json::to_value(&short).unwrap();
+        assert!(json.get("rotationChain").is_none());
+        let back: SignedBundle = serde_json::from_value(json).unwrap();
+        assert_eq!(back, short);
     }
 }

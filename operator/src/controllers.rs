@@ -178,6 +178,11 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
     let (trigger, store) = primary(Api::<EdgeGateway>::all(client.clone()));
     let gateways = Controller::for_stream(trigger, store)
         .with_config(cfg)
+        // A gateway that rotates its tenant's key wakes every gateway, so that
+        // the tenant's other bundles are signed again with the new key (the
+        // key Secret is not watched, see below). Rotations are rare and asked
+        // for by hand; other tenants' gateways find nothing to do.
+        .reconcile_all_on(ctx.key_rotations())
         .owns(Api::<ConfigMap>::all(client.clone()), owned.clone())
         // No watch on Secrets: that needs list/watch on Secrets in every
         // namespace, and the operator may use Secrets only in tenant namespaces

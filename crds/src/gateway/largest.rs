@@ -153,9 +153,17 @@ pub fn largest_gateway(name: &str, namespace: &str) -> serde_json::Value {
 }
 
 /// The signed bundle of `config` as the operator stores it in the
-/// gateway's ConfigMap (`bundle.json`, pretty-printed).
+/// gateway's ConfigMap (`bundle.json`, pretty-printed), carrying as many key
+/// rotations as a bundle may.
 pub fn stored_bundle(config: &GatewayConfig) -> String {
-    let key = bundle::generate_key();
+    let keys: Vec<_> = (0..=bundle::MAX_ROTATIONS)
+        .map(|_| bundle::generate_key())
+        .collect();
+    let mut chain: Vec<_> = keys
+        .windows(2)
+        .map(|w| bundle::sign_rotation(&w[0], &w[1], chrono::Utc::now()))
+        .collect();
+    let key = keys.last().expect("keys").clone();
     let payload = BundlePayload::new(
         &fill("t", 0, crate::tenant::MAX_NAME_LENGTH),
         &fill("g", 0, 253),
@@ -164,7 +172,9 @@ pub fn stored_bundle(config: &GatewayConfig) -> String {
         chrono::Utc::now(),
         chrono::Duration::days(3650),
     );
-    let signed: SignedBundle = bundle::sign(&payload, &key);
+    let mut signed: SignedBundle = bundle::sign(&payload, &key);
+    signed.rotation = chain.pop();
+    signed.rotation_chain = chain;
     serde_json::to_string_pretty(&signed).expect("bundle serializes")
 }
 

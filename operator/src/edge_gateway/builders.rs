@@ -107,11 +107,13 @@ fn owned_meta(gw: &EdgeGateway, name: String) -> ObjectMeta {
 }
 
 /// The tenant's signing key as stored. Not owned by any one gateway: it
-/// outlives them and goes with the namespace.
+/// outlives them and goes with the namespace. `chain` holds the rotations
+/// that led to `key`, oldest first (`rotations.json`); the newest is also
+/// `rotation.json`, as an operator that knew no chain wrote it.
 pub fn key_secret(
     namespace: &str,
     key: &SigningKey,
-    rotation: Option<&KeyRotation>,
+    chain: &[KeyRotation],
     done: &[String],
 ) -> Secret {
     let anchor = TrustAnchor::from_key(&key.verifying_key());
@@ -127,10 +129,14 @@ pub fn key_secret(
     .into_iter()
     .map(|(k, v)| (k.to_string(), ByteString(v.into_bytes())))
     .collect();
-    if let Some(r) = rotation {
+    if let Some(r) = chain.last() {
         data.insert(
             "rotation.json".into(),
             ByteString(serde_json::to_vec(r).expect("rotation serializes")),
+        );
+        data.insert(
+            "rotations.json".into(),
+            ByteString(serde_json::to_vec(chain).expect("rotations serialize")),
         );
     }
     let mut l = BTreeMap::new();
@@ -162,8 +168,49 @@ fn data<'a>(s: &'a Secret, key: &str) -> Option<&'a [u8]> {
     s.data.as_ref()?.get(key).map(|b| b.0.as_slice())
 }
 
-/// The key, its pending rotation and the rotation requests already done.
-pub fn load_key(s: &Secret) -> Result<(SigningKey, Option<KeyRotation>, Vec<String>)> {
+/// The tenant's signing key as [`load_key`] reads it from its Secret.
+pub struct StoredKey {
+    pub key: SigningKey,
+    /// The rotations that led to `key`, oldest first.
+    pub chain: Vec<KeyRotation>,
+    /// Rotation requests already carried out, oldest first.
+    pub done: Vec<String>,
+}
+
+impl StoredKey {
+    /// Hand over to a new key for `request`: the rotation, signed by the
+    /// current and the new key, joins the chain and the request the done
+    /// list (both bounded, oldest dropped first).
+    pub fn rotate(self, request: &str, now: DateTime<Utc>) -> StoredKey {
+        let new = bundle::generate_key();
+        let mut chain = self.chain;
+        chain.push(bundle::sign_rotation(&self.key, &new, now));
+        let mut done = self.done;
+        done.push(request.to_string());
+        // As many as a bundle may carry (an agent that was away for more
+        // rotations cannot follow and is enrolled again).
+        if chain.len() > bundle::MAX_ROTATIONS {
+            chain.drain(..chain.len() - bundle::MAX_ROTATIONS);
+        }
+        if done.len() > MAX_ROTATIONS_REMEMBERED {
+            done.drain(..done.len() - MAX_ROTATIONS_REMEMBERED);
+        }
+        StoredKey {
+            key: new,
+            chain,
+            done,
+        }
+    }
+}
+
+/// Rotation requests remembered on the key Secret (so two gateways with
+/// different request values never rotate back and forth).
+pub const MAX_ROTATIONS_REMEMBERED: usize = 32;
+
+/// The key, the rotations that led to it and the rotation requests already
+/// done. A Secret written before the chain was kept has only
+/// `rotation.json`: a chain of one.
+pub fn load_key(s: &Secret) -> Result<StoredKey> {
     let raw = data(s, "private-key").ok_or_else(|| Error::SigningKey("no private-key".into()))?;
     let bytes = B64
         .decode(raw)
@@ -171,19 +218,23 @@ pub fn load_key(s: &Secret) -> Result<(SigningKey, Option<KeyRotation>, Vec<Stri
     let seed: [u8; 32] = bytes
         .try_into()
         .map_err(|_| Error::SigningKey("private-key must be 32 bytes".into()))?;
-    let rotation = match data(s, "rotation.json") {
-        Some(r) => Some(
-            serde_json::from_slice(r)
-                .map_err(|e| Error::SigningKey(format!("rotation.json: {e}")))?,
-        ),
-        None => None,
+    let chain = match (data(s, "rotations.json"), data(s, "rotation.json")) {
+        (Some(c), _) => serde_json::from_slice(c)
+            .map_err(|e| Error::SigningKey(format!("rotations.json: {e}")))?,
+        (None, Some(r)) => vec![serde_json::from_slice(r)
+            .map_err(|e| Error::SigningKey(format!("rotation.json: {e}")))?],
+        (None, None) => vec![],
     };
     let done = s
         .annotations()
         .get(ROTATIONS_DONE)
         .and_then(|d| serde_json::from_str(d).ok())
         .unwrap_or_default();
-    Ok((SigningKey::from_bytes(&seed), rotation, done))
+    Ok(StoredKey {
+        key: SigningKey::from_bytes(&seed),
+        chain,
+        done,
+    })
 }
 
 /// Hash of what the agent would run and who signs it: the bundle version
@@ -195,11 +246,13 @@ pub fn config_hash(gw: &EdgeGateway, key_id: &str) -> String {
     ))
 }
 
-/// Sign version `version` of the gateway's config.
+/// Sign version `version` of the gateway's config. The bundle carries the
+/// rotations that led to `key` (`chain`, oldest first), so an agent that
+/// pinned any key in it follows to `key`.
 pub fn sign_bundle(
     gw: &EdgeGateway,
     key: &SigningKey,
-    rotation: Option<&KeyRotation>,
+    chain: &[KeyRotation],
     version: u64,
     now: DateTime<Utc>,
     validity: Duration,
@@ -213,7 +266,10 @@ pub fn sign_bundle(
         validity,
     );
     let mut signed = bundle::sign(&payload, key);
-    signed.rotation = rotation.cloned();
+    if let Some((last, earlier)) = chain.split_last() {
+        signed.rotation = Some(last.clone());
+        signed.rotation_chain = earlier.to_vec();
+    }
     signed
 }
 
@@ -429,7 +485,7 @@ pub(crate) mod tests {
     fn bundle_verifies_with_the_trust_anchor() {
         let gw = gateway(GatewayMode::External);
         let key = bundle::generate_key();
-        let signed = sign_bundle(&gw, &key, None, 7, Utc::now(), Duration::days(30));
+        let signed = sign_bundle(&gw, &key, &[], 7, Utc::now(), Duration::days(30));
         let anchor = TrustAnchor::from_key(&key.verifying_key());
         let cm = config_map(&gw, &signed, &anchor, "h", 7);
         let read: SignedBundle =
@@ -458,16 +514,60 @@ pub(crate) mod tests {
         let key = bundle::generate_key();
         let next = bundle::generate_key();
         let rot = bundle::sign_rotation(&key, &next, Utc::now());
-        let mut s = key_secret("weir-x", &next, Some(&rot), &["1".into()]);
+        let mut s = key_secret("weir-x", &next, std::slice::from_ref(&rot), &["1".into()]);
         // The API server returns string data as `data`.
         s.data = s.data.take();
-        let (k, r, done) = load_key(&s).unwrap();
-        assert_eq!(k.to_bytes(), next.to_bytes());
-        assert_eq!(r.unwrap(), rot);
-        assert_eq!(done, vec!["1".to_string()]);
+        let stored = load_key(&s).unwrap();
+        assert_eq!(stored.key.to_bytes(), next.to_bytes());
+        assert_eq!(stored.chain, vec![rot.clone()]);
+        assert_eq!(stored.done, vec!["1".to_string()]);
         assert!(
             s.metadata.owner_references.is_none(),
             "the key outlives any one gateway"
+        );
+        // Written by an operator that kept only the last rotation.
+        s.data.as_mut().unwrap().remove("rotations.json");
+        assert_eq!(load_key(&s).unwrap().chain, vec![rot]);
+    }
+
+    #[test]
+    fn rotations_chain_and_stay_bounded() {
+        let k0 = bundle::generate_key();
+        let mut stored = StoredKey {
+            key: k0.clone(),
+            chain: vec![],
+            done: vec![],
+        };
+        for i in 0..MAX_ROTATIONS_REMEMBERED + 3 {
+            stored = stored.rotate(&format!("r{i}"), Utc::now());
+        }
+        assert_eq!(stored.chain.len(), bundle::MAX_ROTATIONS);
+        assert_eq!(stored.done.len(), MAX_ROTATIONS_REMEMBERED);
+        assert_eq!(stored.done[0], "r3", "the oldest requests go first");
+        // Every link hands over to the next one's old key, ending at the key.
+        for w in stored.chain.windows(2) {
+            assert_eq!(w[0].new_key.key_id, w[1].old_key_id);
+        }
+        let gw = gateway(GatewayMode::External);
+        let signed = sign_bundle(
+            &gw,
+            &stored.key,
+            &stored.chain,
+            1,
+            Utc::now(),
+            Duration::days(30),
+        );
+        assert_eq!(signed.rotation_chain.len(), bundle::MAX_ROTATIONS - 1);
+        // The first keys fell off the chain; an agent pinned to a key still
+        // in it follows to the current one.
+        assert_ne!(
+            stored.chain[0].old_key_id,
+            bundle::key_id(&k0.verifying_key())
+        );
+        let pinned = stored.chain[0].new_key.verifying_key().unwrap();
+        assert_eq!(
+            bundle::follow_rotations(&signed, &pinned).unwrap(),
+            Some(stored.key.verifying_key())
         );
     }
 

@@ -3,10 +3,12 @@
 //!
 //! It stores objects by URL path and answers the calls the operator makes:
 //! get, list (with label selectors), server-side apply (create or replace,
-//! status subresource), merge patch, create, delete (honouring finalizers)
-//! and delete-collection. Every call is recorded as `"METHOD path"` so tests
+//! status subresource), merge patch, create, replace (with the
+//! resourceVersion precondition), delete (honouring finalizers) and
+//! delete-collection. Every call is recorded as `"METHOD path"` so tests
 //! can assert the exact sequence, as kube-rs' `controller-rs` does. Failures
-//! can be injected per method and path.
+//! can be injected per method and path, and so can another client's write
+//! just before a call ([`FakeApiServer::before`]).
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -123,6 +125,13 @@ struct Failure {
     remaining: usize,
 }
 
+/// Run once, just before the first call it matches is answered.
+struct Hook {
+    method: String,
+    path_contains: String,
+    run: Box<dyn FnOnce(&FakeApiServer) + Send>,
+}
+
 /// Changes the API server makes to an applied object (defaulting,
 /// normalisation, a mutating webhook), per plural.
 type Mutation = (String, fn(&mut Value));
@@ -133,6 +142,7 @@ struct State {
     objects: BTreeMap<Key, Value>,
     calls: Vec<String>,
     failures: Vec<Failure>,
+    hooks: Vec<Hook>,
     resource_version: u64,
     uid: u64,
 }
@@ -241,6 +251,22 @@ impl FakeApiServer {
         });
     }
 
+    /// Before the next call of `method` whose path contains `path_contains`
+    /// is answered, run `f` (which may change stored objects): another
+    /// client's write landing between a read and a write.
+    pub fn before(
+        &self,
+        method: &str,
+        path_contains: &str,
+        f: impl FnOnce(&FakeApiServer) + Send + 'static,
+    ) {
+        self.state.lock().unwrap().hooks.push(Hook {
+            method: method.into(),
+            path_contains: path_contains.into(),
+            run: Box::new(f),
+        });
+    }
+
     /// Rewrite every object of `plural` written by server-side apply with
     /// `f`, as an API server's defaulting or a mutating webhook would.
     pub fn on_apply(&self, plural: &str, f: fn(&mut Value)) {
@@ -336,6 +362,16 @@ impl FakeApiServer {
         content_type: &str,
         body: &[u8],
     ) -> (u16, Value) {
+        let hook = {
+            let mut st = self.state.lock().unwrap();
+            st.hooks
+                .iter()
+                .position(|h| h.method == method && path.contains(&h.path_contains))
+                .map(|i| st.hooks.remove(i))
+        };
+        if let Some(h) = hook {
+            (h.run)(self);
+        }
         let mut st = self.state.lock().unwrap();
         let selector = query_param(query, "labelSelector");
         let call = match &selector {
@@ -377,6 +413,9 @@ impl FakeApiServer {
             }
             ("GET", None) => (200, Self::list(&st, &loc, selector.as_deref())),
             ("PATCH", Some(name)) => Self::patch(&mut st, loc.clone(), name, content_type, body),
+            ("PUT", Some(name)) if loc.sub.is_none() => {
+                Self::replace(&mut st, loc.clone(), name, body)
+            }
             ("POST", None) => {
                 let Some(name) = body["metadata"]["name"].as_str().map(String::from) else {
                     return status(422, "Invalid", "metadata.name is required".into());
@@ -565,6 +604,48 @@ impl FakeApiServer {
         };
         st.objects.insert(key, updated.clone());
         (200, updated)
+    }
+
+    /// Update (PUT): the whole object, refused with 409 when it names a
+    /// resourceVersion that is not the stored one. The status stays.
+    fn replace(st: &mut State, loc: Loc, name: &str, mut body: Value) -> (u16, Value) {
+        let key = (loc.prefix, loc.ns, loc.plural, name.to_string());
+        let Some(live) = st.objects.get(&key).cloned() else {
+            return status(404, "NotFound", format!("\"{name}\" not found"));
+        };
+        match body["metadata"]["resourceVersion"].as_str() {
+            // Without one the update is unconditional (as for most kinds).
+            None => {}
+            Some(rv) if live["metadata"]["resourceVersion"].as_str() == Some(rv) => {}
+            Some(_) => {
+                return status(
+                    409,
+                    "Conflict",
+                    format!("Operation cannot be fulfilled on {} \"{name}\": the object has been modified; please apply your changes to the latest version and try again", key.2),
+                )
+            }
+        }
+        for keep in ["uid", "creationTimestamp", "generation"] {
+            if let Some(v) = live["metadata"].get(keep) {
+                body["metadata"][keep] = v.clone();
+            }
+        }
+        match live.get("status") {
+            Some(s) => body["status"] = s.clone(),
+            None => {
+                if let Some(o) = body.as_object_mut() {
+                    o.remove("status");
+                }
+            }
+        }
+        if body.get("spec") != live.get("spec") {
+            let g = live["metadata"]["generation"].as_i64().unwrap_or(1);
+            body["metadata"]["generation"] = json!(g + 1);
+        }
+        st.resource_version += 1;
+        body["metadata"]["resourceVersion"] = json!(st.resource_version.to_string());
+        st.objects.insert(key, body.clone());
+        (200, body)
     }
 
     fn delete(st: &mut State, key: &Key) -> (u16, Value) {
