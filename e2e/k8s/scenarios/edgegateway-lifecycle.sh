@@ -28,6 +28,33 @@ kubectl patch tenant "$T" --type=merge -p '{"metadata":{"finalizers":null}}' >/d
 for _ in $(seq 1 60); do kubectl get namespace "$NS" >/dev/null 2>&1 || break; sleep 1; done
 kubectl get namespace "$NS" >/dev/null 2>&1 && fail "namespace $NS of an earlier run is still there"
 
+# The Tenant's quota counts EdgeGateways, and the API server refuses them
+# ("status unknown for quota") until kube-controller-manager's quota
+# controller has counted them. It learns a kind installed after it started
+# (the CRDs here) at its next discovery pass (30 s), but a quota made before
+# that is counted again only at the next full resync (5 min). So wait until
+# it counts EdgeGateways in a probe quota (whose limit changes at each try,
+# which makes the controller count it again) before the Tenant is made.
+PROBE=weir-e2e-quota-probe
+quota_counts_gateways() {
+  kubectl -n "$NS" get resourcequota weir-quota -o jsonpath='{.status.used}' 2>/dev/null | grep -q 'count/edgegateways.weir.dev'
+}
+probe_try=0
+probe_counts_gateways() {
+  probe_try=$((probe_try + 1))
+  kubectl -n "$PROBE" apply -f - >/dev/null <<EOF || return 1
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: probe}
+spec: {hard: {count/edgegateways.weir.dev: "$((1000 + probe_try))"}}
+EOF
+  sleep 1
+  kubectl -n "$PROBE" get resourcequota probe -o jsonpath='{.status.used}' | grep -q 'count/edgegateways.weir.dev'
+}
+ensure_namespace "$PROBE"
+wait_for 120 probe_counts_gateways || fail "kube-controller-manager's quota controller never counted EdgeGateways"
+kubectl delete namespace "$PROBE" --wait=false >/dev/null
+
 start_operator
 agent="${CARGO_TARGET_DIR:-target}/debug/weir-agent"
 
@@ -49,6 +76,8 @@ secret_field() { # secret_field KEY: a data field of the key Secret, decoded
 sed "s/name: riverside-water/name: $T/" e2e/manifests/00-tenant-riverside-water.yaml | kubectl apply -f - >/dev/null
 kubectl wait --for=condition=Ready "tenant/$T" --timeout=60s >/dev/null \
   || fail "tenant/$T not Ready: $(kubectl get tenant "$T" -o jsonpath='{.status.conditions}')"
+wait_for 60 quota_counts_gateways \
+  || fail "the resource-quota controller does not count EdgeGateways in weir-quota of $NS: $(kubectl -n "$NS" get resourcequota weir-quota -o jsonpath='{.status}')"
 { gateway "$GW1"; echo "---"; gateway "$GW2"; } | kubectl apply -f - >/dev/null
 for gw in "$GW1" "$GW2"; do
   kubectl -n "$NS" wait --for=jsonpath='{.status.phase}'=Ready "edgegateway/$gw" --timeout=60s >/dev/null \
