@@ -24,6 +24,7 @@ command -v make >/dev/null || missing+=(make)
 command -v node >/dev/null || missing+=(nodejs npm)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v socat >/dev/null || missing+=(socat)
+command -v jq >/dev/null || missing+=(jq) # the k8s scenarios read JSON with it
 if [ ${#missing[@]} -gt 0 ]; then
   echo "    installing: ${missing[*]}"
   $SUDO apt-get update -qq

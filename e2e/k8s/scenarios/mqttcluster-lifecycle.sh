@@ -231,6 +231,25 @@ wait_for 30 state_is "Ready 3/3" || fail "cluster is '$(mqc '{.status.phase} {.s
 [ "$(uids)" = "$old" ] || fail "the authentication change restarted pods"
 echo "authentication: new JWKS URL applied at runtime"
 
+# --- licence boundary ------------------------------------------------------------------
+# EMQX 5.9 clusters only with a license: without one the 5.8 nodes stay as
+# they are (no template change, no pod replaced) and the cluster says why.
+old=$(uids)
+rev=$(sts '{.status.updateRevision}')
+image=$(sts '{.spec.template.spec.containers[0].image}')
+version=$(mqc '{.spec.version}')
+kubectl -n "$NS" patch mqttcluster "$C" --type=merge -p '{"spec":{"version":"5.9.1"}}' >/dev/null
+wait_for 30 eval '[ "$(mqc "{.status.conditions[?(@.type==\"Degraded\")].reason}")" = LicenseRequired ]' \
+  || fail "no LicenseRequired after asking for 5.9.1 without a license: $(conditions)"
+sleep 3 # a rollout, were one started, would have replaced node 2 by now (about 1 s a step here)
+[ "$(sts '{.spec.template.spec.containers[0].image}')" = "$image" ] \
+  || fail "the StatefulSet moved to $(sts '{.spec.template.spec.containers[0].image}') without a license"
+[ "$(uids)" = "$old" ] && [ "$(sts '{.status.updateRevision}')" = "$rev" ] || fail "pods were replaced across the licence boundary"
+[ "$(mqc '{.status.currentVersion}')" = "$version" ] || fail "status.currentVersion is $(mqc '{.status.currentVersion}') while $version runs"
+kubectl -n "$NS" patch mqttcluster "$C" --type=merge -p "{\"spec\":{\"version\":\"$version\"}}" >/dev/null
+wait_for 30 state_is "Ready 3/3" || fail "not Ready after going back to $version: $(conditions)"
+echo "licence boundary: 5.9.1 without a license held at $version (LicenseRequired), no pod replaced"
+
 out=$(kubectl -n "$NS" get mqc)
 echo "$out"
 [ "$(awk -v c="$C" '$1 == c { print $2, $3, $4 }' <<<"$out")" = "Ready 3/3 5.8.7" ] \
