@@ -115,6 +115,8 @@ EOF
   _cp_pids+=($!)
   _cp_wait 30 etcd curl -fsS "http://127.0.0.1:$etcd_port/health" || { _cp_log_tail; return 1; }
 
+  # Service range: a /16, as in a real cluster. Each MqttCluster takes two
+  # ClusterIPs; a /24 ran out at 124 clusters (bench-500.sh).
   kube-apiserver \
     --etcd-servers "http://127.0.0.1:$etcd_port" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$api_port" \
@@ -122,7 +124,7 @@ EOF
     --authorization-mode RBAC --anonymous-auth=false \
     --service-account-issuer https://kubernetes.default.svc \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --service-cluster-ip-range 10.96.0.0/24 \
+    --service-cluster-ip-range 10.96.0.0/16 \
     --endpoint-reconciler-type none \
     --audit-policy-file "$_cp_dir/audit-policy.yaml" --audit-log-path "$_cp_dir/audit.log" \
     --audit-log-format json --audit-log-mode blocking \
