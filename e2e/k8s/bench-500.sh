@@ -67,6 +67,9 @@ trap finish EXIT # cp_start set its own
   reconciles() {
     curl -fsS "$OPERATOR_URL/metrics" | awk '/^weir_operator_reconciles_total\{/ { n += $2 } END { print n + 0 }'
   }
+  errors() {
+    curl -fsS "$OPERATOR_URL/metrics" | awk '/^weir_operator_reconcile_errors_total\{/ { n += $2 } END { print n + 0 }'
+  }
   reconciles_by() {
     curl -fsS "$OPERATOR_URL/metrics" \
       | sed -n 's/^weir_operator_reconciles_total{controller="\([a-z]*\)"} \([0-9]*\).*/\1 \2/p' | sort
@@ -154,14 +157,15 @@ EOF
   t0=$(now)
   kubectl create -f "$work/clusters.yaml" >/dev/null || fail "the MqttClusters were refused"
   t_created=$(now)
-  ready=0
-  deadline=$(( $(date +%s) + 1200 ))
+  ready=0 seen=0 progress=$(date +%s)
   while [ "$ready" -lt "$CLUSTERS" ]; do
-    [ "$(date +%s)" -ge "$deadline" ] && fail "only $ready of $CLUSTERS clusters Ready after 1200 s"
+    [ "$(date +%s)" -ge $((progress + 180)) ] && fail "stuck at $ready of $CLUSTERS clusters Ready for 180 s"
     sleep 0.5
     ready=$(ready_count)
+    if [ "$ready" -gt "$seen" ]; then seen=$ready; progress=$(date +%s); fi
   done
   t_ready=$(now)
+  ramp_errors=$(errors)
   ramp=$(operator_writes "$mark")
   who=$(writers "$mark" "$t0")
 
@@ -171,6 +175,7 @@ EOF
   sleep "$STEADY"
   steady=$(operator_writes "$mark")
   r1=$(reconciles)
+  steady_errors=$(( $(errors) - ramp_errors ))
   rss=$(mib VmRSS)
   hwm=$(mib VmHWM)
   by1=$(reconciles_by)
@@ -191,7 +196,9 @@ EOF
   echo "| creates (kubectl create, one file of $CLUSTERS) | $(secs "$t0" "$t_created") s |"
   echo "| first create → all $CLUSTERS Ready | $(secs "$t0" "$t_ready") s |"
   echo "| operator writes until all Ready | $(head -n1 <<<"$ramp") |"
+  echo "| failed reconciles until all Ready (retried) | $ramp_errors |"
   echo "| steady ${STEADY} s: reconciles | $n ($by) |"
+  echo "| steady ${STEADY} s: failed reconciles | $steady_errors |"
   echo "| steady ${STEADY} s: operator writes | $writes |"
   echo "| writes per steady reconcile | $per |"
   echo "| operator RSS peak (VmHWM) | $hwm MiB |"
