@@ -115,6 +115,13 @@ for *_, label in steps:
     kubectl get mqttclusters -A -o jsonpath='{range .items[*]}{.status.phase} {.status.readyReplicas}{"\n"}{end}' \
       | awk -v r="$REPLICAS" '$1 == "Ready" && $2 == r' | wc -l
   }
+  # While the clusters come up, one watch (not a list every half second,
+  # which costs the API server and kubectl more than the operator's work on
+  # 2 cores) records every change; watched_ready counts from its lines.
+  watched_ready() {
+    awk -v r="$REPLICAS" '{ if ($2 == "Ready" && $3 == r) ok[$1] = 1; else delete ok[$1] }
+      END { n = 0; for (k in ok) n++; print n }' "$work/watch.txt"
+  }
 
   install_crds >/dev/null
   # shellcheck disable=SC2119 # the simulator with its defaults
@@ -153,6 +160,11 @@ spec:
 EOF
   done > "$work/clusters.yaml"
 
+  kubectl get mqttclusters -A --watch \
+    -o jsonpath='{.metadata.namespace}/{.metadata.name} {.status.phase} {.status.readyReplicas}{"\n"}' \
+    > "$work/watch.txt" 2>"$work/watch.err" &
+  watch_pid=$!
+  kill_on_exit "$watch_pid"
   mark=$(audit_mark)
   t0=$(now)
   kubectl create -f "$work/clusters.yaml" >/dev/null || fail "the MqttClusters were refused"
@@ -160,11 +172,13 @@ EOF
   ready=0 seen=0 progress=$(date +%s)
   while [ "$ready" -lt "$CLUSTERS" ]; do
     [ "$(date +%s)" -ge $((progress + 180)) ] && fail "stuck at $ready of $CLUSTERS clusters Ready for 180 s"
+    kill -0 "$watch_pid" 2>/dev/null || fail "kubectl get --watch ended: $(cat "$work/watch.err")"
     sleep 0.5
-    ready=$(ready_count)
+    ready=$(watched_ready)
     if [ "$ready" -gt "$seen" ]; then seen=$ready; progress=$(date +%s); fi
   done
   t_ready=$(now)
+  kill "$watch_pid"
   ramp_errors=$(errors)
   ramp=$(operator_writes "$mark")
   who=$(writers "$mark" "$t0")
