@@ -53,7 +53,7 @@ p99 device-read → row in PostgreSQL at 100k readings/s|≤ 50 ms|historian_thr
 store-and-forward replay readings/s after an outage|≥ 500,000|uplink|replay after outage
 agent resident memory, 10,000 tags at 1 s|≤ 30 MB|memory|10,000 tags
 api p99 for reads at 500 req/s|≤ 10 ms|api_load|GET /api
-operator: 500 MqttClusters to steady state|≤ 60 s, no hot loop|reconcile_500|to ready:\|steady state
+operator reconcile loop in memory, 500 MqttClusters (kube's mock service as API server, no watches; the real-server figure is e2e/k8s/bench-500.sh, see README)|no hot loop|reconcile_500|to ready:\|steady state
 alerts: readings/s through 1,000 rules on one core (issue 7)|≥ 1,000,000|alerts_eval|one core
 alerts: p99 reading → notification (issue 7)|≤ 1 s|alerts_eval|webhook delay
 ROWS
