@@ -41,13 +41,18 @@ impl EmqxLocator for Locator {
 }
 
 fn context(fake: &FakeApiServer, locator: Arc<Locator>) -> Arc<Context> {
+    context_with(fake, OperatorConfig::default(), locator)
+}
+
+/// [`context`] with other operator settings.
+fn context_with(
+    fake: &FakeApiServer,
+    config: OperatorConfig,
+    locator: Arc<Locator>,
+) -> Arc<Context> {
     Arc::new(
-        Context::new(
-            fake.client(),
-            OperatorConfig::default(),
-            Arc::new(Metrics::default()),
-        )
-        .with_emqx_locator(locator),
+        Context::new(fake.client(), config, Arc::new(Metrics::default()))
+            .with_emqx_locator(locator),
     )
 }
 
@@ -585,7 +590,7 @@ async fn cluster_no_change_path_makes_zero_writes_despite_server_defaults() {
 
 #[tokio::test]
 async fn moving_connection_counts_do_not_cause_a_status_write_loop() {
-    let (fake, ctx, emqx, _) = steady_cluster(3).await;
+    let (fake, ctx, emqx, locator) = steady_cluster(3).await;
     // Clients come and go between every reconcile.
     for i in 0..5u64 {
         emqx.with(|s| s.nodes[0].connections = 100 + i);
@@ -603,15 +608,7 @@ async fn moving_connection_counts_do_not_cause_a_status_write_loop() {
         status_refresh_secs: 0,
         ..Default::default()
     };
-    let ctx = Arc::new(
-        Context::new(fake.client(), config, Arc::new(Metrics::default())).with_emqx_locator(
-            Arc::new(Locator(Mutex::new(
-                (0..3)
-                    .map(|i| (format!("riverside-mqtt-{i}"), emqx.url.clone()))
-                    .collect(),
-            ))),
-        ),
-    );
+    let ctx = context_with(&fake, config, locator);
     weir_operator::mqtt_cluster::reconcile(stored_cluster(&fake), ctx.clone())
         .await
         .unwrap();
@@ -794,20 +791,12 @@ async fn no_upgrade_across_the_licence_boundary_without_a_license() {
 
 #[tokio::test]
 async fn a_rollout_step_that_waits_too_long_is_reported() {
-    let (fake, _ctx, emqx, _) = steady_cluster(3).await;
+    let (fake, _ctx, _emqx, locator) = steady_cluster(3).await;
     let config = OperatorConfig {
         rollout_timeout_secs: 0,
         ..Default::default()
     };
-    let ctx = Arc::new(
-        Context::new(fake.client(), config, Arc::new(Metrics::default())).with_emqx_locator(
-            Arc::new(Locator(Mutex::new(
-                (0..3)
-                    .map(|i| (format!("riverside-mqtt-{i}"), emqx.url.clone()))
-                    .collect(),
-            ))),
-        ),
-    );
+    let ctx = context_with(&fake, config, locator);
     fake.edit::<MqttCluster, _>(Some(NS), "riverside-mqtt", |c| {
         c.spec.version = "5.8.7".into()
     });
