@@ -6,6 +6,8 @@
 //! - [`bundle`]: signed config bundles.
 //! - [`message`]: the uplink message format and topics.
 //! - [`agent_api`]: what agents and the api exchange.
+//! - [`names`]: namespace, label, annotation and config-key names that
+//!   more than one component spells.
 
 // kube's `printcolumn(...)` attributes repeat `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
@@ -18,6 +20,7 @@ pub mod gateway;
 pub mod historian;
 pub mod message;
 pub mod mqtt_cluster;
+pub mod names;
 pub mod tenant;
 
 pub use condition::{Condition, ConditionStatus};

@@ -184,6 +184,6 @@ pub fn check_name(name: &str) -> Result<(), String> {
 impl Tenant {
     /// The namespace the operator makes for this tenant.
     pub fn namespace_name(&self) -> String {
-        format!("weir-{}", kube::ResourceExt::name_any(self))
+        crate::names::tenant_namespace(&kube::ResourceExt::name_any(self))
     }
 }

@@ -28,7 +28,7 @@ use weir_crds::MqttCluster;
 
 /// Label every pod of an MqttCluster carries (see the operator's
 /// `builders::selector_labels`).
-pub const CLUSTER_LABEL: &str = "weir.dev/mqttcluster";
+pub const CLUSTER_LABEL: &str = weir_crds::names::labels::MQTT_CLUSTER;
 
 #[derive(Clone, Debug, clap::Parser)]
 #[command(
