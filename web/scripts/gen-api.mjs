@@ -22,7 +22,8 @@ async function generate() {
     if (!r.ok) throw new Error(`GET /api/v1/openapi.json answered ${r.status}`);
     const doc = await r.json();
     const json = JSON.stringify(doc, null, 2) + '\n';
-    const ast = await openapiTS(doc, { alphabetize: true, exportType: false });
+    // Free-form objects (gateway and cluster specs) as Record<string, unknown>, not Record<string, never>.
+    const ast = await openapiTS(doc, { alphabetize: true, exportType: false, emptyObjectsUnknown: true });
     const ts = HEADER + astToString(ast);
     return { json, ts };
   } finally {

@@ -40,7 +40,7 @@ function Home() {
   const [to, setTo] = useState<string | null>(null);
   useEffect(() => {
     orgs
-      .list({ limit: 2 })
+      .list()
       .then((p) => setTo(p.items.length === 1 ? `/o/${p.items[0].slug}` : '/orgs'))
       .catch(() => setTo('/orgs'));
   }, []);

@@ -18,7 +18,7 @@ export function Layout() {
 
   useEffect(() => {
     orgsApi
-      .list({ limit: 200 })
+      .list()
       .then((p) => setOrgList(p.items))
       .catch(() => setOrgList([]));
   }, [org, loc.pathname === '/orgs']);
@@ -26,7 +26,7 @@ export function Layout() {
   useEffect(() => {
     if (!org) return setProjList([]);
     projectsApi
-      .list(org, { limit: 200 })
+      .list(org)
       .then((p) => setProjList(p.items))
       .catch(() => setProjList([]));
   }, [org, project]);

@@ -1,9 +1,8 @@
 // Who is signed in, and what they may do.
 import { createContext, useCallback, useContext, useEffect, useState, type ReactNode } from 'react';
-import { auth, orgs as orgsApi } from './api/endpoints';
+import { auth } from './api/endpoints';
 import { ApiError, UNAUTHENTICATED_EVENT } from './api/http';
-import { loadCapabilities } from './api/capabilities';
-import type { Me, Membership, Org } from './api/types';
+import type { Me } from './api/types';
 
 interface SessionValue {
   me: Me | null;
@@ -24,29 +23,14 @@ const Ctx = createContext<SessionValue>({
   setMe: () => {},
 });
 
-/** When /me names no roles, read them from the orgs list (each org with the caller's role). */
-async function withRoles(me: Me): Promise<Me> {
-  if (me.memberships.length || me.system_admin) return me;
-  try {
-    const list = await orgsApi.list({ limit: 200 });
-    const ms: Membership[] = list.items
-      .filter((o: Org) => o.role)
-      .map((o: Org) => ({ org: o.slug, org_name: o.name, role: o.role!, project: null }));
-    return { ...me, memberships: ms };
-  } catch {
-    return me;
-  }
-}
-
 export function SessionProvider({ children, initial }: { children: ReactNode; initial?: Me | null }) {
   const [me, setMe] = useState<Me | null>(initial ?? null);
   const [loading, setLoading] = useState(initial === undefined);
   const [offline, setOffline] = useState<unknown>(null);
 
   const refresh = useCallback(async () => {
-    await loadCapabilities();
     try {
-      const m = await withRoles(await auth.me());
+      const m = await auth.me();
       setMe(m);
       setOffline(null);
       return m;

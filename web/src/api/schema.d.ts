@@ -1233,7 +1233,7 @@ export interface components {
             /** Format: int64 */
             appliedVersion?: number | null;
             /** @description `[{name, state: ok|degraded|down, lastError, readings}]`. */
-            devices: Record<string, never>[];
+            devices: Record<string, unknown>[];
             /** Format: int64 */
             droppedReadings: number;
             /**
@@ -1248,7 +1248,7 @@ export interface components {
             /** Format: int64 */
             readingsOut: number;
             /** @description `{version, reason, at}` of the last bundle the agent refused. */
-            refused?: Record<string, never> | null;
+            refused?: Record<string, unknown> | null;
             /** Format: int64 */
             uptimeS: number;
         };
@@ -1307,7 +1307,7 @@ export interface components {
             /** Format: date-time */
             at: string;
             client_addr: string;
-            details: Record<string, never>;
+            details: Record<string, unknown>;
             hash: string;
             /** Format: uuid */
             org_id?: string | null;
@@ -1351,7 +1351,7 @@ export interface components {
             /** @description Gateway names of this project (1-500). */
             gateways: string[];
             /** @description ...or this JSON merge patch of the spec. */
-            merge_patch?: Record<string, never> | null;
+            merge_patch?: Record<string, unknown> | null;
             /** @description Apply this template... */
             template?: string | null;
         };
@@ -1381,9 +1381,9 @@ export interface components {
             org: string;
             project: string;
             /** @description The `MqttClusterSpec` (kubernetes). */
-            spec?: Record<string, never> | null;
+            spec?: Record<string, unknown> | null;
             /** @description The `MqttClusterStatus` last read from Kubernetes. */
-            status?: Record<string, never> | null;
+            status?: Record<string, unknown> | null;
             title: string;
             /** Format: date-time */
             updated_at: string;
@@ -1450,7 +1450,7 @@ export interface components {
             /** @description Stored encrypted; never returned. */
             password?: string | null;
             /** @description kubernetes: the `MqttClusterSpec` (replicas, version, listeners, config, ...). */
-            spec?: Record<string, never> | null;
+            spec?: Record<string, unknown> | null;
             title?: string;
             /** @description external: `mqtt://host:port` or `mqtts://host:port`. */
             url?: string | null;
@@ -1493,7 +1493,7 @@ export interface components {
             /** @example pump-station-1 */
             name: string;
             /** @description The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink). */
-            spec?: Record<string, never>;
+            spec?: Record<string, unknown>;
         };
         CreateOrg: {
             description?: string;
@@ -1552,7 +1552,7 @@ export interface components {
             description?: string;
             /** @example pump-station */
             name: string;
-            spec: Record<string, never>;
+            spec: Record<string, unknown>;
             title?: string;
         };
         CreateUser: {
@@ -1630,11 +1630,11 @@ export interface components {
             agentId: string;
             gateway: string;
             /** @description `{urls, clientId, username, password, expires}`. */
-            mqtt: Record<string, never>;
+            mqtt: Record<string, unknown>;
             /** @description Organization slug (the bundle's tenant). */
             tenant: string;
             /** @description `{keyId, publicKey}`: the config-signing key to pin. */
-            trustAnchor: Record<string, never>;
+            trustAnchor: Record<string, unknown>;
         };
         /** @description One offending field of a request. */
         FieldError: {
@@ -1684,7 +1684,7 @@ export interface components {
             org: string;
             project: string;
             /** @description The config of the latest version (an `EdgeGatewaySpec`). */
-            spec: Record<string, never>;
+            spec: Record<string, unknown>;
             /** Format: date-time */
             updated_at: string;
             /**
@@ -1701,7 +1701,7 @@ export interface components {
             /** Format: date-time */
             created_at: string;
             /** @description The config of this version (only in `GET …/versions/{version}`). */
-            spec?: Record<string, never> | null;
+            spec?: Record<string, unknown> | null;
             /** Format: int64 */
             version: number;
         };
@@ -2133,7 +2133,7 @@ export interface components {
             id: string;
             name: string;
             /** @description Partial `EdgeGatewaySpec`, applied as a JSON merge patch. */
-            spec: Record<string, never>;
+            spec: Record<string, unknown>;
             title: string;
             /** Format: date-time */
             updated_at: string;
@@ -2166,7 +2166,7 @@ export interface components {
              * @description kubernetes: JSON merge patch of the spec — scale (`replicas`), upgrade
              *     (`version`), `listeners`, limits (`config`, `resources`).
              */
-            spec?: Record<string, never> | null;
+            spec?: Record<string, unknown> | null;
             title?: string | null;
             /** @description external: a new broker URL. */
             url?: string | null;
@@ -2176,8 +2176,8 @@ export interface components {
         /** @description A change: either the whole new `spec`, or a JSON merge patch (RFC 7396) of it. */
         UpdateGateway: {
             comment?: string;
-            merge_patch?: Record<string, never> | null;
-            spec?: Record<string, never> | null;
+            merge_patch?: Record<string, unknown> | null;
+            spec?: Record<string, unknown> | null;
         };
         UpdateOrg: {
             description?: string | null;
@@ -2195,7 +2195,7 @@ export interface components {
         };
         UpdateTemplate: {
             description?: string | null;
-            spec?: Record<string, never> | null;
+            spec?: Record<string, unknown> | null;
             title?: string | null;
         };
         UserView: {
@@ -2213,7 +2213,7 @@ export interface components {
         };
         VersionDiff: {
             /** @description JSON Patch (RFC 6902) operations turning `from` into `to`; paths are JSON pointers into the spec. */
-            changes: Record<string, never>[];
+            changes: Record<string, unknown>[];
             /** Format: int64 */
             from: number;
             /** Format: int64 */
@@ -2251,7 +2251,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": Record<string, never>;
+                    "application/json": Record<string, unknown>;
                 };
             };
             /** @description Unchanged (after waiting up to `wait`) */

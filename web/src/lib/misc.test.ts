@@ -24,12 +24,8 @@ describe('helpers', () => {
     expect(gatewayStatus(undefined).label).toBe('Not enrolled yet');
   });
 
-  it('reads series in the shapes the api may send', () => {
-    expect(toSeries({ points: [{ t: '2026-01-01T00:00:00Z', v: 1.5 }, { t: '2026-01-01T00:00:05Z', v: null }] })).toEqual({ times: [1767225600, 1767225605], values: [1.5, null] });
-    expect(toSeries([[1767225600, 2]])).toEqual({ times: [1767225600], values: [2] });
-    expect(toSeries([[1767225600000, 2]]).times[0]).toBe(1767225600);
-    // The api's shape: buckets' averages, a missing bucket drawn as a gap.
-    const api = { step_seconds: 60, points: [{ t: '2026-01-01T00:00:00Z', avg: 1, count: 6 }, { t: '2026-01-01T00:01:00Z', avg: 2, count: 6 }, { t: '2026-01-01T00:04:00Z', avg: null, count: 1 }] };
+  it('draws the api’s series: bucket averages, a missing bucket as a gap', () => {
+    const api = { gateway: 'g', tag: 't', from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:05:00Z', step_seconds: 60, points: [{ t: '2026-01-01T00:00:00Z', avg: 1, count: 6 }, { t: '2026-01-01T00:01:00Z', avg: 2, count: 6 }, { t: '2026-01-01T00:04:00Z', avg: null, count: 1 }] };
     expect(toSeries(api)).toEqual({ times: [1767225600, 1767225660, 1767225720, 1767225840], values: [1, 2, null, null] });
   });
 
@@ -37,10 +33,10 @@ describe('helpers', () => {
     const now = Date.parse('2026-01-01T00:10:00Z');
     expect(fmtAgo('2026-01-01T00:09:30Z', now)).toBe('30 s ago');
     expect(fmtAgo(null)).toBe('never');
-    expect(versionText({ name: 'g', desired_version: 4, applied_version: 3 }).text).toBe('runs v3, wants v4');
-    expect(versionText({ name: 'g', desired_version: 4, applied_version: 4 }).tone).toBe('ok');
-    expect(installCommand('https://weir.example', { id: '1', token: 'T0K' })).toBe('weir-agent run --server https://weir.example --token T0K');
-    expect(installCommand('x', { id: '1', token: 't', install_command: 'given' })).toBe('given');
+    expect(versionText({ desired_version: 4, applied_version: 3 }).text).toBe('runs v3, wants v4');
+    expect(versionText({ desired_version: 4, applied_version: 4 }).tone).toBe('ok');
+    expect(installCommand('https://weir.example', { token: 'T0K' })).toBe('weir-agent run --server https://weir.example --token T0K');
+    expect(installCommand('x', { token: 't', install_command: 'given' })).toBe('given');
     expect(ruleWords({ name: 'cl', kind: 'threshold', gateway: 'north', device: 'cl2', tag: 'residual', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical' })).toBe('north / cl2 / residual below 0.2 for 60 s');
     expect(cleanRule({ name: 'off', kind: 'gateway_offline', gateway: 'north', tag: 'x', op: '<', threshold: 1, for_secs: 30, severity: 'warning' })).toEqual({ name: 'off', kind: 'gateway_offline', gateway: 'north', for_secs: 30, severity: 'warning', summary: '', labels: {}, channels: [], enabled: true });
   });

@@ -1,16 +1,10 @@
-import { useState } from 'react';
-import { auth } from '../api/endpoints';
 import { useSession } from '../session';
 import { ROLE_LABEL } from '../lib/permissions';
-import { Button, ErrorNotice, Field, fmtTime, PageHead, useAction } from '../ui/kit';
+import { fmtTime, PageHead } from '../ui/kit';
 import { Link } from 'react-router';
-import { offers } from '../api/capabilities';
 
 export function Account() {
   const { me } = useSession();
-  const [cur, setCur] = useState('');
-  const [next, setNext] = useState('');
-  const act = useAction();
   if (!me) return null;
   return (
     <>
@@ -56,37 +50,6 @@ export function Account() {
           )}
         </section>
       </div>
-      {me.has_password !== false && offers('POST', '/api/v1/me/password') && (
-        <section className="card" style={{ marginTop: 16 }}>
-          <h2>Change password</h2>
-          <form
-            className="form"
-            onSubmit={(e) => {
-              e.preventDefault();
-              void act.run(() => auth.changePassword(cur, next), {
-                ok: 'Password changed.',
-                then: () => {
-                  setCur('');
-                  setNext('');
-                },
-              });
-            }}
-          >
-            <Field label="Current password" error={act.fields.current_password}>
-              {(p) => <input {...p} type="password" autoComplete="current-password" value={cur} onChange={(e) => setCur(e.target.value)} />}
-            </Field>
-            <Field label="New password" hint="At least 12 characters." error={act.fields.new_password}>
-              {(p) => <input {...p} type="password" autoComplete="new-password" minLength={12} value={next} onChange={(e) => setNext(e.target.value)} />}
-            </Field>
-            <ErrorNotice error={act.error} />
-            <div>
-              <Button type="submit" variant="primary" busy={act.busy} disabled={!cur || next.length < 12}>
-                Change password
-              </Button>
-            </div>
-          </form>
-        </section>
-      )}
     </>
   );
 }

@@ -3,7 +3,7 @@ import { NavLink, useParams } from 'react-router';
 import { alerts } from '../api/endpoints';
 import type { AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence } from '../api/types';
 import { useScope } from '../scope';
-import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, Unavailable, useAction, useToast } from '../ui/kit';
+import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, useAction, useToast } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 
 const KINDS: [RuleKind, string][] = [
@@ -38,6 +38,12 @@ export function ruleWords(r: RuleSpec): string {
 
 const NEW_RULE: RuleSpec = { name: '', kind: 'threshold', op: '<', threshold: 0.2, for_secs: 60, severity: 'critical', summary: '' };
 
+/** The spec of a rule as the api answers it (its fields at the top level, with id and times). */
+export function specOf(rule: AlertRule): RuleSpec {
+  const { id: _id, created_at: _c, updated_at: _u, ...spec } = rule;
+  return spec;
+}
+
 /** Keep only the fields the rule's kind uses (the api rejects the others). */
 export function cleanRule(r: RuleSpec): RuleSpec {
   const out: RuleSpec = { name: r.name, kind: r.kind, for_secs: r.for_secs ?? 0, severity: r.severity, summary: r.summary ?? '', labels: r.labels ?? {}, channels: r.channels ?? [], enabled: r.enabled ?? true };
@@ -58,7 +64,7 @@ export function cleanRule(r: RuleSpec): RuleSpec {
 
 function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClose: () => void; onSaved: () => void }) {
   const { s } = useScope();
-  const [r, setR] = useState<RuleSpec>(rule?.spec ?? NEW_RULE);
+  const [r, setR] = useState<RuleSpec>(rule ? specOf(rule) : NEW_RULE);
   const act = useAction();
   const set = (k: keyof RuleSpec) => (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => {
     const v = e.target.type === 'number' ? (e.target.value === '' ? null : Number(e.target.value)) : e.target.value || null;
@@ -71,7 +77,7 @@ function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClos
     return rule ? alerts.updateRule(s, rule.id, body) : alerts.createRule(s, body);
   };
   return (
-    <Dialog title={rule ? `Edit rule ${rule.spec.name}` : 'New alert rule'} onClose={onClose} footer={<><Button onClick={onClose}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!r.name} onClick={() => act.run(save, { ok: `Saved rule ${r.name}.`, then: () => { onSaved(); onClose(); } })}>Save rule</Button></>}>
+    <Dialog title={rule ? `Edit rule ${rule.name}` : 'New alert rule'} onClose={onClose} footer={<><Button onClick={onClose}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!r.name} onClick={() => act.run(save, { ok: `Saved rule ${r.name}.`, then: () => { onSaved(); onClose(); } })}>Save rule</Button></>}>
       <form className="form" onSubmit={(e) => e.preventDefault()}>
         <Field label="Name" error={f.name}>{(p) => <input {...p} value={r.name} onChange={set('name')} placeholder="Chlorine residual low" />}</Field>
         <Field label="When" error={f.kind}>{(p) => <select {...p} value={r.kind} onChange={set('kind')}>{KINDS.map(([k, l]) => <option key={k} value={k}>{l}</option>)}</select>}</Field>
@@ -102,18 +108,17 @@ function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClos
 
 function Rules() {
   const { s, can } = useScope();
-  const p = usePaged((q) => alerts.rules(s, q), [s.org, s.project]);
+  const p = usePaged(() => alerts.rules(s), [s.org, s.project]);
   const [editing, setEditing] = useState<AlertRule | null | 'new'>(null);
   const del = useAction();
-  if (p.missing) return <Unavailable what="Alert rules are not served by this api yet." />;
   return (
     <>
       {can('project.write') && <div className="row" style={{ marginBottom: 12 }}><Button variant="primary" onClick={() => setEditing('new')}>New rule</Button></div>}
       <ErrorNotice error={del.error} />
       <ListState p={p} empty={<div className="card"><Empty title="No alert rules">Rules watch readings and fleet health.</Empty></div>}>
         <div className="table-wrap"><table className="table" aria-label="Alert rules"><thead><tr><th>Name</th><th>Fires when</th><th>Severity</th><th aria-label="Actions" /></tr></thead>
-          <tbody>{p.items.map((r) => <tr key={r.id}><td>{r.spec.name} {r.spec.enabled === false && <Badge plain>disabled</Badge>}</td><td>{ruleWords(r.spec)}</td><td><Badge kind={r.spec.severity === 'critical' ? 'bad' : r.spec.severity === 'warning' ? 'warn' : 'info'} plain>{r.spec.severity}</Badge></td>
-            <td style={{ textAlign: 'right' }}>{can('project.write') && <><Button variant="ghost" onClick={() => setEditing(r)}>Edit</Button><Button variant="ghost" busy={del.busy} onClick={() => del.run(() => alerts.deleteRule(s, r.id), { ok: `Deleted rule ${r.spec.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
+          <tbody>{p.items.map((r) => <tr key={r.id}><td>{r.name} {r.enabled === false && <Badge plain>disabled</Badge>}</td><td>{ruleWords(r)}</td><td><Badge kind={r.severity === 'critical' ? 'bad' : r.severity === 'warning' ? 'warn' : 'info'} plain>{r.severity}</Badge></td>
+            <td style={{ textAlign: 'right' }}>{can('project.write') && <><Button variant="ghost" onClick={() => setEditing(r)}>Edit</Button><Button variant="ghost" busy={del.busy} onClick={() => del.run(() => alerts.deleteRule(s, r.id), { ok: `Deleted rule ${r.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
         <Pager p={p} />
       </ListState>
       {editing && <RuleEditor rule={editing === 'new' ? null : editing} onClose={() => setEditing(null)} onSaved={p.reload} />}
@@ -125,8 +130,7 @@ const STATE_TONE: Record<string, 'bad' | 'warn' | 'ok' | 'info'> = { firing: 'ba
 
 function ActiveAlerts() {
   const { s } = useScope();
-  const p = usePaged((q) => alerts.active(s, q), [s.org, s.project]);
-  if (p.missing) return <Unavailable what="Alerts are not served by this api yet." />;
+  const p = usePaged(() => alerts.active(s), [s.org, s.project]);
   return (
     <ListState p={p} empty={<div className="card"><Empty title="Nothing is firing" /></div>}>
       <div className="table-wrap"><table className="table" aria-label="Active alerts"><thead><tr><th>State</th><th>Alert</th><th>Value</th><th>Since</th><th>Labels</th></tr></thead>
@@ -139,8 +143,7 @@ function ActiveAlerts() {
 
 function History() {
   const { s } = useScope();
-  const p = usePaged((q) => alerts.history(s, q), [s.org, s.project]);
-  if (p.missing) return <Unavailable what="Alert history is not served by this api yet." />;
+  const p = usePaged(() => alerts.history(s), [s.org, s.project]);
   return (
     <ListState p={p} empty={<div className="card"><Empty title="No alerts yet" /></div>}>
       <div className="table-wrap"><table className="table" aria-label="Alert history"><thead><tr><th>When</th><th>Rule</th><th>Change</th><th>Value</th><th>Summary</th></tr></thead>
@@ -152,14 +155,13 @@ function History() {
 
 function Silences() {
   const { s, can } = useScope();
-  const p = usePaged((q) => alerts.silences(s, q), [s.org, s.project]);
+  const p = usePaged(() => alerts.silences(s), [s.org, s.project]);
   const [open, setOpen] = useState(false);
   const [m, setM] = useState('gateway=');
   const [hours, setHours] = useState(2);
   const [comment, setComment] = useState('');
   const act = useAction();
   const exp = useAction();
-  if (p.missing) return <Unavailable what="Silences are not served by this api yet." />;
   const matchers = m.split(',').map((x) => x.trim()).filter(Boolean).map((x) => { const [name, ...v] = x.split('='); return { name: name.trim(), value: v.join('=').trim() }; });
   return (
     <>
@@ -187,7 +189,7 @@ function Silences() {
 
 function Channels() {
   const { s, can } = useScope();
-  const p = usePaged((q) => alerts.channels(s, q), [s.org, s.project]);
+  const p = usePaged(() => alerts.channels(s), [s.org, s.project]);
   const [open, setOpen] = useState(false);
   const [c, setC] = useState<CreateChannel>({ name: '', kind: 'webhook', url: 'https://' });
   const [email, setEmail] = useState({ smtp_host: '', smtp_port: 587, from: '', to: '' });
@@ -196,7 +198,6 @@ function Channels() {
   const test = useAction();
   const del = useAction();
   const toast = useToast();
-  if (p.missing) return <Unavailable what="Notification channels are not served by this api yet." />;
   const body = (): CreateChannel =>
     c.kind === 'email'
       ? { name: c.name, kind: 'email', email: { smtp_host: email.smtp_host, smtp_port: email.smtp_port, from: email.from, to: email.to.split(',').map((x) => x.trim()).filter(Boolean) }, ...(c.smtp_password ? { smtp_password: c.smtp_password } : {}) }

@@ -46,7 +46,7 @@ export function Audit() {
         title="Audit log"
         sub="Every change and sign-in in this organization, in order. Entries are hash-chained so tampering shows."
         actions={
-          <Button onClick={exportCsv} busy={exp.busy} disabled={p.missing}>
+          <Button onClick={exportCsv} busy={exp.busy}>
             {exp.busy ? `Exporting… ${progress}` : 'Export CSV'}
           </Button>
         }

@@ -5,7 +5,7 @@ import type { Cluster } from '../api/types';
 import { useScope } from '../scope';
 import { conditionWords, phaseTone } from '../lib/words';
 import { SLUG_RE } from '../lib/slug';
-import { Badge, Button, ConfirmDelete, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, Spinner, Unavailable, useAction } from '../ui/kit';
+import { Badge, Button, ConfirmDelete, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ApiError } from '../api/http';
 
@@ -18,8 +18,7 @@ function nodesText(c: Cluster) {
 
 export function ClusterList() {
   const { s, base, can } = useScope();
-  const p = usePaged((q) => clusters.list(s, q), [s.org, s.project]);
-  if (p.missing) return (<><PageHead title="MQTT clusters" /><Unavailable what="MQTT clusters are not served by this api yet." /></>);
+  const p = usePaged(() => clusters.list(s), [s.org, s.project]);
   return (
     <>
       <PageHead

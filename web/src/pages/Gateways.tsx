@@ -5,13 +5,13 @@ import type { Gateway, GatewayConfig, NewEnrollmentToken, VersionDiff } from '..
 import { useScope } from '../scope';
 import { gatewayStatus } from '../lib/words';
 import { SLUG_RE } from '../lib/slug';
-import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, Unavailable, useAction } from '../ui/kit';
+import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ConfigEditor, newDevice } from './ConfigEditor';
 import { Chart, toSeries } from '../ui/Chart';
 import { ApiError } from '../api/http';
 
-export function versionText(g: Gateway) {
+export function versionText(g: Pick<Gateway, 'desired_version' | 'applied_version'>) {
   const d = g.desired_version;
   const a = g.applied_version;
   if (d == null) return { text: '—', tone: undefined };
@@ -66,12 +66,11 @@ function CreateGateway({ onClose }: { onClose: () => void }) {
 export function GatewayList() {
   const { s, base, can } = useScope();
   const [creating, setCreating] = useState(false);
-  const p = usePaged((q) => gateways.list(s, q), [s.org, s.project]);
+  const p = usePaged(() => gateways.list(s), [s.org, s.project]);
   useEffect(() => {
     const t = setInterval(p.reload, 15000);
     return () => clearInterval(t);
   }, [p.reload]);
-  if (p.missing) return (<><PageHead title="Edge gateways" /><Unavailable what="Edge gateways are not served by this api yet." /></>);
   return (
     <>
       <PageHead
@@ -218,12 +217,8 @@ export function pointerToPath(p: string): string {
     .reduce((acc, part) => (/^\d+$/.test(part) ? `${acc}[${part}]` : acc ? `${acc}.${part}` : part), '');
 }
 
-function DiffView({ d }: { d: VersionDiff | string }) {
-  if (typeof d === 'string' || d.diff) {
-    const text = typeof d === 'string' ? d : d.diff!;
-    return <pre className="diff" aria-label="Differences">{text.split('\n').map((l, i) => <span key={i} className={l.startsWith('+') && !l.startsWith('+++') ? 'add' : l.startsWith('-') && !l.startsWith('---') ? 'del' : undefined}>{l}{'\n'}</span>)}</pre>;
-  }
-  if (!d.changes?.length) return <p className="muted">The two versions are the same.</p>;
+function DiffView({ d }: { d: VersionDiff }) {
+  if (!d.changes.length) return <p className="muted">The two versions are the same.</p>;
   return (
     <table className="table" aria-label="Differences">
       <thead><tr><th>Field</th><th>Change</th><th>New value</th></tr></thead>
@@ -234,13 +229,12 @@ function DiffView({ d }: { d: VersionDiff | string }) {
 
 function VersionsTab({ g, onRolledBack }: { g: Gateway; onRolledBack: () => void }) {
   const { s, can } = useScope();
-  const p = usePaged((q) => gateways.versions(s, g.name, q), [s.org, s.project, g.name, g.version]);
+  const p = usePaged(() => gateways.versions(s, g.name), [s.org, s.project, g.name, g.version]);
   const [pair, setPair] = useState<{ a: number; b: number } | null>(null);
-  const [diff, setDiff] = useState<VersionDiff | string | null>(null);
+  const [diff, setDiff] = useState<VersionDiff | null>(null);
   const diffAct = useAction();
   const rb = useAction();
   const [rolling, setRolling] = useState<number | null>(null);
-  if (p.missing) return <Unavailable what="Config versions are not served by this api yet." />;
   const showDiff = (a: number, b: number) => { setPair({ a, b }); setDiff(null); void diffAct.run(() => gateways.diff(s, g.name, a, b), { then: setDiff }); };
   return (
     <div className="stack">
@@ -288,8 +282,8 @@ function VersionsTab({ g, onRolledBack }: { g: Gateway; onRolledBack: () => void
   );
 }
 
-export function installCommand(server: string, t: NewEnrollmentToken): string {
-  return t.install_command ?? `weir-agent run --server ${server} --token ${t.token}`;
+export function installCommand(server: string, t: Pick<NewEnrollmentToken, 'token'> & { install_command?: string }): string {
+  return t.install_command || `weir-agent run --server ${server} --token ${t.token}`;
 }
 
 function EnrollmentTab({ g }: { g: Gateway }) {
@@ -300,7 +294,6 @@ function EnrollmentTab({ g }: { g: Gateway }) {
   const [made, setMade] = useState<NewEnrollmentToken | null>(null);
   const act = useAction();
   const revoke = useAction();
-  if (p.missing) return <Unavailable what="Enrollment tokens are not served by this api yet." />;
   const editable = can('project.write');
   return (
     <div className="stack">
@@ -390,9 +383,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
         <select id="series-range" value={range} onChange={(e) => setRange(Number(e.target.value))}>{RANGES.map((r, i) => <option key={r[0]} value={i}>{r[0]}</option>)}</select>
         <span className="muted small">refreshes every 5 s</span>
       </div>
-      {err instanceof ApiError && err.missingEndpoint ? (
-        <Unavailable what="Readings (the series endpoint) are not served by this api yet." />
-      ) : err instanceof ApiError && err.status === 503 && err.problem?.detail ? (
+      {err instanceof ApiError && err.status === 503 && err.problem?.detail ? (
         <Notice kind="error">Readings cannot be shown: {err.problem.detail}</Notice>
       ) : (
         <ErrorNotice error={err} />

@@ -76,7 +76,7 @@ export function Members() {
   const [inviting, setInviting] = useState(false);
   const [removing, setRemoving] = useState<Member | null>(null);
   const roles = assignableRoles(me, { org, project: project || null });
-  const p = usePaged((q) => members.list(org, project || null, q), [org, project]);
+  const p = usePaged(() => members.list(org, project || null), [org, project]);
   const inv = usePaged(() => members.invitations(org, project || null).then((x) => ({ ...x, items: x.items.filter((i) => !i.claimed_at) })), [org, project, p.page]);
   const removeAct = useAction();
   const where = project ? 'project' : 'organization';
@@ -131,7 +131,7 @@ export function Members() {
         </div>
         <Pager p={p} />
       </ListState>
-      {!inv.missing && inv.items.length > 0 && (
+      {inv.items.length > 0 && (
         <section className="card" style={{ marginTop: 16 }}>
           <h2>Pending invitations</h2>
           <table className="table">

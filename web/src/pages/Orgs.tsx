@@ -71,7 +71,7 @@ export function OrgList() {
   const { me, refresh } = useSession();
   const nav = useNavigate();
   const [creating, setCreating] = useState(false);
-  const p = usePaged((q) => orgs.list(q), []);
+  const p = usePaged(() => orgs.list(), []);
   return (
     <>
       <PageHead
@@ -131,7 +131,7 @@ export function OrgHome() {
   const { refresh } = useSession();
   const nav = useNavigate();
   const [creating, setCreating] = useState(false);
-  const p = usePaged((q) => projects.list(org, q), [org]);
+  const p = usePaged(() => projects.list(org), [org]);
   return (
     <>
       <PageHead

@@ -1,40 +1,27 @@
-// Fleet overview: gateways online/offline, readings per second, firing alerts, clusters' health.
+// Fleet overview: gateways online/offline, firing alerts, clusters' health.
 import { useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { alerts, clusters, gateways } from '../api/endpoints';
 import type { ActiveAlert, Cluster, Gateway } from '../api/types';
-import { ApiError } from '../api/http';
 import { useScope } from '../scope';
 import { gatewayStatus, phaseTone } from '../lib/words';
 import { Badge, Empty, ErrorNotice, fmtAgo, PageHead, Spinner } from '../ui/kit';
-import { Chart } from '../ui/Chart';
 
-type Load<T> = { items?: T[]; error?: unknown; more?: boolean };
+type Load<T> = { items?: T[]; error?: unknown };
 
-async function all<T>(f: (q: { cursor?: string | null; limit: number }) => Promise<{ items: T[]; next_cursor?: string | null }>, max = 1000): Promise<Load<T>> {
+async function load<T>(f: () => Promise<{ items: T[] }>): Promise<Load<T>> {
   try {
-    const items: T[] = [];
-    let cursor: string | null | undefined = null;
-    do {
-      const p = await f({ cursor, limit: 200 });
-      items.push(...p.items);
-      cursor = p.next_cursor;
-    } while (cursor && items.length < max);
-    return { items, more: !!cursor };
+    return { items: (await f()).items };
   } catch (error) {
     return { error };
   }
-}
-
-function Missing({ what }: { what: string }) {
-  return <p className="muted" data-testid="unavailable">{what} not available on this server.</p>;
 }
 
 function Section<T>({ title, load, link, children }: { title: string; load: Load<T> | null; link?: string; children: (items: T[]) => React.ReactNode }) {
   return (
     <section className="card">
       <div className="row spread"><h2>{title}</h2>{link && <Link to={link}>View all</Link>}</div>
-      {!load ? <Spinner /> : load.error instanceof ApiError && load.error.missingEndpoint ? <Missing what={title} /> : load.error ? <ErrorNotice error={load.error} /> : children(load.items ?? [])}
+      {!load ? <Spinner /> : load.error ? <ErrorNotice error={load.error} /> : children(load.items ?? [])}
     </section>
   );
 }
@@ -44,22 +31,15 @@ export function Overview() {
   const [gws, setGws] = useState<Load<Gateway> | null>(null);
   const [cls, setCls] = useState<Load<Cluster> | null>(null);
   const [act, setAct] = useState<Load<ActiveAlert> | null>(null);
-  const [rate, setRate] = useState<{ t: number[]; v: (number | null)[] }>({ t: [], v: [] });
   useEffect(() => {
     let live = true;
-    const load = () => {
-      void all((q) => gateways.list(s, q)).then((x) => {
-        if (!live) return;
-        setGws(x);
-        // Readings per second: the sum of what the gateways report, sampled here.
-        const r = x.items?.reduce((n, g) => n + (Number((g as Gateway & { readings_per_sec?: number }).readings_per_sec) || 0), 0);
-        if (x.items && x.items.some((g) => 'readings_per_sec' in g)) setRate((o) => ({ t: [...o.t, Date.now() / 1000].slice(-360), v: [...o.v, r ?? null].slice(-360) }));
-      });
-      void all((q) => clusters.list(s, q)).then((x) => live && setCls(x));
-      void all((q) => alerts.active(s, q)).then((x) => live && setAct(x));
+    const refresh = () => {
+      void load(() => gateways.list(s)).then((x) => live && setGws(x));
+      void load(() => clusters.list(s)).then((x) => live && setCls(x));
+      void load(() => alerts.active(s)).then((x) => live && setAct(x));
     };
-    load();
-    const t = setInterval(load, 10000);
+    refresh();
+    const t = setInterval(refresh, 10000);
     return () => { live = false; clearInterval(t); };
   }, [s.org, s.project]);
   const online = gws?.items?.filter((g) => g.status === 'online').length ?? 0;
@@ -75,10 +55,6 @@ export function Overview() {
         <div className="card stat"><span className="label">Firing alerts</span><span className="value" style={{ color: firing.length ? 'var(--c-danger)' : undefined }}>{act?.items ? firing.length : '—'}</span><span className="muted">{act?.error ? 'alerts not available' : 'now'}</span></div>
         <div className="card stat"><span className="label">Clusters needing attention</span><span className="value">{cls?.items ? degraded : '—'}</span><span className="muted">of {cls?.items?.length ?? '—'}</span></div>
       </div>
-      <section className="card" style={{ marginBottom: 16 }}>
-        <h2>Readings per second</h2>
-        {rate.t.length > 1 ? <Chart times={rate.t} lines={[{ label: 'readings/s', values: rate.v }]} height={200} unit="readings/s" /> : <p className="muted" data-testid="unavailable">{gws?.items?.length ? 'Readings per second are not reported by this server yet.' : gws?.error ? 'Readings per second are not available on this server.' : 'No gateways yet.'}</p>}
-      </section>
       <div className="grid-2">
         <Section title="Gateways" load={gws} link={`${base}/gateways`}>
           {(items) => items.length ? (

@@ -83,7 +83,7 @@ export function Tokens() {
   const [scope, setScope] = useState<string>(orgWide ? '' : '\u0000');
   useEffect(() => {
     projects
-      .list(org, { limit: 500 })
+      .list(org)
       .then((p) => {
         const mine = p.items.filter((x) => can(me, 'project.tokens.manage', { org, project: x.slug }));
         setProjList(mine);
@@ -94,14 +94,14 @@ export function Tokens() {
   const project = scope || null;
   const ready = scope !== '\u0000' && (orgWide || !!project);
   const [creating, setCreating] = useState(false);
-  const p = usePaged((q) => (ready ? tokens.list(org, project, q) : Promise.resolve({ items: [] })), [org, scope]);
+  const p = usePaged(() => (ready ? tokens.list(org, project) : Promise.resolve({ items: [] })), [org, scope]);
   const revoke = useAction();
   return (
     <>
       <PageHead
         title="API tokens"
         sub="Tokens let scripts and other systems use the Weir API with a role you choose."
-        actions={ready && !p.missing && <Button variant="primary" onClick={() => setCreating(true)}>New token</Button>}
+        actions={ready && <Button variant="primary" onClick={() => setCreating(true)}>New token</Button>}
       />
       <div className="row" style={{ marginBottom: 12 }}>
         <label htmlFor="token-scope"><strong>Tokens of</strong></label>

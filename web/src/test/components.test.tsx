@@ -2,19 +2,18 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { fireEvent, render, screen, waitFor } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { useState } from 'react';
-import { json, me, mockApi, problem, renderAt, Route } from './util';
+import { fx, json, me, mockApi, problem, renderAt, Route } from './util';
 import { SignIn } from '../pages/SignIn';
 import { ConfigEditor, normalizePath } from '../pages/ConfigEditor';
 import { GatewayList } from '../pages/Gateways';
 import { Members } from '../pages/Members';
 import { ConfirmDelete, ToastProvider } from '../ui/kit';
-import { setRoutesFromDoc } from '../api/capabilities';
 import type { GatewayConfig } from '../api/types';
 import { ClusterDetail } from '../pages/Clusters';
+import { Alerts } from '../pages/Alerts';
 
 afterEach(() => {
   vi.unstubAllGlobals();
-  setRoutesFromDoc(null);
 });
 
 const viewer = me({ memberships: [{ org: 'rw', project: 'north', role: 'project-viewer' }] });
@@ -27,10 +26,9 @@ describe('sign in', () => {
       if (u.pathname === '/api/v1/auth/providers') return json({ local: true, oidc: { name: 'Riverside SSO', login_url: '/api/v1/auth/oidc/login' } });
       if (m === 'POST' && u.pathname === '/api/v1/auth/login') {
         attempts++;
-        return attempts === 1 ? problem(401, 'invalid-credentials', 'wrong email or password') : json({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false });
+        return attempts === 1 ? problem(401, 'invalid-credentials', 'wrong email or password') : json({ csrf_token: 'c', user: fx.user() });
       }
-      if (u.pathname === '/api/v1/me') return json({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: true });
-      if (u.pathname === '/api/v1/openapi.json') return json({ paths: {} });
+      if (u.pathname === '/api/v1/me') return json({ user: fx.user({ system_admin: true }), auth_method: 'session', orgs: [], projects: [] });
       return undefined;
     });
     renderAt('/signin', <><Route path="/signin" element={<SignIn />} /><Route path="/" element={<p>home</p>} /></>, null);
@@ -79,10 +77,12 @@ describe('gateway config editor', () => {
 });
 
 describe('roles', () => {
-  const gw = [{ name: 'north-pump', online: true, last_heartbeat: new Date().toISOString(), version: 5, bundle_version: 3, applied_version: 2, spec: { site: { name: 'North' }, devices: [] } }];
+  const gw = [fx.gateway({ name: 'north-pump', version: 5, bundle_version: 3, applied_version: 2, spec: { site: { name: 'North' }, devices: [] } })];
+  const rollout = [fx.rollout({ gateway: 'north-pump', online: true, last_heartbeat: new Date().toISOString(), desired_version: 3, applied_version: 2 })];
+  const fleet = (u: URL) => (u.pathname.endsWith('/gateways') ? json(gw) : u.pathname.endsWith('/rollout') ? json(rollout) : undefined);
 
   it('a viewer sees gateways but no edit controls', async () => {
-    mockApi((_m, u) => (u.pathname.endsWith('/gateways') ? json({ items: gw, next_cursor: null }) : undefined));
+    mockApi((_m, u) => fleet(u));
     renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, viewer);
     expect(await screen.findByText('north-pump')).toBeInTheDocument();
     expect(screen.getByText('runs v2, wants v3')).toBeInTheDocument();
@@ -91,13 +91,13 @@ describe('roles', () => {
   });
 
   it('an editor is offered to create one', async () => {
-    mockApi((_m, u) => (u.pathname.endsWith('/gateways') ? json(gw) : undefined));
+    mockApi((_m, u) => fleet(u));
     renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, editor);
     expect(await screen.findByRole('button', { name: 'New gateway' })).toBeInTheDocument();
   });
 
   it('a viewer cannot invite, change roles or remove members', async () => {
-    mockApi((_m, u) => (u.pathname.endsWith('/members') ? json([{ user_id: 'u2', email: 'op@rw.example', name: 'Op', role: 'project-editor' }]) : u.pathname.endsWith('/invitations') ? json([]) : undefined));
+    mockApi((_m, u) => (u.pathname.endsWith('/members') ? json([fx.member()]) : u.pathname.endsWith('/invitations') ? json([]) : undefined));
     renderAt('/o/rw/p/north/members', <Route path="/o/:org/p/:project/members" element={<Members />} />, viewer);
     expect(await screen.findByText('op@rw.example')).toBeInTheDocument();
     expect(screen.queryByRole('button', { name: 'Invite member' })).toBeNull();
@@ -107,9 +107,9 @@ describe('roles', () => {
 
   it('an org admin changes a role and sees the outcome', async () => {
     const calls = mockApi((m, u) => {
-      if (u.pathname === '/api/v1/orgs/rw/members' && m === 'GET') return json([{ user_id: 'u2', email: 'op@rw.example', role: 'org-admin' }]);
+      if (u.pathname === '/api/v1/orgs/rw/members' && m === 'GET') return json([fx.member({ role: 'org-admin' })]);
       if (u.pathname.endsWith('/invitations')) return json([]);
-      if (m === 'PATCH') return json({});
+      if (m === 'PATCH') return json(fx.member({ role: 'org-owner' }));
       return undefined;
     });
     const owner = me({ memberships: [{ org: 'rw', project: null, role: 'org-owner' }] });
@@ -121,15 +121,7 @@ describe('roles', () => {
   });
 });
 
-describe('missing endpoints and confirmations', () => {
-  it('shows “not available on this server” when the api lacks the route', async () => {
-    setRoutesFromDoc({ paths: { '/api/v1/orgs': { get: {} } } });
-    const calls = mockApi(() => json([]));
-    renderAt('/o/rw/p/north/gateways', <Route path="/o/:org/p/:project/gateways" element={<GatewayList />} />, editor);
-    expect(await screen.findByText('Not available on this server')).toBeInTheDocument();
-    expect(calls).toHaveLength(0);
-  });
-
+describe('confirmations and words', () => {
   it('delete needs the name typed', async () => {
     const onConfirm = vi.fn(async () => {});
     render(<ToastProvider><ConfirmDelete what="cluster" name="plant-broker" onConfirm={onConfirm} onClose={() => {}} /></ToastProvider>);
@@ -144,10 +136,36 @@ describe('missing endpoints and confirmations', () => {
   });
 
   it('cluster conditions read as words', async () => {
-    mockApi((_m, u) => (u.pathname.endsWith('/clusters/plant-broker') ? json({ name: 'plant-broker', backend: 'kubernetes', version: '5.8.6', replicas: 3, ready_nodes: 2, phase: 'Degraded', conditions: [{ type: 'Ready', status: 'False', reason: 'NodesNotReady', message: '2 of 3 nodes ready', lastTransitionTime: '2026-01-01T00:00:00Z' }] }) : undefined));
+    mockApi((_m, u) => (u.pathname.endsWith('/clusters/plant-broker') ? json(fx.cluster({ spec: { version: '5.8.6', replicas: 3 }, status: { phase: 'Degraded', readyReplicas: 2, conditions: [{ type: 'Ready', status: 'False', reason: 'NodesNotReady', message: '2 of 3 nodes ready', lastTransitionTime: '2026-01-01T00:00:00Z' }] } })) : undefined));
     renderAt('/o/rw/p/north/clusters/plant-broker', <Route path="/o/:org/p/:project/clusters/:cluster" element={<ClusterDetail />} />, viewer);
     expect(await screen.findByText(/Ready: no \(nodes not ready\)\. 2 of 3 nodes ready\./)).toBeInTheDocument();
     expect(screen.queryByRole('button', { name: 'Delete cluster' })).toBeNull();
     expect(screen.queryByRole('button', { name: 'Scale' })).toBeNull();
+  });
+});
+
+describe('alert rules', () => {
+  it('lists a rule as the api answers it: its name, what fires it, its severity', async () => {
+    mockApi((_m, u) => (u.pathname.endsWith('/alerts/rules') ? json([fx.rule()]) : undefined));
+    renderAt('/o/rw/p/north/alerts/rules', <Route path="/o/:org/p/:project/alerts/:tab" element={<Alerts />} />, editor);
+    const table = await screen.findByRole('table', { name: 'Alert rules' });
+    expect(table).toHaveTextContent('Chlorine residual low');
+    expect(table).toHaveTextContent('chlorination / chlorine_residual below 0.3 for 10 s');
+    expect(table).toHaveTextContent('critical');
+    await userEvent.click(screen.getByRole('button', { name: 'Edit' }));
+    expect(screen.getByRole('dialog')).toHaveTextContent('Edit rule Chlorine residual low');
+    expect(screen.getByLabelText('Name')).toHaveValue('Chlorine residual low');
+  });
+
+  it('shows the api’s objection beside the rule’s field', async () => {
+    mockApi((m, u) => {
+      if (!u.pathname.endsWith('/alerts/rules')) return undefined;
+      return m === 'GET' ? json([]) : problem(422, 'validation', 'invalid fields', [{ field: 'threshold', message: 'must be a number' }]);
+    });
+    renderAt('/o/rw/p/north/alerts/rules', <Route path="/o/:org/p/:project/alerts/:tab" element={<Alerts />} />, editor);
+    await userEvent.click(await screen.findByRole('button', { name: 'New rule' }));
+    await userEvent.type(screen.getByLabelText('Name'), 'Turbidity');
+    await userEvent.click(screen.getByRole('button', { name: 'Save rule' }));
+    expect(await screen.findByLabelText('Value')).toHaveAccessibleDescription('must be a number');
   });
 });

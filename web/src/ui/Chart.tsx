@@ -2,6 +2,7 @@
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
 import 'uplot/dist/uPlot.min.css';
+import type { Series } from '../api/types';
 
 export interface Line {
   label: string;
@@ -44,25 +45,15 @@ export function Chart({ times, lines, height = 260, unit, span }: { times: numbe
 }
 
 /**
- * Series answers ({points: [{t, avg}]} from the api, also [{t, v}] or [[t, v]]) as (times s, values).
- * With `step_seconds`, a missing bucket becomes a null so the line shows the gap.
+ * The api's Series (bucket averages, oldest first) as (times s, values).
+ * A missing bucket becomes a null so the line shows the gap.
  */
-export function toSeries(raw: unknown): { times: number[]; values: (number | null)[] } {
-  const r = raw as Record<string, unknown> | unknown[];
-  const step = Array.isArray(r) ? NaN : Number(r?.step_seconds);
-  const pts = (Array.isArray(r) ? r : (r?.points ?? r?.data ?? r?.buckets ?? [])) as unknown[];
+export function toSeries(r: Series): { times: number[]; values: (number | null)[] } {
+  const step = r.step_seconds;
   const times: number[] = [];
   const values: (number | null)[] = [];
-  for (const p of pts) {
-    let t: unknown;
-    let v: unknown;
-    if (Array.isArray(p)) [t, v] = p;
-    else {
-      const o = p as Record<string, unknown>;
-      t = o.t ?? o.ts ?? o.time ?? o.bucket;
-      v = o.v ?? o.value ?? o.avg ?? o.mean;
-    }
-    const ms = typeof t === 'number' ? (t > 1e11 ? t : t * 1000) : Date.parse(String(t));
+  for (const p of r.points) {
+    const ms = Date.parse(p.t);
     if (Number.isNaN(ms)) continue;
     const prev = times[times.length - 1];
     if (step > 0 && prev !== undefined && ms / 1000 - prev > step * 1.5) {
@@ -70,7 +61,7 @@ export function toSeries(raw: unknown): { times: number[]; values: (number | nul
       values.push(null);
     }
     times.push(ms / 1000);
-    values.push(v === null || v === undefined || Number.isNaN(Number(v)) ? null : Number(v));
+    values.push(p.avg ?? null);
   }
   return { times, values };
 }

@@ -82,18 +82,7 @@ export function Notice({ kind = 'info', children }: { kind?: 'info' | 'ok' | 'er
 
 export function ErrorNotice({ error }: { error: unknown }) {
   if (!error) return null;
-  if (error instanceof ApiError && error.missingEndpoint) return <Unavailable />;
   return <Notice kind="error">{errorText(error)}</Notice>;
-}
-
-/** The api in use does not offer this feature (its route answered 404). */
-export function Unavailable({ what }: { what?: string }) {
-  return (
-    <div className="card empty" data-testid="unavailable">
-      <strong>Not available on this server</strong>
-      {what ?? 'This Weir server does not offer this feature yet.'} Ask your administrator to upgrade weir-api.
-    </div>
-  );
 }
 
 export function Empty({ title, children }: { title: string; children?: ReactNode }) {

@@ -3,7 +3,6 @@
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { Page } from '../api/types';
 import { Button, ErrorNotice, Spinner } from './kit';
-import { ApiError } from '../api/http';
 
 export const PAGE_SIZE = 25;
 
@@ -55,12 +54,10 @@ export function usePaged<T>(
   const next = useCallback(() => page?.next_cursor && setCursors((c) => [...c, page.next_cursor!]), [page]);
   const prev = useCallback(() => setCursors((c) => (c.length > 1 ? c.slice(0, -1) : c)), []);
   const reload = useCallback(() => setTick((t) => t + 1), []);
-  const missing = error instanceof ApiError && error.missingEndpoint;
   return {
     items: page?.items ?? [],
     page,
     error,
-    missing,
     loading,
     pageNo: cursors.length,
     hasNext: !!page?.next_cursor,
