@@ -3,6 +3,17 @@
 // exist yet are reported as "not run" (one line each); a route that exists
 // but misbehaves fails the run.
 //
+// Every step fails on an uncaught error in the page (`pageerror`) and on a
+// `console.error`, except the failed requests it names as expected (a
+// deliberate 4xx, each with the reason beside it).
+//
+// After the walk-through, a second project is seeded through the api the way
+// `make demo` seeds one (scripts/demo_seed.py): a cluster, gateways with two
+// config versions, alert rules, a channel, a silence, a member, a token, and
+// an alert that fires (a cluster-degraded rule on a broker nobody listens
+// on, probed through the api); then every page the navigation reaches must
+// show what was seeded.
+//
 // The readings chart runs the real data path: weir-agent (simulated device)
 // → a Mosquitto of our own → weir-historian → a fresh PostgreSQL database
 // (WEIR_TEST_PG_URL, default postgres://postgres@127.0.0.1:5432/test, names
@@ -29,6 +40,25 @@ const PROJECT = { name: 'North Plant', slug: 'north-plant' };
 const GATEWAY = 'north-pump-station';
 const VIEWER = { email: 'viewer@riverside.example', password: 'viewer-password-123', name: 'Vera Viewer' };
 
+const SEED = {
+  project: { name: 'South Plant', slug: 'south-plant' },
+  cluster: 'south-broker',
+  gateways: [
+    { name: 'chlorination', site: 'Chlorine contact tank', device: 'chlorination-sim', tags: [['chlorine_residual', 'mg/L', 0.15, 1.6], ['dose_rate', 'kg/h', 1.5, 3.0]] },
+    { name: 'clear-well', site: 'Clear water storage', device: 'clear-sim', tags: [['level', 'm', 2.0, 4.5]] },
+  ],
+  rules: [
+    // [body, what the Rules page says it fires on]
+    [{ name: 'Chlorine residual low', kind: 'threshold', gateway: 'chlorination', tag: 'chlorine_residual', op: '<', threshold: 0.3, for_secs: 10, severity: 'critical', summary: '{{gateway}}/{{tag}} is {{value}} mg/L (limit {{threshold}})' }, 'chlorination / chlorine_residual below 0.3 for 10 s'],
+    [{ name: 'Clear well gateway offline', kind: 'gateway_offline', gateway: 'clear-well', for_secs: 0, severity: 'critical', summary: '{{gateway}} stopped reporting' }, 'gateway clear-well offline'],
+    [{ name: 'South broker unreachable', kind: 'cluster_degraded', for_secs: 0, severity: 'warning', summary: 'MQTT cluster {{cluster}} cannot be reached' }, 'the MQTT cluster degraded'],
+  ],
+  channel: { name: 'Control room', kind: 'webhook', url: 'https://hooks.riverside.example/weir' },
+  silence: { matchers: [{ name: 'gateway', value: 'clear-well' }], comment: 'Clear well pump replacement' },
+  member: { email: 'olive@riverside.example', name: 'Olive Operator', password: 'olive-password-123', role: 'project-editor' },
+  token: { name: 'South SCADA reader', role: 'project-viewer' },
+};
+
 const results = { passed: 0, failed: 0, notRun: 0 };
 const cleanups = [];
 let doc = { paths: {} };
@@ -45,8 +75,31 @@ async function shot(page, name) {
   }
 }
 
-/** Run one step; `needs` lists [METHOD, path] the step calls. */
-async function step(name, needs, fn, page) {
+/**
+ * Failed requests a step causes on purpose, so their console.error is
+ * expected: { status, path, why }. Nothing else may reach console.error, and
+ * no uncaught page error is ever allowed.
+ */
+function expected(problem, allow) {
+  if (problem.kind !== 'console.error') return false;
+  return allow.some((a) => problem.text.includes(`status of ${a.status}`) && (problem.url.includes(a.path) || problem.text.includes(a.path)));
+}
+
+/** Record the page's uncaught errors and console.error messages. */
+function watch(page) {
+  const seen = [];
+  page.on('pageerror', (e) => seen.push({ kind: 'pageerror', text: e.stack ?? e.message, url: '' }));
+  page.on('console', (m) => {
+    if (m.type() === 'error') seen.push({ kind: 'console.error', text: m.text(), url: m.location()?.url ?? '' });
+  });
+  page.seen = seen;
+}
+
+/**
+ * Run one step; `needs` lists [METHOD, path] the step calls. `allow` names
+ * the failed requests the step makes on purpose (see `expected`).
+ */
+async function step(name, needs, fn, page, allow = []) {
   const missing = needs.filter(([m, p]) => !has(m, p));
   if (missing.length) {
     results.notRun++;
@@ -54,14 +107,19 @@ async function step(name, needs, fn, page) {
     return false;
   }
   const t0 = Date.now();
+  const from = page?.seen?.length ?? 0;
   try {
     await fn();
+    const bad = (page?.seen ?? []).slice(from).filter((p) => !expected(p, allow));
+    if (bad.length) throw new Error(`the page reported errors:\n${bad.map((p) => `  ${p.kind}: ${p.text}${p.url ? ` (${p.url})` : ''}`).join('\n')}`);
     results.passed++;
     console.log(`e2e: ok   ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s)`);
     return true;
   } catch (e) {
     results.failed++;
-    console.log(`e2e: FAIL ${name}: ${e.stack ?? e}`);
+    const errs = (page?.seen ?? []).slice(from).filter((p) => !expected(p, allow));
+    const also = errs.length ? `\n  and the page reported:\n${errs.map((p) => `  ${p.kind}: ${p.text}`).join('\n')}` : '';
+    console.log(`e2e: FAIL ${name}: ${e.stack ?? e}${also}`);
     if (page) await shot(page, `FAILED-${name.replace(/\W+/g, '-')}`);
     return false;
   }
@@ -91,6 +149,7 @@ async function browserFor(baseURL) {
   const page = ctx.pages()[0] ?? (await ctx.newPage());
   page.setDefaultTimeout(15000);
   page.on('pageerror', (e) => console.log(`   browser error: ${e.message}`));
+  watch(page);
   return { ctx, page };
 }
 
@@ -227,7 +286,10 @@ async function main() {
     await page.getByRole('button', { name: 'Sign in' }).click();
     await page.waitForURL((u) => !u.pathname.startsWith('/signin'));
     await page.getByTestId('whoami').waitFor();
-  }, page);
+  }, page, [
+    { status: 401, path: '/api/v1/me', why: 'the console asks who is signed in before anyone is' },
+    { status: 401, path: '/api/v1/auth/login', why: 'the wrong password, on purpose' },
+  ]);
 
   await step('create an organization', [['POST', '/api/v1/orgs'], ['GET', '/api/v1/orgs']], async () => {
     await page.goto('/orgs');
@@ -282,7 +344,7 @@ async function main() {
     await page.getByRole('button', { name: 'Save new version' }).click();
     await page.getByText('Saved as a new version').waitFor();
     await shot(page, '06b-gateway-config-saved');
-  }, page);
+  }, page, [{ status: 422, path: `/gateways/${GATEWAY}`, why: 'a 5 ms poll interval, on purpose, to see the api’s objection beside the field' }]);
 
   await step('versions, diff and rollback', [['GET', `${G}/versions`], ['GET', `${G}/versions/{version}/diff`], ['POST', `${G}/rollback`]], async () => {
     await page.goto(`${base}/gateways/${GATEWAY}/versions`);
@@ -386,7 +448,7 @@ async function main() {
     check(String(forged.json?.type ?? '').endsWith('/csrf'), `expected a csrf problem, got ${JSON.stringify(forged.json)}`);
     const list = await apiCall(page, 'GET', '/api/v1/orgs');
     check(!JSON.stringify(list.json).includes('"forged"'), 'the forged organization was created');
-  }, page);
+  }, page, [{ status: 403, path: '/api/v1/orgs', why: 'the forged request without the CSRF header, on purpose' }]);
 
   await step('audit log lists the changes and exports CSV', [['GET', '/api/v1/orgs/{org}/audit']], async () => {
     await page.goto(`/o/${ORG.slug}/audit`);
@@ -457,11 +519,203 @@ async function main() {
       // And the api agrees: a viewer's change is refused even with the CSRF token.
       const r = await apiCall(v.page, 'POST', '/api/v1/orgs/' + ORG.slug + '/projects', { slug: 'sneaky', name: 'Sneaky' });
       check(r.status === 403 || r.status === 404, `a viewer creating a project answered ${r.status}`);
-    }, v.page);
+    }, v.page, [
+      { status: 401, path: '/api/v1/me', why: 'the sign-in page asks who is signed in before anyone is' },
+      { status: 403, path: `/api/v1/orgs/${ORG.slug}/projects`, why: 'the viewer creating a project, on purpose' },
+      { status: 404, path: `/api/v1/orgs/${ORG.slug}/projects`, why: 'the viewer creating a project, on purpose' },
+    ]);
   } else {
     results.notRun++;
     console.log('e2e: NOT RUN "a viewer sees no edit controls": no viewer could be added');
   }
+
+  await seededProject(page);
+}
+
+/** Call the api and insist on a 2xx answer. */
+async function seedCall(page, method, path, body) {
+  const r = await apiCall(page, method, path, body);
+  if (r.status < 200 || r.status > 299) throw new Error(`seeding: ${method} ${path} answered ${r.status} ${JSON.stringify(r.json)}`);
+  return r.json;
+}
+
+async function waitFor(what, ms, probe) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    last = await probe();
+    if (last.ok) return last;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  throw new Error(`${what}: not within ${ms / 1000} s; last seen ${JSON.stringify(last?.seen).slice(0, 1500)}`);
+}
+
+/** A project seeded like the demo's, and every page of it with its data. */
+async function seededProject(page) {
+  const o = `/api/v1/orgs/${ORG.slug}`;
+  const p = `${o}/projects/${SEED.project.slug}`;
+  const base = `/o/${ORG.slug}/p/${SEED.project.slug}`;
+  let seeded = false;
+  let firing = null;
+  await step('seed a project like the demo through the api', [], async () => {
+    await seedCall(page, 'POST', `${o}/projects`, { slug: SEED.project.slug, name: SEED.project.name, description: 'Chlorination and storage' });
+    for (const [rule] of SEED.rules) await seedCall(page, 'POST', `${p}/alerts/rules`, rule);
+    // A broker nobody listens on: the api's probe finds it unreachable.
+    await seedCall(page, 'POST', `${p}/clusters`, { name: SEED.cluster, title: 'South Mosquitto', backend: 'external', url: `mqtt://127.0.0.1:${await freePort()}` });
+    for (const g of SEED.gateways) {
+      const spec = {
+        site: { name: g.site, timezone: 'Europe/London' },
+        mode: 'external',
+        clusterRef: SEED.cluster,
+        devices: [{ name: g.device, adapter: 'simulator', simulator: { seed: 7 }, groups: [{ name: 'main', intervalMs: 1000, tags: g.tags.map(([name, unit, min, max]) => ({ name, address: 'sim', dataType: 'float64', unit, signal: { kind: 'randomWalk', min, max, step: 0.02 } })) }] }],
+        uplink: { lingerMs: 50 },
+      };
+      await seedCall(page, 'POST', `${p}/gateways`, { name: g.name, spec, comment: 'demo seed' });
+      await seedCall(page, 'PATCH', `${p}/gateways/${g.name}`, { spec: { ...spec, uplink: { lingerMs: 100 } }, comment: 'linger 100 ms' });
+    }
+    await seedCall(page, 'POST', `${p}/alerts/channels`, SEED.channel);
+    await seedCall(page, 'POST', `${p}/alerts/silences`, { ...SEED.silence, ends_at: new Date(Date.now() + 4 * 3600e3).toISOString() });
+    await seedCall(page, 'POST', '/api/v1/users', { email: SEED.member.email, name: SEED.member.name, password: SEED.member.password });
+    await seedCall(page, 'POST', `${p}/members`, { email: SEED.member.email, role: SEED.member.role });
+    await seedCall(page, 'POST', `${p}/tokens`, SEED.token);
+    const probed = await seedCall(page, 'POST', `${p}/clusters/${SEED.cluster}/probe`);
+    check(probed.health && probed.health.reachable === false, `the probe should find ${SEED.cluster} unreachable: ${JSON.stringify(probed.health)}`);
+    seeded = true;
+    // The cluster-degraded rule fires on the probe's finding.
+    const r = await waitFor('the cluster-degraded alert fires', 30000, async () => {
+      const a = await apiCall(page, 'GET', `${p}/alerts/active`);
+      return { ok: a.status === 200 && a.json.some((x) => x.state === 'firing'), seen: a };
+    });
+    firing = r.seen.json.find((x) => x.state === 'firing');
+    console.log(`   firing: ${firing.summary} (${firing.series})`);
+  }, page);
+
+  /**
+   * One page of the seeded project: load `start` afresh (so one broken page
+   * does not hide the next), reach the page from the navigation, check what
+   * a user looks for.
+   */
+  const visit = (name, start, fn) => step(`seeded: ${name}`, [], async () => {
+    check(seeded, 'the project was not seeded');
+    await page.goto(start);
+    await page.getByTestId('whoami').waitFor();
+    await fn();
+    await page.waitForLoadState('networkidle');
+    await shot(page, `30-seeded-${name.replace(/\W+/g, '-').toLowerCase()}`);
+  }, page);
+  const nav = async (link) => {
+    await page.getByRole('navigation', { name: 'Main' }).getByRole('link', { name: link, exact: true }).click();
+  };
+  const main = () => page.locator('.main');
+  const sees = async (text, where = main()) => {
+    await where.getByText(text, { exact: false }).first().waitFor();
+  };
+
+  await visit('fleet overview shows the gateways, the firing alert and the unreachable broker', base, async () => {
+    await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+    for (const g of SEED.gateways) await sees(g.name);
+    check(firing, 'no firing alert');
+    await sees(firing.summary);
+    await sees(SEED.cluster);
+    await sees('Unreachable');
+  });
+  await visit('Edge gateways lists both gateways with their sites', base, async () => {
+    await nav('Edge gateways');
+    const t = page.getByRole('table', { name: 'Gateways' });
+    for (const g of SEED.gateways) {
+      await t.getByRole('link', { name: g.name }).waitFor();
+      await sees(g.site, t);
+    }
+  });
+  await visit('a gateway’s versions list both config versions', `${base}/gateways`, async () => {
+    await page.getByRole('table', { name: 'Gateways' }).getByRole('link', { name: SEED.gateways[0].name }).click();
+    await page.getByRole('heading', { name: SEED.gateways[0].name }).waitFor();
+    await page.goto(`${base}/gateways/${SEED.gateways[0].name}/versions`);
+    const t = page.getByRole('table', { name: 'Versions' });
+    await sees('linger 100 ms', t);
+    await sees('demo seed', t);
+  });
+  await visit('a gateway’s devices show the seeded device and tags', `${base}/gateways/${SEED.gateways[0].name}/config`, async () => {
+    await page.getByLabel('Device name').first().waitFor();
+    check((await page.getByLabel('Device name').first().inputValue()) === SEED.gateways[0].device, 'the seeded device is not shown');
+    const tags = await page.getByLabel('Tag name').evaluateAll((els) => els.map((e) => e.value));
+    check(tags.includes('chlorine_residual') && tags.includes('dose_rate'), `tags shown: ${tags}`);
+  });
+  await visit('MQTT clusters shows the broker as unreachable', base, async () => {
+    await nav('MQTT clusters');
+    await sees(SEED.cluster);
+    await sees('Unreachable');
+  });
+  await visit('Alerts → Active shows the firing alert', base, async () => {
+    await nav('Alerts');
+    await page.getByRole('heading', { name: 'Alerts', exact: true }).waitFor();
+    const t = page.getByRole('table', { name: 'Active alerts' });
+    await sees(firing.summary, t);
+    await sees('firing', t);
+  });
+  const tab = (name) => page.getByRole('navigation', { name: 'Alert sections' }).getByRole('link', { name, exact: true }).click();
+  await visit('Alerts → History shows the rule that fired', `${base}/alerts`, async () => {
+    await tab('History');
+    const t = page.getByRole('table', { name: 'Alert history' });
+    await sees('South broker unreachable', t);
+    await sees('firing', t);
+  });
+  await visit('Alerts → Rules shows each rule’s name and condition', `${base}/alerts`, async () => {
+    await tab('Rules');
+    const t = page.getByRole('table', { name: 'Alert rules' });
+    for (const [rule, words] of SEED.rules) {
+      const row = t.getByRole('row').filter({ hasText: rule.name });
+      await row.waitFor();
+      const text = (await row.textContent()) ?? '';
+      check(text.includes(words), `the rule ${rule.name} should read "${words}", the row says "${text}"`);
+      check(text.includes(rule.severity), `the rule ${rule.name} should show its severity ${rule.severity}: "${text}"`);
+    }
+  });
+  await visit('Alerts → Silences shows the matcher and why', `${base}/alerts`, async () => {
+    await tab('Silences');
+    const t = page.getByRole('table', { name: 'Silences' });
+    await sees('gateway=clear-well', t);
+    await sees(SEED.silence.comment, t);
+  });
+  await visit('Alerts → Channels shows the channel and where it sends', `${base}/alerts`, async () => {
+    await tab('Channels');
+    const t = page.getByRole('table', { name: 'Channels' });
+    await sees(SEED.channel.name, t);
+    await sees(SEED.channel.url, t);
+  });
+  await visit('Project members lists the seeded member', base, async () => {
+    await nav('Project members');
+    await page.getByRole('cell', { name: SEED.member.email }).waitFor();
+    await sees(SEED.member.name);
+  });
+  await visit('Projects lists the seeded project', base, async () => {
+    await nav('Projects');
+    await page.getByRole('link', { name: SEED.project.name }).waitFor();
+  });
+  await visit('API tokens of the project lists the seeded token', base, async () => {
+    await nav('API tokens');
+    await page.locator('#token-scope').selectOption(SEED.project.slug);
+    await page.getByRole('table', { name: 'API tokens' }).getByText(SEED.token.name).waitFor();
+  });
+  await visit('Audit log lists the seeding', base, async () => {
+    await nav('Audit log');
+    const t = page.getByRole('table', { name: 'Audit entries' });
+    await sees('gateway.update', t);
+    await sees('gateway.create', t);
+  });
+  await visit('Members of the organization', base, async () => {
+    await nav('Members');
+    await page.getByRole('heading', { name: 'Organization members' }).waitFor();
+    await page.getByRole('cell', { name: ADMIN_EMAIL }).waitFor();
+  });
+  await visit('All organizations lists the organization', base, async () => {
+    await nav('All organizations');
+    await page.getByRole('link', { name: ORG.name }).waitFor();
+  });
+  await visit('Account shows the user', base, async () => {
+    await nav('Account');
+    await sees(ADMIN_EMAIL);
+  });
 }
 
 let fatal = null;
