@@ -1,5 +1,6 @@
-// Cursor pagination for every list: the api hands back next_cursor; the
-// console keeps the cursors it passed so "Previous" works too.
+// Pagination for every list. The audit log follows the api's cursor (the
+// console keeps the cursors it passed so "Previous" works too); the other
+// lists come whole from the api and are paged here.
 import { useCallback, useEffect, useRef, useState } from 'react';
 import type { Page } from '../api/types';
 import { Button, ErrorNotice, Spinner } from './kit';
