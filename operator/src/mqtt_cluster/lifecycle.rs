@@ -9,7 +9,7 @@ use weir_crds::condition::set_condition;
 use weir_crds::mqtt_cluster::ReclaimPolicy;
 use weir_crds::{Condition, ConditionStatus, MqttCluster};
 
-use super::builders as b;
+use super::pods::label_selector;
 use super::{PAUSE_ANNOTATION, PVC_FINALIZER};
 use crate::apply::{sync_finalizer, sync_status};
 use crate::context::Context;
@@ -40,14 +40,9 @@ pub(super) async fn cleanup(
     if c.spec.storage.reclaim_policy == ReclaimPolicy::Delete {
         let pvcs: Api<PersistentVolumeClaim> =
             Api::namespaced(ctx.client.clone(), &c.namespace().unwrap_or_default());
-        let selector = b::selector_labels(c)
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
         pvcs.delete_collection(
             &DeleteParams::default(),
-            &ListParams::default().labels(&selector),
+            &ListParams::default().labels(&label_selector(c)),
         )
         .await?;
         ctx.event(

@@ -4,7 +4,17 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::ResourceExt;
 use weir_crds::MqttCluster;
 
+use super::builders as b;
 use super::rollout::STUCK_REASONS;
+
+/// The label selector of the cluster's pods, as `k=v,k=v`.
+pub(super) fn label_selector(c: &MqttCluster) -> String {
+    b::selector_labels(c)
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
 
 pub(super) fn ordinal_of(c: &MqttCluster, pod: &Pod) -> Option<i32> {
     pod.name_any()

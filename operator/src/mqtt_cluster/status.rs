@@ -7,6 +7,10 @@ use weir_crds::{Condition, ConditionStatus, MqttCluster, MqttClusterStatus};
 
 use super::builders as b;
 use super::findings::Findings;
+use super::observe::Facts;
+use super::plan::{running_ordinals, Plan};
+use super::pods::{label_selector, ordinal_of};
+use super::rollout::Rollout;
 use crate::apply::standard_conditions;
 use crate::emqx::Node;
 
@@ -25,6 +29,53 @@ pub(super) struct Observed {
     pub limit: Option<ConnectionLimit>,
     /// EMQX's node list (departed nodes already removed); None: not asked.
     pub nodes: Option<Vec<Node>>,
+}
+
+/// What the round saw and did, counted for the status; a cluster whose
+/// nodes are not all ready yet (and nothing else in flight) is Provisioning.
+pub(super) fn observed(
+    c: &MqttCluster,
+    facts: &Facts,
+    plan: &Plan,
+    replicas: i32,
+    removed: &[String],
+    f: &mut Findings,
+) -> Observed {
+    let ready = facts
+        .ready_pods()
+        .filter(|p| ordinal_of(c, p).is_some_and(|o| o < replicas))
+        .count() as i32;
+    let running = running_ordinals(c, facts).map_or(ready, |r| {
+        r.iter().filter(|o| **o < replicas).count() as i32
+    });
+    if plan.rollout == Rollout::Idle
+        && facts.live_replicas().is_some()
+        && ready < c.spec.replicas
+        && f.progressing.is_empty()
+    {
+        f.progressing(
+            "Provisioning",
+            format!("{ready} of {} nodes ready", c.spec.replicas),
+        );
+    }
+    if facts.live_sts.is_none() {
+        f.progressing("Provisioning", "creating the EMQX nodes");
+    }
+    Observed {
+        replicas,
+        ready,
+        running,
+        upgrading: matches!(plan.rollout, Rollout::Step { .. }),
+        version_current: plan.version_current(facts),
+        selector: label_selector(c),
+        limit: facts.limit.clone(),
+        nodes: facts.nodes.as_ref().map(|ns| {
+            ns.iter()
+                .filter(|n| !removed.contains(&n.node))
+                .cloned()
+                .collect()
+        }),
+    }
 }
 
 pub(super) fn join(v: &[(String, String)]) -> String {
