@@ -1,4 +1,4 @@
-//! weir-agent: the edge agent and the historian sink.
+//! weir-agent: the edge agent.
 //!
 //! Data path (after Vector's sources → transforms → sinks, with bounded
 //! buffers and end-to-end acknowledgements): adapters ([`adapters`]) read
@@ -11,7 +11,6 @@ pub mod adapters;
 pub mod config_loop;
 pub mod enroll;
 pub mod error;
-pub mod historian;
 pub mod metrics;
 pub mod pipeline;
 pub mod queue;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
-use weir_agent::historian::{self, HistorianConfig};
+use weir_historian::{self as historian, Config};
 
 #[derive(Parser, Debug)]
 #[command(name = "weir-historian", version, about)]
@@ -122,7 +122,7 @@ fn hostname() -> String {
 }
 
 impl RunArgs {
-    fn config(self, database_url: String) -> anyhow::Result<HistorianConfig> {
+    fn config(self, database_url: String) -> anyhow::Result<Config> {
         let metrics_listen = if self.metrics_listen.is_empty() {
             None
         } else {
@@ -132,7 +132,7 @@ impl RunArgs {
                     .with_context(|| format!("--metrics-listen {:?}", self.metrics_listen))?,
             )
         };
-        Ok(HistorianConfig {
+        Ok(Config {
             mqtt_url: self.mqtt_url,
             mqtt_username: self.mqtt_username,
             mqtt_password: self.mqtt_password,
@@ -152,7 +152,7 @@ impl RunArgs {
             retention_days: self.retention_days,
             partitions_ahead_days: self.partitions_ahead_days,
             metrics_listen,
-            ..HistorianConfig::default()
+            ..Config::default()
         })
     }
 }

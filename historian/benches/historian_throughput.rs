@@ -7,7 +7,7 @@
 //!    stamped with its read time; p50/p99 of (commit time − read time) per
 //!    row (goal p99 ≤ 50 ms).
 //!
-//! Run: `cargo bench -p weir-agent --bench historian_throughput`
+//! Run: `cargo bench -p weir-historian --bench historian_throughput`
 //! Env: `WEIR_BENCH_READINGS` (backlog size, default 3,000,000),
 //! `WEIR_BENCH_SECONDS` (latency phase, default 10), `WEIR_BENCH_WRITERS`
 //! (PostgreSQL connections, default: the historian's default).
@@ -19,7 +19,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
-use weir_agent::historian::{self, HistorianConfig, Metrics};
+use weir_historian::{self as historian, Config, Metrics};
 
 const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 
@@ -141,18 +141,15 @@ async fn publish(
     let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
 }
 
-fn sink_config(port: u16, db_url: &str) -> HistorianConfig {
-    HistorianConfig {
+fn sink_config(port: u16, db_url: &str) -> Config {
+    Config {
         mqtt_url: format!("mqtt://127.0.0.1:{port}"),
         database_url: db_url.to_owned(),
         tenant: "bench".into(),
         client_id: "historian-bench".into(),
         metrics_listen: None,
-        writers: env_or(
-            "WEIR_BENCH_WRITERS",
-            HistorianConfig::default().writers as u64,
-        ) as usize,
-        ..HistorianConfig::default()
+        writers: env_or("WEIR_BENCH_WRITERS", Config::default().writers as u64) as usize,
+        ..Config::default()
     }
 }
 

@@ -3,11 +3,9 @@
 //! must end up in the table exactly once, with the values and timestamps
 //! that were sent.
 
-mod historian_common;
-
 use std::time::Duration;
 
-use historian_common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {

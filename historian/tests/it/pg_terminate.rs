@@ -2,19 +2,17 @@
 //! while readings stream in: nothing lost, nothing doubled. The sink runs in
 //! process through the library entry point.
 
-mod historian_common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use historian_common::*;
+use crate::support::*;
 use tokio_util::sync::CancellationToken;
-use weir_agent::historian::{self, HistorianConfig, Metrics};
+use weir_historian::{self as historian, Config, Metrics};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_database_connections_lose_and_double_nothing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter("weir_agent=debug")
+        .with_env_filter("weir_historian=debug")
         .with_test_writer()
         .try_init();
     let db = TestDb::create().await;
@@ -25,7 +23,7 @@ async fn terminated_database_connections_lose_and_double_nothing() {
 
     let metrics = Arc::new(Metrics::new());
     let stop = CancellationToken::new();
-    let cfg = HistorianConfig {
+    let cfg = Config {
         mqtt_url: broker.url(),
         database_url: db.url.clone(),
         tenant: "lakeside".into(),
@@ -33,7 +31,7 @@ async fn terminated_database_connections_lose_and_double_nothing() {
         metrics_listen: None,
         batch_rows: 2_000,
         linger: Duration::from_millis(20),
-        ..HistorianConfig::default()
+        ..Config::default()
     };
     let sink = tokio::spawn(historian::run_with_metrics(
         cfg,

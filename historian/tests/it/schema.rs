@@ -1,13 +1,11 @@
 //! Schema ownership, clear errors, partitions and retention, and the series
 //! query — against a real PostgreSQL.
 
-mod historian_common;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::process::Command;
 
-use historian_common::*;
-use weir_agent::historian::{self, query, schema, HistorianError, Layout};
+use crate::support::*;
+use weir_historian::{self as historian, query, schema, Error, Layout};
 
 fn now_ms() -> i64 {
     SystemTime::now()
@@ -31,7 +29,7 @@ async fn migrate_is_idempotent_and_refuses_foreign_or_missing_databases() {
         .await
         .unwrap();
     let err = historian::migrate(&foreign.url).await.unwrap_err();
-    assert!(matches!(err, HistorianError::SchemaNotOurs(_)), "{err}");
+    assert!(matches!(err, Error::SchemaNotOurs(_)), "{err}");
 
     // The binary says so in words, and so it does for a missing database.
     let out = Command::new(env!("CARGO_BIN_EXE_weir-historian"))

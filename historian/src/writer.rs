@@ -32,9 +32,9 @@ use tokio_postgres::{Client, CopyInSink, NoTls};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
-use super::rows::{MessageRows, Reading};
-use super::schema::{self, Layout};
+use crate::metrics::Metrics;
+use crate::rows::{MessageRows, Reading};
+use crate::schema::{self, Layout};
 
 const COLUMNS: &str = "tenant, gateway, device, tag, ts, value, value_text, quality, seq";
 const STAGE: &str = "weir_readings_stage";

@@ -1,3 +1,4 @@
+//! The ingest path from received messages to acknowledged rows:
 //! MQTT → batcher → writers → acker.
 //!
 //! ```text
@@ -28,9 +29,9 @@ use tokio::sync::{mpsc, Mutex, Notify};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
-use super::mqtt::{AckToken, Acker, Received};
-use super::writer::{Batch, MessageBatch, Writer};
+use crate::metrics::Metrics;
+use crate::mqtt::{AckToken, Acker, Received};
+use crate::writer::{Batch, MessageBatch, Writer};
 
 /// A batch numbered in formation order with the acks it releases.
 pub(crate) struct Numbered {

@@ -1,7 +1,6 @@
-//! Shared helpers of the historian tests: a throw-away PostgreSQL database,
+//! What the historian's tests share: a throw-away PostgreSQL database,
 //! a Mosquitto broker of our own, a QoS 1 publisher, the sink binary, and the
 //! readings we send and expect back.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream};
@@ -485,10 +484,6 @@ impl Sink {
             .arg(self.child.id().to_string())
             .status();
         self.child.wait().unwrap()
-    }
-
-    pub fn is_running(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
     }
 
     pub fn log_text(&self) -> String {

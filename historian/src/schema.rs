@@ -41,7 +41,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, GenericClient};
 
-use super::HistorianError;
+use crate::Error;
 
 /// Value of the `owner` key; anything else means the schema is not ours.
 pub const OWNER: &str = "weir-historian";
@@ -72,16 +72,14 @@ impl Layout {
 use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
 
 /// What a database holds before we touch it.
-async fn inspect(
-    client: &impl GenericClient,
-) -> Result<Option<(String, i32, Layout)>, HistorianError> {
+async fn inspect(client: &impl GenericClient) -> Result<Option<(String, i32, Layout)>, Error> {
     let meta = client
         .query_one("SELECT to_regclass('weir_historian_meta') IS NOT NULL, to_regclass('readings') IS NOT NULL", &[])
         .await?;
     let (has_meta, has_readings): (bool, bool) = (meta.get(0), meta.get(1));
     if !has_meta {
         if has_readings {
-            return Err(HistorianError::SchemaNotOurs(
+            return Err(Error::SchemaNotOurs(
                 "a `readings` table exists but no `weir_historian_meta` table; \
                  weir-historian only writes to a schema it created — use a database of its own"
                     .into(),
@@ -92,9 +90,7 @@ async fn inspect(
     let rows = client
         .query("SELECT key, value FROM weir_historian_meta", &[])
         .await
-        .map_err(|e| {
-            HistorianError::SchemaNotOurs(format!("`weir_historian_meta` is unreadable: {e}"))
-        })?;
+        .map_err(|e| Error::SchemaNotOurs(format!("`weir_historian_meta` is unreadable: {e}")))?;
     let get = |k: &str| {
         rows.iter()
             .find(|r| r.get::<_, &str>(0) == k)
@@ -102,18 +98,18 @@ async fn inspect(
     };
     let owner = get("owner").unwrap_or_default();
     if owner != OWNER {
-        return Err(HistorianError::SchemaNotOurs(format!(
+        return Err(Error::SchemaNotOurs(format!(
             "`weir_historian_meta` names owner {owner:?}, expected {OWNER:?}"
         )));
     }
-    let version: i32 = get("version").and_then(|v| v.parse().ok()).ok_or_else(|| {
-        HistorianError::SchemaNotOurs("`weir_historian_meta` has no valid version".into())
-    })?;
+    let version: i32 = get("version")
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::SchemaNotOurs("`weir_historian_meta` has no valid version".into()))?;
     let layout = match get("layout").as_deref() {
         Some("native") => Layout::Native,
         Some("timescaledb") => Layout::Timescale,
         other => {
-            return Err(HistorianError::SchemaNotOurs(format!(
+            return Err(Error::SchemaNotOurs(format!(
                 "`weir_historian_meta` names an unknown layout {other:?}"
             )))
         }
@@ -123,13 +119,13 @@ async fn inspect(
 
 /// Bring the schema to [`SCHEMA_VERSION`]; idempotent and safe to run from
 /// several instances at once. Returns the layout in use.
-pub async fn migrate(client: &mut Client) -> Result<Layout, HistorianError> {
+pub async fn migrate(client: &mut Client) -> Result<Layout, Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
     let layout = match inspect(&tx).await? {
         Some((_, version, _)) if version > SCHEMA_VERSION => {
-            return Err(HistorianError::SchemaTooNew {
+            return Err(Error::SchemaTooNew {
                 found: version,
                 supported: SCHEMA_VERSION,
             })
@@ -169,19 +165,19 @@ pub async fn migrate(client: &mut Client) -> Result<Layout, HistorianError> {
 }
 
 /// Check, without changing anything, that the schema is ours and current.
-pub async fn check(client: &Client) -> Result<Layout, HistorianError> {
+pub async fn check(client: &Client) -> Result<Layout, Error> {
     match inspect(client).await? {
-        None => Err(HistorianError::SchemaMissing),
-        Some((_, v, _)) if v > SCHEMA_VERSION => Err(HistorianError::SchemaTooNew {
+        None => Err(Error::SchemaMissing),
+        Some((_, v, _)) if v > SCHEMA_VERSION => Err(Error::SchemaTooNew {
             found: v,
             supported: SCHEMA_VERSION,
         }),
-        Some((_, v, _)) if v < SCHEMA_VERSION => Err(HistorianError::SchemaMissing),
+        Some((_, v, _)) if v < SCHEMA_VERSION => Err(Error::SchemaMissing),
         Some((_, _, layout)) => Ok(layout),
     }
 }
 
-async fn create_native(tx: &impl GenericClient) -> Result<(), HistorianError> {
+async fn create_native(tx: &impl GenericClient) -> Result<(), Error> {
     tx.batch_execute(&format!(
         "CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);
          CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (ts);
@@ -193,7 +189,7 @@ async fn create_native(tx: &impl GenericClient) -> Result<(), HistorianError> {
 
 /// TimescaleDB variant: same columns and key, a hypertable instead of our
 /// own partitions. Kept apart so the native path never depends on it.
-async fn create_timescale(tx: &impl GenericClient) -> Result<(), HistorianError> {
+async fn create_timescale(tx: &impl GenericClient) -> Result<(), Error> {
     tx.batch_execute(&format!(
         "CREATE EXTENSION IF NOT EXISTS timescaledb;
          CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);

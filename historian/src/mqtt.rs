@@ -28,9 +28,9 @@ use rumqttc::{Outgoing, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::metrics::Metrics;
-use super::rows::{parse_message, Malformed, MessageRows};
-use super::{HistorianConfig, HistorianError};
+use crate::metrics::Metrics;
+use crate::rows::{parse_message, Malformed, MessageRows};
+use crate::{Config, Error};
 
 /// What the pipeline needs to acknowledge one message later.
 #[derive(Debug)]
@@ -80,8 +80,8 @@ impl Acker {
 }
 
 /// `mqtt://host[:port]`, `tcp://…` or `mqtts://…` (TLS with the system roots).
-fn parse_url(url: &str) -> Result<(String, u16, bool), HistorianError> {
-    let bad = |reason: &str| HistorianError::MqttUrl {
+fn parse_url(url: &str) -> Result<(String, u16, bool), Error> {
+    let bad = |reason: &str| Error::MqttUrl {
         url: url.to_owned(),
         reason: reason.to_owned(),
     };
@@ -114,14 +114,14 @@ fn parse_url(url: &str) -> Result<(String, u16, bool), HistorianError> {
 }
 
 /// The subscription: `$share/{group}/{prefix}/{tenant}/#`.
-pub(crate) fn filter(cfg: &HistorianConfig) -> String {
+pub(crate) fn filter(cfg: &Config) -> String {
     format!(
         "$share/{}/{}/{}/#",
         cfg.share_group, cfg.topic_prefix, cfg.tenant
     )
 }
 
-pub(crate) fn options(cfg: &HistorianConfig) -> Result<MqttOptions, HistorianError> {
+pub(crate) fn options(cfg: &Config) -> Result<MqttOptions, Error> {
     let (host, port, tls) = parse_url(&cfg.mqtt_url)?;
     let mut o = MqttOptions::new(cfg.client_id.clone(), host, port);
     if tls {
@@ -147,7 +147,7 @@ pub(crate) struct Session {
     pub acker: Acker,
 }
 
-pub(crate) fn session(cfg: &HistorianConfig) -> Result<Session, HistorianError> {
+pub(crate) fn session(cfg: &Config) -> Result<Session, Error> {
     let opts = options(cfg)?;
     // Room for one ack per in-flight message plus subscribe/disconnect.
     let (client, eventloop) = AsyncClient::new(opts, usize::from(cfg.mqtt_inflight) + 64);
@@ -167,7 +167,7 @@ pub(crate) fn session(cfg: &HistorianConfig) -> Result<Session, HistorianError> 
 /// and not acknowledged, so the broker keeps them — while polling goes on so
 /// that acks of the last batches still reach the broker.
 pub(crate) async fn consume(
-    cfg: Arc<HistorianConfig>,
+    cfg: Arc<Config>,
     session: Session,
     tx: mpsc::Sender<Received>,
     metrics: Arc<Metrics>,

@@ -2,11 +2,9 @@
 //! the readings around it flow on, and it is not delivered again after a
 //! restart of the sink.
 
-mod historian_common;
-
 use std::time::Duration;
 
-use historian_common::*;
+use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_logged_acked_and_skipped() {
