@@ -14,7 +14,7 @@ OUT=BENCHMARKS.md
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 TMP=$(mktemp -d)
 benches=()
-for crate in agent api operator; do
+for crate in agent historian api operator; do
   for f in "$crate"/benches/*.rs; do
     [ -e "$f" ] || continue
     benches+=("$crate:$(basename "$f" .rs)")

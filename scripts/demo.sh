@@ -25,7 +25,7 @@ need npm "sudo apt-get install nodejs npm"
 mkdir -p "$STATE/agents"
 
 step "building weir-api, weir-agent and weir-historian (first time: several minutes)"
-cargo build -p weir-api -p weir-agent --bins
+cargo build -p weir-api -p weir-agent -p weir-historian --bins
 BIN="$CARGO_TARGET_DIR/debug"
 
 if [ ! -f web/dist/index.html ] || [ -n "$(find web/src -newer web/dist/index.html -print -quit 2>/dev/null)" ]; then

@@ -186,7 +186,7 @@ function historianBin() {
   if (process.env.WEIR_HISTORIAN_BIN) return process.env.WEIR_HISTORIAN_BIN;
   const sibling = process.env.WEIR_AGENT_BIN && join(dirname(process.env.WEIR_AGENT_BIN), 'weir-historian');
   if (sibling && existsSync(sibling)) return sibling;
-  return cargoBuild('weir-agent', 'weir-historian');
+  return cargoBuild('weir-historian');
 }
 
 function tail(s, n = 3000) {
