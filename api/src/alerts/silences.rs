@@ -1,14 +1,15 @@
 //! Silences (label matchers over a time window) and inhibition (device
 //! alerts of a gateway are muted while that gateway is offline).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::rules::valid_label_name;
+use super::engine::AlertState;
+use super::rules::{valid_label_name, RuleKind};
 use crate::error::FieldError;
 use crate::extract::{check as chk, Validate};
 
@@ -145,6 +146,38 @@ pub enum Mute {
     None,
     Silenced,
     Inhibited,
+}
+
+/// Why each alert is muted now: silences first, then inhibition of device
+/// alerts while their gateway is offline: the fleet reports it offline
+/// (`gateway_offline(project, gateway)`), or a gateway-offline alert of the
+/// same project fires for it.
+pub fn mute_fn<'a>(
+    now_ms: i64,
+    silences: &'a [ActiveSilence],
+    alerts: impl Iterator<Item = (Uuid, RuleKind, AlertState, &'a BTreeMap<String, String>)>,
+    gateway_offline: impl Fn(Uuid, &str) -> bool + 'a,
+) -> impl Fn(Uuid, RuleKind, &BTreeMap<String, String>) -> Mute + 'a {
+    let offline: HashSet<(Uuid, String)> = alerts
+        .filter(|(_, k, s, _)| *k == RuleKind::GatewayOffline && *s == AlertState::Firing)
+        .filter_map(|(p, _, _, l)| Some((p, l.get("gateway")?.clone())))
+        .collect();
+    move |project, kind, labels| {
+        if silences
+            .iter()
+            .any(|s| s.active_at(now_ms) && s.matches(project, labels))
+        {
+            Mute::Silenced
+        } else if kind.is_device_level()
+            && labels.get("gateway").is_some_and(|g| {
+                offline.contains(&(project, g.clone())) || gateway_offline(project, g)
+            })
+        {
+            Mute::Inhibited
+        } else {
+            Mute::None
+        }
+    }
 }
 
 #[cfg(test)]

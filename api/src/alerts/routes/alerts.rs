@@ -1,0 +1,203 @@
+//! Alert instances: the pending and firing alerts of a project (with
+//! whether they are silenced or inhibited), and their state history.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::extract::State;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::ctx;
+use crate::alerts::engine::AlertState;
+use crate::alerts::rules::{RuleKind, RuleSpec};
+use crate::alerts::silences::Mute;
+use crate::alerts::store::{alert_history, alert_rule, alert_silence, alert_state};
+use crate::alerts::{mute_fn, silence_from_row};
+use crate::auth::Auth;
+use crate::error::{ApiError, ProblemResponses};
+use crate::extract::{ApiPath, ApiQuery};
+use crate::rbac::Permission;
+use crate::state::AppState;
+
+/// What an active alert does now.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertStatus {
+    /// Notifications go out.
+    Active,
+    /// A silence matches: nothing is sent.
+    Silenced,
+    /// Its gateway is offline: nothing is sent.
+    Inhibited,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ActiveAlert {
+    pub rule_id: Uuid,
+    /// `gateway/device/tag`.
+    pub series: String,
+    pub state: AlertState,
+    pub status: AlertStatus,
+    /// Silences that match it now.
+    pub silenced_by: Vec<Uuid>,
+    pub labels: BTreeMap<String, String>,
+    pub summary: String,
+    pub value: Option<f64>,
+    /// When the condition started to hold.
+    pub since: DateTime<Utc>,
+    pub fired_at: Option<DateTime<Utc>>,
+}
+
+/// Pending and firing alerts, with whether they are silenced or inhibited.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/active", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
+pub(super) async fn list_active(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<ActiveAlert>>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let now = st.alerts.now_ms();
+    let kinds: HashMap<Uuid, RuleKind> = alert_rule::Entity::find()
+        .filter(alert_rule::Column::ProjectId.eq(c.project.id))
+        .all(&st.db)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.id, serde_json::from_str::<RuleSpec>(&r.spec).ok()?.kind)))
+        .collect();
+    let rows = alert_state::Entity::find()
+        .filter(alert_state::Column::ProjectId.eq(c.project.id))
+        .filter(
+            alert_state::Column::State
+                .is_in([AlertState::Pending.as_str(), AlertState::Firing.as_str()]),
+        )
+        .order_by_asc(alert_state::Column::Since)
+        .all(&st.db)
+        .await?;
+    let silences: Vec<_> = alert_silence::Entity::find()
+        .filter(alert_silence::Column::ProjectId.eq(c.project.id))
+        .all(&st.db)
+        .await?
+        .iter()
+        .map(silence_from_row)
+        .collect();
+    let parsed: Vec<(
+        alert_state::Model,
+        AlertState,
+        RuleKind,
+        BTreeMap<String, String>,
+    )> = rows
+        .into_iter()
+        .filter_map(|r| {
+            let state = AlertState::parse(&r.state)?;
+            let kind = kinds
+                .get(&r.rule_id)
+                .copied()
+                .unwrap_or(RuleKind::Threshold);
+            let labels = serde_json::from_str(&r.labels).unwrap_or_default();
+            Some((r, state, kind, labels))
+        })
+        .collect();
+    let mute = mute_fn(
+        now,
+        &silences,
+        parsed.iter().map(|(_, s, k, l)| (c.project.id, *k, *s, l)),
+        |p, g| st.alerts.gateway_offline(p, g),
+    );
+    let out = parsed
+        .iter()
+        .map(|(r, state, kind, labels)| {
+            let status = match mute(c.project.id, *kind, labels) {
+                Mute::None => AlertStatus::Active,
+                Mute::Silenced => AlertStatus::Silenced,
+                Mute::Inhibited => AlertStatus::Inhibited,
+            };
+            ActiveAlert {
+                rule_id: r.rule_id,
+                series: r.series.clone(),
+                state: *state,
+                status,
+                silenced_by: silences
+                    .iter()
+                    .filter(|s| s.active_at(now) && s.matches(c.project.id, labels))
+                    .map(|s| s.id)
+                    .collect(),
+                labels: labels.clone(),
+                summary: r.summary.clone(),
+                value: r.value,
+                since: r.since,
+                fired_at: r.fired_at,
+            }
+        })
+        .collect();
+    Ok(Json(out))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryQuery {
+    /// Only this rule.
+    pub rule: Option<Uuid>,
+    /// Newest first; at most 1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HistoryEntry {
+    pub id: Uuid,
+    pub rule_id: Uuid,
+    pub rule_name: String,
+    pub series: String,
+    pub from: AlertState,
+    pub to: AlertState,
+    pub at: DateTime<Utc>,
+    pub value: Option<f64>,
+    pub summary: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// State transitions, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/history", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), HistoryQuery), responses((status = 200, body = Vec<HistoryEntry>), ProblemResponses))]
+pub(super) async fn list_history(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiQuery(q): ApiQuery<HistoryQuery>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "between 1 and 1000"));
+    }
+    let mut sel =
+        alert_history::Entity::find().filter(alert_history::Column::ProjectId.eq(c.project.id));
+    if let Some(r) = q.rule {
+        sel = sel.filter(alert_history::Column::RuleId.eq(r));
+    }
+    let rows = sel
+        .order_by_desc(alert_history::Column::At)
+        .limit(limit)
+        .all(&st.db)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|h| HistoryEntry {
+                id: h.id,
+                rule_id: h.rule_id,
+                rule_name: h.rule_name,
+                series: h.series,
+                from: AlertState::parse(&h.from_state).unwrap_or(AlertState::Inactive),
+                to: AlertState::parse(&h.to_state).unwrap_or(AlertState::Inactive),
+                at: h.at,
+                value: h.value,
+                summary: h.summary,
+                labels: serde_json::from_str(&h.labels).unwrap_or_default(),
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,457 @@
+//! Notification channels (webhook, email): list, create (the secret is
+//! sealed under the master key and shown once), read, delete, "send test",
+//! and each channel's delivery log.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use super::{ctx, Ctx};
+use crate::alerts::channel_from_row;
+use crate::alerts::notify::email::{parse_mailbox, EmailConfig};
+use crate::alerts::notify::DeliveryResult;
+use crate::alerts::rules::valid_label_name;
+use crate::alerts::secrets;
+use crate::alerts::store::{alert_channel, alert_delivery};
+use crate::audit;
+use crate::auth::{Auth, ClientMeta};
+use crate::error::{ApiError, FieldError, ProblemResponses};
+use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
+use crate::rbac::Permission;
+use crate::state::AppState;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
+    Webhook,
+    Email,
+}
+
+fn default_group_by() -> Vec<String> {
+    vec!["alertname".into()]
+}
+fn default_wait() -> u64 {
+    30
+}
+fn default_interval() -> u64 {
+    300
+}
+fn default_repeat() -> u64 {
+    4 * 3600
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateChannel {
+    #[schema(min_length = 1, max_length = 128, example = "Control room")]
+    pub name: String,
+    pub kind: ChannelType,
+    /// Webhook: where to POST (http or https).
+    #[serde(default)]
+    #[schema(example = "https://hooks.example.org/weir")]
+    pub url: Option<String>,
+    /// Webhook: HMAC-SHA256 signing secret (generated when absent). Shown only in this response.
+    #[serde(default)]
+    pub secret: Option<String>,
+    /// Email: SMTP settings and recipients.
+    #[serde(default)]
+    pub email: Option<EmailConfig>,
+    /// Email: SMTP password (with `email.smtp_username`). Never shown again.
+    #[serde(default)]
+    pub smtp_password: Option<String>,
+    /// Labels whose values make one group (one notice per group).
+    #[serde(default = "default_group_by")]
+    pub group_by: Vec<String>,
+    /// Wait before the first notice of a new group, seconds.
+    #[serde(default = "default_wait")]
+    pub group_wait_secs: u64,
+    /// Least time between notices of a changed group, seconds.
+    #[serde(default = "default_interval")]
+    pub group_interval_secs: u64,
+    /// Send an unchanged firing group again after this many seconds.
+    #[serde(default = "default_repeat")]
+    pub repeat_interval_secs: u64,
+}
+
+const DAY: u64 = 24 * 3600;
+
+impl Validate for CreateChannel {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let mut e = Vec::new();
+        chk::text(&mut e, "name", &self.name, 1, 128);
+        match self.kind {
+            ChannelType::Webhook => {
+                match self.url.as_deref().map(url::Url::parse) {
+                    Some(Ok(u))
+                        if matches!(u.scheme(), "http" | "https")
+                            && u.host_str().is_some()
+                            && self.url.as_ref().is_some_and(|s| s.len() <= 2048) => {}
+                    _ => e.push(FieldError::new("url", "required: an http or https URL")),
+                }
+                if let Some(s) = &self.secret {
+                    if s.len() < 16 || s.len() > 256 {
+                        e.push(FieldError::new("secret", "between 16 and 256 characters"));
+                    }
+                }
+                if self.email.is_some() {
+                    e.push(FieldError::new("email", "only for email channels"));
+                }
+            }
+            ChannelType::Email => match &self.email {
+                None => e.push(FieldError::new("email", "required for email channels")),
+                Some(m) => {
+                    chk::text(&mut e, "email.smtp_host", &m.smtp_host, 1, 253);
+                    if m.smtp_port == 0 {
+                        e.push(FieldError::new("email.smtp_port", "must be 1-65535"));
+                    }
+                    if parse_mailbox(&m.from).is_none() {
+                        e.push(FieldError::new("email.from", "must be an email address"));
+                    }
+                    if m.to.is_empty() || m.to.len() > 50 {
+                        e.push(FieldError::new("email.to", "between 1 and 50 recipients"));
+                    }
+                    for (i, t) in m.to.iter().enumerate() {
+                        if parse_mailbox(t).is_none() {
+                            e.push(FieldError::new(
+                                format!("email.to[{i}]"),
+                                "must be an email address",
+                            ));
+                        }
+                    }
+                    if self.url.is_some() || self.secret.is_some() {
+                        e.push(FieldError::new("url", "only for webhook channels"));
+                    }
+                }
+            },
+        }
+        if self.group_by.len() > 16 || self.group_by.iter().any(|l| !valid_label_name(l)) {
+            e.push(FieldError::new("group_by", "up to 16 label names"));
+        }
+        if self.group_wait_secs > DAY {
+            e.push(FieldError::new("group_wait_secs", "at most 86400"));
+        }
+        if self.group_interval_secs > DAY {
+            e.push(FieldError::new("group_interval_secs", "at most 86400"));
+        }
+        if self.repeat_interval_secs == 0 || self.repeat_interval_secs > 30 * DAY {
+            e.push(FieldError::new(
+                "repeat_interval_secs",
+                "between 1 and 2592000",
+            ));
+        }
+        chk::finish(e)
+    }
+}
+
+/// A channel as shown: never with its secret.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationChannel {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: ChannelType,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
+    /// A secret is set (webhook signing secret or SMTP password).
+    pub has_secret: bool,
+    pub group_by: Vec<String>,
+    pub group_wait_secs: u64,
+    pub group_interval_secs: u64,
+    pub repeat_interval_secs: u64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// The answer to creating a channel: the only time the secret is shown.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CreatedChannel {
+    #[serde(flatten)]
+    pub channel: NotificationChannel,
+    /// Webhook signing secret (verify `X-Weir-Signature: sha256=<hex HMAC-SHA256 of the body>`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+fn channel_out(m: &alert_channel::Model) -> NotificationChannel {
+    let cfg: serde_json::Value = serde_json::from_str(&m.config).unwrap_or_default();
+    let kind = if m.kind == "email" {
+        ChannelType::Email
+    } else {
+        ChannelType::Webhook
+    };
+    NotificationChannel {
+        id: m.id,
+        name: m.name.clone(),
+        kind,
+        url: (kind == ChannelType::Webhook).then(|| {
+            cfg.get("url")
+                .and_then(|u| u.as_str())
+                .unwrap_or("")
+                .to_string()
+        }),
+        email: (kind == ChannelType::Email)
+            .then(|| serde_json::from_value(cfg).ok())
+            .flatten(),
+        has_secret: !m.secret.is_empty(),
+        group_by: serde_json::from_str(&m.group_by).unwrap_or_default(),
+        group_wait_secs: m.group_wait_secs as u64,
+        group_interval_secs: m.group_interval_secs as u64,
+        repeat_interval_secs: m.repeat_interval_secs as u64,
+        created_at: m.created_at,
+    }
+}
+
+async fn find_channel(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_channel::Model, ApiError> {
+    alert_channel::Entity::find_by_id(id)
+        .one(&st.db)
+        .await?
+        .filter(|r| r.project_id == c.project.id)
+        .ok_or(ApiError::NotFound)
+}
+
+/// Notification channels of a project (secrets are never shown).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<NotificationChannel>), ProblemResponses))]
+pub(super) async fn list_channels(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<NotificationChannel>>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let rows = alert_channel::Entity::find()
+        .filter(alert_channel::Column::ProjectId.eq(c.project.id))
+        .order_by_asc(alert_channel::Column::CreatedAt)
+        .all(&st.db)
+        .await?;
+    Ok(Json(rows.iter().map(channel_out).collect()))
+}
+
+/// Create a webhook or email channel.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts", request_body = CreateChannel,
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedChannel), ProblemResponses))]
+pub(super) async fn create_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateChannel>,
+) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let (kind, config, secret, shown) = match req.kind {
+        ChannelType::Webhook => {
+            let s = req
+                .secret
+                .clone()
+                .unwrap_or_else(crate::auth::secrets::random_token);
+            (
+                "webhook",
+                serde_json::json!({"url": req.url}),
+                s.clone(),
+                Some(s),
+            )
+        }
+        ChannelType::Email => (
+            "email",
+            serde_json::to_value(&req.email).map_err(ApiError::internal)?,
+            req.smtp_password.clone().unwrap_or_default(),
+            None,
+        ),
+    };
+    // The secret is stored sealed under the master key, bound to this row.
+    let id = Uuid::new_v4();
+    let sealed = if secret.is_empty() {
+        String::new()
+    } else {
+        secrets::seal(st.fleet.master()?, id, &secret)
+    };
+    drop(secret);
+    let tx = st.write().await?;
+    let m = alert_channel::ActiveModel {
+        id: Set(id),
+        project_id: Set(c.project.id),
+        name: Set(req.name.trim().to_string()),
+        kind: Set(kind.into()),
+        config: Set(config.to_string()),
+        secret: Set(sealed),
+        group_by: Set(serde_json::to_string(&req.group_by).map_err(ApiError::internal)?),
+        group_wait_secs: Set(req.group_wait_secs as i64),
+        group_interval_secs: Set(req.group_interval_secs as i64),
+        repeat_interval_secs: Set(req.repeat_interval_secs as i64),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&*tx)
+    .await?;
+    // The audit entry names the channel and its settings, never the secret.
+    audit::append(
+        &*tx,
+        c.event(
+            &auth,
+            "alert_channel.create",
+            c.target("alert-channel", m.id),
+        )
+        .details(serde_json::json!({"name": m.name, "kind": kind, "config": config})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    st.alerts.reload().await;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedChannel {
+            channel: channel_out(&m),
+            secret: shown,
+        }),
+    ))
+}
+
+/// One channel (without its secret).
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = NotificationChannel), ProblemResponses))]
+pub(super) async fn get_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<Json<NotificationChannel>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    Ok(Json(channel_out(&find_channel(&st, &c, id).await?)))
+}
+
+/// Delete a channel.
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
+pub(super) async fn delete_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let m = find_channel(&st, &c, id).await?;
+    let tx = st.write().await?;
+    alert_channel::Entity::delete_by_id(id).exec(&*tx).await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_channel.delete", c.target("alert-channel", id))
+            .details(serde_json::json!({"name": m.name})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    st.alerts.reload().await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TestResult {
+    pub ok: bool,
+    pub attempts: u32,
+    /// HTTP status of the last webhook attempt.
+    pub http_status: Option<i32>,
+    pub error: String,
+}
+
+impl From<DeliveryResult> for TestResult {
+    fn from(r: DeliveryResult) -> Self {
+        Self {
+            ok: r.ok,
+            attempts: r.attempts,
+            http_status: r.http_status,
+            error: r.error,
+        }
+    }
+}
+
+/// Send a test notification through the channel now (with retries) and tell how it went.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}/test", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = TestResult), ProblemResponses))]
+pub(super) async fn test_channel(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<Json<TestResult>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let m = find_channel(&st, &c, id).await?;
+    let ch = channel_from_row(&m, st.alerts.master_key()).ok_or_else(|| {
+        ApiError::internal("stored channel is unreadable (its secret cannot be opened)")
+    })?;
+    let res = st.alerts.send_test(ch).await?;
+    let tx = st.write().await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_channel.test", c.target("alert-channel", id))
+            .outcome(if res.ok { audit::Outcome::Success } else { audit::Outcome::Failure })
+            .details(serde_json::json!({"attempts": res.attempts, "http_status": res.http_status, "error": res.error})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Json(res.into()))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    /// firing, resolved or test
+    pub kind: String,
+    pub group_key: String,
+    pub alerts: i32,
+    pub attempts: i32,
+    pub ok: bool,
+    pub http_status: Option<i32>,
+    pub error: String,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveriesQuery {
+    /// Newest first; at most 1000 (default 100).
+    pub limit: Option<u64>,
+}
+
+/// Delivery log of a channel, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}/deliveries", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path), DeliveriesQuery), responses((status = 200, body = Vec<Delivery>), ProblemResponses))]
+pub(super) async fn list_deliveries(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiQuery(q): ApiQuery<DeliveriesQuery>,
+) -> Result<Json<Vec<Delivery>>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::invalid("limit", "between 1 and 1000"));
+    }
+    find_channel(&st, &c, id).await?;
+    let rows = alert_delivery::Entity::find()
+        .filter(alert_delivery::Column::ChannelId.eq(id))
+        .order_by_desc(alert_delivery::Column::At)
+        .limit(limit)
+        .all(&st.db)
+        .await?;
+    Ok(Json(
+        rows.into_iter()
+            .map(|d| Delivery {
+                id: d.id,
+                at: d.at,
+                kind: d.kind,
+                group_key: d.group_key,
+                alerts: d.alerts,
+                attempts: d.attempts,
+                ok: d.ok,
+                http_status: d.http_status,
+                error: d.error,
+            })
+            .collect(),
+    ))
+}

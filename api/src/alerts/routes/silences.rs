@@ -1,0 +1,142 @@
+//! Silences: list, create, expire (an expired silence stays in the list).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Utc};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use super::ctx;
+use crate::alerts::silences::{CreateSilence, Matcher};
+use crate::alerts::store::{self, alert_silence};
+use crate::audit;
+use crate::auth::{Auth, ClientMeta};
+use crate::error::{ApiError, ProblemResponses};
+use crate::extract::{ApiJson, ApiPath};
+use crate::rbac::Permission;
+use crate::state::AppState;
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Silence {
+    pub id: Uuid,
+    pub matchers: Vec<Matcher>,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub author: String,
+    pub comment: String,
+    pub created_at: DateTime<Utc>,
+    /// In effect now.
+    pub active: bool,
+}
+
+fn silence_out(m: alert_silence::Model, now_ms: i64) -> Silence {
+    Silence {
+        id: m.id,
+        matchers: serde_json::from_str(&m.matchers).unwrap_or_default(),
+        active: m.starts_at.timestamp_millis() <= now_ms && now_ms < m.ends_at.timestamp_millis(),
+        starts_at: m.starts_at,
+        ends_at: m.ends_at,
+        author: m.author,
+        comment: m.comment,
+        created_at: m.created_at,
+    }
+}
+
+/// Silences of a project, newest first.
+#[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Silence>), ProblemResponses))]
+pub(super) async fn list_silences(
+    State(st): State<AppState>,
+    auth: Auth,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+) -> Result<Json<Vec<Silence>>, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let now = st.alerts.now_ms();
+    let rows = alert_silence::Entity::find()
+        .filter(alert_silence::Column::ProjectId.eq(c.project.id))
+        .order_by_desc(alert_silence::Column::CreatedAt)
+        .all(&st.db)
+        .await?;
+    Ok(Json(
+        rows.into_iter().map(|m| silence_out(m, now)).collect(),
+    ))
+}
+
+/// Silence alerts whose labels match, from `starts_at` (default now) to `ends_at`.
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences", tag = "alerts", request_body = CreateSilence,
+    params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Silence), ProblemResponses))]
+pub(super) async fn create_silence(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project)): ApiPath<(String, String)>,
+    ApiJson(req): ApiJson<CreateSilence>,
+) -> Result<(StatusCode, Json<Silence>), ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let now_ms = st.alerts.now_ms();
+    let starts = req.starts_at.unwrap_or_else(|| store::to_time(now_ms));
+    if req.ends_at <= starts {
+        return Err(ApiError::invalid("ends_at", "must be after starts_at"));
+    }
+    let tx = st.write().await?;
+    let m = alert_silence::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        project_id: Set(c.project.id),
+        matchers: Set(serde_json::to_string(&req.matchers).map_err(ApiError::internal)?),
+        starts_at: Set(starts),
+        ends_at: Set(req.ends_at),
+        author: Set(auth.user.email.clone()),
+        comment: Set(req.comment.clone()),
+        created_at: Set(Utc::now()),
+    }
+    .insert(&*tx)
+    .await?;
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_silence.create", c.target("alert-silence", m.id))
+            .details(serde_json::json!({"matchers": req.matchers, "starts_at": starts, "ends_at": req.ends_at, "comment": req.comment})),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    st.alerts.reload().await;
+    Ok((StatusCode::CREATED, Json(silence_out(m, now_ms))))
+}
+
+/// End a silence now (it stays in the list, inactive).
+#[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences/{silence}", tag = "alerts",
+    params(("org" = String, Path), ("project" = String, Path), ("silence" = Uuid, Path)), responses((status = 204, description = "Expired"), ProblemResponses))]
+pub(super) async fn expire_silence(
+    State(st): State<AppState>,
+    auth: Auth,
+    meta: ClientMeta,
+    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let m = alert_silence::Entity::find_by_id(id)
+        .one(&st.db)
+        .await?
+        .filter(|s| s.project_id == c.project.id)
+        .ok_or(ApiError::NotFound)?;
+    let now = store::to_time(st.alerts.now_ms());
+    let tx = st.write().await?;
+    let mut am: alert_silence::ActiveModel = m.clone().into();
+    if m.ends_at > now {
+        am.ends_at = Set(now.max(m.starts_at));
+        am.update(&*tx).await?;
+    }
+    audit::append(
+        &*tx,
+        c.event(&auth, "alert_silence.expire", c.target("alert-silence", id)),
+        &meta,
+    )
+    .await?;
+    tx.commit().await?;
+    st.alerts.reload().await;
+    Ok(StatusCode::NO_CONTENT)
+}
