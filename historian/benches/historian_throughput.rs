@@ -12,16 +12,13 @@
 //! `WEIR_BENCH_SECONDS` (latency phase, default 10), `WEIR_BENCH_WRITERS`
 //! (PostgreSQL connections, default: the historian's default).
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use tokio_util::sync::CancellationToken;
 use weir_historian::{self as historian, Config, Metrics};
-
-const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
+use weir_testkit::{wait_until, Mosquitto, TestDb};
 
 fn env_or(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -37,48 +34,6 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .expect("PostgreSQL at 127.0.0.1:5432");
-    tokio::spawn(conn);
-    c
-}
-
-/// The broker process and its config directory (removed on drop).
-struct Mosquitto(Child, #[allow(dead_code)] tempfile::TempDir);
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn mosquitto(port: u16) -> Mosquitto {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("m.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\nmax_queued_bytes 0\n"),
-    )
-    .unwrap();
-    let child = Command::new("/usr/sbin/mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto at /usr/sbin/mosquitto");
-    for _ in 0..100 {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Mosquitto(child, dir)
-}
-
-/// One message: `frames` frames of `tags` float readings for gateway `gw`.
 fn payload(gw: usize, first_seq: u64, frames: usize, tags: usize, ts: i64) -> Vec<u8> {
     let mut s = String::with_capacity(frames * tags * 20 + 64);
     s.push_str("{\"frames\":[");
@@ -165,19 +120,16 @@ fn percentile(sorted: &[f32], p: f64) -> f64 {
 async fn main() {
     let backlog = env_or("WEIR_BENCH_READINGS", 3_000_000) as usize;
     let seconds = env_or("WEIR_BENCH_SECONDS", 10) as usize;
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let _broker = mosquitto(port);
-    let db_name = format!("weir_hist_bench_{:08x}", rand::random::<u32>());
-    let admin = pg(PG_ADMIN_URL).await;
-    admin
-        .batch_execute(&format!("CREATE DATABASE {db_name}"))
-        .await
-        .unwrap();
-    let db_url = format!("postgres://postgres@127.0.0.1:5432/{db_name}");
+    // The backlog waits in the broker for the sink's session: no limit on
+    // what it queues.
+    let broker = Mosquitto::builder()
+        .config("max_queued_messages 0")
+        .config("max_queued_bytes 0")
+        .start()
+        .await;
+    let port = broker.port;
+    let db = TestDb::create("weir_hist_bench").await;
+    let db_url = db.url.clone();
     historian::migrate(&db_url).await.unwrap();
 
     // Register the persistent session, then stop the sink.
@@ -188,9 +140,11 @@ async fn main() {
         metrics.clone(),
         stop.clone(),
     ));
-    while metrics.mqtt_connected.get() != 1 {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_until(Duration::from_secs(30), "the sink to subscribe", || {
+        let up = metrics.mqtt_connected.get() == 1;
+        async move { up }
+    })
+    .await;
     stop.cancel();
     sink.await.unwrap().unwrap();
 
@@ -255,25 +209,28 @@ async fn main() {
     })
     .await;
     let want = (backlog + lat_msgs * LAT_TAGS) as u64;
+    let latency_started = Instant::now();
     while metrics.rows_written.get() < want {
         tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            latency_started.elapsed() < Duration::from_secs(600),
+            "latency phase too slow"
+        );
     }
     let mut lags = metrics.take_lag_samples();
     lags.sort_by(|a, b| a.total_cmp(b));
     stop.cancel();
     sink.await.unwrap().unwrap();
 
-    let rows: i64 = pg(&db_url)
+    let rows: i64 = db
+        .client()
         .await
         .query_one("SELECT count(*) FROM readings", &[])
         .await
         .unwrap()
         .get(0);
     assert_eq!(rows as u64, want, "every reading stored once");
-    admin
-        .batch_execute(&format!("DROP DATABASE {db_name} WITH (FORCE)"))
-        .await
-        .unwrap();
+    drop(db);
 
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     println!("historian_throughput (Mosquitto -> weir-historian -> PostgreSQL, {cpus} CPUs)");

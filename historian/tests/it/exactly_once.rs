@@ -9,9 +9,9 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dbr = &db;
-    let mut broker = Broker::start().await;
+    let mut broker = broker().await;
     let logs = tempfile::tempdir().unwrap();
     let plan = Plan::new("riverside");
     // 200 readings per message, 1,000 messages = 200,000 readings.
@@ -24,7 +24,8 @@ async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
         &db.url,
         "riverside",
         client_id,
-        logs.path().join("sink-1.log"),
+        logs.path(),
+        "sink-1",
     );
     sink.wait_subscribed().await;
 
@@ -33,13 +34,16 @@ async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
     let port = broker.port;
     let first = plan.messages(0..600);
     let publisher = tokio::spawn(async move { publish_all(port, "pub-1", &first).await });
-    wait_for("the first rows", Duration::from_secs(60), || async move {
-        dbr.count().await >= 10_000
-    })
+    wait_until_every(
+        Duration::from_secs(60),
+        POLL,
+        "the first rows",
+        || async move { count(dbr).await >= 10_000 },
+    )
     .await;
     sink.kill();
     publisher.await.unwrap();
-    let after_kill = db.count().await;
+    let after_kill = count(&db).await;
     assert!(
         after_kill < 120_000,
         "the sink must be killed mid-stream (it had stored {after_kill} of 120,000)"
@@ -51,12 +55,14 @@ async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
         &db.url,
         "riverside",
         client_id,
-        logs.path().join("sink-2.log"),
+        logs.path(),
+        "sink-2",
     );
-    wait_for(
-        "the sink to resume",
+    wait_until_every(
         Duration::from_secs(60),
-        || async move { dbr.count().await > after_kill },
+        POLL,
+        "the sink to resume",
+        || async move { count(dbr).await > after_kill },
     )
     .await;
 
@@ -69,7 +75,7 @@ async fn sink_killed_and_broker_restarted_keeps_every_reading_exactly_once() {
 
     let start = std::time::Instant::now();
     loop {
-        let n = db.count().await;
+        let n = count(&db).await;
         if n >= 200_000 {
             break;
         }

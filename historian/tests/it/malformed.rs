@@ -8,9 +8,9 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn malformed_messages_are_counted_logged_acked_and_skipped() {
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dbr = &db;
-    let broker = Broker::start().await;
+    let broker = broker().await;
     let logs = tempfile::tempdir().unwrap();
     let plan = Plan::new("hillside");
     let per_msg = plan.readings_per_msg() as i64;
@@ -20,7 +20,8 @@ async fn malformed_messages_are_counted_logged_acked_and_skipped() {
         &db.url,
         "hillside",
         "historian-test-malformed",
-        logs.path().join("sink-1.log"),
+        logs.path(),
+        "sink-1",
     );
     sink.wait_subscribed().await;
 
@@ -35,10 +36,11 @@ async fn malformed_messages_are_counted_logged_acked_and_skipped() {
     msgs.extend(plan.messages(2..4));
     publish_all(broker.port, "pub-m", &msgs).await;
 
-    wait_for(
-        "the valid readings",
+    wait_until_every(
         Duration::from_secs(60),
-        || async move { dbr.count().await >= 4 * per_msg },
+        POLL,
+        "the valid readings",
+        || async move { count(dbr).await >= 4 * per_msg },
     )
     .await;
     assert_eq!(
@@ -69,13 +71,17 @@ async fn malformed_messages_are_counted_logged_acked_and_skipped() {
         &db.url,
         "hillside",
         "historian-test-malformed",
-        logs.path().join("sink-2.log"),
+        logs.path(),
+        "sink-2",
     );
     sink.wait_subscribed().await;
     publish_all(broker.port, "pub-m2", &plan.messages(4..5)).await;
-    wait_for("the next message", Duration::from_secs(60), || async move {
-        dbr.count().await >= 5 * per_msg
-    })
+    wait_until_every(
+        Duration::from_secs(60),
+        POLL,
+        "the next message",
+        || async move { count(dbr).await >= 5 * per_msg },
+    )
     .await;
     assert_eq!(
         sink.metric("weir_historian_malformed_messages_total").await,

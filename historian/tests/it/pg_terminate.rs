@@ -15,9 +15,9 @@ async fn terminated_database_connections_lose_and_double_nothing() {
         .with_env_filter("weir_historian=debug")
         .with_test_writer()
         .try_init();
-    let db = TestDb::create().await;
+    let db = test_db().await;
     let dbr = &db;
-    let broker = Broker::start().await;
+    let broker = broker().await;
     let plan = Plan::new("lakeside");
     let total_msgs = 500; // 100,000 readings
 
@@ -39,7 +39,7 @@ async fn terminated_database_connections_lose_and_double_nothing() {
         stop.clone(),
     ));
     let m = metrics.clone();
-    wait_for("the sink to subscribe", Duration::from_secs(30), || {
+    wait_until(Duration::from_secs(30), "the sink to subscribe", || {
         let m = m.clone();
         async move { m.mqtt_connected.get() == 1 }
     })
@@ -54,7 +54,7 @@ async fn terminated_database_connections_lose_and_double_nothing() {
     let mut last = 0;
     let mut last_progress = std::time::Instant::now();
     loop {
-        let n = db.count().await;
+        let n = count(&db).await;
         if n >= 100_000 {
             break;
         }
@@ -84,9 +84,12 @@ async fn terminated_database_connections_lose_and_double_nothing() {
         metrics.db_errors.get() > 0,
         "the sink must have seen the terminations"
     );
-    wait_for("the last rows", Duration::from_secs(60), || async move {
-        dbr.count().await >= 100_000
-    })
+    wait_until_every(
+        Duration::from_secs(60),
+        POLL,
+        "the last rows",
+        || async move { count(dbr).await >= 100_000 },
+    )
     .await;
     assert_table_matches(&db, "lakeside", &plan.expected(total_msgs)).await;
 

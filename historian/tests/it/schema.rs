@@ -16,12 +16,12 @@ fn now_ms() -> i64 {
 
 #[tokio::test]
 async fn migrate_is_idempotent_and_refuses_foreign_or_missing_databases() {
-    let db = TestDb::create().await;
+    let db = test_db().await;
     assert_eq!(historian::migrate(&db.url).await.unwrap(), Layout::Native);
     assert_eq!(historian::migrate(&db.url).await.unwrap(), Layout::Native);
 
     // A database whose `readings` table is someone else's.
-    let foreign = TestDb::create().await;
+    let foreign = test_db().await;
     foreign
         .client()
         .await
@@ -61,7 +61,7 @@ async fn migrate_is_idempotent_and_refuses_foreign_or_missing_databases() {
 
 #[tokio::test]
 async fn partitions_are_created_ahead_and_dropped_after_retention() {
-    let db = TestDb::create().await;
+    let db = test_db().await;
     historian::migrate(&db.url).await.unwrap();
     let c = db.client().await;
     let today = schema::day_of(now_ms());
@@ -94,7 +94,7 @@ async fn partitions_are_created_ahead_and_dropped_after_retention() {
 
 #[tokio::test]
 async fn series_are_downsampled_in_sql() {
-    let db = TestDb::create().await;
+    let db = test_db().await;
     historian::migrate(&db.url).await.unwrap();
     let c = db.client().await;
     let today = schema::day_of(now_ms());

@@ -1,221 +1,48 @@
-//! What the historian's tests share: a throw-away PostgreSQL database,
-//! a Mosquitto broker of our own, a QoS 1 publisher, the sink binary, and the
-//! readings we send and expect back.
+//! What the historian's tests share beyond `weir-testkit` (which starts
+//! Mosquitto, creates the PostgreSQL database and waits with deadlines): the
+//! broker and database as the historian needs them, a QoS 1 publisher, the
+//! sink binary, and the readings we send and expect back.
 
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Outgoing, Packet, QoS};
 use weir_crds::message::{Frame, TagValue, UplinkMessage};
+use weir_testkit::{free_port, Proc};
 
-pub const PG_ADMIN_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+pub use weir_testkit::wait::wait_until_every;
+pub use weir_testkit::{wait_until, Mosquitto, TestDb};
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
+/// Counting rows opens a connection each time: conditions that count are
+/// checked at this pace, not faster.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// A database of the test's own (dropped at the end).
+pub async fn test_db() -> TestDb {
+    TestDb::create("weir_hist").await
 }
 
-/// Poll `cond` every 50 ms until it holds; panic with `what` after `timeout`.
-pub async fn wait_for<F, Fut>(what: &str, timeout: Duration, mut cond: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !cond().await {
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| {
-            panic!("PostgreSQL must run at 127.0.0.1:5432 (trust auth, user postgres): {e}")
-        });
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    client
-}
-
-/// A database of its own, dropped (with its connections) at the end.
-pub struct TestDb {
-    pub name: String,
-    pub url: String,
-}
-
-impl TestDb {
-    pub async fn create() -> TestDb {
-        let name = format!("weir_hist_{:016x}", rand::random::<u64>());
-        pg(PG_ADMIN_URL)
-            .await
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        let url = format!("postgres://postgres@127.0.0.1:5432/{name}");
-        TestDb { name, url }
-    }
-
-    pub async fn client(&self) -> tokio_postgres::Client {
-        pg(&self.url).await
-    }
-
-    pub async fn count(&self) -> i64 {
-        let c = self.client().await;
-        // Before the sink migrated there is no table yet.
-        match c.query_one("SELECT count(*) FROM readings", &[]).await {
-            Ok(r) => r.get(0),
-            Err(_) => 0,
-        }
-    }
-
-    /// Terminate every other session on this database; returns how many.
-    pub async fn terminate_backends(&self) -> i64 {
-        let c = pg(PG_ADMIN_URL).await;
-        c.query_one(
-            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            &[&self.name],
-        )
-        .await
-        .unwrap()
-        .get(0)
-    }
-}
-
-impl Drop for TestDb {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        // Drop runs outside of async; use a private runtime on a thread.
-        let _ = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            rt.block_on(async {
-                if let Ok((c, conn)) =
-                    tokio_postgres::connect(PG_ADMIN_URL, tokio_postgres::NoTls).await
-                {
-                    tokio::spawn(conn);
-                    let _ = c
-                        .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                        .await;
-                }
-            });
-        })
-        .join();
+/// Rows in `readings`; 0 before the sink created the table.
+pub async fn count(db: &TestDb) -> i64 {
+    let c = db.client().await;
+    match c.query_one("SELECT count(*) FROM readings", &[]).await {
+        Ok(r) => r.get(0),
+        Err(_) => 0,
     }
 }
 
 /// A Mosquitto of our own with persistence, so queued QoS 1 messages of the
-/// historian's persistent session survive a restart.
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub async fn start() -> Broker {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "Mosquitto must be installed at {MOSQUITTO} for the historian tests"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        std::fs::write(
-            dir.path().join("mosquitto.conf"),
-            format!(
-                "listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
-                 # as root Mosquitto would switch to user `mosquitto`, which\n\
-                 # cannot write its persistence file into our temp dir\n\
-                 user root\n\
-                 log_dest stderr\n\
-                 persistence true\n\
-                 persistence_location {}/\n\
-                 # the historian's session must queue everything while it is away\n\
-                 max_queued_messages 0\n\
-                 max_queued_bytes 0\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let mut b = Broker {
-            port,
-            dir,
-            child: None,
-        };
-        b.spawn().await;
-        b
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    async fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("mosquitto.log"))
-            .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(self.dir.path().join("mosquitto.conf"))
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let port = self.port;
-        wait_for(
-            "mosquitto to listen",
-            Duration::from_secs(10),
-            || async move { TcpStream::connect(("127.0.0.1", port)).is_ok() },
-        )
-        .await;
-    }
-
-    /// Stop gracefully (Mosquitto writes its persistence file) and start again.
-    pub async fn restart(&mut self) {
-        self.stop();
-        self.spawn().await;
-    }
-
-    fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(child.id().to_string())
-                .status();
-            let _ = child.wait();
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("mosquitto.log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// historian's persistent session survive a restart, and no limit on what it
+/// queues for the session while the sink is away.
+pub async fn broker() -> Mosquitto {
+    Mosquitto::builder()
+        .persistent()
+        .config("max_queued_messages 0")
+        .config("max_queued_bytes 0")
+        .start()
+        .await
 }
 
 /// Publish with QoS 1 and return once the broker acknowledged every message.
@@ -418,11 +245,11 @@ pub async fn assert_table_matches(
     }
 }
 
-/// The `weir-historian` binary as a child process, logging to a file.
+/// The `weir-historian` binary as a child process, logging to
+/// `<log_dir>/<name>.log` (printed when the test fails).
 pub struct Sink {
-    child: Child,
+    proc: Proc,
     pub metrics_port: u16,
-    pub log: PathBuf,
 }
 
 impl Sink {
@@ -431,31 +258,20 @@ impl Sink {
         db_url: &str,
         tenant: &str,
         client_id: &str,
-        log: PathBuf,
+        log_dir: &Path,
+        name: &str,
     ) -> Sink {
         let metrics_port = free_port();
-        let log_file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_weir-historian"))
-            .env("RUST_LOG", "info")
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-historian"));
+        cmd.env("RUST_LOG", "info")
             .args(["--mqtt-url", broker_url])
             .args(["--database-url", db_url])
             .args(["--tenant", tenant])
             .args(["--client-id", client_id])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--batch-rows", "5000", "--linger-ms", "20"])
-            .stdout(Stdio::null())
-            .stderr(log_file)
-            .spawn()
-            .expect("start weir-historian");
-        Sink {
-            child,
-            metrics_port,
-            log,
-        }
+            .args(["--batch-rows", "5000", "--linger-ms", "20"]);
+        let proc = Proc::spawn(name, &mut cmd, log_dir).expect("start weir-historian");
+        Sink { proc, metrics_port }
     }
 
     /// A metric's value from `/metrics` (None while the endpoint is not up).
@@ -464,37 +280,26 @@ impl Sink {
     }
 
     pub async fn wait_subscribed(&self) {
-        wait_for(
-            "the sink to subscribe",
+        wait_until(
             Duration::from_secs(30),
+            "the sink to subscribe",
             || async move { self.metric("weir_historian_mqtt_connected").await == Some(1.0) },
         )
         .await;
     }
 
+    /// SIGKILL.
     pub fn kill(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
+        self.proc.kill();
     }
 
     /// SIGTERM and wait for a clean exit.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        self.child.wait().unwrap()
+        self.proc.terminate()
     }
 
     pub fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Sink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.proc.log_text()
     }
 }
 
