@@ -21,6 +21,7 @@ pub mod openapi;
 pub mod orgs;
 pub mod projects;
 pub mod rbac;
+pub mod scope;
 pub mod state;
 pub mod tenants_sync;
 pub mod users;

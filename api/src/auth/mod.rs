@@ -202,6 +202,16 @@ pub fn check(
     perm: Permission,
     domain: Domain,
 ) -> Result<(), ApiError> {
+    check_with(grants, &st.rbac, perm, domain)
+}
+
+/// [`check`] with the enforcer at hand (no state needed).
+pub fn check_with(
+    grants: &Grants,
+    rbac: &crate::rbac::Rbac,
+    perm: Permission,
+    domain: Domain,
+) -> Result<(), ApiError> {
     match domain {
         Domain::System => {}
         Domain::Org(_) => {
@@ -215,7 +225,7 @@ pub fn check(
             }
         }
     }
-    if grants.allows(&st.rbac, perm, &domain) {
+    if grants.allows(rbac, perm, &domain) {
         Ok(())
     } else {
         Err(ApiError::Forbidden)

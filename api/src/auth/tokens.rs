@@ -14,13 +14,14 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::secrets::{random_token, sha256_hex};
-use super::{check, load_org, load_project, Auth, AuthVia, ClientMeta};
+use super::{check, load_org, Auth, AuthVia, ClientMeta};
 use crate::audit::{self, AuditEvent};
 use crate::db::entities::{api_token, user};
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::members::{OrgRoleName, ProjectRoleName};
 use crate::rbac::{Domain, Grants, Permission, Role};
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 /// Tokens look like `weir_<prefix>_<secret>`; the prefix is kept in clear to recognise them.
@@ -364,19 +365,9 @@ async fn revoke_org_token(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ApiToken>), ProblemResponses))]
 async fn list_project_tokens(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<ApiToken>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectTokensManage,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
+    let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectTokensManage).await?;
     let rows = api_token::Entity::find()
         .filter(api_token::Column::ProjectId.eq(p.id))
         .order_by_desc(api_token::Column::CreatedAt)
@@ -394,19 +385,14 @@ async fn list_project_tokens(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedApiToken), ProblemResponses))]
 async fn create_project_token(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateProjectToken>,
 ) -> Result<(StatusCode, Json<CreatedApiToken>), ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    let d = Domain::Project {
-        org: o.id,
-        project: p.id,
-    };
-    check(&grants, &st, Permission::ProjectTokensManage, d)?;
+    let at = scope.require(Permission::ProjectTokensManage).await?;
     let role: Role = req.role.into();
-    check_no_escalation(&st, &grants, role, d)?;
+    check_no_escalation(&st, &at.grants, role, at.domain())?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let t = create_token(
         &st,
         &auth,
@@ -427,20 +413,11 @@ async fn create_project_token(
     params(("org" = String, Path), ("project" = String, Path), ("token" = Uuid, Path)), responses((status = 204, description = "Revoked"), ProblemResponses))]
 async fn revoke_project_token(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectTokensManage,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectTokensManage).await?;
     revoke(
         &st,
         &auth,

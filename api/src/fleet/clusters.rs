@@ -23,16 +23,16 @@ use uuid::Uuid;
 use weir_crds::{MqttCluster, MqttClusterSpec, MqttClusterStatus};
 
 use super::entities::{cluster, gateway};
-use super::gateways::project_domain;
 use super::mqtt_probe;
 use crate::alerts::FleetEvent as FleetHealth;
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::db::entities::{org, project};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
-use crate::rbac::{Grants, Permission};
+use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub const BACKEND_EXTERNAL: &str = "external";
@@ -276,21 +276,18 @@ fn validate_cluster_spec(value: &Value, old: Option<&Value>) -> Result<MqttClust
     serde_json::from_value(value.clone()).map_err(|e| ApiError::invalid("spec", e.to_string()))
 }
 
-async fn load_cluster(
+/// A cluster of the project by name (404 when there is none).
+async fn find_cluster(
     st: &AppState,
-    auth: &Auth,
-    org: &str,
-    project: &str,
+    p: &project::Model,
     name: &str,
-) -> Result<(org::Model, project::Model, cluster::Model, Grants), ApiError> {
-    let (o, p, grants) = load_project(st, auth, org, project).await?;
-    let c = cluster::Entity::find()
+) -> Result<cluster::Model, ApiError> {
+    cluster::Entity::find()
         .filter(cluster::Column::ProjectId.eq(p.id))
         .filter(cluster::Column::Slug.eq(name))
         .one(&st.db)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((o, p, c, grants))
+        .ok_or(ApiError::NotFound)
 }
 
 /// Probe an external cluster (or read a kubernetes one's status) and store the result.
@@ -397,16 +394,9 @@ pub async fn probe_all(st: &AppState) -> Result<(), ApiError> {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Cluster>), ProblemResponses))]
 async fn list_clusters(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Cluster>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let rows = cluster::Entity::find()
         .filter(cluster::Column::ProjectId.eq(p.id))
         .order_by_asc(cluster::Column::Slug)
@@ -424,18 +414,11 @@ async fn list_clusters(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Cluster), ProblemResponses))]
 async fn create_cluster(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateCluster>,
 ) -> Result<(StatusCode, Json<Cluster>), ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectUpdate).await?;
     let id = Uuid::new_v4();
     let now = Utc::now();
     let (spec, auth_mode) = if req.backend == BACKEND_KUBERNETES {
@@ -545,16 +528,13 @@ async fn create_cluster(
     params(("org" = String, Path), ("project" = String, Path), ("cluster" = String, Path)), responses((status = 200, body = Cluster), ProblemResponses))]
 async fn get_cluster(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Cluster>, ApiError> {
-    let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let c = find_cluster(&st, &at.project, &name).await?;
+    at.require(Permission::ProjectRead)?;
+    let ProjectAccess { org: o, project: p, .. } = at;
     Ok(Json(Cluster::build(&o, &p, c)))
 }
 
@@ -563,16 +543,13 @@ async fn get_cluster(
     params(("org" = String, Path), ("project" = String, Path), ("cluster" = String, Path)), responses((status = 200, body = Cluster), ProblemResponses))]
 async fn probe_cluster(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Cluster>, ApiError> {
-    let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let c = find_cluster(&st, &at.project, &name).await?;
+    at.require(Permission::ProjectRead)?;
+    let ProjectAccess { org: o, project: p, .. } = at;
     let c = refresh_health(&st.db, &st, &o, c).await?;
     Ok(Json(Cluster::build(&o, &p, c)))
 }
@@ -583,18 +560,15 @@ async fn probe_cluster(
     params(("org" = String, Path), ("project" = String, Path), ("cluster" = String, Path)), responses((status = 200, body = Cluster), ProblemResponses))]
 async fn update_cluster(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<UpdateCluster>,
 ) -> Result<Json<Cluster>, ApiError> {
-    let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let c = find_cluster(&st, &at.project, &name).await?;
+    at.require(Permission::ProjectUpdate)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let external = c.backend == BACKEND_EXTERNAL;
     let mut errs = Vec::new();
     if external && req.spec.is_some() {
@@ -722,19 +696,16 @@ pub struct DeleteQuery {
     responses((status = 204, description = "Deleted"), ProblemResponses))]
 async fn delete_cluster(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<DeleteQuery>,
     RawBody(body): RawBody,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let c = find_cluster(&st, &at.project, &name).await?;
+    at.require(Permission::ProjectUpdate)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     // The confirmation comes as `?confirm=` or as a JSON body `{"confirm": ...}`.
     let confirm = match q.confirm {
         Some(c) => Some(c),
@@ -801,33 +772,25 @@ impl Validate for TransferCluster {
     params(("org" = String, Path), ("project" = String, Path), ("cluster" = String, Path)), responses((status = 200, body = Cluster), ProblemResponses))]
 async fn transfer_cluster(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<TransferCluster>,
 ) -> Result<Json<Cluster>, ApiError> {
-    let (o, p, c, grants) = load_cluster(&st, &auth, &org, &project, &name).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let c = find_cluster(&st, &at.project, &name).await?;
+    at.require(Permission::ProjectUpdate)?;
     let target = project::Entity::find()
-        .filter(project::Column::OrgId.eq(o.id))
+        .filter(project::Column::OrgId.eq(at.org.id))
         .filter(project::Column::Slug.eq(req.project.as_str()))
         .one(&st.db)
         .await?
         .ok_or_else(|| ApiError::invalid("project", "no such project in this organization"))?;
-    if !grants.sees_project(o.id, target.id) {
+    if !at.grants.sees_project(at.org.id, target.id) {
         return Err(ApiError::Forbidden);
     }
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        project_domain(&o, &target),
-    )?;
+    at.require_in(Permission::ProjectUpdate, &target)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let tx = st.write().await?;
     let mut am = c.clone().into_active_model();
     am.project_id = Set(target.id);

@@ -25,15 +25,16 @@ use uuid::Uuid;
 use weir_crds::agent_api::{EnrollRequest, EnrollResponse};
 
 use super::entities::{agent, agent_challenge, agent_session, enrollment_token, gateway};
-use super::gateways::{load_gateway, project_domain};
+use super::gateways::find_gateway;
 use super::keys;
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::auth::secrets::{random_token, sha256_hex};
-use crate::auth::{check, Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::db::entities::org;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 /// Prefix of every enrollment token, so it is recognisable in logs and scanners.
@@ -210,16 +211,12 @@ pub fn token_state(m: &enrollment_token::Model, now: DateTime<Utc>) -> Option<To
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Vec<EnrollmentToken>), ProblemResponses))]
 async fn list_tokens(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<EnrollmentToken>>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
     let rows = enrollment_token::Entity::find()
         .filter(enrollment_token::Column::GatewayId.eq(g.id))
         .order_by_desc(enrollment_token::Column::CreatedAt)
@@ -238,18 +235,15 @@ async fn list_tokens(
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 201, body = CreatedEnrollmentToken), ProblemResponses))]
 async fn create_token(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<CreateEnrollmentToken>,
 ) -> Result<(StatusCode, Json<CreatedEnrollmentToken>), ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectWrite)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let secret = format!("{TOKEN_PREFIX}{}", random_token());
     let now = Utc::now();
     let tx = st.write().await?;
@@ -302,17 +296,14 @@ async fn create_token(
     responses((status = 204, description = "Revoked"), ProblemResponses))]
 async fn revoke_token(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, gw, token)): ApiPath<(String, String, String, Uuid)>,
+    ApiPath((_org, _project, gw, token)): ApiPath<(String, String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectWrite)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let tx = st.write().await?;
     let m = enrollment_token::Entity::find_by_id(token)
         .filter(enrollment_token::Column::GatewayId.eq(g.id))

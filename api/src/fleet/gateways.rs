@@ -24,12 +24,13 @@ use weir_crds::EdgeGatewaySpec;
 use super::entities::{cluster, gateway, gateway_version};
 use super::keys;
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::auth::{Auth, ClientMeta};
 use crate::db::entities::{org, project};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
-use crate::rbac::{Domain, Grants, Permission};
+use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -181,29 +182,18 @@ impl From<&Auth> for Author {
     }
 }
 
-/// Find a gateway by org, project and name as the caller may see it.
-pub async fn load_gateway(
+/// A gateway of the project by name (404 when there is none).
+pub async fn find_gateway(
     st: &AppState,
-    auth: &Auth,
-    org: &str,
-    project: &str,
+    p: &project::Model,
     name: &str,
-) -> Result<(org::Model, project::Model, gateway::Model, Grants), ApiError> {
-    let (o, p, grants) = load_project(st, auth, org, project).await?;
-    let g = gateway::Entity::find()
+) -> Result<gateway::Model, ApiError> {
+    gateway::Entity::find()
         .filter(gateway::Column::ProjectId.eq(p.id))
         .filter(gateway::Column::Slug.eq(name))
         .one(&st.db)
         .await?
-        .ok_or(ApiError::NotFound)?;
-    Ok((o, p, g, grants))
-}
-
-pub fn project_domain(o: &org::Model, p: &project::Model) -> Domain {
-    Domain::Project {
-        org: o.id,
-        project: p.id,
-    }
+        .ok_or(ApiError::NotFound)
 }
 
 /// The spec of one version.
@@ -354,16 +344,9 @@ pub async fn resign_org<C: ConnectionTrait>(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Gateway>), ProblemResponses))]
 async fn list_gateways(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Gateway>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let rows = gateway::Entity::find()
         .filter(gateway::Column::ProjectId.eq(p.id))
         .order_by_asc(gateway::Column::Slug)
@@ -382,18 +365,11 @@ async fn list_gateways(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Gateway), ProblemResponses))]
 async fn create_gateway(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateGateway>,
 ) -> Result<(StatusCode, Json<Gateway>), ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
     let spec = validate_spec(&req.spec)?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -460,16 +436,13 @@ async fn create_gateway(
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
 async fn get_gateway(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Gateway>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
+    let ProjectAccess { org: o, project: p, .. } = at;
     let spec = current_spec(&st.db, &g).await?;
     Ok(Json(Gateway::build(&o, &p, g, spec)))
 }
@@ -479,18 +452,15 @@ async fn get_gateway(
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
 async fn update_gateway(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<UpdateGateway>,
 ) -> Result<Json<Gateway>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectWrite)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let tx = st.write().await?;
     // Re-read under the write lock so concurrent edits each get their own version.
     let g = gateway::Entity::find_by_id(g.id)
@@ -552,17 +522,14 @@ async fn update_gateway(
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 async fn delete_gateway(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectWrite)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let tx = st.write().await?;
     super::enrollment::delete_gateway_children(&*tx, g.id).await?;
     gateway::Entity::delete_by_id(g.id).exec(&*tx).await?;
@@ -617,16 +584,12 @@ impl GatewayVersion {
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Vec<GatewayVersion>), ProblemResponses))]
 async fn list_versions(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Vec<GatewayVersion>>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
     let rows = gateway_version::Entity::find()
         .filter(gateway_version::Column::GatewayId.eq(g.id))
         .order_by_desc(gateway_version::Column::Version)
@@ -644,16 +607,12 @@ async fn list_versions(
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path), ("version" = i64, Path)), responses((status = 200, body = GatewayVersion), ProblemResponses))]
 async fn get_version(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw, version)): ApiPath<(String, String, String, i64)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw, version)): ApiPath<(String, String, String, i64)>,
 ) -> Result<Json<GatewayVersion>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
     let (v, spec) = version_spec(&st.db, g.id, version)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -684,17 +643,13 @@ pub struct VersionDiff {
     responses((status = 200, body = VersionDiff), ProblemResponses))]
 async fn diff_versions(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw, version)): ApiPath<(String, String, String, i64)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw, version)): ApiPath<(String, String, String, i64)>,
     ApiQuery(q): ApiQuery<DiffQuery>,
 ) -> Result<Json<VersionDiff>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
     let (_, to) = version_spec(&st.db, g.id, version)
         .await?
         .ok_or(ApiError::NotFound)?;
@@ -742,18 +697,15 @@ impl Validate for RollbackRequest {
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
 async fn rollback(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<RollbackRequest>,
 ) -> Result<Json<Gateway>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectWrite)?;
+    let ProjectAccess { auth, org: o, project: p, .. } = at;
     let tx = st.write().await?;
     let g = gateway::Entity::find_by_id(g.id)
         .one(&*tx)

@@ -17,14 +17,15 @@ use uuid::Uuid;
 use weir_crds::EdgeGatewaySpec;
 
 use super::entities::{agent, fleet_event, gateway};
-use super::gateways::{current_spec, project_domain, sign_bundle};
+use super::gateways::{current_spec, sign_bundle};
 use super::FleetEvent;
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::db::entities::org;
 use crate::error::{ApiError, ProblemResponses};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::ApiQuery;
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub const GATEWAY_OFFLINE: &str = "gateway_offline";
@@ -63,16 +64,9 @@ pub struct RolloutEntry {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<RolloutEntry>), ProblemResponses))]
 async fn rollout(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<RolloutEntry>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let rows = gateway::Entity::find()
         .filter(gateway::Column::ProjectId.eq(p.id))
         .order_by_asc(gateway::Column::Slug)
@@ -130,17 +124,10 @@ pub struct EventsQuery {
     params(("org" = String, Path), ("project" = String, Path), EventsQuery), responses((status = 200, body = Vec<FleetEvent>), ProblemResponses))]
 async fn fleet_events(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
     ApiQuery(q): ApiQuery<EventsQuery>,
 ) -> Result<Json<Vec<FleetEvent>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let mut sel = fleet_event::Entity::find().filter(fleet_event::Column::ProjectId.eq(p.id));
     if let Some(g) = &q.gateway {
         sel = sel.filter(fleet_event::Column::Gateway.eq(g.as_str()));

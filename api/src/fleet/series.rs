@@ -25,11 +25,12 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
-use super::gateways::{load_gateway, project_domain};
-use crate::auth::{check, Auth};
+use super::gateways::find_gateway;
+
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{ApiPath, ApiQuery};
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub use weir_crds::historian::SERIES_SQL;
@@ -260,17 +261,14 @@ pub struct SeriesPoint {
         ProblemResponses))]
 async fn get_series(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, gw)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, gw)): ApiPath<(String, String, String)>,
     ApiQuery(q): ApiQuery<SeriesParams>,
 ) -> Result<Json<Series>, ApiError> {
-    let (o, p, g, grants) = load_gateway(&st, &auth, &org, &project, &gw).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let at = scope.load().await?;
+    let g = find_gateway(&st, &at.project, &gw).await?;
+    at.require(Permission::ProjectRead)?;
+    let ProjectAccess { org: o, .. } = at;
     let v = validate(&q, Utc::now()).map_err(ApiError::Validation)?;
     let points = st
         .fleet

@@ -19,14 +19,15 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use super::entities::{gateway, template};
-use super::gateways::{current_spec, project_domain, validate_spec, write_version, Author};
+use super::gateways::{current_spec, validate_spec, write_version, Author};
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_project, Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::db::entities::project;
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -128,16 +129,9 @@ fn validate_template_spec(spec: &Value) -> Result<(), ApiError> {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Template>), ProblemResponses))]
 async fn list_templates(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Template>>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let rows = template::Entity::find()
         .filter(template::Column::ProjectId.eq(p.id))
         .order_by_asc(template::Column::Slug)
@@ -151,18 +145,11 @@ async fn list_templates(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Template), ProblemResponses))]
 async fn create_template(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
     validate_template_spec(&req.spec)?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -227,16 +214,10 @@ async fn load_template(
     params(("org" = String, Path), ("project" = String, Path), ("template" = String, Path)), responses((status = 200, body = Template), ProblemResponses))]
 async fn get_template(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
 ) -> Result<Json<Template>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectRead).await?;
     Ok(Json(load_template(&st, &p, &name).await?.into()))
 }
 
@@ -245,18 +226,12 @@ async fn get_template(
     params(("org" = String, Path), ("project" = String, Path), ("template" = String, Path)), responses((status = 200, body = Template), ProblemResponses))]
 async fn update_template(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<UpdateTemplate>,
 ) -> Result<Json<Template>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
     let m = load_template(&st, &p, &name).await?;
     if let Some(s) = &req.spec {
         validate_template_spec(s)?;
@@ -299,17 +274,11 @@ async fn update_template(
     params(("org" = String, Path), ("project" = String, Path), ("template" = String, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 async fn delete_template(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, name)): ApiPath<(String, String, String)>,
+    ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
     let m = load_template(&st, &p, &name).await?;
     let tx = st.write().await?;
     template::Entity::delete_by_id(m.id).exec(&*tx).await?;
@@ -391,18 +360,11 @@ pub struct BatchResponse {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = BatchResponse), ProblemResponses))]
 async fn batch(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectWrite,
-        project_domain(&o, &p),
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
     let (patch, source) = match (&req.template, &req.merge_patch) {
         (Some(t), _) => {
             let m = load_template(&st, &p, t).await.map_err(|_| {

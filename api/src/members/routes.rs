@@ -16,11 +16,12 @@ use super::{
     owner_count, remove, role_in, set_role, Invitation, Member, OrgRoleName, ProjectRoleName, Scope,
 };
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_org, load_project, Auth, ClientMeta};
+use crate::auth::{check, load_org, Auth, ClientMeta};
 use crate::db::entities::{invitation, org_member, project_member, user};
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::rbac::{Domain, Grants, Permission, Role};
+use crate::scope::ProjectScope;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -133,20 +134,20 @@ async fn at_org(st: &AppState, auth: &Auth, org: &str) -> Result<At, ApiError> {
     })
 }
 
-async fn at_project(st: &AppState, auth: &Auth, org: &str, project: &str) -> Result<At, ApiError> {
-    let (o, p, grants) = load_project(st, auth, org, project).await?;
-    Ok(At {
+/// The project of a [`ProjectScope`] (404 when the caller cannot see it);
+/// the permission is checked by the shared implementation below.
+async fn at_project(scope: ProjectScope) -> Result<(At, Auth), ApiError> {
+    let a = scope.load().await?;
+    let at = At {
         scope: Scope::Project {
-            org: o.id,
-            project: p.id,
+            org: a.org.id,
+            project: a.project.id,
         },
-        grants,
-        domain: Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-        label: format!("project:{}/{}", o.slug, p.slug),
-    })
+        domain: a.domain(),
+        label: format!("project:{}/{}", a.org.slug, a.project.slug),
+        grants: a.grants,
+    };
+    Ok((at, a.auth))
 }
 
 async fn list_members_at(st: &AppState, at: &At) -> Result<Vec<Member>, ApiError> {
@@ -567,10 +568,9 @@ async fn delete_org_invitation(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Member>), ProblemResponses))]
 async fn list_project_members(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Member>>, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, _) = at_project(scope).await?;
     Ok(Json(list_members_at(&st, &at).await?))
 }
 
@@ -579,12 +579,11 @@ async fn list_project_members(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Member), ProblemResponses))]
 async fn add_project_member(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<AddProjectMember>,
 ) -> Result<(StatusCode, Json<Member>), ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     Ok((
         StatusCode::CREATED,
         Json(add_member_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
@@ -596,12 +595,12 @@ async fn add_project_member(
     params(("org" = String, Path), ("project" = String, Path), ("user" = Uuid, Path)), responses((status = 200, body = Member), ProblemResponses))]
 async fn update_project_member(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, user)): ApiPath<(String, String, Uuid)>,
     ApiJson(req): ApiJson<UpdateProjectMember>,
 ) -> Result<Json<Member>, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     Ok(Json(
         update_member_at(&st, &auth, &meta, &at, user, req.role.into()).await?,
     ))
@@ -612,11 +611,11 @@ async fn update_project_member(
     params(("org" = String, Path), ("project" = String, Path), ("user" = Uuid, Path)), responses((status = 204, description = "Removed"), ProblemResponses))]
 async fn remove_project_member(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, user)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, user)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     remove_member_at(&st, &auth, &meta, &at, user, false).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -626,11 +625,10 @@ async fn remove_project_member(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 204, description = "Left"), ProblemResponses))]
 async fn leave_project(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     remove_member_at(&st, &auth, &meta, &at, auth.user.id, true).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -640,10 +638,9 @@ async fn leave_project(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Invitation>), ProblemResponses))]
 async fn list_project_invitations(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Invitation>>, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, _) = at_project(scope).await?;
     Ok(Json(list_invitations_at(&st, &at).await?))
 }
 
@@ -652,12 +649,11 @@ async fn list_project_invitations(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Invitation), ProblemResponses))]
 async fn create_project_invitation(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<AddProjectMember>,
 ) -> Result<(StatusCode, Json<Invitation>), ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     Ok((
         StatusCode::CREATED,
         Json(create_invitation_at(&st, &auth, &meta, &at, &req.email, req.role.into()).await?),
@@ -669,11 +665,11 @@ async fn create_project_invitation(
     params(("org" = String, Path), ("project" = String, Path), ("invitation" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 async fn delete_project_invitation(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let at = at_project(&st, &auth, &org, &project).await?;
+    let (at, auth) = at_project(scope).await?;
     delete_invitation_at(&st, &auth, &meta, &at, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,12 +13,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEvent};
-use crate::auth::{check, load_org, load_project, Auth, ClientMeta};
+use crate::auth::{check, load_org, Auth, ClientMeta};
 use crate::db::entities::project;
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::rbac::{Domain, Permission};
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -180,21 +181,8 @@ async fn create_project(
 /// One project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}", tag = "projects",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Project), ProblemResponses))]
-async fn get_project(
-    State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
-) -> Result<Json<Project>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectRead,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
+async fn get_project(scope: ProjectScope) -> Result<Json<Project>, ApiError> {
+    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
     Ok(Json(Project::from_model(&o.slug, p)))
 }
 
@@ -203,21 +191,11 @@ async fn get_project(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Project), ProblemResponses))]
 async fn update_project(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<UpdateProject>,
 ) -> Result<Json<Project>, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectUpdate,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectUpdate).await?;
     let tx = st.write().await?;
     let mut am = p.clone().into_active_model();
     if let Some(n) = &req.name {
@@ -250,20 +228,10 @@ async fn update_project(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 async fn delete_project(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let (o, p, grants) = load_project(&st, &auth, &org, &project).await?;
-    check(
-        &grants,
-        &st,
-        Permission::ProjectDelete,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
+    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectDelete).await?;
     let tx = st.write().await?;
     project::Entity::delete_by_id(p.id).exec(&*tx).await?;
     audit::append(

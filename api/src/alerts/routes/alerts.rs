@@ -11,16 +11,15 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::ctx;
 use crate::alerts::engine::AlertState;
 use crate::alerts::rules::{RuleKind, RuleSpec};
 use crate::alerts::silences::Mute;
 use crate::alerts::store::{alert_history, alert_rule, alert_silence, alert_state};
 use crate::alerts::{mute_fn, silence_from_row};
-use crate::auth::Auth;
 use crate::error::{ApiError, ProblemResponses};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::extract::ApiQuery;
 use crate::rbac::Permission;
+use crate::scope::ProjectScope;
 use crate::state::AppState;
 
 /// What an active alert does now.
@@ -57,10 +56,9 @@ pub struct ActiveAlert {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
 pub(super) async fn list_active(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<ActiveAlert>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let now = st.alerts.now_ms();
     let kinds: HashMap<Uuid, RuleKind> = alert_rule::Entity::find()
         .filter(alert_rule::Column::ProjectId.eq(c.project.id))
@@ -165,11 +163,10 @@ pub struct HistoryEntry {
     params(("org" = String, Path), ("project" = String, Path), HistoryQuery), responses((status = 200, body = Vec<HistoryEntry>), ProblemResponses))]
 pub(super) async fn list_history(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
     ApiQuery(q): ApiQuery<HistoryQuery>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "between 1 and 1000"));

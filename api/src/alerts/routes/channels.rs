@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use super::{ctx, Ctx};
+use super::target;
 use crate::alerts::channel_from_row;
 use crate::alerts::notify::email::{parse_mailbox, EmailConfig};
 use crate::alerts::notify::DeliveryResult;
@@ -22,10 +22,11 @@ use crate::alerts::rules::valid_label_name;
 use crate::alerts::secrets;
 use crate::alerts::store::{alert_channel, alert_delivery};
 use crate::audit;
-use crate::auth::{Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -209,7 +210,11 @@ fn channel_out(m: &alert_channel::Model) -> NotificationChannel {
     }
 }
 
-async fn find_channel(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_channel::Model, ApiError> {
+async fn find_channel(
+    st: &AppState,
+    c: &ProjectAccess,
+    id: Uuid,
+) -> Result<alert_channel::Model, ApiError> {
     alert_channel::Entity::find_by_id(id)
         .one(&st.db)
         .await?
@@ -222,10 +227,9 @@ async fn find_channel(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_channel:
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<NotificationChannel>), ProblemResponses))]
 pub(super) async fn list_channels(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<NotificationChannel>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let rows = alert_channel::Entity::find()
         .filter(alert_channel::Column::ProjectId.eq(c.project.id))
         .order_by_asc(alert_channel::Column::CreatedAt)
@@ -239,12 +243,11 @@ pub(super) async fn list_channels(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedChannel), ProblemResponses))]
 pub(super) async fn create_channel(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateChannel>,
 ) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let (kind, config, secret, shown) = match req.kind {
         ChannelType::Webhook => {
             let s = req
@@ -292,12 +295,8 @@ pub(super) async fn create_channel(
     // The audit entry names the channel and its settings, never the secret.
     audit::append(
         &*tx,
-        c.event(
-            &auth,
-            "alert_channel.create",
-            c.target("alert-channel", m.id),
-        )
-        .details(serde_json::json!({"name": m.name, "kind": kind, "config": config})),
+        c.event("alert_channel.create", target(&c, "alert-channel", m.id))
+            .details(serde_json::json!({"name": m.name, "kind": kind, "config": config})),
         &meta,
     )
     .await?;
@@ -317,10 +316,10 @@ pub(super) async fn create_channel(
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = NotificationChannel), ProblemResponses))]
 pub(super) async fn get_channel(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<Json<NotificationChannel>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     Ok(Json(channel_out(&find_channel(&st, &c, id).await?)))
 }
 
@@ -329,17 +328,17 @@ pub(super) async fn get_channel(
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 pub(super) async fn delete_channel(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let m = find_channel(&st, &c, id).await?;
     let tx = st.write().await?;
     alert_channel::Entity::delete_by_id(id).exec(&*tx).await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_channel.delete", c.target("alert-channel", id))
+        c.event("alert_channel.delete", target(&c, "alert-channel", id))
             .details(serde_json::json!({"name": m.name})),
         &meta,
     )
@@ -374,11 +373,11 @@ impl From<DeliveryResult> for TestResult {
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path)), responses((status = 200, body = TestResult), ProblemResponses))]
 pub(super) async fn test_channel(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<Json<TestResult>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let m = find_channel(&st, &c, id).await?;
     let ch = channel_from_row(&m, st.alerts.master_key()).ok_or_else(|| {
         ApiError::internal("stored channel is unreadable (its secret cannot be opened)")
@@ -387,7 +386,7 @@ pub(super) async fn test_channel(
     let tx = st.write().await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_channel.test", c.target("alert-channel", id))
+        c.event("alert_channel.test", target(&c, "alert-channel", id))
             .outcome(if res.ok { audit::Outcome::Success } else { audit::Outcome::Failure })
             .details(serde_json::json!({"attempts": res.attempts, "http_status": res.http_status, "error": res.error})),
         &meta,
@@ -423,11 +422,11 @@ pub struct DeliveriesQuery {
     params(("org" = String, Path), ("project" = String, Path), ("channel" = Uuid, Path), DeliveriesQuery), responses((status = 200, body = Vec<Delivery>), ProblemResponses))]
 pub(super) async fn list_deliveries(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
     ApiQuery(q): ApiQuery<DeliveriesQuery>,
 ) -> Result<Json<Vec<Delivery>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::invalid("limit", "between 1 and 1000"));

@@ -12,11 +12,7 @@ mod silences;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use crate::audit::AuditEvent;
-use crate::auth::{check, load_project, Auth};
-use crate::db::entities::{org, project};
-use crate::error::ApiError;
-use crate::rbac::{Domain, Permission};
+use crate::scope::ProjectAccess;
 use crate::state::AppState;
 
 pub use alerts::{ActiveAlert, AlertStatus, HistoryEntry, HistoryQuery};
@@ -45,38 +41,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(channels::list_deliveries))
 }
 
-pub(super) struct Ctx {
-    pub(super) org: org::Model,
-    pub(super) project: project::Model,
-}
-
-pub(super) async fn ctx(
-    st: &AppState,
-    auth: &Auth,
-    org: &str,
-    project: &str,
-    perm: Permission,
-) -> Result<Ctx, ApiError> {
-    let (o, p, grants) = load_project(st, auth, org, project).await?;
-    check(
-        &grants,
-        st,
-        perm,
-        Domain::Project {
-            org: o.id,
-            project: p.id,
-        },
-    )?;
-    Ok(Ctx { org: o, project: p })
-}
-
-impl Ctx {
-    pub(super) fn event(&self, auth: &Auth, action: &str, target: String) -> AuditEvent {
-        AuditEvent::by(auth, action, target)
-            .org(self.org.id)
-            .project(self.project.id)
-    }
-    pub(super) fn target(&self, what: &str, id: Uuid) -> String {
-        format!("{what}:{}/{}/{id}", self.org.slug, self.project.slug)
-    }
+/// `{what}:{org}/{project}/{id}`, the audit target of an alerts resource.
+fn target(at: &ProjectAccess, what: &str, id: Uuid) -> String {
+    format!("{what}:{}/{}/{id}", at.org.slug, at.project.slug)
 }

@@ -12,15 +12,16 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::{ctx, Ctx};
+use super::target;
 use crate::alerts::engine::AlertState;
 use crate::alerts::rules::RuleSpec;
 use crate::alerts::store::{alert_channel, alert_rule, alert_state};
 use crate::audit;
-use crate::auth::{Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::{ApiJson, ApiPath};
 use crate::rbac::Permission;
+use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -54,7 +55,11 @@ async fn check_channels(st: &AppState, project: Uuid, spec: &RuleSpec) -> Result
     Ok(())
 }
 
-async fn find_rule(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_rule::Model, ApiError> {
+async fn find_rule(
+    st: &AppState,
+    c: &ProjectAccess,
+    id: Uuid,
+) -> Result<alert_rule::Model, ApiError> {
     alert_rule::Entity::find_by_id(id)
         .one(&st.db)
         .await?
@@ -67,10 +72,9 @@ async fn find_rule(st: &AppState, c: &Ctx, id: Uuid) -> Result<alert_rule::Model
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Rule>), ProblemResponses))]
 pub(super) async fn list_rules(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Rule>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let rows = alert_rule::Entity::find()
         .filter(alert_rule::Column::ProjectId.eq(c.project.id))
         .order_by_asc(alert_rule::Column::CreatedAt)
@@ -86,12 +90,11 @@ pub(super) async fn list_rules(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Rule), ProblemResponses))]
 pub(super) async fn create_rule(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<(StatusCode, Json<Rule>), ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     check_channels(&st, c.project.id, &spec).await?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -109,7 +112,7 @@ pub(super) async fn create_rule(
     .await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_rule.create", c.target("alert-rule", m.id))
+        c.event("alert_rule.create", target(&c, "alert-rule", m.id))
             .details(serde_json::json!({"name": spec.name, "kind": spec.kind})),
         &meta,
     )
@@ -124,10 +127,10 @@ pub(super) async fn create_rule(
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 200, body = Rule), ProblemResponses))]
 pub(super) async fn get_rule(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    scope: ProjectScope,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<Json<Rule>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     Ok(Json(rule_out(find_rule(&st, &c, id).await?)?))
 }
 
@@ -136,12 +139,12 @@ pub(super) async fn get_rule(
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 200, body = Rule), ProblemResponses))]
 pub(super) async fn update_rule(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<Json<Rule>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let old = find_rule(&st, &c, id).await?;
     check_channels(&st, c.project.id, &spec).await?;
     let tx = st.write().await?;
@@ -153,7 +156,7 @@ pub(super) async fn update_rule(
     let m = am.update(&*tx).await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_rule.update", c.target("alert-rule", id))
+        c.event("alert_rule.update", target(&c, "alert-rule", id))
             .details(serde_json::to_value(&spec).unwrap_or_default()),
         &meta,
     )
@@ -168,11 +171,11 @@ pub(super) async fn update_rule(
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 204, description = "Deleted"), ProblemResponses))]
 pub(super) async fn delete_rule(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let r = find_rule(&st, &c, id).await?;
     let tx = st.write().await?;
     alert_rule::Entity::delete_by_id(id).exec(&*tx).await?;
@@ -184,7 +187,7 @@ pub(super) async fn delete_rule(
         .await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_rule.delete", c.target("alert-rule", id))
+        c.event("alert_rule.delete", target(&c, "alert-rule", id))
             .details(serde_json::json!({"name": r.name})),
         &meta,
     )

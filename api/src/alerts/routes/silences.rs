@@ -11,14 +11,15 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ctx;
+use super::target;
 use crate::alerts::silences::{CreateSilence, Matcher};
 use crate::alerts::store::{self, alert_silence};
 use crate::audit;
-use crate::auth::{Auth, ClientMeta};
+use crate::auth::ClientMeta;
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::{ApiJson, ApiPath};
 use crate::rbac::Permission;
+use crate::scope::ProjectScope;
 use crate::state::AppState;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,10 +53,9 @@ fn silence_out(m: alert_silence::Model, now_ms: i64) -> Silence {
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Silence>), ProblemResponses))]
 pub(super) async fn list_silences(
     State(st): State<AppState>,
-    auth: Auth,
-    ApiPath((org, project)): ApiPath<(String, String)>,
+    scope: ProjectScope,
 ) -> Result<Json<Vec<Silence>>, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectRead).await?;
+    let c = scope.require(Permission::ProjectRead).await?;
     let now = st.alerts.now_ms();
     let rows = alert_silence::Entity::find()
         .filter(alert_silence::Column::ProjectId.eq(c.project.id))
@@ -72,12 +72,11 @@ pub(super) async fn list_silences(
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Silence), ProblemResponses))]
 pub(super) async fn create_silence(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project)): ApiPath<(String, String)>,
     ApiJson(req): ApiJson<CreateSilence>,
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let now_ms = st.alerts.now_ms();
     let starts = req.starts_at.unwrap_or_else(|| store::to_time(now_ms));
     if req.ends_at <= starts {
@@ -90,7 +89,7 @@ pub(super) async fn create_silence(
         matchers: Set(serde_json::to_string(&req.matchers).map_err(ApiError::internal)?),
         starts_at: Set(starts),
         ends_at: Set(req.ends_at),
-        author: Set(auth.user.email.clone()),
+        author: Set(c.auth.user.email.clone()),
         comment: Set(req.comment.clone()),
         created_at: Set(Utc::now()),
     }
@@ -98,7 +97,7 @@ pub(super) async fn create_silence(
     .await?;
     audit::append(
         &*tx,
-        c.event(&auth, "alert_silence.create", c.target("alert-silence", m.id))
+        c.event("alert_silence.create", target(&c, "alert-silence", m.id))
             .details(serde_json::json!({"matchers": req.matchers, "starts_at": starts, "ends_at": req.ends_at, "comment": req.comment})),
         &meta,
     )
@@ -113,11 +112,11 @@ pub(super) async fn create_silence(
     params(("org" = String, Path), ("project" = String, Path), ("silence" = Uuid, Path)), responses((status = 204, description = "Expired"), ProblemResponses))]
 pub(super) async fn expire_silence(
     State(st): State<AppState>,
-    auth: Auth,
+    scope: ProjectScope,
     meta: ClientMeta,
-    ApiPath((org, project, id)): ApiPath<(String, String, Uuid)>,
+    ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let c = ctx(&st, &auth, &org, &project, Permission::ProjectWrite).await?;
+    let c = scope.require(Permission::ProjectWrite).await?;
     let m = alert_silence::Entity::find_by_id(id)
         .one(&st.db)
         .await?
@@ -132,7 +131,7 @@ pub(super) async fn expire_silence(
     }
     audit::append(
         &*tx,
-        c.event(&auth, "alert_silence.expire", c.target("alert-silence", id)),
+        c.event("alert_silence.expire", target(&c, "alert-silence", id)),
         &meta,
     )
     .await?;
