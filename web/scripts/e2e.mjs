@@ -572,6 +572,7 @@ async function seededProject(page) {
       };
       await seedCall(page, 'POST', `${p}/gateways`, { name: g.name, spec, comment: 'demo seed' });
       await seedCall(page, 'PATCH', `${p}/gateways/${g.name}`, { spec: { ...spec, uplink: { lingerMs: 100 } }, comment: 'linger 100 ms' });
+      await seedCall(page, 'POST', `${p}/gateways/${g.name}/enrollment-tokens`, { expires_in_secs: 86400, max_uses: 1 });
     }
     await seedCall(page, 'POST', `${p}/alerts/channels`, SEED.channel);
     await seedCall(page, 'POST', `${p}/alerts/silences`, { ...SEED.silence, ends_at: new Date(Date.now() + 4 * 3600e3).toISOString() });
@@ -641,10 +642,20 @@ async function seededProject(page) {
     const tags = await page.getByLabel('Tag name').evaluateAll((els) => els.map((e) => e.value));
     check(tags.includes('chlorine_residual') && tags.includes('dose_rate'), `tags shown: ${tags}`);
   });
+  await visit('a gateway’s enrollment tab lists its usable token', `${base}/gateways/${SEED.gateways[1].name}/enrollment`, async () => {
+    const t = page.getByRole('table', { name: 'Enrollment tokens' });
+    await sees('0 of 1', t);
+    await sees('usable', t);
+  });
   await visit('MQTT clusters shows the broker as unreachable', base, async () => {
     await nav('MQTT clusters');
     await sees(SEED.cluster);
     await sees('Unreachable');
+  });
+  await visit('a cluster’s page says Weir cannot reach the broker', `${base}/clusters`, async () => {
+    await main().getByRole('link', { name: SEED.cluster }).click();
+    await page.getByRole('heading', { name: SEED.cluster }).waitFor();
+    await sees('Weir cannot reach the broker');
   });
   await visit('Alerts → Active shows the firing alert', base, async () => {
     await nav('Alerts');
