@@ -22,10 +22,11 @@ use super::notify::{
 use super::replicas::{self, Coordinator, Signal};
 use super::rules::RuleKind;
 use super::worker::Worker;
-use super::{ingest, mqtt_auth, secrets, store, AlertsConfig, Clock, FleetEvent};
+use super::{ingest, mqtt_auth, store, AlertsConfig, Clock};
 use crate::error::ApiError;
-use crate::fleet::crypto::MasterKey;
 use crate::fleet::Fleet;
+use crate::fleet_events::FleetEvent;
+use crate::secrets::MasterKey;
 
 pub(super) enum Input {
     Uplink {
@@ -85,7 +86,7 @@ impl Alerts {
         fleet: Arc<Fleet>,
     ) -> Result<Self, ApiError> {
         match fleet.master() {
-            Ok(key) => match secrets::seal_legacy(&db, key).await {
+            Ok(key) => match store::seal_legacy(&db, key).await {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(channels = n, "alerts: sealed plain-text channel secrets"),
                 Err(e) => tracing::warn!(error = %e, "alerts: sealing older channel secrets failed"),

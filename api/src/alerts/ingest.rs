@@ -160,7 +160,7 @@ pub fn broker_options(b: &Broker, replica: &str) -> Option<MqttOptions> {
     o.set_keep_alive(Duration::from_secs(30));
     o.set_max_packet_size(1 << 20, 1 << 20);
     if tls {
-        ensure_crypto_provider();
+        crate::fleet::mqtt_probe::ensure_crypto_provider();
         o.set_transport(Transport::tls_with_default_config());
     }
     match &b.auth {
@@ -199,13 +199,6 @@ async fn login_jwt(
 /// How long an apiJwt connection waits for its org's JWT key, or after a
 /// failed mint, before trying again.
 const JWT_RETRY: Duration = Duration::from_secs(5);
-
-/// rustls needs one process-wide crypto provider; with more than one
-/// compiled in (ring, aws-lc-rs) it panics at the first TLS config unless
-/// one is installed. Idempotent.
-pub fn ensure_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
 
 /// The brokers to read and the tenants to subscribe on each: every adopted
 /// cluster of a tenant in `want`, and the override URL with all of `want`.

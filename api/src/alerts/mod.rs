@@ -16,7 +16,7 @@
 //! worker also reads the fleet tables, so a rule created while a gateway is
 //! already offline still fires, and an alert restored after a restart
 //! resolves if its gateway came back meanwhile. Channel secrets are sealed
-//! under the master key ([`secrets`]).
+//! under the master key ([`crate::secrets::channel`]).
 //!
 //! Several replicas on one PostgreSQL database split the tenants between
 //! them and tell each other about fleet events and changes ([`replicas`]):
@@ -25,7 +25,6 @@
 pub mod clock;
 pub mod config;
 pub mod engine;
-pub mod events;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;
@@ -35,14 +34,13 @@ pub mod replicas;
 pub mod routes;
 pub mod rows;
 pub mod rules;
-pub mod secrets;
 pub mod silences;
 pub mod store;
 mod worker;
 
+pub use crate::fleet_events::FleetEvent;
 pub use clock::Clock;
 pub use config::AlertsConfig;
-pub use events::FleetEvent;
 pub use handle::Alerts;
 pub use routes::router;
 pub use rows::{channel_from_row, load_rule_defs, silence_from_row};

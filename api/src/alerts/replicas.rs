@@ -33,13 +33,13 @@ use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::postgres::{PgConnectOptions, PgConnection, PgListener};
 use sea_orm::sqlx::{self, ConnectOptions};
-use sea_orm::{ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{Alerts, FleetEvent};
-use crate::fleet::entities::gateway;
+use super::Alerts;
+use crate::fleet_events::{gateway_devices, FleetEvent};
 
 /// First key of the "this replica is alive" advisory locks ("WEIR").
 const MEMBER_NS: i32 = 0x5745_4952;
@@ -407,38 +407,6 @@ async fn dispatch(alerts: &Alerts, payload: &str) {
             }
         }
     }
-}
-
-/// The devices of the gateway's last heartbeat, as a fleet event.
-pub async fn gateway_devices(
-    db: &DatabaseConnection,
-    project: Uuid,
-    slug: &str,
-) -> Result<Option<FleetEvent>, sea_orm::DbErr> {
-    let g = gateway::Entity::find()
-        .filter(gateway::Column::ProjectId.eq(project))
-        .filter(gateway::Column::Slug.eq(slug))
-        .one(db)
-        .await?;
-    Ok(g.and_then(|g| device_event(&g)))
-}
-
-/// A gateway row's last device report, as a fleet event.
-pub fn device_event(g: &gateway::Model) -> Option<FleetEvent> {
-    use weir_crds::agent_api::{AgentStatus, DeviceState};
-    let st = g
-        .status
-        .as_deref()
-        .and_then(|s| serde_json::from_str::<AgentStatus>(s).ok())?;
-    (!st.devices.is_empty()).then(|| FleetEvent::Devices {
-        project: g.project_id,
-        gateway: g.slug.clone(),
-        devices: st
-            .devices
-            .into_iter()
-            .map(|d| (d.name, d.state != DeviceState::Down))
-            .collect(),
-    })
 }
 
 #[cfg(test)]

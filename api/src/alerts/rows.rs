@@ -9,17 +9,16 @@ use uuid::Uuid;
 use super::engine::RuleDef;
 use super::notify::{Channel, ChannelKind};
 use super::rules::RuleSpec;
-use super::secrets;
 use super::silences::{ActiveSilence, Matcher};
 use super::store::{alert_channel, alert_rule, alert_silence};
 use crate::db::entities::org;
 use crate::error::ApiError;
-use crate::fleet::crypto::MasterKey;
+use crate::secrets::{channel, MasterKey};
 
 /// A stored channel as the notifier uses it (its secret opened with the
 /// master key; `None` when the row is unreadable).
 pub fn channel_from_row(m: &alert_channel::Model, key: Option<&MasterKey>) -> Option<Channel> {
-    let secret = match secrets::open(key, m.id, &m.secret) {
+    let secret = match channel::open(key, m.id, &m.secret) {
         Ok(s) => s,
         Err(e) => {
             tracing::error!(channel = %m.id, error = %e, "alerts: cannot open the channel's secret");

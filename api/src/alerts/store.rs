@@ -1,6 +1,7 @@
 //! Alert tables: the migration that makes them, their sea-orm entities, and
 //! the writes the runtime does (state per rule and series, history of
-//! transitions, notification log, delivery log).
+//! transitions, notification log, delivery log), and the sealing of
+//! channel secrets stored in plain text by older versions.
 
 use chrono::{DateTime, TimeZone, Utc};
 use sea_orm::sea_query::OnConflict;
@@ -9,6 +10,8 @@ use sea_orm_migration::prelude::*;
 use uuid::Uuid;
 
 use super::engine::{AlertState, Transition};
+use crate::error::ApiError;
+use crate::secrets::{channel, MasterKey};
 
 /// The alerts migration, listed in `db::migrations::Migrator`.
 pub struct Migration;
@@ -486,4 +489,27 @@ pub async fn save_nflog<C: ConnectionTrait>(
         .exec(db)
         .await?;
     Ok(())
+}
+/// Re-write plain-text secrets of older rows sealed; returns how many.
+pub async fn seal_legacy(
+    db: &sea_orm::DatabaseConnection,
+    key: &MasterKey,
+) -> Result<usize, ApiError> {
+    let rows = alert_channel::Entity::find().all(db).await?;
+    let mut n = 0;
+    for m in rows.into_iter().filter(|m| !channel::is_sealed(&m.secret)) {
+        let sealed = channel::seal(key, m.id, &m.secret);
+        // Only if nobody changed the row meanwhile.
+        let res = alert_channel::Entity::update_many()
+            .col_expr(
+                alert_channel::Column::Secret,
+                sea_orm::sea_query::Expr::value(sealed),
+            )
+            .filter(alert_channel::Column::Id.eq(m.id))
+            .filter(alert_channel::Column::Secret.eq(m.secret.as_str()))
+            .exec(db)
+            .await?;
+        n += res.rows_affected as usize;
+    }
+    Ok(n)
 }

@@ -15,13 +15,14 @@ use weir_crds::message::ErrorCode;
 use super::engine::{self, AlertState, Engine, Reading, RuleDef, Transition};
 use super::handle::{Inner, Input};
 use super::notify::{AlertEntry, Notifier};
-use super::replicas::{self, Coordinator};
+use super::replicas::Coordinator;
 use super::rows::{channel_from_row, load_rule_defs, silence_from_row};
 use super::rules::RuleKind;
 use super::silences::{mute_fn, ActiveSilence};
 use super::store::{self, alert_channel, alert_nflog, alert_silence, alert_state};
-use super::{Alerts, FleetEvent};
+use super::Alerts;
 use crate::error::ApiError;
+use crate::fleet_events::{device_event, FleetEvent};
 
 pub(super) struct Worker {
     inner: Arc<Inner>,
@@ -250,7 +251,7 @@ impl Worker {
                 }),
                 None => {}
             }
-            evs.extend(replicas::device_event(&g));
+            evs.extend(device_event(&g));
         }
         // The tables are the truth now: forget gateways that were deleted meanwhile.
         self.inner

@@ -4,7 +4,6 @@
 pub mod local;
 pub mod oidc;
 pub mod password;
-pub mod secrets;
 pub mod sessions;
 pub mod tokens;
 
@@ -18,6 +17,7 @@ use uuid::Uuid;
 use crate::db::entities::{api_token, org, org_member, project, project_member, user};
 use crate::error::ApiError;
 use crate::rbac::{Domain, Grant, GrantDomain, Grants, Permission, Role};
+use crate::secrets;
 use crate::state::AppState;
 
 pub const SESSION_COOKIE: &str = "weir_session";

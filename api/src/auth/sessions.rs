@@ -6,10 +6,10 @@ use chrono::{Duration, Utc};
 use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
 use uuid::Uuid;
 
-use super::secrets::{random_token, sha256_hex};
 use super::{CSRF_COOKIE, SESSION_COOKIE};
 use crate::db::entities::{session, user};
 use crate::error::ApiError;
+use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
 
 /// A new session: the cookie value (secret) and its CSRF token.

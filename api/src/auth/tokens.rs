@@ -13,7 +13,6 @@ use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
-use super::secrets::{random_token, sha256_hex};
 use super::{check, load_org, Auth, AuthVia, ClientMeta};
 use crate::audit::{self, AuditEvent};
 use crate::db::entities::{api_token, user};
@@ -22,6 +21,7 @@ use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::members::{OrgRoleName, ProjectRoleName};
 use crate::rbac::{Domain, Grants, Permission, Role};
 use crate::scope::{ProjectAccess, ProjectScope};
+use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
 
 /// Tokens look like `weir_<prefix>_<secret>`; the prefix is kept in clear to recognise them.
@@ -392,7 +392,12 @@ async fn create_project_token(
     let at = scope.require(Permission::ProjectTokensManage).await?;
     let role: Role = req.role.into();
     check_no_escalation(&st, &at.grants, role, at.domain())?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let t = create_token(
         &st,
         &auth,
@@ -417,7 +422,12 @@ async fn revoke_project_token(
     meta: ClientMeta,
     ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectTokensManage).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectTokensManage).await?;
     revoke(
         &st,
         &auth,

@@ -30,12 +30,13 @@ use super::enrollment::parse_public_key;
 use super::entities::{agent, agent_challenge, agent_session, cluster, gateway};
 use super::keys;
 use crate::audit::{self, AuditEvent, Outcome};
-use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::ClientMeta;
 use crate::db::entities::org;
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
+use crate::fleet_events::device_event;
+use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
 
 /// Prefix of agent bearer tokens.
@@ -580,7 +581,7 @@ async fn agent_status(
         .ok_or(ApiError::NotFound)?;
     let now = Utc::now();
     let was_offline = g.online == Some(false);
-    let reported_before = crate::alerts::replicas::device_event(&g);
+    let reported_before = device_event(&g);
     let interval = if status.heartbeat_interval_s > 0 {
         status.heartbeat_interval_s as i64
     } else {
@@ -611,7 +612,7 @@ async fn agent_status(
     }
     // Device-down alert rules evaluate the devices this heartbeat reports,
     // when they changed (the alerts read the table itself on every reload).
-    let devices = crate::alerts::replicas::device_event(&g);
+    let devices = device_event(&g);
     if devices != reported_before {
         if let Some(ev) = devices {
             st.alerts.fleet_event(ev).await;

@@ -24,13 +24,13 @@ use weir_crds::{MqttCluster, MqttClusterSpec, MqttClusterStatus};
 
 use super::entities::{cluster, gateway};
 use super::mqtt_probe;
-use crate::alerts::FleetEvent as FleetHealth;
 use crate::audit::{self, AuditEvent};
 use crate::auth::ClientMeta;
 use crate::db::entities::{org, project};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
+use crate::fleet_events::FleetEvent;
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
@@ -349,9 +349,9 @@ async fn refresh_health<C: ConnectionTrait>(
         let (project, cluster) = (c.project_id, c.slug.clone());
         st.alerts
             .fleet_event(if ok {
-                FleetHealth::ClusterHealthy { project, cluster }
+                FleetEvent::ClusterHealthy { project, cluster }
             } else {
-                FleetHealth::ClusterDegraded { project, cluster }
+                FleetEvent::ClusterDegraded { project, cluster }
             })
             .await;
     }
@@ -396,7 +396,9 @@ async fn list_clusters(
     State(st): State<AppState>,
     scope: ProjectScope,
 ) -> Result<Json<Vec<Cluster>>, ApiError> {
-    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = scope.require(Permission::ProjectRead).await?;
     let rows = cluster::Entity::find()
         .filter(cluster::Column::ProjectId.eq(p.id))
         .order_by_asc(cluster::Column::Slug)
@@ -418,7 +420,12 @@ async fn create_cluster(
     meta: ClientMeta,
     ApiJson(req): ApiJson<CreateCluster>,
 ) -> Result<(StatusCode, Json<Cluster>), ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectUpdate).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectUpdate).await?;
     let id = Uuid::new_v4();
     let now = Utc::now();
     let (spec, auth_mode) = if req.backend == BACKEND_KUBERNETES {
@@ -534,7 +541,9 @@ async fn get_cluster(
     let at = scope.load().await?;
     let c = find_cluster(&st, &at.project, &name).await?;
     at.require(Permission::ProjectRead)?;
-    let ProjectAccess { org: o, project: p, .. } = at;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = at;
     Ok(Json(Cluster::build(&o, &p, c)))
 }
 
@@ -549,7 +558,9 @@ async fn probe_cluster(
     let at = scope.load().await?;
     let c = find_cluster(&st, &at.project, &name).await?;
     at.require(Permission::ProjectRead)?;
-    let ProjectAccess { org: o, project: p, .. } = at;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = at;
     let c = refresh_health(&st.db, &st, &o, c).await?;
     Ok(Json(Cluster::build(&o, &p, c)))
 }
@@ -568,7 +579,12 @@ async fn update_cluster(
     let at = scope.load().await?;
     let c = find_cluster(&st, &at.project, &name).await?;
     at.require(Permission::ProjectUpdate)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let external = c.backend == BACKEND_EXTERNAL;
     let mut errs = Vec::new();
     if external && req.spec.is_some() {
@@ -705,7 +721,12 @@ async fn delete_cluster(
     let at = scope.load().await?;
     let c = find_cluster(&st, &at.project, &name).await?;
     at.require(Permission::ProjectUpdate)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     // The confirmation comes as `?confirm=` or as a JSON body `{"confirm": ...}`.
     let confirm = match q.confirm {
         Some(c) => Some(c),
@@ -790,7 +811,12 @@ async fn transfer_cluster(
         return Err(ApiError::Forbidden);
     }
     at.require_in(Permission::ProjectUpdate, &target)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let tx = st.write().await?;
     let mut am = c.clone().into_active_model();
     am.project_id = Set(target.id);

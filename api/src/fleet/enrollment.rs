@@ -28,13 +28,13 @@ use super::entities::{agent, agent_challenge, agent_session, enrollment_token, g
 use super::gateways::find_gateway;
 use super::keys;
 use crate::audit::{self, AuditEvent, Outcome};
-use crate::auth::secrets::{random_token, sha256_hex};
 use crate::auth::ClientMeta;
 use crate::db::entities::org;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
+use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
 
 /// Prefix of every enrollment token, so it is recognisable in logs and scanners.
@@ -243,7 +243,12 @@ async fn create_token(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectWrite)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let secret = format!("{TOKEN_PREFIX}{}", random_token());
     let now = Utc::now();
     let tx = st.write().await?;
@@ -303,7 +308,12 @@ async fn revoke_token(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectWrite)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let tx = st.write().await?;
     let m = enrollment_token::Entity::find_by_id(token)
         .filter(enrollment_token::Column::GatewayId.eq(g.id))

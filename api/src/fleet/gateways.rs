@@ -346,7 +346,9 @@ async fn list_gateways(
     State(st): State<AppState>,
     scope: ProjectScope,
 ) -> Result<Json<Vec<Gateway>>, ApiError> {
-    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = scope.require(Permission::ProjectRead).await?;
     let rows = gateway::Entity::find()
         .filter(gateway::Column::ProjectId.eq(p.id))
         .order_by_asc(gateway::Column::Slug)
@@ -369,7 +371,12 @@ async fn create_gateway(
     meta: ClientMeta,
     ApiJson(req): ApiJson<CreateGateway>,
 ) -> Result<(StatusCode, Json<Gateway>), ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectWrite).await?;
     let spec = validate_spec(&req.spec)?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -442,7 +449,9 @@ async fn get_gateway(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectRead)?;
-    let ProjectAccess { org: o, project: p, .. } = at;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = at;
     let spec = current_spec(&st.db, &g).await?;
     Ok(Json(Gateway::build(&o, &p, g, spec)))
 }
@@ -460,7 +469,12 @@ async fn update_gateway(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectWrite)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let tx = st.write().await?;
     // Re-read under the write lock so concurrent edits each get their own version.
     let g = gateway::Entity::find_by_id(g.id)
@@ -529,7 +543,12 @@ async fn delete_gateway(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectWrite)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let tx = st.write().await?;
     super::enrollment::delete_gateway_children(&*tx, g.id).await?;
     gateway::Entity::delete_by_id(g.id).exec(&*tx).await?;
@@ -705,7 +724,12 @@ async fn rollback(
     let at = scope.load().await?;
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectWrite)?;
-    let ProjectAccess { auth, org: o, project: p, .. } = at;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = at;
     let tx = st.write().await?;
     let g = gateway::Entity::find_by_id(g.id)
         .one(&*tx)

@@ -5,13 +5,13 @@
 //! Shared pieces live in [`Fleet`] (in `AppState::fleet`): the master key,
 //! the Kubernetes client when one is configured, the enrollment rate
 //! limiter, and two broadcast channels — [`Fleet::events`] carries
-//! [`FleetEvent`]s (`gateway_offline` / `gateway_online`, also stored in the
-//! `fleet_events` table) for the alerts engine, and `bundles` wakes agents
-//! that long-poll for a new config.
+//! [`FleetEventRecord`]s (`gateway_offline` / `gateway_online`, also stored
+//! in the `fleet_events` table), and `bundles` wakes agents that long-poll
+//! for a new config. Health reaches the alerts engine as
+//! [`crate::fleet_events::FleetEvent`]s.
 
 pub mod agents;
 pub mod clusters;
-pub mod crypto;
 pub mod enrollment;
 pub mod entities;
 pub mod gateways;
@@ -26,15 +26,14 @@ pub mod templates;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, Utc};
 use clap::Args;
-use serde::Serialize;
 use tokio::sync::broadcast;
-use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::fleet_events::FleetEventRecord;
+use crate::secrets::MasterKey;
 use crate::state::AppState;
 
 /// Fleet settings; flattened into [`crate::Config`].
@@ -105,26 +104,12 @@ pub enum KubeFleet {
     Off,
 }
 
-/// A change in fleet health, stored in `fleet_events` and broadcast.
-#[derive(Clone, Debug, Serialize, ToSchema, PartialEq, Eq)]
-pub struct FleetEvent {
-    pub id: Uuid,
-    pub org_id: Uuid,
-    pub project_id: Uuid,
-    pub gateway_id: Uuid,
-    /// Gateway name.
-    pub gateway: String,
-    /// `gateway_offline` or `gateway_online`.
-    pub kind: String,
-    pub at: DateTime<Utc>,
-}
-
 /// Fleet state shared by the handlers (see the module docs).
 pub struct Fleet {
     pub config: FleetConfig,
-    master: Result<crypto::MasterKey, String>,
+    master: Result<MasterKey, String>,
     /// Fleet-health events for the alerts engine: `state.fleet.events.subscribe()`.
-    pub events: broadcast::Sender<FleetEvent>,
+    pub events: broadcast::Sender<FleetEventRecord>,
     /// Gateway ids whose signed bundle changed (wakes long-polling agents).
     pub bundles: broadcast::Sender<Uuid>,
     pub enroll_limiter: ratelimit::RateLimiter,
@@ -138,7 +123,7 @@ pub struct Fleet {
 impl Fleet {
     pub async fn new(config: &crate::Config) -> Result<Arc<Fleet>, ApiError> {
         let fc = config.fleet.clone();
-        let master = crypto::MasterKey::resolve(fc.master_key.as_deref(), &config.database_url)
+        let master = MasterKey::resolve(fc.master_key.as_deref(), &config.database_url)
             .map_err(|e| e.to_string());
         if let Err(e) = &master {
             tracing::warn!("fleet signing unavailable until configured: {e}");
@@ -175,7 +160,7 @@ impl Fleet {
         }))
     }
 
-    pub fn master(&self) -> Result<&crypto::MasterKey, ApiError> {
+    pub fn master(&self) -> Result<&MasterKey, ApiError> {
         self.master
             .as_ref()
             .map_err(|e| ApiError::Unavailable(e.clone()))

@@ -5,6 +5,13 @@ use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
 
+/// rustls needs one process-wide crypto provider; with more than one
+/// compiled in (ring, aws-lc-rs) it panics at the first TLS config unless
+/// one is installed. Idempotent.
+pub fn ensure_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 /// What a probe found.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ProbeResult {
@@ -79,7 +86,7 @@ async fn probe_inner(
         opts.set_credentials(u, password.unwrap_or(""));
     }
     if tls {
-        crate::alerts::ingest::ensure_crypto_provider();
+        ensure_crypto_provider();
         opts.set_transport(Transport::tls_with_default_config());
     }
     let topic = format!("weir-probe/{id}");

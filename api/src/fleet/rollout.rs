@@ -1,7 +1,7 @@
 //! The rollout view (per gateway: desired and applied version, last error,
 //! last heartbeat, online) and the fleet monitor: a gateway whose agent
 //! missed 3 heartbeats goes offline, a heartbeat brings it back; each
-//! change is a `fleet_events` row and a [`FleetEvent`] on
+//! change is a `fleet_events` row and a [`FleetEventRecord`] on
 //! `Fleet::events`. The monitor also re-signs bundles before they expire.
 
 use axum::extract::State;
@@ -18,12 +18,12 @@ use weir_crds::EdgeGatewaySpec;
 
 use super::entities::{agent, fleet_event, gateway};
 use super::gateways::{current_spec, sign_bundle};
-use super::FleetEvent;
 use crate::audit::{self, AuditEvent};
 use crate::auth::ClientMeta;
 use crate::db::entities::org;
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::ApiQuery;
+use crate::fleet_events::{FleetEvent, FleetEventRecord};
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
@@ -121,12 +121,12 @@ pub struct EventsQuery {
 
 /// Fleet-health events of the project (gateway offline / online), newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/fleet-events", tag = "fleet",
-    params(("org" = String, Path), ("project" = String, Path), EventsQuery), responses((status = 200, body = Vec<FleetEvent>), ProblemResponses))]
+    params(("org" = String, Path), ("project" = String, Path), EventsQuery), responses((status = 200, body = Vec<FleetEventRecord>), ProblemResponses))]
 async fn fleet_events(
     State(st): State<AppState>,
     scope: ProjectScope,
     ApiQuery(q): ApiQuery<EventsQuery>,
-) -> Result<Json<Vec<FleetEvent>>, ApiError> {
+) -> Result<Json<Vec<FleetEventRecord>>, ApiError> {
     let ProjectAccess { project: p, .. } = scope.require(Permission::ProjectRead).await?;
     let mut sel = fleet_event::Entity::find().filter(fleet_event::Column::ProjectId.eq(p.id));
     if let Some(g) = &q.gateway {
@@ -140,8 +140,8 @@ async fn fleet_events(
     Ok(Json(rows.into_iter().map(to_event).collect()))
 }
 
-fn to_event(m: fleet_event::Model) -> FleetEvent {
-    FleetEvent {
+fn to_event(m: fleet_event::Model) -> FleetEventRecord {
+    FleetEventRecord {
         id: m.id,
         org_id: m.org_id,
         project_id: m.project_id,
@@ -158,7 +158,7 @@ pub async fn record_event(
     g: &gateway::Model,
     kind: &str,
     at: DateTime<Utc>,
-) -> Result<FleetEvent, ApiError> {
+) -> Result<FleetEventRecord, ApiError> {
     let m = fleet_event::ActiveModel {
         id: Set(Uuid::new_v4()),
         org_id: Set(g.org_id),
@@ -183,16 +183,16 @@ pub async fn record_event(
     let (project, gateway) = (g.project_id, g.slug.clone());
     st.alerts
         .fleet_event(if kind == GATEWAY_OFFLINE {
-            crate::alerts::FleetEvent::GatewayOffline { project, gateway }
+            FleetEvent::GatewayOffline { project, gateway }
         } else {
-            crate::alerts::FleetEvent::GatewayOnline { project, gateway }
+            FleetEvent::GatewayOnline { project, gateway }
         })
         .await;
     Ok(ev)
 }
 
 /// One pass of the monitor; returns the events it recorded.
-pub async fn monitor_once(st: &AppState) -> Result<Vec<FleetEvent>, ApiError> {
+pub async fn monitor_once(st: &AppState) -> Result<Vec<FleetEventRecord>, ApiError> {
     let now = Utc::now();
     let mut events = Vec::new();
     let online = gateway::Entity::find()

@@ -149,7 +149,12 @@ async fn create_template(
     meta: ClientMeta,
     ApiJson(req): ApiJson<CreateTemplate>,
 ) -> Result<(StatusCode, Json<Template>), ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectWrite).await?;
     validate_template_spec(&req.spec)?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -231,7 +236,12 @@ async fn update_template(
     ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
     ApiJson(req): ApiJson<UpdateTemplate>,
 ) -> Result<Json<Template>, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectWrite).await?;
     let m = load_template(&st, &p, &name).await?;
     if let Some(s) = &req.spec {
         validate_template_spec(s)?;
@@ -278,7 +288,12 @@ async fn delete_template(
     meta: ClientMeta,
     ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectWrite).await?;
     let m = load_template(&st, &p, &name).await?;
     let tx = st.write().await?;
     template::Entity::delete_by_id(m.id).exec(&*tx).await?;
@@ -364,7 +379,12 @@ async fn batch(
     meta: ClientMeta,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<Json<BatchResponse>, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectWrite).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectWrite).await?;
     let (patch, source) = match (&req.template, &req.merge_patch) {
         (Some(t), _) => {
             let m = load_template(&st, &p, t).await.map_err(|_| {

@@ -182,7 +182,9 @@ async fn create_project(
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}", tag = "projects",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Project), ProblemResponses))]
 async fn get_project(scope: ProjectScope) -> Result<Json<Project>, ApiError> {
-    let ProjectAccess { org: o, project: p, .. } = scope.require(Permission::ProjectRead).await?;
+    let ProjectAccess {
+        org: o, project: p, ..
+    } = scope.require(Permission::ProjectRead).await?;
     Ok(Json(Project::from_model(&o.slug, p)))
 }
 
@@ -195,7 +197,12 @@ async fn update_project(
     meta: ClientMeta,
     ApiJson(req): ApiJson<UpdateProject>,
 ) -> Result<Json<Project>, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectUpdate).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectUpdate).await?;
     let tx = st.write().await?;
     let mut am = p.clone().into_active_model();
     if let Some(n) = &req.name {
@@ -231,7 +238,12 @@ async fn delete_project(
     scope: ProjectScope,
     meta: ClientMeta,
 ) -> Result<StatusCode, ApiError> {
-    let ProjectAccess { auth, org: o, project: p, .. } = scope.require(Permission::ProjectDelete).await?;
+    let ProjectAccess {
+        auth,
+        org: o,
+        project: p,
+        ..
+    } = scope.require(Permission::ProjectDelete).await?;
     let tx = st.write().await?;
     project::Entity::delete_by_id(p.id).exec(&*tx).await?;
     audit::append(

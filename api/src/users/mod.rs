@@ -14,12 +14,13 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
 use crate::audit::{self, AuditEvent};
-use crate::auth::{password, secrets, Auth, ClientMeta};
+use crate::auth::{password, Auth, ClientMeta};
 use crate::db::entities::user;
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check, ApiJson, Validate};
 use crate::rbac::{Domain, Permission};
+use crate::secrets;
 use crate::state::AppState;
 
 pub fn router() -> OpenApiRouter<AppState> {

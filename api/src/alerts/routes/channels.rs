@@ -19,7 +19,6 @@ use crate::alerts::channel_from_row;
 use crate::alerts::notify::email::{parse_mailbox, EmailConfig};
 use crate::alerts::notify::DeliveryResult;
 use crate::alerts::rules::valid_label_name;
-use crate::alerts::secrets;
 use crate::alerts::store::{alert_channel, alert_delivery};
 use crate::audit;
 use crate::auth::ClientMeta;
@@ -27,6 +26,7 @@ use crate::error::{ApiError, FieldError, ProblemResponses};
 use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
+use crate::secrets::channel;
 use crate::state::AppState;
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -253,7 +253,7 @@ pub(super) async fn create_channel(
             let s = req
                 .secret
                 .clone()
-                .unwrap_or_else(crate::auth::secrets::random_token);
+                .unwrap_or_else(crate::secrets::random_token);
             (
                 "webhook",
                 serde_json::json!({"url": req.url}),
@@ -273,7 +273,7 @@ pub(super) async fn create_channel(
     let sealed = if secret.is_empty() {
         String::new()
     } else {
-        secrets::seal(st.fleet.master()?, id, &secret)
+        channel::seal(st.fleet.master()?, id, &secret)
     };
     drop(secret);
     let tx = st.write().await?;

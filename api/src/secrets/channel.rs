@@ -4,16 +4,14 @@
 //! their channel row. The column holds `sealed:v1:<base64 nonce+ciphertext>`.
 //!
 //! Rows written before secrets were sealed hold the plain text; they are
-//! still read, and [`seal_legacy`] re-writes them sealed when the api starts
+//! still read, and `alerts::store::seal_legacy` re-writes them sealed when the api starts
 //! with a master key. A secret is never logged and never returned by the
 //! HTTP API after the channel was created.
 
-use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use super::store::alert_channel;
+use super::MasterKey;
 use crate::error::ApiError;
-use crate::fleet::crypto::MasterKey;
 
 /// Marks a sealed value (anything else is a legacy plain-text secret).
 pub const SEALED_PREFIX: &str = "sealed:v1:";
@@ -48,27 +46,6 @@ pub fn open(key: Option<&MasterKey>, channel: Uuid, stored: &str) -> Result<Stri
     })?;
     String::from_utf8(key.open(sealed, &aad(channel))?)
         .map_err(|_| ApiError::internal("a sealed channel secret is not UTF-8"))
-}
-
-/// Re-write plain-text secrets of older rows sealed; returns how many.
-pub async fn seal_legacy(db: &DatabaseConnection, key: &MasterKey) -> Result<usize, ApiError> {
-    let rows = alert_channel::Entity::find().all(db).await?;
-    let mut n = 0;
-    for m in rows.into_iter().filter(|m| !is_sealed(&m.secret)) {
-        let sealed = seal(key, m.id, &m.secret);
-        // Only if nobody changed the row meanwhile.
-        let res = alert_channel::Entity::update_many()
-            .col_expr(
-                alert_channel::Column::Secret,
-                sea_orm::sea_query::Expr::value(sealed),
-            )
-            .filter(alert_channel::Column::Id.eq(m.id))
-            .filter(alert_channel::Column::Secret.eq(m.secret.as_str()))
-            .exec(db)
-            .await?;
-        n += res.rows_affected as usize;
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

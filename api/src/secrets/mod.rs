@@ -1,4 +1,13 @@
-//! Random secrets and their digests.
+//! Secrets, in one place: random tokens and their digests (sessions, API
+//! and enrollment tokens), and sealing at rest under the master key
+//! ([`master_key`]: signing keys, broker passwords; [`channel`]: the
+//! notification channels' webhook secrets and SMTP passwords). The stored
+//! formats are fixed: rows written by earlier versions must still open.
+
+pub mod channel;
+pub mod master_key;
+
+pub use master_key::MasterKey;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
