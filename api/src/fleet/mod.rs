@@ -17,7 +17,6 @@ pub mod entities;
 pub mod gateways;
 pub mod keys;
 pub mod kube_backend;
-pub mod migration;
 pub mod mqtt_probe;
 pub mod ratelimit;
 pub mod rollout;

@@ -1,11 +1,15 @@
-//! Schema migrations, run at start-up. Append a module per change (never edit
-//! one that has shipped) and list it in `Migrator::migrations`.
+//! Schema migrations of every feature, run at start-up, in the order of
+//! `Migrator::migrations`. Append a module per change (never edit one that
+//! has shipped, nor the name it returns: it is stored in `seaql_migrations`)
+//! and list it last.
 
 use sea_orm_migration::prelude::*;
 
 mod m0001_identity;
 mod m0002_orgs;
 mod m0003_audit;
+mod m0100_alerts;
+mod m0200_fleet;
 
 pub struct Migrator;
 
@@ -16,8 +20,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_identity::Migration),
             Box::new(m0002_orgs::Migration),
             Box::new(m0003_audit::Migration),
-            Box::new(crate::alerts::store::Migration),
-            Box::new(crate::fleet::migration::Migration),
+            Box::new(m0100_alerts::Migration),
+            Box::new(m0200_fleet::Migration),
         ]
     }
 }

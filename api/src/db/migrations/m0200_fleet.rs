@@ -1,13 +1,20 @@
 //! Tables of the fleet: MQTT clusters, gateways and their immutable config
 //! versions, templates, enrollment tokens, agents, signing keys and
-//! fleet-health events. Listed in `db::migrations::Migrator`.
+//! fleet-health events. Entities in `fleet::entities`.
 
 use sea_orm_migration::prelude::*;
 
 use crate::db::migrations::col::*;
 
-#[derive(DeriveMigrationName)]
 pub struct Migration;
+
+// Its name is stored in `seaql_migrations` and never changes: it was
+// derived from the file it was first written in, `fleet/migration.rs`.
+impl MigrationName for Migration {
+    fn name(&self) -> &str {
+        "migration"
+    }
+}
 
 fn big_null(name: &str) -> ColumnDef {
     ColumnDef::new(Alias::new(name))
