@@ -4,6 +4,10 @@
 //! each new version is signed into a new bundle at once; with the
 //! Kubernetes backend the spec is applied as an `EdgeGateway` and the
 //! operator signs.
+//!
+//! About 790 lines, kept as one file for now: one resource whose handlers
+//! share version writing and bundle signing. The next split is versions
+//! (list, diff, rollback) from the gateway itself.
 
 use axum::extract::State;
 use axum::http::StatusCode;
