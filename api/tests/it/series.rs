@@ -5,8 +5,8 @@
 //! 503 in words when the historian is not configured, not the historian's,
 //! or unreachable.
 
-mod common;
-mod historian_support;
+use crate::common;
+use crate::historian_support;
 
 use chrono::{DateTime, Duration, Utc};
 use common::{Backend, Cred, TestApp};

@@ -3,24 +3,24 @@
 //! clock under the test's control (no sleeps as synchronisation: the test
 //! moves the clock, then waits for evaluation passes or polls a condition).
 
-mod alerts_support;
-mod common;
+use crate::alerts_support;
+use crate::common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
-use alerts_support::{
-    free_port, mosquitto, until, uplink, verify, wait_port, webhook_receiver, Proc,
-};
+use alerts_support::{until, uplink, verify, wait_port, webhook_receiver};
 use common::{Backend, Cred, TestApp};
 use serde_json::{json, Value};
 use weir_api::alerts::{Clock, FleetEvent};
+use weir_testkit::{free_port, Mosquitto, Proc};
 
 // ------------------------------------------------------------------ helpers
 
-/// aiosmtpd writing every received mail into a maildir.
-async fn smtp_server() -> (Proc, u16, PathBuf) {
+/// aiosmtpd writing every received mail into a maildir (in `dir`, the
+/// caller's: it outlives the server).
+async fn smtp_server(dir: &tempfile::TempDir) -> (Proc, u16, PathBuf) {
     let ok = Command::new("python3")
         .args(["-c", "import aiosmtpd"])
         .status()
@@ -30,25 +30,20 @@ async fn smtp_server() -> (Proc, u16, PathBuf) {
         ok,
         "this test needs the PyPI package aiosmtpd (`pip install aiosmtpd`) and python3"
     );
-    let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mbox = dir.path().join("mail");
-    let child = Command::new("python3")
-        .args([
-            "-m",
-            "aiosmtpd",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-c",
-            "aiosmtpd.handlers.Mailbox",
-        ])
-        .arg(&mbox)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start aiosmtpd");
-    let p = Proc(child, dir);
+    let mut cmd = Command::new("python3");
+    cmd.args([
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        "-c",
+        "aiosmtpd.handlers.Mailbox",
+    ])
+    .arg(&mbox);
+    let p = Proc::spawn("aiosmtpd", &mut cmd, dir.path()).expect("start aiosmtpd");
     wait_port(port, "aiosmtpd to listen").await;
     (p, port, mbox)
 }
@@ -152,8 +147,10 @@ impl World {
 /// firing → resolved with the for-duration honoured; the SMTP server gets
 /// exactly one mail for the firing alert and one for its resolution.
 async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
-    let (_mosq, mport) = mosquitto().await;
-    let (_smtp, sport, mbox) = smtp_server().await;
+    let mosq = Mosquitto::start().await;
+    let mport = mosq.port;
+    let smtp_dir = tempfile::tempdir().unwrap();
+    let (_smtp, sport, mbox) = smtp_server(&smtp_dir).await;
     let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
     let w = world(TestApp::start_with(b, tweak(&clock, Some(mport))).await).await;
     w.post(

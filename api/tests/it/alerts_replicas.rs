@@ -8,18 +8,19 @@
 //! Real Mosquitto, real PostgreSQL, a webhook receiver; the alert clock is
 //! manual and shared by both replicas.
 
-mod alerts_support;
-mod common;
+use crate::alerts_support;
+use crate::common;
 
 use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use alerts_support::{mosquitto, until, uplink, webhook_receiver};
+use alerts_support::{until, uplink, webhook_receiver};
 use common::{Backend, Cred, TestApp};
 use serde_json::{json, Value};
 use uuid::Uuid;
 use weir_api::alerts::{Clock, FleetEvent};
+use weir_testkit::Mosquitto;
 
 fn tweak(clock: &Clock, mqtt: u16, name: &str) -> impl FnOnce(&mut weir_api::Config) {
     let clock = clock.clone();
@@ -171,7 +172,8 @@ impl Publisher {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_replicas_split_tenants_and_notify_once() {
-    let (_mosq, mport) = mosquitto().await;
+    let mosq = Mosquitto::start().await;
+    let mport = mosq.port;
     let (hook, url) = webhook_receiver(0).await;
     let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
     let a = TestApp::start_with(Backend::Postgres, tweak(&clock, mport, "a")).await;
@@ -362,7 +364,8 @@ async fn two_replicas_split_tenants_and_notify_once() {
 /// once that delivery is logged, so its new owner does not send it again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_tenant_moves_only_after_its_notices_are_logged() {
-    let (_mosq, mport) = mosquitto().await;
+    let mosq = Mosquitto::start().await;
+    let mport = mosq.port;
     let (hook, url) = webhook_receiver(0).await;
     hook.slow_first.store(2, Ordering::SeqCst);
     let clock = Clock::manual(chrono::Utc::now().timestamp_millis());

@@ -6,8 +6,8 @@
 //! a fresh one. The broker is a small listener that
 //! records the MQTT CONNECT (EMQX's JWT check itself is not run here).
 
-mod common;
-mod fleet_support;
+use crate::common;
+use crate::fleet_support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

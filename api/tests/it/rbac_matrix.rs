@@ -6,8 +6,8 @@
 //! The api gets a historian database (real PostgreSQL, empty `readings`)
 //! so that reads of series answer 200 to the callers who may read them.
 
-mod common;
-mod historian_support;
+use crate::common;
+use crate::historian_support;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,7 +16,7 @@ use common::{Backend, Cred, TestApp};
 use reqwest::Method;
 use serde_json::{json, Value};
 
-const MATRIX: &str = include_str!("../rbac/matrix.csv");
+const MATRIX: &str = include_str!("../../rbac/matrix.csv");
 const CALLERS: [&str; 8] = [
     "system-admin",
     "org-owner",

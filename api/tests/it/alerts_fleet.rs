@@ -10,13 +10,13 @@
 //! The alert clock is manual (for-durations are moved, not slept); the
 //! fleet's heartbeat timeout is real time (1 s heartbeats, offline after 3).
 
-mod alerts_support;
-mod common;
-mod fleet_support;
+use crate::alerts_support;
+use crate::common;
+use crate::fleet_support;
 
 use std::time::Duration;
 
-use alerts_support::{free_port, mosquitto_on, until, uplink, webhook_receiver};
+use alerts_support::{until, uplink, webhook_receiver};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::Utc;
@@ -29,6 +29,7 @@ use weir_api::alerts::store::alert_channel;
 use weir_api::alerts::Clock;
 use weir_crds::agent_api::agent_token_challenge;
 use weir_crds::bundle;
+use weir_testkit::{free_port, Mosquitto};
 
 // ------------------------------------------------------------------ helpers
 
@@ -424,7 +425,7 @@ on_both_databases!(legacy_secret, super::legacy_plain_text_secret_keeps_working)
 async fn adopted_cluster_ingest_and_degraded(b: Backend) {
     let (hook, url) = webhook_receiver(0).await;
     let port = free_port();
-    let broker = mosquitto_on(port).await;
+    let broker = Mosquitto::builder().port(port).start().await;
     let w = World::start(b, "hillside").await;
     w.post(
         "/alerts/channels",
@@ -483,7 +484,7 @@ async fn adopted_cluster_ingest_and_degraded(b: Backend) {
 
     // It comes back: resolved.
     w.clock.advance(Duration::from_secs(2));
-    let _broker = mosquitto_on(port).await;
+    let _broker = Mosquitto::builder().port(port).start().await;
     until("cluster resolved notice", || async {
         hook.has("resolved", "Cluster degraded")
     })

@@ -1,6 +1,6 @@
 //! End-to-end behaviour of weir-api over HTTP, on SQLite and PostgreSQL.
 
-mod common;
+use crate::common;
 
 use common::{Backend, Cred, TestApp, ADMIN_EMAIL};
 use reqwest::{Method, StatusCode};

@@ -1,76 +1,17 @@
 //! Clusters (external backend against a real Mosquitto started by the
 //! test), templates and batch changes, on SQLite and PostgreSQL.
 
-mod common;
-mod fleet_support;
-
-use std::process::{Child, Command};
-use std::time::Duration;
+use crate::common;
+use crate::fleet_support;
 
 use common::Backend;
 use fleet_support::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
-
-/// A Mosquitto of our own on a free port, killed on drop.
-struct Mosquitto {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn mosquitto() -> Mosquitto {
-    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .expect("mosquitto is required for this test (apt-get install mosquitto); not found in /usr/sbin or /usr/bin");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    let mut child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("start mosquitto");
-    // Ready when it accepts connections.
-    for _ in 0..100 {
-        if tokio::net::TcpStream::connect(("127.0.0.1", port))
-            .await
-            .is_ok()
-        {
-            return Mosquitto {
-                child,
-                port,
-                _dir: dir,
-            };
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("mosquitto did not listen on port {port}");
-}
+use weir_testkit::Mosquitto;
 
 async fn external_cluster_lifecycle(b: Backend) {
-    let broker = mosquitto().await;
+    let broker = Mosquitto::start().await;
     let app = fleet_app(b, |_| {}).await;
     let admin = app.admin().await;
     setup_org(&app, &admin, "riverside", "north").await;

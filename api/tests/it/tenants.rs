@@ -2,7 +2,7 @@
 //! database (the watch itself needs a cluster; the mapping is pure and
 //! unit-tested in `tenants_sync`).
 
-mod common;
+use crate::common;
 
 use common::{Backend, TestApp};
 use reqwest::{Method, StatusCode};

@@ -4,17 +4,18 @@
 //! missing). Follows the redirects and fills the provider's login and
 //! consent forms like a browser would.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc::RecvTimeoutError;
 use std::time::Duration;
 
 use common::{Backend, Cred, TestApp};
 use reqwest::{Method, StatusCode};
 use serde_json::json;
+use weir_testkit::free_port;
 
 struct Provider {
     child: Child,
@@ -26,14 +27,6 @@ impl Drop for Provider {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn start_provider(redirect_uri: &str) -> Provider {
@@ -65,20 +58,25 @@ fn start_provider(redirect_uri: &str) -> Provider {
         child,
         issuer: String::new(),
     };
+    // Read its stdout on a thread (blocking reads) and hand over the issuer
+    // it announces; the thread keeps draining so the provider never blocks
+    // on a full pipe. The wait for it has a deadline.
     let stdout = provider.child.stdout.take().unwrap();
-    let mut line = String::new();
-    let mut reader = BufReader::new(stdout);
-    loop {
-        line.clear();
-        let n = reader.read_line(&mut line).unwrap();
-        assert!(n > 0, "oidc-provider exited before it was ready");
-        if let Some(issuer) = line.trim().strip_prefix("READY ") {
-            provider.issuer = issuer.to_string();
-            // Keep draining stdout so the provider never blocks on a full pipe.
-            std::thread::spawn(move || for _ in reader.lines() {});
-            return provider;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Some(issuer) = line.trim().strip_prefix("READY ") {
+                let _ = ready_tx.send(issuer.to_string());
+            }
         }
+    });
+    match ready_rx.recv_timeout(Duration::from_secs(60)) {
+        Ok(issuer) => provider.issuer = issuer,
+        Err(RecvTimeoutError::Disconnected) => panic!("oidc-provider exited before it was ready"),
+        Err(RecvTimeoutError::Timeout) => panic!("oidc-provider was not ready after 60 s"),
     }
+    provider
 }
 
 /// Resolve a Location header against the URL it came from.

@@ -1,7 +1,7 @@
 //! The `weir-api` binary: `--help` documents every flag with its variable,
 //! and `audit verify` names the first broken entry of a tampered chain.
 
-mod common;
+use crate::common;
 
 use std::process::Command;
 

@@ -4,8 +4,8 @@
 //! shows applied; refused tokens (replayed, expired, revoked, used up);
 //! agent isolation; RBAC; audit; online/offline events; MQTT credentials.
 
-mod common;
-mod fleet_support;
+use crate::common;
+use crate::fleet_support;
 
 use std::time::Duration;
 

@@ -1,9 +1,9 @@
-//! What the alert tests share: polling with a deadline, a Mosquitto of
-//! their own, and a webhook receiver that records (and can fail) requests.
+//! What the alert tests share: their patience when polling, readings as an
+//! agent sends them, and a webhook receiver that records (and can fail)
+//! requests. Brokers and ports come from weir-testkit.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -30,29 +30,17 @@ pub fn uplink(seq: u64, timestamp_ms: i64, tag: &str, value: f64) -> UplinkMessa
     }
 }
 
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-pub async fn until<F, Fut>(what: &str, mut f: F)
+/// Poll `f` until it holds; fail naming `what` after 30 s (the alert
+/// tests' patience: evaluation passes and deliveries take a few seconds).
+pub async fn until<F, Fut>(what: &str, f: F)
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = bool>,
 {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-    while !f().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    weir_testkit::wait_until(Duration::from_secs(30), what, f).await
 }
 
+/// Wait until something accepts connections on 127.0.0.1:`port`.
 pub async fn wait_port(port: u16, what: &str) {
     until(what, || async move {
         tokio::net::TcpStream::connect(("127.0.0.1", port))
@@ -60,49 +48,6 @@ pub async fn wait_port(port: u16, what: &str) {
             .is_ok()
     })
     .await;
-}
-
-/// A child process killed on drop.
-pub struct Proc(pub Child, pub tempfile::TempDir);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A Mosquitto of the test's own on a free port, killed on drop.
-pub async fn mosquitto() -> (Proc, u16) {
-    let port = free_port();
-    (mosquitto_on(port).await, port)
-}
-
-/// A Mosquitto on `port` (a test that stops its broker starts it again there).
-pub async fn mosquitto_on(port: u16) -> Proc {
-    let dir = tempfile::tempdir().unwrap();
-    let conf = dir.path().join("mosquitto.conf");
-    std::fs::write(
-        &conf,
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\n"),
-    )
-    .unwrap();
-    let bin = ["/usr/sbin/mosquitto", "/usr/bin/mosquitto"]
-        .into_iter()
-        .find(|p| std::path::Path::new(p).exists())
-        .unwrap_or("mosquitto");
-    let child = Command::new(bin)
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("this test needs Mosquitto (`mosquitto` binary, Debian package mosquitto): {e}")
-        });
-    let p = Proc(child, dir);
-    wait_port(port, "mosquitto to listen").await;
-    p
 }
 
 #[derive(Default)]

@@ -18,16 +18,12 @@ pub enum Backend {
     Postgres,
 }
 
-/// Where tests find PostgreSQL (a database the test user may create databases from).
-pub fn pg_admin_url() -> String {
-    std::env::var("WEIR_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
-}
-
+/// A fresh database for one test: a SQLite file in a temporary directory,
+/// or a PostgreSQL database of its own (testkit's; dropped with this).
 pub struct TestDb {
     pub url: String,
     dir: Option<tempfile::TempDir>,
-    pg_name: Option<String>,
+    pg: Option<weir_testkit::TestDb>,
 }
 
 impl TestDb {
@@ -39,50 +35,24 @@ impl TestDb {
                 TestDb {
                     url,
                     dir: Some(dir),
-                    pg_name: None,
+                    pg: None,
                 }
             }
             Backend::Postgres => {
-                use sea_orm::ConnectionTrait;
-                let name = format!("weir_api_{}", uuid::Uuid::new_v4().simple());
-                let admin = sea_orm::Database::connect(pg_admin_url())
-                    .await
-                    .unwrap_or_else(|e| {
-                        panic!(
-                        "PostgreSQL is required for this test and is not reachable at {} ({e}); \
-                         start it or set WEIR_TEST_PG_URL",
-                        pg_admin_url()
-                    )
-                    });
-                admin
-                    .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                    .await
-                    .expect("create test database");
-                let base = pg_admin_url();
-                let root = base
-                    .rsplit_once('/')
-                    .map(|(a, _)| a)
-                    .unwrap_or(&base)
-                    .to_string();
+                let pg = weir_testkit::TestDb::create("weir_api").await;
                 TestDb {
-                    url: format!("{root}/{name}"),
+                    url: pg.url.clone(),
                     dir: None,
-                    pg_name: Some(name),
+                    pg: Some(pg),
                 }
             }
         }
     }
 
-    pub async fn drop_db(&self) {
-        use sea_orm::ConnectionTrait;
-        if let Some(name) = &self.pg_name {
-            if let Ok(admin) = sea_orm::Database::connect(pg_admin_url()).await {
-                let _ = admin
-                    .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await;
-            }
-        }
-        let _ = &self.dir;
+    /// Remove the database now (its connections are closed first by the
+    /// callers; PostgreSQL's are ended anyway). Dropping does the same.
+    pub async fn drop_db(self) {
+        drop(self);
     }
 }
 
@@ -151,7 +121,7 @@ impl TestApp {
             db: TestDb {
                 url: self.db.url.clone(),
                 dir: None,
-                pg_name: None,
+                pg: None,
             },
             http: self.http.clone(),
         }

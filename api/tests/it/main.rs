@@ -1,0 +1,25 @@
+//! The api's integration tests: one test binary (one link, one process)
+//! with a module per area. Run one area with
+//! `cargo test -p weir-api --test it <module>::`, e.g. `alerts_replicas::`.
+//!
+//! Shared harness first: `common` (an api over a fresh database, its
+//! `on_both_databases!` macro) and the areas' support modules.
+
+#[macro_use]
+mod common;
+mod alerts_support;
+mod fleet_support;
+mod historian_support;
+
+mod alerts_e2e;
+mod alerts_fleet;
+mod alerts_mqtt_jwt;
+mod alerts_replicas;
+mod api;
+mod cli;
+mod fleet_clusters;
+mod fleet_e2e;
+mod oidc_sso;
+mod rbac_matrix;
+mod series;
+mod tenants;
