@@ -22,6 +22,8 @@ pub mod mqtt_cluster;
 pub mod report;
 pub mod server;
 pub mod tenant;
+/// The in-memory API server and mock EMQX API; `--features testing`.
+#[cfg(feature = "testing")]
 pub mod testing;
 
 pub use context::{Context, OperatorConfig};
