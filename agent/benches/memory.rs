@@ -3,7 +3,7 @@
 //!
 //! `cargo bench -p weir-agent --bench memory`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -53,7 +53,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let broker = common::Broker::start();
+        let broker = common::broker();
         let dir = tempfile::tempdir().unwrap();
         let agent = Runtime::start(RuntimeOptions {
             queue_dir: dir.path().join("queue"),

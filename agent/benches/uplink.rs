@@ -4,7 +4,7 @@
 //!
 //! `cargo bench -p weir-agent --bench uplink`
 
-#[path = "../tests/common/mod.rs"]
+#[path = "../tests/it/common/mod.rs"]
 mod common;
 
 use std::sync::atomic::Ordering;
@@ -80,7 +80,7 @@ async fn wait_acked(rt: &Runtime, n: u64, limit: Duration) {
     }
 }
 
-async fn throughput(broker: &common::Broker) {
+async fn throughput(broker: &common::Mosquitto) {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path(), Some(broker.url()));
     rt.apply(&uplink_config(), 1).await.unwrap();
@@ -113,7 +113,7 @@ async fn throughput(broker: &common::Broker) {
     rt.shutdown().await;
 }
 
-async fn replay(broker: &common::Broker) {
+async fn replay(broker: &common::Mosquitto) {
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path(), None);
     rt.apply(&uplink_config(), 1).await.unwrap();
@@ -150,7 +150,7 @@ async fn replay(broker: &common::Broker) {
     rt.shutdown().await;
 }
 
-async fn latency(broker: &common::Broker) {
+async fn latency(broker: &common::Mosquitto) {
     let sub = common::Subscriber::start(broker.port, "weir/bench/#").await;
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(dir.path(), Some(broker.url()));
@@ -220,7 +220,7 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        let broker = common::Broker::start();
+        let broker = common::broker();
         throughput(&broker).await;
         replay(&broker).await;
         latency(&broker).await;

@@ -2,7 +2,7 @@
 //! small in-test server that implements `weir_crds::agent_api`; the real
 //! binary as the agent.
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -15,7 +15,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use common::{Broker, Subscriber};
+use common::Subscriber;
 use ed25519_dalek::{Signature, SigningKey, VerifyingKey};
 use weir_crds::agent_api::{
     agent_token_challenge, AgentStatus, AgentTokenRequest, AgentTokenResponse, EnrollRequest,
@@ -243,7 +243,7 @@ async fn wait_status(api: &Api, what: &str, pred: impl Fn(&AgentStatus) -> bool)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn enrolls_follows_signed_config_and_reports_status() {
-    let broker = Broker::start();
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "weir/#").await;
     // The first two enrollment calls answer 503, as an api that is starting.
     let api = Api::new(broker.url(), 2);

@@ -1,22 +1,23 @@
 //! Writes requested over MQTT (`.../cmd/write`) reach the Modbus device and
 //! are answered on `.../cmd/write/resp`; readings of the same device flow out.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use common::{Broker, Subscriber};
+use common::Subscriber;
 use rumqttc::QoS;
 use weir_agent::adapters::modbus::server::{serve, MemoryDevice};
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
 use weir_crds::gateway::GatewayConfig;
 use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
+use weir_testkit::wait_until;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_over_mqtt_is_applied_and_answered() {
-    let broker = Broker::start();
+    let broker = common::broker();
     let plc = MemoryDevice::default();
     plc.set_holding(0, &[100]);
     let addr = serve(plc.clone()).await.unwrap();
@@ -117,12 +118,14 @@ async fn write_over_mqtt_is_applied_and_answered() {
             !s.other.is_empty() && s.other.len() >= 2
         })
         .await;
-    let bad = loop {
-        if let Some(r) = answer("w-2") {
-            break r;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut bad = None;
+    wait_until(Duration::from_secs(10), "the answer to w-2", || {
+        bad = answer("w-2");
+        let done = bad.is_some();
+        async move { done }
+    })
+    .await;
+    let bad = bad.unwrap();
     assert!(!bad.ok);
     assert!(bad.error.unwrap().contains("no tag 'nope'"));
     assert!(rt.uplink_stats.connected.load(Ordering::Relaxed));

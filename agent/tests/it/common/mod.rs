@@ -1,111 +1,28 @@
-//! Test helpers: a private Mosquitto per test and a subscriber that checks
-//! what arrives.
+//! Test helpers: a private Mosquitto per test (weir-testkit's, configured to
+//! lose nothing) and a subscriber that checks what arrives.
 #![allow(dead_code)]
 
 use std::collections::{BTreeMap, HashMap};
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use weir_crds::message::{parse_topic, TagValue, UplinkMessage};
+pub use weir_testkit::{free_port, Mosquitto};
 
-pub const MOSQUITTO: &str = "/usr/sbin/mosquitto";
-
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A Mosquitto of our own on a free port, with persistence so a stopped and
-/// restarted broker keeps the test subscriber's queued messages. `user root`
-/// keeps it from dropping to the `mosquitto` user when tests run as root,
-/// which could not write the persistence file in our private temp dir.
-pub struct Broker {
-    pub port: u16,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-}
-
-impl Broker {
-    pub fn start() -> Self {
-        assert!(
-            Path::new(MOSQUITTO).exists(),
-            "{MOSQUITTO} is missing: these tests need a real Mosquitto (apt-get install mosquitto)"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let mut b = Broker {
-            port: free_port(),
-            dir,
-            child: None,
-        };
-        b.spawn();
-        b
-    }
-
-    fn spawn(&mut self) {
-        let conf = self.dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "user root\nlistener {} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nautosave_interval 0\nmax_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 0\n",
-                self.port,
-                self.dir.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(MOSQUITTO)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start mosquitto");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "mosquitto did not start on port {}",
-                self.port
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("mqtt://127.0.0.1:{}", self.port)
-    }
-
-    /// Stop gracefully (SIGTERM: Mosquitto saves its persistence file).
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .arg("-TERM")
-                .arg(c.id().to_string())
-                .status();
-            let _ = c.wait();
-        }
-    }
-
-    pub fn restart(&mut self) {
-        self.stop();
-        self.spawn();
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
+/// A Mosquitto of our own on a free port that keeps the test subscriber's
+/// persistent session and everything queued for it across a restart
+/// (`stop`, then `restart_blocking`), with no limit on queued or in-flight
+/// messages: the delivery tests count every reading.
+pub fn broker() -> Mosquitto {
+    Mosquitto::builder()
+        .persistent()
+        .config("autosave_interval 0")
+        .config("max_queued_messages 0")
+        .config("max_queued_bytes 0")
+        .config("max_inflight_messages 0")
+        .start_blocking()
 }
 
 /// A device's frames by seq: (timestamp, values).

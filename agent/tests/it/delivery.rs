@@ -1,12 +1,12 @@
 //! End-to-end delivery through a real Mosquitto: broker restarts, queue full.
 
-mod common;
+use crate::common;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Broker, Subscriber};
+use common::Subscriber;
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
 use weir_agent::sample::{GroupSchema, Sample};
@@ -81,7 +81,7 @@ fn values_by_device(seen: &common::Seen) -> Vec<(String, Vec<i64>)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hundred_thousand_readings_survive_two_broker_restarts_in_order() {
-    let mut broker = Broker::start();
+    let mut broker = common::broker();
     let sub = Subscriber::start(broker.port, "weir/#").await;
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir, Some(broker.url()));
@@ -108,7 +108,7 @@ async fn hundred_thousand_readings_survive_two_broker_restarts_in_order() {
         .await;
         broker.stop();
         tokio::time::sleep(Duration::from_millis(700)).await;
-        broker.restart();
+        broker.restart_blocking();
     }
     feeder.await.unwrap();
     sub.wait_until(Duration::from_secs(90), "all readings", |s| {
@@ -142,7 +142,7 @@ async fn hundred_thousand_readings_survive_two_broker_restarts_in_order() {
 }
 
 async fn overflow_case(policy: OverflowPolicy) {
-    let broker = Broker::start();
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "weir/#").await;
     let dir = tempfile::tempdir().unwrap();
     // No broker yet: everything stays in the queue.
@@ -250,7 +250,7 @@ async fn full_queue_refuses_new_and_counts_exactly() {
 /// sending, dropping and appending at once still account for every reading.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn full_queue_drops_oldest_while_sending() {
-    let broker = Broker::start();
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "weir/#").await;
     let dir = tempfile::tempdir().unwrap();
     let rt = runtime(&dir, None);

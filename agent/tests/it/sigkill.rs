@@ -1,12 +1,12 @@
 //! The real binary, killed with SIGKILL mid-stream and restarted: every frame
 //! it queued arrives (the sequence numbers show no gap).
 
-mod common;
+use crate::common;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use common::{Broker, Subscriber};
+use common::Subscriber;
 use weir_crds::bundle::{generate_key, sign, BundlePayload, TrustAnchor};
 use weir_crds::gateway::GatewayConfig;
 
@@ -56,7 +56,7 @@ fn spawn(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_stream_loses_nothing() {
-    let broker = Broker::start();
+    let broker = common::broker();
     let sub = Subscriber::start(broker.port, "weir/#").await;
     let work = tempfile::tempdir().unwrap();
     let key = generate_key();

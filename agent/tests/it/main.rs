@@ -1,0 +1,16 @@
+//! The agent's integration tests: one test binary (one link, one process)
+//! with a module per area. Run one area with
+//! `cargo test -p weir-agent --test it <module>::`, e.g. `delivery::`.
+//!
+//! `common` holds the shared harness (a broker of the test's own and a
+//! subscriber that checks what arrives); the benches include it too.
+
+mod common;
+
+mod bundles;
+mod delivery;
+mod enroll;
+mod metrics;
+mod modbus_mqtt;
+mod sigkill;
+mod tls;
