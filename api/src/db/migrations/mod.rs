@@ -112,3 +112,28 @@ pub(crate) mod col {
         i.to_owned()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names are stored in `seaql_migrations`: a renamed or moved file
+    /// must keep answering the name it shipped under.
+    #[test]
+    fn shipped_migration_names_never_change() {
+        let names: Vec<String> = Migrator::migrations()
+            .iter()
+            .map(|m| m.name().to_string())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "m0001_identity",
+                "m0002_orgs",
+                "m0003_audit",
+                "m0100_alerts",
+                "migration"
+            ]
+        );
+    }
+}
