@@ -11,6 +11,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
 use weir_crds::bundle::{SignedBundle, TrustAnchor};
+use weir_crds::names::gateway_config;
 use weir_crds::{EdgeGateway, EdgeGatewaySpec, MqttCluster, MqttClusterSpec, MqttClusterStatus};
 
 use crate::error::ApiError;
@@ -24,8 +25,9 @@ pub async fn client() -> Result<Client, String> {
     Client::try_from(config).map_err(|e| e.to_string())
 }
 
+/// The tenant namespace of organization `org` (the operator's naming).
 pub fn namespace(org: &str) -> String {
-    format!("weir-{org}")
+    weir_crds::names::tenant_namespace(org)
 }
 
 fn kube_err(what: &str, e: kube::Error) -> ApiError {
@@ -133,7 +135,7 @@ pub async fn read_bundle(
     let Some(cm) = config_map(client, org, gateway).await? else {
         return Ok(None);
     };
-    let Some(text) = cm.data.and_then(|mut d| d.remove("bundle.json")) else {
+    let Some(text) = cm.data.and_then(|mut d| d.remove(gateway_config::BUNDLE)) else {
         return Ok(None);
     };
     let signed: SignedBundle = serde_json::from_str(&text).map_err(ApiError::internal)?;
@@ -161,7 +163,7 @@ pub async fn trust_anchor(
     })?;
     let text = cm
         .data
-        .and_then(|mut d| d.remove("trust.json"))
+        .and_then(|mut d| d.remove(gateway_config::TRUST))
         .ok_or_else(|| ApiError::Unavailable("the gateway's ConfigMap has no trust.json".into()))?;
     serde_json::from_str(&text).map_err(ApiError::internal)
 }
