@@ -8,14 +8,15 @@ use anyhow::{bail, Context, Result};
 use reqwest::{Method, StatusCode};
 use serde_json::{json, Value};
 
-use crate::procs::{bin, free_port, wait_for, Child};
+use weir_testkit::wait::try_wait_until_every;
+use weir_testkit::{bin, free_port, Proc};
 
 pub const ADMIN_EMAIL: &str = "admin@riverside-water.example";
 pub const ADMIN_PASSWORD: &str = "e2e-Admin-password-1";
 
 /// Start weir-api on a free port with a fresh SQLite database (or the given
 /// database URL) in `dir`.
-pub async fn start_api(dir: &Path, database_url: Option<&str>) -> Result<(Child, String)> {
+pub async fn start_api(dir: &Path, database_url: Option<&str>) -> Result<(Proc, String)> {
     start_api_with(dir, database_url, &[]).await
 }
 
@@ -24,7 +25,7 @@ pub async fn start_api_with(
     dir: &Path,
     database_url: Option<&str>,
     env: &[(&str, &str)],
-) -> Result<(Child, String)> {
+) -> Result<(Proc, String)> {
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let db = database_url
@@ -40,9 +41,10 @@ pub async fn start_api_with(
         .env("WEIR_KUBE_TENANTS", "off")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied());
-    let child = Child::spawn("weir-api", &mut cmd, dir)?;
+    let child = Proc::spawn("weir-api", &mut cmd, dir)?;
     let health = format!("{base}/healthz");
-    wait_for("weir-api /healthz", Duration::from_secs(30), || {
+    let (timeout, every) = (Duration::from_secs(30), Duration::from_millis(100));
+    try_wait_until_every(timeout, every, "weir-api /healthz", || {
         let url = health.clone();
         async move { matches!(reqwest::get(&url).await, Ok(r) if r.status().is_success()) }
     })

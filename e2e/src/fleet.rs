@@ -8,7 +8,7 @@ use anyhow::Result;
 use serde_json::{json, Value};
 
 use crate::api::ApiClient;
-use crate::procs::{bin, free_port, Child};
+use weir_testkit::{bin, free_port, Proc};
 
 /// A gateway spec with one simulated device (`tags` float tags at `interval_ms`).
 pub fn simulated_spec(tags: &[&str], interval_ms: u64) -> Value {
@@ -80,7 +80,7 @@ pub async fn gateway_with_token(
 }
 
 /// Start a real `weir-agent run --server --token` with a 1 s heartbeat.
-pub fn start_agent(dir: &Path, name: &str, server: &str, token: Option<&str>) -> Result<Child> {
+pub fn start_agent(dir: &Path, name: &str, server: &str, token: Option<&str>) -> Result<Proc> {
     let data = dir.join(format!("agent-{name}"));
     let mut cmd = Command::new(bin("weir-agent"));
     cmd.arg("run")
@@ -96,7 +96,7 @@ pub fn start_agent(dir: &Path, name: &str, server: &str, token: Option<&str>) ->
     if let Some(t) = token {
         cmd.arg("--token").arg(t);
     }
-    Child::spawn(&format!("agent-{name}"), &mut cmd, dir)
+    Ok(Proc::spawn(&format!("agent-{name}"), &mut cmd, dir)?)
 }
 
 /// The rollout entry of one gateway.

@@ -25,7 +25,7 @@ use weir_e2e::api::{start_api, ADMIN_EMAIL, ADMIN_PASSWORD};
 use weir_e2e::fleet::{
     gateway_with_token, rollout, seed_project, simulated_spec, start_agent, wait_applied,
 };
-use weir_e2e::{ApiClient, Mosquitto};
+use weir_e2e::{broker, ApiClient};
 
 struct Proxy {
     upstream: String,
@@ -163,7 +163,7 @@ async fn readings_flow(events: &mut rumqttc::EventLoop) -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_key_and_replayed_bundles_are_refused_and_reported() -> Result<()> {
     let dir = tempfile::tempdir()?;
-    let broker = Mosquitto::start().await?;
+    let broker = broker().await;
     let (_api, api_url) = start_api(dir.path(), None).await?;
     let admin = ApiClient::login(&api_url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let base = seed_project(&admin, "riverside", "plant", &broker.url()).await?;

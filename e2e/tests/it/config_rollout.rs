@@ -9,12 +9,12 @@ use weir_e2e::api::{start_api, ADMIN_EMAIL, ADMIN_PASSWORD};
 use weir_e2e::fleet::{
     gateway_with_token, rollout, seed_project, simulated_spec, start_agent, wait_applied,
 };
-use weir_e2e::{ApiClient, Mosquitto};
+use weir_e2e::{broker, ApiClient};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_agents_apply_a_rule_change_within_five_seconds() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let broker = Mosquitto::start().await?;
+    let broker = broker().await;
     let (_api, base_url) = start_api(dir.path(), None).await?;
     let admin = ApiClient::login(&base_url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let base = seed_project(&admin, "riverside", "north-plant", &broker.url()).await?;

@@ -9,7 +9,8 @@ use anyhow::Result;
 use serde_json::{json, Value};
 use weir_e2e::api::{start_api_with, ADMIN_EMAIL, ADMIN_PASSWORD};
 use weir_e2e::fleet::{gateway_with_token, seed_project, start_agent, wait_applied};
-use weir_e2e::{bin, free_port, ApiClient, Child, Mosquitto, Postgres};
+use weir_e2e::{broker, ApiClient};
+use weir_testkit::{bin, free_port, Proc, TestDb};
 
 const DEVICES: usize = 10;
 /// 1,000 tags in all: the most one gateway may read.
@@ -69,25 +70,25 @@ async fn tally(db: &tokio_postgres::Client, down: SystemTime, up: SystemTime) ->
 async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing() -> Result<()> {
     assert_eq!(RATE, 50_000);
     let dir = tempfile::tempdir()?;
-    let pg = Postgres::fresh("e2e_outage").await?;
-    let mut broker = Mosquitto::start().await?;
+    let pg = TestDb::create("e2e_outage").await;
+    let mut broker = broker().await;
     let (_api, base_url) = start_api_with(dir.path(), None, &[]).await?;
     let admin = ApiClient::login(&base_url, ADMIN_EMAIL, ADMIN_PASSWORD).await?;
     let base = seed_project(&admin, "riverside", "plant", &broker.url()).await?;
 
     let mut cmd = std::process::Command::new(bin("weir-historian"));
     cmd.args(["--mqtt-url", &broker.url(), "--tenant", "riverside"])
-        .args(["--database-url", &pg.url()])
+        .args(["--database-url", &pg.url])
         .args(["--client-id", "e2e-historian"])
         .args(["--metrics-listen", &format!("127.0.0.1:{}", free_port())])
         .env("RUST_LOG", "info");
-    let _historian = Child::spawn("weir-historian", &mut cmd, dir.path())?;
+    let _historian = Proc::spawn("weir-historian", &mut cmd, dir.path())?;
 
     let token = gateway_with_token(&admin, &base, "intake", plant_spec()).await?;
     let _agent = start_agent(dir.path(), "intake", &base_url, Some(&token))?;
     wait_applied(&admin, &base, "intake", Duration::from_secs(60)).await?;
 
-    let db = pg.client().await?;
+    let db = pg.client().await;
     let epoch = SystemTime::UNIX_EPOCH;
     let started = Instant::now();
     while tally(&db, epoch, epoch).await?.rows == 0 {
@@ -102,7 +103,7 @@ async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing
     let down = SystemTime::now();
     broker.stop();
     tokio::time::sleep(OUTAGE).await;
-    broker.restart().await?;
+    broker.restart().await;
     let up = SystemTime::now();
     let outage = up.duration_since(down)?.as_secs_f64();
 
