@@ -179,3 +179,50 @@ for (verb, what), names in sorted(by.items(), key=lambda kv: -len(kv[1])):
     print("  %5d %s %s: %s%s" % (len(names), verb, what, ", ".join(names[:5]), more))
 '
 }
+
+# fresh_tenant_namespace TENANT: the CRDs installed and what an earlier run
+# of the scenario left (Tenant TENANT, its namespace weir-TENANT) gone.
+fresh_tenant_namespace() {
+  install_crds >/dev/null
+  kubectl delete tenant "$1" --ignore-not-found --wait=false >/dev/null
+  kubectl patch tenant "$1" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
+  kubectl delete namespace "weir-$1" --ignore-not-found --wait=true --timeout=120s >/dev/null
+}
+
+# start_sim_and_operator: weir-k8s-sim with its defaults, and weir-operator
+# reaching EMQX's API through it.
+start_sim_and_operator() {
+  # shellcheck disable=SC2119 # the simulator with its defaults
+  start_sim
+  start_operator --emqx-url-template "$SIM_URL/{namespace}/{pod}"
+}
+
+# create_tenant TENANT: the sample Tenant (e2e/manifests) named TENANT, Ready.
+create_tenant() {
+  sed "s/name: riverside-water/name: $1/" e2e/manifests/00-tenant-riverside-water.yaml | kubectl apply -f - >/dev/null
+  kubectl wait --for=condition=Ready "tenant/$1" --timeout=60s >/dev/null \
+    || fail "tenant/$1 not Ready: $(kubectl get tenant "$1" -o jsonpath='{.status.conditions}')"
+}
+
+# create_mqttcluster NAMESPACE NAME AUTHENTICATION: an MqttCluster of 3
+# EMQX 5.8.6 nodes with one TCP listener, spec.authentication as given
+# (e.g. "{mode: apiJwt}").
+create_mqttcluster() {
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: weir.dev/v1alpha1
+kind: MqttCluster
+metadata:
+  name: $2
+  namespace: $1
+spec:
+  version: 5.8.6
+  replicas: 3
+  resources:
+    requests: {cpu: 100m, memory: 128Mi}
+    limits: {cpu: 500m, memory: 512Mi}
+  storage: {size: 1Gi, reclaimPolicy: Retain}
+  listeners:
+    - {name: mqtt, protocol: tcp, port: 1883}
+  authentication: $3
+EOF
+}

@@ -24,14 +24,8 @@ NS=weir-$T
 C=hillside-mqtt
 JWKS_1=http://weir-api.weir-system.svc:8080/api/v1/jwks.json
 JWKS_2=http://weir-api.weir-system.svc:8080/api/v1/jwks-rotated.json
-install_crds >/dev/null
-# Leftovers of an earlier run on the same cluster.
-kubectl delete tenant "$T" --ignore-not-found --wait=false >/dev/null
-kubectl patch tenant "$T" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
-
-start_sim
-start_operator --emqx-url-template "$SIM_URL/{namespace}/{pod}"
+fresh_tenant_namespace "$T"
+start_sim_and_operator
 
 mqc() { kubectl -n "$NS" get mqttcluster "$C" -o jsonpath="$1"; }
 sts() { kubectl -n "$NS" get statefulset "$C" -o jsonpath="$1"; }
@@ -81,26 +75,8 @@ rolled() {
 }
 
 # --- create ------------------------------------------------------------------
-sed "s/name: riverside-water/name: $T/" e2e/manifests/00-tenant-riverside-water.yaml | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Ready "tenant/$T" --timeout=60s >/dev/null \
-  || fail "tenant/$T not Ready: $(kubectl get tenant "$T" -o jsonpath='{.status.conditions}')"
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: weir.dev/v1alpha1
-kind: MqttCluster
-metadata:
-  name: $C
-  namespace: $NS
-spec:
-  version: 5.8.6
-  replicas: 3
-  resources:
-    requests: {cpu: 100m, memory: 128Mi}
-    limits: {cpu: 500m, memory: 512Mi}
-  storage: {size: 1Gi, reclaimPolicy: Retain}
-  listeners:
-    - {name: mqtt, protocol: tcp, port: 1883}
-  authentication: {mode: apiJwt, jwksUrl: "$JWKS_1"}
-EOF
+create_tenant "$T"
+create_mqttcluster "$NS" "$C" "{mode: apiJwt, jwksUrl: \"$JWKS_1\"}"
 wait_for 60 kubectl -n "$NS" get statefulset "$C" >/dev/null 2>&1 \
   || fail "no StatefulSet $C: $(conditions)"
 for obj in "statefulset/$C" "service/$C" "service/$C-headless" "service/$C-dashboard" \

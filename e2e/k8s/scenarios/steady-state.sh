@@ -17,16 +17,9 @@ NS=weir-$T
 C=steady-mqtt
 GW=steady-ps1
 WINDOW=120
-install_crds >/dev/null
-# Leftovers of an earlier run on the same cluster.
-kubectl delete tenant "$T" --ignore-not-found --wait=false >/dev/null
-kubectl patch tenant "$T" --type=merge -p '{"metadata":{"finalizers":null}}' >/dev/null 2>&1 || true
-kubectl delete namespace "$NS" --ignore-not-found --wait=true --timeout=120s >/dev/null
+fresh_tenant_namespace "$T"
 audit_mark >/dev/null # fails now, not after the set-up, without an audit log
-
-# shellcheck disable=SC2119 # the simulator with its defaults
-start_sim
-start_operator --emqx-url-template "$SIM_URL/{namespace}/{pod}"
+start_sim_and_operator
 
 phase() { kubectl get "$@" -o jsonpath='{.status.phase}'; }
 mqc_state() { kubectl -n "$NS" get mqttcluster "$C" -o jsonpath='{.status.phase} {.status.readyText}'; }
@@ -43,26 +36,8 @@ cluster_reconciles() {
 }
 
 # --- everything Ready ----------------------------------------------------------
-sed "s/name: riverside-water/name: $T/" e2e/manifests/00-tenant-riverside-water.yaml | kubectl apply -f - >/dev/null
-kubectl wait --for=condition=Ready "tenant/$T" --timeout=60s >/dev/null \
-  || fail "tenant/$T not Ready: $(kubectl get tenant "$T" -o jsonpath='{.status.conditions}')"
-kubectl apply -f - >/dev/null <<EOF
-apiVersion: weir.dev/v1alpha1
-kind: MqttCluster
-metadata:
-  name: $C
-  namespace: $NS
-spec:
-  version: 5.8.6
-  replicas: 3
-  resources:
-    requests: {cpu: 100m, memory: 128Mi}
-    limits: {cpu: 500m, memory: 512Mi}
-  storage: {size: 1Gi, reclaimPolicy: Retain}
-  listeners:
-    - {name: mqtt, protocol: tcp, port: 1883}
-  authentication: {mode: apiJwt}
-EOF
+create_tenant "$T"
+create_mqttcluster "$NS" "$C" "{mode: apiJwt}"
 sed -e "s/name: raw-water-ps1/name: $GW/" -e "s/namespace: weir-riverside-water/namespace: $NS/" \
   -e "s/clusterRef: riverside-mqtt/clusterRef: $C/" e2e/manifests/20-edgegateway-raw-water-pump-station.yaml \
   | kubectl apply -f - >/dev/null
