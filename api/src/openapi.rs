@@ -52,3 +52,26 @@ impl Modify for Security {
         ]);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// A parameter documented `in: path` that is not in its route's path
+    /// cannot be sent, and a generated client makes it required: the
+    /// console could not filter alert history by rule while that was so.
+    #[test]
+    fn every_path_parameter_is_in_its_path() {
+        let doc = serde_json::to_value(crate::openapi_doc()).unwrap();
+        let mut wrong = Vec::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for p in op["parameters"].as_array().into_iter().flatten() {
+                    let name = p["name"].as_str().unwrap();
+                    if p["in"] == "path" && !path.contains(&format!("{{{name}}}")) {
+                        wrong.push(format!("{method} {path}: {name}"));
+                    }
+                }
+            }
+        }
+        assert!(wrong.is_empty(), "query parameters documented as path parameters: {wrong:?}");
+    }
+}

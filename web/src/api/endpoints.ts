@@ -298,10 +298,8 @@ export const alerts = {
   updateRule: (s: Scope, rule: string, body: Schemas['RuleSpec']) => ok(client.PUT('/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}', { params: { path: { ...s, rule } }, body })),
   deleteRule: (s: Scope, rule: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}', { params: { path: { ...s, rule } } })),
   active: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/active', { params: at(s) }))),
-  // The api's document names its `rule` and `limit` query filters as path
-  // parameters (HistoryQuery lacks `parameter_in = Query`); null leaves them out.
-  history: async (s: Scope) =>
-    whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/history', { params: { path: { ...s, rule: null, limit: null } } }))),
+  history: async (s: Scope, query: { rule?: string; limit?: number } = {}) =>
+    whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/history', { params: { ...at(s), query } }))),
   silences: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/silences', { params: at(s) }))),
   createSilence: (s: Scope, body: Schemas['CreateSilence']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/silences', { params: at(s), body })),
   expireSilence: (s: Scope, silence: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/alerts/silences/{silence}', { params: { path: { ...s, silence } } })),

@@ -6019,12 +6019,13 @@ export interface operations {
     };
     list_deliveries: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Newest first; at most 1000 (default 100). */
+                limit?: number;
+            };
             header?: never;
             path: {
                 channel: string;
-                /** @description Newest first; at most 1000 (default 100). */
-                limit: number | null;
                 org: string;
                 project: string;
             };
@@ -6229,15 +6230,16 @@ export interface operations {
     };
     list_history: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Newest first; at most 1000 (default 100). */
+                limit?: number;
+                /** @description Only this rule. */
+                rule?: string;
+            };
             header?: never;
             path: {
-                /** @description Newest first; at most 1000 (default 100). */
-                limit: number | null;
                 org: string;
                 project: string;
-                /** @description Only this rule. */
-                rule: string | null;
             };
             cookie?: never;
         };

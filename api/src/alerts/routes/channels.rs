@@ -411,6 +411,7 @@ pub struct Delivery {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveriesQuery {
     /// Newest first; at most 1000 (default 100).
