@@ -34,7 +34,7 @@ use crate::FIELD_MANAGER;
 /// Hash of the rendered desired object, kept on the live object.
 pub const HASH_ANNOTATION: &str = "weir.dev/applied-hash";
 /// Label naming the weir.dev object an object belongs to.
-pub const MANAGED_BY: (&str, &str) = ("app.kubernetes.io/managed-by", "weir-operator");
+pub const MANAGED_BY: (&str, &str) = (weir_crds::names::labels::MANAGED_BY, "weir-operator");
 
 /// Hex SHA-256 of any serializable value (its JSON form; serde_json writes
 /// struct fields in declaration order and maps sorted, so it is stable).
@@ -347,11 +347,12 @@ where
     Ok(true)
 }
 
-/// Labels every object of one weir.dev resource carries.
-pub fn labels(kind: &str, name: &str) -> std::collections::BTreeMap<String, String> {
+/// Labels every object of one weir.dev resource carries: managed-by, and
+/// `owner` (a key of `weir_crds::names::labels`) naming the resource.
+pub fn labels(owner: &str, name: &str) -> std::collections::BTreeMap<String, String> {
     [
         (MANAGED_BY.0.to_string(), MANAGED_BY.1.to_string()),
-        (format!("weir.dev/{kind}"), name.to_string()),
+        (owner.to_string(), name.to_string()),
     ]
     .into_iter()
     .collect()

@@ -26,7 +26,7 @@ use crate::tenant::builders::BROKER_COMPONENT;
 use crate::{edge_gateway, mqtt_cluster, tenant};
 
 /// The label naming the Tenant of the namespaced objects it owns.
-const TENANT_LABEL: &str = "weir.dev/tenant";
+const TENANT_LABEL: &str = weir_crds::names::labels::TENANT;
 
 /// The Tenant a namespaced object of a tenant belongs to, by its label.
 fn tenant_of<K: kube::Resource>(o: &K) -> Option<ObjectRef<Tenant>> {
@@ -160,7 +160,10 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
         // Pods belong to the StatefulSet; map them to their cluster by label
         // so readiness changes drive the rollout without waiting for a requeue.
         .watches(Api::<Pod>::all(client.clone()), brokers, |pod: Pod| {
-            let name = pod.labels().get("weir.dev/mqttcluster")?.clone();
+            let name = pod
+                .labels()
+                .get(weir_crds::names::labels::MQTT_CLUSTER)?
+                .clone();
             Some(ObjectRef::<MqttCluster>::new(&name).within(&pod.namespace()?))
         })
         .shutdown_on_signal()
@@ -196,7 +199,10 @@ pub async fn run(ctx: Arc<Context>, concurrency: u16) {
             Api::<PersistentVolumeClaim>::all(client.clone()),
             owned,
             |pvc: PersistentVolumeClaim| {
-                let name = pvc.labels().get("weir.dev/edgegateway")?.clone();
+                let name = pvc
+                    .labels()
+                    .get(weir_crds::names::labels::EDGE_GATEWAY)?
+                    .clone();
                 Some(ObjectRef::<EdgeGateway>::new(&name).within(&pvc.namespace()?))
             },
         )

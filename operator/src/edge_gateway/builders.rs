@@ -24,12 +24,13 @@ use weir_crds::EdgeGateway;
 use crate::apply::{hash_of, labels};
 use crate::error::{Error, Result};
 use crate::mqtt_cluster::builders::data_claim;
+use weir_crds::names::{gateway_config, labels as label};
 
 pub const SIGNING_KEY_SECRET: &str = "weir-signing-key";
 /// Set (to any new value) on an EdgeGateway to rotate the tenant's key.
-pub const ROTATE_ANNOTATION: &str = "weir.dev/rotate-signing-key";
+pub const ROTATE_ANNOTATION: &str = weir_crds::names::annotations::ROTATE_SIGNING_KEY;
 /// Set (to any new value) on an EdgeGateway to issue a new enrollment token.
-pub const REISSUE_ANNOTATION: &str = "weir.dev/reissue-token";
+pub const REISSUE_ANNOTATION: &str = weir_crds::names::annotations::REISSUE_TOKEN;
 /// On the key Secret: rotation requests already carried out (JSON list).
 pub const ROTATIONS_DONE: &str = "weir.dev/rotations-done";
 /// On the token Secret: the reissue request it answers.
@@ -100,7 +101,7 @@ fn owned_meta(gw: &EdgeGateway, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: gw.namespace(),
-        labels: Some(labels("edgegateway", &gw.name_any())),
+        labels: Some(labels(label::EDGE_GATEWAY, &gw.name_any())),
         owner_references: gw.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
@@ -122,7 +123,7 @@ pub fn key_secret(
         ("public-key", anchor.public_key.clone()),
         ("key-id", anchor.key_id.clone()),
         (
-            "trust.json",
+            gateway_config::TRUST,
             serde_json::to_string(&anchor).expect("anchor serializes"),
         ),
     ]
@@ -135,7 +136,7 @@ pub fn key_secret(
             ByteString(serde_json::to_vec(r).expect("rotation serializes")),
         );
         data.insert(
-            "rotations.json".into(),
+            gateway_config::ROTATIONS.into(),
             ByteString(serde_json::to_vec(chain).expect("rotations serialize")),
         );
     }
@@ -218,7 +219,7 @@ pub fn load_key(s: &Secret) -> Result<StoredKey> {
     let seed: [u8; 32] = bytes
         .try_into()
         .map_err(|_| Error::SigningKey("private-key must be 32 bytes".into()))?;
-    let chain = match (data(s, "rotations.json"), data(s, "rotation.json")) {
+    let chain = match (data(s, gateway_config::ROTATIONS), data(s, "rotation.json")) {
         (Some(c), _) => serde_json::from_slice(c)
             .map_err(|e| Error::SigningKey(format!("rotations.json: {e}")))?,
         (None, Some(r)) => vec![serde_json::from_slice(r)
@@ -294,11 +295,11 @@ pub fn config_map(
         data: Some(
             [
                 (
-                    "bundle.json".to_string(),
+                    gateway_config::BUNDLE.to_string(),
                     serde_json::to_string_pretty(signed).expect("bundle serializes"),
                 ),
                 (
-                    "trust.json".to_string(),
+                    gateway_config::TRUST.to_string(),
                     serde_json::to_string_pretty(anchor).expect("anchor serializes"),
                 ),
             ]
@@ -310,7 +311,7 @@ pub fn config_map(
 
 /// When the bundle in a ConfigMap expires, if it can be read.
 pub fn bundle_expiry(cm: &ConfigMap) -> Option<DateTime<Utc>> {
-    let text = cm.data.as_ref()?.get("bundle.json")?;
+    let text = cm.data.as_ref()?.get(gateway_config::BUNDLE)?;
     let signed: SignedBundle = serde_json::from_str(text).ok()?;
     let bytes = B64.decode(signed.payload).ok()?;
     let payload: BundlePayload = serde_json::from_slice(&bytes).ok()?;
@@ -359,8 +360,8 @@ pub fn token_secret(
 /// ConfigMap volume and re-reads the bundle when it changes, so a new config
 /// version never restarts the pod (its store-and-forward queue lives there).
 pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deployment {
-    let mut l = labels("edgegateway", &gw.name_any());
-    l.insert("app.kubernetes.io/component".into(), "agent".into());
+    let mut l = labels(label::EDGE_GATEWAY, &gw.name_any());
+    l.insert(label::COMPONENT.into(), "agent".into());
     let args: Vec<String> = [
         "run",
         "--bundle",
@@ -526,7 +527,7 @@ pub(crate) mod tests {
             "the key outlives any one gateway"
         );
         // Written by an operator that kept only the last rotation.
-        s.data.as_mut().unwrap().remove("rotations.json");
+        s.data.as_mut().unwrap().remove(gateway_config::ROTATIONS);
         assert_eq!(load_key(&s).unwrap().chain, vec![rot]);
     }
 

@@ -16,6 +16,7 @@ use super::findings::Findings;
 use crate::apply::{create_once, labels};
 use crate::emqx::ApiKey;
 use crate::error::Result;
+use weir_crds::names::labels as label;
 
 fn random(n: usize) -> String {
     rand::thread_rng()
@@ -30,7 +31,7 @@ fn secret(c: &MqttCluster, name: String, data: BTreeMap<String, String>) -> Secr
         metadata: ObjectMeta {
             name: Some(name),
             namespace: c.namespace(),
-            labels: Some(labels("mqttcluster", &c.name_any())),
+            labels: Some(labels(label::MQTT_CLUSTER, &c.name_any())),
             owner_references: c.controller_owner_ref(&()).map(|o| vec![o]),
             ..Default::default()
         },

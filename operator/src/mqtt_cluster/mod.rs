@@ -27,4 +27,4 @@ pub use reconcile::{error_policy, reconcile};
 /// Held when `spec.storage.reclaimPolicy: Delete`, to delete the volumes.
 pub const PVC_FINALIZER: &str = "weir.dev/pvc-cleanup";
 /// `weir.dev/paused: "true"` stops reconciliation of one cluster.
-pub const PAUSE_ANNOTATION: &str = "weir.dev/paused";
+pub const PAUSE_ANNOTATION: &str = weir_crds::names::annotations::PAUSED;

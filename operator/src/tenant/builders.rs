@@ -19,6 +19,7 @@ use weir_crds::tenant::AdminKind;
 use weir_crds::Tenant;
 
 use crate::apply::labels;
+use weir_crds::names::labels as label;
 
 /// The ClusterRole the chart installs and tenant admins are bound to.
 pub const TENANT_ADMIN_ROLE: &str = "weir-tenant-admin";
@@ -29,7 +30,7 @@ pub const OPERATOR_SECRETS_BINDING: &str = "weir-operator-secrets";
 pub const ISOLATION_POLICY: &str = "weir-isolate";
 pub const API_TO_BROKERS_POLICY: &str = "weir-allow-api-to-brokers";
 /// Label every EMQX pod carries (see the MqttCluster builders).
-pub const BROKER_COMPONENT: (&str, &str) = ("app.kubernetes.io/component", "mqtt-broker");
+pub const BROKER_COMPONENT: (&str, &str) = (label::COMPONENT, "mqtt-broker");
 /// Ports the api may reach on brokers: MQTT, MQTT/TLS, WS, WSS, HTTP API.
 pub const BROKER_PORTS: [i32; 5] = [1883, 8883, 8083, 8084, 18083];
 
@@ -37,7 +38,7 @@ fn meta(tenant: &Tenant, name: &str, namespace: Option<String>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_string()),
         namespace,
-        labels: Some(labels("tenant", &tenant.name_any())),
+        labels: Some(labels(label::TENANT, &tenant.name_any())),
         owner_references: tenant.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }

@@ -13,12 +13,13 @@ use weir_crds::MqttCluster;
 use crate::apply::labels;
 
 use super::*;
+use weir_crds::names::labels as label;
 
 /// The historian: subscribes to the cluster and writes readings to PostgreSQL.
 pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
     let h = c.spec.historian.as_ref()?;
-    let mut l = labels("mqttcluster", &c.name_any());
-    l.insert("app.kubernetes.io/component".into(), "historian".into());
+    let mut l = labels(label::MQTT_CLUSTER, &c.name_any());
+    l.insert(label::COMPONENT.into(), "historian".into());
     let tcp = c
         .spec
         .listeners

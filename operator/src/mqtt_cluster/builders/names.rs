@@ -9,6 +9,7 @@ use weir_crds::MqttCluster;
 
 use crate::apply::labels;
 use crate::tenant::builders::BROKER_COMPONENT;
+use weir_crds::names::labels as label;
 
 pub fn name(c: &MqttCluster) -> String {
     c.name_any()
@@ -61,7 +62,7 @@ pub fn node_ordinal(c: &MqttCluster, node: &str) -> Option<i32> {
 
 pub fn selector_labels(c: &MqttCluster) -> BTreeMap<String, String> {
     [
-        ("weir.dev/mqttcluster".to_string(), c.name_any()),
+        (label::MQTT_CLUSTER.to_string(), c.name_any()),
         (
             BROKER_COMPONENT.0.to_string(),
             BROKER_COMPONENT.1.to_string(),
@@ -71,10 +72,10 @@ pub fn selector_labels(c: &MqttCluster) -> BTreeMap<String, String> {
 }
 
 pub(super) fn pod_labels(c: &MqttCluster) -> BTreeMap<String, String> {
-    let mut l = labels("mqttcluster", &c.name_any());
+    let mut l = labels(label::MQTT_CLUSTER, &c.name_any());
     l.extend(selector_labels(c));
-    l.insert("app.kubernetes.io/name".into(), "emqx".into());
-    l.insert("app.kubernetes.io/instance".into(), c.name_any());
+    l.insert(label::NAME.into(), "emqx".into());
+    l.insert(label::INSTANCE.into(), c.name_any());
     l
 }
 
@@ -82,7 +83,7 @@ pub(super) fn meta(c: &MqttCluster, name: String) -> ObjectMeta {
     ObjectMeta {
         name: Some(name),
         namespace: c.namespace(),
-        labels: Some(labels("mqttcluster", &c.name_any())),
+        labels: Some(labels(label::MQTT_CLUSTER, &c.name_any())),
         owner_references: c.controller_owner_ref(&()).map(|o| vec![o]),
         ..Default::default()
     }
