@@ -107,3 +107,37 @@ pub(crate) fn print_tail(name: &str, text: &str) {
         eprintln!("{l}");
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dropped_proc_is_gone_and_its_output_was_logged() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "echo started; exec sleep 30"]);
+        let mut p = Proc::spawn("sleeper", &mut cmd, dir.path()).unwrap();
+        assert!(p.is_running());
+        let pid = p.id();
+        crate::wait::wait_until_blocking(
+            std::time::Duration::from_secs(5),
+            "the sleeper's first line",
+            || p.log_text().contains("started"),
+        );
+        drop(p);
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "killed and reaped on drop"
+        );
+    }
+
+    #[test]
+    fn a_missing_program_is_named_in_the_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let e = Proc::spawn("ghost", &mut Command::new("/nonexistent/ghost"), dir.path())
+            .err()
+            .expect("no such program");
+        assert!(e.to_string().starts_with("start ghost:"), "{e}");
+    }
+}

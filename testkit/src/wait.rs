@@ -114,14 +114,6 @@ pub fn wait_until_blocking(timeout: Duration, what: &str, mut cond: impl FnMut()
     }
 }
 
-/// Await `fut`, panicking naming `what` if it takes longer than `timeout`.
-pub async fn within<T>(timeout: Duration, what: &str, fut: impl Future<Output = T>) -> T {
-    match tokio::time::timeout(timeout, fut).await {
-        Ok(v) => v,
-        Err(_) => panic!("timed out after {timeout:?} waiting for {what}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
