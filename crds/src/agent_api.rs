@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::TrustAnchor;
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentFacts {
@@ -24,20 +25,23 @@ pub struct AgentFacts {
     pub agent_version: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrollRequest {
-    /// The bootstrap token from the console.
+    /// The enrollment token from the console.
     pub token: String,
     /// Base64 of the agent's 32-byte Ed25519 public key.
     pub public_key: String,
     pub facts: AgentFacts,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EnrollResponse {
     pub agent_id: String,
+    /// Organization slug (the bundle's tenant).
     pub tenant: String,
     pub gateway: String,
     /// The config-signing key to pin.
@@ -45,6 +49,7 @@ pub struct EnrollResponse {
     pub mqtt: MqttCredentials,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct MqttCredentials {
@@ -52,20 +57,26 @@ pub struct MqttCredentials {
     pub urls: Vec<String>,
     pub client_id: String,
     pub username: String,
-    /// A JWT (api-issued) or a password, used as the MQTT password.
+    /// A JWT (apiJwt clusters) or the broker password (adopted brokers in
+    /// password mode), used as the MQTT password.
     pub password: String,
-    /// When to fetch new credentials (before this time).
+    /// Fetch new credentials before this time.
     pub expires: DateTime<Utc>,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AgentTokenRequest {
+    /// RFC 3339; within ±5 minutes of the server clock, usable once.
     pub timestamp: DateTime<Utc>,
-    /// Base64 Ed25519 signature of [`agent_token_challenge`].
+    /// Base64 Ed25519 signature of the challenge
+    /// `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`
+    /// (`agent_token_challenge`).
     pub signature: String,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentTokenResponse {
@@ -78,6 +89,7 @@ pub fn agent_token_challenge(agent_id: &str, timestamp: &DateTime<Utc>) -> Vec<u
     format!("weir-agent-token\n{agent_id}\n{}", timestamp.to_rfc3339()).into_bytes()
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum DeviceState {
@@ -86,6 +98,7 @@ pub enum DeviceState {
     Down,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DeviceHealth {
@@ -97,6 +110,7 @@ pub struct DeviceHealth {
     pub readings: u64,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RefusedBundle {
@@ -106,12 +120,14 @@ pub struct RefusedBundle {
 }
 
 /// What an agent reports on each heartbeat.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last bundle the agent refused.
     pub refused: Option<RefusedBundle>,
     #[serde(default)]
     pub devices: Vec<DeviceHealth>,
@@ -127,7 +143,7 @@ pub struct AgentStatus {
     pub uptime_s: u64,
     #[serde(default)]
     pub agent_version: String,
-    /// Seconds between heartbeats; the api calls the agent offline after 3 missed.
+    /// Seconds between heartbeats; offline after 3 missed.
     #[serde(default)]
     pub heartbeat_interval_s: u64,
 }

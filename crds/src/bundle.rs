@@ -59,6 +59,7 @@ pub struct SignedBundle {
 }
 
 /// A public key an agent trusts, as pinned at enrollment.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TrustAnchor {

@@ -13,13 +13,13 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{Duration, Utc};
 use ed25519_dalek::Signature;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
 };
 use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use weir_crds::agent_api::{
@@ -104,25 +104,6 @@ impl Validate for AgentTokenRequest {
     }
 }
 
-/// Documentation of [`AgentTokenRequest`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = AgentTokenRequest)]
-#[serde(rename_all = "camelCase")]
-struct AgentTokenRequestDoc {
-    /// RFC 3339; within ±5 minutes of the server clock, usable once.
-    timestamp: DateTime<Utc>,
-    /// Base64 Ed25519 signature of `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`.
-    signature: String,
-}
-
-/// Documentation of [`AgentTokenResponse`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = AgentTokenResponse)]
-struct AgentTokenResponseDoc {
-    token: String,
-    expires: DateTime<Utc>,
-}
-
 async fn refuse_token(
     st: &AppState,
     meta: &ClientMeta,
@@ -151,9 +132,9 @@ async fn refuse_token(
 }
 
 /// Trade a signed challenge for a short-lived bearer token.
-#[utoipa::path(post, path = "/api/v1/agents/{id}/token", tag = "agents", request_body = AgentTokenRequestDoc, security(()),
+#[utoipa::path(post, path = "/api/v1/agents/{id}/token", tag = "agents", request_body = AgentTokenRequest, security(()),
     params(("id" = String, Path, description = "Agent id from enrollment")),
-    responses((status = 200, body = AgentTokenResponseDoc), ProblemResponses))]
+    responses((status = 200, body = AgentTokenResponse), ProblemResponses))]
 async fn agent_token(
     State(st): State<AppState>,
     meta: ClientMeta,
@@ -491,23 +472,9 @@ pub async fn mqtt_credentials<C: ConnectionTrait>(
     })
 }
 
-/// Documentation of [`MqttCredentials`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = MqttCredentials)]
-#[serde(rename_all = "camelCase")]
-struct MqttCredentialsDoc {
-    urls: Vec<String>,
-    client_id: String,
-    username: String,
-    /// A JWT (apiJwt clusters) or the broker password (adopted brokers in password mode).
-    password: String,
-    /// Fetch new credentials before this time.
-    expires: DateTime<Utc>,
-}
-
 /// Fresh MQTT credentials (call again before `expires` to renew).
 #[utoipa::path(get, path = "/api/v1/agents/{id}/mqtt-credentials", tag = "agents",
-    params(("id" = String, Path)), responses((status = 200, body = MqttCredentialsDoc), ProblemResponses))]
+    params(("id" = String, Path)), responses((status = 200, body = MqttCredentials), ProblemResponses))]
 async fn agent_mqtt(
     State(st): State<AppState>,
     auth: AgentAuth,
@@ -543,30 +510,8 @@ impl Validate for AgentStatus {
     }
 }
 
-/// Documentation of [`AgentStatus`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = AgentStatus)]
-#[serde(rename_all = "camelCase")]
-struct AgentStatusDoc {
-    applied_version: Option<u64>,
-    /// `{version, reason, at}` of the last bundle the agent refused.
-    #[schema(value_type = Option<Object>)]
-    refused: Option<()>,
-    /// `[{name, state: ok|degraded|down, lastError, readings}]`.
-    #[schema(value_type = Vec<Object>)]
-    devices: Vec<()>,
-    queue_depth: u64,
-    queue_bytes: u64,
-    dropped_readings: u64,
-    readings_out: u64,
-    uptime_s: u64,
-    agent_version: String,
-    /// Seconds between heartbeats; offline after 3 missed.
-    heartbeat_interval_s: u64,
-}
-
 /// Report status (also the heartbeat).
-#[utoipa::path(post, path = "/api/v1/agents/{id}/status", tag = "agents", request_body = AgentStatusDoc,
+#[utoipa::path(post, path = "/api/v1/agents/{id}/status", tag = "agents", request_body = AgentStatus,
     params(("id" = String, Path)), responses((status = 204, description = "Recorded"), ProblemResponses))]
 async fn agent_status(
     State(st): State<AppState>,

@@ -377,48 +377,6 @@ pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, &'static str> {
     Ok(key)
 }
 
-/// Documentation of [`EnrollRequest`] (the wire type lives in weir-crds).
-#[derive(Serialize, ToSchema)]
-#[schema(as = EnrollRequest)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct EnrollRequestDoc {
-    /// The enrollment token from the console.
-    token: String,
-    /// Base64 of the agent's 32-byte Ed25519 public key.
-    public_key: String,
-    facts: AgentFactsDoc,
-}
-
-#[derive(Serialize, ToSchema)]
-#[schema(as = AgentFacts)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct AgentFactsDoc {
-    hostname: String,
-    os: String,
-    arch: String,
-    agent_version: String,
-}
-
-/// Documentation of [`EnrollResponse`].
-#[derive(Serialize, ToSchema)]
-#[schema(as = EnrollResponse)]
-#[allow(dead_code)]
-#[serde(rename_all = "camelCase")]
-struct EnrollResponseDoc {
-    agent_id: String,
-    /// Organization slug (the bundle's tenant).
-    tenant: String,
-    gateway: String,
-    /// `{keyId, publicKey}`: the config-signing key to pin.
-    #[schema(value_type = Object)]
-    trust_anchor: (),
-    /// `{urls, clientId, username, password, expires}`.
-    #[schema(value_type = Object)]
-    mqtt: (),
-}
-
 /// A problem+json answer for statuses the shared error type has no variant for.
 pub fn problem(status: StatusCode, kind: &str, detail: &str) -> Response {
     let body = serde_json::json!({
@@ -444,8 +402,8 @@ async fn audit_attempt(st: &AppState, meta: &ClientMeta, ev: AuditEvent) -> Resu
 }
 
 /// Enroll an agent with a token. Public: the token is the credential.
-#[utoipa::path(post, path = "/api/v1/enroll", tag = "agents", request_body = EnrollRequestDoc, security(()),
-    responses((status = 200, body = EnrollResponseDoc),
+#[utoipa::path(post, path = "/api/v1/enroll", tag = "agents", request_body = EnrollRequest, security(()),
+    responses((status = 200, body = EnrollResponse),
         (status = 429, description = "Too many enrollment attempts from this address"), ProblemResponses))]
 async fn enroll(
     State(st): State<AppState>,

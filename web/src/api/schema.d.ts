@@ -1227,34 +1227,35 @@ export interface components {
             hostname: string;
             os: string;
         };
-        /** @description Documentation of [`AgentStatus`]. */
+        /** @description What an agent reports on each heartbeat. */
         AgentStatus: {
-            agentVersion: string;
+            agentVersion?: string;
             /** Format: int64 */
             appliedVersion?: number | null;
-            /** @description `[{name, state: ok|degraded|down, lastError, readings}]`. */
-            devices: Record<string, unknown>[];
+            devices?: components["schemas"]["DeviceHealth"][];
             /** Format: int64 */
-            droppedReadings: number;
+            droppedReadings?: number;
             /**
              * Format: int64
              * @description Seconds between heartbeats; offline after 3 missed.
              */
-            heartbeatIntervalS: number;
+            heartbeatIntervalS?: number;
             /** Format: int64 */
-            queueBytes: number;
+            queueBytes?: number;
             /** Format: int64 */
-            queueDepth: number;
+            queueDepth?: number;
             /** Format: int64 */
-            readingsOut: number;
-            /** @description `{version, reason, at}` of the last bundle the agent refused. */
-            refused?: Record<string, unknown> | null;
+            readingsOut?: number;
+            refused?: null | components["schemas"]["RefusedBundle"];
             /** Format: int64 */
-            uptimeS: number;
+            uptimeS?: number;
         };
-        /** @description Documentation of [`AgentTokenRequest`]. */
         AgentTokenRequest: {
-            /** @description Base64 Ed25519 signature of `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`. */
+            /**
+             * @description Base64 Ed25519 signature of the challenge
+             *     `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`
+             *     (`agent_token_challenge`).
+             */
             signature: string;
             /**
              * Format: date-time
@@ -1262,7 +1263,6 @@ export interface components {
              */
             timestamp: string;
         };
-        /** @description Documentation of [`AgentTokenResponse`]. */
         AgentTokenResponse: {
             /** Format: date-time */
             expires: string;
@@ -1580,6 +1580,15 @@ export interface components {
             kind: string;
             ok: boolean;
         };
+        DeviceHealth: {
+            lastError?: string | null;
+            name: string;
+            /** Format: int64 */
+            readings?: number;
+            state: components["schemas"]["DeviceState"];
+        };
+        /** @enum {string} */
+        DeviceState: "ok" | "degraded" | "down";
         /** @description Non-secret settings of an email channel. */
         EmailConfig: {
             /** @example weir@example.org */
@@ -1617,7 +1626,6 @@ export interface components {
             /** Format: int32 */
             uses: number;
         };
-        /** @description Documentation of [`EnrollRequest`] (the wire type lives in weir-crds). */
         EnrollRequest: {
             facts: components["schemas"]["AgentFacts"];
             /** @description Base64 of the agent's 32-byte Ed25519 public key. */
@@ -1625,16 +1633,14 @@ export interface components {
             /** @description The enrollment token from the console. */
             token: string;
         };
-        /** @description Documentation of [`EnrollResponse`]. */
         EnrollResponse: {
             agentId: string;
             gateway: string;
-            /** @description `{urls, clientId, username, password, expires}`. */
-            mqtt: Record<string, unknown>;
+            mqtt: components["schemas"]["MqttCredentials"];
             /** @description Organization slug (the bundle's tenant). */
             tenant: string;
-            /** @description `{keyId, publicKey}`: the config-signing key to pin. */
-            trustAnchor: Record<string, unknown>;
+            /** @description The config-signing key to pin. */
+            trustAnchor: components["schemas"]["TrustAnchor"];
         };
         /** @description One offending field of a request. */
         FieldError: {
@@ -1808,7 +1814,6 @@ export interface components {
             /** Format: uuid */
             user_id: string;
         };
-        /** @description Documentation of [`MqttCredentials`]. */
         MqttCredentials: {
             clientId: string;
             /**
@@ -1816,8 +1821,12 @@ export interface components {
              * @description Fetch new credentials before this time.
              */
             expires: string;
-            /** @description A JWT (apiJwt clusters) or the broker password (adopted brokers in password mode). */
+            /**
+             * @description A JWT (apiJwt clusters) or the broker password (adopted brokers in
+             *     password mode), used as the MQTT password.
+             */
             password: string;
+            /** @description Broker URLs, e.g. `mqtt://broker:1883` or `mqtts://broker:8883`. */
             urls: string[];
             username: string;
         };
@@ -1911,6 +1920,13 @@ export interface components {
         Providers: {
             local: boolean;
             oidc?: null | components["schemas"]["OidcProviderInfo"];
+        };
+        RefusedBundle: {
+            /** Format: date-time */
+            at: string;
+            reason: string;
+            /** Format: int64 */
+            version?: number | null;
         };
         RollbackRequest: {
             comment?: string;
@@ -2157,6 +2173,12 @@ export interface components {
         TransferCluster: {
             /** @description Slug of the project (same organization) that takes the cluster over. */
             project: string;
+        };
+        /** @description A public key an agent trusts, as pinned at enrollment. */
+        TrustAnchor: {
+            keyId: string;
+            /** @description Base64 of the 32-byte Ed25519 public key. */
+            publicKey: string;
         };
         UpdateCluster: {
             auth_mode?: string | null;
