@@ -5,6 +5,9 @@
 use std::io;
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::wait::wait_until_blocking;
 
 /// Path of a workspace binary built next to the running test
 /// (`target/<profile>/<name>`). Tests of the crate that owns the binary use
@@ -63,10 +66,11 @@ impl Proc {
         let _ = self.child.wait();
     }
 
-    /// SIGTERM (a clean shutdown) and wait for the exit.
+    /// SIGTERM (a clean shutdown) and wait for the exit; panics if the
+    /// process is still running after 30 s.
     pub fn terminate(&mut self) -> ExitStatus {
         sigterm(self.child.id());
-        self.child.wait().expect("wait for a terminated child")
+        wait_exit(&mut self.child, &self.name)
     }
 
     /// Still running (not exited, not reaped)?
@@ -96,6 +100,28 @@ pub fn sigterm(pid: u32) {
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status();
+}
+
+/// How long a process may take to exit after SIGTERM.
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Wait for `child` to exit, at most [`EXIT_TIMEOUT`]; panics naming it
+/// (and kills it) when it does not.
+pub fn wait_exit(child: &mut std::process::Child, name: &str) -> ExitStatus {
+    let mut status = None;
+    let what = format!("{name} to exit");
+    let waited = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        wait_until_blocking(EXIT_TIMEOUT, &what, || {
+            status = child.try_wait().expect("poll a child process");
+            status.is_some()
+        })
+    }));
+    if let Err(e) = waited {
+        let _ = child.kill();
+        let _ = child.wait();
+        std::panic::resume_unwind(e);
+    }
+    status.expect("exited")
 }
 
 /// The last 40 lines of a failed test's child, on stderr where the test

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::bins::{print_tail, sigterm};
+use crate::bins::{print_tail, sigterm, wait_exit};
 use crate::ports::{free_port, is_listening};
 use crate::wait::{wait_until, wait_until_blocking};
 
@@ -180,7 +180,7 @@ impl Mosquitto {
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
             sigterm(c.id());
-            let _ = c.wait();
+            wait_exit(&mut c, "mosquitto");
         }
     }
 

@@ -107,11 +107,8 @@ async fn sigkill_mid_stream_loses_nothing() {
         |s| s.readings >= before + 10_000,
     )
     .await;
-    let _ = Command::new("kill")
-        .arg("-TERM")
-        .arg(agent.id().to_string())
-        .status();
-    agent.wait().unwrap();
+    weir_testkit::bins::sigterm(agent.id());
+    weir_testkit::bins::wait_exit(&mut agent, "weir-agent");
 
     // All frames share one per-gateway sequence; across devices, every number
     // from the first to the last seen must have arrived.
