@@ -72,6 +72,9 @@ mod tests {
                 }
             }
         }
-        assert!(wrong.is_empty(), "query parameters documented as path parameters: {wrong:?}");
+        assert!(
+            wrong.is_empty(),
+            "query parameters documented as path parameters: {wrong:?}"
+        );
     }
 }
