@@ -32,6 +32,9 @@ use crate::metrics::Metrics;
 use crate::rows::{parse_message, Malformed, MessageRows};
 use crate::{Config, Error};
 
+/// The longest wait between reconnects (see `consume`).
+const MAX_RECONNECT_BACKOFF: Duration = Duration::from_secs(1);
+
 /// What the pipeline needs to acknowledge one message later.
 #[derive(Debug)]
 pub(crate) struct AckToken {
@@ -271,7 +274,11 @@ pub(crate) async fn consume(
                     _ = done.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                // At most 1 s: after a broker restart, what agents publish
+                // before this session has re-subscribed finds no subscriber
+                // and is lost (issue 20), so come back quickly; a retry a
+                // second against a broker that is down costs nothing.
+                backoff = (backoff * 2).min(MAX_RECONNECT_BACKOFF);
             }
         }
         if stop.is_cancelled() {
