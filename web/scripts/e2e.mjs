@@ -7,6 +7,9 @@
 // `console.error`, except the failed requests it names as expected (a
 // deliberate 4xx, each with the reason beside it).
 //
+// One file of about 750 lines: the steps share one browser, one api and the
+// state each step leaves for the next (a walk-through, in order).
+//
 // After the walk-through, a second project is seeded through the api the way
 // `make demo` seeds one (scripts/demo_seed.py): a cluster, gateways with two
 // config versions, alert rules, a channel, a silence, a member, a token, and

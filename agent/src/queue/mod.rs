@@ -16,6 +16,10 @@
 //! - The queue is bounded by bytes on disk. When full it drops the oldest
 //!   segment (counting every reading in it) or refuses new frames (counting
 //!   them), as configured.
+//!
+//! (Over 700 lines on purpose: the writer, the reader and the ack cursor
+//! share the invariants above and keep them together; the segment format is
+//! in `segment.rs`, the tests in `tests.rs`.)
 
 mod segment;
 
