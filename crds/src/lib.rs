@@ -6,12 +6,14 @@
 //! - [`bundle`]: signed config bundles.
 //! - [`message`]: the uplink message format and topics.
 //! - [`agent_api`]: what agents and the api exchange.
+//! - [`acl`]: who may publish and subscribe where on a tenant's broker.
 //! - [`names`]: namespace, label, annotation and config-key names that
 //!   more than one component spells.
 
 // kube's `printcolumn(...)` attributes repeat `type_ = "string"` by design.
 #![allow(clippy::duplicated_attributes)]
 
+pub mod acl;
 pub mod agent_api;
 pub mod bundle;
 pub mod condition;

@@ -72,6 +72,7 @@ pub const TAG_ADDRESS_PATTERN: &str =
 
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.name != 'cmd'").message("devices[].name: 'cmd' is reserved for the gateway's command topics"))]
 #[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || has(self.modbus)").message("devices[].modbus: a modbusTcp device needs modbus connection settings (host, port)"))]
 #[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || self.groups.all(g, g.tags.all(t, t.address.contains('!')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
 #[x_kube(validation = Rule::new("self.adapter != 'simulator' || self.groups.all(g, g.tags.all(t, has(t.signal)))").message("devices[].groups[].tags[].signal: every tag of a simulator device needs a signal"))]

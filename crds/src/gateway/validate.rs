@@ -445,6 +445,15 @@ mod tests {
                     && e.message == r#"Duplicate value: {"name":"flow"}"#),
             "{errs:?}"
         );
+        // `cmd` would put readings on the command topics (see `acl`).
+        let mut v = modbus_spec();
+        v["devices"][0]["name"] = json!("cmd");
+        let errs = validate_spec_value(&v).unwrap_err();
+        assert!(
+            errs.iter().any(|e| e.field.starts_with("spec.devices[0]")
+                && e.message.contains("'cmd' is reserved")),
+            "{errs:?}"
+        );
     }
 
     #[test]
