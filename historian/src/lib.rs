@@ -1,7 +1,7 @@
 //! weir-historian: readings from the tenant's MQTT cluster into PostgreSQL,
 //! each exactly once.
 //!
-//! The sink subscribes to `$share/{share_group}/{prefix}/{tenant}/#` (several
+//! The sink subscribes to `$share/{share_group}/{prefix}/{tenant}/+/+/+` (several
 //! instances split the load), parses the agents' uplink messages
 //! ([`weir_crds::message`]), writes their readings into `readings` with
 //! binary COPY and acknowledges each MQTT message only after its rows are

@@ -116,11 +116,14 @@ fn parse_url(url: &str) -> Result<(String, u16, bool), Error> {
     Ok((host.to_owned(), port, tls))
 }
 
-/// The subscription: `$share/{group}/{prefix}/{tenant}/#`.
+/// The subscription: `$share/{group}/{prefix}/{tenant}/+/+/+`, the readings
+/// filter the historian's broker ACL allows (`weir_crds::acl`); a wider
+/// `#` would be refused by a broker that enforces it.
 pub(crate) fn filter(cfg: &Config) -> String {
     format!(
-        "$share/{}/{}/{}/#",
-        cfg.share_group, cfg.topic_prefix, cfg.tenant
+        "$share/{}/{}",
+        cfg.share_group,
+        weir_crds::acl::readings_filter(&cfg.topic_prefix, &cfg.tenant)
     )
 }
 
