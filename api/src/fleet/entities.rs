@@ -59,6 +59,22 @@ pub mod cluster {
     entity_boilerplate!();
 }
 
+/// A cluster shared with another project of its org (`fleet_cluster_shares`).
+pub mod cluster_share {
+    use sea_orm::entity::prelude::*;
+
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fleet_cluster_shares")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub cluster_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub project_id: Uuid,
+        pub created_at: DateTimeUtc,
+    }
+    entity_boilerplate!();
+}
+
 pub mod gateway {
     use sea_orm::entity::prelude::*;
 

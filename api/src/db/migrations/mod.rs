@@ -10,6 +10,8 @@ mod m0002_orgs;
 mod m0003_audit;
 mod m0100_alerts;
 mod m0200_fleet;
+mod m0210_cluster_shares;
+mod m0220_broker_identities;
 
 pub struct Migrator;
 
@@ -22,6 +24,8 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_audit::Migration),
             Box::new(m0100_alerts::Migration),
             Box::new(m0200_fleet::Migration),
+            Box::new(m0210_cluster_shares::Migration),
+            Box::new(m0220_broker_identities::Migration),
         ]
     }
 }
@@ -132,7 +136,9 @@ mod tests {
                 "m0002_orgs",
                 "m0003_audit",
                 "m0100_alerts",
-                "migration"
+                "migration",
+                "m0210_cluster_shares",
+                "m0220_broker_identities"
             ]
         );
     }
