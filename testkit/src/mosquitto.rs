@@ -1,7 +1,8 @@
 //! A Mosquitto broker of the test's own: on a free port of 127.0.0.1,
 //! configured in a private temporary directory, logging to a file there, and
 //! killed when dropped. Optionally persistent (queued QoS 1 messages survive
-//! a restart) and with a TLS listener signed by a private CA.
+//! a restart), with a TLS listener signed by a private CA, and with the
+//! dynamic-security plugin (no anonymous access; one admin login).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -43,6 +44,7 @@ pub struct Builder {
     port: Option<u16>,
     persistent: bool,
     tls: bool,
+    dynsec: Option<(String, String)>,
     extra: Vec<String>,
 }
 
@@ -69,6 +71,14 @@ impl Builder {
         self
     }
 
+    /// Load the dynamic-security plugin with `admin_user` / `admin_password`
+    /// as its admin (made with `mosquitto_ctrl dynsec init`), and refuse
+    /// anonymous clients: every other login is a dynamic-security client.
+    pub fn dynamic_security(mut self, admin_user: &str, admin_password: &str) -> Builder {
+        self.dynsec = Some((admin_user.to_string(), admin_password.to_string()));
+        self
+    }
+
     /// A line of global configuration, such as `max_queued_messages 0`.
     pub fn config(mut self, line: &str) -> Builder {
         self.extra.push(line.to_string());
@@ -83,7 +93,19 @@ impl Builder {
         // As root, Mosquitto would drop to the `mosquitto` user, which cannot
         // write its persistence file into our private directory; as any
         // other user `user` has no effect.
-        let mut conf = String::from("user root\nallow_anonymous true\nlog_dest stderr\n");
+        let mut conf = String::from("user root\nlog_dest stderr\n");
+        match &self.dynsec {
+            None => conf += "allow_anonymous true\n",
+            Some((user, password)) => {
+                let file = dir.path().join("dynamic-security.json");
+                dynsec_init(&file, user, password);
+                conf += &format!(
+                    "allow_anonymous false\nplugin {}\nplugin_opt_config_file {}\n",
+                    dynsec_plugin().display(),
+                    file.display()
+                );
+            }
+        }
         if self.persistent {
             conf += &format!("persistence true\npersistence_location {d}/\n");
         }
@@ -263,6 +285,66 @@ impl Drop for Mosquitto {
     }
 }
 
+/// Where distributions put the dynamic-security plugin, when `dpkg` cannot say.
+const PLUGIN_CANDIDATES: [&str; 5] = [
+    "/usr/lib/x86_64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/aarch64-linux-gnu/mosquitto_dynamic_security.so",
+    "/usr/lib/mosquitto/mosquitto_dynamic_security.so",
+    "/usr/local/lib/mosquitto_dynamic_security.so",
+    "/usr/lib64/mosquitto_dynamic_security.so",
+];
+
+/// The dynamic-security plugin (`mosquitto_dynamic_security.so`, in
+/// Debian's `mosquitto` package); panics saying how to install it.
+pub fn dynsec_plugin() -> PathBuf {
+    let from_dpkg = Command::new("dpkg")
+        .args(["-L", "mosquitto"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .find(|l| l.ends_with("/mosquitto_dynamic_security.so"))
+                .map(PathBuf::from)
+        });
+    from_dpkg
+        .into_iter()
+        .chain(PLUGIN_CANDIDATES.iter().map(PathBuf::from))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "mosquitto_dynamic_security.so not found: sudo apt-get install mosquitto \
+                 (Mosquitto 2.0 or newer; looked in dpkg -L mosquitto and {})",
+                PLUGIN_CANDIDATES.join(", ")
+            )
+        })
+}
+
+/// Write a dynamic-security config with one admin client to `file`.
+fn dynsec_init(file: &Path, user: &str, password: &str) {
+    let ctrl = ["/usr/bin/mosquitto_ctrl", "/usr/local/bin/mosquitto_ctrl"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| PathBuf::from("mosquitto_ctrl"));
+    let out = Command::new(&ctrl)
+        .args(["dynsec", "init"])
+        .arg(file)
+        .args([user, password])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!("mosquitto_ctrl not found ({e}): sudo apt-get install mosquitto (2.0 or newer)")
+        });
+    assert!(
+        out.status.success() && file.exists(),
+        "mosquitto_ctrl dynsec init failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A CA and a server certificate for 127.0.0.1 signed by it, in `dir`:
 /// ca.pem, server.pem, server.key.
 fn make_certificates(dir: &Path) {
@@ -343,6 +425,22 @@ mod tests {
         assert!(
             m.log().contains("mosquitto"),
             "the log is kept: {}",
+            m.log()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dynamic_security_broker_loads_the_plugin() {
+        let m = Mosquitto::builder()
+            .dynamic_security("admin", "admin-pw")
+            .start()
+            .await;
+        assert!(is_listening(m.port));
+        let conf = std::fs::read_to_string(m.dir().join("mosquitto.conf")).unwrap();
+        assert!(conf.contains("allow_anonymous false"), "{conf}");
+        assert!(
+            m.log().contains("mosquitto_dynamic_security.so"),
+            "{}",
             m.log()
         );
     }

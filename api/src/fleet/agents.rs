@@ -391,34 +391,65 @@ pub fn sign_mqtt_jwt(key: &keys::OrgKey, claims: &MqttClaims) -> Result<String, 
 /// Audience of MQTT JWTs.
 pub const MQTT_AUDIENCE: &str = "weir-mqtt";
 
-/// Publish only under `weir/{tenant}/{gateway}/#`, subscribe only to its command topic.
-pub fn acl_for(tenant: &str, gateway: &str) -> Vec<AclRule> {
-    let rule = |permission: &str, action: &str, topic: String| AclRule {
-        permission: permission.into(),
-        action: action.into(),
-        topic,
-    };
-    vec![
-        rule("allow", "publish", format!("weir/{tenant}/{gateway}/#")),
-        rule(
-            "allow",
-            "subscribe",
-            format!("weir/{tenant}/{gateway}/cmd/#"),
-        ),
-        rule("deny", "all", "#".into()),
-    ]
+/// The agent's row of the ACL table ([`weir_crds::acl::rules`]) for the
+/// gateway's configured topic `prefix`, in the JWT claim format EMQX reads.
+pub fn agent_acl(prefix: &str, tenant: &str, gateway: &str) -> Vec<AclRule> {
+    use weir_crds::acl::{Action, Identity, Permission};
+    weir_crds::acl::rules(prefix, tenant, Identity::Agent { gateway })
+        .into_iter()
+        .map(|r| AclRule {
+            permission: match r.permission {
+                Permission::Allow => "allow",
+                Permission::Deny => "deny",
+            }
+            .into(),
+            action: match r.action {
+                Action::Publish => "publish",
+                Action::Subscribe => "subscribe",
+                Action::All => "all",
+            }
+            .into(),
+            topic: r.topic,
+        })
+        .collect()
 }
 
-/// MQTT credentials for a gateway's agent: the cluster's URLs, and either
-/// the adopted broker's username/password (password mode: Mosquitto cannot
-/// check JWTs) or a JWT with topic ACLs (apiJwt mode). Without a cluster the
-/// URL list is empty.
+/// MQTT credentials for a gateway's agent: the cluster's URLs, and its own
+/// broker identity. `password` mode: on a broker with a dynamic-security
+/// admin login stored, the gateway's own client
+/// ([`super::broker_identity`]), never the cluster's login; on an open
+/// broker (no username stored), none. `apiJwt` mode: a JWT with the
+/// gateway's ACL. Without a cluster the URL list is empty. Not for use
+/// inside a write transaction (see [`enrollment_credentials`]).
 pub async fn mqtt_credentials<C: ConnectionTrait>(
     db: &C,
     st: &AppState,
     o: &org::Model,
     g: &gateway::Model,
 ) -> Result<MqttCredentials, ApiError> {
+    credentials(db, st, o, g, false).await
+}
+
+/// [`mqtt_credentials`] at enrollment, inside its write transaction: a
+/// dynamic-security identity gets a new password (the previous agent's
+/// login stops working).
+pub async fn enrollment_credentials<C: ConnectionTrait>(
+    tx: &C,
+    st: &AppState,
+    o: &org::Model,
+    g: &gateway::Model,
+) -> Result<MqttCredentials, ApiError> {
+    credentials(tx, st, o, g, true).await
+}
+
+async fn credentials<C: ConnectionTrait>(
+    db: &C,
+    st: &AppState,
+    o: &org::Model,
+    g: &gateway::Model,
+    enrolling: bool,
+) -> Result<MqttCredentials, ApiError> {
+    use super::broker_identity as bi;
     let now = Utc::now();
     let expires = now + Duration::seconds(st.fleet.config.mqtt_jwt_ttl_secs);
     let client_id = format!("weir-{}-{}", o.slug, g.slug);
@@ -437,19 +468,26 @@ pub async fn mqtt_credentials<C: ConnectionTrait>(
     };
     let urls = super::clusters::endpoints(&c);
     if c.auth_mode == super::clusters::AUTH_PASSWORD {
-        let password = match &c.password_enc {
-            Some(p) => String::from_utf8(st.fleet.master()?.open(p, &c.id.to_string())?)
-                .map_err(ApiError::internal)?,
-            None => String::new(),
+        let login = if !bi::uses_dynsec(&c) {
+            // An open broker: nothing to log in with.
+            bi::Login {
+                username: client_id.clone(),
+                password: String::new(),
+            }
+        } else if enrolling {
+            bi::ensure_gateway(db, st, &c, o, g, true).await?
+        } else {
+            bi::gateway_login(st, &c, o, g).await?
         };
         return Ok(MqttCredentials {
             urls,
-            client_id: client_id.clone(),
-            username: c.username.clone().unwrap_or(client_id),
-            password,
+            client_id,
+            username: login.username,
+            password: login.password,
             expires,
         });
     }
+    let prefix = bi::topic_prefix(db, g).await?;
     let key = keys::current_or_create(db, &st.fleet, o.id, keys::PURPOSE_JWT).await?;
     let claims = MqttClaims {
         iss: st.fleet.public_url.clone(),
@@ -460,7 +498,7 @@ pub async fn mqtt_credentials<C: ConnectionTrait>(
         username: client_id.clone(),
         tenant: o.slug.clone(),
         gateway: g.slug.clone(),
-        acl: acl_for(&o.slug, &g.slug),
+        acl: agent_acl(&prefix, &o.slug, &g.slug),
     };
     let jwt = sign_mqtt_jwt(&key, &claims)?;
     Ok(MqttCredentials {
@@ -584,12 +622,23 @@ mod tests {
     }
 
     #[test]
-    fn acl_limits_to_own_topics() {
-        let acl = acl_for("riverside", "pump-1");
-        assert_eq!(acl[0].topic, "weir/riverside/pump-1/#");
-        assert_eq!(acl[0].action, "publish");
-        assert_eq!(acl[1].topic, "weir/riverside/pump-1/cmd/#");
-        assert_eq!(acl[1].action, "subscribe");
-        assert_eq!(acl.last().unwrap().permission, "deny");
+    fn the_jwt_acl_is_the_agents_row_with_the_configured_prefix() {
+        let acl = agent_acl("plant", "riverside", "pump-1");
+        let rule = |p: &str, a: &str, t: &str| AclRule {
+            permission: p.into(),
+            action: a.into(),
+            topic: t.into(),
+        };
+        assert_eq!(
+            acl,
+            vec![
+                rule("allow", "publish", "plant/riverside/pump-1/cmd/write/resp"),
+                rule("deny", "publish", "plant/riverside/pump-1/cmd/#"),
+                rule("allow", "publish", "plant/riverside/pump-1/+/+"),
+                rule("allow", "subscribe", "plant/riverside/pump-1/cmd/+"),
+                rule("deny", "all", "#"),
+            ]
+        );
+        assert!(!serde_json::to_string(&acl).unwrap().contains("weir/"));
     }
 }

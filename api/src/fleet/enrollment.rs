@@ -4,7 +4,10 @@
 //! Ed25519 public key for an agent id, the trust anchor and MQTT
 //! credentials. Tokens have 256 random bits and are stored as SHA-256;
 //! enrollment is rate-limited per client address and every attempt is
-//! audited.
+//! audited. On an adopted Mosquitto with dynamic security, enrollment
+//! creates or re-keys the gateway's own broker client
+//! ([`super::broker_identity`]) and fails (handing out nothing) when the
+//! broker cannot.
 
 use axum::extract::State;
 use axum::http::{header, HeaderValue, StatusCode};
@@ -47,11 +50,15 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(enroll))
 }
 
-/// Remove what hangs off a gateway before the gateway itself.
+/// Remove what hangs off a gateway before the gateway itself, its broker
+/// identities first: when a broker cannot delete its client the gateway
+/// stays (a login that still works is never forgotten).
 pub async fn delete_gateway_children<C: ConnectionTrait>(
     db: &C,
+    st: &AppState,
     gateway_id: Uuid,
 ) -> Result<(), ApiError> {
+    super::broker_identity::forget_gateway(db, st, gateway_id).await?;
     let agents: Vec<Uuid> = agent::Entity::find()
         .filter(agent::Column::GatewayId.eq(gateway_id))
         .all(db)
@@ -509,7 +516,32 @@ async fn enroll(
             .await?
             .anchor(),
     };
-    let mqtt = super::agents::mqtt_credentials(&*tx, &st, &o, &g).await?;
+    // On a broker with dynamic security: the gateway's own client, re-keyed.
+    let mqtt = match super::agents::enrollment_credentials(&*tx, &st, &o, &g).await {
+        Ok(m) => m,
+        Err(e) => {
+            // Nothing of this attempt stays: the token keeps its use, the
+            // previous agent keeps working, and no credentials go out.
+            drop(tx);
+            audit_attempt(
+                &st,
+                &meta,
+                AuditEvent::anonymous(
+                    "agent",
+                    "agent.enroll",
+                    format!("gateway:{}/{}", o.slug, g.slug),
+                )
+                .org(o.id)
+                .project(g.project_id)
+                .outcome(Outcome::Failure)
+                .details(serde_json::json!({
+                    "reason": e.to_string(), "prefix": prefix, "hostname": req.facts.hostname,
+                })),
+            )
+            .await?;
+            return Err(e);
+        }
+    };
     audit::append(
         &*tx,
         AuditEvent::anonymous(

@@ -554,7 +554,7 @@ async fn delete_gateway(
         ..
     } = at;
     let tx = st.write().await?;
-    super::enrollment::delete_gateway_children(&*tx, g.id).await?;
+    super::enrollment::delete_gateway_children(&*tx, &st, g.id).await?;
     gateway::Entity::delete_by_id(g.id).exec(&*tx).await?;
     if let Some(client) = &st.fleet.kube {
         super::kube_backend::delete_gateway(client, &o.slug, &g.slug).await?;

@@ -11,6 +11,7 @@
 //! [`crate::fleet_events::FleetEvent`]s.
 
 pub mod agents;
+pub mod broker_identity;
 pub mod clusters;
 pub mod enrollment;
 pub mod entities;

@@ -16,6 +16,7 @@ mod alerts_fleet;
 mod alerts_mqtt_jwt;
 mod alerts_replicas;
 mod api;
+mod broker_identity;
 mod cli;
 mod fleet_clusters;
 mod fleet_e2e;
