@@ -16,6 +16,9 @@ pub fn tenant_namespace(tenant: &str) -> String {
 pub mod labels {
     /// The tenant (organization slug) an object belongs to.
     pub const TENANT: &str = "weir.dev/tenant";
+    /// The project (slug) a Secret in the tenant namespace is for: the api
+    /// lets a project's MqttCluster name only Secrets labelled for it.
+    pub const PROJECT: &str = "weir.dev/project";
     /// The MqttCluster a broker pod, service or claim belongs to.
     pub const MQTT_CLUSTER: &str = "weir.dev/mqttcluster";
     /// The EdgeGateway an agent pod, claim or config object belongs to.

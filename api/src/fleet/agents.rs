@@ -466,6 +466,7 @@ async fn credentials<C: ConnectionTrait>(
             expires,
         });
     };
+    super::clusters::check_gateway_may_use(db, g, &c).await?;
     let urls = super::clusters::endpoints(&c);
     if c.auth_mode == super::clusters::AUTH_PASSWORD {
         let login = if !bi::uses_dynsec(&c) {

@@ -25,7 +25,7 @@ use uuid::Uuid;
 use weir_crds::bundle::{self, BundlePayload};
 use weir_crds::EdgeGatewaySpec;
 
-use super::entities::{cluster, gateway, gateway_version};
+use super::entities::{gateway, gateway_version};
 use super::keys;
 use crate::audit::{self, AuditEvent};
 use crate::auth::{Auth, ClientMeta};
@@ -242,22 +242,12 @@ pub async fn write_version<C: ConnectionTrait>(
     if g.config_version > 0 && current_spec(db, &g).await? == value {
         return Ok(None);
     }
+    // A cluster of the gateway's own project, or one shared with it.
     let cluster_id = match &spec.cluster_ref {
         None => None,
-        Some(name) => Some(
-            cluster::Entity::find()
-                .filter(cluster::Column::OrgId.eq(o.id))
-                .filter(cluster::Column::Slug.eq(name.as_str()))
-                .one(db)
-                .await?
-                .ok_or_else(|| {
-                    ApiError::invalid(
-                        "spec.clusterRef",
-                        format!("no MQTT cluster named '{name}' in this organization"),
-                    )
-                })?
-                .id,
-        ),
+        Some(name) => {
+            Some(super::clusters::share::resolve_cluster_ref(db, o.id, g.project_id, name).await?)
+        }
     };
     let now = Utc::now();
     let version = g.config_version + 1;

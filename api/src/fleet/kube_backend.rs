@@ -6,7 +6,7 @@
 
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use kube::Client;
 use serde_json::{json, Value};
@@ -85,6 +85,21 @@ pub async fn delete_cluster(client: &Client, org: &str, name: &str) -> Result<()
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(kube_err("MqttCluster", e)),
     }
+}
+
+/// Labels of Secret `name` in the tenant namespace (`None`: no such
+/// Secret). Reads the metadata only: the api never needs the Secret's data.
+pub async fn secret_labels(
+    client: &Client,
+    org: &str,
+    name: &str,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, ApiError> {
+    let api: Api<Secret> = Api::namespaced(client.clone(), &namespace(org));
+    let m = api
+        .get_metadata_opt(name)
+        .await
+        .map_err(|e| kube_err("Secret", e))?;
+    Ok(m.map(|m| m.metadata.labels.unwrap_or_default()))
 }
 
 pub async fn apply_gateway(

@@ -85,6 +85,16 @@ pub struct FleetConfig {
     #[arg(long, env = "WEIR_MAX_CONFIG_WAIT_SECS", default_value_t = 60)]
     pub max_config_wait_secs: u64,
 
+    /// Registry (optionally with a path) the EMQX image of a kubernetes
+    /// cluster must come from; a project's `spec.image` outside it is refused.
+    /// The default is where the default image `emqx/emqx` lives.
+    #[arg(
+        long,
+        env = "WEIR_CLUSTER_IMAGE_REGISTRY",
+        default_value = "docker.io/emqx"
+    )]
+    pub cluster_image_registry: String,
+
     /// Kubernetes backend for clusters and gateways: auto (when in-cluster or
     /// KUBECONFIG config is found), on, or off (external clusters, embedded gateways).
     #[arg(long, env = "WEIR_KUBE_FLEET", default_value = "auto")]

@@ -18,6 +18,7 @@ mod alerts_replicas;
 mod api;
 mod broker_identity;
 mod cli;
+mod cluster_walls;
 mod fleet_clusters;
 mod fleet_e2e;
 mod oidc_sso;
