@@ -123,6 +123,15 @@ pub struct OidcConfig {
         default_value = "Single sign-on"
     )]
     pub display_name: String,
+    /// Let a first SSO sign-in take over an existing account with the same
+    /// email, when the provider says the email is verified (never a system
+    /// administrator's account). Off: such a sign-in is refused.
+    #[arg(
+        long = "oidc-link-verified-email",
+        env = "WEIR_OIDC_LINK_VERIFIED_EMAIL",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub link_verified_email: bool,
 }
 
 impl OidcConfig {
