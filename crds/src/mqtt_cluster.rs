@@ -188,11 +188,12 @@ impl Default for ClusterAuthentication {
 )]
 #[serde(rename_all = "camelCase")]
 pub enum AuthMode {
-    /// JWTs issued by weir-api, verified against its JWKS, with topic ACLs in the claims.
+    /// JWTs issued by weir-api, verified against its JWKS, with topic ACLs
+    /// in the claims (`weir_crds::acl`). The only mode: a password mode let
+    /// every authenticated client use every topic, so one gateway's login
+    /// could read and forge all the others'.
     #[default]
     ApiJwt,
-    /// Username and password from the cluster's generated Secret (tests and migrations).
-    Password,
 }
 
 #[derive(

@@ -17,13 +17,14 @@
 //!   `key = value` lines into `emqx.conf`, so a quote, brace or newline in
 //!   a value would be HOCON injection; none of the shapes admits one.
 //! - `authentication`: always `apiJwt` against the api's own JWKS
-//!   (`{public_url}/api/v1/jwks.json`, set by the api); a password mode or
-//!   another JWKS URL would let clients in without the api's topic ACLs.
+//!   (`{public_url}/api/v1/jwks.json`, set by the api); another JWKS URL
+//!   would let clients in without the api's topic ACLs. (`apiJwt` is the
+//!   only mode the CRD has, so its schema refuses any other.)
 //!
 //! There is no bypass, not even for system admins: one who needs more edits
 //! the `MqttCluster` with kubectl, outside the api.
 
-use weir_crds::mqtt_cluster::{AuthMode, ListenerProtocol};
+use weir_crds::mqtt_cluster::ListenerProtocol;
 use weir_crds::MqttClusterSpec;
 
 use crate::error::FieldError;
@@ -111,12 +112,6 @@ pub fn check(
         if let Err(msg) = config_allowed(spec, k, v) {
             e.push(FieldError::new(format!("spec.config.{k}"), msg));
         }
-    }
-    if spec.authentication.mode == AuthMode::Password {
-        e.push(FieldError::new(
-            "spec.authentication.mode",
-            "kubernetes clusters always use apiJwt: agents get api-issued JWTs with topic ACLs",
-        ));
     }
     if let Some(url) = requested_jwks.filter(|u| *u != p.jwks_url) {
         e.push(FieldError::new(
@@ -388,8 +383,11 @@ mod tests {
 
     #[test]
     fn authentication_is_the_platforms() {
-        let s = spec(json!({"authentication": {"mode": "password"}}));
-        assert_eq!(fields(&s, None), ["spec.authentication.mode"]);
+        // The contract has no password mode at all.
+        assert!(serde_json::from_value::<MqttClusterSpec>(
+            json!({"authentication": {"mode": "password"}})
+        )
+        .is_err());
         let s = spec(json!({}));
         assert_eq!(
             fields(&s, Some("https://evil.example/jwks")),

@@ -90,27 +90,17 @@ pub fn listener_limits(c: &MqttCluster, per_listener: Option<u32>) -> BTreeMap<S
 /// Both are runtime settings: a change reaches running nodes through the
 /// config API, not only the file they read at their next start.
 pub fn auth_settings(c: &MqttCluster, default_jwks_url: &str) -> BTreeMap<String, String> {
-    let (authentication, authorization) = match c.spec.authentication.mode {
-        AuthMode::ApiJwt => {
-            let url = c
-                .spec
-                .authentication
-                .jwks_url
-                .as_deref()
-                .unwrap_or(default_jwks_url);
-            (
-                format!("[\n  {{\n    mechanism = jwt\n    from = password\n    use_jwks = true\n    endpoint = \"{url}\"\n    refresh_interval = 300\n    acl_claim_name = acl\n    verify_claims {{ username = \"${{username}}\" }}\n  }}\n]"),
-                // Only what the api's JWT grants.
-                "{\n  no_match = deny\n  sources = []\n}".to_string(),
-            )
-        }
-        AuthMode::Password => (
-            "[\n  {\n    mechanism = password_based\n    backend = built_in_database\n    user_id_type = username\n  }\n]".to_string(),
-            // The cluster is the tenant's own: an authenticated client may use
-            // any topic. Stated, so a switch from apiJwt undoes its `deny`.
-            "{\n  no_match = allow\n  sources = []\n}".to_string(),
-        ),
-    };
+    // `apiJwt` is the only mode (see `AuthMode`).
+    let AuthMode::ApiJwt = c.spec.authentication.mode;
+    let url = c
+        .spec
+        .authentication
+        .jwks_url
+        .as_deref()
+        .unwrap_or(default_jwks_url);
+    let authentication = format!("[\n  {{\n    mechanism = jwt\n    from = password\n    use_jwks = true\n    endpoint = \"{url}\"\n    refresh_interval = 300\n    acl_claim_name = acl\n    verify_claims {{ username = \"${{username}}\" }}\n  }}\n]");
+    // Only what the api's JWT grants.
+    let authorization = "{\n  no_match = deny\n  sources = []\n}".to_string();
     [
         ("authentication".to_string(), authentication),
         ("authorization".to_string(), authorization),
