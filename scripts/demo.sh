@@ -43,10 +43,30 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 0' INT TERM
 
-step "starting Mosquitto on 127.0.0.1:$MQTT_PORT"
+step "starting Mosquitto on 127.0.0.1:$MQTT_PORT (dynamic security: a login per gateway)"
+DYNSEC_PLUGIN=""
+for p in $(dpkg -L mosquitto 2>/dev/null | grep '/mosquitto_dynamic_security.so$' || true) \
+    /usr/lib/*/mosquitto_dynamic_security.so /usr/lib/mosquitto/mosquitto_dynamic_security.so \
+    /usr/local/lib/mosquitto_dynamic_security.so; do
+  [ -f "$p" ] && { DYNSEC_PLUGIN=$p; break; }
+done
+[ -n "$DYNSEC_PLUGIN" ] || die "mosquitto_dynamic_security.so is missing: sudo apt-get install mosquitto (2.0 or newer)"
+need mosquitto_ctrl "sudo apt-get install mosquitto (2.0 or newer)"
+# The broker's dynamic-security admin, made once; its password lives only in
+# a 0600 file. Weir logs in with it to give each gateway its own client.
+MQTT_ADMIN=weir-admin
+if [ ! -f "$STATE/dynamic-security.json" ]; then
+  (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > "$STATE/mqtt-admin-password")
+  mosquitto_ctrl dynsec init "$STATE/dynamic-security.json" "$MQTT_ADMIN" "$(cat "$STATE/mqtt-admin-password")" >/dev/null
+  chmod 600 "$STATE/dynamic-security.json"
+fi
+[ -f "$STATE/mqtt-historian-password" ] \
+  || (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(24))' > "$STATE/mqtt-historian-password")
 cat > "$STATE/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
-allow_anonymous true
+allow_anonymous false
+plugin $DYNSEC_PLUGIN
+plugin_opt_config_file $STATE/dynamic-security.json
 persistence true
 persistence_location $STATE/
 max_queued_messages 1000000
@@ -55,6 +75,30 @@ CONF
 [ "$(id -u)" = 0 ] && echo "user root" >> "$STATE/mosquitto.conf"
 mosquitto -c "$STATE/mosquitto.conf" > "$STATE/mosquitto.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 1 40); do port_open "$MQTT_PORT" && break; sleep 0.25; done
+port_open "$MQTT_PORT" || die "Mosquitto did not start; see .weir/mosquitto.log"
+
+# mosquitto_ctrl as the admin (the password from its file, never printed;
+# its output, warnings included, goes to .weir/mosquitto_ctrl.log).
+dynsec() {
+  mosquitto_ctrl -h 127.0.0.1 -p "$MQTT_PORT" -u "$MQTT_ADMIN" -P "$(cat "$STATE/mqtt-admin-password")" \
+    dynsec "$@" >> "$STATE/mosquitto_ctrl.log" 2>&1 \
+    || die "mosquitto_ctrl dynsec $1 failed; see .weir/mosquitto_ctrl.log"
+}
+# The historian's own client: it reads the tenant's readings and asks for
+# replays, nothing else (its row of the ACL table, weir_crds::acl).
+HIST=weir-historian
+T="weir/riverside-water"
+(dynsec deleteClient "$HIST") 2>/dev/null || true
+(dynsec deleteRole "$HIST") 2>/dev/null || true
+dynsec createRole "$HIST"
+dynsec addRoleACL "$HIST" subscribePattern "$T/+/+/+" allow 2
+dynsec addRoleACL "$HIST" subscribePattern "\$share/+/$T/+/+/+" allow 2
+dynsec addRoleACL "$HIST" publishClientReceive "$T/+/+/+" allow 2
+dynsec addRoleACL "$HIST" publishClientSend "$T/+/cmd/replay" allow 2
+dynsec addRoleACL "$HIST" publishClientReceive "#" deny 0
+dynsec createClient "$HIST" -p "$(cat "$STATE/mqtt-historian-password")"
+dynsec addClientRole "$HIST" "$HIST"
 
 if [ ! -f "$STATE/admin-password" ]; then
   python3 -c 'import secrets; print(secrets.token_urlsafe(12))' > "$STATE/admin-password"
@@ -79,7 +123,6 @@ WEIR_WEB_DIR="$PWD/web/dist" \
 WEIR_BOOTSTRAP_ADMIN_EMAIL="$ADMIN_EMAIL" \
 WEIR_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
 WEIR_HISTORIAN_URL="$HISTORIAN_URL" \
-WEIR_ALERTS_MQTT_URL="mqtt://127.0.0.1:$MQTT_PORT" \
 WEIR_KUBE_TENANTS=off \
   "$BIN/weir-api" > "$STATE/api.log" 2>&1 &
 pids+=($!)
@@ -87,7 +130,8 @@ for _ in $(seq 1 60); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break; sle
 curl -fsS "$BASE/healthz" >/dev/null || die "weir-api did not start; see .weir/api.log"
 
 step "seeding Riverside Water through the API"
-python3 scripts/demo_seed.py "$BASE" "$ADMIN_EMAIL" "$ADMIN_PASSWORD" "mqtt://127.0.0.1:$MQTT_PORT" > "$STATE/new-tokens"
+WEIR_DEMO_MQTT_ADMIN_USER="$MQTT_ADMIN" WEIR_DEMO_MQTT_ADMIN_PASSWORD="$(cat "$STATE/mqtt-admin-password")" \
+  python3 scripts/demo_seed.py "$BASE" "$ADMIN_EMAIL" "$ADMIN_PASSWORD" "mqtt://127.0.0.1:$MQTT_PORT" > "$STATE/new-tokens"
 while read -r gw token; do
   [ -n "$gw" ] && echo "$token" > "$STATE/agents/$gw.token"
 done < "$STATE/new-tokens"
@@ -109,6 +153,7 @@ done
 
 if [ -n "$HISTORIAN_URL" ]; then
   step "starting the historian (readings → PostgreSQL weir_demo)"
+  WEIR_MQTT_USERNAME="$HIST" WEIR_MQTT_PASSWORD="$(cat "$STATE/mqtt-historian-password")" \
   "$BIN/weir-historian" --mqtt-url "mqtt://127.0.0.1:$MQTT_PORT" --tenant riverside-water \
     --database-url "$HISTORIAN_URL" --metrics-listen 127.0.0.1:9103 > "$STATE/historian.log" 2>&1 &
   pids+=($!)

@@ -5,16 +5,23 @@ local broker adopted as each project's MQTT cluster, four gateways with
 simulated water-plant devices, an enrollment token per gateway and a couple of
 alert rules that fire now and then.
 
+The broker's dynamic-security admin login comes from the environment
+(WEIR_DEMO_MQTT_ADMIN_USER / WEIR_DEMO_MQTT_ADMIN_PASSWORD): the api logs in
+with it to give every gateway a broker login of its own.
+
 Prints `GATEWAY TOKEN` lines for the agents to enroll with. Standard library
 only, so it runs on a fresh machine."""
 
 import http.cookiejar
 import json
+import os
 import sys
 import urllib.error
 import urllib.request
 
 BASE, EMAIL, PASSWORD, BROKER = sys.argv[1:5]
+MQTT_ADMIN = {"username": os.environ.get("WEIR_DEMO_MQTT_ADMIN_USER", ""),
+              "password": os.environ.get("WEIR_DEMO_MQTT_ADMIN_PASSWORD", "")}
 ORG = "riverside-water"
 
 jar = http.cookiejar.CookieJar()
@@ -114,13 +121,25 @@ GATEWAYS = {
     },
 }
 
+for project in GATEWAYS:
+    ensure(f"/api/v1/orgs/{ORG}/projects",
+           {"slug": project, "name": project.replace("-", " ").title()})
+# The broker is the first project's cluster, shared with the others
+# (a project reaches another project's cluster only when it is shared).
+first, *others = GATEWAYS
+cbase = f"/api/v1/orgs/{ORG}/projects/{first}/clusters"
+cluster = {"name": "local-broker", "title": "Local Mosquitto", "backend": "external",
+           "url": BROKER}
+if MQTT_ADMIN["username"]:
+    cluster.update(MQTT_ADMIN)
+if ensure(cbase, cluster) is None and MQTT_ADMIN["username"]:
+    # A cluster of an earlier demo: it gets the broker's admin login now.
+    call("PATCH", f"{cbase}/local-broker", MQTT_ADMIN)
+call("PATCH", f"{cbase}/local-broker", {"shared_with": others}, ok=(200, 422))
+
 tokens = []
 for project, gateways in GATEWAYS.items():
     pbase = f"/api/v1/orgs/{ORG}/projects/{project}"
-    ensure(f"/api/v1/orgs/{ORG}/projects",
-           {"slug": project, "name": project.replace("-", " ").title()})
-    ensure(f"{pbase}/clusters", {"name": "local-broker", "title": "Local Mosquitto",
-                                 "backend": "external", "url": BROKER})
     for gw, (site, groups) in gateways.items():
         device = {"name": gw.split("-")[0] + "-sim", "adapter": "simulator",
                   "simulator": {"seed": len(gw)},
