@@ -49,6 +49,8 @@ fn throughput() -> f64 {
     let mut out = Vec::new();
     e.set_rules(rules, 0, &mut out);
     let gateways: Vec<String> = (0..4).map(|i| format!("gw-{i}")).collect();
+    // A reading reaches the rules of its gateway's project only.
+    e.set_gateways(gateways.iter().map(|g| ("bench", g.as_str(), Uuid::nil())));
     let tags: Vec<String> = (0..TAGS).map(|i| format!("t{i}")).collect();
     // Warm up: create every series.
     let run = |e: &mut Engine, out: &mut Vec<_>, n: usize, t0: i64| {
@@ -156,6 +158,14 @@ async fn delay_at_load(url: &str) -> (f64, f64, f64, usize) {
         json!({"slug": "p", "name": "P"}),
     )
     .await;
+    // Readings of gateways the api does not know reach no rule.
+    for g in ["gw-0", "gw-1", "gw-2", "gw-3", "gw-probe"] {
+        post(
+            "/api/v1/orgs/bench/projects/p/gateways".into(),
+            json!({"name": g, "spec": {}}),
+        )
+        .await;
+    }
     let hk = Arc::new(Hook::default());
     let app = axum::Router::new()
         .route("/hook", axum::routing::post(hook))

@@ -562,7 +562,6 @@ async function seededProject(page) {
   let firing = null;
   await step('seed a project like the demo through the api', [], async () => {
     await seedCall(page, 'POST', `${o}/projects`, { slug: SEED.project.slug, name: SEED.project.name, description: 'Chlorination and storage' });
-    for (const [rule] of SEED.rules) await seedCall(page, 'POST', `${p}/alerts/rules`, rule);
     // A broker nobody listens on: the api's probe finds it unreachable.
     await seedCall(page, 'POST', `${p}/clusters`, { name: SEED.cluster, title: 'South Mosquitto', backend: 'external', url: `mqtt://127.0.0.1:${await freePort()}` });
     for (const g of SEED.gateways) {
@@ -577,6 +576,8 @@ async function seededProject(page) {
       await seedCall(page, 'PATCH', `${p}/gateways/${g.name}`, { spec: { ...spec, uplink: { lingerMs: 100 } }, comment: 'linger 100 ms' });
       await seedCall(page, 'POST', `${p}/gateways/${g.name}/enrollment-tokens`, { expires_in_secs: 86400, max_uses: 1 });
     }
+    // After the gateways: a rule may name only a gateway of its own project.
+    for (const [rule] of SEED.rules) await seedCall(page, 'POST', `${p}/alerts/rules`, rule);
     await seedCall(page, 'POST', `${p}/alerts/channels`, SEED.channel);
     await seedCall(page, 'POST', `${p}/alerts/silences`, { ...SEED.silence, ends_at: new Date(Date.now() + 4 * 3600e3).toISOString() });
     await seedCall(page, 'POST', '/api/v1/users', { email: SEED.member.email, name: SEED.member.name, password: SEED.member.password });

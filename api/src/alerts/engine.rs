@@ -3,12 +3,17 @@
 //! the state machine inactive → pending → firing → resolved and the
 //! for-duration can be driven exactly.
 //!
-//! Hot path: a reading looks its tag up once, then walks the few rules on
-//! that tag; series state is keyed by `gateway/device/tag` built in a reused
-//! buffer, so a reading that changes no state allocates nothing.
+//! Projects are walls: a reading belongs to the project of its gateway
+//! (gateway names are unique in an org; [`Engine::set_gateways`] gives the
+//! map) and reaches only that project's rules, with or without a gateway
+//! filter. A reading of a gateway the api does not know reaches no rule.
 //!
-//! Over 700 lines on purpose: about 580 are the state machine, the rest its
-//! unit tests, kept beside the code they drive.
+//! Hot path: a reading finds its gateway's project (remembered from the
+//! previous reading, as a message's readings share one gateway), looks its
+//! tag up once in that project's rules, then walks the few rules on it;
+//! series state is keyed by `gateway/device/tag` built in a reused buffer,
+//! so a reading that changes no state allocates nothing. Unit tests are in
+//! engine_tests.rs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -54,37 +59,6 @@ impl AlertState {
         [Self::Inactive, Self::Pending, Self::Firing, Self::Resolved]
             .into_iter()
             .find(|x| x.as_str() == s)
-    }
-}
-
-/// Which rules a fleet observation reaches: those of a tenant (device
-/// status carried in readings, where the topic names only the tenant), or
-/// those of one project (fleet health, where the api knows the gateway's or
-/// cluster's project, so another project's rules never see it).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Scope<'a> {
-    Tenant(&'a str),
-    Project(Uuid),
-}
-
-impl Scope<'_> {
-    fn admits(&self, def: &RuleDef) -> bool {
-        match self {
-            Scope::Tenant(t) => def.tenant == *t,
-            Scope::Project(p) => def.project_id == *p,
-        }
-    }
-}
-
-impl<'a> From<&'a str> for Scope<'a> {
-    fn from(t: &'a str) -> Self {
-        Scope::Tenant(t)
-    }
-}
-
-impl From<Uuid> for Scope<'_> {
-    fn from(p: Uuid) -> Self {
-        Scope::Project(p)
     }
 }
 
@@ -163,11 +137,26 @@ struct CompiledRule {
     series: HashMap<Box<str>, Series>,
 }
 
+/// The gateway of the previous reading and where it led: (its project,
+/// the slot of that project's tag rules), `None` for an unknown gateway.
+#[derive(Default)]
+struct LastGateway {
+    valid: bool,
+    tenant: String,
+    gateway: String,
+    found: Option<(Uuid, Option<u32>)>,
+}
+
 /// The evaluator. Not thread-safe by itself; the runtime holds it in a mutex.
 #[derive(Default)]
 pub struct Engine {
     rules: Vec<CompiledRule>,
-    by_tag: HashMap<Box<str>, Vec<u32>>,
+    /// Tag rules by project (slot in `by_tag`), then by tag.
+    slots: HashMap<Uuid, u32>,
+    by_tag: Vec<HashMap<Box<str>, Vec<u32>>>,
+    /// Project of every gateway the api knows: tenant → gateway → project.
+    gateways: HashMap<Box<str>, HashMap<Box<str>, Uuid>>,
+    last: LastGateway,
     device_rules: Vec<u32>,
     gateway_rules: Vec<u32>,
     cluster_rules: Vec<u32>,
@@ -305,7 +294,9 @@ impl Engine {
     pub fn set_rules(&mut self, defs: Vec<RuleDef>, now_ms: i64, out: &mut Vec<Transition>) {
         let mut old: HashMap<Uuid, CompiledRule> =
             self.rules.drain(..).map(|r| (r.def.id, r)).collect();
+        self.slots.clear();
         self.by_tag.clear();
+        self.last.valid = false;
         self.device_rules.clear();
         self.gateway_rules.clear();
         self.cluster_rules.clear();
@@ -326,7 +317,15 @@ impl Engine {
                             }
                         }
                     }
-                    self.by_tag.entry(tag.into_boxed_str()).or_default().push(i);
+                    let next = self.by_tag.len() as u32;
+                    let slot = *self.slots.entry(def.project_id).or_insert(next);
+                    if slot == next {
+                        self.by_tag.push(HashMap::new());
+                    }
+                    self.by_tag[slot as usize]
+                        .entry(tag.into_boxed_str())
+                        .or_default()
+                        .push(i);
                 }
                 RuleKind::DeviceDown => self.device_rules.push(i),
                 RuleKind::GatewayOffline => self.gateway_rules.push(i),
@@ -392,19 +391,60 @@ impl Engine {
         true
     }
 
-    /// Evaluate one reading against the rules on its tag.
+    /// Replace the gateway map: (tenant, gateway, project) of every gateway
+    /// the api knows. Readings of other gateways reach no rule.
+    pub fn set_gateways<I, T, G>(&mut self, gateways: I)
+    where
+        I: IntoIterator<Item = (T, G, Uuid)>,
+        T: Into<Box<str>>,
+        G: Into<Box<str>>,
+    {
+        self.gateways.clear();
+        for (t, g, p) in gateways {
+            self.gateways
+                .entry(t.into())
+                .or_default()
+                .insert(g.into(), p);
+        }
+        self.last.valid = false;
+    }
+
+    /// The gateway's project and the slot of its tag rules, remembered
+    /// from the previous call (a message's readings share one gateway).
+    #[inline]
+    fn resolve(&mut self, tenant: &str, gateway: &str) -> Option<(Uuid, Option<u32>)> {
+        let l = &mut self.last;
+        if l.valid && l.gateway == gateway && l.tenant == tenant {
+            return l.found;
+        }
+        let project = self.gateways.get(tenant).and_then(|m| m.get(gateway));
+        l.found = project.map(|p| (*p, self.slots.get(p).copied()));
+        l.tenant.clear();
+        l.tenant.push_str(tenant);
+        l.gateway.clear();
+        l.gateway.push_str(gateway);
+        l.valid = true;
+        l.found
+    }
+
+    /// The project of a tenant's gateway, `None` when the api does not know it.
+    pub fn gateway_project(&mut self, tenant: &str, gateway: &str) -> Option<Uuid> {
+        self.resolve(tenant, gateway).map(|(p, _)| p)
+    }
+
+    /// Evaluate one reading against the rules on its tag in its gateway's project.
     #[inline]
     pub fn observe(&mut self, now_ms: i64, r: &Reading<'_>, out: &mut Vec<Transition>) {
-        let Some(idx) = self.by_tag.get(r.tag) else {
+        let Some((_, Some(slot))) = self.resolve(r.tenant, r.gateway) else {
+            return;
+        };
+        let Some(idx) = self.by_tag[slot as usize].get(r.tag) else {
             return;
         };
         for &i in idx {
             let rule = &mut self.rules[i as usize];
             let spec = &rule.def.spec;
-            if rule.def.tenant != r.tenant
-                || !matches_opt(&spec.gateway, r.gateway)
-                || !matches_opt(&spec.device, r.device)
-            {
+            if !matches_opt(&spec.gateway, r.gateway) || !matches_opt(&spec.device, r.device) {
                 continue;
             }
             self.evaluations += 1;
@@ -458,7 +498,7 @@ impl Engine {
         &mut self,
         which: fn(&Engine) -> &Vec<u32>,
         now_ms: i64,
-        scope: Scope<'_>,
+        project: Uuid,
         (gateway, device): (&str, &str),
         bad: bool,
         out: &mut Vec<Transition>,
@@ -468,7 +508,7 @@ impl Engine {
             let rule = &mut self.rules[i as usize];
             let spec = &rule.def.spec;
             let is_cluster = spec.kind == RuleKind::ClusterDegraded;
-            if !scope.admits(&rule.def)
+            if rule.def.project_id != project
                 || (!is_cluster && !matches_opt(&spec.gateway, gateway))
                 || !matches_opt(&spec.device, device)
             {
@@ -489,10 +529,10 @@ impl Engine {
 
     /// A device answered (`up`) or failed with timeout/disconnected errors
     /// (in readings), or the agent's heartbeat reports it up or down.
-    pub fn observe_device<'a>(
+    pub fn observe_device(
         &mut self,
         now_ms: i64,
-        scope: impl Into<Scope<'a>>,
+        project: Uuid,
         gateway: &str,
         device: &str,
         up: bool,
@@ -501,7 +541,7 @@ impl Engine {
         self.observe_status(
             |e| &e.device_rules,
             now_ms,
-            scope.into(),
+            project,
             (gateway, device),
             !up,
             out,
@@ -509,10 +549,10 @@ impl Engine {
     }
 
     /// The fleet reports a gateway online or offline.
-    pub fn observe_gateway<'a>(
+    pub fn observe_gateway(
         &mut self,
         now_ms: i64,
-        scope: impl Into<Scope<'a>>,
+        project: Uuid,
         gateway: &str,
         online: bool,
         out: &mut Vec<Transition>,
@@ -520,7 +560,7 @@ impl Engine {
         self.observe_status(
             |e| &e.gateway_rules,
             now_ms,
-            scope.into(),
+            project,
             (gateway, ""),
             !online,
             out,
@@ -528,10 +568,10 @@ impl Engine {
     }
 
     /// The fleet reports the health of a tenant's MQTT cluster.
-    pub fn observe_cluster<'a>(
+    pub fn observe_cluster(
         &mut self,
         now_ms: i64,
-        scope: impl Into<Scope<'a>>,
+        project: Uuid,
         cluster: &str,
         healthy: bool,
         out: &mut Vec<Transition>,
@@ -539,7 +579,7 @@ impl Engine {
         self.observe_status(
             |e| &e.cluster_rules,
             now_ms,
-            scope.into(),
+            project,
             (cluster, ""),
             !healthy,
             out,
@@ -582,190 +622,5 @@ impl Engine {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(json: serde_json::Value) -> RuleDef {
-        RuleDef {
-            id: Uuid::new_v4(),
-            project_id: Uuid::nil(),
-            tenant: "riverside".into(),
-            spec: serde_json::from_value(json).unwrap(),
-        }
-    }
-
-    fn reading(tag: &str, value: f64, ts_ms: i64) -> Reading<'_> {
-        Reading {
-            tenant: "riverside",
-            gateway: "ps-1",
-            device: "pump-1",
-            tag,
-            value,
-            ts_ms,
-        }
-    }
-
-    fn states(out: &[Transition]) -> Vec<(AlertState, AlertState)> {
-        out.iter().map(|t| (t.from, t.to)).collect()
-    }
-
-    use AlertState::*;
-
-    #[test]
-    fn threshold_honours_the_for_duration() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        e.set_rules(
-            vec![rule(serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2, "for_secs": 60,
-                "summary": "{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})"}))],
-            0,
-            &mut out,
-        );
-        e.observe(1_000, &reading("cl", 0.5, 1_000), &mut out);
-        assert!(out.is_empty());
-        e.observe(2_000, &reading("cl", 0.1, 2_000), &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Pending)]);
-        out.clear();
-        e.tick(61_999, &mut out);
-        assert!(out.is_empty(), "fired before the for-duration");
-        e.tick(62_000, &mut out);
-        assert_eq!(states(&out), vec![(Pending, Firing)]);
-        assert_eq!(out[0].summary, "ps-1/cl is 0.1 (limit 0.2)");
-        assert_eq!(out[0].labels["alertname"], "Cl low");
-        assert_eq!(out[0].labels["device"], "pump-1");
-        out.clear();
-        e.observe(63_000, &reading("cl", 0.05, 63_000), &mut out);
-        assert!(out.is_empty(), "a firing alert does not fire again");
-        e.observe(64_000, &reading("cl", 0.3, 64_000), &mut out);
-        assert_eq!(states(&out), vec![(Firing, Resolved)]);
-    }
-
-    #[test]
-    fn a_handed_over_rule_leaves_without_resolving_and_the_rest_keep_state() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        let mine = rule(
-            serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2}),
-        );
-        let mut theirs = rule(
-            serde_json::json!({"name": "Cl low", "kind": "threshold", "tag": "cl", "op": "<", "threshold": 0.2}),
-        );
-        theirs.tenant = "lakeside".into();
-        let (mine_id, theirs_id) = (mine.id, theirs.id);
-        e.set_rules(vec![mine, theirs], 0, &mut out);
-        e.observe(1_000, &reading("cl", 0.1, 1_000), &mut out);
-        let lakeside = Reading {
-            tenant: "lakeside",
-            ..reading("cl", 0.1, 1_000)
-        };
-        e.observe(1_000, &lakeside, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing), (Inactive, Firing)]);
-        out.clear();
-        e.hand_over(2_000, |d| d.tenant == "lakeside");
-        let active: Vec<Uuid> = e.active().into_iter().map(|(id, _, _)| id).collect();
-        assert_eq!(active, vec![mine_id], "lakeside's alert went with it");
-        assert!(!active.contains(&theirs_id));
-        e.observe(3_000, &reading("cl", 0.1, 3_000), &mut out);
-        assert!(out.is_empty(), "the kept alert is still firing, not new");
-        e.observe(4_000, &reading("cl", 0.5, 4_000), &mut out);
-        assert_eq!(states(&out), vec![(Firing, Resolved)]);
-        assert_eq!(out[0].rule_id, mine_id);
-    }
-
-    #[test]
-    fn pending_that_clears_goes_back_to_inactive() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        e.set_rules(vec![rule(serde_json::json!({"name": "band", "kind": "threshold", "tag": "ph", "op": "outside", "low": 6.5, "high": 8.5, "for_secs": 10}))], 0, &mut out);
-        e.observe(0, &reading("ph", 9.0, 0), &mut out);
-        e.observe(5_000, &reading("ph", 7.0, 5_000), &mut out);
-        e.tick(20_000, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Pending), (Pending, Inactive)]);
-    }
-
-    #[test]
-    fn absence_rate_and_fleet_rules() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        e.set_rules(
-            vec![
-                rule(serde_json::json!({"name": "quiet", "kind": "absence", "tag": "flow", "absent_secs": 30})),
-                rule(serde_json::json!({"name": "jump", "kind": "rate", "tag": "level", "max_rate_per_sec": 1.0})),
-                rule(serde_json::json!({"name": "gw", "kind": "gateway_offline", "for_secs": 5})),
-                rule(serde_json::json!({"name": "dev", "kind": "device_down"})),
-            ],
-            0,
-            &mut out,
-        );
-        e.observe(0, &reading("flow", 1.0, 0), &mut out);
-        e.tick(29_000, &mut out);
-        assert!(out.is_empty());
-        e.tick(30_000, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing)]);
-        out.clear();
-        e.observe(31_000, &reading("flow", 1.0, 31_000), &mut out);
-        assert_eq!(states(&out), vec![(Firing, Resolved)]);
-        out.clear();
-        e.observe(0, &reading("level", 1.0, 0), &mut out);
-        e.observe(1_000, &reading("level", 1.5, 1_000), &mut out);
-        assert!(out.is_empty());
-        e.observe(2_000, &reading("level", 5.0, 2_000), &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing)]);
-        out.clear();
-        e.observe_gateway(0, "riverside", "ps-1", false, &mut out);
-        e.tick(5_000, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Pending), (Pending, Firing)]);
-        assert_eq!(out[1].summary, "gateway ps-1 is offline");
-        out.clear();
-        e.observe_gateway(6_000, "other-tenant", "ps-1", true, &mut out);
-        assert!(
-            out.is_empty(),
-            "another tenant's gateway is another gateway"
-        );
-        e.observe_device(0, "riverside", "ps-1", "pump-1", false, &mut out);
-        e.observe_device(1, "riverside", "ps-1", "pump-1", true, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing), (Firing, Resolved)]);
-    }
-
-    #[test]
-    fn fleet_health_in_project_scope_reaches_only_that_projects_rules() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        let mine = rule(serde_json::json!({"name": "gw", "kind": "gateway_offline"}));
-        let mut other = rule(serde_json::json!({"name": "gw", "kind": "gateway_offline"}));
-        other.project_id = Uuid::new_v4();
-        let (mine_id, project) = (mine.id, mine.project_id);
-        let cl = rule(serde_json::json!({"name": "cl", "kind": "cluster_degraded"}));
-        e.set_rules(vec![mine, other, cl], 0, &mut out);
-        e.observe_gateway(0, project, "ps-1", false, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing)]);
-        assert_eq!(out[0].rule_id, mine_id);
-        out.clear();
-        e.observe_cluster(0, project, "main", false, &mut out);
-        assert_eq!(states(&out), vec![(Inactive, Firing)]);
-        assert_eq!(out[0].labels["cluster"], "main");
-        out.clear();
-        e.observe_cluster(1, Uuid::new_v4(), "main", true, &mut out);
-        assert!(
-            out.is_empty(),
-            "another project's cluster is another cluster"
-        );
-    }
-
-    #[test]
-    fn restored_firing_alert_does_not_fire_again_and_removed_rules_resolve() {
-        let mut e = Engine::new();
-        let mut out = vec![];
-        let r = rule(
-            serde_json::json!({"name": "hi", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0}),
-        );
-        let id = r.id;
-        e.set_rules(vec![r], 0, &mut out);
-        assert!(e.restore(id, "ps-1/pump-1/t", Firing, 0, Some(2.0), 0));
-        e.observe(10, &reading("t", 3.0, 10), &mut out);
-        assert!(out.is_empty());
-        e.set_rules(vec![], 20, &mut out);
-        assert_eq!(states(&out), vec![(Firing, Resolved)]);
-        assert_eq!(out[0].rule_id, id);
-    }
-}
+#[path = "engine_tests.rs"]
+mod tests;

@@ -36,6 +36,8 @@ pub(super) enum Input {
         msg: UplinkMessage,
     },
     Reload,
+    /// Gateways were created, changed or deleted: read their projects again.
+    Gateways,
     Delivered {
         n: Box<Notification>,
         ok: bool,
@@ -131,6 +133,8 @@ impl Alerts {
         alerts.track(h.abort_handle());
         let h = tokio::spawn(replicas::listen(alerts.clone()));
         alerts.track(h.abort_handle());
+        let h = tokio::spawn(watch_gateways(alerts.clone()));
+        alerts.track(h.abort_handle());
         Ok(alerts)
     }
 
@@ -215,6 +219,17 @@ impl Alerts {
 
     pub(super) async fn reload_local(&self) {
         let _ = self.inner.tx.send(Input::Reload).await;
+    }
+
+    /// Gateways were created, changed or deleted: the worker (here and on
+    /// the other replicas) reads which project each belongs to again.
+    pub async fn gateways_changed(&self) {
+        self.gateways_changed_local().await;
+        self.announce(Signal::Gateways).await;
+    }
+
+    pub(super) async fn gateways_changed_local(&self) {
+        let _ = self.inner.tx.send(Input::Gateways).await;
     }
 
     /// Tenants whose rules this replica evaluates now (all of them on SQLite).
@@ -390,5 +405,20 @@ impl Alerts {
 
     pub(crate) fn topic_prefix(&self) -> &str {
         &self.inner.cfg.topic_prefix
+    }
+}
+
+/// The fleet wakes agents through `bundles` whenever a gateway is created,
+/// changed or deleted on this replica: the gateway map follows. Many at
+/// once (a batch, a key rotation) make one reading of the gateways.
+async fn watch_gateways(alerts: Alerts) {
+    use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+    let mut rx = alerts.inner.fleet.bundles.subscribe();
+    loop {
+        if let Err(RecvError::Closed) = rx.recv().await {
+            return;
+        }
+        while let Ok(_) | Err(TryRecvError::Lagged(_)) = rx.try_recv() {}
+        alerts.gateways_changed().await;
     }
 }

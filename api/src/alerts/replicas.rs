@@ -280,6 +280,8 @@ pub enum Signal {
     Reload,
     /// Clusters were created, changed or deleted.
     Clusters,
+    /// Gateways were created, changed or deleted (their projects).
+    Gateways,
     Fleet {
         event: FleetEvent,
     },
@@ -398,6 +400,7 @@ async fn dispatch(alerts: &Alerts, payload: &str) {
     match env.signal {
         Signal::Reload => alerts.reload_local().await,
         Signal::Clusters => alerts.clusters_changed_local(),
+        Signal::Gateways => alerts.gateways_changed_local().await,
         Signal::Fleet { event } => alerts.fleet_event_local(event).await,
         Signal::GatewayStatus { project, gateway } => {
             match gateway_devices(&alerts.inner.db, project, &gateway).await {

@@ -1,9 +1,9 @@
 //! Stored rows as the runtime uses them: channels (secrets opened),
-//! silences, and rules with their tenant.
+//! silences, rules with their tenant, and the gateways' projects.
 
 use std::collections::HashMap;
 
-use sea_orm::{DatabaseConnection, EntityTrait};
+use sea_orm::{DatabaseConnection, EntityTrait, QuerySelect};
 use uuid::Uuid;
 
 use super::engine::RuleDef;
@@ -13,6 +13,7 @@ use super::silences::{ActiveSilence, Matcher};
 use super::store::{alert_channel, alert_rule, alert_silence};
 use crate::db::entities::org;
 use crate::error::ApiError;
+use crate::fleet::entities::gateway;
 use crate::secrets::{channel, MasterKey};
 
 /// A stored channel as the notifier uses it (its secret opened with the
@@ -82,5 +83,33 @@ pub async fn load_rule_defs(db: &DatabaseConnection) -> Result<Vec<RuleDef>, Api
                 spec,
             })
         })
+        .collect())
+}
+
+/// (tenant, gateway, project) of every gateway: a reading on
+/// `{prefix}/{tenant}/{gateway}/...` belongs to that project.
+pub async fn load_gateways(
+    db: &DatabaseConnection,
+) -> Result<Vec<(String, String, Uuid)>, ApiError> {
+    let orgs: HashMap<Uuid, String> = org::Entity::find()
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.slug))
+        .collect();
+    // Three columns, not the rows: a gateway's signed bundle can be large.
+    let rows: Vec<(Uuid, String, Uuid)> = gateway::Entity::find()
+        .select_only()
+        .columns([
+            gateway::Column::OrgId,
+            gateway::Column::Slug,
+            gateway::Column::ProjectId,
+        ])
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(o, slug, p)| Some((orgs.get(&o)?.clone(), slug, p)))
         .collect())
 }

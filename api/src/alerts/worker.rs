@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sea_orm::EntityTrait;
 use tokio::sync::{mpsc, oneshot};
@@ -16,7 +16,7 @@ use super::engine::{self, AlertState, Engine, Reading, RuleDef, Transition};
 use super::handle::{Inner, Input};
 use super::notify::{AlertEntry, Notifier};
 use super::replicas::Coordinator;
-use super::rows::{channel_from_row, load_rule_defs, silence_from_row};
+use super::rows::{channel_from_row, load_gateways, load_rule_defs, silence_from_row};
 use super::rules::RuleKind;
 use super::silences::{mute_fn, ActiveSilence};
 use super::store::{self, alert_channel, alert_nflog, alert_silence, alert_state};
@@ -40,7 +40,14 @@ pub(super) struct Worker {
     owned: BTreeSet<String>,
     /// Notices being sent, by project.
     in_flight: HashMap<Uuid, usize>,
+    /// When the gateway map was last read (a reading of an unknown gateway
+    /// reads it again, at most once per [`GATEWAYS_RETRY`]).
+    gateways_read: Option<Instant>,
 }
+
+/// How often a reading of a gateway the engine does not know may make the
+/// worker read the gateways again (one just created on another replica).
+const GATEWAYS_RETRY: Duration = Duration::from_secs(1);
 
 impl Worker {
     pub(super) fn new(inner: Arc<Inner>, coord: Coordinator) -> Self {
@@ -56,6 +63,7 @@ impl Worker {
             defs: vec![],
             owned: BTreeSet::new(),
             in_flight: HashMap::new(),
+            gateways_read: None,
         }
     }
 
@@ -84,9 +92,38 @@ impl Worker {
             .iter()
             .map(silence_from_row)
             .collect();
+        self.read_gateways().await?;
         let owned = self.assign().await;
         self.take(owned).await?;
         self.fleet_snapshot().await
+    }
+
+    /// Read which project each gateway belongs to: a reading reaches only
+    /// the rules of its gateway's project.
+    async fn read_gateways(&mut self) -> Result<(), ApiError> {
+        self.gateways_read = Some(Instant::now());
+        let gws = load_gateways(&self.inner.db).await?;
+        self.engine.set_gateways(gws);
+        Ok(())
+    }
+
+    /// The project of a reading's gateway; an unknown gateway may be a new
+    /// one (created on another replica, its signal not here yet): read the
+    /// gateways again, at most once per [`GATEWAYS_RETRY`].
+    async fn project_of(&mut self, tenant: &str, gateway: &str) -> Option<Uuid> {
+        if let Some(p) = self.engine.gateway_project(tenant, gateway) {
+            return Some(p);
+        }
+        if self
+            .gateways_read
+            .is_some_and(|t| t.elapsed() < GATEWAYS_RETRY)
+        {
+            return None;
+        }
+        if let Err(e) = self.read_gateways().await {
+            tracing::error!(error = %e, "alerts: reading the gateways failed");
+        }
+        self.engine.gateway_project(tenant, gateway)
     }
 
     fn tenants_with_rules(&self) -> BTreeSet<String> {
@@ -289,6 +326,10 @@ impl Worker {
         let every = Duration::from_millis(self.inner.cfg.rebalance_interval_ms.max(10));
         let mut rebalance = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
         rebalance.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // In case a gateway change was missed (its signal lost).
+        let every = super::ingest::REFRESH;
+        let mut regateway = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        regateway.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let mut acks = vec![];
             tokio::select! {
@@ -304,6 +345,12 @@ impl Worker {
                 }
                 Some(ev) = fleet_rx.recv() => self.fleet(ev),
                 _ = rebalance.tick() => self.rebalance().await,
+                _ = regateway.tick() => {
+                    if let Err(e) = self.read_gateways().await {
+                        tracing::error!(error = %e, "alerts: reading the gateways failed");
+                    }
+                    continue;
+                }
                 _ = tick.tick() => {
                     let now = self.inner.cfg.clock.now_ms();
                     self.engine.tick(now, &mut self.out);
@@ -372,6 +419,7 @@ impl Worker {
                 msg,
             } => {
                 self.inner.processed.fetch_add(1, Ordering::Relaxed);
+                let project = self.project_of(&tenant, &gateway).await;
                 let now = self.inner.cfg.clock.now_ms();
                 for f in &msg.frames {
                     self.inner
@@ -394,10 +442,11 @@ impl Worker {
                         && f.errors.values().any(|c| {
                             *c == ErrorCode::Timeout as i32 || *c == ErrorCode::Disconnected as i32
                         });
+                    let Some(project) = project else { continue };
                     if !f.values.is_empty() || down {
                         self.engine.observe_device(
                             now,
-                            tenant.as_str(),
+                            project,
                             &gateway,
                             &device,
                             !down,
@@ -409,6 +458,11 @@ impl Worker {
             Input::Reload => {
                 if let Err(e) = self.load().await {
                     tracing::error!(error = %e, "alerts: reload failed");
+                }
+            }
+            Input::Gateways => {
+                if let Err(e) = self.read_gateways().await {
+                    tracing::error!(error = %e, "alerts: reading the gateways failed");
                 }
             }
             Input::Delivered { n, ok, saved } => {

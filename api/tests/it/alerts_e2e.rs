@@ -104,6 +104,7 @@ async fn world(app: TestApp) -> World {
         .await;
     assert_eq!(r.status, 201, "{:?}", r.body);
     let project_id = r.body["id"].as_str().unwrap().parse().unwrap();
+    alerts_support::gateways(&app, &admin, &org, "north", &["ps-1", "ps-9"]).await;
     World {
         project_id,
         base: format!("/api/v1/orgs/{org}/projects/north/alerts"),

@@ -451,6 +451,7 @@ async fn adopted_cluster_ingest_and_degraded(b: Backend) {
     )
     .await;
 
+    alerts_support::gateways(&w.app, &w.admin, "hillside", "north", &["ps-1"]).await;
     let publisher = publish_levels(port, "hillside", 7.5);
     until(
         "threshold alert from the adopted cluster's readings",

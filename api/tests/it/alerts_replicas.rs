@@ -53,6 +53,7 @@ async fn tenant(app: &TestApp, admin: &Cred, hook: &str) -> Tenant {
             json!({"slug": "north", "name": "North Plant"}),
         )
         .await;
+    alerts_support::gateways(app, admin, &org, "north", &["ps-1", "ps-9"]).await;
     let base = format!("/api/v1/orgs/{org}/projects/north/alerts");
     app.post_ok(
         &format!("{base}/channels"),

@@ -7,6 +7,7 @@ use axum::Json;
 use chrono::{DateTime, Utc};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
 };
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -20,6 +21,7 @@ use crate::audit;
 use crate::auth::ClientMeta;
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::{ApiJson, ApiPath};
+use crate::fleet::entities::gateway;
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
@@ -53,6 +55,30 @@ async fn check_channels(st: &AppState, project: Uuid, spec: &RuleSpec) -> Result
         }
     }
     Ok(())
+}
+
+/// A rule may name only a gateway of its own project: readings of another
+/// project's gateway never reach it (projects are walls), and naming one
+/// must not tell whether it exists elsewhere.
+async fn check_gateway(st: &AppState, project: Uuid, spec: &RuleSpec) -> Result<(), ApiError> {
+    let Some(g) = &spec.gateway else {
+        return Ok(());
+    };
+    let found = gateway::Entity::find()
+        .filter(gateway::Column::ProjectId.eq(project))
+        .filter(gateway::Column::Slug.eq(g.as_str()))
+        .select_only()
+        .column(gateway::Column::Id)
+        .into_tuple::<Uuid>()
+        .one(&st.db)
+        .await?;
+    match found {
+        Some(_) => Ok(()),
+        None => Err(ApiError::invalid(
+            "gateway",
+            format!("no gateway named {g} in this project"),
+        )),
+    }
 }
 
 async fn find_rule(
@@ -95,6 +121,7 @@ pub(super) async fn create_rule(
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<(StatusCode, Json<Rule>), ApiError> {
     let c = scope.require(Permission::ProjectWrite).await?;
+    check_gateway(&st, c.project.id, &spec).await?;
     check_channels(&st, c.project.id, &spec).await?;
     let now = Utc::now();
     let tx = st.write().await?;
@@ -146,6 +173,7 @@ pub(super) async fn update_rule(
 ) -> Result<Json<Rule>, ApiError> {
     let c = scope.require(Permission::ProjectWrite).await?;
     let old = find_rule(&st, &c, id).await?;
+    check_gateway(&st, c.project.id, &spec).await?;
     check_channels(&st, c.project.id, &spec).await?;
     let tx = st.write().await?;
     let mut am: alert_rule::ActiveModel = old.into();

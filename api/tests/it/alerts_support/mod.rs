@@ -1,6 +1,7 @@
 //! What the alert tests share: their patience when polling, readings as an
-//! agent sends them, and a webhook receiver that records (and can fail)
-//! requests. Brokers and ports come from weir-testkit.
+//! agent sends them (and the gateways they come from: a reading of a gateway
+//! the api does not know reaches no rule), and a webhook receiver that
+//! records (and can fail) requests. Brokers and ports come from weir-testkit.
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
@@ -27,6 +28,25 @@ pub fn uplink(seq: u64, timestamp_ms: i64, tag: &str, value: f64) -> UplinkMessa
                 .collect(),
             errors: Default::default(),
         }],
+    }
+}
+
+/// Create gateways `names` (empty spec) in `org`/`project`: readings reach
+/// the rules of their gateway's project only.
+pub async fn gateways(
+    app: &crate::common::TestApp,
+    cred: &crate::common::Cred,
+    org: &str,
+    project: &str,
+    names: &[&str],
+) {
+    for g in names {
+        app.post_ok(
+            &format!("/api/v1/orgs/{org}/projects/{project}/gateways"),
+            cred,
+            serde_json::json!({"name": g, "spec": {}}),
+        )
+        .await;
     }
 }
 
