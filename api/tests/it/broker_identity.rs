@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use ed25519_dalek::{Signer, SigningKey};
 use reqwest::{Method, StatusCode};
 use rumqttc::v5::mqttbytes::v5::{ConnectReturnCode, Packet, PubAckReason, SubscribeReasonCode};
 use rumqttc::v5::mqttbytes::QoS;
@@ -14,6 +16,7 @@ use sea_orm::EntityTrait;
 use serde_json::{json, Value};
 use weir_api::fleet::broker_identity::{self, dynsec};
 use weir_api::fleet::entities::cluster;
+use weir_crds::agent_api::agent_token_challenge;
 use weir_testkit::Mosquitto;
 
 use crate::common::{Backend, Cred, TestApp};
@@ -141,6 +144,11 @@ async fn seed(app: &TestApp, admin: &Cred, broker_url: &str, gateways: &[&str]) 
 
 /// Enroll an agent for `gw` with a fresh token and key: the whole answer.
 async fn enroll(app: &TestApp, admin: &Cred, gw: &str) -> (StatusCode, Value) {
+    let (s, body, _) = enroll_with_key(app, admin, gw).await;
+    (s, body)
+}
+
+async fn enroll_with_key(app: &TestApp, admin: &Cred, gw: &str) -> (StatusCode, Value, SigningKey) {
     let t = app
         .post_ok(
             &format!("{BASE}/gateways/{gw}/enrollment-tokens"),
@@ -154,11 +162,26 @@ async fn enroll(app: &TestApp, admin: &Cred, gw: &str) -> (StatusCode, Value) {
             "/api/v1/enroll",
             &Cred::None,
             json!({"token": t["token"],
-                   "publicKey": base64::engine::general_purpose::STANDARD.encode(key.verifying_key().as_bytes()),
+                   "publicKey": B64.encode(key.verifying_key().as_bytes()),
                    "facts": {"hostname": gw, "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"}}),
         )
         .await;
-    (r.status, r.body)
+    (r.status, r.body, key)
+}
+
+/// The agent's bearer token (a signed challenge).
+async fn bearer(app: &TestApp, key: &SigningKey, id: &str) -> Cred {
+    let ts = chrono::Utc::now();
+    let sig = key.sign(&agent_token_challenge(id, &ts));
+    let r = app
+        .post(
+            &format!("/api/v1/agents/{id}/token"),
+            &Cred::None,
+            json!({"timestamp": ts, "signature": B64.encode(sig.to_bytes())}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    Cred::Bearer(r.body["token"].as_str().unwrap().to_string())
 }
 
 fn login(body: &Value) -> (String, String) {
@@ -174,6 +197,13 @@ async fn the_cluster(app: &TestApp) -> cluster::Model {
         .await
         .unwrap()
         .expect("a cluster")
+}
+
+async fn dynsec_broker() -> Mosquitto {
+    Mosquitto::builder()
+        .dynamic_security(ADMIN_USER, ADMIN_PASSWORD)
+        .start()
+        .await
 }
 
 async fn has_client(port: u16, username: &str) -> bool {
@@ -192,10 +222,7 @@ async fn has_client(port: u16, username: &str) -> bool {
 }
 
 async fn each_gateway_has_its_own_identity(b: Backend) {
-    let broker = Mosquitto::builder()
-        .dynamic_security(ADMIN_USER, ADMIN_PASSWORD)
-        .start()
-        .await;
+    let broker = dynsec_broker().await;
     let port = broker.port;
     let app = fleet_app(b, |_| {}).await;
     let admin = app.admin().await;
@@ -329,6 +356,78 @@ on_both_databases!(
     each_gateway_has_its_own_identity,
     super::each_gateway_has_its_own_identity
 );
+
+/// A gateway pointed at another broker gets a client there at its next
+/// credentials call and loses the old one; a new topic prefix re-makes its
+/// role; otherwise the login stays the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moved_gateway_gets_its_client_on_the_new_broker() {
+    let (x, y) = (dynsec_broker().await, dynsec_broker().await);
+    let app = fleet_app(Backend::Sqlite, |_| {}).await;
+    let admin = app.admin().await;
+    seed(&app, &admin, &x.url(), &["ps-a"]).await;
+    app.post_ok(
+        &format!("{BASE}/clusters"),
+        &admin,
+        json!({"name": "broker-2", "backend": "external", "url": y.url(),
+               "username": ADMIN_USER, "password": ADMIN_PASSWORD}),
+    )
+    .await;
+    let (s, body, key) = enroll_with_key(&app, &admin, "ps-a").await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let (user, pw) = login(&body);
+    let id = body["agentId"].as_str().unwrap();
+    let agent = bearer(&app, &key, id).await;
+    let creds = format!("/api/v1/agents/{id}/mqtt-credentials");
+    // Asking again changes nothing.
+    assert_eq!(
+        login(&json!({"mqtt": app.get_ok(&creds, &agent).await})),
+        (user.clone(), pw.clone())
+    );
+
+    let gw = format!("{BASE}/gateways/ps-a");
+    let r = app
+        .call(
+            Method::PATCH,
+            &gw,
+            &admin,
+            Some(json!({"merge_patch": {"clusterRef": "broker-2"}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let moved = app.get_ok(&creds, &agent).await;
+    assert_eq!(moved["urls"], json!([y.url()]));
+    let (user2, pw2) = login(&json!({ "mqtt": moved }));
+    assert_eq!(user2, user);
+    assert_ne!(pw2, pw);
+    assert!(V5::connect(y.port, &user, &pw2).await.is_ok());
+    assert!(
+        !has_client(x.port, &user).await,
+        "the old broker's client is gone"
+    );
+    assert!(V5::connect(x.port, &user, &pw).await.is_err());
+
+    // Another topic prefix: the role follows it.
+    let r = app
+        .call(
+            Method::PATCH,
+            &gw,
+            &admin,
+            Some(json!({"merge_patch": {"uplink": {"topicPrefix": "plant"}}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    let (_, pw3) = login(&json!({"mqtt": app.get_ok(&creds, &agent).await}));
+    let mut a = V5::connect(y.port, &user, &pw3).await.expect("logs in");
+    assert!(allowed(
+        a.publish("plant/riverside/ps-a/pump-1/fast", "x").await
+    ));
+    assert_eq!(
+        a.publish("weir/riverside/ps-a/pump-1/fast", "x").await,
+        PubAckReason::NotAuthorized
+    );
+    app.stop().await;
+}
 
 /// A broker without the plugin: enrollment fails, saying what to enable,
 /// and hands out nothing (the token keeps its use).
