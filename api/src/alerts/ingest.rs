@@ -1,12 +1,12 @@
 //! Live readings from the tenant clusters. For every broker that carries a
 //! tenant with alert rules that this replica owns ([`super::replicas`]),
 //! one MQTT connection (rumqttc) with a shared subscription
-//! `$share/weir-alerts/{prefix}/{tenant}/#` per such tenant: one replica
+//! `$share/weir-alerts/{prefix}/{tenant}/+/+/+` (the readings filter of the
+//! api's row in `weir_crds::acl`) per such tenant: one replica
 //! reads a tenant's whole stream, and while a tenant moves between
 //! replicas the two split it rather than both evaluating every reading.
 //!
-//! The brokers are the projects' adopted clusters (`fleet_clusters`: the
-//! URL, and the username and password sealed under the master key), plus
+//! The brokers are the projects' adopted clusters (`fleet_clusters`), plus
 //! `WEIR_ALERTS_MQTT_URL` when set (it then carries every tenant with rules).
 //! [`supervise`] keeps the connections in line with the clusters and the
 //! rules: on start, when the rule set's tenants change, when a cluster is
@@ -14,8 +14,11 @@
 //! every [`REFRESH`]. Messages go to the alerts worker; a bad payload is
 //! counted and dropped.
 //!
-//! Clusters in `password` mode are read with the cluster's username and
-//! password; clusters in `apiJwt` mode (EMQX checking JWTs against the
+//! An adopted Mosquitto with a stored admin login is read with the api's own
+//! restricted dynamic-security login on it (`fleet::broker_identity`, made
+//! by the cluster health probe; until it exists the cluster waits), never
+//! with the admin login; an open broker (no login) anonymously; clusters in
+//! `apiJwt` mode (EMQX checking JWTs against the
 //! api's JWKS) with the api's own short-lived, subscribe-only JWT for the
 //! tenant ([`super::mqtt_auth`]), minted at connect and renewed by
 //! reconnecting at three quarters of its lifetime (messages the broker
@@ -37,6 +40,7 @@ use weir_crds::message::{parse_topic, UplinkMessage};
 use super::Alerts;
 use crate::db::entities::org;
 use crate::error::ApiError;
+use crate::fleet::broker_identity::{self, Login};
 use crate::fleet::entities::cluster;
 
 /// Shared-subscription group of the alert engines.
@@ -46,7 +50,10 @@ pub const SHARE_GROUP: &str = "weir-alerts";
 pub const REFRESH: Duration = Duration::from_secs(30);
 
 pub fn subscription(prefix: &str, tenant: &str) -> String {
-    format!("$share/{SHARE_GROUP}/{prefix}/{tenant}/#")
+    format!(
+        "$share/{SHARE_GROUP}/{}",
+        weir_crds::acl::readings_filter(prefix, tenant)
+    )
 }
 
 /// How the api logs in to a broker.
@@ -110,33 +117,38 @@ impl std::fmt::Debug for Broker {
 }
 
 /// How ingest reaches a cluster of `tenant` (a pure choice, by the
-/// cluster's auth mode): its first MQTT endpoint, with the cluster's
-/// username and password (`password`; `open` decrypts the stored one) or
-/// with the api's own JWT (`apiJwt`). `None`: no MQTT endpoint yet, or an
-/// unknown auth mode.
+/// cluster's auth mode): its first MQTT endpoint, with the api's own
+/// dynamic-security login (`api_login`, an adopted Mosquitto with an admin
+/// login; the admin login itself is never used to read), anonymously (an
+/// open broker) or with the api's own JWT (`apiJwt`). `None`: no MQTT
+/// endpoint yet, no api login yet, or an unknown auth mode.
 pub fn cluster_broker(
     c: &cluster::Model,
     tenant: &str,
-    open: impl FnOnce(&str) -> Result<String, ApiError>,
-) -> Result<Option<Broker>, ApiError> {
-    let Some(url) = crate::fleet::clusters::endpoints(c)
+    api_login: Option<Login>,
+) -> Option<Broker> {
+    let url = crate::fleet::clusters::endpoints(c)
         .into_iter()
-        .find(|u| crate::fleet::mqtt_probe::parse_broker_url(u).is_ok())
-    else {
-        return Ok(None);
-    };
+        .find(|u| crate::fleet::mqtt_probe::parse_broker_url(u).is_ok())?;
     let auth = match c.auth_mode.as_str() {
+        crate::fleet::clusters::AUTH_PASSWORD if broker_identity::uses_dynsec(c) => {
+            let l = api_login?;
+            BrokerAuth::Password {
+                username: Some(l.username),
+                password: Some(l.password),
+            }
+        }
         crate::fleet::clusters::AUTH_PASSWORD => BrokerAuth::Password {
-            username: c.username.clone(),
-            password: c.password_enc.as_deref().map(open).transpose()?,
+            username: None,
+            password: None,
         },
         crate::fleet::clusters::AUTH_JWT => BrokerAuth::ApiJwt {
             org_id: c.org_id,
             tenant: tenant.to_string(),
         },
-        _ => return Ok(None),
+        _ => return None,
     };
-    Ok(Some(Broker { url, auth }))
+    Some(Broker { url, auth })
 }
 
 /// Connection options for a broker (`mqtt://`, `mqtts://`, `tcp://`,
@@ -226,24 +238,20 @@ async fn desired(
         let Some(tenant) = slugs.get(&c.org_id).filter(|t| want.contains(*t)) else {
             continue;
         };
-        let open = |p: &str| {
-            alerts
-                .inner
-                .fleet
-                .master()
-                .and_then(|k| k.open(p, &c.id.to_string()))
-                .and_then(|b| String::from_utf8(b).map_err(ApiError::internal))
+        let api_login = if broker_identity::uses_dynsec(&c) {
+            match broker_identity::stored_api_login(db, &alerts.inner.fleet, &c).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::warn!(cluster = %c.slug, error = %e, "alerts: cannot open the api's broker login");
+                    continue;
+                }
+            }
+        } else {
+            None
         };
-        let broker = match cluster_broker(&c, tenant, open) {
-            Ok(Some(b)) => b,
-            Ok(None) => {
-                tracing::debug!(cluster = %c.slug, auth = %c.auth_mode, "alerts: no MQTT endpoint to read yet");
-                continue;
-            }
-            Err(e) => {
-                tracing::warn!(cluster = %c.slug, error = %e, "alerts: cannot open the cluster's password");
-                continue;
-            }
+        let Some(broker) = cluster_broker(&c, tenant, api_login) else {
+            tracing::debug!(cluster = %c.slug, auth = %c.auth_mode, "alerts: no MQTT endpoint or api login to read with yet");
+            continue;
         };
         out.entry(broker).or_default().insert(tenant.clone());
     }
@@ -460,7 +468,7 @@ mod tests {
         assert_eq!(redact("mqtt://u:p@h:1"), "mqtt://u:***@h:1");
         assert_eq!(
             subscription("weir", "riverside"),
-            "$share/weir-alerts/weir/riverside/#"
+            "$share/weir-alerts/weir/riverside/+/+/+"
         );
     }
 
@@ -489,29 +497,37 @@ mod tests {
     }
 
     #[test]
-    fn password_cluster_is_read_with_its_password() {
+    fn an_adopted_mosquitto_is_read_with_the_apis_own_login_never_the_admins() {
         let c = cluster_row(crate::fleet::clusters::AUTH_PASSWORD);
-        let b = cluster_broker(&c, "riverside", |sealed| {
-            assert_eq!(sealed, "sealed");
-            Ok("s3cret".into())
-        })
-        .unwrap()
-        .unwrap();
+        let api = Login {
+            username: "weir-api.riverside.main".into(),
+            password: "api-pw".into(),
+        };
+        let b = cluster_broker(&c, "riverside", Some(api)).unwrap();
         assert_eq!(
             b,
             Broker::password(
                 "mqtt://broker.example:1883",
-                Some("weir".into()),
-                Some("s3cret".into())
+                Some("weir-api.riverside.main".into()),
+                Some("api-pw".into())
             )
         );
         let login = broker_options(&b, "api-0")
             .unwrap()
             .credentials()
             .map(|l| (l.username, l.password));
-        assert_eq!(login, Some(("weir".to_string(), "s3cret".to_string())));
-        // A password that cannot be opened is an error, not an anonymous login.
-        assert!(cluster_broker(&c, "riverside", |_| Err(ApiError::internal("no key"))).is_err());
+        assert_eq!(
+            login,
+            Some(("weir-api.riverside.main".to_string(), "api-pw".to_string()))
+        );
+        // Until the api's login exists the cluster waits: no admin fallback.
+        assert!(cluster_broker(&c, "riverside", None).is_none());
+        // An open broker (no admin login) is read anonymously.
+        let mut open = c.clone();
+        open.username = None;
+        open.password_enc = None;
+        let b = cluster_broker(&open, "riverside", None).unwrap();
+        assert!(broker_options(&b, "api-0").unwrap().credentials().is_none());
     }
 
     #[test]
@@ -530,9 +546,7 @@ mod tests {
             })
             .to_string(),
         );
-        let b = cluster_broker(&c, "riverside", |_| panic!("no password to open"))
-            .unwrap()
-            .unwrap();
+        let b = cluster_broker(&c, "riverside", None).unwrap();
         assert_eq!(b.url, "mqtt://riverside-mqtt.weir-riverside.svc:1883");
         assert_eq!(
             b.auth,
@@ -547,19 +561,13 @@ mod tests {
         assert!(o.client_id().starts_with("weir-api-api-0-alerts-"));
         // Even a stored password does not turn a JWT cluster into a password one.
         c.password_enc = Some("sealed".into());
-        let b2 = cluster_broker(&c, "riverside", |_| Ok("x".into()))
-            .unwrap()
-            .unwrap();
+        let b2 = cluster_broker(&c, "riverside", None).unwrap();
         assert_eq!(b2, b);
         // No endpoint yet, or an unknown mode: not read.
         c.status = None;
-        assert!(cluster_broker(&c, "riverside", |_| Ok("x".into()))
-            .unwrap()
-            .is_none());
+        assert!(cluster_broker(&c, "riverside", None).is_none());
         let mut d = cluster_row("kerberos");
         d.url = Some("mqtt://h:1883".into());
-        assert!(cluster_broker(&d, "riverside", |_| Ok("x".into()))
-            .unwrap()
-            .is_none());
+        assert!(cluster_broker(&d, "riverside", None).is_none());
     }
 }

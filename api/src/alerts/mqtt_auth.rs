@@ -1,8 +1,9 @@
 //! The api's own MQTT credential for clusters whose clients authenticate
 //! with api-issued JWTs (`apiJwt`: EMQX with JWT authentication against
 //! `GET /api/v1/jwks.json`). The token has the agents' claim format
-//! ([`MqttClaims`], signed by the org's `jwt` key) with an ACL that only
-//! allows subscribing to the tenant's readings, never publishing, and a
+//! ([`MqttClaims`], signed by the org's `jwt` key) with the api's row of
+//! the ACL table (readings and write answers in, commands and replay
+//! requests out, never readings out), and a
 //! username naming the api replica (EMQX checks `username` against the
 //! MQTT username). It is short-lived: [`super::ingest`] reconnects with a
 //! fresh one before it expires.
@@ -13,7 +14,7 @@ use uuid::Uuid;
 use super::ingest::SHARE_GROUP;
 use super::Alerts;
 use crate::error::ApiError;
-use crate::fleet::agents::{sign_mqtt_jwt, AclRule, MqttClaims, MQTT_AUDIENCE};
+use crate::fleet::agents::{jwt_acl, sign_mqtt_jwt, AclRule, MqttClaims, MQTT_AUDIENCE};
 use crate::fleet::keys::{self, OrgKey};
 
 /// A minted token and who it is for.
@@ -36,24 +37,25 @@ impl std::fmt::Debug for ApiMqttToken {
     }
 }
 
-/// Subscribe to `{prefix}/{tenant}/#` (plainly or as the alerts' shared
-/// subscription; EMQX 5 authorizes `$share/{group}/t` as `t`, the second
-/// rule covers brokers that check the filter verbatim), nothing else.
+/// The api's row of the ACL table ([`weir_crds::acl`]): readings and
+/// write answers in, commands and replay requests out. Each subscribe rule
+/// also comes in its alerts shared-subscription form (EMQX 5 authorizes
+/// `$share/{group}/t` as `t`; the second form covers brokers that check
+/// the filter verbatim), before the closing deny-all.
 pub fn acl(prefix: &str, tenant: &str) -> Vec<AclRule> {
-    let rule = |permission: &str, action: &str, topic: String| AclRule {
-        permission: permission.into(),
-        action: action.into(),
-        topic,
-    };
-    vec![
-        rule("allow", "subscribe", format!("{prefix}/{tenant}/#")),
-        rule(
-            "allow",
-            "subscribe",
-            format!("$share/{SHARE_GROUP}/{prefix}/{tenant}/#"),
-        ),
-        rule("deny", "all", "#".into()),
-    ]
+    let mut rules = jwt_acl(prefix, tenant, weir_crds::acl::Identity::Api);
+    let deny_all = rules.pop().expect("every row ends with a deny-all");
+    let shared: Vec<AclRule> = rules
+        .iter()
+        .filter(|r| r.permission == "allow" && r.action == "subscribe")
+        .map(|r| AclRule {
+            topic: format!("$share/{SHARE_GROUP}/{}", r.topic),
+            ..r.clone()
+        })
+        .collect();
+    rules.extend(shared);
+    rules.push(deny_all);
+    rules
 }
 
 /// This api replica's name: the configured one (`--replica`,
@@ -182,8 +184,8 @@ mod tests {
     }
 
     #[test]
-    fn acl_is_subscribe_only_for_the_tenant() {
-        let acl = acl("weir", "riverside");
+    fn acl_is_the_apis_row_of_the_table() {
+        let acl = acl("plant", "riverside");
         let allowed: Vec<(&str, &str)> = acl
             .iter()
             .filter(|r| r.permission == "allow")
@@ -192,8 +194,15 @@ mod tests {
         assert_eq!(
             allowed,
             vec![
-                ("subscribe", "weir/riverside/#"),
-                ("subscribe", "$share/weir-alerts/weir/riverside/#"),
+                ("subscribe", "plant/riverside/+/+/+"),
+                ("subscribe", "plant/riverside/+/cmd/write/resp"),
+                ("publish", "plant/riverside/+/cmd/write"),
+                ("publish", "plant/riverside/+/cmd/replay"),
+                ("subscribe", "$share/weir-alerts/plant/riverside/+/+/+"),
+                (
+                    "subscribe",
+                    "$share/weir-alerts/plant/riverside/+/cmd/write/resp"
+                ),
             ]
         );
         let last = acl.last().unwrap();
@@ -205,7 +214,10 @@ mod tests {
             ),
             ("deny", "all", "#")
         );
-        assert!(acl.iter().all(|r| r.action != "publish"));
+        // Never readings: the api does not forge a gateway's data.
+        assert!(!acl
+            .iter()
+            .any(|r| r.action == "publish" && r.topic.ends_with("/+/+/+")));
     }
 
     #[test]

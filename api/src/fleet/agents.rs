@@ -394,8 +394,13 @@ pub const MQTT_AUDIENCE: &str = "weir-mqtt";
 /// The agent's row of the ACL table ([`weir_crds::acl::rules`]) for the
 /// gateway's configured topic `prefix`, in the JWT claim format EMQX reads.
 pub fn agent_acl(prefix: &str, tenant: &str, gateway: &str) -> Vec<AclRule> {
-    use weir_crds::acl::{Action, Identity, Permission};
-    weir_crds::acl::rules(prefix, tenant, Identity::Agent { gateway })
+    jwt_acl(prefix, tenant, weir_crds::acl::Identity::Agent { gateway })
+}
+
+/// A row of the ACL table ([`weir_crds::acl::rules`]) in the JWT claim's shape.
+pub fn jwt_acl(prefix: &str, tenant: &str, who: weir_crds::acl::Identity<'_>) -> Vec<AclRule> {
+    use weir_crds::acl::{Action, Permission};
+    weir_crds::acl::rules(prefix, tenant, who)
         .into_iter()
         .map(|r| AclRule {
             permission: match r.permission {

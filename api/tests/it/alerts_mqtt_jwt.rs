@@ -180,8 +180,20 @@ async fn ingest_logs_in_to_an_api_jwt_cluster_with_its_own_subscribe_only_jwt() 
     assert_eq!(
         acl,
         vec![
-            rule("allow", "subscribe", "weir/riverside/#"),
-            rule("allow", "subscribe", "$share/weir-alerts/weir/riverside/#"),
+            rule("allow", "subscribe", "weir/riverside/+/+/+"),
+            rule("allow", "subscribe", "weir/riverside/+/cmd/write/resp"),
+            rule("allow", "publish", "weir/riverside/+/cmd/write"),
+            rule("allow", "publish", "weir/riverside/+/cmd/replay"),
+            rule(
+                "allow",
+                "subscribe",
+                "$share/weir-alerts/weir/riverside/+/+/+"
+            ),
+            rule(
+                "allow",
+                "subscribe",
+                "$share/weir-alerts/weir/riverside/+/cmd/write/resp"
+            ),
             rule("deny", "all", "#"),
         ]
     );

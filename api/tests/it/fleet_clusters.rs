@@ -11,7 +11,11 @@ use serde_json::json;
 use weir_testkit::Mosquitto;
 
 async fn external_cluster_lifecycle(b: Backend) {
-    let broker = Mosquitto::start().await;
+    // An adopted Mosquitto: the stored login is its dynamic-security admin.
+    let broker = Mosquitto::builder()
+        .dynamic_security("weir", "s3cret-pw")
+        .start()
+        .await;
     let app = fleet_app(b, |_| {}).await;
     let admin = app.admin().await;
     setup_org(&app, &admin, "riverside", "north").await;
@@ -34,6 +38,7 @@ async fn external_cluster_lifecycle(b: Backend) {
     assert_eq!(r.body["health"]["reachable"], true, "{:?}", r.body);
     assert!(r.body["health"]["rtt_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(r.body["has_password"], true);
+    assert_eq!(r.body["agent_identities"], "dynamicSecurity");
     assert!(
         !r.body.to_string().contains("s3cret-pw"),
         "the password is never shown"
@@ -118,11 +123,10 @@ async fn external_cluster_lifecycle(b: Backend) {
                    "facts": {"hostname": "ipc", "os": "linux", "arch": "aarch64", "agentVersion": "0.1.0"}}),
         )
         .await;
-    // The stored login is the broker's dynamic-security admin: this broker
-    // has no such plugin, so the gateway cannot get a login of its own, and
-    // enrollment says so rather than hand out the admin login (a broker
-    // with the plugin: broker_identity.rs).
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    // The gateway gets a login of its own, never the admin login (a broker
+    // without the plugin refuses: broker_identity.rs).
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(r.body["mqtt"]["username"], "weir-riverside-pump-1");
     assert!(!r.body.to_string().contains("s3cret-pw"), "{:?}", r.body);
 
     // Delete: the name again as confirmation, and not while gateways use it.

@@ -557,13 +557,16 @@ async fn mqtt_jwt_credentials_and_key_rotation(b: Backend) {
     v.set_audience(&["weir-mqtt"]);
     let data = jsonwebtoken::decode::<Value>(jwt, &key, &v).expect("JWT verifies against the JWKS");
     let acl = &data.claims["acl"];
+    // The agent's row of the ACL table (weir_crds::acl): its own gateway only.
     assert_eq!(
-        acl[0],
-        json!({"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/#"})
-    );
-    assert_eq!(
-        acl[1],
-        json!({"permission": "allow", "action": "subscribe", "topic": "weir/lakeside/tank-1/cmd/#"})
+        acl,
+        &json!([
+            {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/write/resp"},
+            {"permission": "deny", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/#"},
+            {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/+/+"},
+            {"permission": "allow", "action": "subscribe", "topic": "weir/lakeside/tank-1/cmd/+"},
+            {"permission": "deny", "action": "all", "topic": "#"},
+        ])
     );
     assert_eq!(creds.body["username"], data.claims["username"]);
 

@@ -270,8 +270,11 @@ async fn store<C: ConnectionTrait>(
 }
 
 fn open_row(st: &AppState, row: &entity::Model) -> Result<Login, ApiError> {
-    let plain = st
-        .fleet
+    open_sealed(&st.fleet, row)
+}
+
+fn open_sealed(fleet: &super::Fleet, row: &entity::Model) -> Result<Login, ApiError> {
+    let plain = fleet
         .master()?
         .open(&row.password_enc, &aad(row.cluster_id, &row.principal))?;
     Ok(Login {
@@ -547,7 +550,26 @@ pub async fn api_login(st: &AppState, c: &cluster::Model) -> Result<Option<Login
     let rolename = login.username.clone();
     store(&*tx, st, c.id, API, None, &login, &rolename, &prefixes).await?;
     tx.commit().await?;
+    // The alerts reader waits for this login (see `stored_api_login`).
+    st.alerts.clusters_changed().await;
     Ok(Some(login))
+}
+
+/// The api's login on `c` if it was made already (by [`api_login`]); for
+/// readers that hold no write lock and must not make one (the alerts
+/// ingestion). `None` also for clusters without dynamic security.
+pub async fn stored_api_login<C: ConnectionTrait>(
+    db: &C,
+    fleet: &super::Fleet,
+    c: &cluster::Model,
+) -> Result<Option<Login>, ApiError> {
+    if !uses_dynsec(c) {
+        return Ok(None);
+    }
+    find(db, c.id, API)
+        .await?
+        .map(|row| open_sealed(fleet, &row))
+        .transpose()
 }
 
 #[cfg(test)]

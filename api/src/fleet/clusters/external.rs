@@ -58,6 +58,21 @@ pub(super) fn endpoint_changed(old: Option<&str>, new: &str) -> bool {
     }
 }
 
+/// The cluster's stored username and password (opened).
+fn stored_login(
+    st: &AppState,
+    c: &cluster::Model,
+) -> Result<(Option<String>, Option<String>), ApiError> {
+    let password = match &c.password_enc {
+        Some(p) => Some(
+            String::from_utf8(st.fleet.master()?.open(p, &c.id.to_string())?)
+                .map_err(ApiError::internal)?,
+        ),
+        None => None,
+    };
+    Ok((c.username.clone(), password))
+}
+
 /// Probe an external cluster (or read a kubernetes one's status) and store the result.
 pub(super) async fn refresh_health<C: ConnectionTrait>(
     db: &C,
@@ -69,20 +84,31 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
     let mut am = c.clone().into_active_model();
     am.probe_at = Set(Some(Utc::now()));
     if c.backend == BACKEND_EXTERNAL {
-        let password = match &c.password_enc {
-            Some(p) => Some(
-                String::from_utf8(st.fleet.master()?.open(p, &c.id.to_string())?)
-                    .map_err(ApiError::internal)?,
-            ),
-            None => None,
+        // On an adopted Mosquitto the admin login may only manage the
+        // dynamic-security plugin; the probe, like every reader, uses the
+        // api's own restricted login (made here on first use). Other
+        // brokers are probed with the stored login, if any.
+        let login = match crate::fleet::broker_identity::api_login(st, &c).await {
+            Ok(Some(l)) => Ok((Some(l.username), Some(l.password))),
+            Ok(None) => stored_login(st, &c),
+            Err(e) => Err(e),
         };
-        let r = mqtt_probe::probe(
-            c.url.as_deref().unwrap_or_default(),
-            c.username.as_deref(),
-            password.as_deref(),
-            PROBE_TIMEOUT,
-        )
-        .await;
+        let r = match login {
+            Ok((user, password)) => {
+                mqtt_probe::probe(
+                    c.url.as_deref().unwrap_or_default(),
+                    user.as_deref(),
+                    password.as_deref(),
+                    PROBE_TIMEOUT,
+                )
+                .await
+            }
+            Err(e) => mqtt_probe::ProbeResult {
+                reachable: false,
+                rtt: None,
+                error: Some(format!("cannot make the api's login on this broker: {e}")),
+            },
+        };
         am.probe_ok = Set(Some(r.reachable));
         am.probe_rtt_us = Set(r.rtt.map(|d| d.as_micros() as i64));
         am.probe_error = Set(r.error);

@@ -86,6 +86,13 @@ pub struct Cluster {
     pub backend: String,
     /// How agents authenticate: `password` or `apiJwt`.
     pub auth_mode: String,
+    /// Where each gateway's own broker login comes from: `dynamicSecurity`
+    /// (an adopted Mosquitto; the stored login is its dynamic-security
+    /// admin, never given to agents), `apiJwt` (api-issued JWTs with the
+    /// gateway's ACL) or `none` (an open broker without authentication:
+    /// any client may use any topic).
+    #[schema(example = "dynamicSecurity")]
+    pub agent_identities: String,
     /// Broker URL (external).
     pub url: Option<String>,
     pub username: Option<String>,
@@ -148,6 +155,7 @@ impl Cluster {
         });
         Self {
             endpoints: endpoints(&c),
+            agent_identities: crate::fleet::broker_identity::agent_identities(&c).to_string(),
             shared_with,
             id: c.id,
             name: c.slug,
