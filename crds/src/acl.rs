@@ -147,15 +147,31 @@ mod tests {
             &command_response_topic(P, T, "ps-1")
         ));
         assert!(allows(&r, Action::Subscribe, &command_topic(P, T, "ps-1")));
-        assert!(allows(&r, Action::Subscribe, "weir/riverside/ps-1/cmd/replay"));
+        assert!(allows(
+            &r,
+            Action::Subscribe,
+            "weir/riverside/ps-1/cmd/replay"
+        ));
         // Another gateway: neither way.
-        assert!(!allows(&r, Action::Publish, &topic(P, T, "ps-2", "pump-1", "fast")));
+        assert!(!allows(
+            &r,
+            Action::Publish,
+            &topic(P, T, "ps-2", "pump-1", "fast")
+        ));
         assert!(!allows(&r, Action::Subscribe, &command_topic(P, T, "ps-2")));
-        assert!(!allows(&r, Action::Subscribe, &topic(P, T, "ps-2", "pump-1", "fast")));
+        assert!(!allows(
+            &r,
+            Action::Subscribe,
+            &topic(P, T, "ps-2", "pump-1", "fast")
+        ));
         // Not even its own readings back, nor commands to itself, nor wildcards.
         assert!(!allows(&r, Action::Subscribe, &own));
         assert!(!allows(&r, Action::Publish, &command_topic(P, T, "ps-1")));
-        assert!(!allows(&r, Action::Publish, "weir/riverside/ps-1/cmd/replay"));
+        assert!(!allows(
+            &r,
+            Action::Publish,
+            "weir/riverside/ps-1/cmd/replay"
+        ));
         assert!(!allows(&r, Action::Subscribe, "weir/riverside/ps-1/cmd/#"));
         assert!(!allows(&r, Action::Subscribe, "#"));
         assert!(!allows(&r, Action::Publish, "weir/other/ps-1/pump-1/fast"));
@@ -165,7 +181,11 @@ mod tests {
     fn the_historian_reads_readings_and_asks_for_replays() {
         let r = rules(P, T, Identity::Historian);
         assert!(allows(&r, Action::Subscribe, &readings_filter(P, T)));
-        assert!(allows(&r, Action::Publish, "weir/riverside/ps-1/cmd/replay"));
+        assert!(allows(
+            &r,
+            Action::Publish,
+            "weir/riverside/ps-1/cmd/replay"
+        ));
         assert!(!allows(&r, Action::Publish, &command_topic(P, T, "ps-1")));
         assert!(!allows(&r, Action::Publish, &topic(P, T, "ps-1", "d", "g")));
         assert!(!allows(&r, Action::Subscribe, "weir/riverside/#"));
@@ -182,9 +202,17 @@ mod tests {
             "weir/riverside/+/cmd/write/resp"
         ));
         assert!(allows(&r, Action::Publish, &command_topic(P, T, "ps-1")));
-        assert!(allows(&r, Action::Publish, "weir/riverside/ps-1/cmd/replay"));
+        assert!(allows(
+            &r,
+            Action::Publish,
+            "weir/riverside/ps-1/cmd/replay"
+        ));
         assert!(!allows(&r, Action::Publish, &topic(P, T, "ps-1", "d", "g")));
-        assert!(!allows(&r, Action::Publish, &command_topic(P, "other", "ps-1")));
+        assert!(!allows(
+            &r,
+            Action::Publish,
+            &command_topic(P, "other", "ps-1")
+        ));
     }
 
     #[test]
