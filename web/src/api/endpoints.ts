@@ -202,6 +202,8 @@ export function fromApiCluster(c: Schemas['Cluster']): Cluster {
     conditions: (st.conditions ?? []) as Condition[],
     url: c.url,
     username: c.username,
+    agent_identities: c.agent_identities,
+    shared_with: c.shared_with,
     health: c.health,
     created_at: c.created_at,
   };

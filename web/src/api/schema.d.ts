@@ -126,7 +126,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** The provider sends the browser back here; signs the user in. */
+        /**
+         * The provider sends the browser back here; signs the user in. Every
+         *     answer clears the state cookie: a sign-in's state is used once.
+         */
         get: operations["oidc_callback"];
         put?: never;
         post?: never;
@@ -143,7 +146,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Start single sign-on: redirects to the OpenID provider. */
+        /**
+         * Start single sign-on: redirects to the OpenID provider and binds the
+         *     sign-in to this browser with an HttpOnly cookie.
+         */
         get: operations["oidc_login"];
         put?: never;
         post?: never;
@@ -613,8 +619,9 @@ export interface paths {
         options?: never;
         head?: never;
         /**
-         * Change a cluster: credentials and URL (external), or scale, upgrade,
-         *     listeners and limits through a merge patch of the spec (kubernetes).
+         * Change a cluster: credentials and URL (external), scale, upgrade,
+         *     listeners and limits through a merge patch of the spec (kubernetes),
+         *     and the projects it is shared with.
          */
         patch: operations["update_cluster"];
         trace?: never;
@@ -1364,6 +1371,15 @@ export interface components {
         /** @enum {string} */
         ChannelType: "webhook" | "email";
         Cluster: {
+            /**
+             * @description Where each gateway's own broker login comes from: `dynamicSecurity`
+             *     (an adopted Mosquitto; the stored login is its dynamic-security
+             *     admin, never given to agents), `apiJwt` (api-issued JWTs with the
+             *     gateway's ACL) or `none` (an open broker without authentication:
+             *     any client may use any topic).
+             * @example dynamicSecurity
+             */
+            agent_identities: string;
             /** @description How agents authenticate: `password` or `apiJwt`. */
             auth_mode: string;
             /** @description `external` or `kubernetes`. */
@@ -1380,6 +1396,11 @@ export interface components {
             name: string;
             org: string;
             project: string;
+            /**
+             * @description Other projects of the organization whose gateways may use this
+             *     cluster (each still gets credentials of its own).
+             */
+            shared_with: string[];
             /** @description The `MqttClusterSpec` (kubernetes). */
             spec?: Record<string, unknown> | null;
             /** @description The `MqttClusterStatus` last read from Kubernetes. */
@@ -1435,7 +1456,10 @@ export interface components {
             url?: string | null;
         };
         CreateCluster: {
-            /** @description `password` (default for external: agents get the username/password) or `apiJwt`. */
+            /**
+             * @description `password` (default for external: agents get the username/password)
+             *     or `apiJwt` (the only one for kubernetes).
+             */
             auth_mode?: string | null;
             /**
              * @description `external` (adopt a broker) or `kubernetes` (the operator runs EMQX).
@@ -1449,7 +1473,17 @@ export interface components {
             name: string;
             /** @description Stored encrypted; never returned. */
             password?: string | null;
-            /** @description kubernetes: the `MqttClusterSpec` (replicas, version, listeners, config, ...). */
+            /**
+             * @description Other projects of the organization (slugs) whose gateways may use
+             *     this cluster. Sharing needs an org admin.
+             */
+            shared_with?: string[] | null;
+            /**
+             * @description kubernetes: the `MqttClusterSpec` (replicas, version, listeners, config, ...),
+             *     within the platform's allow-list: image from its registry, Secrets
+             *     labelled `weir.dev/project=<project>`, listed `config` keys, `apiJwt`
+             *     against the api's JWKS.
+             */
             spec?: Record<string, unknown> | null;
             title?: string;
             /** @description external: `mqtt://host:port` or `mqtts://host:port`. */
@@ -2185,12 +2219,22 @@ export interface components {
             /** @description external: a new password (empty removes it). */
             password?: string | null;
             /**
+             * @description The projects (slugs) this cluster is shared with, replacing the list;
+             *     `[]` withdraws every share. Adding a project needs an org admin;
+             *     the cluster's project admins may withdraw.
+             */
+            shared_with?: string[] | null;
+            /**
              * @description kubernetes: JSON merge patch of the spec — scale (`replicas`), upgrade
-             *     (`version`), `listeners`, limits (`config`, `resources`).
+             *     (`version`), `listeners`, limits (`config`, `resources`); the whole
+             *     result must keep to the platform's allow-list.
              */
             spec?: Record<string, unknown> | null;
             title?: string | null;
-            /** @description external: a new broker URL. */
+            /**
+             * @description external: a new broker URL. Another scheme, host or port clears the
+             *     stored password unless `password` comes in the same request.
+             */
             url?: string | null;
             /** @description external: a new username (empty removes it). */
             username?: string | null;

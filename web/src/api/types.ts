@@ -74,6 +74,10 @@ export interface Cluster {
   url?: string | null;
   username?: string | null;
   ready_text?: string | null;
+  /** Where each gateway's broker login comes from: dynamicSecurity, apiJwt or none (an open broker). */
+  agent_identities?: string;
+  /** Other projects of the org whose gateways may use this cluster. */
+  shared_with?: string[];
   health?: Schemas['ClusterHealth'] | null;
   created_at: string;
 }

@@ -11,6 +11,13 @@ import { ApiError } from '../api/http';
 
 export const EMQX_VERSIONS = ['5.8.6', '5.8.5', '5.8.4'];
 
+
+/** How a cluster's gateways get their own broker login. */
+const IDENTITY_WORDS: Record<string, string> = {
+  dynamicSecurity: 'Each gateway has its own broker login and ACL (Mosquitto dynamic security).',
+  apiJwt: 'Each gateway logs in with an api-issued JWT carrying its own ACL.',
+};
+
 function nodesText(c: Cluster) {
   if (c.backend === 'external') return c.health ? (c.health.reachable ? `reachable${c.health.rtt_ms != null ? `, ${c.health.rtt_ms} ms` : ''}` : 'unreachable') : '—';
   return `${c.ready_nodes ?? 0} of ${c.replicas ?? '?'} ready`;
@@ -120,10 +127,10 @@ export function ClusterWizard() {
                 <Field label="Broker URL" hint="e.g. mqtt://broker.plant.local:1883" error={act.fields.url}>
                   {(p) => <input {...p} value={url} onChange={(e) => setUrl(e.target.value)} />}
                 </Field>
-                <Field label="Username (optional)" error={act.fields.username}>
+                <Field label="Admin username (optional)" hint="The broker's dynamic-security admin login. Weir uses it to give every gateway its own login and ACL; agents never receive it. Leave empty only for an open broker without authentication." error={act.fields.username}>
                   {(p) => <input {...p} value={username} onChange={(e) => setUsername(e.target.value)} autoComplete="off" />}
                 </Field>
-                <Field label="Password (optional)" error={act.fields.password}>
+                <Field label="Admin password (optional)" error={act.fields.password}>
                   {(p) => <input {...p} type="password" value={password} onChange={(e) => setPassword(e.target.value)} autoComplete="new-password" />}
                 </Field>
               </>
@@ -193,6 +200,11 @@ export function ClusterDetail() {
               })}
             </ul>
           ) : <p className="muted">No status reported yet.</p>}
+          <p aria-label="Gateway logins">{IDENTITY_WORDS[c.agent_identities ?? ''] ?? null}</p>
+          {c.agent_identities === 'none' && (
+            <Notice kind="warn">This broker has no authentication: any client on its network can read and write every gateway's topics. Store its dynamic-security admin login to give every gateway its own.</Notice>
+          )}
+          {c.shared_with?.length ? <p>Shared with {c.shared_with.join(', ')}.</p> : null}
           {c.health && (
             <p>{c.health.reachable ? `Weir reached the broker in ${c.health.rtt_ms ?? '?'} ms` : `Weir cannot reach the broker${c.health.error ? `: ${c.health.error}` : ''}`} (checked {fmtTime(c.health.checked_at)}).</p>
           )}

@@ -142,6 +142,20 @@ describe('confirmations and words', () => {
     expect(screen.queryByRole('button', { name: 'Delete cluster' })).toBeNull();
     expect(screen.queryByRole('button', { name: 'Scale' })).toBeNull();
   });
+
+  it('says how gateways log in to a broker, and warns about an open one', async () => {
+    let identities = 'dynamicSecurity';
+    mockApi((_m, u) => (u.pathname.endsWith('/clusters/plant-broker') ? json(fx.cluster({ backend: 'external', auth_mode: 'password', agent_identities: identities, url: 'mqtt://broker:1883', shared_with: ['south'] })) : undefined));
+    const route = <Route path="/o/:org/p/:project/clusters/:cluster" element={<ClusterDetail />} />;
+    const { unmount } = renderAt('/o/rw/p/north/clusters/plant-broker', route, viewer);
+    expect(await screen.findByText(/Each gateway has its own broker login and ACL/)).toBeInTheDocument();
+    expect(screen.getByText('Shared with south.')).toBeInTheDocument();
+    expect(screen.queryByText(/has no authentication/)).toBeNull();
+    unmount();
+    identities = 'none';
+    renderAt('/o/rw/p/north/clusters/plant-broker', route, viewer);
+    expect(await screen.findByText(/This broker has no authentication/)).toBeInTheDocument();
+  });
 });
 
 describe('alert rules', () => {

@@ -58,7 +58,7 @@ const T = '2026-01-01T00:00:00Z';
 export const fx = {
   gateway: (p: Partial<Schemas['Gateway']> = {}): Schemas['Gateway'] => ({ id: 'g1', name: 'north-pump', org: 'rw', project: 'north', version: 1, bundle_version: 1, spec: {}, created_at: T, updated_at: T, ...p }),
   rollout: (p: Partial<Schemas['RolloutEntry']> & { gateway: string }): Schemas['RolloutEntry'] => ({ config_version: 1, desired_version: 1, up_to_date: true, heartbeat_interval_s: 10, online: false, ...p }),
-  cluster: (p: Partial<Schemas['Cluster']> = {}): Schemas['Cluster'] => ({ id: 'c1', name: 'plant-broker', title: '', org: 'rw', project: 'north', backend: 'kubernetes', auth_mode: 'password', has_password: false, endpoints: [], created_at: T, updated_at: T, ...p }),
+  cluster: (p: Partial<Schemas['Cluster']> = {}): Schemas['Cluster'] => ({ id: 'c1', name: 'plant-broker', title: '', org: 'rw', project: 'north', backend: 'kubernetes', auth_mode: 'apiJwt', agent_identities: 'apiJwt', shared_with: [], has_password: false, endpoints: [], created_at: T, updated_at: T, ...p }),
   member: (p: Partial<Schemas['Member']> = {}): Schemas['Member'] => ({ user_id: 'u2', email: 'op@rw.example', name: 'Op', role: 'project-editor', source: 'manual', created_at: T, ...p }),
   user: (p: Partial<Schemas['UserView']> = {}): Schemas['UserView'] => ({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false, has_password: true, created_at: T, ...p }),
   audit: (p: Partial<Schemas['AuditEntry']> = {}): Schemas['AuditEntry'] => ({ seq: 1, at: T, actor: 'a@b', action: 'org.create', target: 'org:rw', outcome: 'success', client_addr: '127.0.0.1', user_agent: 'test', details: {}, prev_hash: '', hash: '', ...p }),
