@@ -16,6 +16,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod runtime;
 pub mod sample;
+pub mod server_url;
 pub mod state;
 pub mod status;
 pub mod uplink;

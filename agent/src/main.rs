@@ -14,6 +14,7 @@ use weir_agent::config_loop::{peek_payload, run_config_loop, Gate};
 use weir_agent::enroll::{enroll, ApiClient};
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker, Runtime, RuntimeOptions};
+use weir_agent::server_url::check_server_url;
 use weir_agent::state::{read_key, write_key, DataDir, Identity};
 use weir_crds::bundle::{
     follow_rotations, sign, sign_rotation, verify, BundlePayload, Expectations, SignedBundle,
@@ -86,6 +87,10 @@ struct RunArgs {
     /// Fleet api base URL (first start only, with --token).
     #[arg(long, env = "WEIR_SERVER")]
     server: Option<String>,
+    /// Allow a plain http:// --server off this machine (loopback is always
+    /// allowed). Tokens, keys and broker passwords then travel in clear.
+    #[arg(long, env = "WEIR_INSECURE_HTTP")]
+    insecure_http: bool,
     /// Bootstrap token from the console (first start only).
     #[arg(long, env = "WEIR_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -361,6 +366,10 @@ async fn shutdown_signal() {
 async fn run(a: RunArgs) -> anyhow::Result<()> {
     // Two rustls crypto providers are compiled in (via reqwest and rumqttc): pick one.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Before anything touches the disk or the network.
+    if let Some(server) = &a.server {
+        check_server_url("--server", server, a.insecure_http)?;
+    }
     let dir = DataDir::open(&a.data_dir)?;
     let cancel = CancellationToken::new();
     let fsync = a.fsync;
@@ -481,6 +490,9 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
                 id
             }
         };
+        // An agent enrolled over plain HTTP keeps needing the flag: its
+        // signed calls still fetch broker passwords from that server.
+        check_server_url("the enrolled server", &identity.server, a.insecure_http)?;
         let anchor = dir
             .trust()?
             .context("enrolled but no trust anchor on disk")?;

@@ -10,6 +10,7 @@ mod common;
 mod bundles;
 mod delivery;
 mod enroll;
+mod insecure_http;
 mod metrics;
 mod modbus_mqtt;
 mod sigkill;
