@@ -124,6 +124,7 @@ WEIR_BOOTSTRAP_ADMIN_EMAIL="$ADMIN_EMAIL" \
 WEIR_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
 WEIR_HISTORIAN_URL="$HISTORIAN_URL" \
 WEIR_KUBE_TENANTS=off \
+WEIR_OUTBOUND_ALLOW_CIDRS=127.0.0.0/8 \
   "$BIN/weir-api" > "$STATE/api.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 1 60); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.5; done

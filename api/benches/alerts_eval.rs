@@ -112,6 +112,8 @@ async fn delay_at_load(url: &str) -> (f64, f64, f64, usize) {
     cfg.fleet.master_key =
         Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
     cfg.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
+    // The webhook receiver listens on loopback (refused by default).
+    cfg.outbound_allow_cidrs = vec!["127.0.0.0/8".parse().unwrap()];
     let api = weir_api::start(cfg).await.expect("api starts");
     let http = reqwest::Client::new();
     let base = api.url();

@@ -65,6 +65,19 @@ pub struct Config {
     #[arg(long, env = "WEIR_DB_MAX_CONNECTIONS", default_value_t = 16)]
     pub db_max_connections: u32,
 
+    /// Private address ranges (comma-separated CIDRs, e.g. `10.0.0.0/8`)
+    /// that webhooks, SMTP servers and adopted brokers may be in. Others
+    /// non-public addresses (loopback, link-local, private) are refused
+    /// unless listed; metadata, unspecified, multicast and broadcast
+    /// addresses always are.
+    #[arg(
+        long,
+        env = "WEIR_OUTBOUND_ALLOW_CIDRS",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub outbound_allow_cidrs: Vec<crate::outbound::Cidr>,
+
     #[command(flatten)]
     pub oidc: OidcConfig,
 
@@ -151,6 +164,11 @@ impl Config {
         let mut c = <Wrap as clap::Parser>::parse_from(["weir-api"]).c;
         c.database_url = database_url.to_string();
         c
+    }
+
+    /// Where the api may connect on a user's say-so (see [`crate::outbound`]).
+    pub fn outbound(&self) -> crate::outbound::Policy {
+        crate::outbound::Policy::new(&self.outbound_allow_cidrs)
     }
 
     /// Cookies get `Secure` when the api is reached over TLS.

@@ -20,6 +20,7 @@ pub mod members;
 pub mod metrics;
 pub mod openapi;
 pub mod orgs;
+pub mod outbound;
 pub mod projects;
 pub mod rbac;
 pub mod scope;
@@ -97,6 +98,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let alerts = alerts::Alerts::start(
         db.clone(),
         config.alerts.clone(),
+        config.outbound(),
         metrics.alerts.clone(),
         fleet.clone(),
     )

@@ -39,6 +39,8 @@ pub async fn start_api_with(
         .env("WEIR_BOOTSTRAP_ADMIN_EMAIL", ADMIN_EMAIL)
         .env("WEIR_BOOTSTRAP_ADMIN_PASSWORD", ADMIN_PASSWORD)
         .env("WEIR_KUBE_TENANTS", "off")
+        // Its brokers and receivers listen on loopback (refused by default).
+        .env("WEIR_OUTBOUND_ALLOW_CIDRS", "127.0.0.0/8")
         .env("RUST_LOG", "info")
         .envs(env.iter().copied());
     let child = Proc::spawn("weir-api", &mut cmd, dir)?;

@@ -69,7 +69,10 @@ pub(super) struct Inner {
     pub(super) tx: mpsc::Sender<Input>,
     pub(super) fleet_tx: mpsc::Sender<FleetEvent>,
     pub(super) metrics: AlertMetrics,
+    /// Webhooks go through this client, which connects only where
+    /// `outbound` allows.
     pub(super) http: reqwest::Client,
+    pub(super) outbound: crate::outbound::Policy,
     pub(super) tasks: Mutex<Vec<AbortHandle>>,
     /// Evaluation passes done (ticks), for tests that wait for "time has been looked at".
     pub(super) passes: AtomicU64,
@@ -84,6 +87,7 @@ impl Alerts {
     pub async fn start(
         db: DatabaseConnection,
         cfg: AlertsConfig,
+        outbound: crate::outbound::Policy,
         metrics: AlertMetrics,
         fleet: Arc<Fleet>,
     ) -> Result<Self, ApiError> {
@@ -100,10 +104,7 @@ impl Alerts {
         let (tx, rx) = mpsc::channel(4096);
         let (fleet_tx, fleet_rx) = mpsc::channel(1024);
         let (tenants, _) = watch::channel(BTreeSet::new());
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(ApiError::internal)?;
+        let http = outbound.http_client().map_err(ApiError::internal)?;
         let coord = Coordinator::new(&db);
         let inner = Arc::new(Inner {
             id: Uuid::new_v4(),
@@ -117,6 +118,7 @@ impl Alerts {
             fleet_tx,
             metrics,
             http,
+            outbound,
             tasks: Mutex::new(vec![]),
             passes: AtomicU64::new(0),
             processed: AtomicU64::new(0),
@@ -294,12 +296,14 @@ impl Alerts {
     pub async fn send_now(&self, n: &Notification, attempts: &Attempts) -> DeliveryResult {
         let res = match &n.channel.kind {
             ChannelKind::Webhook { url, secret } => {
-                notify::webhook::send(&self.inner.http, url, secret, n.webhook_body(), attempts)
-                    .await
+                let body = n.webhook_body();
+                let out = &self.inner.outbound;
+                notify::webhook::send(&self.inner.http, out, url, secret, body, attempts).await
             }
             ChannelKind::Email { cfg, password } => {
-                notify::email::send(cfg, password, &n.email_subject(), n.email_body(), attempts)
-                    .await
+                let (subject, body) = (n.email_subject(), n.email_body());
+                let out = &self.inner.outbound;
+                notify::email::send(cfg, password, out, &subject, body, attempts).await
             }
         };
         let labels = ChannelLabels {

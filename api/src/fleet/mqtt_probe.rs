@@ -1,9 +1,13 @@
 //! Health probe of an adopted broker: connect over MQTT, subscribe to a
-//! private probe topic, publish to it and time the round trip.
+//! private probe topic, publish to it and time the round trip. Only to
+//! a broker the outbound policy allows (`crate::outbound`): a refused one
+//! is reported as such without a connection.
 
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+
+use crate::outbound::Policy;
 
 /// rustls needs one process-wide crypto provider; with more than one
 /// compiled in (ring, aws-lc-rs) it panics at the first TLS config unless
@@ -46,14 +50,16 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
     Ok((host, port, tls))
 }
 
-/// Probe `url` within `timeout`.
+/// Probe `url` within `timeout`, if `outbound` allows its address.
 pub async fn probe(
+    outbound: &Policy,
     url: &str,
     username: Option<&str>,
     password: Option<&str>,
     timeout: Duration,
 ) -> ProbeResult {
-    match tokio::time::timeout(timeout, probe_inner(url, username, password)).await {
+    let run = probe_inner(outbound, url, username, password);
+    match tokio::time::timeout(timeout, run).await {
         Ok(Ok(rtt)) => ProbeResult {
             reachable: true,
             rtt: Some(rtt),
@@ -73,11 +79,20 @@ pub async fn probe(
 }
 
 async fn probe_inner(
+    outbound: &Policy,
     url: &str,
     username: Option<&str>,
     password: Option<&str>,
 ) -> Result<Duration, String> {
     let (host, port, tls) = parse_broker_url(url)?;
+    let checked = outbound
+        .resolve(&host, port)
+        .await
+        .map_err(|e| format!("url: {e}"))?[0];
+    // Plain MQTT connects to the checked address itself. TLS needs the name
+    // for the certificate (rumqttc takes one host for both), so it connects
+    // by name just after the check.
+    let host = if tls { host } else { checked.ip().to_string() };
     let id = uuid::Uuid::new_v4().simple().to_string();
     let mut opts = MqttOptions::new(format!("weir-probe-{}", &id[..12]), host, port);
     opts.set_keep_alive(Duration::from_secs(5));
@@ -159,7 +174,9 @@ mod tests {
             .local_addr()
             .unwrap()
             .port();
+        let allow = Policy::new(&["127.0.0.0/8".parse().unwrap()]);
         let r = probe(
+            &allow,
             &format!("mqtt://127.0.0.1:{port}"),
             None,
             None,
@@ -168,5 +185,24 @@ mod tests {
         .await;
         assert!(!r.reachable);
         assert!(r.error.unwrap().contains("connection failed"));
+    }
+
+    #[tokio::test]
+    async fn refused_broker_is_not_contacted() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        for url in [
+            format!("mqtt://127.0.0.1:{port}"),
+            format!("mqtt://localhost:{port}"),
+        ] {
+            let r = probe(&Policy::default(), &url, None, None, Duration::from_secs(3)).await;
+            assert!(!r.reachable);
+            let e = r.error.unwrap();
+            assert!(e.contains("is a loopback address"), "{e}");
+            assert!(e.contains("WEIR_OUTBOUND_ALLOW_CIDRS"), "{e}");
+        }
     }
 }

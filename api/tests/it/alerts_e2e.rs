@@ -157,7 +157,7 @@ async fn mqtt_threshold_rule_mails_once_per_state(b: Backend) {
     w.post(
         "/channels",
         json!({"name": "control room", "kind": "email", "group_wait_secs": 0, "group_interval_secs": 60,
-               "email": {"smtp_host": "127.0.0.1", "smtp_port": sport, "from": "weir@example.org", "to": ["ops@example.org"]}}),
+               "email": {"smtp_host": "127.0.0.1", "smtp_port": sport, "tls": "none", "from": "weir@example.org", "to": ["ops@example.org"]}}),
     )
     .await;
     w.post(

@@ -22,6 +22,7 @@ mod cluster_walls;
 mod fleet_clusters;
 mod fleet_e2e;
 mod oidc_sso;
+mod outbound;
 mod project_walls;
 mod project_walls_routes;
 mod rbac_matrix;

@@ -1,16 +1,35 @@
-//! Email channel: plain SMTP through lettre to a configured host and port
+//! Email channel: SMTP through lettre to a configured host and port
 //! (optionally with a user and password), retried on transient failures.
+//! Encrypted unless the channel opts out (`tls: none`): STARTTLS, refused
+//! when the server does not offer it, or TLS from the first byte (port 465
+//! by default). The server's address must pass the outbound policy; the
+//! connection goes to the checked address, the certificate is checked
+//! against the configured host name.
 
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::Mailbox;
 use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::{Attempts, DeliveryResult};
+use crate::outbound::Policy;
+
+/// How an email channel protects its connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpTls {
+    /// STARTTLS, required: a server that does not offer it gets nothing.
+    Starttls,
+    /// TLS from the first byte (SMTPS, usually port 465).
+    Tls,
+    /// Plain text, password included: only when explicitly chosen.
+    None,
+}
 
 /// Non-secret settings of an email channel.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -26,6 +45,35 @@ pub struct EmailConfig {
     pub from: String,
     #[schema(example = json!(["operators@example.org"]))]
     pub to: Vec<String>,
+    /// `starttls`, `tls` or `none` (plain text). Default: `tls` on port
+    /// 465, else `starttls`. Responses always show the one in force.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<SmtpTls>,
+    /// PEM certificate(s) to trust for this server besides the public
+    /// roots (a private CA or a self-signed server).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca_pem: Option<String>,
+}
+
+impl EmailConfig {
+    /// The protection in force (the default follows the port).
+    pub fn tls_mode(&self) -> SmtpTls {
+        self.tls.unwrap_or(if self.smtp_port == 465 {
+            SmtpTls::Tls
+        } else {
+            SmtpTls::Starttls
+        })
+    }
+
+    fn tls_parameters(&self) -> Result<TlsParameters, String> {
+        let mut b = TlsParameters::builder(self.smtp_host.clone());
+        if let Some(pem) = &self.tls_ca_pem {
+            let c = Certificate::from_pem(pem.as_bytes())
+                .map_err(|_| "email.tls_ca_pem: not a PEM certificate")?;
+            b = b.add_root_certificate(c);
+        }
+        b.build_rustls().map_err(|e| format!("smtp tls: {e}"))
+    }
 }
 
 fn default_port() -> u16 {
@@ -36,9 +84,40 @@ pub fn parse_mailbox(s: &str) -> Option<Mailbox> {
     s.parse().ok()
 }
 
+/// One transport per checked address, each with the channel's TLS.
+fn transports(
+    cfg: &EmailConfig,
+    password: &str,
+    addrs: &[std::net::SocketAddr],
+    timeout: Duration,
+) -> Result<Vec<AsyncSmtpTransport<Tokio1Executor>>, String> {
+    let tls = |p| match cfg.tls_mode() {
+        SmtpTls::None => Tls::None,
+        SmtpTls::Tls => Tls::Wrapper(p),
+        SmtpTls::Starttls => Tls::Required(p),
+    };
+    let params = cfg.tls_parameters()?;
+    Ok(addrs
+        .iter()
+        .map(|a| {
+            // "dangerous" is lettre's name for a builder without TLS, which
+            // `.tls` then sets; the host is the checked address itself.
+            let mut b = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(a.ip().to_string())
+                .port(a.port())
+                .tls(tls(params.clone()))
+                .timeout(Some(timeout));
+            if let Some(u) = &cfg.smtp_username {
+                b = b.credentials(Credentials::new(u.clone(), password.to_string()));
+            }
+            b.build()
+        })
+        .collect())
+}
+
 pub async fn send(
     cfg: &EmailConfig,
     password: &str,
+    outbound: &Policy,
     subject: &str,
     body: String,
     policy: &Attempts,
@@ -61,30 +140,44 @@ pub async fn send(
             return res;
         }
     };
-    let mut builder =
-        AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(cfg.smtp_host.as_str())
-            .port(cfg.smtp_port)
-            .timeout(Some(policy.timeout.max(Duration::from_millis(100))));
-    if let Some(u) = &cfg.smtp_username {
-        builder = builder.credentials(Credentials::new(u.clone(), password.to_string()));
-    }
-    let transport = builder.build();
-    for attempt in 1..=policy.max_attempts.max(1) {
+    // Resolved and checked once; every attempt goes to these addresses.
+    let addrs = match outbound.resolve(&cfg.smtp_host, cfg.smtp_port).await {
+        Ok(a) => a,
+        Err(e) => {
+            res.error = format!("email.smtp_host: {e}");
+            return res;
+        }
+    };
+    let timeout = policy.timeout.max(Duration::from_millis(100));
+    let transports = match transports(cfg, password, &addrs, timeout) {
+        Ok(t) => t,
+        Err(e) => {
+            res.error = e;
+            return res;
+        }
+    };
+    'attempts: for attempt in 1..=policy.max_attempts.max(1) {
         res.attempts = attempt;
-        match transport.send(msg.clone()).await {
-            Ok(r) => {
-                res.ok = true;
-                res.http_status = None;
-                res.error.clear();
-                tracing::debug!(code = %r.code(), "mail accepted");
-                return res;
-            }
-            Err(e) => {
-                res.error = format!("smtp: {e}");
-                if e.is_permanent() || attempt == policy.max_attempts {
-                    break;
+        // The next address (IPv4 after IPv6, say) when one cannot be reached.
+        for transport in &transports {
+            match transport.send(msg.clone()).await {
+                Ok(r) => {
+                    res.ok = true;
+                    res.http_status = None;
+                    res.error.clear();
+                    tracing::debug!(code = %r.code(), "mail accepted");
+                    return res;
+                }
+                Err(e) => {
+                    res.error = format!("smtp: {e}");
+                    if e.is_permanent() {
+                        break 'attempts;
+                    }
                 }
             }
+        }
+        if attempt == policy.max_attempts {
+            break;
         }
         tokio::time::sleep(policy.backoff(attempt)).await;
     }

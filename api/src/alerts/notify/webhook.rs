@@ -1,11 +1,14 @@
 //! Webhook channel: a JSON POST signed with HMAC-SHA256 of the body in
 //! `X-Weir-Signature: sha256=<hex>`, retried with exponential back-off on
-//! 5xx, 429, timeouts and connection errors.
+//! 5xx, 429, timeouts and connection errors. Only to targets the outbound
+//! policy allows (`crate::outbound`); a refusal is final and says why
+//! without connecting, so a refused port looks like any other.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::{Attempts, DeliveryResult};
+use crate::outbound::{refusal_in, Policy};
 
 pub const SIGNATURE_HEADER: &str = "x-weir-signature";
 
@@ -17,8 +20,22 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
+/// Refusal of a URL whose host is a literal address (reqwest resolves
+/// names through the policy's resolver, but never literal addresses).
+pub fn check_url(outbound: &Policy, url: &str) -> Result<(), String> {
+    let u = url::Url::parse(url).map_err(|_| "url: not a URL".to_string())?;
+    match u.host() {
+        Some(url::Host::Ipv4(ip)) => outbound.check(ip.into()),
+        Some(url::Host::Ipv6(ip)) => outbound.check(ip.into()),
+        _ => Ok(()),
+    }
+    .map_err(|r| format!("url: {r}"))
+}
+
+/// The `http` client must be the policy's (`Policy::http_client`).
 pub async fn send(
     http: &reqwest::Client,
+    outbound: &Policy,
     url: &str,
     secret: &str,
     body: Vec<u8>,
@@ -26,6 +43,10 @@ pub async fn send(
 ) -> DeliveryResult {
     let sig = signature(secret, &body);
     let mut res = DeliveryResult::default();
+    if let Err(e) = check_url(outbound, url) {
+        res.error = e;
+        return res;
+    }
     for attempt in 1..=policy.max_attempts.max(1) {
         res.attempts = attempt;
         let r = http
@@ -51,6 +72,10 @@ pub async fn send(
             }
             Err(e) => {
                 res.http_status = None;
+                if let Some(r) = refusal_in(&e) {
+                    res.error = format!("url: {r}");
+                    break;
+                }
                 // reqwest errors name the URL, which may carry a token: keep the kind only.
                 res.error = if e.is_timeout() {
                     "timeout".into()

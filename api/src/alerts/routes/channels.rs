@@ -16,8 +16,10 @@ use uuid::Uuid;
 
 use super::target;
 use crate::alerts::channel_from_row;
+use lettre::transport::smtp::client::Certificate;
+
 use crate::alerts::notify::email::{parse_mailbox, EmailConfig};
-use crate::alerts::notify::DeliveryResult;
+use crate::alerts::notify::{webhook, DeliveryResult};
 use crate::alerts::rules::valid_label_name;
 use crate::alerts::store::{alert_channel, alert_delivery};
 use crate::audit;
@@ -127,6 +129,14 @@ impl Validate for CreateChannel {
                             ));
                         }
                     }
+                    if m.tls_ca_pem.as_ref().is_some_and(|p| {
+                        p.len() > 16_384 || Certificate::from_pem(p.as_bytes()).is_err()
+                    }) {
+                        e.push(FieldError::new(
+                            "email.tls_ca_pem",
+                            "a PEM certificate (at most 16 KiB)",
+                        ));
+                    }
                     if self.url.is_some() || self.secret.is_some() {
                         e.push(FieldError::new("url", "only for webhook channels"));
                     }
@@ -199,8 +209,12 @@ fn channel_out(m: &alert_channel::Model) -> NotificationChannel {
                 .to_string()
         }),
         email: (kind == ChannelType::Email)
-            .then(|| serde_json::from_value(cfg).ok())
-            .flatten(),
+            .then(|| serde_json::from_value::<EmailConfig>(cfg).ok())
+            .flatten()
+            .map(|mut m| {
+                m.tls = Some(m.tls_mode());
+                m
+            }),
         has_secret: !m.secret.is_empty(),
         group_by: serde_json::from_str(&m.group_by).unwrap_or_default(),
         group_wait_secs: m.group_wait_secs as u64,
@@ -220,6 +234,22 @@ async fn find_channel(
         .await?
         .filter(|r| r.project_id == c.project.id)
         .ok_or(ApiError::NotFound)
+}
+
+/// A target given as a literal address is judged by the outbound policy
+/// now (names are judged when resolved, at every send).
+fn check_target(st: &AppState, req: &CreateChannel) -> Result<(), ApiError> {
+    let policy = st.config.outbound();
+    if let Some(url) = &req.url {
+        webhook::check_url(&policy, url)
+            .map_err(|e| ApiError::invalid("url", e.trim_start_matches("url: ")))?;
+    }
+    if let Some(m) = &req.email {
+        policy
+            .check_literal(&m.smtp_host)
+            .map_err(|r| ApiError::invalid("email.smtp_host", r.to_string()))?;
+    }
+    Ok(())
 }
 
 /// Notification channels of a project (secrets are never shown).
@@ -248,6 +278,7 @@ pub(super) async fn create_channel(
     ApiJson(req): ApiJson<CreateChannel>,
 ) -> Result<(StatusCode, Json<CreatedChannel>), ApiError> {
     let c = scope.require(Permission::ProjectWrite).await?;
+    check_target(&st, &req)?;
     let (kind, config, secret, shown) = match req.kind {
         ChannelType::Webhook => {
             let s = req

@@ -96,6 +96,7 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
         let r = match login {
             Ok((user, password)) => {
                 mqtt_probe::probe(
+                    &st.config.outbound(),
                     c.url.as_deref().unwrap_or_default(),
                     user.as_deref(),
                     password.as_deref(),

@@ -69,6 +69,10 @@ pub fn test_config(url: &str) -> Config {
     c.fleet.master_key =
         Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
     c.fleet.kube_fleet = weir_api::fleet::KubeFleet::Off;
+    // The tests' webhook receivers, SMTP servers and brokers listen on
+    // loopback, which the outbound policy refuses unless allowed; the
+    // outbound tests clear this to see the default.
+    c.outbound_allow_cidrs = vec!["127.0.0.0/8".parse().unwrap(), "::1".parse().unwrap()];
     c
 }
 
