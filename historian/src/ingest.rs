@@ -31,6 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::mqtt::{AckToken, Acker, Received};
+use crate::rows::Malformed;
 use crate::writer::{Batch, MessageBatch, Writer};
 
 /// A batch numbered in formation order with the acks it releases.
@@ -86,6 +87,10 @@ pub(crate) async fn batcher(
                     topic: r.topic,
                     rows,
                 });
+            }
+            // Commands share the readings' topic depth: skipped, not counted.
+            Err(Malformed::Command) => {
+                tracing::trace!(topic = %r.topic, "command message; acknowledged and skipped");
             }
             Err(e) => {
                 metrics.malformed_messages.inc();

@@ -53,6 +53,10 @@ pub struct MessageRows {
 /// Why a message could not be turned into rows.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum Malformed {
+    /// A command or write answer (`.../{gateway}/cmd/...`): the readings
+    /// filter receives them too, as they have the same depth. Not an error.
+    #[error("a command topic, not readings")]
+    Command,
     #[error("topic is not {{prefix}}/{{tenant}}/{{gateway}}/{{device}}/{{group}}")]
     Topic,
     #[error("topic is not UTF-8")]
@@ -87,6 +91,9 @@ fn pg_text(s: &str) -> String {
 /// documents and the rows are the same; see the tests.
 pub fn parse_message(topic: &[u8], payload: &[u8]) -> Result<MessageRows, Malformed> {
     let topic = std::str::from_utf8(topic).map_err(|_| Malformed::TopicEncoding)?;
+    if topic.split('/').nth(3) == Some("cmd") {
+        return Err(Malformed::Command);
+    }
     let parts = parse_topic(topic).ok_or(Malformed::Topic)?;
     if [parts.tenant, parts.gateway, parts.device, parts.group]
         .iter()
@@ -480,6 +487,14 @@ mod tests {
         assert_eq!(
             parse_message(b"weir/t/gw", b"{}").unwrap_err(),
             Malformed::Topic
+        );
+        assert_eq!(
+            parse_message(b"weir/t/gw/d/", b"{}").unwrap_err(),
+            Malformed::Topic
+        );
+        assert_eq!(
+            parse_message(b"weir/t/gw/cmd/write", b"{}").unwrap_err(),
+            Malformed::Command
         );
         assert!(matches!(
             parse_message(b"weir/t/gw/d/g", b"not json").unwrap_err(),

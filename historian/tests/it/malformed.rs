@@ -26,13 +26,23 @@ async fn malformed_messages_are_counted_logged_acked_and_skipped() {
     sink.wait_subscribed().await;
 
     let bad_payload_topic = "weir/hillside/gw-9/pump/fast".to_string();
-    let bad_topic = "weir/hillside/gw-9".to_string();
+    // Within the readings filter (`+/+/+`), but with an empty group.
+    let bad_topic = "weir/hillside/gw-9/pump/".to_string();
     let mut msgs = plan.messages(0..2);
     msgs.insert(
         1,
         (bad_payload_topic.clone(), b"{\"frames\": [oops".to_vec()),
     );
     msgs.insert(2, (bad_topic.clone(), plan.message(2).1));
+    // A write command has the readings' depth too: skipped, but not
+    // counted as malformed.
+    msgs.insert(
+        3,
+        (
+            "weir/hillside/gw-9/cmd/write".to_string(),
+            b"{\"correlationId\":\"c1\",\"device\":\"pump\",\"tag\":\"sp\",\"value\":1}".to_vec(),
+        ),
+    );
     msgs.extend(plan.messages(2..4));
     publish_all(broker.port, "pub-m", &msgs).await;
 
