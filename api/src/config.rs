@@ -66,10 +66,10 @@ pub struct Config {
     pub db_max_connections: u32,
 
     /// Private address ranges (comma-separated CIDRs, e.g. `10.0.0.0/8`)
-    /// that webhooks, SMTP servers and adopted brokers may be in. Others
+    /// that webhooks, SMTP servers and adopted brokers may be in. Other
     /// non-public addresses (loopback, link-local, private) are refused
     /// unless listed; metadata, unspecified, multicast and broadcast
-    /// addresses always are.
+    /// addresses always are refused.
     #[arg(
         long,
         env = "WEIR_OUTBOUND_ALLOW_CIDRS",

@@ -1632,6 +1632,12 @@ export interface components {
             /** Format: int32 */
             smtp_port?: number;
             smtp_username?: string | null;
+            tls?: null | components["schemas"]["SmtpTls"];
+            /**
+             * @description PEM certificate(s) to trust for this server besides the public
+             *     roots (a private CA or a self-signed server).
+             */
+            tls_ca_pem?: string | null;
             /**
              * @example [
              *       "operators@example.org"
@@ -2175,6 +2181,11 @@ export interface components {
             /** Format: date-time */
             starts_at: string;
         };
+        /**
+         * @description How an email channel protects its connection.
+         * @enum {string}
+         */
+        SmtpTls: "starttls" | "tls" | "none";
         Template: {
             /** Format: date-time */
             created_at: string;
