@@ -14,6 +14,8 @@ use crate::common::{Backend, Cred, TestApp};
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use serde_json::{json, Value};
 use weir_testkit::{free_port, Proc};
@@ -25,6 +27,11 @@ async fn app(allow: &[&str]) -> TestApp {
 
 /// An org and project; the project's channels path.
 async fn project(app: &TestApp, admin: &Cred) -> String {
+    format!("{}/alerts/channels", project_base(app, admin).await)
+}
+
+/// An org and project; the project's path.
+async fn project_base(app: &TestApp, admin: &Cred) -> String {
     let org = format!("o{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
     app.post_ok("/api/v1/orgs", admin, json!({"slug": org, "name": "Plant"}))
         .await;
@@ -34,7 +41,7 @@ async fn project(app: &TestApp, admin: &Cred) -> String {
         json!({"slug": "north", "name": "North"}),
     )
     .await;
-    format!("/api/v1/orgs/{org}/projects/north/alerts/channels")
+    format!("/api/v1/orgs/{org}/projects/north")
 }
 
 fn webhook(url: &str) -> Value {
@@ -156,6 +163,51 @@ async fn allow_list_opens_private_ranges_but_never_metadata() {
         .await;
     assert_eq!(r["ok"], true, "{r}");
     assert_eq!(hook.count(), 1);
+    app.stop().await;
+}
+
+/// An adopted broker on a refused address is never connected to: not by
+/// the probe, not to make the api's login there; the cluster's health
+/// says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_broker_is_never_contacted() {
+    let app = app(&[]).await;
+    let admin = app.admin().await;
+    let base = project_base(&app, &admin).await;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = l.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    for (name, host) in [("lit", "127.0.0.1"), ("named", "localhost")] {
+        let r = app
+            .post(
+                &format!("{base}/clusters"),
+                &admin,
+                json!({"name": name, "backend": "external", "url": format!("mqtt://{host}:{port}"),
+                       "username": "weir", "password": "admin-pw"}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let h = &r.body["health"];
+        assert_eq!(h["reachable"], false, "{h}");
+        let e = h["error"].as_str().unwrap();
+        assert!(
+            e.starts_with("url: ")
+                && e.contains("is a loopback address; outbound targets must be public or in WEIR_OUTBOUND_ALLOW_CIDRS"),
+            "{e}"
+        );
+        let r = app
+            .post(&format!("{base}/clusters/{name}/probe"), &admin, json!({}))
+            .await;
+        assert_eq!(r.body["health"]["reachable"], false, "{:?}", r.body);
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
     app.stop().await;
 }
 

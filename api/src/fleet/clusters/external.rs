@@ -73,6 +73,16 @@ fn stored_login(
     Ok((c.username.clone(), password))
 }
 
+/// Why the outbound policy refuses the broker at `url`, if it does.
+async fn refused_target(outbound: &crate::outbound::Policy, url: &str) -> Option<String> {
+    let (host, port, _) = mqtt_probe::parse_broker_url(url).ok()?;
+    outbound
+        .resolve(&host, port)
+        .await
+        .err()
+        .map(|e| format!("url: {e}"))
+}
+
 /// Probe an external cluster (or read a kubernetes one's status) and store the result.
 pub(super) async fn refresh_health<C: ConnectionTrait>(
     db: &C,
@@ -88,15 +98,28 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
         // dynamic-security plugin; the probe, like every reader, uses the
         // api's own restricted login (made here on first use). Other
         // brokers are probed with the stored login, if any.
-        let login = match crate::fleet::broker_identity::api_login(st, &c).await {
-            Ok(Some(l)) => Ok((Some(l.username), Some(l.password))),
-            Ok(None) => stored_login(st, &c),
-            Err(e) => Err(e),
+        // A broker the outbound policy refuses is not contacted at all,
+        // not even to make the api's login (the admin login connects too).
+        let outbound = st.config.outbound();
+        let refused = refused_target(&outbound, c.url.as_deref().unwrap_or_default()).await;
+        let login = if refused.is_some() {
+            Ok((None, None))
+        } else {
+            match crate::fleet::broker_identity::api_login(st, &c).await {
+                Ok(Some(l)) => Ok((Some(l.username), Some(l.password))),
+                Ok(None) => stored_login(st, &c),
+                Err(e) => Err(e),
+            }
         };
         let r = match login {
+            _ if refused.is_some() => mqtt_probe::ProbeResult {
+                reachable: false,
+                rtt: None,
+                error: refused,
+            },
             Ok((user, password)) => {
                 mqtt_probe::probe(
-                    &st.config.outbound(),
+                    &outbound,
                     c.url.as_deref().unwrap_or_default(),
                     user.as_deref(),
                     password.as_deref(),
