@@ -253,6 +253,15 @@ async fn desired(
             tracing::debug!(cluster = %c.slug, auth = %c.auth_mode, "alerts: no MQTT endpoint or api login to read with yet");
             continue;
         };
+        // An adopted broker is read only where the outbound policy allows
+        // (its health says why not); the platform's own clusters are exempt.
+        if c.backend == crate::fleet::clusters::BACKEND_EXTERNAL {
+            let outbound = &alerts.inner.outbound;
+            if let Some(e) = crate::fleet::mqtt_probe::refused(outbound, &broker.url).await {
+                tracing::debug!(cluster = %c.slug, error = %e, "alerts: not reading this broker");
+                continue;
+            }
+        }
         out.entry(broker).or_default().insert(tenant.clone());
     }
     Ok(out)

@@ -50,6 +50,17 @@ pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
     Ok((host, port, tls))
 }
 
+/// Why the outbound policy refuses the broker at `url` (resolved now), if
+/// it does.
+pub async fn refused(outbound: &Policy, url: &str) -> Option<String> {
+    let (host, port, _) = parse_broker_url(url).ok()?;
+    outbound
+        .resolve(&host, port)
+        .await
+        .err()
+        .map(|e| format!("url: {e}"))
+}
+
 /// Probe `url` within `timeout`, if `outbound` allows its address.
 pub async fn probe(
     outbound: &Policy,

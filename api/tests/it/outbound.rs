@@ -206,7 +206,23 @@ async fn refused_broker_is_never_contacted() {
             .await;
         assert_eq!(r.body["health"]["reachable"], false, "{:?}", r.body);
     }
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // An open broker (no login) is one the alerts would read, for a
+    // tenant with rules.
+    let r = app
+        .post(
+            &format!("{base}/clusters"),
+            &admin,
+            json!({"name": "open", "backend": "external", "url": format!("mqtt://localhost:{port}")}),
+        )
+        .await;
+    assert_eq!(r.status, 201, "{:?}", r.body);
+    app.post_ok(
+        &format!("{base}/alerts/rules"),
+        &admin,
+        json!({"name": "Level high", "kind": "threshold", "tag": "level", "op": ">", "threshold": 5.0}),
+    )
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
     app.stop().await;
 }

@@ -73,16 +73,6 @@ fn stored_login(
     Ok((c.username.clone(), password))
 }
 
-/// Why the outbound policy refuses the broker at `url`, if it does.
-async fn refused_target(outbound: &crate::outbound::Policy, url: &str) -> Option<String> {
-    let (host, port, _) = mqtt_probe::parse_broker_url(url).ok()?;
-    outbound
-        .resolve(&host, port)
-        .await
-        .err()
-        .map(|e| format!("url: {e}"))
-}
-
 /// Probe an external cluster (or read a kubernetes one's status) and store the result.
 pub(super) async fn refresh_health<C: ConnectionTrait>(
     db: &C,
@@ -101,7 +91,7 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
         // A broker the outbound policy refuses is not contacted at all,
         // not even to make the api's login (the admin login connects too).
         let outbound = st.config.outbound();
-        let refused = refused_target(&outbound, c.url.as_deref().unwrap_or_default()).await;
+        let refused = mqtt_probe::refused(&outbound, c.url.as_deref().unwrap_or_default()).await;
         let login = if refused.is_some() {
             Ok((None, None))
         } else {
