@@ -70,7 +70,8 @@ pub fn router(state: AppState) -> Router {
     let (routes, doc) = api_routes().split_for_parts();
     let doc = Arc::new(serde_json::to_value(&doc).unwrap_or_default());
     let dir = state.config.web_dir.clone();
-    routes
+    let https = state.config.public_url.starts_with("https://");
+    let app = routes
         .route(
             "/api/v1/openapi.json",
             get(move || {
@@ -85,7 +86,8 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    web::security_headers(app, https)
 }
 
 /// Connect the database (running migrations), build the state, and make

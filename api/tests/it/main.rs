@@ -26,5 +26,6 @@ mod outbound;
 mod project_walls;
 mod project_walls_routes;
 mod rbac_matrix;
+mod security_headers;
 mod series;
 mod tenants;
