@@ -174,15 +174,7 @@ async fn refused_broker_is_never_contacted() {
     let app = app(&[]).await;
     let admin = app.admin().await;
     let base = project_base(&app, &admin).await;
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    let accepted = Arc::new(AtomicUsize::new(0));
-    let seen = accepted.clone();
-    tokio::spawn(async move {
-        while let Ok((_s, _)) = l.accept().await {
-            seen.fetch_add(1, Ordering::SeqCst);
-        }
-    });
+    let (port, accepted) = tripwire().await;
     for (name, host) in [("lit", "127.0.0.1"), ("named", "localhost")] {
         let r = app
             .post(
@@ -223,6 +215,71 @@ async fn refused_broker_is_never_contacted() {
     )
     .await;
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
+    app.stop().await;
+}
+
+/// Counts connections to a loopback port that nothing should reach.
+async fn tripwire() -> (u16, Arc<AtomicUsize>) {
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let seen = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((_s, _)) = l.accept().await {
+            seen.fetch_add(1, Ordering::SeqCst);
+        }
+    });
+    (port, accepted)
+}
+
+/// Enrolling an agent of a gateway on a refused broker with a
+/// dynamic-security admin login does not log in there to make the
+/// agent's client.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dynsec_admin_login_is_not_used_on_a_refused_broker() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine as _;
+    let app = app(&[]).await;
+    let admin = app.admin().await;
+    let base = project_base(&app, &admin).await;
+    let (port, accepted) = tripwire().await;
+    app.post_ok(
+        &format!("{base}/clusters"),
+        &admin,
+        json!({"name": "b", "backend": "external", "url": format!("mqtt://localhost:{port}"),
+               "username": "admin", "password": "admin-pw"}),
+    )
+    .await;
+    app.post_ok(
+        &format!("{base}/gateways"),
+        &admin,
+        json!({"name": "ps-a", "spec": {"clusterRef": "b"}}),
+    )
+    .await;
+    let t = app
+        .post_ok(
+            &format!("{base}/gateways/ps-a/enrollment-tokens"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    let key = weir_crds::bundle::generate_key();
+    let r = app
+        .post(
+            "/api/v1/enroll",
+            &Cred::None,
+            json!({"token": t["token"],
+                   "publicKey": B64.encode(key.verifying_key().as_bytes()),
+                   "facts": {"hostname": "ps-a", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"}}),
+        )
+        .await;
+    assert!(
+        r.body.to_string().contains("is a loopback address"),
+        "{} {:?}",
+        r.status,
+        r.body
+    );
     assert_eq!(accepted.load(Ordering::SeqCst), 0, "nothing connected");
     app.stop().await;
 }

@@ -116,11 +116,18 @@ fn aad(cluster: Uuid, principal: &str) -> String {
     format!("broker-identity:{cluster}:{principal}")
 }
 
-fn admin_login(st: &AppState, c: &cluster::Model) -> Result<AdminLogin, ApiError> {
+/// The admin login of `c`, for a broker the outbound policy allows (a
+/// refused one is not contacted: no login sent, no port told open or shut).
+async fn admin_login(st: &AppState, c: &cluster::Model) -> Result<AdminLogin, ApiError> {
     let url = super::clusters::endpoints(c)
         .into_iter()
         .next()
         .ok_or_else(|| ApiError::Unavailable(format!("cluster '{}' has no URL", c.slug)))?;
+    if c.backend == super::clusters::BACKEND_EXTERNAL {
+        if let Some(e) = super::mqtt_probe::refused(&st.config.outbound(), &url).await {
+            return Err(ApiError::Unavailable(format!("cluster '{}': {e}", c.slug)));
+        }
+    }
     let password = match &c.password_enc {
         Some(p) => String::from_utf8(st.fleet.master()?.open(p, &c.id.to_string())?)
             .map_err(ApiError::internal)?,
@@ -352,7 +359,7 @@ pub async fn ensure_gateway<C: ConnectionTrait>(
     let rolename = gateway_rolename(&o.slug, &g.slug);
     let rules = weir_crds::acl::rules(&prefix, &o.slug, Identity::Agent { gateway: &g.slug });
     provision(
-        &admin_login(st, c)?,
+        &admin_login(st, c).await?,
         &principal,
         &login,
         &rolename,
@@ -402,7 +409,7 @@ async fn forget_row<C: ConnectionTrait>(
     if let Some(c) = cluster::Entity::find_by_id(row.cluster_id).one(db).await? {
         if uses_dynsec(&c) {
             unprovision(
-                &admin_login(st, &c)?,
+                &admin_login(st, &c).await?,
                 &row.principal,
                 &row.username,
                 &row.rolename,
@@ -482,7 +489,7 @@ async fn grant_api_prefix<C: ConnectionTrait>(
         .into_iter()
         .filter(|a| a.priority > 0)
         .collect();
-    let mut s = Session::open(&admin_login(st, c)?).await?;
+    let mut s = Session::open(&admin_login(st, c).await?).await?;
     let answers = s
         .call(
             acls.iter()
@@ -539,7 +546,7 @@ pub async fn api_login(st: &AppState, c: &cluster::Model) -> Result<Option<Login
         password: random_token(),
     };
     provision(
-        &admin_login(st, c)?,
+        &admin_login(st, c).await?,
         API,
         &login,
         &login.username,
