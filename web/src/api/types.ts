@@ -180,4 +180,6 @@ export type EmailConfig = Schemas['EmailConfig'];
 export type Channel = Schemas['NotificationChannel'];
 export type CreateChannel = Schemas['CreateChannel'];
 export type CreatedChannel = Schemas['CreatedChannel'];
+/** How an email channel protects its SMTP session: starttls (default), tls or none. */
+export type SmtpTls = Schemas['SmtpTls'];
 export type ChannelTestResult = Schemas['TestResult'];

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 import { NavLink, useParams } from 'react-router';
 import { alerts } from '../api/endpoints';
-import type { AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence } from '../api/types';
+import type { AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence, SmtpTls } from '../api/types';
 import { useScope } from '../scope';
 import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, useAction, useToast } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
@@ -192,7 +192,7 @@ function Channels() {
   const p = usePaged(() => alerts.channels(s), [s.org, s.project]);
   const [open, setOpen] = useState(false);
   const [c, setC] = useState<CreateChannel>({ name: '', kind: 'webhook', url: 'https://' });
-  const [email, setEmail] = useState({ smtp_host: '', smtp_port: 587, from: '', to: '' });
+  const [email, setEmail] = useState<{ smtp_host: string; smtp_port: number; from: string; to: string; tls: SmtpTls }>({ smtp_host: '', smtp_port: 587, from: '', to: '', tls: 'starttls' });
   const [secret, setSecret] = useState<string | null>(null);
   const act = useAction();
   const test = useAction();
@@ -200,7 +200,7 @@ function Channels() {
   const toast = useToast();
   const body = (): CreateChannel =>
     c.kind === 'email'
-      ? { name: c.name, kind: 'email', email: { smtp_host: email.smtp_host, smtp_port: email.smtp_port, from: email.from, to: email.to.split(',').map((x) => x.trim()).filter(Boolean) }, ...(c.smtp_password ? { smtp_password: c.smtp_password } : {}) }
+      ? { name: c.name, kind: 'email', email: { smtp_host: email.smtp_host, smtp_port: email.smtp_port, from: email.from, to: email.to.split(',').map((x) => x.trim()).filter(Boolean), tls: email.tls }, ...(c.smtp_password ? { smtp_password: c.smtp_password } : {}) }
       : { name: c.name, kind: 'webhook', url: c.url, ...(c.secret ? { secret: c.secret } : {}) };
   const f = act.fields;
   const sendTest = (x: Channel) =>
@@ -214,7 +214,7 @@ function Channels() {
       {secret && <Notice kind="warn">Webhook signing secret (shown once): <code>{secret}</code></Notice>}
       <ListState p={p} empty={<div className="card"><Empty title="No channels">Add a webhook or email address to receive notifications.</Empty></div>}>
         <div className="table-wrap"><table className="table" aria-label="Channels"><thead><tr><th>Name</th><th>Kind</th><th>Sends to</th><th aria-label="Actions" /></tr></thead>
-          <tbody>{p.items.map((x) => <tr key={x.id}><td>{x.name}</td><td>{x.kind === 'email' ? 'Email' : 'Webhook'}</td><td className="mono small">{x.kind === 'email' ? x.email?.to?.join(', ') : x.url}</td>
+          <tbody>{p.items.map((x) => <tr key={x.id}><td>{x.name}</td><td>{x.kind === 'email' ? 'Email' : 'Webhook'}{x.kind === 'email' && x.email?.tls === 'none' && <> <Badge kind="warn">no TLS</Badge></>}</td><td className="mono small">{x.kind === 'email' ? x.email?.to?.join(', ') : x.url}</td>
             <td style={{ textAlign: 'right' }}>{can('project.write') && <><Button variant="ghost" busy={test.busy} onClick={() => sendTest(x)}>Send test</Button><Button variant="ghost" onClick={() => del.run(() => alerts.deleteChannel(s, x.id), { ok: `Deleted ${x.name}.`, then: p.reload })}>Delete</Button></>}</td></tr>)}</tbody></table></div>
         <Pager p={p} />
       </ListState>
@@ -236,6 +236,14 @@ function Channels() {
                   <Field label="SMTP server" error={f['email.smtp_host']}>{(x) => <input {...x} value={email.smtp_host} onChange={(e) => setEmail({ ...email, smtp_host: e.target.value })} />}</Field>
                   <Field label="Port" error={f['email.smtp_port']}>{(x) => <input {...x} type="number" value={email.smtp_port} onChange={(e) => setEmail({ ...email, smtp_port: Number(e.target.value) })} />}</Field>
                 </div>
+                <Field label="Encryption" error={f['email.tls']}>{(x) => (
+                  <select {...x} value={email.tls} onChange={(e) => setEmail({ ...email, tls: e.target.value as SmtpTls })}>
+                    <option value="starttls">STARTTLS (port 587 or 25)</option>
+                    <option value="tls">TLS from the start (port 465)</option>
+                    <option value="none">None: password and mail in clear</option>
+                  </select>
+                )}</Field>
+                {email.tls === 'none' && <Notice kind="warn">Without TLS the SMTP password and every notification cross the network in clear. Use it only for a relay on a network you trust.</Notice>}
                 <Field label="SMTP password (optional)" error={f.smtp_password}>{(x) => <input {...x} type="password" value={c.smtp_password ?? ''} onChange={(e) => setC({ ...c, smtp_password: e.target.value })} autoComplete="new-password" />}</Field>
               </>
             )}

@@ -182,4 +182,23 @@ describe('alert rules', () => {
     await userEvent.click(screen.getByRole('button', { name: 'Save rule' }));
     expect(await screen.findByLabelText('Value')).toHaveAccessibleDescription('must be a number');
   });
+
+  it('an email channel uses STARTTLS unless the user picks none, which it warns about', async () => {
+    const calls = mockApi((m, u) => {
+      if (!u.pathname.endsWith('/alerts/channels')) return undefined;
+      return m === 'GET' ? json([]) : json({ id: 'ch1', name: 'Control room', kind: 'email' }, 201);
+    });
+    renderAt('/o/rw/p/north/alerts/channels', <Route path="/o/:org/p/:project/alerts/:tab" element={<Alerts />} />, editor);
+    await userEvent.click(await screen.findByRole('button', { name: 'New channel' }));
+    await userEvent.type(screen.getByLabelText('Name'), 'Control room');
+    await userEvent.selectOptions(screen.getByLabelText('Kind'), 'email');
+    expect(screen.getByLabelText('Encryption')).toHaveValue('starttls');
+    expect(screen.queryByText(/cross the network in clear/)).toBeNull();
+    await userEvent.selectOptions(screen.getByLabelText('Encryption'), 'none');
+    expect(screen.getByText(/cross the network in clear/)).toBeInTheDocument();
+    await userEvent.click(screen.getByRole('button', { name: 'Create channel' }));
+    await waitFor(() => expect(calls.some((c) => c.method === 'POST')).toBe(true));
+    const post = calls.find((c) => c.method === 'POST')!;
+    expect((post.body as { email: { tls: string } }).email.tls).toBe('none');
+  });
 });
