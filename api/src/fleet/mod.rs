@@ -20,6 +20,7 @@ pub mod keys;
 pub mod kube_backend;
 pub mod mqtt_probe;
 pub mod ratelimit;
+pub mod revoke;
 pub mod rollout;
 pub mod series;
 pub mod templates;
@@ -185,6 +186,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(templates::router())
         .merge(enrollment::router())
         .merge(agents::router())
+        .merge(revoke::router())
         .merge(keys::router())
         .merge(rollout::router())
         .merge(series::router())

@@ -486,3 +486,69 @@ async fn an_open_broker_gives_no_credentials() {
         .is_none());
     app.stop().await;
 }
+
+/// Revoking a gateway's agent ends its api sessions, refuses its key and
+/// removes its broker login; a new enrollment brings a replacement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_agent_loses_its_api_access_and_its_broker_login() {
+    let broker = dynsec_broker().await;
+    let port = broker.port;
+    let app = fleet_app(Backend::Sqlite, |_| {}).await;
+    let admin = app.admin().await;
+    seed(&app, &admin, &broker.url(), &["ps-a"]).await;
+    let (s, body, key) = enroll_with_key(&app, &admin, "ps-a").await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let id = body["agentId"].as_str().expect("agentId").to_string();
+    let (user, pw) = login(&body);
+    let session = bearer(&app, &key, &id).await;
+    let creds = format!("/api/v1/agents/{id}/mqtt-credentials");
+    assert_eq!(app.get(&creds, &session).await.status, StatusCode::OK);
+    assert!(V5::connect(port, &user, &pw).await.is_ok());
+
+    // A viewer may not revoke; an editor may.
+    let (_, viewer) = app.user(&admin, "viewer@plant.test").await;
+    app.post_ok(
+        &format!("{BASE}/members"),
+        &admin,
+        json!({"email": "viewer@plant.test", "role": "project-viewer"}),
+    )
+    .await;
+    let revoke = format!("{BASE}/gateways/ps-a/agent");
+    let r = app.call(Method::DELETE, &revoke, &viewer, None).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{:?}", r.body);
+    assert_eq!(app.get(&creds, &session).await.status, StatusCode::OK);
+    let r = app.call(Method::DELETE, &revoke, &admin, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+
+    // Its session, its key and its broker login stop at once.
+    assert_eq!(
+        app.get(&creds, &session).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let ts = chrono::Utc::now();
+    let sig = key.sign(&agent_token_challenge(&id, &ts));
+    let r = app
+        .post(
+            &format!("/api/v1/agents/{id}/token"),
+            &Cred::None,
+            json!({"timestamp": ts, "signature": B64.encode(sig.to_bytes())}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{:?}", r.body);
+    assert!(V5::connect(port, &user, &pw).await.is_err());
+    assert!(!has_client(port, &user).await);
+    // Again: nothing left to revoke, still 204; audited.
+    let r = app.call(Method::DELETE, &revoke, &admin, None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let audit = app.get("/api/v1/audit?action=agent.revoke", &admin).await;
+    assert_eq!(audit.body["items"].as_array().unwrap().len(), 2);
+
+    // A replacement enrolls with a new token and gets a new login.
+    let (s, body) = enroll(&app, &admin, "ps-a").await;
+    assert_eq!(s, StatusCode::OK, "{body:?}");
+    let (user2, pw2) = login(&body);
+    assert_eq!(user2, user);
+    assert_ne!(pw2, pw);
+    assert!(V5::connect(port, &user2, &pw2).await.is_ok());
+    app.stop().await;
+}
