@@ -128,15 +128,11 @@ async fn admin_login(st: &AppState, c: &cluster::Model) -> Result<AdminLogin, Ap
             return Err(ApiError::Unavailable(format!("cluster '{}': {e}", c.slug)));
         }
     }
-    let password = match &c.password_enc {
-        Some(p) => String::from_utf8(st.fleet.master()?.open(p, &c.id.to_string())?)
-            .map_err(ApiError::internal)?,
-        None => String::new(),
-    };
+    let (username, password) = super::clusters::stored_login(st, c)?;
     Ok(AdminLogin {
         url,
-        username: c.username.clone().unwrap_or_default(),
-        password,
+        username: username.unwrap_or_default(),
+        password: password.unwrap_or_default(),
     })
 }
 

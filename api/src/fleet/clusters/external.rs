@@ -58,8 +58,10 @@ pub(super) fn endpoint_changed(old: Option<&str>, new: &str) -> bool {
     }
 }
 
-/// The cluster's stored username and password (opened).
-fn stored_login(
+/// The cluster's stored username and password (opened): the one place that
+/// unseals it (the probe of a broker without dynamic security, and the
+/// dynamic-security admin login).
+pub fn stored_login(
     st: &AppState,
     c: &cluster::Model,
 ) -> Result<(Option<String>, Option<String>), ApiError> {

@@ -32,7 +32,7 @@ use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 use weir_crds::MqttClusterStatus;
 
-pub use external::probe_all;
+pub use external::{probe_all, stored_login};
 pub use share::check_gateway_may_use;
 
 use super::entities::cluster;
