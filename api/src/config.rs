@@ -44,17 +44,57 @@ pub struct Config {
     #[arg(long, env = "WEIR_SESSION_TTL_SECS", default_value_t = 12 * 3600)]
     pub session_ttl_secs: u64,
 
-    /// Failed logins in a row before the account is locked.
+    /// How often expired sessions (and abandoned SSO sign-ins) are deleted,
+    /// in seconds; 0 turns the purge off.
+    #[arg(long, env = "WEIR_SESSION_PURGE_INTERVAL_SECS", default_value_t = 3600)]
+    pub session_purge_interval_secs: u64,
+
+    /// Failed logins in a row from one address to one account before that
+    /// address is locked out of that account (never the account as a whole).
     #[arg(long, env = "WEIR_LOGIN_MAX_FAILURES", default_value_t = 5)]
     pub login_max_failures: u32,
 
-    /// How long a locked account stays locked, in seconds.
+    /// How long such a lock lasts, and the window over which an account's
+    /// failures (from any address) slow its sign-ins, in seconds.
     #[arg(long, env = "WEIR_LOGIN_LOCKOUT_SECS", default_value_t = 900)]
     pub login_lockout_secs: u64,
 
-    /// Extra delay per consecutive failed login, in milliseconds (slows guessing).
+    /// Delay before checking a password, per failure the account had in the
+    /// last `login_lockout_secs` (at most 3 s), in milliseconds.
     #[arg(long, env = "WEIR_LOGIN_FAILURE_DELAY_MS", default_value_t = 250)]
     pub login_failure_delay_ms: u64,
+
+    /// Failed sign-ins one client address may make in a burst, whatever the
+    /// accounts (then 429 with Retry-After).
+    #[arg(long, env = "WEIR_LOGIN_ADDR_BURST", default_value_t = 20)]
+    pub login_addr_burst: u32,
+
+    /// Failed sign-ins per minute one client address regains after a burst.
+    #[arg(long, env = "WEIR_LOGIN_ADDR_PER_MIN", default_value_t = 10)]
+    pub login_addr_per_min: u32,
+
+    /// Password hashes (argon2, ~19 MiB each) computed at once.
+    #[arg(long, env = "WEIR_LOGIN_MAX_CONCURRENT_HASHES", default_value_t = 4)]
+    pub login_max_concurrent_hashes: usize,
+
+    /// How long a sign-in waits for a free hash slot before it is answered
+    /// 429, in milliseconds.
+    #[arg(long, env = "WEIR_LOGIN_HASH_WAIT_MS", default_value_t = 1000)]
+    pub login_hash_wait_ms: u64,
+
+    /// Failed and refused sign-ins of one account from one address within
+    /// this many seconds make one audit entry (plus the first failure's own).
+    #[arg(long, env = "WEIR_LOGIN_AUDIT_WINDOW_SECS", default_value_t = 300)]
+    pub login_audit_window_secs: u64,
+
+    /// Most addresses, account/address pairs and accounts the sign-in
+    /// throttle remembers (each); the least recently seen are forgotten first.
+    #[arg(
+        long,
+        env = "WEIR_LOGIN_THROTTLE_MAX_ENTRIES",
+        default_value_t = 10_000
+    )]
+    pub login_throttle_max_entries: usize,
 
     /// Largest accepted request body, in bytes: room for the largest
     /// gateway spec the schema allows (about 0.85 MB of JSON).
