@@ -5,6 +5,7 @@ import { useSession } from './session';
 import { orgs } from './api/endpoints';
 import { SignIn } from './pages/SignIn';
 import { Account } from './pages/Account';
+import { Users } from './pages/Users';
 import { OrgHome, OrgList } from './pages/Orgs';
 import { Members } from './pages/Members';
 import { Tokens } from './pages/Tokens';
@@ -61,6 +62,7 @@ export function App() {
         <Route index element={<Home />} />
         <Route path="orgs" element={<OrgList />} />
         <Route path="account" element={<Account />} />
+        <Route path="users" element={<Users />} />
         <Route path="o/:org" element={<OrgHome />} />
         <Route path="o/:org/members" element={<Members />} />
         <Route path="o/:org/tokens" element={<Tokens />} />

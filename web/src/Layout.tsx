@@ -5,7 +5,7 @@ import { orgs as orgsApi, projects as projectsApi } from './api/endpoints';
 import type { Org, Project } from './api/types';
 import { Logo } from './Logo';
 import { useSession } from './session';
-import { can, canSomewhereIn, roleIn, ROLE_LABEL } from './lib/permissions';
+import { can, canManageUsers, canSomewhereIn, roleIn, ROLE_LABEL } from './lib/permissions';
 import { Button } from './ui/kit';
 
 export function Layout() {
@@ -71,6 +71,12 @@ export function Layout() {
           All organizations
         </NavLink>
         <NavLink to="/account">Account</NavLink>
+        {canManageUsers(me) && (
+          <>
+            <div className="section">Server</div>
+            <NavLink to="/users">Users</NavLink>
+          </>
+        )}
         <div className="spacer" />
       </nav>
       <div className="main">

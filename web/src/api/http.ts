@@ -20,6 +20,7 @@ const KIND_WORDS: Record<string, string> = {
   unauthenticated: 'Your session has ended. Sign in again.',
   'invalid-credentials': 'The email or password is not right.',
   csrf: 'The page’s security token is out of date. Reload the page and try again.',
+  'account-disabled': 'This account is disabled. Ask a system administrator to enable it.',
   forbidden: 'Your role does not allow this.',
   'not-found': 'This item does not exist, or you do not have access to it.',
   'payload-too-large': 'The request is too large for the server.',

@@ -115,3 +115,8 @@ export function canSomewhereIn(me: Me | null | undefined, perm: Permission, org:
   if (can(me, perm, { org })) return true;
   return !!me?.memberships.some((m) => m.org === org && m.project && can(me, perm, { org, project: m.project }));
 }
+
+/** System administrators alone manage accounts (create, disable, enable). */
+export function canManageUsers(me: Me | null | undefined): boolean {
+  return !!me?.system_admin;
+}

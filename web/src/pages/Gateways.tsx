@@ -10,6 +10,7 @@ import { ListState, Pager, usePaged } from '../ui/paged';
 import { ConfigEditor, newDevice } from './ConfigEditor';
 import { Chart, toSeries } from '../ui/Chart';
 import { ApiError } from '../api/http';
+import { AgentRevoked, RevokeAgentButton } from './RevokeAgent';
 
 export function versionText(g: Pick<Gateway, 'desired_version' | 'applied_version'>) {
   const d = g.desired_version;
@@ -119,6 +120,8 @@ export function GatewayDetail() {
   const [err, setErr] = useState<unknown>(null);
   const [tick, setTick] = useState(0);
   const [deleting, setDeleting] = useState(false);
+  const [revoked, setRevoked] = useState(false);
+  useEffect(() => setRevoked(false), [name]);
   const reload = useCallback(() => setTick((t) => t + 1), []);
   useEffect(() => {
     let live = true;
@@ -139,8 +142,9 @@ export function GatewayDetail() {
       <PageHead
         title={g.name}
         sub={<>{g.site?.name ?? 'No site name'} · <Badge kind={st.tone}>{st.label}</Badge></>}
-        actions={can('project.write') && <Button variant="danger" onClick={() => setDeleting(true)}>Delete gateway</Button>}
+        actions={can('project.write') && <><RevokeAgentButton s={s} gateway={g.name} onRevoked={() => { setRevoked(true); reload(); }} /><Button variant="danger" onClick={() => setDeleting(true)}>Delete gateway</Button></>}
       />
+      {revoked && <AgentRevoked enrollment={`${gb}/enrollment`} />}
       <nav className="tabs" aria-label="Gateway sections">
         {tabs.map(([k, l]) => (
           <NavLink key={k} to={k === 'overview' ? gb : `${gb}/${k}`} end className={() => (tab === k ? 'active' : '')}>{l}</NavLink>
