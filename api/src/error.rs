@@ -47,6 +47,9 @@ pub enum ApiError {
     Locked(chrono::DateTime<chrono::Utc>),
     #[error("CSRF token missing or wrong")]
     Csrf,
+    /// The account was disabled by a system administrator.
+    #[error("this account is disabled")]
+    AccountDisabled,
     #[error("you are not allowed to do this")]
     Forbidden,
     /// Missing, or not visible to the caller: both answer the same.
@@ -93,7 +96,9 @@ impl ApiError {
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated | ApiError::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
             ApiError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Csrf | ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::Csrf | ApiError::Forbidden | ApiError::AccountDisabled => {
+                StatusCode::FORBIDDEN
+            }
             ApiError::NotFound => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -112,6 +117,7 @@ impl ApiError {
             ApiError::InvalidCredentials(_) => "invalid-credentials",
             ApiError::Locked(_) => "account-locked",
             ApiError::Csrf => "csrf",
+            ApiError::AccountDisabled => "account-disabled",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not-found",
             ApiError::Conflict { .. } => "conflict",

@@ -51,6 +51,8 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .merge(auth::local::router())
         .merge(auth::oidc::router())
         .merge(users::routes::router())
+        .merge(users::lifecycle::router())
+        .merge(auth::account::router())
         .merge(orgs::routes::router())
         .merge(projects::routes::router())
         .merge(members::routes::router())
@@ -117,6 +119,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     };
     users::bootstrap_admin(&state).await?;
     fleet::spawn_background(&state);
+    auth::sessions::spawn_purge(&state);
     Ok(state)
 }
 

@@ -1,6 +1,7 @@
 //! Who is calling: session cookie (with CSRF on changes) or `Authorization:
 //! Bearer` API token. Handlers take [`Auth`] and call [`Auth::require`].
 
+pub mod account;
 pub mod local;
 pub mod oidc;
 pub mod password;

@@ -1,13 +1,14 @@
 //! Server-side sessions behind an HttpOnly cookie. The database keeps only
-//! the SHA-256 of the cookie value.
+//! the SHA-256 of the cookie value. Also: ending all of a user's sessions,
+//! and the background purge of expired ones.
 
 use axum::http::HeaderValue;
 use chrono::{Duration, Utc};
-use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, Set};
+use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
 
 use super::{CSRF_COOKIE, SESSION_COOKIE};
-use crate::db::entities::{session, user};
+use crate::db::entities::{oidc_flow, session, user};
 use crate::error::ApiError;
 use crate::secrets::{random_token, sha256_hex};
 use crate::state::AppState;
@@ -24,6 +25,15 @@ pub async fn create<C: ConnectionTrait>(
     st: &AppState,
     user_id: Uuid,
 ) -> Result<NewSession, ApiError> {
+    // Every sign-in (password, SSO) ends here: a disabled account never
+    // gets a session, whatever path led to it.
+    let u = user::Entity::find_by_id(user_id)
+        .one(db)
+        .await?
+        .ok_or(ApiError::Unauthenticated)?;
+    if u.disabled_at.is_some() {
+        return Err(ApiError::AccountDisabled);
+    }
     let cookie_value = random_token();
     let csrf_token = random_token();
     let now = Utc::now();
@@ -59,6 +69,10 @@ pub async fn lookup(
         .one(&st.db)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
+    // Disabling deletes the sessions; this catches one opened in between.
+    if u.disabled_at.is_some() {
+        return Err(ApiError::Unauthenticated);
+    }
     Ok((s, u))
 }
 
@@ -67,6 +81,61 @@ pub async fn delete<C: ConnectionTrait>(db: &C, id_hash: &str) -> Result<(), Api
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// End the sessions of a user, all of them or all but `keep` (an `id_hash`);
+/// how many ended.
+pub async fn delete_all_of_user<C: ConnectionTrait>(
+    db: &C,
+    user_id: Uuid,
+    keep: Option<&str>,
+) -> Result<u64, ApiError> {
+    let mut q = session::Entity::delete_many().filter(session::Column::UserId.eq(user_id));
+    if let Some(k) = keep {
+        q = q.filter(session::Column::IdHash.ne(k));
+    }
+    Ok(q.exec(db).await?.rows_affected)
+}
+
+/// Delete the sessions whose time is up, and the SSO sign-ins abandoned
+/// before their callback (older than the flow's lifetime); how many rows
+/// went. Expired sessions are refused anyway: this keeps the tables small.
+pub async fn purge_expired_sessions<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
+    let now = Utc::now();
+    let sessions = session::Entity::delete_many()
+        .filter(session::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    let flows = oidc_flow::Entity::delete_many()
+        .filter(
+            oidc_flow::Column::CreatedAt.lt(now - Duration::minutes(super::oidc::FLOW_TTL_MINUTES)),
+        )
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(sessions + flows)
+}
+
+/// Run [`purge_expired_sessions`] every `session_purge_interval_secs`
+/// (0: never). Each replica runs one; the deletes are idempotent.
+pub fn spawn_purge(st: &AppState) {
+    let every = st.config.session_purge_interval_secs;
+    if every == 0 {
+        return;
+    }
+    let db = st.db.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(every));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match purge_expired_sessions(&db).await {
+                Ok(n) => tracing::info!(deleted = n, "purged expired sessions and sign-in states"),
+                Err(e) => tracing::warn!(error = %e, "could not purge expired sessions"),
+            }
+        }
+    });
 }
 
 /// `Set-Cookie` values for a new session: the HttpOnly session cookie and a

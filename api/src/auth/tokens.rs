@@ -55,6 +55,10 @@ pub async fn authenticate(st: &AppState, presented: &str) -> Result<Auth, ApiErr
         .one(&st.db)
         .await?
         .ok_or(ApiError::Unauthenticated)?;
+    // A disabled creator's tokens stop working at once (and again when enabled).
+    if u.disabled_at.is_some() {
+        return Err(ApiError::Unauthenticated);
+    }
     if t.last_used_at
         .is_none_or(|l| now - l > Duration::seconds(LAST_USED_GRANULARITY_SECS))
     {

@@ -21,6 +21,8 @@ pub mod user {
         pub locked_until: Option<DateTimeUtc>,
         pub last_login_at: Option<DateTimeUtc>,
         pub created_at: DateTimeUtc,
+        /// Set while a system administrator has disabled the account.
+        pub disabled_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

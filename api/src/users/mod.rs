@@ -1,6 +1,8 @@
-//! Local user accounts: the bootstrap admin, inserting an account, and the
-//! HTTP API for system admins ([`routes`]).
+//! Local user accounts: the bootstrap admin, inserting an account, the
+//! password rule, and the HTTP API for system admins ([`routes`],
+//! [`lifecycle`]: disable and enable).
 
+pub mod lifecycle;
 pub mod routes;
 
 use chrono::Utc;
@@ -13,11 +15,18 @@ use crate::audit::{self, AuditEvent};
 use crate::auth::{password, ClientMeta};
 use crate::db::entities::user;
 use crate::db::is_unique_violation;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::secrets;
 use crate::state::AppState;
 
 pub use routes::{CreateUser, UserView};
+
+/// The rule every new password follows (account creation, password change).
+pub fn check_password(errs: &mut Vec<FieldError>, field: &str, p: &str) {
+    if p.chars().count() < 12 || p.len() > 1024 {
+        errs.push(FieldError::new(field, "must be 12 to 1024 characters"));
+    }
+}
 
 /// Insert a user (no audit; callers record why).
 pub async fn insert_user<C: ConnectionTrait>(
@@ -37,6 +46,7 @@ pub async fn insert_user<C: ConnectionTrait>(
         locked_until: Set(None),
         last_login_at: Set(None),
         created_at: Set(Utc::now()),
+        disabled_at: Set(None),
     };
     m.insert(db).await.map_err(|e| {
         if is_unique_violation(&e) {

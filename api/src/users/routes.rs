@@ -33,6 +33,10 @@ pub struct UserView {
     pub has_password: bool,
     pub created_at: DateTime<Utc>,
     pub last_login_at: Option<DateTime<Utc>>,
+    /// When a system administrator disabled the account; null while it is
+    /// enabled. A disabled account cannot sign in and its API tokens are refused.
+    #[schema(required = true)]
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl From<&user::Model> for UserView {
@@ -45,6 +49,7 @@ impl From<&user::Model> for UserView {
             has_password: u.password_hash.is_some(),
             created_at: u.created_at,
             last_login_at: u.last_login_at,
+            disabled_at: u.disabled_at,
         }
     }
 }
@@ -69,9 +74,7 @@ impl Validate for CreateUser {
         check::email(&mut e, "email", &self.email);
         check::text(&mut e, "name", &self.name, 1, 128);
         if let Some(p) = &self.password {
-            if p.chars().count() < 12 || p.len() > 1024 {
-                e.push(FieldError::new("password", "must be 12 to 1024 characters"));
-            }
+            super::check_password(&mut e, "password", p);
         }
         check::finish(e)
     }

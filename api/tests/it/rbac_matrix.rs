@@ -274,6 +274,11 @@ impl World {
         } else {
             (&f.org_target, &f.org_invitation, &f.org_token)
         };
+        // Disable/enable act on the fixture's target account (not an admin).
+        let template = &template.replace(
+            "/api/v1/users/{id}/",
+            &format!("/api/v1/users/{}/", f.org_target),
+        );
         template
             .replace("{org}", &f.org)
             .replace("{project}", &f.project)
@@ -311,12 +316,10 @@ impl World {
                     .get(caller)
                     .map(|a| a.email.clone())
                     .unwrap_or("spare-owner@rbac.test".into());
-                let password = if caller == "system-admin" {
-                    common::ADMIN_PASSWORD
-                } else {
-                    PASSWORD
-                };
-                json!({"email": email, "password": password})
+                json!({"email": email, "password": PASSWORD})
+            }
+            ("PUT", "/api/v1/me/password") => {
+                json!({"current_password": PASSWORD, "new_password": "another-password-for-tests"})
             }
             ("POST", "/api/v1/users") => {
                 json!({"email": format!("new{n}@rbac.test"), "name": "New", "password": PASSWORD})
@@ -440,7 +443,7 @@ async fn rbac_matrix(b: Backend) {
 
     let mut actors = BTreeMap::new();
     for (caller, email) in [
-        ("system-admin", common::ADMIN_EMAIL.to_string()),
+        ("system-admin", "sysadmin@rbac.test".to_string()),
         ("org-owner", "owner@rbac.test".into()),
         ("org-admin", "orgadmin@rbac.test".into()),
         ("project-admin", "padmin@rbac.test".into()),
@@ -449,7 +452,15 @@ async fn rbac_matrix(b: Backend) {
         ("other-org", "other@rbac.test".into()),
     ] {
         let cred = if caller == "system-admin" {
-            app.admin().await
+            // Not the fixture builder's account: this caller's password
+            // change and sign-out-everywhere must not end `admin`'s session.
+            app.post_ok(
+                "/api/v1/users",
+                &admin,
+                json!({"email": email, "name": "Sysadmin", "password": PASSWORD, "system_admin": true}),
+            )
+            .await;
+            app.login(&email, PASSWORD).await
         } else {
             app.user(&admin, &email).await.1
         };
@@ -488,8 +499,16 @@ async fn rbac_matrix(b: Backend) {
         let shared = world.fixture(caller).await;
         let mut routes: Vec<&Route> = matrix.keys().collect();
         // Reads first on a shared fixture; changes each on a fresh one;
-        // logout last since it ends the caller's session.
-        routes.sort_by_key(|(m, p)| (m != "GET", p == "/api/v1/auth/logout"));
+        // the password change next to last (it ends the caller's other
+        // sessions), logout and sign-out-everywhere last (they end this one).
+        routes.sort_by_key(|(m, p)| {
+            let last = match p.as_str() {
+                "/api/v1/me/password" => 1,
+                "/api/v1/auth/logout" | "/api/v1/me/sessions" => 2,
+                _ => 0,
+            };
+            (m != "GET", last)
+        });
         for route in routes {
             let (method, template) = route;
             let expect = &matrix[route][ci];

@@ -85,6 +85,50 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/audit/checkpoint": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * A signed checkpoint of the chain's head (system admins). Keep it outside
+         *     the database and pass it to `POST /api/v1/audit/verify` (or `weir-api
+         *     audit verify --checkpoint FILE`) later: deleted newest entries then show
+         *     as truncation. The chain is verified first; a broken chain gets no
+         *     checkpoint (409).
+         */
+        get: operations["checkpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/audit/verify": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Recompute the whole chain (system admins); with a checkpoint, also
+         *     detect deleted newest entries. A chain that is not intact still answers
+         *     200, with `intact: false`; a checkpoint that does not verify is 422.
+         */
+        post: operations["verify"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/auth/login": {
         parameters: {
             query?: never;
@@ -94,7 +138,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign in with email and password; sets the session cookie. */
+        /**
+         * Sign in with email and password; sets the session cookie. Throttled per
+         *     address and per account (see `auth::throttle`).
+         */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -222,6 +269,43 @@ export interface paths {
         put?: never;
         post?: never;
         delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/password": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        /** Change your password. Every other session of yours ends; this one stays. */
+        put: operations["change_password"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/me/sessions": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        post?: never;
+        /**
+         * Sign out everywhere: end every session of yours, this one included, and
+         *     clear the cookies.
+         */
+        delete: operations["sign_out_everywhere"];
         options?: never;
         head?: never;
         patch?: never;
@@ -1162,6 +1246,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/users/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Disable an account (system admins): its sessions end now, it cannot
+         *     sign in, its API tokens are refused. Idempotent.
+         */
+        post: operations["disable_user"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/api/v1/users/{id}/enable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Enable a disabled account again (system admins): it may sign in, and
+         *     its API tokens that are neither revoked nor expired work again. Idempotent.
+         */
+        post: operations["enable_user"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/healthz": {
         parameters: {
             query?: never;
@@ -1241,10 +1365,12 @@ export interface components {
             value?: number | null;
         };
         AddOrgMember: {
+            /** Format: email */
             email: string;
             role: components["schemas"]["OrgRoleName"];
         };
         AddProjectMember: {
+            /** Format: email */
             email: string;
             role: components["schemas"]["ProjectRoleName"];
         };
@@ -1388,8 +1514,51 @@ export interface components {
             unchanged: number;
             updated: number;
         };
+        ChangePassword: {
+            /**
+             * Format: password
+             * @description The password the account signs in with now.
+             */
+            current_password: string;
+            /**
+             * Format: password
+             * @description At least 12 characters (the rule of new accounts); must differ from
+             *     the current one.
+             */
+            new_password: string;
+        };
         /** @enum {string} */
         ChannelType: "webhook" | "email";
+        /** @description The head of the audit chain, signed with the installation's checkpoint key. */
+        Checkpoint: {
+            /**
+             * Format: date-time
+             * @description When the checkpoint was taken (microsecond precision).
+             */
+            at: string;
+            /**
+             * Format: int64
+             * @description Entries in the chain then (equals `seq`).
+             */
+            entries: number;
+            /** @description That entry's hash (64 lowercase hex digits; the genesis hash for an empty chain). */
+            hash: string;
+            /**
+             * Format: byte
+             * @description Ed25519 public key that signed it, base64 (32 bytes).
+             */
+            public_key: string;
+            /**
+             * Format: int64
+             * @description Sequence number of the newest entry (0: empty chain).
+             */
+            seq: number;
+            /**
+             * Format: byte
+             * @description Ed25519 signature over the canonical text of the other fields, base64 (64 bytes).
+             */
+            signature: string;
+        };
         Cluster: {
             /**
              * @description Where each gateway's own broker login comes from: `dynamicSecurity`
@@ -1551,14 +1720,9 @@ export interface components {
         };
         CreateOrg: {
             description?: string;
-            /** @example Riverside Water */
             name: string;
-            /** @description Email of an existing account to make owner (default: the caller). */
+            /** Format: email */
             owner_email?: string | null;
-            /**
-             * @description URL name, unique: lowercase letters, digits and '-'.
-             * @example riverside-water
-             */
             slug: string;
         };
         CreateOrgToken: {
@@ -1567,24 +1731,20 @@ export interface components {
              * @description Days until it expires, 1-3650; omit for no expiry.
              */
             expires_in_days?: number | null;
-            /** @example ci-deploy */
             name: string;
             role: components["schemas"]["OrgRoleName"];
         };
         CreateProject: {
             description?: string;
-            /** @example North Plant */
             name: string;
-            /**
-             * @description URL name, unique in the organization.
-             * @example north-plant
-             */
             slug: string;
         };
         CreateProjectToken: {
-            /** Format: int64 */
+            /**
+             * Format: int64
+             * @description Days until it expires, 1-3650; omit for no expiry.
+             */
             expires_in_days?: number | null;
-            /** @example historian-reader */
             name: string;
             role: components["schemas"]["ProjectRoleName"];
         };
@@ -2298,6 +2458,12 @@ export interface components {
         UserView: {
             /** Format: date-time */
             created_at: string;
+            /**
+             * Format: date-time
+             * @description When a system administrator disabled the account; null while it is
+             *     enabled. A disabled account cannot sign in and its API tokens are refused.
+             */
+            disabled_at: string | null;
             email: string;
             /** @description Whether the account can sign in with a password. */
             has_password: boolean;
@@ -2307,6 +2473,33 @@ export interface components {
             last_login_at?: string | null;
             name: string;
             system_admin: boolean;
+        };
+        VerifyRequest: {
+            checkpoint?: null | components["schemas"]["Checkpoint"];
+        };
+        VerifyResult: {
+            /**
+             * Format: int64
+             * @description The first entry that does not match (or the checkpoint's missing entry).
+             */
+            broken_at?: number | null;
+            /**
+             * Format: int64
+             * @description Entries checked (up to the first problem).
+             */
+            entries: number;
+            /** @description True when every entry matches its hash and link (and the checkpoint, if given). */
+            intact: boolean;
+            /**
+             * Format: int64
+             * @description Of those, entries written before the chain was keyed (plain SHA-256).
+             */
+            legacy_entries: number;
+            /**
+             * @description Why the chain is not intact; starts with `TRUNCATED:` when entries
+             *     after the checkpoint's were deleted.
+             */
+            reason?: string | null;
         };
         VersionDiff: {
             /** @description JSON Patch (RFC 6902) operations turning `from` into `to`; paths are JSON pointers into the spec. */
@@ -2863,6 +3056,229 @@ export interface operations {
             };
             /** @description Account locked after failed logins */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    checkpoint: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Checkpoint"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Account locked after failed logins */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No master key configured */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verify: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** @description Optional */
+        requestBody?: {
+            content: {
+                "application/json": null | components["schemas"]["VerifyRequest"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["VerifyResult"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Account locked after failed logins */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No master key configured */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -3603,6 +4019,127 @@ export interface operations {
             };
             /** @description Account locked after failed logins */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    change_password: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["ChangePassword"];
+            };
+        };
+        responses: {
+            /** @description Changed; your other sessions ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Malformed body (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Called with an API token, or CSRF token missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The account has no password (single sign-on only) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `current_password` is wrong, or `new_password` breaks the rules or equals the current one */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    sign_out_everywhere: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every session of yours ended */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Called with an API token, or CSRF token missing */
+            403: {
                 headers: {
                     [name: string]: unknown;
                 };
@@ -12443,6 +12980,133 @@ export interface operations {
             };
             /** @description Account locked after failed logins */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    disable_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The account's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account, disabled */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description The id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not a system administrator (API tokens never are), or CSRF token missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such account */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Your own account, or the last enabled system administrator */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    enable_user: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The account's id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The account, enabled */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["UserView"];
+                };
+            };
+            /** @description The id is not a UUID */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not a system administrator (API tokens never are), or CSRF token missing */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such account */
+            404: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -39,7 +39,7 @@ use crate::secrets::{constant_time_eq, random_token};
 use crate::state::AppState;
 
 /// A sign-in must come back from the provider within this time.
-const FLOW_TTL_MINUTES: i64 = 10;
+pub(crate) const FLOW_TTL_MINUTES: i64 = 10;
 /// Carries the state of the sign-in this browser started: a callback with
 /// any other state (a link someone else started) is refused.
 const STATE_COOKIE: &str = "weir_oidc_state";

@@ -12,6 +12,7 @@ mod m0100_alerts;
 mod m0200_fleet;
 mod m0210_cluster_shares;
 mod m0220_broker_identities;
+mod m0230_user_disable;
 
 pub struct Migrator;
 
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0200_fleet::Migration),
             Box::new(m0210_cluster_shares::Migration),
             Box::new(m0220_broker_identities::Migration),
+            Box::new(m0230_user_disable::Migration),
         ]
     }
 }
@@ -138,7 +140,8 @@ mod tests {
                 "m0100_alerts",
                 "migration",
                 "m0210_cluster_shares",
-                "m0220_broker_identities"
+                "m0220_broker_identities",
+                "m0230_user_disable"
             ]
         );
     }
