@@ -32,6 +32,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
+import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -427,6 +428,7 @@ async function main() {
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
     }, page);
+    await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
 
   let viewerAdded = false;
@@ -531,6 +533,9 @@ async function main() {
     results.failed++;
     console.log('e2e: FAIL a viewer sees no edit controls: no viewer could be added');
   }
+
+  // Password change, disabling the viewer, sign out everywhere (scripts/lib/e2e-lifecycle.mjs).
+  await lifecycleSteps({ page, browserFor, baseURL: api.url, step, check, shot, signIn, admin: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD }, viewer: VIEWER });
 
   await seededProject(page);
 }

@@ -38,8 +38,8 @@ export function RevokeAgentButton({ s, gateway, onRevoked }: { s: Scope; gateway
         >
           <div className="stack">
             <Notice kind="warn">
-              The agent at the site stops at once: its sessions end, its key is refused and its broker login is removed, so it
-              can neither fetch configs nor publish readings.
+              The agent at the site stops at once: its sessions end, its key is refused (no new configs) and its broker login is
+              removed. On a broker that takes Weir’s tokens, the token it already holds works until it expires and is not renewed.
             </Notice>
             <p style={{ margin: 0 }}>
               The gateway and its configuration stay. To run it again, issue an enrollment token and enroll the agent again.
@@ -57,8 +57,8 @@ export function AgentRevoked({ enrollment }: { enrollment: string }) {
   return (
     <Notice kind="ok">
       <span data-testid="agent-revoked">
-        The agent is revoked: it can no longer reach Weir or the broker. To bring the gateway back, <Link to={enrollment}>issue an enrollment token</Link> and enroll
-        the agent again.
+        The agent is revoked: Weir refuses it and its broker login is removed. To bring the gateway back, <Link to={enrollment}>issue an enrollment token</Link>{' '}
+        and enroll the agent again.
       </span>
     </Notice>
   );

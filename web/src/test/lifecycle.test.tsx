@@ -99,8 +99,8 @@ describe('users (system administrators)', () => {
   const admin = me({ id: 'u1', email: 'admin@weir.test', system_admin: true });
   const people = () => [
     fx.user({ id: 'u1', email: 'admin@weir.test', name: 'Admin', system_admin: true, last_login_at: '2026-02-01T10:00:00Z' }),
-    { ...fx.user({ id: 'u2', email: 'olive@riverside.example', name: 'Olive' }), disabled_at: null },
-    { ...fx.user({ id: 'u3', email: 'gone@riverside.example', name: 'Gone' }), disabled_at: '2026-02-02T10:00:00Z' },
+    fx.user({ id: 'u2', email: 'olive@riverside.example', name: 'Olive' }),
+    fx.user({ id: 'u3', email: 'gone@riverside.example', name: 'Gone', disabled_at: '2026-02-02T10:00:00Z' }),
   ];
   const route = <Route path="/users" element={<Users />} />;
 
@@ -119,7 +119,7 @@ describe('users (system administrators)', () => {
   it('disable asks first, calls the api, and the row shows disabled', async () => {
     const calls = mockApi((m, u) => {
       if (m === 'GET' && u.pathname === '/api/v1/users') return json(people());
-      if (m === 'POST' && u.pathname === '/api/v1/users/u2/disable') return json({ ...fx.user({ id: 'u2', email: 'olive@riverside.example', name: 'Olive' }), disabled_at: '2026-03-01T00:00:00Z' });
+      if (m === 'POST' && u.pathname === '/api/v1/users/u2/disable') return json(fx.user({ id: 'u2', email: 'olive@riverside.example', name: 'Olive', disabled_at: '2026-03-01T00:00:00Z' }));
       return undefined;
     });
     renderAt('/users', route, admin);
@@ -136,7 +136,7 @@ describe('users (system administrators)', () => {
   it('enable calls the api and the row shows active', async () => {
     const calls = mockApi((m, u) => {
       if (m === 'GET' && u.pathname === '/api/v1/users') return json(people());
-      if (m === 'POST' && u.pathname === '/api/v1/users/u3/enable') return json({ ...fx.user({ id: 'u3', email: 'gone@riverside.example', name: 'Gone' }), disabled_at: null });
+      if (m === 'POST' && u.pathname === '/api/v1/users/u3/enable') return json(fx.user({ id: 'u3', email: 'gone@riverside.example', name: 'Gone' }));
       return undefined;
     });
     renderAt('/users', route, admin);

@@ -35,7 +35,7 @@ export function mockApi(handler: Handler) {
 }
 
 export function me(partial: Partial<Me> = {}): Me {
-  return { id: 'u1', email: 'pm@riverside.example', name: 'Pat Manager', system_admin: false, has_password: true, created_at: '2026-01-01T00:00:00Z', memberships: [], ...partial };
+  return { id: 'u1', email: 'pm@riverside.example', name: 'Pat Manager', system_admin: false, has_password: true, created_at: '2026-01-01T00:00:00Z', disabled_at: null, memberships: [], ...partial };
 }
 
 export function renderAt(path: string, routes: ReactNode, user: Me | null = me()) {
@@ -60,7 +60,7 @@ export const fx = {
   rollout: (p: Partial<Schemas['RolloutEntry']> & { gateway: string }): Schemas['RolloutEntry'] => ({ config_version: 1, desired_version: 1, up_to_date: true, heartbeat_interval_s: 10, online: false, ...p }),
   cluster: (p: Partial<Schemas['Cluster']> = {}): Schemas['Cluster'] => ({ id: 'c1', name: 'plant-broker', title: '', org: 'rw', project: 'north', backend: 'kubernetes', auth_mode: 'apiJwt', agent_identities: 'apiJwt', shared_with: [], has_password: false, endpoints: [], created_at: T, updated_at: T, ...p }),
   member: (p: Partial<Schemas['Member']> = {}): Schemas['Member'] => ({ user_id: 'u2', email: 'op@rw.example', name: 'Op', role: 'project-editor', source: 'manual', created_at: T, ...p }),
-  user: (p: Partial<Schemas['UserView']> = {}): Schemas['UserView'] => ({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false, has_password: true, created_at: T, ...p }),
+  user: (p: Partial<Schemas['UserView']> = {}): Schemas['UserView'] => ({ id: 'u1', email: 'a@b.c', name: 'A', system_admin: false, has_password: true, created_at: T, disabled_at: null, ...p }),
   audit: (p: Partial<Schemas['AuditEntry']> = {}): Schemas['AuditEntry'] => ({ seq: 1, at: T, actor: 'a@b', action: 'org.create', target: 'org:rw', outcome: 'success', client_addr: '127.0.0.1', user_agent: 'test', details: {}, prev_hash: '', hash: '', ...p }),
   rule: (p: Partial<Schemas['Rule']> = {}): Schemas['Rule'] => ({ id: 'r1', name: 'Chlorine residual low', kind: 'threshold', gateway: 'chlorination', tag: 'chlorine_residual', op: '<', threshold: 0.3, for_secs: 10, severity: 'critical', created_at: T, updated_at: T, ...p }),
 };
