@@ -11,6 +11,7 @@ mod alerts_support;
 mod fleet_support;
 mod historian_support;
 
+mod account_lifecycle;
 mod alerts_e2e;
 mod alerts_fleet;
 mod alerts_mqtt_jwt;

@@ -28,6 +28,8 @@ const CALLERS: [&str; 8] = [
     "anonymous",
 ];
 const PASSWORD: &str = "password-for-tests";
+/// Each caller's password after its `PUT /api/v1/me/password` row.
+const NEW_PASSWORD: &str = "another-password-for-tests";
 
 type Route = (String, String); // (METHOD, path template)
 
@@ -319,7 +321,7 @@ impl World {
                 json!({"email": email, "password": PASSWORD})
             }
             ("PUT", "/api/v1/me/password") => {
-                json!({"current_password": PASSWORD, "new_password": "another-password-for-tests"})
+                json!({"current_password": PASSWORD, "new_password": NEW_PASSWORD})
             }
             ("POST", "/api/v1/users") => {
                 json!({"email": format!("new{n}@rbac.test"), "name": "New", "password": PASSWORD})
@@ -499,12 +501,14 @@ async fn rbac_matrix(b: Backend) {
         let shared = world.fixture(caller).await;
         let mut routes: Vec<&Route> = matrix.keys().collect();
         // Reads first on a shared fixture; changes each on a fresh one;
-        // the password change next to last (it ends the caller's other
-        // sessions), logout and sign-out-everywhere last (they end this one).
+        // then the password change (it ends the caller's other sessions),
+        // logout and sign-out-everywhere (they end this one: logout first,
+        // so that it still has a session to end).
         routes.sort_by_key(|(m, p)| {
             let last = match p.as_str() {
                 "/api/v1/me/password" => 1,
-                "/api/v1/auth/logout" | "/api/v1/me/sessions" => 2,
+                "/api/v1/auth/logout" => 2,
+                "/api/v1/me/sessions" => 3,
                 _ => 0,
             };
             (m != "GET", last)
@@ -521,6 +525,14 @@ async fn rbac_matrix(b: Backend) {
             };
             let path = world.concrete(f, template) + world.query(method, template);
             let body = world.body(method, template, caller);
+            let mut cred = cred.clone();
+            if template == "/api/v1/me/sessions" {
+                if let Some(a) = world.actors.get(caller) {
+                    // Logout just ended the caller's session: sign in again
+                    // (with the password its password change set).
+                    cred = world.app.login(&a.email, NEW_PASSWORD).await;
+                }
+            }
             let r = world
                 .app
                 .call(method.parse().unwrap(), &path, &cred, body)
