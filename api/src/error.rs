@@ -45,6 +45,9 @@ pub enum ApiError {
     InvalidCredentials(&'static str),
     #[error("account locked until {0}")]
     Locked(chrono::DateTime<chrono::Utc>),
+    /// Sign-in throttled (per address, or no free password-hash slot).
+    #[error("too many sign-in attempts; retry after {retry_after} s")]
+    TooManyAttempts { retry_after: u64 },
     #[error("CSRF token missing or wrong")]
     Csrf,
     /// The account was disabled by a system administrator.
@@ -95,7 +98,7 @@ impl ApiError {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Unauthenticated | ApiError::InvalidCredentials(_) => StatusCode::UNAUTHORIZED,
-            ApiError::Locked(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::Locked(_) | ApiError::TooManyAttempts { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Csrf | ApiError::Forbidden | ApiError::AccountDisabled => {
                 StatusCode::FORBIDDEN
             }
@@ -116,6 +119,7 @@ impl ApiError {
             ApiError::Unauthenticated => "unauthenticated",
             ApiError::InvalidCredentials(_) => "invalid-credentials",
             ApiError::Locked(_) => "account-locked",
+            ApiError::TooManyAttempts { .. } => "too-many-attempts",
             ApiError::Csrf => "csrf",
             ApiError::AccountDisabled => "account-disabled",
             ApiError::Forbidden => "forbidden",
@@ -188,6 +192,17 @@ impl IntoResponse for ApiError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Bearer realm=\"weir\""),
             );
+        }
+        let retry_after = match &self {
+            ApiError::TooManyAttempts { retry_after } => Some(*retry_after),
+            ApiError::Locked(until) => {
+                Some((*until - chrono::Utc::now()).num_seconds().max(1) as u64)
+            }
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
         }
         if matches!(self, ApiError::PayloadTooLarge) {
             // The rest of the body was never read, so this connection cannot

@@ -107,6 +107,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         fleet.clone(),
     )
     .await?;
+    let login = Arc::new(auth::throttle::LoginGuard::new(&config));
     let state = AppState {
         db,
         rbac: rbac::Rbac::new().await?,
@@ -116,9 +117,11 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         oidc: Arc::new(auth::oidc::OidcProvider::default()),
         alerts,
         fleet,
+        login,
     };
     users::bootstrap_admin(&state).await?;
     fleet::spawn_background(&state);
+    auth::throttle::spawn_flusher(&state);
     auth::sessions::spawn_purge(&state);
     Ok(state)
 }

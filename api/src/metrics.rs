@@ -1,5 +1,5 @@
-//! Prometheus metrics: requests by route, method and status, and a latency
-//! histogram, exposed at `/metrics`.
+//! Prometheus metrics: requests by route, method and status, a latency
+//! histogram and refused sign-ins by reason, exposed at `/metrics`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -32,8 +32,16 @@ pub struct RouteLabels {
     pub route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusedLabels {
+    /// One of `bad_credentials`, `address_limit`, `locked`, `busy`.
+    pub reason: String,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Sign-ins refused, by reason (see `auth::throttle`).
+    pub login_refused: Family<RefusedLabels, Counter>,
     pub requests: Family<RequestLabels, Counter>,
     pub latency: Family<RouteLabels, Histogram>,
     pub alerts: crate::alerts::metrics::AlertMetrics,
@@ -57,9 +65,16 @@ impl Default for Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let login_refused = Family::<RefusedLabels, Counter>::default();
+        registry.register(
+            "auth_login_refused",
+            "Sign-ins refused, by reason",
+            login_refused.clone(),
+        );
         let alerts = crate::alerts::metrics::AlertMetrics::register(&mut registry);
         Self {
             registry,
+            login_refused,
             requests,
             latency,
             alerts,
@@ -68,6 +83,15 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Count one refused sign-in.
+    pub fn count_refused(&self, why: crate::auth::throttle::Reason) {
+        self.login_refused
+            .get_or_create(&RefusedLabels {
+                reason: why.as_str().to_string(),
+            })
+            .inc();
+    }
+
     pub fn encode(&self) -> String {
         let mut s = String::new();
         // Writing to a String cannot fail.

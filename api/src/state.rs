@@ -25,6 +25,8 @@ pub struct AppState {
     /// Fleet runtime: master key, Kubernetes client, enrollment rate limit,
     /// and `fleet.events` (broadcast of gateway_offline/gateway_online).
     pub fleet: std::sync::Arc<crate::fleet::Fleet>,
+    /// Sign-in throttle, lockouts and failed-login audit tallies.
+    pub login: Arc<crate::auth::throttle::LoginGuard>,
 }
 
 impl AppState {

@@ -1,7 +1,5 @@
-//! Local sign-in: login (argon2id, slowed then locked after failures),
-//! logout, and who-am-I.
-
-use std::time::Duration;
+//! Local sign-in: login (argon2id, throttled per address and account, see
+//! [`throttle`]), logout, and who-am-I.
 
 use axum::extract::State;
 use axum::http::{header, StatusCode};
@@ -13,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 
+use super::throttle::{self, Reason};
 use super::{password, sessions, Auth, AuthVia, ClientMeta};
 use crate::audit::{self, AuditEvent, Outcome};
 use crate::db::entities::{org, org_member, project, project_member, user};
@@ -58,6 +57,7 @@ pub struct LoginResponse {
     pub csrf_token: String,
 }
 
+// Throttled per address and per account: see `auth::throttle`.
 /// Sign in with email and password; sets the session cookie.
 #[utoipa::path(post, path = "/api/v1/auth/login", tag = "auth", request_body = LoginRequest,
     responses((status = 200, body = LoginResponse), ProblemResponses))]
@@ -67,82 +67,124 @@ async fn login(
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Response, ApiError> {
     let email = req.email.trim().to_lowercase();
+    let addr = meta.addr.as_str();
+    let delay = st.login.admit(&email, addr).map_err(|e| {
+        let why = match e {
+            ApiError::Locked(_) => Reason::Locked,
+            _ => Reason::AddressLimit,
+        };
+        refuse(&st, &email, addr, why, e)
+    })?;
+    // The account's recent failures (from any address) slow every attempt,
+    // before the check, so the wait says nothing about the password.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
     let found = user::Entity::find()
         .filter(user::Column::Email.eq(email.as_str()))
         .one(&st.db)
         .await?;
     let now = Utc::now();
-    if let Some(u) = &found {
-        if let Some(until) = u.locked_until.filter(|t| *t > now) {
-            let tx = st.write().await?;
-            audit::append(
-                &*tx,
-                AuditEvent::anonymous(&email, "auth.login", format!("user:{email}"))
-                    .outcome(Outcome::Denied)
-                    .details(serde_json::json!({"reason": "locked"})),
-                &meta,
-            )
-            .await?;
-            tx.commit().await?;
-            return Err(ApiError::Locked(until));
-        }
+    // A lock stored on the account itself (written by older versions) holds.
+    if let Some(until) = found
+        .as_ref()
+        .and_then(|u| u.locked_until)
+        .filter(|t| *t > now)
+    {
+        return Err(refuse(
+            &st,
+            &email,
+            addr,
+            Reason::Locked,
+            ApiError::Locked(until),
+        ));
     }
-    let ok = password::verify_blocking(
-        req.password.clone(),
-        found.as_ref().and_then(|u| u.password_hash.clone()),
-    )
-    .await;
+    let ok = {
+        let _slot = st
+            .login
+            .hash_slot()
+            .await
+            .map_err(|e| refuse(&st, &email, addr, Reason::Busy, e))?;
+        password::verify_blocking(
+            req.password.clone(),
+            found.as_ref().and_then(|u| u.password_hash.clone()),
+        )
+        .await
+    };
+    match found {
+        Some(u) if ok => signed_in(&st, u, &email, &meta).await,
+        _ => Err(failed(&st, &email, &meta).await?),
+    }
+}
 
-    let tx = st.write().await?;
-    if !ok {
-        let mut failures = 1u32;
-        let mut locked = false;
-        if let Some(u) = &found {
-            // Re-read under the write lock: concurrent failures all count.
-            let cur = user::Entity::find_by_id(u.id)
-                .one(&*tx)
-                .await?
-                .ok_or(ApiError::NotFound)?;
-            failures = cur.failed_logins.max(0) as u32 + 1;
-            let mut am = cur.into_active_model();
-            if failures >= st.config.login_max_failures {
-                locked = true;
-                am.failed_logins = Set(0);
-                am.locked_until = Set(Some(
-                    now + chrono::Duration::seconds(st.config.login_lockout_secs as i64),
-                ));
-            } else {
-                am.failed_logins = Set(failures as i32);
-            }
-            am.update(&*tx).await?;
-        }
+/// Count a sign-in refused before its password was checked.
+fn refuse(st: &AppState, email: &str, addr: &str, why: Reason, e: ApiError) -> ApiError {
+    st.metrics.count_refused(why);
+    st.login.refused(email, addr, why);
+    e
+}
+
+/// A wrong password or unknown email. Only the first failure of a window
+/// (and one that locks the address out) takes the write lock for its own
+/// audit entry; the others are tallied (`auth::throttle`).
+async fn failed(st: &AppState, email: &str, meta: &ClientMeta) -> Result<ApiError, ApiError> {
+    st.metrics.count_refused(Reason::BadCredentials);
+    let f = st.login.failed(email, &meta.addr);
+    if f.first_in_window || f.locked {
+        let tx = st.write().await?;
         audit::append(
             &*tx,
-            AuditEvent::anonymous(&email, "auth.login", format!("user:{email}"))
+            AuditEvent::anonymous(email, "auth.login", format!("user:{email}"))
                 .outcome(Outcome::Failure)
-                .details(serde_json::json!({"reason": "bad credentials", "locked": locked})),
-            &meta,
+                .details(serde_json::json!({"reason": "bad credentials", "locked": f.locked})),
+            meta,
         )
         .await?;
         tx.commit().await?;
-        // Slow down guessing: each consecutive failure waits longer (capped).
-        let delay = (st.config.login_failure_delay_ms * failures as u64).min(3000);
-        tokio::time::sleep(Duration::from_millis(delay)).await;
-        return Err(ApiError::InvalidCredentials("wrong email or password"));
     }
-    let u = found.ok_or(ApiError::InvalidCredentials("wrong email or password"))?;
-    let mut am = u.clone().into_active_model();
+    Ok(ApiError::InvalidCredentials("wrong email or password"))
+}
+
+/// The right password: write what was tallied for this address, start the
+/// session.
+async fn signed_in(
+    st: &AppState,
+    u: user::Model,
+    email: &str,
+    meta: &ClientMeta,
+) -> Result<Response, ApiError> {
+    let tally = st.login.succeeded(email, &meta.addr);
+    let done = start_session(st, u, email, meta, tally.as_ref()).await;
+    if let (Err(_), Some(t)) = (&done, tally) {
+        // Nothing was written (e.g. a disabled account): keep the count.
+        st.login.restore(email, &meta.addr, t);
+    }
+    done
+}
+
+async fn start_session(
+    st: &AppState,
+    u: user::Model,
+    email: &str,
+    meta: &ClientMeta,
+    tally: Option<&throttle::Tally>,
+) -> Result<Response, ApiError> {
+    let tx = st.write().await?;
+    if let Some(t) = tally {
+        throttle::append_tally(&*tx, email, &meta.addr, t, st.login.audit_window()).await?;
+    }
+    let mut am = u.into_active_model();
     am.failed_logins = Set(0);
     am.locked_until = Set(None);
-    am.last_login_at = Set(Some(now));
+    am.last_login_at = Set(Some(Utc::now()));
     let u = am.update(&*tx).await?;
-    claim_invitations(&*tx, &u, &meta).await?;
-    let session = sessions::create(&*tx, &st, u.id).await?;
+    claim_invitations(&*tx, &u, meta).await?;
+    let session = sessions::create(&*tx, st, u.id).await?;
     audit::append(
         &*tx,
         AuditEvent::anonymous(&u.email, "auth.login", format!("user:{}", u.email))
             .details(serde_json::json!({"method": "password"})),
-        &meta,
+        meta,
     )
     .await
     .map(|_| ())?;
@@ -152,7 +194,7 @@ async fn login(
         csrf_token: session.csrf_token.clone(),
     })
     .into_response();
-    for c in sessions::set_cookies(&st, &session) {
+    for c in sessions::set_cookies(st, &session) {
         resp.headers_mut().append(header::SET_COOKIE, c);
     }
     Ok(resp)

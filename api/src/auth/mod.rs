@@ -6,6 +6,7 @@ pub mod local;
 pub mod oidc;
 pub mod password;
 pub mod sessions;
+pub mod throttle;
 pub mod tokens;
 
 use std::net::SocketAddr;

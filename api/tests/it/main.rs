@@ -29,4 +29,5 @@ mod project_walls_routes;
 mod rbac_matrix;
 mod security_headers;
 mod series;
+mod signin_abuse;
 mod tenants;
