@@ -99,6 +99,8 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
     let config_for_fleet = config.clone();
     let metrics = Arc::new(metrics::Metrics::default());
     let fleet = fleet::Fleet::new(&config_for_fleet).await?;
+    // Before anything appends to the audit log (see `audit::keys`).
+    audit::keys::install(fleet.master().ok().map(audit::keys::AuditKeys::derive))?;
     let alerts = alerts::Alerts::start(
         db.clone(),
         config.alerts.clone(),

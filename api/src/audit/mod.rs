@@ -1,14 +1,21 @@
 //! Append-only, hash-chained audit log. Each entry stores the hash of the
-//! previous one and its own hash over its content; `weir-api audit verify`
-//! recomputes the chain and names the first entry that does not match.
+//! previous one and its own hash over its content, keyed with HMAC-SHA256
+//! under a key derived from the master key ([`keys`]), so write access to
+//! the database is not enough to rewrite history. `weir-api audit verify`
+//! (and `POST /api/v1/audit/verify`) recompute the chain ([`chain`]) and
+//! name the first entry that does not match; a signed [`checkpoint`] of the
+//! head, kept elsewhere, also catches deleted newest entries.
 
+pub mod chain;
+pub mod checkpoint;
+pub mod keys;
 pub mod routes;
 
+pub use chain::{verify, verify_with, Report, Verdict};
+pub use checkpoint::Checkpoint;
+
 use chrono::{DateTime, SubsecRound, Utc};
-use sea_orm::{
-    ActiveModelTrait, ConnectionTrait, DatabaseConnection, EntityTrait, PaginatorTrait, QueryOrder,
-    QuerySelect, Set,
-};
+use sea_orm::{ActiveModelTrait, ConnectionTrait, EntityTrait, QueryOrder, QuerySelect, Set};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -97,28 +104,7 @@ impl AuditEvent {
     }
 }
 
-/// The bytes an entry's hash covers: every field but the hash itself, in a
-/// fixed order, timestamps in microseconds (what both databases keep).
-fn digest(m: &audit_entry::Model) -> String {
-    let content = serde_json::json!([
-        m.seq,
-        fmt_time(&m.at),
-        m.actor_id.map(|u| u.to_string()),
-        m.actor,
-        m.org_id.map(|u| u.to_string()),
-        m.project_id.map(|u| u.to_string()),
-        m.action,
-        m.target,
-        m.outcome,
-        m.client_addr,
-        m.user_agent,
-        m.details,
-        m.prev_hash,
-    ]);
-    hex::encode(Sha256::digest(content.to_string().as_bytes()))
-}
-
-fn fmt_time(t: &DateTime<Utc>) -> String {
+pub(crate) fn fmt_time(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
@@ -158,8 +144,18 @@ pub async fn append<C: ConnectionTrait>(
         },
         prev_hash,
         hash: String::new(),
+        mac: String::new(),
     };
-    m.hash = digest(&m);
+    // Keyed with the key installed at start-up; without a master key (and
+    // only then) entries stay plain SHA-256, as before issue 18.
+    let content = chain::content(&m);
+    (m.mac, m.hash) = match keys::installed() {
+        Some(k) => (keys::MAC_HMAC.into(), k.mac(content.as_bytes())),
+        None => (
+            keys::MAC_LEGACY.into(),
+            hex::encode(Sha256::digest(content.as_bytes())),
+        ),
+    };
     let am = audit_entry::ActiveModel {
         seq: Set(m.seq),
         at: Set(m.at),
@@ -175,50 +171,8 @@ pub async fn append<C: ConnectionTrait>(
         details: Set(m.details.clone()),
         prev_hash: Set(m.prev_hash.clone()),
         hash: Set(m.hash.clone()),
+        mac: Set(m.mac.clone()),
     };
     am.insert(db).await?;
     Ok(m)
-}
-
-/// Result of checking the chain.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Verdict {
-    Intact { entries: u64 },
-    Broken { seq: i64, reason: String },
-}
-
-/// Walk the whole chain in order and recompute every hash.
-pub async fn verify(db: &DatabaseConnection) -> Result<Verdict, ApiError> {
-    let mut prev = GENESIS.to_string();
-    let mut expected_seq = 1i64;
-    let mut pages = audit_entry::Entity::find()
-        .order_by_asc(audit_entry::Column::Seq)
-        .paginate(db, 1000);
-    let mut n = 0u64;
-    while let Some(page) = pages.fetch_and_next().await? {
-        for e in page {
-            if e.seq != expected_seq {
-                return Ok(Verdict::Broken {
-                    seq: e.seq,
-                    reason: format!("expected entry {expected_seq}: entries are missing"),
-                });
-            }
-            if e.prev_hash != prev {
-                return Ok(Verdict::Broken {
-                    seq: e.seq,
-                    reason: "prev_hash does not match the previous entry's hash".into(),
-                });
-            }
-            if digest(&e) != e.hash {
-                return Ok(Verdict::Broken {
-                    seq: e.seq,
-                    reason: "content does not match its hash (entry was altered)".into(),
-                });
-            }
-            prev = e.hash.clone();
-            expected_seq += 1;
-            n += 1;
-        }
-    }
-    Ok(Verdict::Intact { entries: n })
 }

@@ -1,4 +1,6 @@
-//! Reading the audit log: per organization, and system-wide for system admins.
+//! Reading the audit log: per organization, and system-wide for system
+//! admins, who can also verify the chain and take signed checkpoints of it.
+//! Verifying and checkpointing are reads: they are not audited.
 
 use axum::extract::State;
 use axum::Json;
@@ -9,10 +11,12 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
 
+use super::keys::AuditKeys;
+use super::{Checkpoint, Verdict};
 use crate::auth::{check, load_org, Auth};
 use crate::db::entities::{audit_entry, project};
-use crate::error::{ApiError, ProblemResponses};
-use crate::extract::{ApiPath, ApiQuery};
+use crate::error::{ApiError, FieldError, ProblemResponses};
+use crate::extract::{parse_json, ApiPath, ApiQuery, Validate};
 use crate::rbac::{Domain, Permission};
 use crate::state::AppState;
 
@@ -20,6 +24,8 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(org_audit))
         .routes(routes!(system_audit))
+        .routes(routes!(checkpoint))
+        .routes(routes!(verify))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -185,4 +191,128 @@ async fn system_audit(
         .await?;
     let (q, limit) = apply_filters(audit_entry::Entity::find(), &f)?;
     Ok(Json(page(&st, q, limit).await?))
+}
+
+/// The audit keys of this api: 503 without a master key.
+fn audit_keys(st: &AppState) -> Result<AuditKeys, ApiError> {
+    st.fleet.master().map(AuditKeys::derive)
+}
+
+/// A signed checkpoint of the chain's head (system admins). Keep it outside
+/// the database and pass it to `POST /api/v1/audit/verify` (or `weir-api
+/// audit verify --checkpoint FILE`) later: deleted newest entries then show
+/// as truncation. The chain is verified first; a broken chain gets no
+/// checkpoint (409).
+#[utoipa::path(get, path = "/api/v1/audit/checkpoint", tag = "audit",
+    responses((status = 200, body = Checkpoint),
+        (status = 503, description = "No master key configured", body = crate::error::Problem,
+            content_type = "application/problem+json"),
+        ProblemResponses))]
+async fn checkpoint(State(st): State<AppState>, auth: Auth) -> Result<Json<Checkpoint>, ApiError> {
+    auth.require(&st, Permission::SystemAuditRead, Domain::System)
+        .await?;
+    let keys = audit_keys(&st)?;
+    let r = super::verify_with(&st.db, Some(&keys), None).await?;
+    if let Some((seq, reason)) = r.verdict.problem() {
+        return Err(ApiError::conflict(
+            format!(
+                "the audit chain is broken at entry {seq} ({reason}): no checkpoint vouches for it"
+            ),
+            None,
+        ));
+    }
+    let entries = i64::try_from(r.entries).map_err(ApiError::internal)?;
+    Ok(Json(Checkpoint::sign(
+        &keys,
+        r.head_seq,
+        &r.head_hash,
+        entries,
+    )))
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyRequest {
+    /// A checkpoint from `GET /api/v1/audit/checkpoint`: also check that
+    /// its entry is still there, unchanged.
+    pub checkpoint: Option<Checkpoint>,
+}
+
+impl Validate for VerifyRequest {
+    fn validate(&self) -> Result<(), Vec<FieldError>> {
+        let errs = self
+            .checkpoint
+            .as_ref()
+            .map(|c| c.field_errors("checkpoint."))
+            .unwrap_or_default();
+        crate::extract::check::finish(errs)
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct VerifyResult {
+    /// True when every entry matches its hash and link (and the checkpoint, if given).
+    pub intact: bool,
+    /// Entries checked (up to the first problem).
+    #[schema(minimum = 0)]
+    pub entries: u64,
+    /// Of those, entries written before the chain was keyed (plain SHA-256).
+    #[schema(minimum = 0)]
+    pub legacy_entries: u64,
+    /// The first entry that does not match (or the checkpoint's missing entry).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broken_at: Option<i64>,
+    /// Why the chain is not intact; starts with `TRUNCATED:` when entries
+    /// after the checkpoint's were deleted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The raw body, possibly empty (the body of verify is optional).
+pub struct OptionalBody(pub axum::body::Bytes);
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
+        <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
+            .await
+            .map(OptionalBody)
+            .map_err(|_| ApiError::PayloadTooLarge)
+    }
+}
+
+/// Recompute the whole chain (system admins); with a checkpoint, also
+/// detect deleted newest entries. A chain that is not intact still answers
+/// 200, with `intact: false`; a checkpoint that does not verify is 422.
+#[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit",
+    request_body(content = Option<VerifyRequest>, description = "Optional"),
+    responses((status = 200, body = VerifyResult),
+        (status = 503, description = "No master key configured", body = crate::error::Problem,
+            content_type = "application/problem+json"),
+        ProblemResponses))]
+async fn verify(
+    State(st): State<AppState>,
+    auth: Auth,
+    OptionalBody(body): OptionalBody,
+) -> Result<Json<VerifyResult>, ApiError> {
+    auth.require(&st, Permission::SystemAuditRead, Domain::System)
+        .await?;
+    let req = if body.iter().all(u8::is_ascii_whitespace) {
+        VerifyRequest::default()
+    } else {
+        let req: VerifyRequest = parse_json(&body)?;
+        req.validate().map_err(ApiError::Validation)?;
+        req
+    };
+    let keys = st.fleet.master().ok().map(AuditKeys::derive);
+    let r = super::verify_with(&st.db, keys.as_ref(), req.checkpoint.as_ref()).await?;
+    let problem = r.verdict.problem();
+    Ok(Json(VerifyResult {
+        intact: matches!(r.verdict, Verdict::Intact { .. }),
+        entries: r.entries,
+        legacy_entries: r.legacy_entries,
+        broken_at: problem.as_ref().map(|p| p.0),
+        reason: problem.map(|p| p.1),
+    }))
 }

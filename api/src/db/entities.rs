@@ -284,6 +284,9 @@ pub mod audit_entry {
         pub details: String,
         pub prev_hash: String,
         pub hash: String,
+        /// How `hash` was made: `sha256` (before issue 18, unkeyed) or
+        /// `hmac-sha256` (keyed; see `audit::keys`).
+        pub mac: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -5,6 +5,10 @@
 //! (mode 0600) next to the database and logs that it did — never the key
 //! itself. With PostgreSQL the key must be given: replicas share the
 //! database, so they must share the key too.
+//!
+//! Other keys are derived from it with HKDF-SHA256 ([`MasterKey::derive`],
+//! one `info` string per use: the audit chain's MAC and checkpoint keys), so
+//! backing up this one key backs them all up.
 
 use std::path::{Path, PathBuf};
 
@@ -12,7 +16,9 @@ use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
+use hkdf::Hkdf;
 use rand::RngCore;
+use sha2::Sha256;
 
 use crate::error::ApiError;
 
@@ -22,6 +28,7 @@ pub const MASTER_KEY_FILE: &str = "weir-master.key";
 /// The key that encrypts signing keys and broker passwords.
 pub struct MasterKey {
     cipher: Aes256Gcm,
+    hkdf: Hkdf<Sha256>,
 }
 
 impl std::fmt::Debug for MasterKey {
@@ -29,6 +36,9 @@ impl std::fmt::Debug for MasterKey {
         f.write_str("MasterKey(..)")
     }
 }
+
+/// HKDF salt: fixed, so a key derives the same subkeys on every replica.
+const DERIVE_SALT: &[u8] = b"weir master key derivation v1";
 
 /// Decode 32 bytes given as hex (64 digits) or base64.
 pub fn parse_key(text: &str) -> Result<[u8; 32], String> {
@@ -49,6 +59,35 @@ impl MasterKey {
     pub fn from_bytes(key: &[u8; 32]) -> Self {
         Self {
             cipher: Aes256Gcm::new(key.into()),
+            hkdf: Hkdf::<Sha256>::new(Some(DERIVE_SALT), key),
+        }
+    }
+
+    /// A 32-byte subkey for one purpose. Distinct `info` strings give
+    /// independent keys; the master key cannot be recovered from them.
+    pub fn derive(&self, info: &str) -> [u8; 32] {
+        let mut out = [0u8; 32];
+        self.hkdf
+            .expand(info.as_bytes(), &mut out)
+            .expect("32 bytes is a valid HKDF-SHA256 output length");
+        out
+    }
+
+    /// Like [`MasterKey::resolve`], but never generates a key (for tools
+    /// that only read, like `weir-api audit verify`): `None` when no key is
+    /// configured and no key file exists.
+    pub fn resolve_existing(
+        configured: Option<&str>,
+        database_url: &str,
+    ) -> Result<Option<Self>, ApiError> {
+        if configured.is_some_and(|t| !t.trim().is_empty()) {
+            return Self::resolve(configured, database_url).map(Some);
+        }
+        match sqlite_dir(database_url) {
+            Some(SqliteLocation::Dir(dir)) if dir.join(MASTER_KEY_FILE).exists() => {
+                Self::load_or_create(&dir.join(MASTER_KEY_FILE)).map(Some)
+            }
+            _ => Ok(None),
         }
     }
 
@@ -202,6 +241,29 @@ mod tests {
         assert!(k.open(&s, "key-2").is_err(), "moved to another row");
         let other = MasterKey::from_bytes(&[8u8; 32]);
         assert!(other.open(&s, "key-1").is_err(), "wrong master key");
+    }
+
+    #[test]
+    fn derived_keys_are_stable_and_distinct_per_purpose() {
+        let k = MasterKey::from_bytes(&[7u8; 32]);
+        assert_eq!(k.derive("a"), MasterKey::from_bytes(&[7u8; 32]).derive("a"));
+        assert_ne!(k.derive("a"), k.derive("b"));
+        assert_ne!(k.derive("a"), MasterKey::from_bytes(&[8u8; 32]).derive("a"));
+        assert_ne!(k.derive("a"), [7u8; 32]);
+    }
+
+    #[test]
+    fn resolve_existing_never_creates_a_key_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", dir.path().join("weir.db").display());
+        assert!(MasterKey::resolve_existing(None, &url).unwrap().is_none());
+        assert!(!dir.path().join(MASTER_KEY_FILE).exists());
+        let a = MasterKey::resolve(None, &url).unwrap();
+        let b = MasterKey::resolve_existing(None, &url).unwrap().unwrap();
+        assert_eq!(a.derive("x"), b.derive("x"));
+        assert!(MasterKey::resolve_existing(None, "postgres://x/y")
+            .unwrap()
+            .is_none());
     }
 
     #[test]

@@ -56,6 +56,11 @@ async fn audit_verify_names_the_broken_entry(b: Backend) {
         bin()
             .args(["audit", "verify"])
             .env("WEIR_DATABASE_URL", url)
+            // The chain is keyed: checking it needs the api's master key.
+            .env(
+                "WEIR_MASTER_KEY",
+                common::test_config(url).fleet.master_key.unwrap(),
+            )
             .output()
             .unwrap()
     };

@@ -17,6 +17,7 @@ mod alerts_fleet;
 mod alerts_mqtt_jwt;
 mod alerts_replicas;
 mod api;
+mod audit_chain;
 mod broker_identity;
 mod cli;
 mod cluster_walls;

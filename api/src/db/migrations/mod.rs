@@ -13,6 +13,7 @@ mod m0200_fleet;
 mod m0210_cluster_shares;
 mod m0220_broker_identities;
 mod m0230_user_disable;
+mod m0240_audit_keyed;
 
 pub struct Migrator;
 
@@ -28,6 +29,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0210_cluster_shares::Migration),
             Box::new(m0220_broker_identities::Migration),
             Box::new(m0230_user_disable::Migration),
+            Box::new(m0240_audit_keyed::Migration),
         ]
     }
 }
@@ -141,7 +143,8 @@ mod tests {
                 "migration",
                 "m0210_cluster_shares",
                 "m0220_broker_identities",
-                "m0230_user_disable"
+                "m0230_user_disable",
+                "m0240_audit_keyed"
             ]
         );
     }
