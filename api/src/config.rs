@@ -118,6 +118,19 @@ pub struct Config {
     )]
     pub outbound_allow_cidrs: Vec<crate::outbound::Cidr>,
 
+    /// Reverse proxies (comma-separated CIDRs, e.g. the ingress
+    /// controller's pods) whose `X-Forwarded-For` names the client: the
+    /// right-most address in it that is not such a proxy is the client, for
+    /// the sign-in limits and the audit log. Empty: the connecting address
+    /// is the client and the header is ignored (anyone could forge it).
+    #[arg(
+        long,
+        env = "WEIR_TRUSTED_PROXIES",
+        value_delimiter = ',',
+        num_args = 0..
+    )]
+    pub trusted_proxies: Vec<crate::outbound::Cidr>,
+
     #[command(flatten)]
     pub oidc: OidcConfig,
 

@@ -87,6 +87,9 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(state.config.body_limit_bytes))
+        .layer(axum::Extension(auth::TrustedProxies(Arc::new(
+            state.config.trusted_proxies.clone(),
+        ))))
         .layer(TraceLayer::new_for_http())
         .with_state(state);
     web::security_headers(app, https)

@@ -9,7 +9,7 @@ pub mod sessions;
 pub mod throttle;
 pub mod tokens;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::{header, request::Parts, Method};
@@ -272,22 +272,60 @@ pub async fn load_project(
     Ok((org, project, grants))
 }
 
-/// Client address and user agent, for the audit log.
+/// Client address and user agent, for the audit log and the sign-in limits.
 #[derive(Clone, Debug, Default)]
 pub struct ClientMeta {
     pub addr: String,
     pub user_agent: String,
 }
 
+/// The reverse proxies trusted to name the client (`WEIR_TRUSTED_PROXIES`),
+/// a request extension set by [`crate::router`].
+#[derive(Clone, Debug, Default)]
+pub struct TrustedProxies(pub std::sync::Arc<Vec<crate::outbound::Cidr>>);
+
+impl TrustedProxies {
+    fn trusts(&self, ip: IpAddr) -> bool {
+        self.0.iter().any(|c| c.contains(ip))
+    }
+
+    /// The client behind `peer`: walk `X-Forwarded-For` from the right
+    /// (the hops our proxies appended) to the first untrusted address.
+    fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let mut client = peer;
+        let hops = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .collect::<Vec<_>>();
+        for hop in hops.iter().rev() {
+            if !self.trusts(client) {
+                break;
+            }
+            // Garbage in the header: the last trusted hop is all we know.
+            match hop.trim().parse::<IpAddr>() {
+                Ok(ip) => client = ip,
+                Err(_) => break,
+            }
+        }
+        client
+    }
+}
+
 impl<S: Send + Sync> FromRequestParts<S> for ClientMeta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let addr = parts
+        let peer = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip().to_string())
-            .unwrap_or_default();
+            .map(|c| c.0.ip());
+        let addr = match (peer, parts.extensions.get::<TrustedProxies>()) {
+            (Some(ip), Some(t)) => t.client(ip, &parts.headers).to_string(),
+            (Some(ip), None) => ip.to_string(),
+            (None, _) => String::new(),
+        };
         let user_agent = parts
             .headers
             .get(header::USER_AGENT)

@@ -29,9 +29,23 @@ fn client_from(ip: &str) -> reqwest::Client {
 }
 
 async fn login(app: &TestApp, from: &reqwest::Client, email: &str, password: &str) -> Answer {
+    login_via(app, from, None, email, password).await
+}
+
+/// A sign-in, optionally relayed by a proxy that says `X-Forwarded-For: xff`.
+async fn login_via(
+    app: &TestApp,
+    from: &reqwest::Client,
+    xff: Option<&str>,
+    email: &str,
+    password: &str,
+) -> Answer {
     let started = Instant::now();
-    let r = from
-        .post(app.url("/api/v1/auth/login"))
+    let mut rb = from.post(app.url("/api/v1/auth/login"));
+    if let Some(xff) = xff {
+        rb = rb.header("x-forwarded-for", xff);
+    }
+    let r = rb
         .json(&json!({"email": email, "password": password}))
         .send()
         .await
@@ -232,5 +246,44 @@ async fn concurrent_password_hashes_are_capped() {
     // The server is still there for the admin once the flood is over.
     let a = login(&app, &app.http, ADMIN_EMAIL, ADMIN_PASSWORD).await;
     assert_eq!(a.status, StatusCode::OK);
+    app.stop().await;
+}
+
+/// Behind a trusted proxy (e.g. the ingress) every client would otherwise
+/// share the proxy's address, and one attacker would spend everyone's
+/// budget; an untrusted client cannot dodge its budget with a forged header.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_a_trusted_proxy_are_told_apart() {
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.login_addr_burst = 2;
+        c.login_addr_per_min = 1;
+        c.trusted_proxies = vec!["127.0.0.2/32".parse().unwrap()];
+    })
+    .await;
+    let admin = app.admin().await;
+    let proxy = client_from("127.0.0.2");
+    let (attacker, other) = (Some("203.0.113.5, 10.9.9.9"), Some("198.51.100.7"));
+    // The proxy's own hop 10.9.9.9 is not trusted: it is the client then.
+    for _ in 0..2 {
+        let a = login_via(&app, &proxy, attacker, "x@proxy.test", "guess").await;
+        assert_eq!(a.status, StatusCode::UNAUTHORIZED);
+    }
+    let a = login_via(&app, &proxy, attacker, "x@proxy.test", "guess").await;
+    assert_eq!(a.status, StatusCode::TOO_MANY_REQUESTS);
+    let a = login_via(&app, &proxy, other, ADMIN_EMAIL, ADMIN_PASSWORD).await;
+    assert_eq!(a.status, StatusCode::OK, "another client of the proxy");
+    let page = app
+        .get_ok("/api/v1/audit?action=auth.login&outcome=failure", &admin)
+        .await;
+    assert_eq!(page["items"][0]["client_addr"], "10.9.9.9");
+
+    // Not from a trusted proxy: the header is ignored.
+    let forger = client_from("127.0.0.3");
+    for i in 0..3 {
+        let xff = format!("192.0.2.{i}");
+        let a = login_via(&app, &forger, Some(&xff), "y@proxy.test", "guess").await;
+        let want = if i < 2 { 401 } else { 429 };
+        assert_eq!(a.status, want, "attempt {i}");
+    }
     app.stop().await;
 }
