@@ -170,6 +170,11 @@ async fn start_session(
     tally: Option<&throttle::Tally>,
 ) -> Result<Response, ApiError> {
     let tx = st.write().await?;
+    // Disabled accounts (users::lifecycle): refused only after the right
+    // password, audited; nothing else of the sign-in is written.
+    if u.disabled_at.is_some() {
+        return crate::users::lifecycle::refuse_disabled_login(tx, &u, meta).await;
+    }
     if let Some(t) = tally {
         throttle::append_tally(&*tx, email, &meta.addr, t, st.login.audit_window()).await?;
     }

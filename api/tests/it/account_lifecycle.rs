@@ -225,6 +225,13 @@ async fn disable(b: Backend) {
         .find(|u| u["email"] == email);
     assert!(listed.unwrap()["disabled_at"].is_string());
     assert_eq!(audited(&app, &admin, "user.disable").await.len(), 1);
+    let denied = audited(&app, &admin, "auth.login").await;
+    assert!(
+        denied
+            .iter()
+            .any(|e| e["outcome"] == "denied" && e["details"]["reason"] == "disabled"),
+        "the refused sign-in is audited: {denied:?}"
+    );
 
     let r = app
         .post(&format!("/api/v1/users/{id}/enable"), &admin, json!({}))
