@@ -550,3 +550,32 @@ async fn sso_state_bound_to_browser(b: Backend) {
     sso.stop().await;
 }
 on_both_databases!(sso_state_binding, super::sso_state_bound_to_browser);
+
+/// A disabled account cannot sign in with SSO either (refused, audited,
+/// no session); enabled again, it can.
+async fn sso_refuses_disabled_accounts(b: Backend) {
+    let users = json!({"ops": {"email": "ops@plant.test"}});
+    let sso = Sso::start(b, users, Claims::InUserInfo, |_| {}).await;
+    let app = &sso.app;
+    let admin = app.admin().await;
+    let me = sso.me_after(sso.sign_in("ops").await).await;
+    let id = me["user"]["id"].as_str().unwrap().to_string();
+    app.post_ok(&format!("/api/v1/users/{id}/disable"), &admin, json!({}))
+        .await;
+    let problem = refused(sso.sign_in("ops").await, StatusCode::FORBIDDEN).await;
+    assert_eq!(problem["detail"], "this account is disabled");
+    let fails = failed_logins(app, &admin).await;
+    assert!(
+        fails.iter().any(|e| e["details"]["subject"] == "ops"
+            && e["details"]["reason"]
+                .as_str()
+                .unwrap_or("")
+                .contains("disabled")),
+        "audited: {fails:?}"
+    );
+    app.post_ok(&format!("/api/v1/users/{id}/enable"), &admin, json!({}))
+        .await;
+    sso.me_after(sso.sign_in("ops").await).await;
+    sso.stop().await;
+}
+on_both_databases!(sso_disabled_account, super::sso_refuses_disabled_accounts);
