@@ -3,8 +3,6 @@
 //! [`Auth`]): an API token is for automation inside an org and never acts on
 //! its owner's account.
 
-use std::time::Duration;
-
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -77,6 +75,7 @@ fn session_only(auth: &Auth) -> Result<&str, ApiError> {
         (status = 413, body = Problem, content_type = "application/problem+json", description = "Body too large"),
         (status = 415, body = Problem, content_type = "application/problem+json", description = "Body is not JSON"),
         (status = 422, body = Problem, content_type = "application/problem+json", description = "`current_password` is wrong, or `new_password` breaks the rules or equals the current one"),
+        (status = 429, body = Problem, content_type = "application/problem+json", description = "Too many wrong passwords from this address (the sign-in limits); see Retry-After"),
     ))]
 async fn change_password(
     State(st): State<AppState>,
@@ -92,7 +91,18 @@ async fn change_password(
             fields: vec![],
         });
     };
-    if !password::verify_blocking(req.current_password.clone(), Some(current_hash)).await {
+    // Guessing the current password through a stolen session spends the
+    // same budgets as guessing it at sign-in (`auth::throttle`): the
+    // address's, and this account's from this address (then 429).
+    let (email, addr) = (auth.user.email.as_str(), meta.addr.as_str());
+    let delay = st.login.admit(email, addr)?;
+    tokio::time::sleep(delay).await;
+    let ok = {
+        let _slot = st.login.hash_slot().await?;
+        password::verify_blocking(req.current_password.clone(), Some(current_hash)).await
+    };
+    if !ok {
+        st.login.failed(email, addr);
         let tx = st.write().await?;
         audit::append(
             &*tx,
@@ -107,8 +117,6 @@ async fn change_password(
         )
         .await?;
         tx.commit().await?;
-        // Someone holding a stolen session must not guess the password fast.
-        tokio::time::sleep(Duration::from_millis(st.config.login_failure_delay_ms)).await;
         return Err(ApiError::invalid("current_password", "wrong password"));
     }
     let new_hash = password::hash_blocking(req.new_password.clone()).await?;

@@ -112,6 +112,16 @@ async fn password_change(b: Backend) {
         "{entries:?}"
     );
 
+    // Guessing the current password spends the sign-in limits: after
+    // WEIR_LOGIN_MAX_FAILURES wrong ones, even the right one is refused.
+    let (_, guesser) = app.user(&admin, "guess@lifecycle.test").await;
+    for _ in 0..5 {
+        let r = put_password(&app, &guesser, "not the password", NEW_PASSWORD).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    }
+    let r = put_password(&app, &guesser, PASSWORD, NEW_PASSWORD).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+
     // An SSO-only account has no password to change.
     let u = app
         .post_ok(
