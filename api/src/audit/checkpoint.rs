@@ -70,7 +70,7 @@ impl Checkpoint {
     pub fn check(&self, keys: &AuditKeys, prefix: &str) -> Result<(), ApiError> {
         let bad = |f: &str, m: &str| ApiError::invalid(&format!("{prefix}{f}"), m);
         let pk: [u8; 32] = B64
-            .decode(self.public_key.trim())
+            .decode(&self.public_key)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| bad("public_key", "must be 32 bytes, base64"))?;
@@ -85,7 +85,7 @@ impl Checkpoint {
             ));
         }
         let sig: [u8; 64] = B64
-            .decode(self.signature.trim())
+            .decode(&self.signature)
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| bad("signature", "must be 64 bytes, base64"))?;

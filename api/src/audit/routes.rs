@@ -259,12 +259,15 @@ pub struct VerifyResult {
     /// Of those, entries written before the chain was keyed (plain SHA-256).
     #[schema(minimum = 0)]
     pub legacy_entries: u64,
-    /// The first entry that does not match (or the checkpoint's missing entry).
+    /// The first entry that does not match (or the checkpoint's missing
+    /// entry); absent when intact.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub broken_at: Option<i64>,
     /// Why the chain is not intact; starts with `TRUNCATED:` when entries
-    /// after the checkpoint's were deleted.
+    /// after the checkpoint's were deleted. Absent when intact.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub reason: Option<String>,
 }
 
@@ -286,7 +289,8 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody {
 /// detect deleted newest entries. A chain that is not intact still answers
 /// 200, with `intact: false`; a checkpoint that does not verify is 422.
 #[utoipa::path(post, path = "/api/v1/audit/verify", tag = "audit",
-    request_body(content = Option<VerifyRequest>, description = "Optional"),
+    request_body(content = Option<VerifyRequest>,
+        description = "Optional: without a body (or `null`, `{}`) the chain alone is checked"),
     responses((status = 200, body = VerifyResult),
         (status = 503, description = "No master key configured", body = crate::error::Problem,
             content_type = "application/problem+json"),
@@ -298,10 +302,12 @@ async fn verify(
 ) -> Result<Json<VerifyResult>, ApiError> {
     auth.require(&st, Permission::SystemAuditRead, Domain::System)
         .await?;
+    // No body, `null` and `{}` all mean "the chain alone".
     let req = if body.iter().all(u8::is_ascii_whitespace) {
         VerifyRequest::default()
     } else {
-        let req: VerifyRequest = parse_json(&body)?;
+        let req: Option<VerifyRequest> = parse_json(&body)?;
+        let req = req.unwrap_or_default();
         req.validate().map_err(ApiError::Validation)?;
         req
     };

@@ -89,6 +89,11 @@ async fn keyed_chain_defeats_a_forger_without_the_key(b: Backend) {
     let n = r.body["entries"].as_u64().unwrap();
     assert!(n >= 5, "{n}");
     assert!(r.body.get("broken_at").is_none(), "{:?}", r.body);
+    // `null` and `{}` mean the same as no body.
+    for body in [json!(null), json!({})] {
+        let r = verify(&app, &admin, Some(body)).await;
+        assert_eq!(r.body["intact"], true, "{:?}", r.body);
+    }
 
     let db = &app.running.state.db;
     let victim = rows(db)

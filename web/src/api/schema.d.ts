@@ -138,10 +138,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /**
-         * Sign in with email and password; sets the session cookie. Throttled per
-         *     address and per account (see `auth::throttle`).
-         */
+        /** Sign in with email and password; sets the session cookie. */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -1645,20 +1642,10 @@ export interface components {
             url?: string | null;
         };
         CreateCluster: {
-            /**
-             * @description `password` (default for external: agents get the username/password)
-             *     or `apiJwt` (the only one for kubernetes).
-             */
-            auth_mode?: string | null;
-            /**
-             * @description `external` (adopt a broker) or `kubernetes` (the operator runs EMQX).
-             * @example external
-             */
-            backend: string;
-            /**
-             * @description Resource name, unique in the organization.
-             * @example main
-             */
+            /** @enum {string|null} */
+            auth_mode?: "password" | "apiJwt" | null;
+            /** @enum {string} */
+            backend: "external" | "kubernetes";
             name: string;
             /** @description Stored encrypted; never returned. */
             password?: string | null;
@@ -1713,7 +1700,6 @@ export interface components {
         };
         CreateGateway: {
             comment?: string;
-            /** @example pump-station-1 */
             name: string;
             /** @description The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink). */
             spec?: Record<string, unknown>;
@@ -1764,7 +1750,6 @@ export interface components {
         };
         CreateTemplate: {
             description?: string;
-            /** @example pump-station */
             name: string;
             spec: Record<string, unknown>;
             title?: string;
@@ -2406,7 +2391,8 @@ export interface components {
             publicKey: string;
         };
         UpdateCluster: {
-            auth_mode?: string | null;
+            /** @enum {string|null} */
+            auth_mode?: "password" | "apiJwt" | null;
             /** @description external: a new password (empty removes it). */
             password?: string | null;
             /**
@@ -2480,9 +2466,10 @@ export interface components {
         VerifyResult: {
             /**
              * Format: int64
-             * @description The first entry that does not match (or the checkpoint's missing entry).
+             * @description The first entry that does not match (or the checkpoint's missing
+             *     entry); absent when intact.
              */
-            broken_at?: number | null;
+            broken_at?: number;
             /**
              * Format: int64
              * @description Entries checked (up to the first problem).
@@ -2497,9 +2484,9 @@ export interface components {
             legacy_entries: number;
             /**
              * @description Why the chain is not intact; starts with `TRUNCATED:` when entries
-             *     after the checkpoint's were deleted.
+             *     after the checkpoint's were deleted. Absent when intact.
              */
-            reason?: string | null;
+            reason?: string;
         };
         VersionDiff: {
             /** @description JSON Patch (RFC 6902) operations turning `from` into `to`; paths are JSON pointers into the spec. */
@@ -3181,7 +3168,7 @@ export interface operations {
             path?: never;
             cookie?: never;
         };
-        /** @description Optional */
+        /** @description Optional: without a body (or `null`, `{}`) the chain alone is checked */
         requestBody?: {
             content: {
                 "application/json": null | components["schemas"]["VerifyRequest"];

@@ -1,7 +1,9 @@
 import { useState } from 'react';
 import { audit, type AuditFilter } from '../api/endpoints';
 import type { AuditEntry } from '../api/types';
+import { client, ok, type Schemas } from '../api/http';
 import { useScope } from '../scope';
+import { useSession } from '../session';
 import { download, toCsv } from '../lib/csv';
 import { Badge, Button, Empty, ErrorNotice, Field, fmtTime, PageHead, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
@@ -16,6 +18,24 @@ function local(iso?: string): string {
   return new Date(d.getTime() - d.getTimezoneOffset() * 60000).toISOString().slice(0, 16);
 }
 
+/** The verdict of `POST /api/v1/audit/verify`, in words. */
+function ChainVerdict({ res }: { res: Schemas['VerifyResult'] }) {
+  return (
+    <div className="card" role="status" aria-label="Chain verdict" style={{ marginBottom: 16 }}>
+      {res.intact ? (
+        <p>
+          <Badge kind="ok">intact</Badge> The whole audit chain checks out: {res.entries} entries
+          {res.legacy_entries > 0 ? `, ${res.legacy_entries} of them written before the chain was keyed` : ''}.
+        </p>
+      ) : (
+        <p>
+          <Badge kind="bad">broken</Badge> Entry {res.broken_at}: {res.reason}
+        </p>
+      )}
+    </div>
+  );
+}
+
 export function Audit() {
   const { org } = useScope();
   const [draft, setDraft] = useState<AuditFilter>({});
@@ -23,6 +43,11 @@ export function Audit() {
   const p = usePaged((q) => audit.list(org, { ...filter, ...q }), [org, JSON.stringify(filter)]);
   const exp = useAction();
   const [progress, setProgress] = useState(0);
+  const { me } = useSession();
+  // System admins can recompute the whole chain (all organizations).
+  const chk = useAction();
+  const [verdict, setVerdict] = useState<Schemas['VerifyResult'] | null>(null);
+  const verifyChain = () => chk.run(() => ok(client.POST('/api/v1/audit/verify', {})), { then: setVerdict });
 
   const exportCsv = () =>
     exp.run(async () => {
@@ -46,9 +71,16 @@ export function Audit() {
         title="Audit log"
         sub="Every change and sign-in in this organization, in order. Entries are hash-chained so tampering shows."
         actions={
-          <Button onClick={exportCsv} busy={exp.busy}>
-            {exp.busy ? `Exporting… ${progress}` : 'Export CSV'}
-          </Button>
+          <>
+            {me?.system_admin && (
+              <Button onClick={verifyChain} busy={chk.busy}>
+                Verify chain
+              </Button>
+            )}
+            <Button onClick={exportCsv} busy={exp.busy}>
+              {exp.busy ? `Exporting… ${progress}` : 'Export CSV'}
+            </Button>
+          </>
         }
       />
       <form
@@ -78,6 +110,8 @@ export function Audit() {
         <Button onClick={() => { setDraft({}); setFilter({}); }}>Clear</Button>
       </form>
       <ErrorNotice error={exp.error} />
+      <ErrorNotice error={chk.error} />
+      {verdict && <ChainVerdict res={verdict} />}
       <ListState p={p} empty={<div className="card"><Empty title="No entries match" /></div>}>
         <div className="table-wrap">
           <table className="table" aria-label="Audit entries">
