@@ -138,7 +138,10 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Sign in with email and password; sets the session cookie. */
+        /**
+         * Sign in with email and password; sets the session cookie. Throttled per
+         *     address and per account (see `auth::throttle`).
+         */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -1642,10 +1645,20 @@ export interface components {
             url?: string | null;
         };
         CreateCluster: {
-            /** @enum {string|null} */
-            auth_mode?: "password" | "apiJwt" | null;
-            /** @enum {string} */
-            backend: "external" | "kubernetes";
+            /**
+             * @description `password` (default for external: agents get the username/password)
+             *     or `apiJwt` (the only one for kubernetes).
+             */
+            auth_mode?: string | null;
+            /**
+             * @description `external` (adopt a broker) or `kubernetes` (the operator runs EMQX).
+             * @example external
+             */
+            backend: string;
+            /**
+             * @description Resource name, unique in the organization.
+             * @example main
+             */
             name: string;
             /** @description Stored encrypted; never returned. */
             password?: string | null;
@@ -1700,6 +1713,7 @@ export interface components {
         };
         CreateGateway: {
             comment?: string;
+            /** @example pump-station-1 */
             name: string;
             /** @description The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink). */
             spec?: Record<string, unknown>;
@@ -1750,6 +1764,7 @@ export interface components {
         };
         CreateTemplate: {
             description?: string;
+            /** @example pump-station */
             name: string;
             spec: Record<string, unknown>;
             title?: string;
@@ -2391,8 +2406,7 @@ export interface components {
             publicKey: string;
         };
         UpdateCluster: {
-            /** @enum {string|null} */
-            auth_mode?: "password" | "apiJwt" | null;
+            auth_mode?: string | null;
             /** @description external: a new password (empty removes it). */
             password?: string | null;
             /**
