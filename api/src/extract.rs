@@ -95,17 +95,52 @@ pub struct ApiPath<T>(pub T);
 #[from_request(via(axum::extract::Query), rejection(ApiError))]
 pub struct ApiQuery<T>(pub T);
 
-/// Field checks shared by the request types.
+/// Field checks shared by the request types. Each rule that has a schema
+/// counterpart is written once here: the OpenAPI document takes its pattern
+/// from these constants (see [`schema`]), so what the document promises and
+/// what the server refuses cannot drift apart.
 pub mod check {
     use super::FieldError;
     use std::sync::LazyLock;
 
-    static SLUG: LazyLock<regex::Regex> =
-        LazyLock::new(|| regex::Regex::new(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$").unwrap());
-    static EMAIL: LazyLock<regex::Regex> =
-        LazyLock::new(|| regex::Regex::new(r"^[^@\s]{1,64}@[^@\s]{1,255}$").unwrap());
+    // Control characters (Unicode Cc) other than tab and newline.
+    macro_rules! ctrl {
+        () => {
+            r"\u0000-\u0008\u000B-\u001F\u007F-\u009F"
+        };
+    }
+    // Unicode White_Space, which `str::trim` removes.
+    macro_rules! ws {
+        () => {
+            r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000"
+        };
+    }
 
+    /// 1-63 lowercase letters, digits or '-', not starting or ending with '-'.
     pub const SLUG_PATTERN: &str = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$";
+    /// Free text: no control characters but tab and newline.
+    pub const TEXT_PATTERN: &str = concat!("^[^", ctrl!(), "]*$");
+    /// Free text with at least one character that is not white space.
+    pub const NONBLANK_TEXT_PATTERN: &str = concat!(
+        "^[^",
+        ctrl!(),
+        "]*[^\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^",
+        ctrl!(),
+        "]*$"
+    );
+    /// local@domain without white space or a second '@' (at most 320 characters).
+    pub const EMAIL_PATTERN: &str = concat!("^[^@", ws!(), "]{1,64}@[^@", ws!(), "]{1,255}$");
+
+    // These are written with \uXXXX escapes, which the regex crate, Python and
+    // ECMA-262 (the OpenAPI `pattern` dialect) all read the same way.
+    static SLUG: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(SLUG_PATTERN).unwrap());
+    static TEXT: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(TEXT_PATTERN).unwrap());
+    static NONBLANK_TEXT: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(NONBLANK_TEXT_PATTERN).unwrap());
+    static EMAIL: LazyLock<regex::Regex> =
+        LazyLock::new(|| regex::Regex::new(EMAIL_PATTERN).unwrap());
 
     pub fn slug(errs: &mut Vec<FieldError>, field: &str, v: &str) {
         if !SLUG.is_match(v) {
@@ -116,6 +151,7 @@ pub mod check {
         }
     }
 
+    /// Free text of `min..=max` characters (`schema::text::<MIN, MAX>` in the document).
     pub fn text(errs: &mut Vec<FieldError>, field: &str, v: &str, min: usize, max: usize) {
         let n = v.chars().count();
         if n < min || n > max {
@@ -123,18 +159,18 @@ pub mod check {
                 field,
                 format!("length must be between {min} and {max} characters"),
             ));
-        } else if min > 0 && v.trim().is_empty() {
-            errs.push(FieldError::new(field, "must not be blank"));
-        } else if v.chars().any(|c| c.is_control() && c != '\n' && c != '\t') {
+        } else if !TEXT.is_match(v) {
             errs.push(FieldError::new(
                 field,
                 "must not contain control characters",
             ));
+        } else if min > 0 && !NONBLANK_TEXT.is_match(v) {
+            errs.push(FieldError::new(field, "must not be blank"));
         }
     }
 
     pub fn email(errs: &mut Vec<FieldError>, field: &str, v: &str) {
-        if v.len() > 320 || !EMAIL.is_match(v) {
+        if !EMAIL.is_match(v) {
             errs.push(FieldError::new(field, "must be an email address"));
         }
     }
@@ -147,3 +183,160 @@ pub mod check {
         }
     }
 }
+
+/// The schemas of the [`check`] rules, for `#[schema(schema_with = ...)]`
+/// and path parameters: the same constants, so the document states exactly
+/// what the checks refuse.
+pub mod schema {
+    use super::check;
+    use utoipa::openapi::schema::{Object, ObjectBuilder, SchemaFormat, SchemaType, Type};
+    use utoipa::openapi::KnownFormat;
+
+    fn string(nullable: bool) -> ObjectBuilder {
+        let t = if nullable {
+            SchemaType::from_iter([Type::String, Type::Null])
+        } else {
+            SchemaType::Type(Type::String)
+        };
+        ObjectBuilder::new().schema_type(t)
+    }
+
+    fn text_of(min: usize, max: usize, nullable: bool) -> Object {
+        let (pattern, min) = if min > 0 {
+            (check::NONBLANK_TEXT_PATTERN, Some(min))
+        } else {
+            (check::TEXT_PATTERN, None)
+        };
+        string(nullable)
+            .min_length(min)
+            .max_length(Some(max))
+            .pattern(Some(pattern))
+            .build()
+    }
+
+    /// A slug (`check::slug`).
+    pub fn slug() -> Object {
+        string(false)
+            .min_length(Some(1))
+            .max_length(Some(63))
+            .pattern(Some(check::SLUG_PATTERN))
+            .build()
+    }
+
+    /// A slug or null.
+    pub fn slug_opt() -> Object {
+        string(true)
+            .min_length(Some(1))
+            .max_length(Some(63))
+            .pattern(Some(check::SLUG_PATTERN))
+            .build()
+    }
+
+    /// Free text of `MIN..=MAX` characters (`check::text`).
+    pub fn text<const MIN: usize, const MAX: usize>() -> Object {
+        text_of(MIN, MAX, false)
+    }
+
+    /// Free text of `MIN..=MAX` characters, or null.
+    pub fn text_opt<const MIN: usize, const MAX: usize>() -> Object {
+        text_of(MIN, MAX, true)
+    }
+
+    fn email_of(nullable: bool) -> Object {
+        string(nullable)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Email)))
+            .max_length(Some(320))
+            .pattern(Some(check::EMAIL_PATTERN))
+            .build()
+    }
+
+    /// An email address (`check::email`).
+    pub fn email() -> Object {
+        email_of(false)
+    }
+
+    /// An email address or null.
+    pub fn email_opt() -> Object {
+        email_of(true)
+    }
+}
+
+/// Integers in JSON bodies, for `#[serde(deserialize_with = ...)]`. JSON
+/// has one number type: `2.0` is the integer 2 to JSON Schema and to
+/// JavaScript, so refusing it would refuse what the document allows.
+pub mod int {
+    use serde::de::{Deserializer, Error, Visitor};
+    use std::fmt;
+    use std::marker::PhantomData;
+
+    struct Int<T>(PhantomData<T>);
+
+    impl<T: TryFrom<i64> + TryFrom<u64>> Visitor<'_> for Int<T> {
+        type Value = T;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer")
+        }
+
+        fn visit_i64<E: Error>(self, v: i64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_u64<E: Error>(self, v: u64) -> Result<T, E> {
+            T::try_from(v).map_err(|_| E::custom(format!("{v} is out of range")))
+        }
+
+        fn visit_f64<E: Error>(self, v: f64) -> Result<T, E> {
+            // Beyond 2^53 a float no longer names one integer.
+            const EXACT: f64 = 9_007_199_254_740_992.0;
+            if v.fract() != 0.0 || !(-EXACT..=EXACT).contains(&v) {
+                return Err(E::invalid_type(serde::de::Unexpected::Float(v), &self));
+            }
+            self.visit_i64(v as i64)
+        }
+    }
+
+    /// An integer, also written with a zero fraction (`2.0`).
+    pub fn de<'de, D, T>(d: D) -> Result<T, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64> + TryFrom<u64>,
+    {
+        d.deserialize_any(Int(PhantomData))
+    }
+
+    struct OptInt<T>(PhantomData<T>);
+
+    impl<'de, T: TryFrom<i64> + TryFrom<u64>> Visitor<'de> for OptInt<T> {
+        type Value = Option<T>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an integer or null")
+        }
+
+        fn visit_unit<E: Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_none<E: Error>(self) -> Result<Option<T>, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+            de(d).map(Some)
+        }
+    }
+
+    /// An optional integer; use with `#[serde(default)]`.
+    pub fn opt<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+    where
+        D: Deserializer<'de>,
+        T: TryFrom<i64> + TryFrom<u64>,
+    {
+        d.deserialize_option(OptInt(PhantomData))
+    }
+}
+
+#[cfg(test)]
+#[path = "extract_tests.rs"]
+mod tests;

@@ -118,10 +118,11 @@ fn view(m: api_token::Model, project: Option<String>) -> ApiToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateOrgToken {
-    #[schema(min_length = 1, max_length = 128, example = "ci-deploy")]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>, example = "ci-deploy")]
     pub name: String,
     pub role: OrgRoleName,
     /// Days until it expires, 1-3650; omit for no expiry.
+    #[serde(default, deserialize_with = "crate::extract::int::opt")]
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
 }
@@ -129,9 +130,11 @@ pub struct CreateOrgToken {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateProjectToken {
-    #[schema(min_length = 1, max_length = 128, example = "historian-reader")]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>, example = "historian-reader")]
     pub name: String,
     pub role: ProjectRoleName,
+    /// Days until it expires, 1-3650; omit for no expiry.
+    #[serde(default, deserialize_with = "crate::extract::int::opt")]
     #[schema(minimum = 1, maximum = 3650)]
     pub expires_in_days: Option<i64>,
 }

@@ -99,11 +99,11 @@ pub async fn delete_gateway_children<C: ConnectionTrait>(
 #[serde(deny_unknown_fields)]
 pub struct CreateEnrollmentToken {
     /// Seconds until the token expires (60 s to 30 days; default one day).
-    #[serde(default = "default_ttl")]
+    #[serde(default = "default_ttl", deserialize_with = "crate::extract::int::de")]
     #[schema(minimum = 60, maximum = 2592000, default = 86400)]
     pub expires_in_secs: i64,
     /// How many agents may enroll with it (1-1000; default 1).
-    #[serde(default = "default_uses")]
+    #[serde(default = "default_uses", deserialize_with = "crate::extract::int::de")]
     #[schema(minimum = 1, maximum = 1000, default = 1)]
     pub max_uses: i32,
 }

@@ -114,17 +114,14 @@ impl Gateway {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateGateway {
-    #[schema(
-        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        example = "pump-station-1"
-    )]
+    #[schema(schema_with = crate::extract::schema::slug, example = "pump-station-1")]
     pub name: String,
     /// The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink).
     #[serde(default = "empty_object")]
     #[schema(value_type = Object)]
     pub spec: Value,
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub comment: String,
 }
 
@@ -150,7 +147,7 @@ pub struct UpdateGateway {
     #[schema(value_type = Option<Object>)]
     pub merge_patch: Option<Value>,
     #[serde(default)]
-    #[schema(max_length = 1000)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub comment: String,
 }
 
@@ -689,8 +686,11 @@ async fn diff_versions(
 #[serde(deny_unknown_fields)]
 pub struct RollbackRequest {
     /// The version whose config becomes the new latest version.
+    #[serde(deserialize_with = "crate::extract::int::de")]
+    #[schema(minimum = 1)]
     pub version: i64,
     #[serde(default)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub comment: String,
 }
 

@@ -67,14 +67,13 @@ impl From<template::Model> for Template {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateTemplate {
-    #[schema(
-        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        example = "pump-station"
-    )]
+    #[schema(schema_with = crate::extract::schema::slug, example = "pump-station")]
     pub name: String,
     #[serde(default)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 128>)]
     pub title: String,
     #[serde(default)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 2000>)]
     pub description: String,
     #[schema(value_type = Object)]
     pub spec: Value,
@@ -96,7 +95,9 @@ impl Validate for CreateTemplate {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateTemplate {
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 128>)]
     pub title: Option<String>,
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 2000>)]
     pub description: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub spec: Option<Value>,
@@ -317,6 +318,7 @@ async fn delete_template(
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Gateway names of this project (1-500).
+    #[schema(min_items = 1, max_items = 500)]
     pub gateways: Vec<String>,
     /// Apply this template...
     pub template: Option<String>,
@@ -324,6 +326,7 @@ pub struct BatchRequest {
     #[schema(value_type = Option<Object>)]
     pub merge_patch: Option<Value>,
     #[serde(default)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub comment: String,
 }
 

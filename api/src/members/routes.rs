@@ -44,7 +44,7 @@ const INVITATION_DAYS: i64 = 14;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddOrgMember {
-    #[schema(max_length = 320)]
+    #[schema(schema_with = crate::extract::schema::email)]
     pub email: String,
     pub role: OrgRoleName,
 }
@@ -52,7 +52,7 @@ pub struct AddOrgMember {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AddProjectMember {
-    #[schema(max_length = 320)]
+    #[schema(schema_with = crate::extract::schema::email)]
     pub email: String,
     pub role: ProjectRoleName,
 }

@@ -61,18 +61,15 @@ impl From<org::Model> for Org {
 #[serde(deny_unknown_fields)]
 pub struct CreateOrg {
     /// URL name, unique: lowercase letters, digits and '-'.
-    #[schema(
-        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        example = "riverside-water"
-    )]
+    #[schema(schema_with = crate::extract::schema::slug, example = "riverside-water")]
     pub slug: String,
-    #[schema(min_length = 1, max_length = 128, example = "Riverside Water")]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>, example = "Riverside Water")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 2000>)]
     pub description: String,
     /// Email of an existing account to make owner (default: the caller).
-    #[schema(max_length = 320)]
+    #[schema(schema_with = crate::extract::schema::email_opt)]
     pub owner_email: Option<String>,
 }
 
@@ -92,9 +89,9 @@ impl Validate for CreateOrg {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateOrg {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(schema_with = crate::extract::schema::text_opt::<1, 128>)]
     pub name: Option<String>,
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 2000>)]
     pub description: Option<String>,
 }
 

@@ -59,15 +59,12 @@ impl Project {
 #[serde(deny_unknown_fields)]
 pub struct CreateProject {
     /// URL name, unique in the organization.
-    #[schema(
-        pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$",
-        example = "north-plant"
-    )]
+    #[schema(schema_with = crate::extract::schema::slug, example = "north-plant")]
     pub slug: String,
-    #[schema(min_length = 1, max_length = 128, example = "North Plant")]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>, example = "North Plant")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 2000>)]
     pub description: String,
 }
 
@@ -84,9 +81,9 @@ impl Validate for CreateProject {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateProject {
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(schema_with = crate::extract::schema::text_opt::<1, 128>)]
     pub name: Option<String>,
-    #[schema(max_length = 2000)]
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 2000>)]
     pub description: Option<String>,
 }
 

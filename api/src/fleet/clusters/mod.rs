@@ -183,21 +183,24 @@ impl Cluster {
 #[serde(deny_unknown_fields)]
 pub struct CreateCluster {
     /// Resource name, unique in the organization.
-    #[schema(pattern = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$", example = "main")]
+    #[schema(schema_with = crate::extract::schema::slug, example = "main")]
     pub name: String,
     #[serde(default)]
-    #[schema(max_length = 128)]
+    #[schema(schema_with = crate::extract::schema::text::<0, 128>)]
     pub title: String,
     /// `external` (adopt a broker) or `kubernetes` (the operator runs EMQX).
-    #[schema(example = "external")]
+    #[schema(example = "external", schema_with = backend_schema)]
     pub backend: String,
     /// external: `mqtt://host:port` or `mqtts://host:port`.
     pub url: Option<String>,
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 256>)]
     pub username: Option<String>,
     /// Stored encrypted; never returned.
+    #[schema(max_length = 1024)]
     pub password: Option<String>,
     /// `password` (default for external: agents get the username/password)
     /// or `apiJwt` (the only one for kubernetes).
+    #[schema(schema_with = auth_mode_schema)]
     pub auth_mode: Option<String>,
     /// kubernetes: the `MqttClusterSpec` (replicas, version, listeners, config, ...),
     /// within the platform's allow-list: image from its registry, Secrets
@@ -209,6 +212,23 @@ pub struct CreateCluster {
     /// this cluster. Sharing needs an org admin.
     #[schema(max_items = 64)]
     pub shared_with: Option<Vec<String>>,
+}
+
+fn backend_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some([BACKEND_EXTERNAL, BACKEND_KUBERNETES]))
+        .build()
+}
+
+fn auth_mode_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+            utoipa::openapi::schema::Type::String,
+            utoipa::openapi::schema::Type::Null,
+        ]))
+        .enum_values(Some([Some(AUTH_PASSWORD), Some(AUTH_JWT), None]))
+        .build()
 }
 
 fn check_auth_mode(e: &mut Vec<FieldError>, m: &Option<String>) {
@@ -267,8 +287,8 @@ impl Validate for CreateCluster {
             chk::text(&mut e, "username", u, 0, 256);
         }
         if let Some(p) = &self.password {
-            if p.len() > 1024 {
-                e.push(FieldError::new("password", "at most 1024 bytes"));
+            if p.chars().count() > 1024 {
+                e.push(FieldError::new("password", "at most 1024 characters"));
             }
         }
         chk::finish(e)
@@ -278,6 +298,7 @@ impl Validate for CreateCluster {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateCluster {
+    #[schema(schema_with = crate::extract::schema::text_opt::<0, 128>)]
     pub title: Option<String>,
     /// external: a new broker URL. Another scheme, host or port clears the
     /// stored password unless `password` comes in the same request.
@@ -286,6 +307,7 @@ pub struct UpdateCluster {
     pub username: Option<String>,
     /// external: a new password (empty removes it).
     pub password: Option<String>,
+    #[schema(schema_with = auth_mode_schema)]
     pub auth_mode: Option<String>,
     /// kubernetes: JSON merge patch of the spec — scale (`replicas`), upgrade
     /// (`version`), `listeners`, limits (`config`, `resources`); the whole
