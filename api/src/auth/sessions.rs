@@ -97,9 +97,10 @@ pub async fn delete_all_of_user<C: ConnectionTrait>(
     Ok(q.exec(db).await?.rows_affected)
 }
 
-/// Delete the sessions whose time is up, and the SSO sign-ins abandoned
-/// before their callback (older than the flow's lifetime); how many rows
-/// went. Expired sessions are refused anyway: this keeps the tables small.
+/// Delete the sessions whose time is up (users' and agents'), and the SSO
+/// sign-ins abandoned before their callback (older than the flow's
+/// lifetime); how many rows went. Expired sessions are refused anyway: this
+/// keeps the tables small.
 pub async fn purge_expired_sessions<C: ConnectionTrait>(db: &C) -> Result<u64, ApiError> {
     let now = Utc::now();
     let sessions = session::Entity::delete_many()
@@ -114,7 +115,14 @@ pub async fn purge_expired_sessions<C: ConnectionTrait>(db: &C) -> Result<u64, A
         .exec(db)
         .await?
         .rows_affected;
-    Ok(sessions + flows)
+    // Agents' api tokens expire too; without this only the agent's next
+    // sign-in would clear them.
+    let agents = crate::fleet::entities::agent_session::Entity::delete_many()
+        .filter(crate::fleet::entities::agent_session::Column::ExpiresAt.lte(now))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok(sessions + flows + agents)
 }
 
 /// Run [`purge_expired_sessions`] every `session_purge_interval_secs`

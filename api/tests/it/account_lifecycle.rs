@@ -343,3 +343,49 @@ async fn purge(b: Backend) {
     app.stop().await;
 }
 on_both_databases!(purge, super::purge);
+
+/// An agent's api token past its expiry is purged too (before, only that
+/// agent's next sign-in cleared it).
+async fn purge_agent_sessions(b: Backend) {
+    use crate::fleet_support::{fleet_app, modbus_spec, setup_org, Agent};
+    use sea_orm::{ColumnTrait, QueryFilter};
+    use weir_api::fleet::entities::agent_session;
+
+    let app = fleet_app(b, |_| {}).await;
+    let admin = app.admin().await;
+    setup_org(&app, &admin, "acme", "plant").await;
+    let gateways = "/api/v1/orgs/acme/projects/plant/gateways";
+    let r = app
+        .post(
+            gateways,
+            &admin,
+            json!({"name": "ps-1", "spec": modbus_spec(1000)}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let agent = Agent::enroll(&app, &admin, gateways, "ps-1").await;
+    let db = &app.running.state.db;
+    let rows = || async {
+        agent_session::Entity::find()
+            .filter(agent_session::Column::AgentId.eq(agent.id.parse::<uuid::Uuid>().unwrap()))
+            .all(db)
+            .await
+            .unwrap()
+    };
+    let held = rows().await;
+    assert_eq!(held.len(), 1);
+    // A live token survives a purge.
+    sessions::purge_expired_sessions(db).await.unwrap();
+    assert_eq!(rows().await.len(), 1);
+    let mut am: agent_session::ActiveModel = held[0].clone().into();
+    am.expires_at = Set(Utc::now() - Duration::minutes(1));
+    am.update(db).await.unwrap();
+    let n = sessions::purge_expired_sessions(db).await.unwrap();
+    assert!(n >= 1, "deleted {n}");
+    assert!(
+        rows().await.is_empty(),
+        "the expired agent token is still stored"
+    );
+    app.stop().await;
+}
+on_both_databases!(purge_agent_sessions, super::purge_agent_sessions);

@@ -17,18 +17,13 @@ use crate::fleet_support;
 use std::time::Duration;
 
 use alerts_support::{until, uplink, webhook_receiver};
-use base64::engine::general_purpose::STANDARD as B64;
-use base64::Engine as _;
 use chrono::Utc;
 use common::{Backend, Cred, TestApp};
-use ed25519_dalek::{Signer, SigningKey};
-use fleet_support::{modbus_spec, setup_org, TEST_MASTER_KEY};
+use fleet_support::{modbus_spec, setup_org, Agent, TEST_MASTER_KEY};
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 use serde_json::{json, Value};
 use weir_api::alerts::store::alert_channel;
 use weir_api::alerts::Clock;
-use weir_crds::agent_api::agent_token_challenge;
-use weir_crds::bundle;
 use weir_testkit::{free_port, Mosquitto};
 
 // ------------------------------------------------------------------ helpers
@@ -49,52 +44,7 @@ fn config(clock: &Clock) -> impl FnOnce(&mut weir_api::Config) {
     }
 }
 
-/// An enrolled test agent.
-struct Agent {
-    id: String,
-    bearer: Cred,
-}
-
 impl Agent {
-    async fn enroll(app: &TestApp, admin: &Cred, gateways: &str, gateway: &str) -> Agent {
-        let r = app
-            .post(
-                &format!("{gateways}/{gateway}/enrollment-tokens"),
-                admin,
-                json!({}),
-            )
-            .await;
-        assert_eq!(r.status, 201, "{:?}", r.body);
-        let key: SigningKey = bundle::generate_key();
-        let r = app
-            .post(
-                "/api/v1/enroll",
-                &Cred::None,
-                json!({
-                    "token": r.body["token"],
-                    "publicKey": B64.encode(key.verifying_key().as_bytes()),
-                    "facts": {"hostname": "ipc-1", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"},
-                }),
-            )
-            .await;
-        assert!(r.status.is_success(), "{:?}", r.body);
-        let id = r.body["agentId"].as_str().unwrap().to_string();
-        let ts = Utc::now();
-        let sig = key.sign(&agent_token_challenge(&id, &ts));
-        let r = app
-            .post(
-                &format!("/api/v1/agents/{id}/token"),
-                &Cred::None,
-                json!({"timestamp": ts, "signature": B64.encode(sig.to_bytes())}),
-            )
-            .await;
-        assert_eq!(r.status, 200, "{:?}", r.body);
-        Agent {
-            id,
-            bearer: Cred::Bearer(r.body["token"].as_str().unwrap().to_string()),
-        }
-    }
-
     /// A heartbeat reporting `pump-1` in `device_state` (ok, degraded, down).
     async fn heartbeat(&self, app: &TestApp, interval_s: u64, device_state: &str) {
         let r = app

@@ -1,9 +1,15 @@
 //! Helpers shared by the fleet tests.
 #![allow(dead_code)]
 
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use chrono::Utc;
+use ed25519_dalek::{Signer, SigningKey};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use weir_api::Config;
+use weir_crds::agent_api::agent_token_challenge;
+use weir_crds::bundle;
 
 use crate::common::{Backend, Cred, TestApp};
 
@@ -52,4 +58,53 @@ pub fn modbus_device(interval_ms: u64) -> Value {
 
 pub fn modbus_spec(interval_ms: u64) -> Value {
     json!({"site": {"name": "Pump station"}, "devices": [modbus_device(interval_ms)]})
+}
+
+/// An enrolled test agent.
+pub struct Agent {
+    pub id: String,
+    pub bearer: Cred,
+}
+
+impl Agent {
+    /// Enroll an agent for `gateway` (under `gateways`, the gateways
+    /// collection path) and get its api token.
+    pub async fn enroll(app: &TestApp, admin: &Cred, gateways: &str, gateway: &str) -> Agent {
+        let r = app
+            .post(
+                &format!("{gateways}/{gateway}/enrollment-tokens"),
+                admin,
+                json!({}),
+            )
+            .await;
+        assert_eq!(r.status, 201, "{:?}", r.body);
+        let key: SigningKey = bundle::generate_key();
+        let r = app
+            .post(
+                "/api/v1/enroll",
+                &Cred::None,
+                json!({
+                    "token": r.body["token"],
+                    "publicKey": B64.encode(key.verifying_key().as_bytes()),
+                    "facts": {"hostname": "ipc-1", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"},
+                }),
+            )
+            .await;
+        assert!(r.status.is_success(), "{:?}", r.body);
+        let id = r.body["agentId"].as_str().unwrap().to_string();
+        let ts = Utc::now();
+        let sig = key.sign(&agent_token_challenge(&id, &ts));
+        let r = app
+            .post(
+                &format!("/api/v1/agents/{id}/token"),
+                &Cred::None,
+                json!({"timestamp": ts, "signature": B64.encode(sig.to_bytes())}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{:?}", r.body);
+        Agent {
+            id,
+            bearer: Cred::Bearer(r.body["token"].as_str().unwrap().to_string()),
+        }
+    }
 }
