@@ -128,6 +128,17 @@ pub mod check {
         ctrl!(),
         "]*$"
     );
+    /// Free text that names an MQTT topic level: not blank, and without the
+    /// topic separators '/', '+' and '#'.
+    pub const TOPIC_LEVEL_PATTERN: &str = concat!(
+        "^[^/+#",
+        ctrl!(),
+        "]*[^/+#\\u0000-\\u0020\\u007F-\\u00A0\\u1680\\u2000-\\u200A\\u2028\\u2029\\u202F\\u205F\\u3000][^/+#",
+        ctrl!(),
+        "]*$"
+    );
+    /// A label name: letters, digits and '_', not starting with a digit.
+    pub const LABEL_NAME_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_]{0,63}$";
     /// local@domain without white space or a second '@' (at most 320 characters).
     pub const EMAIL_PATTERN: &str = concat!("^[^@", ws!(), "]{1,64}@[^@", ws!(), "]{1,255}$");
 
@@ -259,6 +270,93 @@ pub mod schema {
     pub fn email_opt() -> Object {
         email_of(true)
     }
+
+    /// A topic level of `MIN..=MAX` characters, or null (`check::text` and
+    /// no '/', '+' or '#').
+    pub fn topic_level_opt<const MIN: usize, const MAX: usize>() -> Object {
+        string(true)
+            .min_length(Some(MIN))
+            .max_length(Some(MAX))
+            .pattern(Some(check::TOPIC_LEVEL_PATTERN))
+            .build()
+    }
+
+    /// `allOf` the schema named `fields` and `rule` (JSON Schema).
+    pub fn fields_and_rule(
+        fields: &str,
+        rule: serde_json::Value,
+    ) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        // utoipa's schema types have no `const` nor a schema without a type;
+        // the rule's keywords ride along as a typeless schema's extra keys.
+        let serde_json::Value::Object(keywords) = rule else {
+            panic!("a body rule is a JSON object");
+        };
+        let rule = ObjectBuilder::new()
+            .schema_type(SchemaType::AnyValue)
+            .extensions(Some(keywords.into_iter().collect()))
+            .build();
+        utoipa::openapi::schema::AllOfBuilder::new()
+            .item(utoipa::openapi::Ref::from_schema_name(fields))
+            .item(rule)
+            .into()
+    }
+
+    /// Labels: up to 32 label names, each with free text of at most 256
+    /// characters.
+    pub fn labels() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::Object)
+            .max_properties(Some(32))
+            .property_names(Some(label_name()))
+            .additional_properties(Some(utoipa::openapi::schema::Schema::Object(text_of(
+                0, 256, false,
+            ))))
+            .build()
+    }
+
+    /// A label name (`alerts::rules::valid_label_name`).
+    pub fn label_name() -> Object {
+        string(false)
+            .pattern(Some(check::LABEL_NAME_PATTERN))
+            .build()
+    }
+}
+
+/// A request body whose fields a derived schema states and whose rule across
+/// fields (one of two fields, a field that another one requires) JSON Schema
+/// states on top: `body_rule!(Doc, Fields, json!({...}))` makes `Doc` the
+/// document's body type, `allOf` the fields of `Fields` and the rule. Put
+/// `request_body = Doc` in the path; the handler still takes `Fields`.
+#[macro_export]
+macro_rules! body_rule {
+    ($doc:ident, $fields:ty, $rule:expr) => {
+        #[doc = concat!("The documented body of [`", stringify!($fields), "`], with its rule across fields.")]
+        pub struct $doc;
+
+        impl utoipa::PartialSchema for $doc {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                $crate::extract::schema::fields_and_rule(
+                    &<$fields as utoipa::ToSchema>::name(),
+                    $rule,
+                )
+            }
+        }
+
+        impl utoipa::ToSchema for $doc {
+            fn schemas(
+                out: &mut Vec<(
+                    String,
+                    utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+                )>,
+            ) {
+                out.push((
+                    <$fields as utoipa::ToSchema>::name().into(),
+                    <$fields as utoipa::PartialSchema>::schema(),
+                ));
+                <$fields as utoipa::ToSchema>::schemas(out);
+            }
+        }
+    };
 }
 
 /// Integers in JSON bodies, for `#[serde(deserialize_with = ...)]`. JSON

@@ -142,3 +142,30 @@ fn integers_written_with_a_zero_fraction_are_integers() {
         assert!(p(bad).is_err(), "{bad}");
     }
 }
+
+#[test]
+fn topic_level_and_label_name_patterns_agree_with_the_checks() {
+    let topic = regex::Regex::new(&pattern_of(schema::topic_level_opt::<1, 128>())).unwrap();
+    for s in [
+        "ps-1", "chlorine", " a ", "a/b", "a+", "#", " ", "", "a\u{1}", "ünï",
+    ] {
+        let by_check = errs(|e| check::text(e, "f", s, 1, 128)) && !s.contains(['/', '+', '#']);
+        assert_eq!(topic.is_match(s), by_check, "{s:?}");
+    }
+    let label = regex::Regex::new(&pattern_of(schema::label_name())).unwrap();
+    let long = "a".repeat(65);
+    for s in [
+        "gateway",
+        "_x",
+        "a1",
+        "1a",
+        "",
+        "a-b",
+        "ä",
+        &long[..64],
+        &long[..],
+    ] {
+        let by_check = crate::alerts::rules::valid_label_name(s);
+        assert_eq!(label.is_match(s), by_check, "{s:?}");
+    }
+}

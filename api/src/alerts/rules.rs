@@ -97,19 +97,20 @@ fn default_true() -> bool {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuleSpec {
-    #[schema(min_length = 1, max_length = 128, example = "Chlorine residual low")]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>)]
     pub name: String,
     pub kind: RuleKind,
     /// Only readings of this gateway (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "ps-1")]
+    #[schema(schema_with = crate::extract::schema::topic_level_opt::<1, 128>)]
     pub gateway: Option<String>,
     /// Only readings of this device (any when absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = crate::extract::schema::topic_level_opt::<1, 128>)]
     pub device: Option<String>,
     /// The tag (threshold, absence, rate).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(example = "chlorine")]
+    #[schema(schema_with = crate::extract::schema::topic_level_opt::<1, 128>)]
     pub tag: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub op: Option<ThresholdOp>,
@@ -124,28 +125,35 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<f64>,
     /// Absence: seconds without a reading.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::extract::int::opt"
+    )]
     pub absent_secs: Option<u64>,
     /// Rate: largest allowed change per second (absolute).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_rate_per_sec: Option<f64>,
     /// How long the condition must hold before the alert fires (0 = at once).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::extract::int::de")]
     #[schema(maximum = 604800)]
     pub for_secs: u64,
     #[serde(default)]
     pub severity: Severity,
     /// Extra labels, used for grouping, silences and routing.
     #[serde(default)]
+    #[schema(schema_with = crate::extract::schema::labels)]
     pub labels: BTreeMap<String, String>,
     /// Human summary; placeholders: `{{gateway}}`, `{{device}}`, `{{tag}}`,
     /// `{{value}}`, `{{threshold}}`, `{{low}}`, `{{high}}`, `{{rule}}`,
     /// `{{severity}}`, `{{cluster}}` and any label name.
+    /// E.g. `{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})`.
     #[serde(default)]
-    #[schema(example = "{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})")]
+    #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub summary: String,
     /// Channels that get this rule's notifications; empty = every channel of the project.
     #[serde(default)]
+    #[schema(max_items = 32)]
     pub channels: Vec<Uuid>,
     #[serde(default = "default_true")]
     pub enabled: bool,
@@ -166,6 +174,34 @@ const PLACEHOLDERS: &[&str] = &[
     "severity",
     "cluster",
 ];
+
+// What each kind needs (the match in `validate`). `outside` also needs
+// low < high, which JSON Schema cannot compare.
+crate::body_rule!(
+    RuleSpecBody,
+    RuleSpec,
+    serde_json::json!({"oneOf": [
+        {"required": ["op", "threshold", "tag"], "properties": {
+            "kind": {"const": "threshold"}, "op": {"enum": [">", "<"]},
+            "threshold": {"type": "number"}, "tag": {"type": "string"},
+        }},
+        {"required": ["op", "low", "high", "tag"], "properties": {
+            "kind": {"const": "threshold"}, "op": {"const": "outside"},
+            "low": {"type": "number"}, "high": {"type": "number"}, "tag": {"type": "string"},
+        }},
+        {"required": ["absent_secs", "tag"], "properties": {
+            "kind": {"const": "absence"},
+            "absent_secs": {"type": "integer", "minimum": 1, "maximum": MAX_FOR_SECS},
+            "tag": {"type": "string"},
+        }},
+        {"required": ["max_rate_per_sec", "tag"], "properties": {
+            "kind": {"const": "rate"},
+            "max_rate_per_sec": {"type": "number", "exclusiveMinimum": 0},
+            "tag": {"type": "string"},
+        }},
+        {"properties": {"kind": {"enum": ["gateway_offline", "device_down", "cluster_degraded"]}}},
+    ]})
+);
 
 impl Validate for RuleSpec {
     fn validate(&self) -> Result<(), Vec<FieldError>> {

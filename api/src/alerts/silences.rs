@@ -17,9 +17,10 @@ use crate::extract::{check as chk, Validate};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Matcher {
-    #[schema(example = "gateway")]
+    #[schema(schema_with = crate::extract::schema::label_name)]
     pub name: String,
-    #[schema(example = "ps-1")]
+    /// A regular expression (Rust `regex` syntax) when `regex` is true.
+    #[schema(schema_with = crate::extract::schema::text::<0, 256>)]
     pub value: String,
     #[serde(default)]
     pub regex: bool,
@@ -30,16 +31,13 @@ pub struct Matcher {
 #[serde(deny_unknown_fields)]
 pub struct CreateSilence {
     /// All must match an alert's labels.
+    #[schema(min_items = 1, max_items = 16)]
     pub matchers: Vec<Matcher>,
     /// Default: now.
     #[serde(default)]
     pub starts_at: Option<DateTime<Utc>>,
     pub ends_at: DateTime<Utc>,
-    #[schema(
-        min_length = 1,
-        max_length = 1000,
-        example = "pump station 1 maintenance"
-    )]
+    #[schema(schema_with = crate::extract::schema::text::<1, 1000>)]
     pub comment: String,
 }
 

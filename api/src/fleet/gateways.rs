@@ -151,6 +151,15 @@ pub struct UpdateGateway {
     pub comment: String,
 }
 
+crate::body_rule!(
+    UpdateGatewayBody,
+    UpdateGateway,
+    serde_json::json!({"oneOf": [
+        {"required": ["spec"], "properties": {"spec": {"type": "object"}, "merge_patch": {"type": "null"}}},
+        {"required": ["merge_patch"], "properties": {"merge_patch": {"type": "object"}, "spec": {"type": "null"}}},
+    ]})
+);
+
 impl Validate for UpdateGateway {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
@@ -448,7 +457,7 @@ async fn get_gateway(
 }
 
 /// Change the config: a new version (none when nothing changed).
-#[utoipa::path(patch, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}", tag = "fleet", request_body = UpdateGateway,
+#[utoipa::path(patch, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}", tag = "fleet", request_body = UpdateGatewayBody,
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Gateway), ProblemResponses))]
 async fn update_gateway(
     State(st): State<AppState>,

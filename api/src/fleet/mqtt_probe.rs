@@ -26,6 +26,19 @@ pub struct ProbeResult {
 }
 
 /// Host, port and TLS of an `mqtt://` / `mqtts://` (or `tcp://`, `ssl://`) URL.
+/// Broker URLs the OpenAPI document promises `parse_broker_url` takes:
+/// mqtt/mqtts (or tcp/ssl), a DNS name or IPv4 address, an optional port.
+pub const BROKER_URL_PATTERN: &str = r"^(mqtts?|tcp|ssl)://[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?(:([0-9]{1,4}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]|6553[0-5]))?/?$";
+
+/// The schema of a broker URL (or null).
+pub fn broker_url_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .pattern(Some(BROKER_URL_PATTERN))
+        .build()
+}
+
 pub fn parse_broker_url(url: &str) -> Result<(String, u16, bool), String> {
     let u = url::Url::parse(url).map_err(|e| format!("not a URL: {e}"))?;
     let tls = match u.scheme() {
@@ -161,6 +174,33 @@ async fn probe_inner(
 
 #[cfg(test)]
 mod tests {
+    /// What the document promises is taken is taken; what it refuses is refused
+    /// (the pattern may be narrower than the parser, never wider).
+    #[test]
+    fn broker_url_pattern_is_within_what_the_parser_takes() {
+        let re = regex::Regex::new(super::BROKER_URL_PATTERN).unwrap();
+        for u in [
+            "mqtt://broker",
+            "mqtts://broker.example.org:8883",
+            "tcp://10.0.0.5:1883/",
+            "ssl://a-b.c:65535",
+            "mqtt://0:0",
+        ] {
+            assert!(re.is_match(u), "{u}");
+            assert!(super::parse_broker_url(u).is_ok(), "{u}");
+        }
+        for u in [
+            "http://broker",
+            "mqtt://",
+            "mqtt://broker:65536",
+            "mqtt://broker/topic",
+            "mqtt://user:pw@broker",
+            "",
+        ] {
+            assert!(!re.is_match(u), "{u}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -330,6 +330,15 @@ pub struct BatchRequest {
     pub comment: String,
 }
 
+crate::body_rule!(
+    BatchRequestBody,
+    BatchRequest,
+    serde_json::json!({"oneOf": [
+        {"required": ["template"], "properties": {"template": {"type": "string"}, "merge_patch": {"type": "null"}}},
+        {"required": ["merge_patch"], "properties": {"merge_patch": {"type": "object"}, "template": {"type": "null"}}},
+    ]})
+);
+
 impl Validate for BatchRequest {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
@@ -374,7 +383,7 @@ pub struct BatchResponse {
 }
 
 /// Apply a template or a merge patch to many gateways; one result per gateway.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/gateways:batch", tag = "fleet", request_body = BatchRequest,
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/gateways:batch", tag = "fleet", request_body = BatchRequestBody,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = BatchResponse), ProblemResponses))]
 async fn batch(
     State(st): State<AppState>,

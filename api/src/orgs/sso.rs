@@ -25,10 +25,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct GroupMapping {
     /// Value of the groups claim, e.g. `riverside-ops`.
-    #[schema(min_length = 1, max_length = 256)]
+    #[schema(schema_with = crate::extract::schema::text::<1, 256>)]
     pub group: String,
     /// An org role, or a project role together with `project`.
-    #[schema(example = "project-editor")]
+    #[schema(schema_with = role_schema)]
     pub role: String,
     /// Project slug, for project roles.
     pub project: Option<String>,
@@ -43,6 +43,31 @@ pub struct GroupMappings {
     #[schema(max_items = 200)]
     pub mappings: Vec<GroupMapping>,
 }
+
+/// The roles a mapping may grant (`Role::parse`).
+fn role_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(
+            Role::ALL
+                .into_iter()
+                .filter(|r| r.is_org_role() || r.is_project_role())
+                .map(Role::as_str),
+        ))
+        .build()
+}
+
+crate::body_rule!(
+    GroupMappingsBody,
+    GroupMappings,
+    serde_json::json!({"properties": {"mappings": {"items": {"oneOf": [
+        {"properties": {"role": {"enum": ["org-owner", "org-admin"]}, "project": {"type": "null"}}},
+        {"required": ["project"], "properties": {
+            "role": {"enum": ["project-admin", "project-editor", "project-viewer"]},
+            "project": {"type": "string"},
+        }},
+    ]}}}})
+);
 
 impl Validate for GroupMappings {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -114,7 +139,7 @@ async fn get_mappings(
 }
 
 /// Replace the organization's manual group mappings (Kubernetes ones stay).
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/sso/group-mappings", tag = "orgs", request_body = GroupMappings,
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/sso/group-mappings", tag = "orgs", request_body = GroupMappingsBody,
     params(("org" = String, Path)), responses((status = 200, body = GroupMappings), ProblemResponses))]
 async fn put_mappings(
     State(st): State<AppState>,

@@ -112,7 +112,7 @@ pub(super) async fn list_rules(
 }
 
 /// Create an alert rule.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules", tag = "alerts", request_body = RuleSpec,
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules", tag = "alerts", request_body = crate::alerts::rules::RuleSpecBody,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Rule), ProblemResponses))]
 pub(super) async fn create_rule(
     State(st): State<AppState>,
@@ -162,7 +162,7 @@ pub(super) async fn get_rule(
 }
 
 /// Replace an alert rule (its alerts keep their state).
-#[utoipa::path(put, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}", tag = "alerts", request_body = RuleSpec,
+#[utoipa::path(put, path = "/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}", tag = "alerts", request_body = crate::alerts::rules::RuleSpecBody,
     params(("org" = String, Path), ("project" = String, Path), ("rule" = Uuid, Path)), responses((status = 200, body = Rule), ProblemResponses))]
 pub(super) async fn update_rule(
     State(st): State<AppState>,

@@ -116,6 +116,7 @@ pub(super) async fn delete_cluster(
 #[serde(deny_unknown_fields)]
 pub struct TransferCluster {
     /// Slug of the project (same organization) that takes the cluster over.
+    #[schema(schema_with = crate::extract::schema::slug)]
     pub project: String,
 }
 

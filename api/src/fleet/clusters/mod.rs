@@ -192,6 +192,7 @@ pub struct CreateCluster {
     #[schema(example = "external", schema_with = backend_schema)]
     pub backend: String,
     /// external: `mqtt://host:port` or `mqtts://host:port`.
+    #[schema(schema_with = crate::fleet::mqtt_probe::broker_url_schema)]
     pub url: Option<String>,
     #[schema(schema_with = crate::extract::schema::text_opt::<0, 256>)]
     pub username: Option<String>,
@@ -241,6 +242,25 @@ fn check_auth_mode(e: &mut Vec<FieldError>, m: &Option<String>) {
         }
     }
 }
+
+crate::body_rule!(
+    CreateClusterBody,
+    CreateCluster,
+    serde_json::json!({"oneOf": [
+        {"required": ["url"], "properties": {
+            "backend": {"const": BACKEND_EXTERNAL},
+            "url": {"type": "string"},
+            "spec": {"type": "null"},
+        }},
+        {"properties": {
+            "backend": {"const": BACKEND_KUBERNETES},
+            "url": {"type": "null"},
+            "username": {"type": "null"},
+            "password": {"type": "null"},
+            "auth_mode": {"enum": [AUTH_JWT, null]},
+        }},
+    ]})
+);
 
 impl Validate for CreateCluster {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -302,6 +322,7 @@ pub struct UpdateCluster {
     pub title: Option<String>,
     /// external: a new broker URL. Another scheme, host or port clears the
     /// stored password unless `password` comes in the same request.
+    #[schema(schema_with = crate::fleet::mqtt_probe::broker_url_schema)]
     pub url: Option<String>,
     /// external: a new username (empty removes it).
     pub username: Option<String>,
@@ -382,7 +403,7 @@ async fn list_clusters(
 }
 
 /// Create a cluster: adopt a broker (external) or have the operator run one (kubernetes).
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/clusters", tag = "fleet", request_body = CreateCluster,
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/clusters", tag = "fleet", request_body = CreateClusterBody,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Cluster), ProblemResponses))]
 async fn create_cluster(
     State(st): State<AppState>,
