@@ -39,6 +39,7 @@ pub struct AuditQuery {
     /// Project slug (org audit only).
     pub project: Option<String>,
     /// `success`, `failure` or `denied`.
+    #[param(pattern = "^(success|failure|denied)$")]
     pub outcome: Option<String>,
     /// Entries at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
@@ -47,6 +48,7 @@ pub struct AuditQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
     /// Page size, 1-500 (default 100).
+    #[param(minimum = 1, maximum = 500)]
     pub limit: Option<u64>,
 }
 

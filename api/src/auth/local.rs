@@ -33,7 +33,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
-    #[schema(max_length = 320, example = "admin@weir.local")]
+    #[schema(schema_with = crate::extract::schema::email)]
     pub email: String,
     #[schema(min_length = 1, max_length = 1024)]
     pub password: String,
@@ -326,7 +326,7 @@ pub struct OidcProviderInfo {
 }
 
 /// How one can sign in (for the console's login page).
-#[utoipa::path(get, path = "/api/v1/auth/providers", tag = "auth",
+#[utoipa::path(get, path = "/api/v1/auth/providers", tag = "auth", security(()),
     responses((status = 200, body = Providers)))]
 async fn providers(State(st): State<AppState>) -> Json<Providers> {
     Json(Providers {

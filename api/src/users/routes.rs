@@ -57,9 +57,9 @@ impl From<&user::Model> for UserView {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateUser {
-    #[schema(max_length = 320, example = "pm@riverside-water.example")]
+    #[schema(schema_with = crate::extract::schema::email)]
     pub email: String,
-    #[schema(min_length = 1, max_length = 128)]
+    #[schema(schema_with = crate::extract::schema::text::<1, 128>)]
     pub name: String,
     /// At least 12 characters. Omit for an SSO-only account.
     #[schema(min_length = 12, max_length = 1024)]
