@@ -138,10 +138,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /**
-         * Sign in with email and password; sets the session cookie. Throttled per
-         *     address and per account (see `auth::throttle`).
-         */
+        /** Sign in with email and password; sets the session cookie. */
         post: operations["login"];
         delete?: never;
         options?: never;
@@ -1508,6 +1505,13 @@ export interface components {
             /** @description Apply this template... */
             template?: string | null;
         };
+        BatchRequestBody: components["schemas"]["BatchRequest"] & ({
+            merge_patch?: null;
+            template: string;
+        } | {
+            merge_patch: Record<string, unknown>;
+            template?: null;
+        });
         BatchResponse: {
             failed: number;
             items: components["schemas"]["BatchItem"][];
@@ -1645,20 +1649,10 @@ export interface components {
             url?: string | null;
         };
         CreateCluster: {
-            /**
-             * @description `password` (default for external: agents get the username/password)
-             *     or `apiJwt` (the only one for kubernetes).
-             */
-            auth_mode?: string | null;
-            /**
-             * @description `external` (adopt a broker) or `kubernetes` (the operator runs EMQX).
-             * @example external
-             */
-            backend: string;
-            /**
-             * @description Resource name, unique in the organization.
-             * @example main
-             */
+            /** @enum {string|null} */
+            auth_mode?: "password" | "apiJwt" | null;
+            /** @enum {string} */
+            backend: "external" | "kubernetes";
             name: string;
             /** @description Stored encrypted; never returned. */
             password?: string | null;
@@ -1675,10 +1669,23 @@ export interface components {
              */
             spec?: Record<string, unknown> | null;
             title?: string;
-            /** @description external: `mqtt://host:port` or `mqtts://host:port`. */
             url?: string | null;
             username?: string | null;
         };
+        CreateClusterBody: components["schemas"]["CreateCluster"] & ({
+            /** @constant */
+            backend?: "external";
+            spec?: null;
+            url: string;
+        } | {
+            /** @enum {unknown} */
+            auth_mode?: "apiJwt" | null;
+            /** @constant */
+            backend?: "kubernetes";
+            password?: null;
+            url?: null;
+            username?: null;
+        });
         CreatedApiToken: components["schemas"]["ApiToken"] & {
             /** @description The token itself. Shown only in this answer; store it now. */
             token: string;
@@ -1713,7 +1720,6 @@ export interface components {
         };
         CreateGateway: {
             comment?: string;
-            /** @example pump-station-1 */
             name: string;
             /** @description The gateway config (`EdgeGatewaySpec`: site, mode, clusterRef, devices, pipelines, uplink). */
             spec?: Record<string, unknown>;
@@ -1750,7 +1756,6 @@ export interface components {
         };
         /** @description Body of `POST .../alerts/silences`. */
         CreateSilence: {
-            /** @example pump station 1 maintenance */
             comment: string;
             /** Format: date-time */
             ends_at: string;
@@ -1764,13 +1769,12 @@ export interface components {
         };
         CreateTemplate: {
             description?: string;
-            /** @example pump-station */
             name: string;
             spec: Record<string, unknown>;
             title?: string;
         };
         CreateUser: {
-            /** @example pm@riverside-water.example */
+            /** Format: email */
             email: string;
             name: string;
             /** @description At least 12 characters. Omit for an SSO-only account. */
@@ -1932,18 +1936,17 @@ export interface components {
             version: number;
         };
         GroupMapping: {
-            /** @description Value of the groups claim, e.g. `riverside-ops`. */
             group: string;
             /** @description Project slug, for project roles. */
             project?: string | null;
-            /**
-             * @description An org role, or a project role together with `project`.
-             * @example project-editor
-             */
-            role: string;
+            /** @enum {string} */
+            role: "org-owner" | "org-admin" | "project-admin" | "project-editor" | "project-viewer";
         };
         GroupMappings: {
             mappings: components["schemas"]["GroupMapping"][];
+        };
+        GroupMappingsBody: components["schemas"]["GroupMappings"] & {
+            mappings?: unknown;
         };
         Health: {
             status: string;
@@ -1996,7 +1999,7 @@ export interface components {
             keys: components["schemas"]["Jwk"][];
         };
         LoginRequest: {
-            /** @example admin@weir.local */
+            /** Format: email */
             email: string;
             password: string;
         };
@@ -2007,10 +2010,8 @@ export interface components {
         };
         /** @description `label = value`, or `label =~ regex` when `regex` is true (anchored, as in Alertmanager). */
         Matcher: {
-            /** @example gateway */
             name: string;
             regex?: boolean;
-            /** @example ps-1 */
             value: string;
         };
         Me: {
@@ -2222,7 +2223,6 @@ export interface components {
             absent_secs?: number | null;
             /** @description Channels that get this rule's notifications; empty = every channel of the project. */
             channels?: string[];
-            /** @description Only readings of this device (any when absent). */
             device?: string | null;
             enabled?: boolean;
             /**
@@ -2230,10 +2230,6 @@ export interface components {
              * @description How long the condition must hold before the alert fires (0 = at once).
              */
             for_secs?: number;
-            /**
-             * @description Only readings of this gateway (any when absent).
-             * @example ps-1
-             */
             gateway?: string | null;
             /**
              * Format: double
@@ -2241,7 +2237,6 @@ export interface components {
              */
             high?: number | null;
             kind: components["schemas"]["RuleKind"];
-            /** @description Extra labels, used for grouping, silences and routing. */
             labels?: {
                 [key: string]: string;
             };
@@ -2255,21 +2250,10 @@ export interface components {
              * @description Rate: largest allowed change per second (absolute).
              */
             max_rate_per_sec?: number | null;
-            /** @example Chlorine residual low */
             name: string;
             op?: null | components["schemas"]["ThresholdOp"];
             severity?: components["schemas"]["Severity"];
-            /**
-             * @description Human summary; placeholders: `{{gateway}}`, `{{device}}`, `{{tag}}`,
-             *     `{{value}}`, `{{threshold}}`, `{{low}}`, `{{high}}`, `{{rule}}`,
-             *     `{{severity}}`, `{{cluster}}` and any label name.
-             * @example {{gateway}}/{{tag}} is {{value}} (limit {{threshold}})
-             */
             summary?: string;
-            /**
-             * @description The tag (threshold, absence, rate).
-             * @example chlorine
-             */
             tag?: string | null;
             /**
              * Format: double
@@ -2278,6 +2262,35 @@ export interface components {
              */
             threshold?: number | null;
         };
+        RuleSpecBody: components["schemas"]["RuleSpec"] & ({
+            /** @constant */
+            kind?: "threshold";
+            /** @enum {unknown} */
+            op: ">" | "<";
+            tag: string;
+            threshold: number;
+        } | {
+            high: number;
+            /** @constant */
+            kind?: "threshold";
+            low: number;
+            /** @constant */
+            op: "outside";
+            tag: string;
+        } | {
+            absent_secs: number;
+            /** @constant */
+            kind?: "absence";
+            tag: string;
+        } | {
+            /** @constant */
+            kind?: "rate";
+            max_rate_per_sec: number;
+            tag: string;
+        } | {
+            /** @enum {unknown} */
+            kind?: "gateway_offline" | "device_down" | "cluster_degraded";
+        });
         /** @description A tag of one gateway over time. */
         Series: {
             /** @description The device filter, when one was asked for. */
@@ -2396,7 +2409,6 @@ export interface components {
          */
         ThresholdOp: ">" | "<" | "outside";
         TransferCluster: {
-            /** @description Slug of the project (same organization) that takes the cluster over. */
             project: string;
         };
         /** @description A public key an agent trusts, as pinned at enrollment. */
@@ -2406,7 +2418,8 @@ export interface components {
             publicKey: string;
         };
         UpdateCluster: {
-            auth_mode?: string | null;
+            /** @enum {string|null} */
+            auth_mode?: "password" | "apiJwt" | null;
             /** @description external: a new password (empty removes it). */
             password?: string | null;
             /**
@@ -2422,10 +2435,6 @@ export interface components {
              */
             spec?: Record<string, unknown> | null;
             title?: string | null;
-            /**
-             * @description external: a new broker URL. Another scheme, host or port clears the
-             *     stored password unless `password` comes in the same request.
-             */
             url?: string | null;
             /** @description external: a new username (empty removes it). */
             username?: string | null;
@@ -2436,6 +2445,13 @@ export interface components {
             merge_patch?: Record<string, unknown> | null;
             spec?: Record<string, unknown> | null;
         };
+        UpdateGatewayBody: components["schemas"]["UpdateGateway"] & ({
+            merge_patch?: null;
+            spec: Record<string, unknown>;
+        } | {
+            merge_patch: Record<string, unknown>;
+            spec?: null;
+        });
         UpdateOrg: {
             description?: string | null;
             name?: string | null;
@@ -7095,7 +7111,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RuleSpec"];
+                "application/json": components["schemas"]["RuleSpecBody"];
             };
         };
         responses: {
@@ -7307,7 +7323,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["RuleSpec"];
+                "application/json": components["schemas"]["RuleSpecBody"];
             };
         };
         responses: {
@@ -7933,7 +7949,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["CreateCluster"];
+                "application/json": components["schemas"]["CreateClusterBody"];
             };
         };
         responses: {
@@ -9413,7 +9429,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["BatchRequest"];
+                "application/json": components["schemas"]["BatchRequestBody"];
             };
         };
         responses: {
@@ -9728,7 +9744,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["UpdateGateway"];
+                "application/json": components["schemas"]["UpdateGatewayBody"];
             };
         };
         responses: {
@@ -12390,7 +12406,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["GroupMappings"];
+                "application/json": components["schemas"]["GroupMappingsBody"];
             };
         };
         responses: {
