@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Property-based checks of weir-api against its own OpenAPI document
-# (schemathesis): no 5xx, status codes, content types and bodies as documented.
+# (schemathesis --checks all): no 5xx, everything as documented, requests the
+# document allows are accepted and those it forbids refused.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 . scripts/lib.sh
