@@ -85,6 +85,17 @@ impl ApiError {
         }
     }
 
+    /// A well-formed request that names something this organization does
+    /// not have (an account, a project): 409, since only the current state
+    /// makes it wrong, naming the field.
+    pub fn no_such(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::Conflict {
+            detail: message.clone(),
+            fields: vec![FieldError::new(field, message)],
+        }
+    }
+
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![FieldError::new(field, message)])
     }

@@ -118,10 +118,10 @@ pub struct RuleSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schema(example = 0.2)]
     pub threshold: Option<f64>,
-    /// Lower edge of the band for `outside`.
+    /// One edge of the band for `outside` (the lower one once stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub low: Option<f64>,
-    /// Upper edge of the band for `outside`.
+    /// The other edge of the band for `outside` (the upper one once stored).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub high: Option<f64>,
     /// Absence: seconds without a reading.
@@ -175,8 +175,9 @@ const PLACEHOLDERS: &[&str] = &[
     "cluster",
 ];
 
-// What each kind needs (the match in `validate`). `outside` also needs
-// low < high, which JSON Schema cannot compare.
+// What each kind needs (the match in `validate`). The band of `outside`
+// may come in either order ([`RuleSpec::with_sorted_band`]): JSON Schema
+// cannot say low < high, and "outside 6.5 and 8.5" means one band anyway.
 crate::body_rule!(
     RuleSpecBody,
     RuleSpec,
@@ -250,10 +251,7 @@ impl Validate for RuleSpec {
                     e.push(FieldError::new("threshold", "required for '>' and '<'"))
                 }
                 Some(ThresholdOp::Outside) => match (self.low, self.high) {
-                    (Some(l), Some(h)) if l < h => {}
-                    (Some(_), Some(_)) => {
-                        e.push(FieldError::new("high", "must be greater than low"))
-                    }
+                    (Some(_), Some(_)) => {}
                     (None, _) => e.push(FieldError::new("low", "required for 'outside'")),
                     (_, None) => e.push(FieldError::new("high", "required for 'outside'")),
                 },
@@ -343,6 +341,15 @@ pub fn render(template: &str, vars: &BTreeMap<String, String>) -> String {
 }
 
 impl RuleSpec {
+    /// The band of `outside` with `low` its lower edge, whichever order it
+    /// was given in (what is stored and shown).
+    pub fn with_sorted_band(mut self) -> Self {
+        if let (Some(l), Some(h)) = (self.low, self.high) {
+            (self.low, self.high) = (Some(l.min(h)), Some(l.max(h)));
+        }
+        self
+    }
+
     /// The summary used when the rule names none.
     pub fn default_summary(&self) -> &'static str {
         match (self.kind, self.op) {
@@ -399,7 +406,9 @@ mod tests {
         let s = spec(
             serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": "outside", "low": 5.0, "high": 1.0}),
         );
-        assert_eq!(s.validate().unwrap_err()[0].field, "high");
+        assert!(s.validate().is_ok());
+        let s = s.with_sorted_band();
+        assert_eq!((s.low, s.high), (Some(1.0), Some(5.0)));
         let s = spec(
             serde_json::json!({"name": "x", "kind": "threshold", "tag": "t", "op": ">", "threshold": 1.0, "summary": "{{bogus}}"}),
         );

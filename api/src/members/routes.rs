@@ -241,7 +241,7 @@ async fn add_member_at(
         .one(&st.db)
         .await?
         .ok_or_else(|| {
-            ApiError::invalid(
+            ApiError::no_such(
                 "email",
                 "no account has this email; send an invitation instead",
             )

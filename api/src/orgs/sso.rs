@@ -168,7 +168,7 @@ async fn put_mappings(
                     .one(&st.db)
                     .await?
                     .ok_or_else(|| {
-                        ApiError::invalid(&format!("mappings[{i}].project"), "no such project")
+                        ApiError::no_such(&format!("mappings[{i}].project"), "no such project")
                     })?
                     .id,
             ),

@@ -264,6 +264,22 @@ async fn members_invitations_roles_and_leaving(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::CREATED);
 
+    // Adding someone who has no account is refused (409: the org's state
+    // decides), naming the field and pointing at invitations.
+    let r = app
+        .post(
+            "/api/v1/orgs/riverside/projects/north/members",
+            &owner,
+            json!({"email": "tech@riverside.test", "role": "project-viewer"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "email", "{:?}", r.body);
+    assert!(
+        r.body["detail"].as_str().unwrap().contains("invitation"),
+        "{:?}",
+        r.body
+    );
     // Invite someone who has no account yet; the invitation is claimed at first sign-in.
     let r = app
         .post(

@@ -274,6 +274,20 @@ async fn sso_end_to_end(b: Backend, claims: Claims) {
         json!({"slug": "north", "name": "North"}),
     )
     .await;
+    // A mapping to a project the org does not have: 409 naming the entry.
+    let r = app
+        .call(
+            Method::PUT,
+            "/api/v1/orgs/riverside/sso/group-mappings",
+            &admin,
+            Some(json!({"mappings": [
+                {"group": "riverside-ops", "role": "org-admin"},
+                {"group": "south-viewers", "role": "project-viewer", "project": "south"}
+            ]})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
+    assert_eq!(r.body["errors"][0]["field"], "mappings[1].project");
     let r = app
         .call(
             Method::PUT,

@@ -120,6 +120,7 @@ pub(super) async fn create_rule(
     meta: ClientMeta,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<(StatusCode, Json<Rule>), ApiError> {
+    let spec = spec.with_sorted_band();
     let c = scope.require(Permission::ProjectWrite).await?;
     check_gateway(&st, c.project.id, &spec).await?;
     check_channels(&st, c.project.id, &spec).await?;
@@ -171,6 +172,7 @@ pub(super) async fn update_rule(
     ApiPath((_org, _project, id)): ApiPath<(String, String, Uuid)>,
     ApiJson(spec): ApiJson<RuleSpec>,
 ) -> Result<Json<Rule>, ApiError> {
+    let spec = spec.with_sorted_band();
     let c = scope.require(Permission::ProjectWrite).await?;
     let old = find_rule(&st, &c, id).await?;
     check_gateway(&st, c.project.id, &spec).await?;
