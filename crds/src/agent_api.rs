@@ -15,13 +15,92 @@ use serde::{Deserialize, Serialize};
 
 use crate::bundle::TrustAnchor;
 
+// What the api checks in the agents' bodies before it looks up the token or
+// the agent, stated once here for both the api's checks and its document.
+
+/// Free text: no control characters but tab and newline (the api's
+/// `check::TEXT_PATTERN`; the api tests that the two agree).
+pub const TEXT_PATTERN: &str = r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$";
+/// Free text with at least one character that is not white space (the
+/// api's `check::NONBLANK_TEXT_PATTERN`).
+pub const NONBLANK_TEXT_PATTERN: &str = concat!(
+    r"^[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+    r"[^\u0000-\u0008\u000B-\u001F\u007F-\u009F]*$"
+);
+/// Standard base64 (padded, no stray bits) of 32 bytes: an Ed25519 public key.
+pub const PUBLIC_KEY_PATTERN: &str = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+/// Standard base64 (padded, no stray bits) of 64 bytes: an Ed25519 signature.
+pub const SIGNATURE_PATTERN: &str = "^[A-Za-z0-9+/]{85}[AQgw]==$";
+/// Characters of the enrollment token (free text, not blank).
+pub const TOKEN_LEN: (usize, usize) = (1, 200);
+/// Characters of each fact: hostname, os, arch, agentVersion (free text;
+/// the hostname not blank).
+pub const HOSTNAME_LEN: (usize, usize) = (1, 253);
+pub const OS_LEN: (usize, usize) = (0, 128);
+pub const ARCH_LEN: (usize, usize) = (0, 64);
+pub const AGENT_VERSION_LEN: (usize, usize) = (0, 64);
+
+/// The schemas of the constants above, for the api's OpenAPI document.
+#[cfg(feature = "openapi")]
+mod schema {
+    use utoipa::openapi::schema::{Object, ObjectBuilder, Type};
+
+    fn text((min, max): (usize, usize)) -> Object {
+        let b = ObjectBuilder::new().schema_type(Type::String);
+        let b = if min > 0 {
+            b.min_length(Some(min))
+                .pattern(Some(super::NONBLANK_TEXT_PATTERN))
+        } else {
+            b.pattern(Some(super::TEXT_PATTERN))
+        };
+        b.max_length(Some(max)).build()
+    }
+
+    pub fn token() -> Object {
+        text(super::TOKEN_LEN)
+    }
+    pub fn hostname() -> Object {
+        text(super::HOSTNAME_LEN)
+    }
+    pub fn os() -> Object {
+        text(super::OS_LEN)
+    }
+    pub fn arch() -> Object {
+        text(super::ARCH_LEN)
+    }
+    pub fn agent_version() -> Object {
+        text(super::AGENT_VERSION_LEN)
+    }
+    pub fn public_key() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(44))
+            .max_length(Some(44))
+            .pattern(Some(super::PUBLIC_KEY_PATTERN))
+            .build()
+    }
+    pub fn signature() -> Object {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(88))
+            .max_length(Some(88))
+            .pattern(Some(super::SIGNATURE_PATTERN))
+            .build()
+    }
+}
+
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AgentFacts {
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::hostname))]
     pub hostname: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::os))]
     pub os: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::arch))]
     pub arch: String,
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::agent_version))]
     pub agent_version: String,
 }
 
@@ -29,9 +108,14 @@ pub struct AgentFacts {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct EnrollRequest {
-    /// The enrollment token from the console.
+    /// The enrollment token from the console (`weir_et_` and 43 more
+    /// characters; the api looks up any text of 1-200 characters).
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::token))]
     pub token: String,
-    /// Base64 of the agent's 32-byte Ed25519 public key.
+    /// Base64 of the agent's 32-byte Ed25519 public key. A key that is no
+    /// Ed25519 point or a weak (small-order) one is refused (422) only after
+    /// the token is accepted.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::public_key))]
     pub public_key: String,
     pub facts: AgentFacts,
 }
@@ -72,7 +156,8 @@ pub struct AgentTokenRequest {
     pub timestamp: DateTime<Utc>,
     /// Base64 Ed25519 signature of the challenge
     /// `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`
-    /// (`agent_token_challenge`).
+    /// (`agent_token_challenge`), 64 bytes.
+    #[cfg_attr(feature = "openapi", schema(schema_with = schema::signature))]
     pub signature: String,
 }
 

@@ -5,6 +5,7 @@
 //! id, it reads its signed config (ETag, `If-None-Match` → 304, `?wait=30s`
 //! long-poll), its MQTT credentials, and writes its status.
 
+use std::sync::LazyLock;
 use std::time::Duration as StdDuration;
 
 use axum::extract::{FromRequestParts, State};
@@ -96,10 +97,18 @@ impl AgentAuth {
     }
 }
 
+static SIGNATURE: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(weir_crds::agent_api::SIGNATURE_PATTERN).unwrap());
+
 impl Validate for AgentTokenRequest {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
-        chk::text(&mut e, "signature", &self.signature, 1, 200);
+        if !SIGNATURE.is_match(&self.signature) {
+            e.push(FieldError::new(
+                "signature",
+                "must be the base64 of a 64-byte Ed25519 signature",
+            ));
+        }
         chk::finish(e)
     }
 }
@@ -170,7 +179,7 @@ async fn agent_token(
     let key = parse_public_key(&a.public_key)
         .map_err(|_| ApiError::internal("stored agent key is invalid"))?;
     let sig = B64
-        .decode(req.signature.trim())
+        .decode(&req.signature)
         .ok()
         .and_then(|b| Signature::from_slice(&b).ok());
     let msg = agent_token_challenge(&id, &req.timestamp);

@@ -22,6 +22,7 @@ use sea_orm::{
     QueryOrder, Set,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -351,19 +352,26 @@ async fn revoke_token(
 
 impl Validate for EnrollRequest {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
+        use weir_crds::agent_api as wire;
         let mut e = Vec::new();
-        chk::text(&mut e, "token", &self.token, 1, 200);
-        chk::text(&mut e, "facts.hostname", &self.facts.hostname, 1, 253);
-        chk::text(&mut e, "facts.os", &self.facts.os, 0, 128);
-        chk::text(&mut e, "facts.arch", &self.facts.arch, 0, 64);
-        chk::text(
-            &mut e,
-            "facts.agentVersion",
-            &self.facts.agent_version,
-            0,
-            64,
-        );
-        if parse_public_key(&self.public_key).is_err() {
+        let facts = &self.facts;
+        for (field, v, (min, max)) in [
+            ("token", &self.token, wire::TOKEN_LEN),
+            ("facts.hostname", &facts.hostname, wire::HOSTNAME_LEN),
+            ("facts.os", &facts.os, wire::OS_LEN),
+            ("facts.arch", &facts.arch, wire::ARCH_LEN),
+            (
+                "facts.agentVersion",
+                &facts.agent_version,
+                wire::AGENT_VERSION_LEN,
+            ),
+        ] {
+            chk::text(&mut e, field, v, min, max);
+        }
+        // Only the form here: whether the bytes are a usable Ed25519 key,
+        // which the document cannot state, is checked once the token is
+        // accepted (an unknown token answers 401 whatever the key).
+        if !PUBLIC_KEY.is_match(&self.public_key) {
             e.push(FieldError::new(
                 "publicKey",
                 "must be the base64 of a 32-byte Ed25519 public key",
@@ -372,6 +380,9 @@ impl Validate for EnrollRequest {
         chk::finish(e)
     }
 }
+
+static PUBLIC_KEY: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(weir_crds::agent_api::PUBLIC_KEY_PATTERN).unwrap());
 
 /// An agent's public key as sent at enrollment; weak (small-order) keys are refused.
 pub fn parse_public_key(b64: &str) -> Result<VerifyingKey, &'static str> {
@@ -463,6 +474,17 @@ async fn enroll(
         return Err(ApiError::InvalidCredentials(reason));
     }
     let t = token.expect("checked above");
+    // After the token: the body's form was checked, the key's bytes are not
+    // yet (nothing of the token is used when they are refused).
+    let public_key = match parse_public_key(&req.public_key) {
+        Ok(_) => req.public_key.clone(),
+        Err(why) => {
+            return Err(ApiError::invalid(
+                "publicKey",
+                format!("must be the base64 of a 32-byte Ed25519 public key ({why})"),
+            ))
+        }
+    };
     let g = gateway::Entity::find_by_id(t.gateway_id)
         .one(&*tx)
         .await?
@@ -498,7 +520,7 @@ async fn enroll(
         org_id: Set(o.id),
         project_id: Set(g.project_id),
         gateway_id: Set(g.id),
-        public_key: Set(req.public_key.trim().to_string()),
+        public_key: Set(public_key),
         hostname: Set(req.facts.hostname.clone()),
         os: Set(req.facts.os.clone()),
         arch: Set(req.facts.arch.clone()),
@@ -567,4 +589,44 @@ async fn enroll(
         mqtt,
     })
     .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use weir_crds::agent_api as wire;
+
+    #[test]
+    fn agent_body_patterns_agree_with_the_checks() {
+        // The contract crate cannot see the api's checks; it copies the text
+        // rules, and this holds the copies to them.
+        assert_eq!(wire::TEXT_PATTERN, chk::TEXT_PATTERN);
+        assert_eq!(wire::NONBLANK_TEXT_PATTERN, chk::NONBLANK_TEXT_PATTERN);
+        let sig = regex::Regex::new(wire::SIGNATURE_PATTERN).unwrap();
+        for n in 0u8..=255 {
+            let key = B64.encode([n; 32]);
+            assert!(PUBLIC_KEY.is_match(&key), "{key}");
+            assert!(sig.is_match(&B64.encode([n; 64])));
+        }
+        // What the pattern takes, the decoder takes as 32 (64) bytes.
+        for last in ['A', 'E', 'w', '8', '4'] {
+            let key = format!("{}{last}=", "/".repeat(42));
+            assert_eq!(B64.decode(&key).unwrap().len(), 32, "{key}");
+            let s = format!(
+                "{}{}==",
+                "+".repeat(85),
+                if last == 'w' { 'w' } else { 'Q' }
+            );
+            assert_eq!(B64.decode(&s).unwrap().len(), 64, "{s}");
+        }
+        for bad in [
+            format!(" {}", B64.encode([1; 32])),
+            B64.encode([1; 31]),
+            B64.encode([1; 33]),
+        ] {
+            assert!(!PUBLIC_KEY.is_match(&bad), "{bad}");
+        }
+        assert!(!PUBLIC_KEY.is_match(&format!("{}B=", "A".repeat(42))));
+        assert!(B64.decode(format!("{}B=", "A".repeat(42))).is_err());
+    }
 }

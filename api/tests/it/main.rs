@@ -12,6 +12,7 @@ mod fleet_support;
 mod historian_support;
 
 mod account_lifecycle;
+mod agent_bodies;
 mod alerts_e2e;
 mod alerts_fleet;
 mod alerts_mqtt_jwt;
