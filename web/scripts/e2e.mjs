@@ -584,7 +584,7 @@ async function seededProject(page) {
     // After the gateways: a rule may name only a gateway of its own project.
     for (const [rule] of SEED.rules) await seedCall(page, 'POST', `${p}/alerts/rules`, rule);
     await seedCall(page, 'POST', `${p}/alerts/channels`, SEED.channel);
-    await seedCall(page, 'POST', `${p}/alerts/silences`, { ...SEED.silence, ends_at: new Date(Date.now() + 4 * 3600e3).toISOString() });
+    await seedCall(page, 'POST', `${p}/alerts/silences`, { ...SEED.silence, duration_secs: 4 * 3600 });
     await seedCall(page, 'POST', '/api/v1/users', { email: SEED.member.email, name: SEED.member.name, password: SEED.member.password });
     await seedCall(page, 'POST', `${p}/members`, { email: SEED.member.email, role: SEED.member.role });
     await seedCall(page, 'POST', `${p}/tokens`, SEED.token);

@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -26,24 +25,60 @@ pub struct Matcher {
     pub regex: bool,
 }
 
-/// Body of `POST .../alerts/silences`.
+/// Longest wait before a silence starts, and longest silence: a year
+/// (the `maximum` of both fields in the document).
+pub const MAX_SILENCE_SECS: u32 = 31_536_000;
+
+// The window is relative to the server's clock: each rule is then one
+// field's range, which the document states (absolute times would need "end
+// after start" and "end in the future", which JSON Schema cannot say), and
+// client clock skew is moot.
+/// Body of `POST .../alerts/silences`: the silence starts `starts_in_secs`
+/// from now and lasts `duration_secs`.
 #[derive(Clone, Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateSilence {
     /// All must match an alert's labels.
     #[schema(min_items = 1, max_items = 16)]
     pub matchers: Vec<Matcher>,
-    /// Default: now.
-    #[serde(default)]
-    pub starts_at: Option<DateTime<Utc>>,
-    pub ends_at: DateTime<Utc>,
+    /// Seconds from now until the silence starts (default 0: now).
+    #[serde(default, deserialize_with = "crate::extract::int::de")]
+    #[schema(minimum = 0, maximum = 31536000)]
+    pub starts_in_secs: u32,
+    // Required; `None` only while parsing, so that an old body (`ends_at`,
+    // no `duration_secs`) is answered by `validate` naming both fields.
+    /// How long the silence lasts, in seconds.
+    #[serde(default, deserialize_with = "crate::extract::int::opt")]
+    #[schema(value_type = u32, required = true, minimum = 1, maximum = 31536000)]
+    pub duration_secs: Option<u32>,
     #[schema(schema_with = crate::extract::schema::text::<1, 1000>)]
     pub comment: String,
+    /// The old body's absolute times, kept out of the document: a client
+    /// still sending them gets a 422 that names the fields to send instead.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
+    starts_at: bool,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(ignore)]
+    ends_at: bool,
+}
+
+/// True when the field is in the body, whatever its value.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    serde::de::IgnoredAny::deserialize(d).map(|_| true)
 }
 
 impl Validate for CreateSilence {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
+        for (old, sent) in [("starts_at", self.starts_at), ("ends_at", self.ends_at)] {
+            if sent {
+                e.push(FieldError::new(
+                    old,
+                    format!("unknown field {old}: send duration_secs (and starts_in_secs) instead"),
+                ));
+            }
+        }
         if self.matchers.is_empty() || self.matchers.len() > 16 {
             e.push(FieldError::new("matchers", "between 1 and 16 matchers"));
         }
@@ -62,10 +97,22 @@ impl Validate for CreateSilence {
                 ));
             }
         }
-        if let Some(s) = self.starts_at {
-            if s >= self.ends_at {
-                e.push(FieldError::new("ends_at", "must be after starts_at"));
-            }
+        if self.starts_in_secs > MAX_SILENCE_SECS {
+            e.push(FieldError::new(
+                "starts_in_secs",
+                format!("must be between 0 and {MAX_SILENCE_SECS} seconds"),
+            ));
+        }
+        match self.duration_secs {
+            None => e.push(FieldError::new(
+                "duration_secs",
+                "required: how long the silence lasts, in seconds",
+            )),
+            Some(d) if !(1..=MAX_SILENCE_SECS).contains(&d) => e.push(FieldError::new(
+                "duration_secs",
+                format!("must be between 1 and {MAX_SILENCE_SECS} seconds"),
+            )),
+            Some(_) => {}
         }
         chk::text(&mut e, "comment", &self.comment, 1, 1000);
         chk::finish(e)
@@ -211,5 +258,61 @@ mod tests {
         l.insert("gateway".to_string(), "ps-10".to_string());
         assert!(!s.matches(p, &l), "regex is anchored");
         assert!(s.active_at(0) && s.active_at(99) && !s.active_at(100));
+    }
+
+    /// The document's ranges are the checks' ranges, and the old fields
+    /// are refused naming their replacement.
+    #[test]
+    fn body_ranges_match_the_document() {
+        let doc = serde_json::to_value(<CreateSilence as utoipa::PartialSchema>::schema()).unwrap();
+        let range = |f: &str| {
+            let p = &doc["properties"][f];
+            (p["minimum"].as_f64(), p["maximum"].as_f64())
+        };
+        let max = Some(f64::from(MAX_SILENCE_SECS));
+        assert_eq!(range("starts_in_secs"), (Some(0.0), max));
+        assert_eq!(range("duration_secs"), (Some(1.0), max));
+        assert!(doc["properties"].get("ends_at").is_none());
+        let body = |extra: serde_json::Value| {
+            let mut b = serde_json::json!({"matchers": [{"name": "gateway", "value": "ps-1"}], "comment": "c"});
+            b.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            serde_json::from_value::<CreateSilence>(b)
+                .unwrap()
+                .validate()
+        };
+        let fields = |r: Result<(), Vec<FieldError>>| -> Vec<String> {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|e| e.field)
+                .collect()
+        };
+        assert!(body(serde_json::json!({"duration_secs": MAX_SILENCE_SECS, "starts_in_secs": MAX_SILENCE_SECS})).is_ok());
+        assert_eq!(
+            fields(body(serde_json::json!({"duration_secs": 0}))),
+            ["duration_secs"]
+        );
+        assert_eq!(
+            fields(body(
+                serde_json::json!({"duration_secs": MAX_SILENCE_SECS + 1, "starts_in_secs": MAX_SILENCE_SECS + 1})
+            )),
+            ["starts_in_secs", "duration_secs"]
+        );
+        assert_eq!(
+            fields(body(
+                serde_json::json!({"duration_secs": 60, "ends_at": "2099-01-01T00:00:00Z"})
+            )),
+            ["ends_at"]
+        );
+        assert_eq!(
+            fields(body(serde_json::json!({"ends_at": "2099-01-01T00:00:00Z"}))),
+            ["ends_at", "duration_secs"]
+        );
+        assert_eq!(
+            doc["required"],
+            serde_json::json!(["matchers", "duration_secs", "comment"])
+        );
     }
 }

@@ -398,11 +398,50 @@ async fn silences_and_inhibition(b: Backend) {
         json!({"name": "Gateway offline", "kind": "gateway_offline", "severity": "critical"}),
     )
     .await;
-    let ends =
-        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(clock.now_ms() + 3_600_000).unwrap();
-    let s = w.post("/silences", json!({"matchers": [{"name": "gateway", "value": "ps-9"}], "ends_at": ends, "comment": "maintenance"})).await;
+    let ms = |v: &Value| {
+        v.as_str()
+            .unwrap()
+            .parse::<chrono::DateTime<chrono::Utc>>()
+            .unwrap()
+            .timestamp_millis()
+    };
+    let now = clock.now_ms();
+    let s = w.post("/silences", json!({"matchers": [{"name": "gateway", "value": "ps-9"}], "duration_secs": 3600, "comment": "maintenance"})).await;
     assert_eq!(s["active"], true);
     assert_eq!(s["author"], common::ADMIN_EMAIL);
+    assert_eq!(
+        (ms(&s["starts_at"]), ms(&s["ends_at"])),
+        (now, now + 3_600_000)
+    );
+    // A silence that starts in an hour is listed but not in effect yet.
+    let later = w.post("/silences", json!({"matchers": [{"name": "gateway", "value": "ps-9"}], "starts_in_secs": 3600, "duration_secs": 60, "comment": "later"})).await;
+    assert_eq!(later["active"], false);
+    assert_eq!(
+        (ms(&later["starts_at"]), ms(&later["ends_at"])),
+        (now + 3_600_000, now + 3_660_000)
+    );
+    // A silence of no time, and the old body's absolute end: 422 naming the field.
+    let wr = &w;
+    let refused = |body: Value| async move {
+        let r = wr
+            .app
+            .post(&format!("{}/silences", wr.base), &wr.admin, body)
+            .await;
+        (r.status.as_u16(), r.body["errors"][0].clone())
+    };
+    let m = json!([{"name": "gateway", "value": "ps-9"}]);
+    let (st, e) = refused(json!({"matchers": m, "duration_secs": 0, "comment": "x"})).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("duration_secs")));
+    let (st, e) =
+        refused(json!({"matchers": m, "ends_at": "2099-01-01T00:00:00Z", "comment": "x"})).await;
+    assert_eq!((st, e["field"].as_str()), (422, Some("ends_at")));
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("send duration_secs"),
+        "{e}"
+    );
 
     w.reading("ps-9", "tank-1", "level", 7.0).await;
     w.passes(5).await;

@@ -79,7 +79,7 @@ impl World {
         let si = self
             .ok(
                 &format!("{pb}/alerts/silences"),
-                json!({"matchers": [{"name": "gateway", "value": gw}], "ends_at": "2099-01-01T00:00:00Z", "comment": secret("quiet")}),
+                json!({"matchers": [{"name": "gateway", "value": gw}], "duration_secs": 31536000, "comment": secret("quiet")}),
             )
             .await;
         ids.insert("silence", id(si));
@@ -190,7 +190,7 @@ impl World {
                 json!({"name": "hook", "kind": "webhook", "url": "http://127.0.0.1:9/hook"})
             }
             ("POST", t) if t.ends_with("/alerts/silences") => {
-                json!({"matchers": [{"name": "gateway", "value": "gp"}], "ends_at": "2099-01-01T00:00:00Z", "comment": "x"})
+                json!({"matchers": [{"name": "gateway", "value": "gp"}], "duration_secs": 31536000, "comment": "x"})
             }
             ("POST", t) if t.ends_with("/clusters") => {
                 json!({"name": format!("c{n}"), "backend": "external", "url": "mqtt://127.0.0.1:1"})

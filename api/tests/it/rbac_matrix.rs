@@ -408,7 +408,7 @@ fn alert_channel_body() -> Value {
 }
 
 fn alert_silence_body() -> Value {
-    json!({"matchers": [{"name": "gateway", "value": "ps-1"}], "ends_at": "2099-01-01T00:00:00Z", "comment": "maintenance"})
+    json!({"matchers": [{"name": "gateway", "value": "ps-1"}], "duration_secs": 86400, "comment": "maintenance"})
 }
 
 fn matches(expect: &str, status: u16) -> bool {

@@ -638,7 +638,10 @@ export interface paths {
         /** Silences of a project, newest first. */
         get: operations["list_silences"];
         put?: never;
-        /** Silence alerts whose labels match, from `starts_at` (default now) to `ends_at`. */
+        /**
+         * Silence alerts whose labels match, from `starts_in_secs` from now (default
+         *     now) for `duration_secs`; the answer states the absolute window.
+         */
         post: operations["create_silence"];
         delete?: never;
         options?: never;
@@ -1401,11 +1404,6 @@ export interface components {
             uptimeS?: number;
         };
         AgentTokenRequest: {
-            /**
-             * @description Base64 Ed25519 signature of the challenge
-             *     `weir-agent-token\n{agent id}\n{timestamp as RFC 3339}`
-             *     (`agent_token_challenge`).
-             */
             signature: string;
             /**
              * Format: date-time
@@ -1618,36 +1616,48 @@ export interface components {
         };
         CreateChannel: {
             email?: null | components["schemas"]["EmailConfig"];
-            /** @description Labels whose values make one group (one notice per group). */
             group_by?: string[];
             /**
              * Format: int64
              * @description Least time between notices of a changed group, seconds.
+             * @default 300
              */
-            group_interval_secs?: number;
+            group_interval_secs: number;
             /**
              * Format: int64
              * @description Wait before the first notice of a new group, seconds.
+             * @default 30
              */
-            group_wait_secs?: number;
+            group_wait_secs: number;
             kind: components["schemas"]["ChannelType"];
-            /** @example Control room */
             name: string;
             /**
              * Format: int64
              * @description Send an unchanged firing group again after this many seconds.
+             * @default 14400
              */
-            repeat_interval_secs?: number;
-            /** @description Webhook: HMAC-SHA256 signing secret (generated when absent). Shown only in this response. */
+            repeat_interval_secs: number;
+            /**
+             * @description Webhook: HMAC-SHA256 signing secret of 16-256 characters (generated
+             *     when absent). Shown only in this response.
+             */
             secret?: string | null;
             /** @description Email: SMTP password (with `email.smtp_username`). Never shown again. */
             smtp_password?: string | null;
-            /**
-             * @description Webhook: where to POST (http or https).
-             * @example https://hooks.example.org/weir
-             */
             url?: string | null;
         };
+        CreateChannelBody: components["schemas"]["CreateChannel"] & ({
+            email?: null;
+            /** @constant */
+            kind: "webhook";
+            url: string;
+        } | {
+            email: Record<string, unknown>;
+            /** @constant */
+            kind: "email";
+            secret?: null;
+            url?: null;
+        });
         CreateCluster: {
             /** @enum {string|null} */
             auth_mode?: "password" | "apiJwt" | null;
@@ -1754,18 +1764,24 @@ export interface components {
             name: string;
             role: components["schemas"]["ProjectRoleName"];
         };
-        /** @description Body of `POST .../alerts/silences`. */
+        /**
+         * @description Body of `POST .../alerts/silences`: the silence starts `starts_in_secs`
+         *     from now and lasts `duration_secs`.
+         */
         CreateSilence: {
             comment: string;
-            /** Format: date-time */
-            ends_at: string;
+            /**
+             * Format: int32
+             * @description How long the silence lasts, in seconds.
+             */
+            duration_secs: number;
             /** @description All must match an alert's labels. */
             matchers: components["schemas"]["Matcher"][];
             /**
-             * Format: date-time
-             * @description Default: now.
+             * Format: int32
+             * @description Seconds from now until the silence starts (default 0: now).
              */
-            starts_at?: string | null;
+            starts_in_secs?: number;
         };
         CreateTemplate: {
             description?: string;
@@ -1809,24 +1825,20 @@ export interface components {
         DeviceState: "ok" | "degraded" | "down";
         /** @description Non-secret settings of an email channel. */
         EmailConfig: {
-            /** @example weir@example.org */
             from: string;
-            /** @example smtp.example.org */
             smtp_host: string;
-            /** Format: int32 */
-            smtp_port?: number;
+            /**
+             * Format: int32
+             * @default 25
+             */
+            smtp_port: number;
             smtp_username?: string | null;
             tls?: null | components["schemas"]["SmtpTls"];
             /**
              * @description PEM certificate(s) to trust for this server besides the public
-             *     roots (a private CA or a self-signed server).
+             *     roots (a private CA or a self-signed server); at most 16384 characters.
              */
             tls_ca_pem?: string | null;
-            /**
-             * @example [
-             *       "operators@example.org"
-             *     ]
-             */
             to: string[];
         };
         EnrollmentToken: {
@@ -1852,9 +1864,7 @@ export interface components {
         };
         EnrollRequest: {
             facts: components["schemas"]["AgentFacts"];
-            /** @description Base64 of the agent's 32-byte Ed25519 public key. */
             publicKey: string;
-            /** @description The enrollment token from the console. */
             token: string;
         };
         EnrollResponse: {
@@ -2233,7 +2243,7 @@ export interface components {
             gateway?: string | null;
             /**
              * Format: double
-             * @description Upper edge of the band for `outside`.
+             * @description The other edge of the band for `outside` (the upper one once stored).
              */
             high?: number | null;
             kind: components["schemas"]["RuleKind"];
@@ -2242,7 +2252,7 @@ export interface components {
             };
             /**
              * Format: double
-             * @description Lower edge of the band for `outside`.
+             * @description One edge of the band for `outside` (the lower one once stored).
              */
             low?: number | null;
             /**
@@ -6375,7 +6385,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": components["schemas"]["CreateChannel"];
+                "application/json": components["schemas"]["CreateChannelBody"];
             };
         };
         responses: {

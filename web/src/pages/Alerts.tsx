@@ -159,6 +159,7 @@ function Silences() {
   const [open, setOpen] = useState(false);
   const [m, setM] = useState('gateway=');
   const [hours, setHours] = useState(2);
+  const [startsIn, setStartsIn] = useState(0);
   const [comment, setComment] = useState('');
   const act = useAction();
   const exp = useAction();
@@ -174,10 +175,11 @@ function Silences() {
         <Pager p={p} />
       </ListState>
       {open && (
-        <Dialog title="New silence" onClose={() => setOpen(false)} footer={<><Button onClick={() => setOpen(false)}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!comment || !matchers.length} onClick={() => act.run(() => alerts.createSilence(s, { matchers, starts_at: new Date().toISOString(), ends_at: new Date(Date.now() + hours * 3600e3).toISOString(), comment }), { ok: 'Silence created.', then: () => { setOpen(false); p.reload(); } })}>Create silence</Button></>}>
+        <Dialog title="New silence" onClose={() => setOpen(false)} footer={<><Button onClick={() => setOpen(false)}>Cancel</Button><Button variant="primary" busy={act.busy} disabled={!comment || !matchers.length} onClick={() => act.run(() => alerts.createSilence(s, { matchers, starts_in_secs: Math.round(startsIn * 3600), duration_secs: Math.round(hours * 3600), comment }), { ok: 'Silence created.', then: () => { setOpen(false); p.reload(); } })}>Create silence</Button></>}>
           <form className="form" onSubmit={(e) => e.preventDefault()}>
             <Field label="Alerts matching" hint="label=value, comma separated, e.g. gateway=north-pump-station" error={act.fields.matchers}>{(x) => <input {...x} value={m} onChange={(e) => setM(e.target.value)} />}</Field>
-            <Field label="For (hours)" error={act.fields.ends_at}>{(x) => <input {...x} type="number" min={1} value={hours} onChange={(e) => setHours(Number(e.target.value))} />}</Field>
+            <Field label="Starts in (hours)" hint="0: now" error={act.fields.starts_in_secs}>{(x) => <input {...x} type="number" min={0} max={8760} value={startsIn} onChange={(e) => setStartsIn(Number(e.target.value))} />}</Field>
+            <Field label="For (hours)" hint="at most a year (8760)" error={act.fields.duration_secs}>{(x) => <input {...x} type="number" min={1} max={8760} value={hours} onChange={(e) => setHours(Number(e.target.value))} />}</Field>
             <Field label="Why" error={act.fields.comment}>{(x) => <input {...x} value={comment} onChange={(e) => setComment(e.target.value)} placeholder="Pump replacement, ticket 4711" />}</Field>
             <ErrorNotice error={act.error} />
           </form>

@@ -67,7 +67,8 @@ pub(super) async fn list_silences(
     ))
 }
 
-/// Silence alerts whose labels match, from `starts_at` (default now) to `ends_at`.
+/// Silence alerts whose labels match, from `starts_in_secs` from now (default
+/// now) for `duration_secs`; the answer states the absolute window.
 #[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/silences", tag = "alerts", request_body = CreateSilence,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = Silence), ProblemResponses))]
 pub(super) async fn create_silence(
@@ -78,17 +79,18 @@ pub(super) async fn create_silence(
 ) -> Result<(StatusCode, Json<Silence>), ApiError> {
     let c = scope.require(Permission::ProjectWrite).await?;
     let now_ms = st.alerts.now_ms();
-    let starts = req.starts_at.unwrap_or_else(|| store::to_time(now_ms));
-    if req.ends_at <= starts {
-        return Err(ApiError::invalid("ends_at", "must be after starts_at"));
-    }
+    // Validate bounds both to a year, so these cannot overflow.
+    let starts_ms = now_ms + i64::from(req.starts_in_secs) * 1000;
+    let starts = store::to_time(starts_ms);
+    let duration = req.duration_secs.unwrap_or_default(); // Some: validated
+    let ends = store::to_time(starts_ms + i64::from(duration) * 1000);
     let tx = st.write().await?;
     let m = alert_silence::ActiveModel {
         id: Set(Uuid::new_v4()),
         project_id: Set(c.project.id),
         matchers: Set(serde_json::to_string(&req.matchers).map_err(ApiError::internal)?),
         starts_at: Set(starts),
-        ends_at: Set(req.ends_at),
+        ends_at: Set(ends),
         author: Set(c.auth.user.email.clone()),
         comment: Set(req.comment.clone()),
         created_at: Set(Utc::now()),
@@ -98,7 +100,7 @@ pub(super) async fn create_silence(
     audit::append(
         &*tx,
         c.event("alert_silence.create", target(&c, "alert-silence", m.id))
-            .details(serde_json::json!({"matchers": req.matchers, "starts_at": starts, "ends_at": req.ends_at, "comment": req.comment})),
+            .details(serde_json::json!({"matchers": req.matchers, "starts_at": starts, "ends_at": ends, "comment": req.comment})),
         &meta,
     )
     .await?;
