@@ -39,7 +39,7 @@ pub const MAX_SILENCE_SECS: u32 = 31_536_000;
 #[serde(deny_unknown_fields)]
 pub struct CreateSilence {
     /// All must match an alert's labels.
-    #[schema(min_items = 1, max_items = 16)]
+    #[schema(schema_with = matchers_schema)]
     pub matchers: Vec<Matcher>,
     /// Seconds from now until the silence starts (default 0: now).
     #[serde(default, deserialize_with = "crate::extract::int::de")]
@@ -61,6 +61,21 @@ pub struct CreateSilence {
     #[serde(default, deserialize_with = "present")]
     #[schema(ignore)]
     ends_at: bool,
+}
+
+/// 1-16 matchers; a regex matcher's value is a regular expression
+/// (`format: regex`: the fuzzers' regexes use only syntax that the `regex`
+/// crate shares with ECMA-262 and Python).
+fn matchers_schema() -> utoipa::openapi::schema::Array {
+    let rule = serde_json::json!({"anyOf": [
+        {"properties": {"regex": {"const": false}}},
+        {"required": ["regex"], "properties": {"regex": {"const": true}, "value": {"format": "regex"}}}
+    ]});
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(crate::extract::schema::fields_and_rule("Matcher", rule))
+        .min_items(Some(1))
+        .max_items(Some(16))
+        .build()
 }
 
 /// True when the field is in the body, whatever its value.
@@ -273,6 +288,13 @@ mod tests {
         assert_eq!(range("starts_in_secs"), (Some(0.0), max));
         assert_eq!(range("duration_secs"), (Some(1.0), max));
         assert!(doc["properties"].get("ends_at").is_none());
+        // A regex matcher's value is stated as a regular expression.
+        let items = &doc["properties"]["matchers"]["items"]["allOf"];
+        assert_eq!(items[0]["$ref"], "#/components/schemas/Matcher");
+        assert_eq!(
+            items[1]["anyOf"][1]["properties"]["value"]["format"],
+            "regex"
+        );
         let body = |extra: serde_json::Value| {
             let mut b = serde_json::json!({"matchers": [{"name": "gateway", "value": "ps-1"}], "comment": "c"});
             b.as_object_mut()

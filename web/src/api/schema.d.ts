@@ -1775,8 +1775,15 @@ export interface components {
              * @description How long the silence lasts, in seconds.
              */
             duration_secs: number;
-            /** @description All must match an alert's labels. */
-            matchers: components["schemas"]["Matcher"][];
+            matchers: (components["schemas"]["Matcher"] & ({
+                /** @constant */
+                regex?: false;
+            } | {
+                /** @constant */
+                regex: true;
+                /** Format: regex */
+                value?: unknown;
+            }))[];
             /**
              * Format: int32
              * @description Seconds from now until the silence starts (default 0: now).
