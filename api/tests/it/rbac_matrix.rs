@@ -390,7 +390,7 @@ impl World {
                 "facts": {"hostname": "h", "os": "linux", "arch": "x86_64", "agentVersion": "0.1.0"}})
             }
             ("POST", "/api/v1/agents/{id}/token") => {
-                json!({"timestamp": "2026-01-01T00:00:00Z", "signature": "AAAA"})
+                json!({"timestamp": "2026-01-01T00:00:00Z", "signature": "A".repeat(86) + "=="})
             }
             _ => return None,
         };

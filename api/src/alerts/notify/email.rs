@@ -35,23 +35,26 @@ pub enum SmtpTls {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EmailConfig {
-    #[schema(example = "smtp.example.org")]
+    #[schema(example = "smtp.example.org", schema_with = crate::extract::schema::text::<1, 253>)]
     pub smtp_host: String,
-    #[serde(default = "default_port")]
+    #[serde(default = "default_port", deserialize_with = "crate::extract::int::de")]
+    #[schema(minimum = 1, maximum = 65535, default = 25)]
     pub smtp_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_username: Option<String>,
-    #[schema(example = "weir@example.org")]
+    #[schema(example = "weir@example.org", schema_with = mailbox_schema)]
     pub from: String,
-    #[schema(example = json!(["operators@example.org"]))]
+    /// 1-50 addresses.
+    #[schema(example = json!(["operators@example.org"]), schema_with = recipients_schema)]
     pub to: Vec<String>,
     /// `starttls`, `tls` or `none` (plain text). Default: `tls` on port
     /// 465, else `starttls`. Responses always show the one in force.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<SmtpTls>,
     /// PEM certificate(s) to trust for this server besides the public
-    /// roots (a private CA or a self-signed server).
+    /// roots (a private CA or a self-signed server); at most 16384 characters.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 16384)]
     pub tls_ca_pem: Option<String>,
 }
 
@@ -74,6 +77,37 @@ impl EmailConfig {
         }
         b.build_rustls().map_err(|e| format!("smtp tls: {e}"))
     }
+}
+
+/// An address as `local@domain` (dot-atom local part, host-name domain):
+/// the form of lettre's mailbox grammar the channels take, so that what the
+/// document allows also parses.
+pub const MAILBOX_PATTERN: &str = concat!(
+    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+);
+
+static MAILBOX: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(MAILBOX_PATTERN).unwrap());
+
+/// A channel's sender or recipient: [`MAILBOX_PATTERN`], and lettre parses it.
+pub fn valid_mailbox(s: &str) -> bool {
+    MAILBOX.is_match(s) && parse_mailbox(s).is_some()
+}
+
+fn mailbox_schema() -> utoipa::openapi::schema::Object {
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .pattern(Some(MAILBOX_PATTERN))
+        .build()
+}
+
+fn recipients_schema() -> utoipa::openapi::schema::Array {
+    utoipa::openapi::schema::ArrayBuilder::new()
+        .items(mailbox_schema())
+        .min_items(Some(1))
+        .max_items(Some(50))
+        .build()
 }
 
 fn default_port() -> u16 {

@@ -11,6 +11,8 @@ use sea_orm::{
     QuerySelect,
 };
 use serde::{Deserialize, Serialize};
+use std::sync::LazyLock;
+use utoipa::openapi::schema::{Array, ArrayBuilder, Object, ObjectBuilder, SchemaType, Type};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
@@ -18,7 +20,7 @@ use super::target;
 use crate::alerts::channel_from_row;
 use lettre::transport::smtp::client::Certificate;
 
-use crate::alerts::notify::email::{parse_mailbox, EmailConfig};
+use crate::alerts::notify::email::{valid_mailbox, EmailConfig};
 use crate::alerts::notify::{webhook, DeliveryResult};
 use crate::alerts::rules::valid_label_name;
 use crate::alerts::store::{alert_channel, alert_delivery};
@@ -51,18 +53,54 @@ fn default_repeat() -> u64 {
     4 * 3600
 }
 
+/// A webhook URL: http or https, a host name (its last label starting with
+/// a letter, no "--"), an IPv4 address or a bracketed IPv6 address, an
+/// optional port, path and query;
+/// what this takes, the URL parser takes too.
+pub const WEBHOOK_URL_PATTERN: &str = concat!(
+    r"^https?://(([A-Za-z0-9]+(-[A-Za-z0-9]+)*\.)*[A-Za-z][A-Za-z0-9]*(-[A-Za-z0-9]+)*",
+    r"|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])",
+    r"|\[(([0-9A-Fa-f]{1,4}:){6}([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|::([0-9A-Fa-f]{1,4}:){5}([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|([0-9A-Fa-f]{1,4})?::([0-9A-Fa-f]{1,4}:){4}([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|(([0-9A-Fa-f]{1,4}:){0,1}[0-9A-Fa-f]{1,4})?::([0-9A-Fa-f]{1,4}:){3}([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|(([0-9A-Fa-f]{1,4}:){0,2}[0-9A-Fa-f]{1,4})?::([0-9A-Fa-f]{1,4}:){2}([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|(([0-9A-Fa-f]{1,4}:){0,3}[0-9A-Fa-f]{1,4})?::[0-9A-Fa-f]{1,4}:([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|(([0-9A-Fa-f]{1,4}:){0,4}[0-9A-Fa-f]{1,4})?::([0-9A-Fa-f]{1,4}:[0-9A-Fa-f]{1,4}|((25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9]))|(([0-9A-Fa-f]{1,4}:){0,5}[0-9A-Fa-f]{1,4})?::[0-9A-Fa-f]{1,4}|(([0-9A-Fa-f]{1,4}:){0,6}[0-9A-Fa-f]{1,4})?::)\])",
+    r"(:(6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[0-9]{1,4}))?",
+    r"(/[-A-Za-z0-9._~!$&'()*+,;=:@%/]*)?(\?[-A-Za-z0-9._~!$&'()*+,;=:@%/?]*)?$"
+);
+const URL_MAX: usize = 2048;
+const SECRET_LEN: (usize, usize) = (16, 256);
+const GROUP_BY_MAX: usize = 16;
+const DAY: u64 = 24 * 3600;
+
+static WEBHOOK_URL: LazyLock<regex::Regex> =
+    LazyLock::new(|| regex::Regex::new(WEBHOOK_URL_PATTERN).unwrap());
+
+fn url_schema() -> Object {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Null]))
+        .max_length(Some(URL_MAX))
+        .pattern(Some(WEBHOOK_URL_PATTERN))
+        .build()
+}
+
+fn group_by_schema() -> Array {
+    ArrayBuilder::new()
+        .items(crate::extract::schema::label_name())
+        .max_items(Some(GROUP_BY_MAX))
+        .build()
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateChannel {
-    #[schema(min_length = 1, max_length = 128, example = "Control room")]
+    #[schema(example = "Control room", schema_with = crate::extract::schema::text::<1, 128>)]
     pub name: String,
     pub kind: ChannelType,
     /// Webhook: where to POST (http or https).
     #[serde(default)]
-    #[schema(example = "https://hooks.example.org/weir")]
+    #[schema(example = "https://hooks.example.org/weir", schema_with = url_schema)]
     pub url: Option<String>,
-    /// Webhook: HMAC-SHA256 signing secret (generated when absent). Shown only in this response.
+    /// Webhook: HMAC-SHA256 signing secret of 16-256 characters (generated
+    /// when absent). Shown only in this response.
     #[serde(default)]
+    #[schema(min_length = 16, max_length = 256)]
     pub secret: Option<String>,
     /// Email: SMTP settings and recipients.
     #[serde(default)]
@@ -70,21 +108,46 @@ pub struct CreateChannel {
     /// Email: SMTP password (with `email.smtp_username`). Never shown again.
     #[serde(default)]
     pub smtp_password: Option<String>,
-    /// Labels whose values make one group (one notice per group).
+    /// Labels whose values make one group (one notice per group); up to 16.
     #[serde(default = "default_group_by")]
+    #[schema(schema_with = group_by_schema)]
     pub group_by: Vec<String>,
     /// Wait before the first notice of a new group, seconds.
-    #[serde(default = "default_wait")]
+    #[serde(default = "default_wait", deserialize_with = "crate::extract::int::de")]
+    #[schema(minimum = 0, maximum = 86400, default = 30)]
     pub group_wait_secs: u64,
     /// Least time between notices of a changed group, seconds.
-    #[serde(default = "default_interval")]
+    #[serde(
+        default = "default_interval",
+        deserialize_with = "crate::extract::int::de"
+    )]
+    #[schema(minimum = 0, maximum = 86400, default = 300)]
     pub group_interval_secs: u64,
     /// Send an unchanged firing group again after this many seconds.
-    #[serde(default = "default_repeat")]
+    #[serde(
+        default = "default_repeat",
+        deserialize_with = "crate::extract::int::de"
+    )]
+    #[schema(minimum = 1, maximum = 2592000, default = 14400)]
     pub repeat_interval_secs: u64,
 }
 
-const DAY: u64 = 24 * 3600;
+// The kind decides the fields: a webhook needs `url` and takes no `email`;
+// an email channel needs `email` and takes no `url` nor `secret` (null is
+// the same as absent).
+crate::body_rule!(
+    CreateChannelBody,
+    CreateChannel,
+    serde_json::json!({"oneOf": [
+        {"required": ["kind", "url"], "properties": {
+            "kind": {"const": "webhook"}, "url": {"type": "string"}, "email": {"type": "null"},
+        }},
+        {"required": ["kind", "email"], "properties": {
+            "kind": {"const": "email"}, "email": {"type": "object"},
+            "url": {"type": "null"}, "secret": {"type": "null"},
+        }},
+    ]})
+);
 
 impl Validate for CreateChannel {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
@@ -92,15 +155,19 @@ impl Validate for CreateChannel {
         chk::text(&mut e, "name", &self.name, 1, 128);
         match self.kind {
             ChannelType::Webhook => {
-                match self.url.as_deref().map(url::Url::parse) {
-                    Some(Ok(u))
-                        if matches!(u.scheme(), "http" | "https")
-                            && u.host_str().is_some()
-                            && self.url.as_ref().is_some_and(|s| s.len() <= 2048) => {}
-                    _ => e.push(FieldError::new("url", "required: an http or https URL")),
+                match self.url.as_deref() {
+                    Some(u)
+                        if u.len() <= URL_MAX
+                            && WEBHOOK_URL.is_match(u)
+                            && url::Url::parse(u).is_ok_and(|u| u.host_str().is_some()) => {}
+                    _ => e.push(FieldError::new(
+                        "url",
+                        "required: an http or https URL with a host name or an IP address",
+                    )),
                 }
                 if let Some(s) = &self.secret {
-                    if s.len() < 16 || s.len() > 256 {
+                    let n = s.chars().count();
+                    if n < SECRET_LEN.0 || n > SECRET_LEN.1 {
                         e.push(FieldError::new("secret", "between 16 and 256 characters"));
                     }
                 }
@@ -115,14 +182,14 @@ impl Validate for CreateChannel {
                     if m.smtp_port == 0 {
                         e.push(FieldError::new("email.smtp_port", "must be 1-65535"));
                     }
-                    if parse_mailbox(&m.from).is_none() {
+                    if !valid_mailbox(&m.from) {
                         e.push(FieldError::new("email.from", "must be an email address"));
                     }
                     if m.to.is_empty() || m.to.len() > 50 {
                         e.push(FieldError::new("email.to", "between 1 and 50 recipients"));
                     }
                     for (i, t) in m.to.iter().enumerate() {
-                        if parse_mailbox(t).is_none() {
+                        if !valid_mailbox(t) {
                             e.push(FieldError::new(
                                 format!("email.to[{i}]"),
                                 "must be an email address",
@@ -130,7 +197,7 @@ impl Validate for CreateChannel {
                         }
                     }
                     if m.tls_ca_pem.as_ref().is_some_and(|p| {
-                        p.len() > 16_384 || Certificate::from_pem(p.as_bytes()).is_err()
+                        p.chars().count() > 16_384 || Certificate::from_pem(p.as_bytes()).is_err()
                     }) {
                         e.push(FieldError::new(
                             "email.tls_ca_pem",
@@ -143,7 +210,8 @@ impl Validate for CreateChannel {
                 }
             },
         }
-        if self.group_by.len() > 16 || self.group_by.iter().any(|l| !valid_label_name(l)) {
+        if self.group_by.len() > GROUP_BY_MAX || self.group_by.iter().any(|l| !valid_label_name(l))
+        {
             e.push(FieldError::new("group_by", "up to 16 label names"));
         }
         if self.group_wait_secs > DAY {
@@ -269,7 +337,7 @@ pub(super) async fn list_channels(
 }
 
 /// Create a webhook or email channel.
-#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts", request_body = CreateChannel,
+#[utoipa::path(post, path = "/api/v1/orgs/{org}/projects/{project}/alerts/channels", tag = "alerts", request_body = CreateChannelBody,
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 201, body = CreatedChannel), ProblemResponses))]
 pub(super) async fn create_channel(
     State(st): State<AppState>,
@@ -485,4 +553,50 @@ pub(super) async fn list_deliveries(
             })
             .collect(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_the_patterns_take_parses() {
+        for u in [
+            "http://a",
+            "https://hooks.example.org:8443/weir?x=1&y=%20",
+            "http://127.0.0.1:9/hook",
+            "http://0x1.a-b.c9:0",
+            "http://[::1]:9/x",
+            "http://[::ffff:127.0.0.1]:9/x",
+            "http://[fd00:ec2::254]/",
+            "http://[1:2:3:4:5:6:7:8]",
+            "http://[1::]",
+            "https://x.y/a/b//c?q?r/s",
+        ] {
+            assert!(WEBHOOK_URL.is_match(u), "{u}");
+            assert!(url::Url::parse(u).unwrap().host_str().is_some(), "{u}");
+        }
+        for u in [
+            "http://1.2.3.256",
+            "http://a.0x1",
+            "http://xn--a.org",
+            "http://a:65536",
+            "ftp://a",
+            " http://a",
+            "http://[1:2:3:4:5:6:7:8:9]",
+            "http://[:::1]",
+        ] {
+            assert!(!WEBHOOK_URL.is_match(u), "{u}");
+        }
+        for m in [
+            "a@b",
+            "o'neil+x@ex-1.example.org",
+            "!#$%&'*+/=?^_`{|}~-.a@1.2.3.4",
+        ] {
+            assert!(valid_mailbox(m), "{m}");
+        }
+        for m in ["Ops <ops@example.org>", "a..b@c", "a@-b", "a@b."] {
+            assert!(!valid_mailbox(m), "{m}");
+        }
+    }
 }
