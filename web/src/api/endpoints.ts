@@ -331,7 +331,7 @@ export const alerts = {
   createSilence: (s: Scope, body: Schemas['CreateSilence']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/silences', { params: at(s), body })),
   expireSilence: (s: Scope, silence: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/alerts/silences/{silence}', { params: { path: { ...s, silence } } })),
   channels: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/channels', { params: at(s) }))),
-  createChannel: (s: Scope, body: Schemas['CreateChannel']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/channels', { params: at(s), body })),
+  createChannel: (s: Scope, body: Schemas['CreateChannel']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/channels', { params: at(s), body: body as never })),
   deleteChannel: (s: Scope, channel: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}', { params: { path: { ...s, channel } } })),
   testChannel: (s: Scope, channel: string) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/channels/{channel}/test', { params: { path: { ...s, channel } } })),
 };

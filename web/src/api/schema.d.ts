@@ -1619,24 +1619,21 @@ export interface components {
             group_by?: string[];
             /**
              * Format: int64
-             * @description Least time between notices of a changed group, seconds.
-             * @default 300
+             * @description Least time between notices of a changed group, seconds (default 300).
              */
-            group_interval_secs: number;
+            group_interval_secs?: number;
             /**
              * Format: int64
-             * @description Wait before the first notice of a new group, seconds.
-             * @default 30
+             * @description Wait before the first notice of a new group, seconds (default 30).
              */
-            group_wait_secs: number;
+            group_wait_secs?: number;
             kind: components["schemas"]["ChannelType"];
             name: string;
             /**
              * Format: int64
-             * @description Send an unchanged firing group again after this many seconds.
-             * @default 14400
+             * @description Send an unchanged firing group again after this many seconds (default 14400).
              */
-            repeat_interval_secs: number;
+            repeat_interval_secs?: number;
             /**
              * @description Webhook: HMAC-SHA256 signing secret of 16-256 characters (generated
              *     when absent). Shown only in this response.
@@ -1836,9 +1833,9 @@ export interface components {
             smtp_host: string;
             /**
              * Format: int32
-             * @default 25
+             * @description Default 25.
              */
-            smtp_port: number;
+            smtp_port?: number;
             smtp_username?: string | null;
             tls?: null | components["schemas"]["SmtpTls"];
             /**

@@ -37,8 +37,9 @@ pub enum SmtpTls {
 pub struct EmailConfig {
     #[schema(example = "smtp.example.org", schema_with = crate::extract::schema::text::<1, 253>)]
     pub smtp_host: String,
+    /// Default 25.
     #[serde(default = "default_port", deserialize_with = "crate::extract::int::de")]
-    #[schema(minimum = 1, maximum = 65535, default = 25)]
+    #[schema(minimum = 1, maximum = 65535)]
     pub smtp_port: u16,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub smtp_username: Option<String>,

@@ -112,23 +112,23 @@ pub struct CreateChannel {
     #[serde(default = "default_group_by")]
     #[schema(schema_with = group_by_schema)]
     pub group_by: Vec<String>,
-    /// Wait before the first notice of a new group, seconds.
+    /// Wait before the first notice of a new group, seconds (default 30).
     #[serde(default = "default_wait", deserialize_with = "crate::extract::int::de")]
-    #[schema(minimum = 0, maximum = 86400, default = 30)]
+    #[schema(minimum = 0, maximum = 86400)]
     pub group_wait_secs: u64,
-    /// Least time between notices of a changed group, seconds.
+    /// Least time between notices of a changed group, seconds (default 300).
     #[serde(
         default = "default_interval",
         deserialize_with = "crate::extract::int::de"
     )]
-    #[schema(minimum = 0, maximum = 86400, default = 300)]
+    #[schema(minimum = 0, maximum = 86400)]
     pub group_interval_secs: u64,
-    /// Send an unchanged firing group again after this many seconds.
+    /// Send an unchanged firing group again after this many seconds (default 14400).
     #[serde(
         default = "default_repeat",
         deserialize_with = "crate::extract::int::de"
     )]
-    #[schema(minimum = 1, maximum = 2592000, default = 14400)]
+    #[schema(minimum = 1, maximum = 2592000)]
     pub repeat_interval_secs: u64,
 }
 
