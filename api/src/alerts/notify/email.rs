@@ -80,26 +80,45 @@ impl EmailConfig {
     }
 }
 
-/// An address as `local@domain` (dot-atom local part, host-name domain):
-/// the form of lettre's mailbox grammar the channels take, so that what the
-/// document allows also parses.
-pub const MAILBOX_PATTERN: &str = concat!(
-    r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*",
-    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$"
+// An address as `local@domain`: a dot-atom local part and a host-name
+// domain, the form of lettre's mailbox grammar the channels take.
+macro_rules! local {
+    () => {
+        r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    };
+}
+macro_rules! domain {
+    () => {
+        r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
+    };
+}
+/// The server's form of an address (the lengths are checked apart).
+pub const MAILBOX_PATTERN: &str = concat!("^", local!(), "@", domain!(), "$");
+/// The document's: the same form, with lettre's limits (local part 1-64,
+/// domain 1-254 characters) as lookaheads, which the regex crate lacks.
+pub const MAILBOX_SCHEMA_PATTERN: &str = concat!(
+    "^(?=[^@]{1,64}@)(?=[^@]*@[^@]{1,254}$)",
+    local!(),
+    "@",
+    domain!(),
+    "$"
 );
 
 static MAILBOX: std::sync::LazyLock<regex::Regex> =
     std::sync::LazyLock::new(|| regex::Regex::new(MAILBOX_PATTERN).unwrap());
 
-/// A channel's sender or recipient: [`MAILBOX_PATTERN`], and lettre parses it.
+/// A channel's sender or recipient: the document's form, and lettre parses it.
 pub fn valid_mailbox(s: &str) -> bool {
-    MAILBOX.is_match(s) && parse_mailbox(s).is_some()
+    let lengths_fit = s
+        .split_once('@')
+        .is_some_and(|(l, d)| l.len() <= 64 && d.len() <= 254);
+    lengths_fit && MAILBOX.is_match(s) && parse_mailbox(s).is_some()
 }
 
 fn mailbox_schema() -> utoipa::openapi::schema::Object {
     utoipa::openapi::schema::ObjectBuilder::new()
         .schema_type(utoipa::openapi::schema::Type::String)
-        .pattern(Some(MAILBOX_PATTERN))
+        .pattern(Some(MAILBOX_SCHEMA_PATTERN))
         .build()
 }
 

@@ -595,6 +595,9 @@ mod tests {
         ] {
             assert!(valid_mailbox(m), "{m}");
         }
+        let long = "OHNWT0#8W%^$0u.$rXwl.Z-^l&!~*2Sr#x.R5^0{$j-!Qw1.iPJ`W%0mJ5LAS&.w.{Ygwh2.&0@k";
+        assert!(!valid_mailbox(long), "local part over 64");
+        assert!(valid_mailbox(&format!("{}@k", "a".repeat(64))));
         for m in ["Ops <ops@example.org>", "a..b@c", "a@-b", "a@b."] {
             assert!(!valid_mailbox(m), "{m}");
         }
