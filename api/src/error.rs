@@ -63,6 +63,15 @@ pub enum ApiError {
         detail: String,
         fields: Vec<FieldError>,
     },
+    /// Well-formed (the OpenAPI document allows it), but this server's
+    /// state or configuration refuses it: 409 with its own `kind`, naming
+    /// the field. 422 stays for what the document itself rules out.
+    #[error("{detail}")]
+    Refused {
+        kind: &'static str,
+        detail: String,
+        fields: Vec<FieldError>,
+    },
     #[error("request body too large")]
     PayloadTooLarge,
     #[error("unsupported media type: send application/json")]
@@ -85,12 +94,22 @@ impl ApiError {
         }
     }
 
-    /// A well-formed request that names something this organization does
-    /// not have (an account, a project): 409, since only the current state
-    /// makes it wrong, naming the field.
+    /// The request names something this organization does not have (an
+    /// account, a project): `no-such`.
     pub fn no_such(field: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
-        ApiError::Conflict {
+        Self::refused("no-such", field, message.into())
+    }
+
+    /// The outbound policy (`WEIR_OUTBOUND_ALLOW_CIDRS`, a setting of this
+    /// server the document cannot state) refuses the target:
+    /// `outbound-refused`.
+    pub fn outbound_refused(field: &str, message: impl Into<String>) -> Self {
+        Self::refused("outbound-refused", field, message.into())
+    }
+
+    fn refused(kind: &'static str, field: &str, message: String) -> Self {
+        ApiError::Refused {
+            kind,
             detail: message.clone(),
             fields: vec![FieldError::new(field, message)],
         }
@@ -114,7 +133,7 @@ impl ApiError {
                 StatusCode::FORBIDDEN
             }
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::Conflict { .. } => StatusCode::CONFLICT,
+            ApiError::Conflict { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -136,6 +155,7 @@ impl ApiError {
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not-found",
             ApiError::Conflict { .. } => "conflict",
+            ApiError::Refused { kind, .. } => kind,
             ApiError::PayloadTooLarge => "payload-too-large",
             ApiError::UnsupportedMediaType => "unsupported-media-type",
             ApiError::Unavailable(_) => "unavailable",
@@ -147,7 +167,9 @@ impl ApiError {
         let status = self.status();
         let (detail, errors) = match self {
             ApiError::BadRequest { detail, fields } => (detail.clone(), fields.clone()),
-            ApiError::Conflict { detail, fields } => (detail.clone(), fields.clone()),
+            ApiError::Conflict { detail, fields } | ApiError::Refused { detail, fields, .. } => {
+                (detail.clone(), fields.clone())
+            }
             ApiError::Validation(fields) => {
                 let names: Vec<&str> = fields.iter().map(|f| f.field.as_str()).collect();
                 (

@@ -275,6 +275,7 @@ async fn members_invitations_roles_and_leaving(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::CONFLICT, "{:?}", r.body);
     assert_eq!(r.body["errors"][0]["field"], "email", "{:?}", r.body);
+    assert_eq!(r.body["type"], "https://weir.dev/problems/no-such");
     assert!(
         r.body["detail"].as_str().unwrap().contains("invitation"),
         "{:?}",

@@ -113,7 +113,7 @@ export const members = {
       }
       return 'added';
     } catch (e) {
-      const noAccount = e instanceof ApiError && e.status === 422 && e.fields.some((f) => f.field === 'email');
+      const noAccount = e instanceof ApiError && e.kind === 'no-such' && e.fields.some((f) => f.field === 'email');
       if (!noAccount) throw e;
     }
     if (project) {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ApiError, UNAUTHENTICATED_EVENT } from './http';
 import { json, mockApi, problem } from '../test/util';
-import { auth, orgs, projects } from './endpoints';
+import { auth, members, orgs, projects } from './endpoints';
 
 async function fail(p: Promise<unknown>): Promise<ApiError> {
   try {
@@ -79,5 +79,24 @@ describe('the session', () => {
     const calls = mockApi(() => json([]));
     await projects.list('a b');
     expect(calls[0].path).toBe('/api/v1/orgs/a%20b/projects');
+  });
+});
+
+describe('adding a member', () => {
+  it('invites the email when the api says no account has it', async () => {
+    const calls = mockApi((m, url) =>
+      url.pathname.endsWith('/members')
+        ? problem(409, 'no-such', 'no account has this email; send an invitation instead', [{ field: 'email', message: 'no account has this email' }])
+        : json({ id: 'i1' }, 201),
+    );
+    await expect(members.invite('riverside', 'north', { email: 'new@riverside.test', role: 'project-viewer' })).resolves.toBe('invited');
+    expect(calls.map((c) => c.path)).toEqual(['/api/v1/orgs/riverside/projects/north/members', '/api/v1/orgs/riverside/projects/north/invitations']);
+  });
+
+  it('does not invite someone who is already a member', async () => {
+    const calls = mockApi(() => problem(409, 'conflict', 'already a member; change the role instead', [{ field: 'email', message: 'already in use' }]));
+    const e = await fail(members.invite('riverside', null, { email: 'old@riverside.test', role: 'org-admin' }));
+    expect(e.status).toBe(409);
+    expect(calls).toHaveLength(1);
   });
 });

@@ -305,17 +305,19 @@ async fn find_channel(
 }
 
 /// A target given as a literal address is judged by the outbound policy
-/// now (names are judged when resolved, at every send).
+/// now (names are judged when resolved, at every send). A refusal is 409:
+/// it depends on this server's `WEIR_OUTBOUND_ALLOW_CIDRS`, which the
+/// OpenAPI document cannot state.
 fn check_target(st: &AppState, req: &CreateChannel) -> Result<(), ApiError> {
     let policy = st.config.outbound();
     if let Some(url) = &req.url {
         webhook::check_url(&policy, url)
-            .map_err(|e| ApiError::invalid("url", e.trim_start_matches("url: ")))?;
+            .map_err(|e| ApiError::outbound_refused("url", e.trim_start_matches("url: ")))?;
     }
     if let Some(m) = &req.email {
         policy
             .check_literal(&m.smtp_host)
-            .map_err(|r| ApiError::invalid("email.smtp_host", r.to_string()))?;
+            .map_err(|r| ApiError::outbound_refused("email.smtp_host", r.to_string()))?;
     }
     Ok(())
 }
