@@ -84,7 +84,7 @@ describe('the session', () => {
 
 describe('adding a member', () => {
   it('invites the email when the api says no account has it', async () => {
-    const calls = mockApi((m, url) =>
+    const calls = mockApi((_m, url) =>
       url.pathname.endsWith('/members')
         ? problem(409, 'no-such', 'no account has this email; send an invitation instead', [{ field: 'email', message: 'no account has this email' }])
         : json({ id: 'i1' }, 201),
