@@ -3,7 +3,7 @@
 //! for the permission it needs, and gets the org, the project and the
 //! caller back:
 //!
-//! ```ignore
+//! ```text
 //! async fn get_thing(State(st): State<AppState>, scope: ProjectScope) -> Result<…, ApiError> {
 //!     let ProjectAccess { org, project, .. } = scope.require(Permission::ProjectRead).await?;
 //!     …
