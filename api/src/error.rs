@@ -287,11 +287,17 @@ impl utoipa::IntoResponses for ProblemResponses {
             ("401", "Not signed in"),
             ("403", "Signed in but not allowed"),
             ("404", "Not found or not visible to the caller"),
-            ("409", "Conflicts with existing data"),
+            (
+                "409",
+                "Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused)",
+            ),
             ("413", "Body too large"),
             ("415", "Body is not JSON"),
             ("422", "Invalid field values"),
-            ("429", "Account locked after failed logins"),
+            (
+                "429",
+                "Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After",
+            ),
         ] {
             let resp = ResponseBuilder::new()
                 .description(desc)

@@ -39,12 +39,7 @@ pub struct ChangePassword {
 impl Validate for ChangePassword {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
-        if self.current_password.is_empty() || self.current_password.len() > 1024 {
-            e.push(FieldError::new(
-                "current_password",
-                "must be 1 to 1024 bytes",
-            ));
-        }
+        crate::users::check_presented_password(&mut e, "current_password", &self.current_password);
         crate::users::check_password(&mut e, "new_password", &self.new_password);
         if self.new_password == self.current_password {
             e.push(FieldError::new(
@@ -95,13 +90,16 @@ async fn change_password(
     // same budgets as guessing it at sign-in (`auth::throttle`): the
     // address's, and this account's from this address (then 429).
     let (email, addr) = (auth.user.email.as_str(), meta.addr.as_str());
-    let delay = st.login.admit(email, addr)?;
+    let delay = super::local::admit(&st, email, addr)?;
     tokio::time::sleep(delay).await;
     let ok = {
-        let _slot = st.login.hash_slot().await?;
+        let _slot = super::local::hash_slot(&st, email, addr).await?;
         password::verify_blocking(req.current_password.clone(), Some(current_hash)).await
     };
     if !ok {
+        // Counted like a wrong sign-in; audited below as its own entry.
+        st.metrics
+            .count_refused(super::throttle::Reason::BadCredentials);
         st.login.failed(email, addr);
         let tx = st.write().await?;
         audit::append(

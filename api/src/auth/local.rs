@@ -43,9 +43,7 @@ impl Validate for LoginRequest {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
         check::email(&mut e, "email", &self.email);
-        if self.password.is_empty() || self.password.len() > 1024 {
-            e.push(FieldError::new("password", "must be 1 to 1024 bytes"));
-        }
+        crate::users::check_presented_password(&mut e, "password", &self.password);
         check::finish(e)
     }
 }
@@ -68,13 +66,7 @@ async fn login(
 ) -> Result<Response, ApiError> {
     let email = req.email.trim().to_lowercase();
     let addr = meta.addr.as_str();
-    let delay = st.login.admit(&email, addr).map_err(|e| {
-        let why = match e {
-            ApiError::Locked(_) => Reason::Locked,
-            _ => Reason::AddressLimit,
-        };
-        refuse(&st, &email, addr, why, e)
-    })?;
+    let delay = admit(&st, &email, addr)?;
     // The account's recent failures (from any address) slow every attempt,
     // before the check, so the wait says nothing about the password.
     if !delay.is_zero() {
@@ -100,11 +92,7 @@ async fn login(
         ));
     }
     let ok = {
-        let _slot = st
-            .login
-            .hash_slot()
-            .await
-            .map_err(|e| refuse(&st, &email, addr, Reason::Busy, e))?;
+        let _slot = hash_slot(&st, &email, addr).await?;
         password::verify_blocking(
             req.password.clone(),
             found.as_ref().and_then(|u| u.password_hash.clone()),
@@ -115,6 +103,34 @@ async fn login(
         Some(u) if ok => signed_in(&st, u, &email, &meta).await,
         _ => Err(failed(&st, &email, &meta).await?),
     }
+}
+
+/// The sign-in limits before a password is checked (here and for the
+/// current password of a password change), counting a refusal.
+pub(crate) fn admit(
+    st: &AppState,
+    email: &str,
+    addr: &str,
+) -> Result<std::time::Duration, ApiError> {
+    st.login.admit(email, addr).map_err(|e| {
+        let why = match e {
+            ApiError::Locked(_) => Reason::Locked,
+            _ => Reason::AddressLimit,
+        };
+        refuse(st, email, addr, why, e)
+    })
+}
+
+/// A password-hash slot, counting a refusal when none is free in time.
+pub(crate) async fn hash_slot(
+    st: &AppState,
+    email: &str,
+    addr: &str,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    st.login
+        .hash_slot()
+        .await
+        .map_err(|e| refuse(st, email, addr, Reason::Busy, e))
 }
 
 /// Count a sign-in refused before its password was checked.

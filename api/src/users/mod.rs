@@ -21,10 +21,23 @@ use crate::state::AppState;
 
 pub use routes::{CreateUser, UserView};
 
+/// Password lengths in characters, as the OpenAPI document counts them
+/// (`maxLength`): a new password 12 to 1024, a presented one (sign-in, the
+/// current password) 1 to 1024.
+pub const PASSWORD_MIN: usize = 12;
+pub const PASSWORD_MAX: usize = 1024;
+
 /// The rule every new password follows (account creation, password change).
 pub fn check_password(errs: &mut Vec<FieldError>, field: &str, p: &str) {
-    if p.chars().count() < 12 || p.len() > 1024 {
+    if !(PASSWORD_MIN..=PASSWORD_MAX).contains(&p.chars().count()) {
         errs.push(FieldError::new(field, "must be 12 to 1024 characters"));
+    }
+}
+
+/// A password presented to be checked (sign-in, current password).
+pub fn check_presented_password(errs: &mut Vec<FieldError>, field: &str, p: &str) {
+    if !(1..=PASSWORD_MAX).contains(&p.chars().count()) {
+        errs.push(FieldError::new(field, "must be 1 to 1024 characters"));
     }
 }
 
@@ -95,4 +108,28 @@ pub async fn bootstrap_admin(st: &AppState) -> Result<(), ApiError> {
     }
     tracing::info!(email = %email, "bootstrap system administrator created");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Lengths are characters, as the document's maxLength counts them: a
+    /// 1024-character password of 4-byte characters is taken.
+    #[test]
+    fn password_lengths_count_characters() {
+        let check = |f: fn(&mut Vec<FieldError>, &str, &str), p: &str| {
+            let mut e = Vec::new();
+            f(&mut e, "password", p);
+            e.is_empty()
+        };
+        let long = "🔒".repeat(PASSWORD_MAX);
+        assert!(check(check_password, &long));
+        assert!(check(check_presented_password, &long));
+        assert!(!check(check_password, &format!("{long}x")));
+        assert!(!check(check_presented_password, &format!("{long}x")));
+        assert!(!check(check_password, &"é".repeat(PASSWORD_MIN - 1)));
+        assert!(check(check_password, &"é".repeat(PASSWORD_MIN)));
+        assert!(!check(check_presented_password, ""));
+    }
 }

@@ -121,6 +121,20 @@ async fn password_change(b: Backend) {
     }
     let r = put_password(&app, &guesser, PASSWORD, NEW_PASSWORD).await;
     assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{:?}", r.body);
+    // ...and counted like refused sign-ins.
+    let metrics = app
+        .http
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("weir_api_auth_login_refused_total{reason=\"locked\"} 1"),
+        "{metrics}"
+    );
 
     // An SSO-only account has no password to change.
     let u = app

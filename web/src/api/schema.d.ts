@@ -2618,7 +2618,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2654,7 +2654,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2720,7 +2720,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2756,7 +2756,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2825,7 +2825,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2861,7 +2861,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -2932,7 +2932,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -2968,7 +2968,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3049,7 +3049,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3085,7 +3085,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3149,7 +3149,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3185,7 +3185,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3263,7 +3263,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3299,7 +3299,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3376,7 +3376,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3412,7 +3412,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3475,7 +3475,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3511,7 +3511,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3580,7 +3580,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3616,7 +3616,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3682,7 +3682,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3718,7 +3718,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3812,7 +3812,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3848,7 +3848,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -3912,7 +3912,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -3948,7 +3948,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4012,7 +4012,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4048,7 +4048,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4242,7 +4242,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4278,7 +4278,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4346,7 +4346,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4382,7 +4382,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4449,7 +4449,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4485,7 +4485,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4550,7 +4550,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4586,7 +4586,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4656,7 +4656,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4692,7 +4692,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4776,7 +4776,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4812,7 +4812,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4878,7 +4878,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -4914,7 +4914,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -4984,7 +4984,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5020,7 +5020,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5086,7 +5086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5122,7 +5122,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5187,7 +5187,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5223,7 +5223,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5289,7 +5289,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5325,7 +5325,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5395,7 +5395,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5431,7 +5431,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5497,7 +5497,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5533,7 +5533,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5604,7 +5604,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5640,7 +5640,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5706,7 +5706,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5742,7 +5742,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5812,7 +5812,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5848,7 +5848,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -5915,7 +5915,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -5951,7 +5951,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6017,7 +6017,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6053,7 +6053,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6124,7 +6124,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6160,7 +6160,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6227,7 +6227,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6263,7 +6263,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6330,7 +6330,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6366,7 +6366,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6437,7 +6437,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6473,7 +6473,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6541,7 +6541,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6577,7 +6577,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6644,7 +6644,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6680,7 +6680,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6751,7 +6751,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6787,7 +6787,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6855,7 +6855,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6891,7 +6891,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -6963,7 +6963,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -6999,7 +6999,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7066,7 +7066,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7102,7 +7102,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7173,7 +7173,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7209,7 +7209,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7277,7 +7277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7313,7 +7313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7385,7 +7385,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7421,7 +7421,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7488,7 +7488,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7524,7 +7524,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7591,7 +7591,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7627,7 +7627,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7698,7 +7698,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7734,7 +7734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7801,7 +7801,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7837,7 +7837,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -7904,7 +7904,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -7940,7 +7940,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8011,7 +8011,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8047,7 +8047,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8115,7 +8115,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8151,7 +8151,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8221,7 +8221,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8257,7 +8257,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8329,7 +8329,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8365,7 +8365,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8433,7 +8433,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8469,7 +8469,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8541,7 +8541,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8577,7 +8577,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8649,7 +8649,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8685,7 +8685,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8752,7 +8752,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8788,7 +8788,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8859,7 +8859,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8895,7 +8895,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -8963,7 +8963,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -8999,7 +8999,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9066,7 +9066,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9102,7 +9102,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9174,7 +9174,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9210,7 +9210,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9277,7 +9277,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9313,7 +9313,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9384,7 +9384,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9420,7 +9420,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9491,7 +9491,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9527,7 +9527,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9595,7 +9595,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9631,7 +9631,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9698,7 +9698,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9734,7 +9734,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9806,7 +9806,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9842,7 +9842,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -9909,7 +9909,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -9945,7 +9945,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10020,7 +10020,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10056,7 +10056,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10128,7 +10128,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10164,7 +10164,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10232,7 +10232,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10268,7 +10268,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10340,7 +10340,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10376,7 +10376,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10475,7 +10475,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10511,7 +10511,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10588,7 +10588,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10624,7 +10624,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10693,7 +10693,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10729,7 +10729,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10804,7 +10804,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10840,7 +10840,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -10907,7 +10907,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -10943,7 +10943,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11014,7 +11014,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11050,7 +11050,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11117,7 +11117,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11153,7 +11153,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11219,7 +11219,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11255,7 +11255,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11322,7 +11322,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11358,7 +11358,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11429,7 +11429,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11465,7 +11465,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11532,7 +11532,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11568,7 +11568,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11640,7 +11640,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11676,7 +11676,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11743,7 +11743,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11779,7 +11779,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11846,7 +11846,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11882,7 +11882,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -11953,7 +11953,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -11989,7 +11989,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12056,7 +12056,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12092,7 +12092,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12158,7 +12158,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12194,7 +12194,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12260,7 +12260,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12296,7 +12296,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12362,7 +12362,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12398,7 +12398,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12468,7 +12468,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12504,7 +12504,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12570,7 +12570,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12606,7 +12606,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12676,7 +12676,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12712,7 +12712,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12778,7 +12778,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12814,7 +12814,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12878,7 +12878,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -12914,7 +12914,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
@@ -12982,7 +12982,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Conflicts with existing data */
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
             409: {
                 headers: {
                     [name: string]: unknown;
@@ -13018,7 +13018,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Account locked after failed logins */
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
                 headers: {
                     [name: string]: unknown;
