@@ -45,22 +45,12 @@ pub struct CreateSilence {
     #[serde(default, deserialize_with = "crate::extract::int::de")]
     #[schema(minimum = 0, maximum = 31536000)]
     pub starts_in_secs: u32,
-    // Required; `None` only while parsing, so that an old body (`ends_at`,
-    // no `duration_secs`) is answered by `validate` naming both fields.
     /// How long the silence lasts, in seconds.
-    #[serde(default, deserialize_with = "crate::extract::int::opt")]
-    #[schema(value_type = u32, required = true, minimum = 1, maximum = 31536000)]
-    pub duration_secs: Option<u32>,
+    #[serde(deserialize_with = "crate::extract::int::de")]
+    #[schema(minimum = 1, maximum = 31536000)]
+    pub duration_secs: u32,
     #[schema(schema_with = crate::extract::schema::text::<1, 1000>)]
     pub comment: String,
-    /// The old body's absolute times, kept out of the document: a client
-    /// still sending them gets a 422 that names the fields to send instead.
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    starts_at: bool,
-    #[serde(default, deserialize_with = "present")]
-    #[schema(ignore)]
-    ends_at: bool,
 }
 
 /// 1-16 matchers; a regex matcher's value is a regular expression
@@ -78,22 +68,9 @@ fn matchers_schema() -> utoipa::openapi::schema::Array {
         .build()
 }
 
-/// True when the field is in the body, whatever its value.
-fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
-    serde::de::IgnoredAny::deserialize(d).map(|_| true)
-}
-
 impl Validate for CreateSilence {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
-        for (old, sent) in [("starts_at", self.starts_at), ("ends_at", self.ends_at)] {
-            if sent {
-                e.push(FieldError::new(
-                    old,
-                    format!("unknown field {old}: send duration_secs (and starts_in_secs) instead"),
-                ));
-            }
-        }
         if self.matchers.is_empty() || self.matchers.len() > 16 {
             e.push(FieldError::new("matchers", "between 1 and 16 matchers"));
         }
@@ -118,16 +95,11 @@ impl Validate for CreateSilence {
                 format!("must be between 0 and {MAX_SILENCE_SECS} seconds"),
             ));
         }
-        match self.duration_secs {
-            None => e.push(FieldError::new(
-                "duration_secs",
-                "required: how long the silence lasts, in seconds",
-            )),
-            Some(d) if !(1..=MAX_SILENCE_SECS).contains(&d) => e.push(FieldError::new(
+        if !(1..=MAX_SILENCE_SECS).contains(&self.duration_secs) {
+            e.push(FieldError::new(
                 "duration_secs",
                 format!("must be between 1 and {MAX_SILENCE_SECS} seconds"),
-            )),
-            Some(_) => {}
+            ));
         }
         chk::text(&mut e, "comment", &self.comment, 1, 1000);
         chk::finish(e)
@@ -322,16 +294,10 @@ mod tests {
             )),
             ["starts_in_secs", "duration_secs"]
         );
-        assert_eq!(
-            fields(body(
-                serde_json::json!({"duration_secs": 60, "ends_at": "2099-01-01T00:00:00Z"})
-            )),
-            ["ends_at"]
-        );
-        assert_eq!(
-            fields(body(serde_json::json!({"ends_at": "2099-01-01T00:00:00Z"}))),
-            ["ends_at", "duration_secs"]
-        );
+        // The old body's absolute times are unknown fields (a 400 naming them).
+        let old = serde_json::json!({"matchers": [{"name": "gateway", "value": "ps-1"}],
+            "comment": "c", "duration_secs": 60, "ends_at": "2099-01-01T00:00:00Z"});
+        assert!(serde_json::from_value::<CreateSilence>(old).is_err());
         assert_eq!(
             doc["required"],
             serde_json::json!(["matchers", "duration_secs", "comment"])

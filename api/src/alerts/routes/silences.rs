@@ -82,7 +82,7 @@ pub(super) async fn create_silence(
     // Validate bounds both to a year, so these cannot overflow.
     let starts_ms = now_ms + i64::from(req.starts_in_secs) * 1000;
     let starts = store::to_time(starts_ms);
-    let duration = req.duration_secs.unwrap_or_default(); // Some: validated
+    let duration = req.duration_secs;
     let ends = store::to_time(starts_ms + i64::from(duration) * 1000);
     let tx = st.write().await?;
     let m = alert_silence::ActiveModel {
