@@ -10,7 +10,8 @@
 use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::Utc;
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, Set};
+use sea_orm::sea_query::Expr;
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter};
 use utoipa_axum::{router::OpenApiRouter, routes};
 
 use super::entities::{agent, agent_session};
@@ -51,21 +52,23 @@ async fn revoke_agent(
     } = at;
     let tx = st.write().await?;
     let now = Utc::now();
-    let active = agent::Entity::find()
+    let ids: Vec<_> = agent::Entity::find()
         .filter(agent::Column::GatewayId.eq(g.id))
         .filter(agent::Column::RevokedAt.is_null())
         .all(&*tx)
+        .await?
+        .into_iter()
+        .map(|a| a.id)
+        .collect();
+    agent_session::Entity::delete_many()
+        .filter(agent_session::Column::AgentId.is_in(ids.clone()))
+        .exec(&*tx)
         .await?;
-    let ids: Vec<_> = active.iter().map(|a| a.id).collect();
-    for a in active {
-        agent_session::Entity::delete_many()
-            .filter(agent_session::Column::AgentId.eq(a.id))
-            .exec(&*tx)
-            .await?;
-        let mut am = a.into_active_model();
-        am.revoked_at = Set(Some(now));
-        am.update(&*tx).await?;
-    }
+    agent::Entity::update_many()
+        .col_expr(agent::Column::RevokedAt, Expr::value(now))
+        .filter(agent::Column::Id.is_in(ids.clone()))
+        .exec(&*tx)
+        .await?;
     // Fails (and rolls back) when a broker cannot be reached: a login that
     // still works must not be forgotten.
     super::broker_identity::forget_gateway(&*tx, &st, g.id).await?;
