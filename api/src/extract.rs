@@ -26,38 +26,70 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                let ct = ct
-                    .split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .to_ascii_lowercase();
-                ct == "application/json"
-                    || (ct.starts_with("application/") && ct.ends_with("+json"))
-            })
-            .unwrap_or(false);
-        if !is_json {
+        if !is_json(&req) {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge
-            } else {
-                ApiError::BadRequest {
-                    detail: e.body_text(),
-                    fields: vec![],
-                }
-            }
-        })?;
+        let bytes = body_bytes(req, state).await?;
         let value = parse_json::<T>(&bytes)?;
         value.validate().map_err(ApiError::Validation)?;
         Ok(ApiJson(value))
     }
+}
+
+/// An optional JSON body: none (or `null`) is `T::default()`; otherwise as
+/// [`ApiJson`].
+pub struct ApiJsonOrDefault<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJsonOrDefault<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Validate + Default,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let json = is_json(&req);
+        let bytes = body_bytes(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(ApiJsonOrDefault(T::default()));
+        }
+        if !json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let value = parse_json::<Option<T>>(&bytes)?.unwrap_or_default();
+        value.validate().map_err(ApiError::Validation)?;
+        Ok(ApiJsonOrDefault(value))
+    }
+}
+
+/// `application/json` or `application/*+json`.
+fn is_json(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            let ct = ct
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            ct == "application/json" || (ct.starts_with("application/") && ct.ends_with("+json"))
+        })
+        .unwrap_or(false)
+}
+
+async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::BadRequest {
+                detail: e.body_text(),
+                fields: vec![],
+            }
+        }
+    })
 }
 
 /// Parse JSON and name the field that failed.

@@ -16,7 +16,7 @@ use super::{Checkpoint, Verdict};
 use crate::auth::{check, load_org, Auth};
 use crate::db::entities::{audit_entry, project};
 use crate::error::{ApiError, FieldError, ProblemResponses};
-use crate::extract::{parse_json, ApiPath, ApiQuery, Validate};
+use crate::extract::{ApiJsonOrDefault, ApiPath, ApiQuery, Validate};
 use crate::rbac::{Domain, Permission};
 use crate::state::AppState;
 
@@ -273,20 +273,6 @@ pub struct VerifyResult {
     pub reason: Option<String>,
 }
 
-/// The raw body, possibly empty (the body of verify is optional).
-pub struct OptionalBody(pub axum::body::Bytes);
-
-impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody {
-    type Rejection = ApiError;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, ApiError> {
-        <axum::body::Bytes as axum::extract::FromRequest<S>>::from_request(req, state)
-            .await
-            .map(OptionalBody)
-            .map_err(|_| ApiError::PayloadTooLarge)
-    }
-}
-
 /// Recompute the whole chain (system admins); with a checkpoint, also
 /// detect deleted newest entries. A chain that is not intact still answers
 /// 200, with `intact: false`; a checkpoint that does not verify is 422.
@@ -300,19 +286,11 @@ impl<S: Send + Sync> axum::extract::FromRequest<S> for OptionalBody {
 async fn verify(
     State(st): State<AppState>,
     auth: Auth,
-    OptionalBody(body): OptionalBody,
+    // No body, `null` and `{}` all mean "the chain alone".
+    ApiJsonOrDefault(req): ApiJsonOrDefault<VerifyRequest>,
 ) -> Result<Json<VerifyResult>, ApiError> {
     auth.require(&st, Permission::SystemAuditRead, Domain::System)
         .await?;
-    // No body, `null` and `{}` all mean "the chain alone".
-    let req = if body.iter().all(u8::is_ascii_whitespace) {
-        VerifyRequest::default()
-    } else {
-        let req: Option<VerifyRequest> = parse_json(&body)?;
-        let req = req.unwrap_or_default();
-        req.validate().map_err(ApiError::Validation)?;
-        req
-    };
     let keys = st.fleet.master().ok().map(AuditKeys::derive);
     let r = super::verify_with(&st.db, keys.as_ref(), req.checkpoint.as_ref()).await?;
     let problem = r.verdict.problem();
