@@ -22,6 +22,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
+use weir_crds::agent_api::AgentStatus;
 use weir_crds::bundle::{self, BundlePayload};
 use weir_crds::EdgeGatewaySpec;
 
@@ -84,6 +85,9 @@ pub struct Gateway {
     pub applied_version: Option<i64>,
     pub online: Option<bool>,
     pub last_heartbeat: Option<DateTime<Utc>>,
+    /// What the agent reported on its last heartbeat (device health, queue,
+    /// dropped readings, refused bundle); null before the first one.
+    pub agent_status: Option<AgentStatus>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -105,6 +109,12 @@ impl Gateway {
             applied_version: g.applied_version,
             online: g.online,
             last_heartbeat: g.last_heartbeat,
+            // Stored as the agent sent it; a row the current type cannot
+            // read shows as no report rather than failing the whole answer.
+            agent_status: g
+                .status
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
             created_at: g.created_at,
             updated_at: g.updated_at,
         }
@@ -234,10 +244,39 @@ pub async fn current_spec<C: ConnectionTrait>(
 
 /// Store `spec` as the gateway's next version (unless it equals the
 /// current one: then `None`), point the gateway at its cluster, and sign a
-/// new bundle in the embedded mode.
+/// new bundle in the embedded mode or apply the `EdgeGateway` with the
+/// Kubernetes backend.
 pub async fn write_version<C: ConnectionTrait>(
     db: &C,
     st: &AppState,
+    o: &org::Model,
+    g: gateway::Model,
+    spec: &EdgeGatewaySpec,
+    author: &Author,
+    comment: &str,
+) -> Result<Option<gateway::Model>, ApiError> {
+    let Some(g) = record_version(db, o, g, spec, author, comment).await? else {
+        return Ok(None);
+    };
+    let g = if let Some(client) = &st.fleet.kube {
+        let p = project::Entity::find_by_id(g.project_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| ApiError::internal("gateway without project"))?;
+        super::kube_backend::apply_gateway(client, &o.slug, &p.slug, &g.slug, spec).await?;
+        g
+    } else {
+        let version = g.config_version;
+        sign_bundle(db, st, o, g, version, spec).await?
+    };
+    Ok(Some(g))
+}
+
+/// The database half of [`write_version`]: the version row and the
+/// gateway's cluster, nothing applied or signed. The Kubernetes watch
+/// ([`super::kube_sync`]) records what `kubectl` changed with it.
+pub async fn record_version<C: ConnectionTrait>(
+    db: &C,
     o: &org::Model,
     g: gateway::Model,
     spec: &EdgeGatewaySpec,
@@ -272,14 +311,7 @@ pub async fn write_version<C: ConnectionTrait>(
     am.config_version = Set(version);
     am.cluster_id = Set(cluster_id);
     am.updated_at = Set(now);
-    let g = am.update(db).await?;
-    let g = if let Some(client) = &st.fleet.kube {
-        super::kube_backend::apply_gateway(client, &o.slug, &g.slug, spec).await?;
-        g
-    } else {
-        sign_bundle(db, st, o, g, version, spec).await?
-    };
-    Ok(Some(g))
+    Ok(Some(am.update(db).await?))
 }
 
 /// Sign the config of `config_version` into the gateway's next bundle version.
