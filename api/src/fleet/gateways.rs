@@ -244,39 +244,10 @@ pub async fn current_spec<C: ConnectionTrait>(
 
 /// Store `spec` as the gateway's next version (unless it equals the
 /// current one: then `None`), point the gateway at its cluster, and sign a
-/// new bundle in the embedded mode or apply the `EdgeGateway` with the
-/// Kubernetes backend.
+/// new bundle in the embedded mode.
 pub async fn write_version<C: ConnectionTrait>(
     db: &C,
     st: &AppState,
-    o: &org::Model,
-    g: gateway::Model,
-    spec: &EdgeGatewaySpec,
-    author: &Author,
-    comment: &str,
-) -> Result<Option<gateway::Model>, ApiError> {
-    let Some(g) = record_version(db, o, g, spec, author, comment).await? else {
-        return Ok(None);
-    };
-    let g = if let Some(client) = &st.fleet.kube {
-        let p = project::Entity::find_by_id(g.project_id)
-            .one(db)
-            .await?
-            .ok_or_else(|| ApiError::internal("gateway without project"))?;
-        super::kube_backend::apply_gateway(client, &o.slug, &p.slug, &g.slug, spec).await?;
-        g
-    } else {
-        let version = g.config_version;
-        sign_bundle(db, st, o, g, version, spec).await?
-    };
-    Ok(Some(g))
-}
-
-/// The database half of [`write_version`]: the version row and the
-/// gateway's cluster, nothing applied or signed. The Kubernetes watch
-/// ([`super::kube_sync`]) records what `kubectl` changed with it.
-pub async fn record_version<C: ConnectionTrait>(
-    db: &C,
     o: &org::Model,
     g: gateway::Model,
     spec: &EdgeGatewaySpec,
@@ -311,7 +282,14 @@ pub async fn record_version<C: ConnectionTrait>(
     am.config_version = Set(version);
     am.cluster_id = Set(cluster_id);
     am.updated_at = Set(now);
-    Ok(Some(am.update(db).await?))
+    let g = am.update(db).await?;
+    let g = if let Some(client) = &st.fleet.kube {
+        super::kube_backend::apply_gateway(client, &o.slug, &g.slug, spec).await?;
+        g
+    } else {
+        sign_bundle(db, st, o, g, version, spec).await?
+    };
+    Ok(Some(g))
 }
 
 /// Sign the config of `config_version` into the gateway's next bundle version.
