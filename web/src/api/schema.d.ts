@@ -1904,6 +1904,7 @@ export interface components {
             project_id: string;
         };
         Gateway: {
+            agent_status?: null | components["schemas"]["AgentStatus"];
             /**
              * Format: int64
              * @description Bundle version the agent reports as applied.
