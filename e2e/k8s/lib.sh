@@ -1,11 +1,11 @@
 # Helpers the scenarios share. Source it from a scenario.
 # shellcheck shell=bash
 
-# fail WHY: the last log lines of the operator and the simulator (when they
-# run), then WHY as the last line, which run.sh shows as the reason.
+# fail WHY: the last log lines of the operator, the simulator and the api
+# (when they run), then WHY as the last line, which run.sh shows as the reason.
 fail() {
   local log
-  for log in "${OPERATOR_LOG:-}" "${SIM_LOG:-}"; do
+  for log in "${OPERATOR_LOG:-}" "${SIM_LOG:-}" "${API_LOG:-}"; do
     if [ -n "$log" ] && [ -f "$log" ]; then
       echo "--- last lines of $log"
       tail -n 20 "$log"
@@ -225,4 +225,119 @@ spec:
     - {name: mqtt, protocol: tcp, port: 1883}
   authentication: $3
 EOF
+}
+
+# api_kubeconfig: a kubeconfig for KUBECONFIG's cluster whose user is the
+# ServiceAccount weir-e2e-api/weir-api bound to exactly the RBAC the chart
+# gives weir-api (rendered with `helm template`, cluster-scoped names
+# prefixed weir-e2e- so that a `helm install` of the chart does not collide
+# with them), so that a scenario exercises the chart's api permissions, not
+# the admin's. Prints the file's path.
+api_kubeconfig() {
+  local ns=weir-e2e-api f="$WEIR_K8S_WORK/api.kubeconfig" out token
+  ensure_namespace "$ns"
+  out=$(helm template weir charts/weir --namespace "$ns" 2>&1) || fail "helm template charts/weir failed: $out"
+  out=$(python3 -c '
+import sys, yaml
+ns = sys.argv[1]
+docs = [d for d in yaml.safe_load_all(sys.stdin) if d]
+def is_api_sa(s):
+    return s.get("kind") == "ServiceAccount" and s.get("name") == "weir-api"
+keep, roles = [], set()
+for d in docs:
+    if d["kind"] in ("ClusterRoleBinding", "RoleBinding") and any(is_api_sa(s) for s in d.get("subjects") or []):
+        roles.add((d["roleRef"]["kind"], d["roleRef"]["name"]))
+        keep.append(d)
+for d in docs:
+    if (d["kind"], d["metadata"]["name"]) in roles:
+        keep.append(d)
+if not keep:
+    sys.exit("the chart binds no role to the ServiceAccount weir-api")
+keep.append({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "weir-api", "namespace": ns}})
+for d in keep:
+    md = d["metadata"]
+    md.pop("labels", None)
+    md.pop("annotations", None)
+    if d["kind"].startswith("Cluster"):
+        md["name"] = "weir-e2e-" + md["name"]
+    if d["kind"] == "ClusterRoleBinding":
+        d["roleRef"]["name"] = "weir-e2e-" + d["roleRef"]["name"]
+print(yaml.safe_dump_all(keep))
+' "$ns" <<<"$out" 2>&1) || fail "the chart's RBAC for weir-api: $out"
+  out=$(kubectl apply -f - <<<"$out" 2>&1) || fail "applying the chart's RBAC for weir-api refused: $out"
+  token=$(kubectl -n "$ns" create token weir-api --duration 24h) || fail "no token for serviceaccount $ns/weir-api"
+  kubectl config view --raw --minify --flatten > "$f"
+  chmod 600 "$f"
+  KUBECONFIG=$f kubectl config set-credentials weir-e2e-api --token="$token" >/dev/null
+  KUBECONFIG=$f kubectl config set-context --current --user=weir-e2e-api >/dev/null
+  echo "$f"
+}
+
+# start_api [ARGS...]: build the workspace's binaries and run weir-api (the
+# debug binary) on the host until the scenario exits, against KUBECONFIG's
+# cluster as the chart's api identity (api_kubeconfig; WEIR_API_KUBECONFIG
+# names another kubeconfig), with Kubernetes tenants and fleet on, a fresh
+# SQLite database in $WEIR_K8S_WORK/api-<scenario>/ and a bootstrap admin.
+# ARGS go to its command line; extra settings as environment, e.g.
+# `WEIR_FLEET_MONITOR_INTERVAL_MS=500 start_api`. Waits for /readyz, then
+# exports API_URL, API_LOG, API_DIR, ADMIN_EMAIL and ADMIN_PASSWORD.
+start_api() {
+  build_workspace_bins
+  local port kc
+  kc=${WEIR_API_KUBECONFIG:-$(api_kubeconfig)} || exit 1
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  API_DIR="$WEIR_K8S_WORK/api-$(basename "$0" .sh)"
+  rm -rf "$API_DIR"
+  mkdir -p "$API_DIR"
+  export API_DIR API_LOG="$API_DIR/api.log" API_URL="http://127.0.0.1:$port"
+  ADMIN_PASSWORD="e2e-admin-$(openssl rand -hex 8)"
+  export ADMIN_EMAIL=admin@weir-e2e.test ADMIN_PASSWORD
+  KUBECONFIG=$kc \
+  WEIR_DATABASE_URL="sqlite://$API_DIR/weir.db?mode=rwc" \
+  WEIR_LISTEN="127.0.0.1:$port" \
+  WEIR_PUBLIC_URL="${WEIR_PUBLIC_URL:-$API_URL}" \
+  WEIR_BOOTSTRAP_ADMIN_EMAIL="$ADMIN_EMAIL" \
+  WEIR_BOOTSTRAP_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
+  WEIR_WEB_DIR="$API_DIR/no-web" \
+  WEIR_KUBE_TENANTS=on \
+  WEIR_KUBE_FLEET=on \
+  RUST_LOG="${RUST_LOG:-info}" NO_COLOR=1 \
+    "${CARGO_TARGET_DIR:-target}/debug/weir-api" "$@" > "$API_LOG" 2>&1 &
+  API_PID=$!
+  kill_on_exit "$API_PID"
+  for _ in $(seq 1 120); do
+    curl -fsS "$API_URL/readyz" >/dev/null 2>&1 && return 0
+    kill -0 "$API_PID" 2>/dev/null || fail "weir-api exited at start"
+    sleep 0.5
+  done
+  fail "weir-api did not answer /readyz at $API_URL"
+}
+
+# api_login [EMAIL PASSWORD]: sign in to the api of start_api (the
+# bootstrap admin by default); the session cookie goes to $API_DIR/cookies
+# and its CSRF token to API_CSRF, which api_call sends.
+api_login() {
+  local email=${1:-$ADMIN_EMAIL} password=${2:-$ADMIN_PASSWORD} body
+  body=$(jq -nc --arg e "$email" --arg p "$password" '{email: $e, password: $p}')
+  API_CSRF=$(curl -fsS -c "$API_DIR/cookies" -H 'content-type: application/json' -d "$body" \
+    "$API_URL/api/v1/auth/login" | jq -er .csrf_token) || fail "sign-in as $email at $API_URL refused"
+  export API_CSRF
+}
+
+# api_call METHOD PATH [BODY]: a request to the api as the signed-in user
+# (api_login); prints the response body. A status of 400 or more prints
+# "METHOD PATH: HTTP status: body" on stderr and returns 1.
+api_call() {
+  local method=$1 path=$2 out code
+  out=$(mktemp "$API_DIR/call.XXXXXX")
+  local args=(-sS -X "$method" -b "$API_DIR/cookies" -c "$API_DIR/cookies" -H "x-csrf-token: ${API_CSRF:-}" -o "$out" -w '%{http_code}')
+  [ $# -ge 3 ] && args+=(-H 'content-type: application/json' --data-binary "$3")
+  code=$(curl "${args[@]}" "$API_URL$path") || { rm -f "$out"; echo "$method $path: no answer from $API_URL" >&2; return 1; }
+  if [ "$code" -ge 400 ]; then
+    echo "$method $path: HTTP $code: $(cat "$out")" >&2
+    rm -f "$out"
+    return 1
+  fi
+  cat "$out"
+  rm -f "$out"
 }
