@@ -247,8 +247,9 @@ export function fromApiGateway(g: Schemas['Gateway'], rollout?: RolloutEntry): G
     status: online === true ? 'online' : heartbeat ? 'offline' : 'never-seen',
     last_heartbeat: heartbeat,
     last_error: rollout?.last_error ?? null,
-    agent_version: rollout?.agent_version ?? null,
+    agent_version: rollout?.agent_version ?? (g.agent_status?.agentVersion || null),
     agent_hostname: rollout?.agent_hostname ?? null,
+    agent_status: g.agent_status ?? null,
     rawSpec: spec,
     config: { devices: spec.devices ?? [], pipelines: spec.pipelines ?? [], uplink: spec.uplink },
     created_at: g.created_at,
@@ -297,6 +298,10 @@ export const gateways = {
     const spec = { ...g.rawSpec, devices: config.devices, pipelines: config.pipelines ?? [], ...(config.uplink ? { uplink: config.uplink } : {}) };
     return fromApiGateway(await ok(client.PATCH('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}', { params: { path: { ...s, gateway: g.name } }, body: { spec, comment } })));
   },
+  /** Point the gateway at another cluster (null: none), as a new config version. A cluster the
+   *  project may not use is refused on `spec.clusterRef`. */
+  setCluster: async (s: Scope, gateway: string, cluster: string | null, comment: string) =>
+    fromApiGateway(await ok(client.PATCH('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}', { params: { path: { ...s, gateway } }, body: { merge_patch: { clusterRef: cluster }, comment } }))),
   remove: (s: Scope, gateway: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}', { params: { path: { ...s, gateway } } })),
   /** The agent stops at once (sessions end, key refused, broker identity removed); the gateway must enroll again. */
   revokeAgent: (s: Scope, gateway: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/agent', { params: { path: { ...s, gateway } } })),

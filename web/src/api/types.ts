@@ -104,6 +104,8 @@ export interface Gateway {
   last_error?: string | null;
   agent_version?: string | null;
   agent_hostname?: string | null;
+  /** What the agent reported on its last heartbeat; null before the first one. */
+  agent_status: AgentStatus | null;
   /** The whole EdgeGatewaySpec as stored (site, mode, clusterRef, devices, pipelines, uplink). */
   rawSpec: Record<string, unknown>;
   /** The devices, pipelines and uplink of the latest version. */
@@ -143,6 +145,10 @@ export interface Tag {
   description?: string;
   signal?: { kind: string; min?: number; max?: number; periodS?: number };
 }
+
+/** An agent's heartbeat: device health, queue, dropped readings, refused bundle. */
+export type AgentStatus = Schemas['AgentStatus'];
+export type DeviceHealth = Schemas['DeviceHealth'];
 
 export type GatewayVersion = Schemas['GatewayVersion'];
 export type RolloutEntry = Schemas['RolloutEntry'];

@@ -12,6 +12,25 @@ import { ApiError } from '../api/http';
 export const EMQX_VERSIONS = ['5.8.6', '5.8.5', '5.8.4'];
 
 
+type AuthMode = 'apiJwt' | 'password';
+
+/** The api's default: managed clusters always check Weir's JWTs; an adopted broker keeps its logins. */
+const DEFAULT_AUTH: Record<'kubernetes' | 'external', AuthMode> = { kubernetes: 'apiJwt', external: 'password' };
+
+/** How gateways log in, in the wizard's words (the api's `auth_mode`). */
+export const AUTH_MODES: { mode: AuthMode; title: string; text: (jwks: string) => string }[] = [
+  {
+    mode: 'apiJwt',
+    title: 'Tokens from Weir (JWT)',
+    text: (jwks) => `Each gateway's agent logs in with a short-lived token that Weir signs and renews; the token carries that gateway's own topic permissions. The broker checks tokens against Weir's public keys (${jwks}). No broker passwords to manage.`,
+  },
+  {
+    mode: 'password',
+    title: 'Broker logins (username and password)',
+    text: () => "Weir uses the broker's dynamic-security admin login (Mosquitto) to create a login and topic permissions of its own for every gateway; agents only ever get their own. Without an admin login the broker is open: agents connect without credentials.",
+  },
+];
+
 /** How a cluster's gateways get their own broker login. */
 const IDENTITY_WORDS: Record<string, string> = {
   dynamicSecurity: 'Each gateway has its own broker login and ACL (Mosquitto dynamic security).',
@@ -70,11 +89,22 @@ export function ClusterWizard() {
   const [url, setUrl] = useState('mqtt://');
   const [username, setUsername] = useState('');
   const [password, setPassword] = useState('');
+  const [authMode, setAuthMode] = useState<AuthMode>(DEFAULT_AUTH.kubernetes);
+  const chooseBackend = (b: 'kubernetes' | 'external') => { setBackend(b); setAuthMode(DEFAULT_AUTH[b]); };
   const act = useAction();
+  // With tokens the broker needs no admin login: it checks Weir's keys.
+  const adminLogin = backend === 'external' && authMode === 'password';
+  const jwks = `${window.location.origin}/api/v1/jwks.json`;
+  const loginText =
+    authMode === 'apiJwt'
+      ? 'Gateways log in with tokens from Weir (JWT).'
+      : username
+        ? 'Gateways log in with a broker login Weir creates for each of them.'
+        : 'Gateways connect without credentials: the broker is open.';
   const body =
     backend === 'kubernetes'
-      ? { name, backend, spec: { version, replicas, storage: { size: storage } } }
-      : { name, backend, url, ...(username ? { username } : {}), ...(password ? { password } : {}) };
+      ? { name, backend, auth_mode: authMode, spec: { version, replicas, storage: { size: storage } } }
+      : { name, backend, url, auth_mode: authMode, ...(adminLogin && username ? { username } : {}), ...(adminLogin && password ? { password } : {}) };
   const nameErr = name && !SLUG_RE.test(name) ? 'Use lowercase letters, digits and “-”.' : act.fields.name;
   const valid = SLUG_RE.test(name) && (backend === 'kubernetes' ? replicas >= 1 && replicas <= 15 : /^(mqtts?|wss?|tcp|ssl):\/\/.+/.test(url));
   return (
@@ -92,11 +122,11 @@ export function ClusterWizard() {
           <fieldset className="stack" style={{ border: 0, padding: 0, margin: 0 }}>
             <legend className="sr-only">Kind of cluster</legend>
             <label className="row card" style={{ cursor: 'pointer' }}>
-              <input type="radio" name="backend" checked={backend === 'kubernetes'} onChange={() => setBackend('kubernetes')} />
+              <input type="radio" name="backend" checked={backend === 'kubernetes'} onChange={() => chooseBackend('kubernetes')} />
               <span><strong>Managed EMQX cluster</strong><br /><span className="muted">Weir runs it on Kubernetes: scaling, upgrades one node at a time.</span></span>
             </label>
             <label className="row card" style={{ cursor: 'pointer' }}>
-              <input type="radio" name="backend" checked={backend === 'external'} onChange={() => setBackend('external')} />
+              <input type="radio" name="backend" checked={backend === 'external'} onChange={() => chooseBackend('external')} />
               <span><strong>Existing broker</strong><br /><span className="muted">Adopt a broker you already run (e.g. Mosquitto); Weir checks it can connect.</span></span>
             </label>
           </fieldset>
@@ -127,6 +157,11 @@ export function ClusterWizard() {
                 <Field label="Broker URL" hint="e.g. mqtt://broker.plant.local:1883" error={act.fields.url}>
                   {(p) => <input {...p} value={url} onChange={(e) => setUrl(e.target.value)} />}
                 </Field>
+              </>
+            )}
+            <AuthModeChoice backend={backend} value={authMode} onChange={setAuthMode} error={act.fields.auth_mode} jwks={jwks} />
+            {adminLogin && (
+              <>
                 <Field label="Admin username (optional)" hint="The broker's dynamic-security admin login. Weir uses it to give every gateway its own login and ACL; agents never receive it. Leave empty only for an open broker without authentication." error={act.fields.username}>
                   {(p) => <input {...p} value={username} onChange={(e) => setUsername(e.target.value)} autoComplete="off" />}
                 </Field>
@@ -139,7 +174,7 @@ export function ClusterWizard() {
         )}
         {step === 3 && (
           <div className="stack">
-            <p>Weir will {backend === 'kubernetes' ? `create the EMQX ${version} cluster “${name}” with ${replicas} node${replicas === 1 ? '' : 's'} and ${storage} storage each` : `adopt the broker at ${url} as “${name}”`}.</p>
+            <p>Weir will {backend === 'kubernetes' ? `create the EMQX ${version} cluster “${name}” with ${replicas} node${replicas === 1 ? '' : 's'} and ${storage} storage each` : `adopt the broker at ${url} as “${name}”`}. {loginText}</p>
             <ErrorNotice error={act.error} />
             {act.error instanceof ApiError && act.fields && Object.keys(act.fields).length > 0 && (
               <Notice kind="warn">Go back to fix the fields marked in red.</Notice>
@@ -158,6 +193,29 @@ export function ClusterWizard() {
         </div>
       </div>
     </>
+  );
+}
+
+/** How gateways log in; a managed cluster offers only tokens. */
+function AuthModeChoice({ backend, value, onChange, error, jwks }: { backend: 'kubernetes' | 'external'; value: AuthMode; onChange: (m: AuthMode) => void; error?: string; jwks: string }) {
+  return (
+    <fieldset className="stack" style={{ border: 0, padding: 0, margin: 0 }} aria-describedby={error ? 'auth-mode-err' : undefined}>
+      <legend><strong>How gateways log in to the broker</strong></legend>
+      {AUTH_MODES.map((m) => {
+        const off = backend === 'kubernetes' && m.mode === 'password';
+        return (
+          <label key={m.mode} className="row card" style={{ cursor: off ? 'not-allowed' : 'pointer', opacity: off ? 0.6 : 1 }}>
+            <input type="radio" name="auth_mode" value={m.mode} checked={value === m.mode} disabled={off} onChange={() => onChange(m.mode)} />
+            <span>
+              <strong>{m.title}</strong>{DEFAULT_AUTH[backend] === m.mode && <span className="muted"> (default)</span>}
+              <br />
+              <span className="muted">{off ? 'Not for managed clusters: Weir configures EMQX to check its tokens.' : m.text(jwks)}</span>
+            </span>
+          </label>
+        );
+      })}
+      {error && <span className="error" id="auth-mode-err" role="alert">{error}</span>}
+    </fieldset>
   );
 }
 

@@ -11,6 +11,8 @@ import { ConfigEditor, newDevice } from './ConfigEditor';
 import { Chart, toSeries } from '../ui/Chart';
 import { ApiError } from '../api/http';
 import { AgentRevoked, RevokeAgentButton } from './RevokeAgent';
+import { AgentReport } from './AgentReport';
+import { ClusterPicker, useOwnClusters } from './ClusterPicker';
 
 export function versionText(g: Pick<Gateway, 'desired_version' | 'applied_version'>) {
   const d = g.desired_version;
@@ -27,7 +29,10 @@ function CreateGateway({ onClose }: { onClose: () => void }) {
   const [name, setName] = useState('');
   const [site, setSite] = useState('');
   const [location, setLocation] = useState('');
+  const [cluster, setCluster] = useState<string | null>(null);
+  const own = useOwnClusters(s);
   const act = useAction();
+  const clusterErr = act.fields['spec.clusterRef'];
   const nameErr = name && !SLUG_RE.test(name) ? 'Use lowercase letters, digits and “-”.' : act.fields.name;
   return (
     <Dialog
@@ -41,7 +46,7 @@ function CreateGateway({ onClose }: { onClose: () => void }) {
             busy={act.busy}
             disabled={!SLUG_RE.test(name)}
             onClick={() =>
-              act.run(() => gateways.create(s, { name, spec: { site: { ...(site ? { name: site } : {}), ...(location ? { location } : {}) }, mode: 'external', devices: [] }, comment: 'created in the console' }), {
+              act.run(() => gateways.create(s, { name, spec: { site: { ...(site ? { name: site } : {}), ...(location ? { location } : {}) }, mode: 'external', ...(cluster ? { clusterRef: cluster } : {}), devices: [] }, comment: 'created in the console' }), {
                 ok: `Created gateway ${name}.`,
                 then: (g) => nav(`${base}/gateways/${g?.name ?? name}`),
               })
@@ -58,7 +63,9 @@ function CreateGateway({ onClose }: { onClose: () => void }) {
         </Field>
         <Field label="Site name" error={act.fields['site.name']}>{(p) => <input {...p} value={site} onChange={(e) => setSite(e.target.value)} placeholder="North pump station" />}</Field>
         <Field label="Location" error={act.fields['site.location']}>{(p) => <input {...p} value={location} onChange={(e) => setLocation(e.target.value)} placeholder="Riverside, Mill Road 4" />}</Field>
-        <ErrorNotice error={act.error} />
+        {own.list ? <ClusterPicker value={cluster} onChange={setCluster} own={own.list} error={clusterErr} /> : <Spinner label="Loading clusters" />}
+        <ErrorNotice error={own.error} />
+        <ErrorNotice error={clusterErr && Object.keys(act.fields).length === 1 ? null : act.error} />
       </form>
     </Dialog>
   );
@@ -150,7 +157,7 @@ export function GatewayDetail() {
           <NavLink key={k} to={k === 'overview' ? gb : `${gb}/${k}`} end className={() => (tab === k ? 'active' : '')}>{l}</NavLink>
         ))}
       </nav>
-      {tab === 'overview' && <Overview g={g} />}
+      {tab === 'overview' && <Overview g={g} onSaved={reload} />}
       {tab === 'config' && <ConfigTab g={g} onSaved={reload} />}
       {tab === 'versions' && <VersionsTab g={g} onRolledBack={reload} />}
       {tab === 'enrollment' && <EnrollmentTab g={g} />}
@@ -162,17 +169,53 @@ export function GatewayDetail() {
   );
 }
 
-function Overview({ g }: { g: Gateway }) {
+function ClusterSection({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
+  const { s, base, can } = useScope();
+  const own = useOwnClusters(s);
+  const current = g.cluster ?? null;
+  const [cluster, setCluster] = useState<string | null>(current);
+  useEffect(() => setCluster(current), [current]);
+  const act = useAction();
+  const err = act.fields['spec.clusterRef'];
+  const editable = can('project.write');
+  const isOwn = !!current && !!own.list?.some((c) => c.name === current);
+  return (
+    <section className="card stack" aria-label="Cluster">
+      <h2 style={{ margin: 0 }}>Cluster</h2>
+      <p style={{ margin: 0 }} data-testid="current-cluster">
+        {!current
+          ? 'No cluster chosen: the agent has no broker to publish readings to.'
+          : isOwn
+            ? <>Publishes to <Link to={`${base}/clusters/${current}`}>{current}</Link>.</>
+            : <>Publishes to <strong>{current}</strong>{own.list ? ', a cluster another project shares with this one' : ''}.</>}
+      </p>
+      <ErrorNotice error={own.error} />
+      {editable && own.list && (
+        <form className="form" onSubmit={(e) => { e.preventDefault(); void act.run(() => gateways.setCluster(s, g.name, cluster, cluster ? `cluster set to ${cluster}` : 'cluster removed'), { ok: cluster ? `The gateway now uses cluster ${cluster}; the agent gets new broker credentials.` : 'The gateway has no cluster now.', then: onSaved }); }}>
+          <ClusterPicker value={cluster} onChange={(v) => { setCluster(v); act.reset(); }} own={own.list} error={err} />
+          <ErrorNotice error={err ? null : act.error} />
+          <div><Button type="submit" busy={act.busy} disabled={cluster === current}>Change cluster</Button></div>
+        </form>
+      )}
+    </section>
+  );
+}
+
+function Overview({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
   const v = versionText(g);
   const cfg = g.config;
   const tags = (cfg?.devices ?? []).reduce((n, d) => n + d.groups.reduce((m, x) => m + x.tags.length, 0), 0);
   return (
-    <div className="grid">
-      <div className="card stat"><span className="label">Status</span><span className="value">{gatewayStatus(g.status).label}</span><span className="muted">last heartbeat {fmtAgo(g.last_heartbeat)}</span></div>
-      <div className="card stat"><span className="label">Config</span><span className="value">{v.text}</span><span className="muted">desired v{g.desired_version ?? '—'}, applied v{g.applied_version ?? '—'}</span></div>
-      <div className="card stat"><span className="label">Devices</span><span className="value">{cfg?.devices?.length ?? 0}</span><span className="muted">{tags} tags</span></div>
-      <div className="card stat"><span className="label">Agent</span><span className="value" style={{ fontSize: 18 }}>{g.agent_version ?? '—'}</span><span className="muted">{g.mode === 'inCluster' ? 'runs in the cluster' : 'installed at the site'}</span></div>
-      {g.last_error && <div style={{ gridColumn: '1 / -1' }}><Notice kind="error">The agent reports: {g.last_error}</Notice></div>}
+    <div className="stack">
+      <div className="grid">
+        <div className="card stat"><span className="label">Status</span><span className="value">{gatewayStatus(g.status).label}</span><span className="muted">last heartbeat {fmtAgo(g.last_heartbeat)}</span></div>
+        <div className="card stat"><span className="label">Config</span><span className="value">{v.text}</span><span className="muted">desired v{g.desired_version ?? '—'}, applied v{g.applied_version ?? '—'}</span></div>
+        <div className="card stat"><span className="label">Devices</span><span className="value">{cfg?.devices?.length ?? 0}</span><span className="muted">{tags} tags</span></div>
+        <div className="card stat"><span className="label">Agent</span><span className="value" style={{ fontSize: 18 }}>{g.agent_version ?? '—'}</span><span className="muted">{g.mode === 'inCluster' ? 'runs in the cluster' : 'installed at the site'}</span></div>
+        {g.last_error && !g.agent_status?.refused && <div style={{ gridColumn: '1 / -1' }}><Notice kind="error">The agent reports: {g.last_error}</Notice></div>}
+      </div>
+      <AgentReport g={g} />
+      <ClusterSection g={g} onSaved={onSaved} />
     </div>
   );
 }
