@@ -21,9 +21,30 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(get_mappings, put_mappings))
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema, Clone)]
-#[serde(deny_unknown_fields)]
+/// One mapping as the api reports it.
+#[derive(Debug, Serialize, ToSchema, Clone)]
 pub struct GroupMapping {
+    /// Value of the groups claim, e.g. `riverside-ops`.
+    pub group: String,
+    /// An org role, or a project role together with `project`.
+    #[schema(schema_with = role_schema)]
+    pub role: String,
+    /// Project slug, for project roles.
+    pub project: Option<String>,
+    /// `manual` (from this endpoint) or `kubernetes` (from a Tenant's admins).
+    pub source: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GroupMappings {
+    pub mappings: Vec<GroupMapping>,
+}
+
+/// One mapping as a client sends it: the api's own fields (`source`) are
+/// not part of it, so the request and response documents differ.
+#[derive(Debug, Deserialize, ToSchema, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GroupMappingInput {
     /// Value of the groups claim, e.g. `riverside-ops`.
     #[schema(schema_with = crate::extract::schema::text::<1, 256>)]
     pub group: String,
@@ -32,16 +53,13 @@ pub struct GroupMapping {
     pub role: String,
     /// Project slug, for project roles.
     pub project: Option<String>,
-    /// `manual` or `kubernetes` (read-only; from a Tenant's admins).
-    #[serde(default, skip_deserializing)]
-    pub source: String,
 }
 
-#[derive(Debug, Serialize, Deserialize, ToSchema)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct GroupMappings {
+pub struct GroupMappingsInput {
     #[schema(max_items = 200)]
-    pub mappings: Vec<GroupMapping>,
+    pub mappings: Vec<GroupMappingInput>,
 }
 
 /// The roles a mapping may grant (`Role::parse`).
@@ -59,7 +77,7 @@ fn role_schema() -> utoipa::openapi::schema::Object {
 
 crate::body_rule!(
     GroupMappingsBody,
-    GroupMappings,
+    GroupMappingsInput,
     serde_json::json!({"properties": {"mappings": {"items": {"oneOf": [
         {"properties": {"role": {"enum": ["org-owner", "org-admin"]}, "project": {"type": "null"}}},
         {"required": ["project"], "properties": {
@@ -69,7 +87,7 @@ crate::body_rule!(
     ]}}}})
 );
 
-impl Validate for GroupMappings {
+impl Validate for GroupMappingsInput {
     fn validate(&self) -> Result<(), Vec<FieldError>> {
         let mut e = Vec::new();
         if self.mappings.len() > 200 {
@@ -146,7 +164,7 @@ async fn put_mappings(
     auth: Auth,
     meta: ClientMeta,
     ApiPath(org): ApiPath<String>,
-    ApiJson(req): ApiJson<GroupMappings>,
+    ApiJson(req): ApiJson<GroupMappingsInput>,
 ) -> Result<Json<GroupMappings>, ApiError> {
     let (o, grants) = load_org(&st, &auth, &org).await?;
     check(&grants, &st, Permission::OrgSsoManage, Domain::Org(o.id))?;
