@@ -174,8 +174,9 @@ pub fn agent_token_challenge(agent_id: &str, timestamp: &DateTime<Utc>) -> Vec<u
     format!("weir-agent-token\n{agent_id}\n{}", timestamp.to_rfc3339()).into_bytes()
 }
 
+/// How a device's polling goes (also `EdgeGateway.status.devices[].state`).
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DeviceState {
     Ok,

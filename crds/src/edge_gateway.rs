@@ -31,6 +31,29 @@ use crate::mqtt_cluster::ReclaimPolicy;
     ),
     printcolumn(name = "Online", type_ = "boolean", json_path = ".status.online"),
     printcolumn(
+        name = "Heartbeat",
+        type_ = "date",
+        json_path = ".status.lastHeartbeat"
+    ),
+    printcolumn(
+        name = "Queue",
+        type_ = "integer",
+        priority = 1,
+        json_path = ".status.queueDepth"
+    ),
+    printcolumn(
+        name = "Dropped",
+        type_ = "integer",
+        priority = 1,
+        json_path = ".status.droppedReadings"
+    ),
+    printcolumn(
+        name = "Refused",
+        type_ = "string",
+        priority = 1,
+        json_path = ".status.refused.reason"
+    ),
+    printcolumn(
         name = "Age",
         type_ = "date",
         json_path = ".metadata.creationTimestamp"
@@ -127,6 +150,11 @@ pub enum GatewayMode {
     InCluster,
 }
 
+/// Two writers share the status, each with its own server-side-apply field
+/// manager: the operator (phase, configVersion, configHash,
+/// observedGeneration, conditions) and weir-api, from the agent's
+/// heartbeats (online, appliedVersion, lastHeartbeat, refused, devices,
+/// queueDepth, droppedReadings).
 #[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EdgeGatewayStatus {
@@ -142,12 +170,73 @@ pub struct EdgeGatewayStatus {
     /// Version the agent reports as applied.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub applied_version: Option<u64>,
+    /// The agent reported within 3 of its heartbeat intervals.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub online: Option<bool>,
+    /// RFC 3339 time of a recent heartbeat. When nothing but it and the
+    /// queue counters changed, weir-api refreshes it at most once a minute
+    /// (or heartbeat interval, if longer); the api's own view is live.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_heartbeat: Option<String>,
+    /// The last config bundle the agent refused (it keeps running the one
+    /// before); gone once it runs the latest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<RefusedStatus>,
+    /// Health of each device the agent polls.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = crate::gateway::limits::DEVICES))]
+    pub devices: Vec<DeviceStatus>,
+    /// Readings queued on the gateway, not yet delivered to the broker.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_depth: Option<u64>,
+    /// Readings the agent dropped since it started (its queue was full).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_readings: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
     #[serde(default)]
     pub conditions: Vec<Condition>,
+}
+
+impl EdgeGatewayStatus {
+    /// The status fields weir-api writes from heartbeats (JSON names); the
+    /// operator writes none of them.
+    pub const HEARTBEAT_FIELDS: &'static [&'static str] = &[
+        "online",
+        "appliedVersion",
+        "lastHeartbeat",
+        "refused",
+        "devices",
+        "queueDepth",
+        "droppedReadings",
+    ];
+    /// Longest `refused.reason` and `devices[].lastError` kept (longer ones are cut).
+    pub const REASON_LENGTH: usize = 1024;
+    pub const DEVICE_ERROR_LENGTH: usize = 256;
+}
+
+/// A config bundle the agent refused (`AgentStatus.refused`).
+#[derive(schemars::JsonSchema, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RefusedStatus {
+    /// The refused bundle's version, when the agent could read it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<u64>,
+    #[schemars(length(max = EdgeGatewayStatus::REASON_LENGTH))]
+    pub reason: String,
+    /// RFC 3339 time the agent refused it.
+    pub at: String,
+}
+
+/// One device's health as the agent reports it (`AgentStatus.devices`).
+#[derive(schemars::JsonSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeviceStatus {
+    #[schemars(length(max = crate::gateway::limits::NAME_LENGTH))]
+    pub name: String,
+    pub state: crate::agent_api::DeviceState,
+    /// The last polling error (cleared when the device answers again).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = EdgeGatewayStatus::DEVICE_ERROR_LENGTH))]
+    pub last_error: Option<String>,
 }

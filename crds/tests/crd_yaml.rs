@@ -92,3 +92,41 @@ fn drift_check_catches_a_stale_file() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// What weir-api writes from heartbeats is named once: each name in
+/// HEARTBEAT_FIELDS is a property of the served status schema, the ones the
+/// operator writes are not among them, and an agent's device health and
+/// refused bundle fit the schema's types.
+#[test]
+fn heartbeat_status_fields_are_in_the_schema() {
+    use weir_crds::{EdgeGateway, EdgeGatewayStatus};
+    let crd = weir_crds::crd::<EdgeGateway>();
+    let v = serde_json::to_value(&crd.spec.versions[0]).unwrap();
+    let props = &v["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"];
+    for f in EdgeGatewayStatus::HEARTBEAT_FIELDS {
+        assert!(props.get(f).is_some(), "status.{f} is not in the schema");
+    }
+    for f in [
+        "phase",
+        "conditions",
+        "configVersion",
+        "configHash",
+        "observedGeneration",
+    ] {
+        assert!(props.get(f).is_some(), "status.{f}");
+        assert!(!EdgeGatewayStatus::HEARTBEAT_FIELDS.contains(&f), "{f}");
+    }
+    assert_eq!(
+        props["devices"]["items"]["properties"]["state"]["enum"],
+        serde_json::json!(["ok", "degraded", "down"])
+    );
+    let s: EdgeGatewayStatus = serde_json::from_value(serde_json::json!({
+        "online": true, "appliedVersion": 3, "lastHeartbeat": "2026-12-07T01:00:00Z",
+        "refused": {"version": 4, "reason": "bad signature", "at": "2026-12-07T01:00:00Z"},
+        "devices": [{"name": "pump-1", "state": "down", "lastError": "timeout"}],
+        "queueDepth": 12, "droppedReadings": 0,
+    }))
+    .unwrap();
+    assert_eq!(s.devices[0].state, weir_crds::agent_api::DeviceState::Down);
+    assert_eq!(s.refused.unwrap().version, Some(4));
+}
