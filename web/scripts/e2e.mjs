@@ -33,6 +33,7 @@ import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
+import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -318,6 +319,7 @@ async function main() {
   }, page);
 
   const base = `/o/${ORG.slug}/p/${PROJECT.slug}`;
+  const apiBase = `/api/v1/orgs/${ORG.slug}/projects/${PROJECT.slug}`;
   let gatewayMade = false;
   await step('create a gateway', [['POST', `${P}/gateways`], ['GET', G]], async () => {
     await page.goto(`${base}/gateways`);
@@ -428,8 +430,10 @@ async function main() {
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
     }, page);
+    await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
+  await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
 
   let viewerAdded = false;
   await step('invite a project viewer', [['POST', '/api/v1/users'], ['POST', `${P}/members`]], async () => {
