@@ -184,7 +184,7 @@ function ClusterSection({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
       <h2 style={{ margin: 0 }}>Cluster</h2>
       <p style={{ margin: 0 }} data-testid="current-cluster">
         {!current
-          ? 'No cluster chosen: the agent has no broker to publish readings to.'
+          ? 'No cluster chosen: Weir gives the agent no broker to publish readings to (only one set on the agent itself with --mqtt-url).'
           : isOwn
             ? <>Publishes to <Link to={`${base}/clusters/${current}`}>{current}</Link>.</>
             : <>Publishes to <strong>{current}</strong>{own.list ? ', a cluster another project shares with this one' : ''}.</>}
