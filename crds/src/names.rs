@@ -53,6 +53,21 @@ pub mod gateway_config {
     pub const ROTATIONS: &str = "rotations.json";
 }
 
+/// The historian's broker identity: a Secret the api keeps in each tenant
+/// namespace that runs a historian, renewed well before its JWT expires;
+/// the operator's historian Deployment reads it (username from the env,
+/// the password file from a volume, re-read at each reconnect).
+pub mod historian_mqtt {
+    /// Name of the Secret in the tenant namespace.
+    pub const SECRET: &str = "weir-historian-mqtt";
+    /// The MQTT username (also the JWT's `username` claim).
+    pub const USERNAME: &str = "username";
+    /// The MQTT password: a JWT signed by the api for the tenant's org.
+    pub const PASSWORD: &str = "password";
+    /// When the JWT expires (RFC 3339).
+    pub const EXPIRES: &str = "expires";
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

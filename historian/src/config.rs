@@ -15,6 +15,10 @@ pub struct Config {
     pub mqtt_url: String,
     pub mqtt_username: Option<String>,
     pub mqtt_password: Option<String>,
+    /// A file holding the MQTT password, read at each (re)connect: a
+    /// short-lived JWT renewed by the api into a mounted Secret is picked up
+    /// without a restart. Wins over `mqtt_password`.
+    pub mqtt_password_file: Option<std::path::PathBuf>,
     /// Stable per instance: the broker keeps this client's session (and the
     /// messages queued for it) across restarts.
     pub client_id: String,
@@ -54,6 +58,7 @@ impl Default for Config {
             mqtt_url: "mqtt://127.0.0.1:1883".into(),
             mqtt_username: None,
             mqtt_password: None,
+            mqtt_password_file: None,
             client_id: "weir-historian".into(),
             topic_prefix: "weir".into(),
             tenant: "+".into(),

@@ -58,6 +58,14 @@ struct RunArgs {
     /// MQTT password (or JWT).
     #[arg(long, env = "WEIR_MQTT_PASSWORD", hide_env_values = true)]
     mqtt_password: Option<String>,
+    /// File holding the MQTT password (or JWT), read again at every
+    /// reconnect so a renewed JWT in a mounted Secret is used without a restart.
+    #[arg(
+        long,
+        env = "WEIR_MQTT_PASSWORD_FILE",
+        conflicts_with = "mqtt_password"
+    )]
+    mqtt_password_file: Option<std::path::PathBuf>,
     /// MQTT client id; must be stable per instance (the broker keeps its
     /// session and queued messages). Default: weir-historian-<hostname>.
     #[arg(long, env = "WEIR_HISTORIAN_CLIENT_ID")]
@@ -136,6 +144,7 @@ impl RunArgs {
             mqtt_url: self.mqtt_url,
             mqtt_username: self.mqtt_username,
             mqtt_password: self.mqtt_password,
+            mqtt_password_file: self.mqtt_password_file,
             client_id: self
                 .client_id
                 .unwrap_or_else(|| format!("weir-historian-{}", hostname())),

@@ -141,9 +141,40 @@ pub(crate) fn options(cfg: &Config) -> Result<MqttOptions, Error> {
         .set_keep_alive(Duration::from_secs(30))
         .set_connection_timeout(10);
     if let Some(user) = &cfg.mqtt_username {
-        o.set_credentials(user.clone(), cfg.mqtt_password.clone().unwrap_or_default());
+        o.set_credentials(user.clone(), password(cfg)?);
     }
     Ok(o)
+}
+
+/// The MQTT password: the file's content (trimmed) when one is given,
+/// else `mqtt_password`.
+pub(crate) fn password(cfg: &Config) -> Result<String, Error> {
+    match &cfg.mqtt_password_file {
+        Some(path) => std::fs::read_to_string(path)
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| {
+                Error::Config(format!(
+                    "--mqtt-password-file {}: cannot read it: {e}",
+                    path.display()
+                ))
+            }),
+        None => Ok(cfg.mqtt_password.clone().unwrap_or_default()),
+    }
+}
+
+/// Before a reconnect: read the password file again (the api renews the
+/// JWT in it before the old one expires, and the broker refuses an expired
+/// one). A file that cannot be read keeps the password we had.
+fn refresh_password(cfg: &Config, options: &mut MqttOptions) {
+    let (Some(user), Some(_)) = (&cfg.mqtt_username, &cfg.mqtt_password_file) else {
+        return;
+    };
+    match password(cfg) {
+        Ok(p) => {
+            options.set_credentials(user.clone(), p);
+        }
+        Err(e) => tracing::warn!(error = %e, "keeping the MQTT password read before"),
+    }
 }
 
 /// A client, its event loop and the acker bound to it.
@@ -277,6 +308,7 @@ pub(crate) async fn consume(
                     _ = done.cancelled() => break,
                     _ = tokio::time::sleep(backoff) => {}
                 }
+                refresh_password(&cfg, &mut eventloop.options);
                 // At most 1 s: after a broker restart, what agents publish
                 // before this session has re-subscribed finds no subscriber
                 // and is lost (issue 20), so come back quickly; a retry a
@@ -324,5 +356,37 @@ mod tests {
         assert!(parse_url("http://x").is_err());
         assert!(parse_url("mqtt://user:pw@x:1").is_err());
         assert!(parse_url("mqtt://x:notaport").is_err());
+    }
+
+    #[test]
+    fn the_password_file_is_read_again_at_each_reconnect() {
+        let dir = std::env::temp_dir().join(format!("weir-historian-pw-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("password");
+        std::fs::write(&file, "jwt-1\n").unwrap();
+        let cfg = Config {
+            mqtt_username: Some("weir-historian-riverside".into()),
+            mqtt_password: Some("ignored".into()),
+            mqtt_password_file: Some(file.clone()),
+            ..Config::default()
+        };
+        let mut o = options(&cfg).unwrap();
+        let login = o.credentials().unwrap();
+        assert_eq!(
+            (login.username.as_str(), login.password.as_str()),
+            ("weir-historian-riverside", "jwt-1")
+        );
+        // The api renewed the JWT in the mounted Secret.
+        std::fs::write(&file, "jwt-2").unwrap();
+        refresh_password(&cfg, &mut o);
+        assert_eq!(o.credentials().unwrap().password, "jwt-2");
+        // Gone for a moment (a Secret volume being updated): kept.
+        std::fs::remove_file(&file).unwrap();
+        refresh_password(&cfg, &mut o);
+        assert_eq!(o.credentials().unwrap().password, "jwt-2");
+        // Unreadable at start: an error naming the flag.
+        let e = options(&cfg).unwrap_err().to_string();
+        assert!(e.contains("--mqtt-password-file"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

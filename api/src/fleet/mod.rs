@@ -16,6 +16,7 @@ pub mod clusters;
 pub mod enrollment;
 pub mod entities;
 pub mod gateways;
+pub mod historian_identity;
 pub mod keys;
 pub mod kube_backend;
 pub mod mqtt_probe;
@@ -196,4 +197,5 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// re-signing before expiry). It stops when the state is dropped.
 pub fn spawn_background(st: &AppState) {
     rollout::spawn_monitor(st);
+    historian_identity::spawn(st);
 }

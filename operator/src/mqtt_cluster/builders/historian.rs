@@ -2,7 +2,8 @@
 
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec};
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, PodSecurityContext, PodSpec, PodTemplateSpec,
+    Container, ContainerPort, PodSecurityContext, PodSpec, PodTemplateSpec, SecretVolumeSource,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ObjectMeta;
@@ -13,9 +14,17 @@ use weir_crds::MqttCluster;
 use crate::apply::labels;
 
 use super::*;
-use weir_crds::names::labels as label;
+use weir_crds::names::{historian_mqtt, labels as label};
+
+/// Where the historian's broker identity (the api's Secret) is mounted.
+pub const HISTORIAN_MQTT_DIR: &str = "/var/run/weir/mqtt";
 
 /// The historian: subscribes to the cluster and writes readings to PostgreSQL.
+/// Its broker identity is the Secret [`historian_mqtt::SECRET`] the api keeps
+/// in the tenant namespace: the username from the env, the JWT from the
+/// mounted file, which the kubelet refreshes when the api renews it and the
+/// historian reads again at every reconnect. Until the api has written it,
+/// the pod waits (the kubelet does not start it without the Secret).
 pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
     let h = c.spec.historian.as_ref()?;
     let mut l = labels(label::MQTT_CLUSTER, &c.name_any());
@@ -58,6 +67,15 @@ pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
                                 "url",
                             ),
                             env("WEIR_MQTT_URL", &mqtt_url),
+                            env_secret(
+                                "WEIR_MQTT_USERNAME",
+                                historian_mqtt::SECRET,
+                                historian_mqtt::USERNAME,
+                            ),
+                            env(
+                                "WEIR_MQTT_PASSWORD_FILE",
+                                &format!("{HISTORIAN_MQTT_DIR}/{}", historian_mqtt::PASSWORD),
+                            ),
                             env(
                                 "WEIR_HISTORIAN_RETENTION_DAYS",
                                 &h.retention_days.to_string(),
@@ -71,8 +89,22 @@ pub fn historian(c: &MqttCluster, image: &str) -> Option<Deployment> {
                             container_port: 9103,
                             ..Default::default()
                         }]),
+                        volume_mounts: Some(vec![VolumeMount {
+                            name: "mqtt-identity".into(),
+                            mount_path: HISTORIAN_MQTT_DIR.into(),
+                            read_only: Some(true),
+                            ..Default::default()
+                        }]),
                         ..Default::default()
                     }],
+                    volumes: Some(vec![Volume {
+                        name: "mqtt-identity".into(),
+                        secret: Some(SecretVolumeSource {
+                            secret_name: Some(historian_mqtt::SECRET.into()),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }]),
                     security_context: Some(PodSecurityContext {
                         run_as_non_root: Some(true),
                         run_as_user: Some(65532),
@@ -105,7 +137,7 @@ mod tests {
             replicas: 1,
         });
         let d = historian(&c, "ghcr.io/weir-dev/weir-historian:0.1.0").unwrap();
-        let ct = d.spec.template.spec.unwrap().containers[0].clone();
+        let ct = d.spec.template.spec.clone().unwrap().containers[0].clone();
         let env: BTreeMap<_, _> = ct
             .env
             .unwrap()
@@ -127,5 +159,35 @@ mod tests {
             Some("mqtt://riverside-mqtt.weir-riverside-water.svc:1883")
         );
         assert_eq!(env["WEIR_TENANT"].value.as_deref(), Some("riverside-water"));
+        // Its broker identity: the api's Secret, username from the env, the
+        // renewed JWT from the mounted file.
+        let user = env["WEIR_MQTT_USERNAME"]
+            .value_from
+            .clone()
+            .unwrap()
+            .secret_key_ref
+            .unwrap();
+        assert_eq!(
+            (user.name.as_str(), user.key.as_str()),
+            ("weir-historian-mqtt", "username")
+        );
+        assert_eq!(
+            env["WEIR_MQTT_PASSWORD_FILE"].value.as_deref(),
+            Some("/var/run/weir/mqtt/password")
+        );
+        assert!(!env.contains_key("WEIR_MQTT_PASSWORD"));
+        let mount = &ct.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(mount.mount_path, "/var/run/weir/mqtt");
+        let pod = d.spec.template.spec.unwrap();
+        let vol = pod
+            .volumes
+            .unwrap()
+            .into_iter()
+            .find(|v| v.name == mount.name)
+            .unwrap();
+        assert_eq!(
+            vol.secret.unwrap().secret_name.as_deref(),
+            Some("weir-historian-mqtt")
+        );
     }
 }
