@@ -605,6 +605,8 @@ async fn agent_status(
         serde_json::to_string(&status).map_err(ApiError::internal)?,
     ));
     let g = am.update(&st.db).await?;
+    // EdgeGateway.status, when it is news (queued; never waits for Kubernetes).
+    super::kube_status::gateway_changed(&st, &g).await;
     if was_offline {
         super::rollout::record_event(&st, &g, super::rollout::GATEWAY_ONLINE, now).await?;
     }

@@ -19,6 +19,7 @@ pub mod gateways;
 pub mod historian_identity;
 pub mod keys;
 pub mod kube_backend;
+pub mod kube_status;
 pub mod mqtt_probe;
 pub mod ratelimit;
 pub mod revoke;

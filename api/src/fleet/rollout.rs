@@ -215,6 +215,11 @@ pub async fn monitor_once(st: &AppState) -> Result<Vec<FleetEventRecord>, ApiErr
             .exec(&st.db)
             .await?;
         if res.rows_affected == 1 {
+            let offline = gateway::Model {
+                online: Some(false),
+                ..g.clone()
+            };
+            super::kube_status::gateway_changed(st, &offline).await;
             events.push(record_event(st, &g, GATEWAY_OFFLINE, now).await?);
         }
     }
