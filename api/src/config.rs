@@ -143,6 +143,9 @@ pub struct Config {
     pub fleet: crate::fleet::FleetConfig,
 
     #[command(flatten)]
+    pub kube_sync: crate::fleet::kube_sync::KubeSyncConfig,
+
+    #[command(flatten)]
     pub alerts: crate::alerts::AlertsConfig,
 }
 

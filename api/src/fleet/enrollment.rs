@@ -214,6 +214,60 @@ pub fn token_state(m: &enrollment_token::Model, now: DateTime<Utc>) -> Option<To
     }
 }
 
+/// What [`issue_token`] makes.
+pub struct NewToken {
+    pub org_id: Uuid,
+    pub project_id: Uuid,
+    pub gateway_id: Uuid,
+    /// The user who asked (none: the Kubernetes watch).
+    pub created_by: Option<Uuid>,
+    pub expires_in: Duration,
+    pub max_uses: i32,
+}
+
+/// Issue an enrollment token: stored as its SHA-256 only, and audited as
+/// `audit` (actor and target) with the token's id, prefix and limits. The
+/// one place tokens are made, for the console and for Kubernetes
+/// ([`super::kube_sync::tokens`]). Returns the row and the secret.
+pub async fn issue_token<C: ConnectionTrait>(
+    db: &C,
+    t: NewToken,
+    audit: AuditEvent,
+    meta: &ClientMeta,
+) -> Result<(enrollment_token::Model, String), ApiError> {
+    let secret = format!("{TOKEN_PREFIX}{}", random_token());
+    let now = Utc::now();
+    let m = enrollment_token::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(t.org_id),
+        project_id: Set(t.project_id),
+        gateway_id: Set(t.gateway_id),
+        prefix: Set(secret.chars().take(TOKEN_PREFIX.len() + 6).collect()),
+        token_hash: Set(sha256_hex(&secret)),
+        created_by: Set(t.created_by),
+        created_at: Set(now),
+        expires_at: Set(now + t.expires_in),
+        max_uses: Set(t.max_uses),
+        uses: Set(0),
+        revoked_at: Set(None),
+        last_used_at: Set(None),
+    }
+    .insert(db)
+    .await?;
+    audit::append(
+        db,
+        audit
+            .org(t.org_id)
+            .project(t.project_id)
+            .details(serde_json::json!({
+                "token_id": m.id, "prefix": m.prefix, "expires_at": m.expires_at, "max_uses": m.max_uses,
+            })),
+        meta,
+    )
+    .await?;
+    Ok((m, secret))
+}
+
 /// Enrollment tokens of a gateway (never the secrets), newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path), ("gateway" = String, Path)), responses((status = 200, body = Vec<EnrollmentToken>), ProblemResponses))]
@@ -257,34 +311,22 @@ async fn create_token(
         project: p,
         ..
     } = at;
-    let secret = format!("{TOKEN_PREFIX}{}", random_token());
-    let now = Utc::now();
     let tx = st.write().await?;
-    let m = enrollment_token::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        org_id: Set(o.id),
-        project_id: Set(p.id),
-        gateway_id: Set(g.id),
-        prefix: Set(secret.chars().take(TOKEN_PREFIX.len() + 6).collect()),
-        token_hash: Set(sha256_hex(&secret)),
-        created_by: Set(Some(auth.user.id)),
-        created_at: Set(now),
-        expires_at: Set(now + Duration::seconds(req.expires_in_secs)),
-        max_uses: Set(req.max_uses),
-        uses: Set(0),
-        revoked_at: Set(None),
-        last_used_at: Set(None),
-    }
-    .insert(&*tx)
-    .await?;
-    audit::append(
+    let (m, secret) = issue_token(
         &*tx,
-        AuditEvent::by(&auth, "enrollment_token.create", format!("gateway:{}/{}", o.slug, g.slug))
-            .org(o.id)
-            .project(p.id)
-            .details(serde_json::json!({
-                "token_id": m.id, "prefix": m.prefix, "expires_at": m.expires_at, "max_uses": m.max_uses,
-            })),
+        NewToken {
+            org_id: o.id,
+            project_id: p.id,
+            gateway_id: g.id,
+            created_by: Some(auth.user.id),
+            expires_in: Duration::seconds(req.expires_in_secs),
+            max_uses: req.max_uses,
+        },
+        AuditEvent::by(
+            &auth,
+            "enrollment_token.create",
+            format!("gateway:{}/{}", o.slug, g.slug),
+        ),
         &meta,
     )
     .await?;

@@ -244,10 +244,39 @@ pub async fn current_spec<C: ConnectionTrait>(
 
 /// Store `spec` as the gateway's next version (unless it equals the
 /// current one: then `None`), point the gateway at its cluster, and sign a
-/// new bundle in the embedded mode.
+/// new bundle in the embedded mode or apply the `EdgeGateway` with the
+/// Kubernetes backend.
 pub async fn write_version<C: ConnectionTrait>(
     db: &C,
     st: &AppState,
+    o: &org::Model,
+    g: gateway::Model,
+    spec: &EdgeGatewaySpec,
+    author: &Author,
+    comment: &str,
+) -> Result<Option<gateway::Model>, ApiError> {
+    let Some(g) = record_version(db, o, g, spec, author, comment).await? else {
+        return Ok(None);
+    };
+    let g = if let Some(client) = &st.fleet.kube {
+        let p = project::Entity::find_by_id(g.project_id)
+            .one(db)
+            .await?
+            .ok_or_else(|| ApiError::internal("gateway without project"))?;
+        super::kube_backend::apply_gateway(client, &o.slug, &p.slug, &g.slug, spec).await?;
+        g
+    } else {
+        let version = g.config_version;
+        sign_bundle(db, st, o, g, version, spec).await?
+    };
+    Ok(Some(g))
+}
+
+/// The database half of [`write_version`]: the version row and the
+/// gateway's cluster, nothing applied or signed. The Kubernetes watch
+/// ([`super::kube_sync`]) records what `kubectl` changed with it.
+pub async fn record_version<C: ConnectionTrait>(
+    db: &C,
     o: &org::Model,
     g: gateway::Model,
     spec: &EdgeGatewaySpec,
@@ -282,14 +311,7 @@ pub async fn write_version<C: ConnectionTrait>(
     am.config_version = Set(version);
     am.cluster_id = Set(cluster_id);
     am.updated_at = Set(now);
-    let g = am.update(db).await?;
-    let g = if let Some(client) = &st.fleet.kube {
-        super::kube_backend::apply_gateway(client, &o.slug, &g.slug, spec).await?;
-        g
-    } else {
-        sign_bundle(db, st, o, g, version, spec).await?
-    };
-    Ok(Some(g))
+    Ok(Some(am.update(db).await?))
 }
 
 /// Sign the config of `config_version` into the gateway's next bundle version.
@@ -349,6 +371,49 @@ pub async fn resign_org<C: ConnectionTrait>(
     Ok(ids)
 }
 
+/// A new gateway row without any version yet (409 when the name is taken
+/// in the organization).
+pub async fn insert_gateway<C: ConnectionTrait>(
+    db: &C,
+    org_id: Uuid,
+    project_id: Uuid,
+    name: &str,
+) -> Result<gateway::Model, ApiError> {
+    let now = Utc::now();
+    gateway::ActiveModel {
+        id: Set(Uuid::new_v4()),
+        org_id: Set(org_id),
+        project_id: Set(project_id),
+        slug: Set(name.to_string()),
+        cluster_id: Set(None),
+        config_version: Set(0),
+        bundle_version: Set(0),
+        bundle_config_version: Set(0),
+        bundle: Set(None),
+        bundle_expires: Set(None),
+        applied_version: Set(None),
+        last_error: Set(None),
+        last_heartbeat: Set(None),
+        heartbeat_interval_s: Set(0),
+        online: Set(None),
+        status: Set(None),
+        created_at: Set(now),
+        updated_at: Set(now),
+    }
+    .insert(db)
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            ApiError::conflict(
+                "a gateway with this name exists in the organization",
+                Some("name"),
+            )
+        } else {
+            e.into()
+        }
+    })
+}
+
 /// Gateways of a project.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Gateway>), ProblemResponses))]
@@ -388,40 +453,8 @@ async fn create_gateway(
         ..
     } = scope.require(Permission::ProjectWrite).await?;
     let spec = validate_spec(&req.spec)?;
-    let now = Utc::now();
     let tx = st.write().await?;
-    let g = gateway::ActiveModel {
-        id: Set(Uuid::new_v4()),
-        org_id: Set(o.id),
-        project_id: Set(p.id),
-        slug: Set(req.name.clone()),
-        cluster_id: Set(None),
-        config_version: Set(0),
-        bundle_version: Set(0),
-        bundle_config_version: Set(0),
-        bundle: Set(None),
-        bundle_expires: Set(None),
-        applied_version: Set(None),
-        last_error: Set(None),
-        last_heartbeat: Set(None),
-        heartbeat_interval_s: Set(0),
-        online: Set(None),
-        status: Set(None),
-        created_at: Set(now),
-        updated_at: Set(now),
-    }
-    .insert(&*tx)
-    .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            ApiError::conflict(
-                "a gateway with this name exists in the organization",
-                Some("name"),
-            )
-        } else {
-            e.into()
-        }
-    })?;
+    let g = insert_gateway(&*tx, o.id, p.id, &req.name).await?;
     let comment = if req.comment.is_empty() {
         "created"
     } else {

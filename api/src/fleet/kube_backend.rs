@@ -40,6 +40,15 @@ fn kube_err(what: &str, e: kube::Error) -> ApiError {
     }
 }
 
+/// Labels of what the api applies: its project, so the watch
+/// ([`super::kube_sync`]) maps the object back to the same project.
+fn labels(project: &str) -> Value {
+    json!({
+        weir_crds::names::labels::MANAGED_BY: FIELD_MANAGER,
+        weir_crds::names::labels::PROJECT: project,
+    })
+}
+
 fn apply_params() -> PatchParams {
     PatchParams::apply(FIELD_MANAGER).force()
 }
@@ -48,6 +57,7 @@ fn apply_params() -> PatchParams {
 pub async fn apply_cluster(
     client: &Client,
     org: &str,
+    project: &str,
     name: &str,
     spec: &MqttClusterSpec,
 ) -> Result<Option<MqttClusterStatus>, ApiError> {
@@ -55,7 +65,7 @@ pub async fn apply_cluster(
     let obj = json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "MqttCluster",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
+        "metadata": {"name": name, "labels": labels(project)},
         "spec": spec,
     });
     let c = api
@@ -105,6 +115,7 @@ pub async fn secret_labels(
 pub async fn apply_gateway(
     client: &Client,
     org: &str,
+    project: &str,
     name: &str,
     spec: &EdgeGatewaySpec,
 ) -> Result<(), ApiError> {
@@ -112,7 +123,7 @@ pub async fn apply_gateway(
     let obj = json!({
         "apiVersion": "weir.dev/v1alpha1",
         "kind": "EdgeGateway",
-        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": FIELD_MANAGER}},
+        "metadata": {"name": name, "labels": labels(project)},
         "spec": spec,
     });
     api.patch(name, &apply_params(), &Patch::Apply(&obj))
@@ -235,7 +246,7 @@ mod tests {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let s2 = spec.clone();
         let call = async move {
-            let st = apply_cluster(&client, "riverside", "main", &s2)
+            let st = apply_cluster(&client, "riverside", "north", "main", &s2)
                 .await
                 .unwrap();
             tx.send(st).unwrap();
@@ -253,6 +264,7 @@ mod tests {
         assert_eq!(ct.as_deref(), Some("application/apply-patch+yaml"));
         assert_eq!(body["kind"], "MqttCluster");
         assert_eq!(body["spec"]["replicas"], 3);
+        assert_eq!(body["metadata"]["labels"]["weir.dev/project"], "north");
         assert!(body.get("status").is_none(), "never applies status");
         let status = rx.await.unwrap().unwrap();
         assert_eq!(status.phase.as_deref(), Some("Ready"));
@@ -276,7 +288,7 @@ mod tests {
             reply,
             200,
             async move {
-                apply_gateway(&c2, "riverside", "pump-1", &spec)
+                apply_gateway(&c2, "riverside", "north", "pump-1", &spec)
                     .await
                     .unwrap()
             },
@@ -292,6 +304,7 @@ mod tests {
         );
         assert!(uri.contains("fieldManager=weir-api"), "{uri}");
         assert_eq!(body["spec"]["clusterRef"], "main");
+        assert_eq!(body["metadata"]["labels"]["weir.dev/project"], "north");
 
         // The bundle the operator signed is served with its version.
         let key = weir_crds::bundle::generate_key();

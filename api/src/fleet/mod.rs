@@ -20,6 +20,7 @@ pub mod historian_identity;
 pub mod keys;
 pub mod kube_backend;
 pub mod kube_status;
+pub mod kube_sync;
 pub mod mqtt_probe;
 pub mod ratelimit;
 pub mod revoke;
@@ -199,4 +200,5 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub fn spawn_background(st: &AppState) {
     rollout::spawn_monitor(st);
     historian_identity::spawn(st);
+    kube_sync::spawn(st);
 }

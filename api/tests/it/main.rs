@@ -24,6 +24,7 @@ mod cli;
 mod cluster_walls;
 mod fleet_clusters;
 mod fleet_e2e;
+mod kube_sync;
 mod oidc_sso;
 mod outbound;
 mod project_walls;

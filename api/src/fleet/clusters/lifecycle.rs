@@ -162,6 +162,15 @@ pub(super) async fn transfer_cluster(
     am.project_id = Set(target.id);
     am.updated_at = Set(Utc::now());
     let c2 = am.update(&*tx).await?;
+    // The object's project label follows, or the watch would move it back.
+    if let (BACKEND_KUBERNETES, Some(client), Some(spec)) =
+        (c2.backend.as_str(), &st.fleet.kube, c2.spec.as_deref())
+    {
+        let spec: weir_crds::MqttClusterSpec =
+            serde_json::from_str(spec).map_err(ApiError::internal)?;
+        crate::fleet::kube_backend::apply_cluster(client, &o.slug, &target.slug, &c2.slug, &spec)
+            .await?;
+    }
     // The new owner's gateways use it as their own; other shares stay, and
     // gateways of the old project keep it only if it was shared with it.
     share::drop_share(&*tx, c.id, target.id).await?;

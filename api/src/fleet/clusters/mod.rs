@@ -495,7 +495,8 @@ async fn create_cluster(
     let c = match (&spec, &st.fleet.kube) {
         (Some(spec), Some(client)) => {
             let status =
-                crate::fleet::kube_backend::apply_cluster(client, &o.slug, &c.slug, spec).await?;
+                crate::fleet::kube_backend::apply_cluster(client, &o.slug, &p.slug, &c.slug, spec)
+                    .await?;
             let mut am = c.into_active_model();
             am.status = Set(status.map(|s| serde_json::to_string(&s).expect("status serializes")));
             am.update(&*tx).await?

@@ -122,7 +122,8 @@ async fn apply_spec_patch(
     };
     kubernetes::check_secrets(client, &o.slug, &p.slug, &spec).await?;
     am.spec = Set(Some(serde_json::to_string(&spec).expect("spec serializes")));
-    let status = crate::fleet::kube_backend::apply_cluster(client, &o.slug, &c.slug, &spec).await?;
+    let status =
+        crate::fleet::kube_backend::apply_cluster(client, &o.slug, &p.slug, &c.slug, &spec).await?;
     am.status = Set(status.map(|s| serde_json::to_string(&s).expect("status serializes")));
     Ok(())
 }
