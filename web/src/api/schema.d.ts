@@ -1825,7 +1825,10 @@ export interface components {
             readings?: number;
             state: components["schemas"]["DeviceState"];
         };
-        /** @enum {string} */
+        /**
+         * @description How a device's polling goes (also `EdgeGateway.status.devices[].state`).
+         * @enum {string}
+         */
         DeviceState: "ok" | "degraded" | "down";
         /** @description Non-secret settings of an email channel. */
         EmailConfig: {
@@ -1950,7 +1953,22 @@ export interface components {
             /** Format: int64 */
             version: number;
         };
+        /** @description One mapping as the api reports it. */
         GroupMapping: {
+            /** @description Value of the groups claim, e.g. `riverside-ops`. */
+            group: string;
+            /** @description Project slug, for project roles. */
+            project?: string | null;
+            /** @enum {string} */
+            role: "org-owner" | "org-admin" | "project-admin" | "project-editor" | "project-viewer";
+            /** @description `manual` (from this endpoint) or `kubernetes` (from a Tenant's admins). */
+            source: string;
+        };
+        /**
+         * @description One mapping as a client sends it: the api's own fields (`source`) are
+         *     not part of it, so the request and response documents differ.
+         */
+        GroupMappingInput: {
             group: string;
             /** @description Project slug, for project roles. */
             project?: string | null;
@@ -1960,8 +1978,11 @@ export interface components {
         GroupMappings: {
             mappings: components["schemas"]["GroupMapping"][];
         };
-        GroupMappingsBody: components["schemas"]["GroupMappings"] & {
+        GroupMappingsBody: components["schemas"]["GroupMappingsInput"] & {
             mappings?: unknown;
+        };
+        GroupMappingsInput: {
+            mappings: components["schemas"]["GroupMappingInput"][];
         };
         Health: {
             status: string;
