@@ -22,10 +22,6 @@ pub struct OperatorConfig {
     pub agent_version: String,
     /// Image of the historian (`weir-agent historian`), tag `agent_version`.
     pub historian_image: String,
-    /// How long an enrollment token stays valid.
-    pub token_ttl_hours: i64,
-    /// How many enrollments one token allows.
-    pub token_max_uses: u32,
     /// How long a signed bundle stays valid; re-signed when a quarter is left.
     pub bundle_validity_days: i64,
     /// cert-manager ClusterIssuer for TLS listeners whose Secret is missing.
@@ -52,8 +48,6 @@ impl Default for OperatorConfig {
             agent_image: "ghcr.io/weir-dev/weir-agent".into(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             historian_image: "ghcr.io/weir-dev/weir-agent".into(),
-            token_ttl_hours: 72,
-            token_max_uses: 1,
             bundle_validity_days: 30,
             cert_issuer: "weir-ca".into(),
             status_refresh_secs: 60,

@@ -84,12 +84,6 @@ struct Args {
         default_value = "ghcr.io/weir-dev/weir-historian"
     )]
     historian_image: String,
-    /// Hours an enrollment token stays valid.
-    #[arg(long, env = "WEIR_TOKEN_TTL_HOURS", default_value_t = 72)]
-    token_ttl_hours: i64,
-    /// Enrollments one token allows.
-    #[arg(long, env = "WEIR_TOKEN_MAX_USES", default_value_t = 1)]
-    token_max_uses: u32,
     /// Days a signed config bundle stays valid (re-signed with a quarter left).
     #[arg(long, env = "WEIR_BUNDLE_VALIDITY_DAYS", default_value_t = 30)]
     bundle_validity_days: i64,
@@ -162,8 +156,6 @@ async fn main() -> anyhow::Result<()> {
         agent_image: args.agent_image,
         agent_version: args.agent_version,
         historian_image: args.historian_image,
-        token_ttl_hours: args.token_ttl_hours,
-        token_max_uses: args.token_max_uses,
         bundle_validity_days: args.bundle_validity_days,
         cert_issuer: args.cert_issuer,
         status_refresh_secs: args.status_refresh_secs,

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use base64::engine::general_purpose::{STANDARD as B64, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
@@ -16,7 +16,6 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::ByteString;
 use kube::api::ObjectMeta;
 use kube::{Resource, ResourceExt};
-use rand::RngCore;
 use weir_crds::bundle::{self, BundlePayload, KeyRotation, SignedBundle, TrustAnchor};
 use weir_crds::mqtt_cluster::ReclaimPolicy;
 use weir_crds::EdgeGateway;
@@ -29,12 +28,8 @@ use weir_crds::names::{gateway_config, labels as label};
 pub const SIGNING_KEY_SECRET: &str = "weir-signing-key";
 /// Set (to any new value) on an EdgeGateway to rotate the tenant's key.
 pub const ROTATE_ANNOTATION: &str = weir_crds::names::annotations::ROTATE_SIGNING_KEY;
-/// Set (to any new value) on an EdgeGateway to issue a new enrollment token.
-pub const REISSUE_ANNOTATION: &str = weir_crds::names::annotations::REISSUE_TOKEN;
 /// On the key Secret: rotation requests already carried out (JSON list).
 pub const ROTATIONS_DONE: &str = "weir.dev/rotations-done";
-/// On the token Secret: the reissue request it answers.
-pub const REISSUE_DONE: &str = "weir.dev/reissue-done";
 pub const CONFIG_HASH: &str = "weir.dev/config-hash";
 pub const CONFIG_VERSION: &str = "weir.dev/config-version";
 
@@ -318,44 +313,6 @@ pub fn bundle_expiry(cm: &ConfigMap) -> Option<DateTime<Utc>> {
     Some(payload.expires)
 }
 
-/// A new enrollment token: 256 random bits, URL-safe.
-pub fn new_token() -> String {
-    let mut bytes = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut bytes);
-    URL_SAFE_NO_PAD.encode(bytes)
-}
-
-/// `<gateway>-enrollment`: the bootstrap token, its expiry and use limit.
-pub fn token_secret(
-    gw: &EdgeGateway,
-    token: &str,
-    expires: DateTime<Utc>,
-    max_uses: u32,
-    reissue: Option<&str>,
-) -> Secret {
-    let mut m = owned_meta(gw, token_secret_name(gw));
-    if let Some(r) = reissue {
-        m.annotations = Some([(REISSUE_DONE.to_string(), r.to_string())].into());
-    }
-    Secret {
-        metadata: m,
-        string_data: Some(
-            [
-                ("token", token.to_string()),
-                ("expires", weir_crds::condition::now_rfc3339(expires)),
-                ("max-uses", max_uses.to_string()),
-                ("tenant", tenant_of(gw)),
-                ("gateway", gw.name_any()),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
-        ),
-        type_: Some("Opaque".into()),
-        ..Default::default()
-    }
-}
-
 /// The in-cluster agent: reads the signed bundle and trust anchor from the
 /// ConfigMap volume and re-reads the bundle when it changes, so a new config
 /// version never restarts the pod (its store-and-forward queue lives there).
@@ -587,19 +544,6 @@ pub(crate) mod tests {
         let mut changed = gw.clone();
         changed.spec.config.uplink.qos = 0;
         assert_ne!(config_hash(&changed, "ed25519:a"), h);
-    }
-
-    #[test]
-    fn token_has_at_least_128_bits_and_limits() {
-        let t = new_token();
-        assert!(URL_SAFE_NO_PAD.decode(&t).unwrap().len() * 8 >= 128);
-        assert_ne!(t, new_token());
-        let gw = gateway(GatewayMode::External);
-        let s = token_secret(&gw, &t, Utc::now() + Duration::hours(72), 1, None);
-        let d = s.string_data.unwrap();
-        assert_eq!(d["max-uses"], "1");
-        assert_eq!(d["tenant"], "riverside-water");
-        assert!(d.contains_key("expires"));
     }
 
     #[test]

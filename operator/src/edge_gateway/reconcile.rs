@@ -16,8 +16,7 @@ use weir_crds::mqtt_cluster::{ListenerProtocol, ReclaimPolicy};
 use weir_crds::{EdgeGateway, EdgeGatewayStatus, GatewayMode, MqttCluster};
 
 use super::builders::{
-    self as b, StoredKey, CONFIG_HASH, CONFIG_VERSION, REISSUE_ANNOTATION, REISSUE_DONE,
-    ROTATE_ANNOTATION,
+    self as b, StoredKey, CONFIG_HASH, CONFIG_VERSION, ROTATE_ANNOTATION,
 };
 use crate::apply::{apply, ensure, ensure_absent, quantity, standard_conditions, sync_status};
 use crate::context::Context;
@@ -154,36 +153,8 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
         live_version.unwrap_or(0)
     };
 
-    // Enrollment token: kept until someone asks for a new one.
-    let token_name = b::token_secret_name(&gw);
-    let live_token = secrets.get_opt(&token_name).await?;
-    let reissue = gw.annotations().get(REISSUE_ANNOTATION).cloned();
-    let answered = live_token
-        .as_ref()
-        .and_then(|s| s.annotations().get(REISSUE_DONE).cloned());
-    if live_token.is_none() || (reissue.is_some() && reissue != answered) {
-        let expires = Utc::now() + chrono::Duration::hours(ctx.config.token_ttl_hours);
-        let secret = b::token_secret(
-            &gw,
-            &b::new_token(),
-            expires,
-            ctx.config.token_max_uses,
-            reissue.as_deref(),
-        );
-        apply(&secrets, &token_name, &secret).await?;
-        // The token itself never goes to logs or events.
-        ctx.event(
-            &*gw,
-            EventType::Normal,
-            "TokenIssued",
-            "Enroll",
-            format!(
-                "issued an enrollment token in Secret {token_name}, valid until {}",
-                weir_crds::condition::now_rfc3339(expires)
-            ),
-        )
-        .await;
-    }
+    // The enrollment token in Secret `<gateway>-enrollment` is weir-api's:
+    // it is the one issuer (the agent Deployment only mounts it).
 
     // In-cluster agent.
     let mut degraded: Option<(String, String)> = None;
