@@ -1,9 +1,8 @@
-//! EdgeGateway reconciler: signed bundles, enrollment tokens, trust-anchor
-//! rotation and the in-cluster agent.
+//! EdgeGateway reconciler: signed bundles (and no enrollment token: weir-api
+//! issues it), trust-anchor rotation and the in-cluster agent.
 
 use std::sync::Arc;
 
-use base64::Engine as _;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ConfigMap, PersistentVolumeClaim, Secret};
 use kube::runtime::controller::Action;
@@ -39,18 +38,6 @@ fn stored(fake: &FakeApiServer) -> Arc<EdgeGateway> {
     Arc::new(fake.get::<EdgeGateway>(Some(NS), "pump-station-1").unwrap())
 }
 
-fn secret_data(fake: &FakeApiServer, name: &str) -> std::collections::BTreeMap<String, String> {
-    let s = fake.get::<Secret>(Some(NS), name).unwrap();
-    let mut out: std::collections::BTreeMap<String, String> = s
-        .data
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(k, v)| (k, String::from_utf8(v.0).unwrap()))
-        .collect();
-    out.extend(s.string_data.unwrap_or_default());
-    out
-}
-
 fn published(fake: &FakeApiServer) -> (SignedBundle, TrustAnchor) {
     let cm = fake
         .get::<ConfigMap>(Some(NS), "pump-station-1-config")
@@ -78,7 +65,7 @@ async fn run(fake: &FakeApiServer, ctx: &Arc<Context>) -> Action {
 }
 
 #[tokio::test]
-async fn create_path_signs_a_bundle_and_issues_a_token() {
+async fn create_path_signs_a_bundle_and_issues_no_token() {
     let fake = FakeApiServer::new();
     fake.put(&gateway("external"));
     let ctx = context(&fake, Arc::default());
@@ -89,7 +76,6 @@ async fn create_path_signs_a_bundle_and_issues_a_token() {
         vec![
             format!("POST {p}/secrets"),
             format!("PATCH {p}/configmaps/pump-station-1-config"),
-            format!("PATCH {p}/secrets/pump-station-1-enrollment"),
             "PATCH /apis/weir.dev/v1alpha1/namespaces/weir-riverside-water/edgegateways/pump-station-1/status".to_string(),
         ]
     );
@@ -104,17 +90,10 @@ async fn create_path_signs_a_bundle_and_issues_a_token() {
         (Some(1), Some("Ready"))
     );
     assert!(st.config_hash.is_some());
-    let token = secret_data(&fake, "pump-station-1-enrollment");
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(&token["token"])
-        .unwrap();
-    assert!(raw.len() * 8 >= 128);
-    assert_eq!(token["max-uses"], "1");
     assert!(
-        token["expires"]
-            .parse::<chrono::DateTime<chrono::Utc>>()
-            .unwrap()
-            > chrono::Utc::now()
+        fake.get::<Secret>(Some(NS), "pump-station-1-enrollment")
+            .is_none(),
+        "weir-api is the one issuer of enrollment tokens"
     );
     assert!(fake
         .get::<Deployment>(Some(NS), "pump-station-1-agent")
@@ -282,30 +261,19 @@ async fn concurrent_rotations_chain_and_lose_no_request() {
 }
 
 #[tokio::test]
-async fn token_is_reissued_once_per_request() {
+async fn a_reissue_request_is_left_to_the_api() {
     let fake = FakeApiServer::new();
     fake.put(&gateway("external"));
     let ctx = context(&fake, Arc::default());
     run(&fake, &ctx).await;
-    let first = secret_data(&fake, "pump-station-1-enrollment")["token"].clone();
-    run(&fake, &ctx).await;
-    assert_eq!(
-        secret_data(&fake, "pump-station-1-enrollment")["token"],
-        first,
-        "kept without a request"
-    );
     fake.edit::<EdgeGateway, _>(Some(NS), "pump-station-1", |g| {
         g.metadata.annotations =
             Some([("weir.dev/reissue-token".to_string(), "1".to_string())].into());
     });
     run(&fake, &ctx).await;
-    let second = secret_data(&fake, "pump-station-1-enrollment")["token"].clone();
-    assert_ne!(second, first);
-    run(&fake, &ctx).await;
-    assert_eq!(
-        secret_data(&fake, "pump-station-1-enrollment")["token"],
-        second
-    );
+    assert!(fake
+        .get::<Secret>(Some(NS), "pump-station-1-enrollment")
+        .is_none());
 }
 
 #[tokio::test]
