@@ -341,3 +341,38 @@ api_call() {
   cat "$out"
   rm -f "$out"
 }
+
+# wait_quota_counts_gateways: wait until kube-controller-manager's quota
+# controller counts EdgeGateways (the Tenant's quota names them, and the API
+# server refuses new ones, "status unknown for quota", until they are
+# counted). It learns a kind installed after it started (the CRDs) at its
+# next discovery pass (30 s); a probe quota whose limit changes at each try
+# is counted again at once. Call it before the Tenant is made, then
+# tenant_quota_counts_gateways NS after.
+wait_quota_counts_gateways() {
+  local probe="weir-e2e-quota-probe-$$" try=0
+  ensure_namespace "$probe"
+  _probe_counts() {
+    try=$((try + 1))
+    kubectl -n "$probe" apply -f - >/dev/null <<EOQ || return 1
+apiVersion: v1
+kind: ResourceQuota
+metadata: {name: probe}
+spec: {hard: {count/edgegateways.weir.dev: "$((1000 + try))"}}
+EOQ
+    sleep 1
+    kubectl -n "$probe" get resourcequota probe -o jsonpath='{.status.used}' | grep -q 'count/edgegateways.weir.dev'
+  }
+  wait_for 120 _probe_counts || fail "kube-controller-manager's quota controller never counted EdgeGateways"
+  kubectl delete namespace "$probe" --wait=false >/dev/null
+}
+
+# tenant_quota_counts_gateways NS: wait until the Tenant's quota weir-quota
+# in NS counts EdgeGateways.
+tenant_quota_counts_gateways() {
+  _tenant_counts() {
+    kubectl -n "$1" get resourcequota weir-quota -o jsonpath='{.status.used}' 2>/dev/null | grep -q 'count/edgegateways.weir.dev'
+  }
+  wait_for 60 _tenant_counts "$1" \
+    || fail "the resource-quota controller does not count EdgeGateways in weir-quota of $1: $(kubectl -n "$1" get resourcequota weir-quota -o jsonpath='{.status}')"
+}

@@ -8,8 +8,10 @@
 # bundles are signed with the final key and carry the chain back to the
 # first key (an agent that pinned the first key accepts them), and there is
 # a SigningKeyRotated Event per gateway. Deleting a gateway removes its
-# ConfigMap and enrollment Secret (garbage collection by owner reference, by
-# kube-controller-manager) and leaves the tenant's key alone.
+# ConfigMap (garbage collection by owner reference, by
+# kube-controller-manager) and leaves the tenant's key alone. The operator
+# makes no enrollment token: weir-api issues it (kubectl-gateway-enrolls
+# shows its Secret and that Secret's garbage collection).
 set -euo pipefail
 . e2e/k8s/lib.sh
 
@@ -101,7 +103,9 @@ for gw in "$GW1" "$GW2"; do
     || fail "the bundle of $gw does not verify against the tenant's key: $out"
   echo "$out"
   [ "$(key_id_of "$tmp/$gw-1.json")" = "$K0" ] || fail "the bundle of $gw is not signed with $K0"
-  kubectl -n "$NS" get secret "$gw-enrollment" >/dev/null || fail "no enrollment Secret $gw-enrollment"
+  if kubectl -n "$NS" get secret "$gw-enrollment" >/dev/null 2>&1; then
+    fail "the operator made an enrollment Secret $gw-enrollment (weir-api is the one issuer)"
+  fi
 done
 # Another gateway's bundle is not accepted for this one.
 "$agent" verify --trust "$tmp/trust-first.json" --tenant "$T" --gateway "$GW1" "$tmp/$GW2-1.json" >/dev/null 2>&1 \
@@ -166,10 +170,9 @@ kubectl -n "$NS" delete edgegateway "$GW2" --timeout=60s >/dev/null || fail "edg
 # picks up a kind installed after it started (the CRDs here) at its next
 # discovery pass, so allow two minutes.
 gone() {
-  ! kubectl -n "$NS" get configmap "$GW2-config" >/dev/null 2>&1 \
-    && ! kubectl -n "$NS" get secret "$GW2-enrollment" >/dev/null 2>&1
+  ! kubectl -n "$NS" get configmap "$GW2-config" >/dev/null 2>&1
 }
-wait_for 120 gone || fail "ConfigMap $GW2-config or Secret $GW2-enrollment is still there after edgegateway/$GW2 was deleted"
+wait_for 120 gone || fail "ConfigMap $GW2-config is still there after edgegateway/$GW2 was deleted"
 kubectl -n "$NS" get configmap "$GW1-config" >/dev/null || fail "deleting $GW2 removed the ConfigMap of $GW1"
 [ "$(secret_field key-id)" = "$K2" ] || fail "deleting $GW2 changed or removed the tenant's key"
-echo "deleted: $GW2 with its ConfigMap and enrollment Secret; $GW1 and the tenant's key $K2 stay"
+echo "deleted: $GW2 with its ConfigMap; $GW1 and the tenant's key $K2 stay"
