@@ -163,6 +163,32 @@ async fn kubectl_objects_become_clusters_and_gateways(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
 
+    // The label changes: the gateway moves (with its cluster, which south
+    // may not use, refused until its clusterRef is dropped).
+    let to_south = gateway("pump-1", Some("south"), "Pump 1 (kubectl)", false);
+    let e = gateways::upsert(&st, &mapping::desired_gateway(&to_south).unwrap())
+        .await
+        .unwrap_err();
+    assert!(format!("{e:?}").contains("spec.clusterRef"), "{e:?}");
+    let mut to_south = to_south;
+    to_south.spec.cluster_ref = None;
+    gateways::upsert(&st, &mapping::desired_gateway(&to_south).unwrap())
+        .await
+        .unwrap();
+    let south = "/api/v1/orgs/riverside/projects/south/gateways/pump-1";
+    let r = app.get(south, &admin).await;
+    assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
+    assert_eq!(
+        versions(&app, &admin, south).await[0],
+        (4, "kubernetes".into())
+    );
+    assert_eq!(app.get(path, &admin).await.status, StatusCode::NOT_FOUND);
+    let back = gateway("pump-1", Some("north"), "Pump 1 (kubectl)", false);
+    gateways::upsert(&st, &mapping::desired_gateway(&back).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(versions(&app, &admin, path).await[0].0, 5);
+
     // Deleted in Kubernetes: deleted in the api.
     assert!(gateways::remove(&st, "riverside", "pump-2").await.unwrap());
     assert_eq!(
@@ -211,6 +237,7 @@ async fn kubectl_objects_become_clusters_and_gateways(b: Backend) {
         ("gateway.import", "gateway:riverside/pump-1"),
         ("gateway.update", "gateway:riverside/pump-1"),
         ("gateway.delete", "gateway:riverside/pump-2"),
+        ("gateway.move", "gateway:riverside/pump-1"),
         ("project.create", "project:riverside/north"),
     ] {
         assert!(actions.contains(&want), "{want:?} not in {actions:?}");

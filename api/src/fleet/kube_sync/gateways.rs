@@ -11,9 +11,11 @@ use futures::TryStreamExt;
 use kube::runtime::watcher::Event;
 use kube::runtime::{watcher, WatchStreamExt};
 use kube::{Api, Client, ResourceExt};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
 };
+use uuid::Uuid;
 use weir_crds::EdgeGateway;
 
 use super::mapping::{self, Desired};
@@ -21,7 +23,8 @@ use super::{ensure_project, event, find_org, find_project, meta, tokens, ACTOR};
 use crate::audit;
 use crate::db::entities::org;
 use crate::error::ApiError;
-use crate::fleet::entities::gateway;
+use crate::fleet::clusters::share::resolve_cluster_ref;
+use crate::fleet::entities::{agent, enrollment_token, gateway};
 use crate::fleet::gateways::{current_spec, insert_gateway, record_version, Author};
 use crate::state::AppState;
 
@@ -104,15 +107,11 @@ pub async fn upsert(
         }
         Some(mut g) => {
             if g.project_id != p.id {
-                let from = g.project_id;
-                let mut am = g.into_active_model();
-                am.project_id = Set(p.id);
-                am.updated_at = Set(Utc::now());
-                g = am.update(&*tx).await?;
+                g = move_to(&*tx, &o, g, p.id, d.spec.cluster_ref.as_deref()).await?;
                 audit::append(
                     &*tx,
                     event("gateway.move", target.clone(), &o, p.id)
-                        .details(serde_json::json!({"from_project_id": from, "to": p.slug})),
+                        .details(serde_json::json!({"to": p.slug})),
                     &meta(),
                 )
                 .await?;
@@ -144,6 +143,37 @@ pub async fn upsert(
     tx.commit().await?;
     let _ = st.fleet.bundles.send(g.id);
     Ok(Some((o, g)))
+}
+
+/// The label names another project: the gateway, its agents and tokens
+/// move there, and its cluster must be one that project may use (else the
+/// move is refused, naming `spec.clusterRef`, and tried again next pass).
+async fn move_to<C: ConnectionTrait>(
+    db: &C,
+    o: &org::Model,
+    g: gateway::Model,
+    project_id: Uuid,
+    cluster_ref: Option<&str>,
+) -> Result<gateway::Model, ApiError> {
+    let cluster_id = match cluster_ref {
+        None => None,
+        Some(name) => Some(resolve_cluster_ref(db, o.id, project_id, name).await?),
+    };
+    agent::Entity::update_many()
+        .col_expr(agent::Column::ProjectId, Expr::value(project_id))
+        .filter(agent::Column::GatewayId.eq(g.id))
+        .exec(db)
+        .await?;
+    enrollment_token::Entity::update_many()
+        .col_expr(enrollment_token::Column::ProjectId, Expr::value(project_id))
+        .filter(enrollment_token::Column::GatewayId.eq(g.id))
+        .exec(db)
+        .await?;
+    let mut am = g.into_active_model();
+    am.project_id = Set(project_id);
+    am.cluster_id = Set(cluster_id);
+    am.updated_at = Set(Utc::now());
+    Ok(am.update(db).await?)
 }
 
 /// The EdgeGateway is gone: delete the gateway with its versions, tokens and agents.
