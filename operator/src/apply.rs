@@ -347,6 +347,52 @@ where
     Ok(true)
 }
 
+/// The fields of `status` (its JSON form) named in `owned`, and no others.
+/// A status written by more than one field manager is written by each with
+/// only its own fields: server-side apply then leaves the others' fields as
+/// their managers wrote them.
+pub fn owned_fields<S: Serialize>(status: &S, owned: &[&str]) -> serde_json::Map<String, Value> {
+    match serde_json::to_value(status).expect("status serializes") {
+        Value::Object(m) => m
+            .into_iter()
+            .filter(|(k, _)| owned.contains(&k.as_str()))
+            .collect(),
+        _ => Default::default(),
+    }
+}
+
+/// [`sync_status`] for a status the operator shares with other writers:
+/// only the fields named in `owned` (JSON names) are compared and applied.
+/// What others wrote (e.g. the api's heartbeat fields of an EdgeGateway) is
+/// neither copied into the operator's apply nor a reason to write.
+pub async fn sync_owned_status<K, S>(
+    api: &Api<K>,
+    obj: &K,
+    old: Option<&S>,
+    new: &S,
+    owned: &[&str],
+) -> Result<bool>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize,
+{
+    let want = owned_fields(new, owned);
+    if old.map(|o| owned_fields(o, owned)).as_ref() == Some(&want) {
+        return Ok(false);
+    }
+    let dt = K::DynamicType::default();
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&dt),
+        "kind": K::kind(&dt),
+        "status": want,
+    });
+    let pp = PatchParams::apply(FIELD_MANAGER).force();
+    api.patch_status(&obj.name_any(), &pp, &Patch::Apply(&patch))
+        .await?;
+    Ok(true)
+}
+
 /// Labels every object of one weir.dev resource carries: managed-by, and
 /// `owner` (a key of `weir_crds::names::labels`) naming the resource.
 pub fn labels(owner: &str, name: &str) -> std::collections::BTreeMap<String, String> {

@@ -17,6 +17,9 @@ pub struct OperatorConfig {
     pub api_namespace: String,
     /// JWKS of the api, used by EMQX to verify client JWTs when a cluster names none.
     pub default_jwks_url: String,
+    /// Base URL of weir-api as in-cluster agents reach it (they enroll
+    /// there and fetch their config and MQTT credentials from it).
+    pub api_url: String,
     /// Image of the agent for in-cluster gateways (tag: the gateway's agentVersion or `agent_version`).
     pub agent_image: String,
     pub agent_version: String,
@@ -45,6 +48,7 @@ impl Default for OperatorConfig {
         Self {
             api_namespace: "weir-system".into(),
             default_jwks_url: "http://weir-api.weir-system.svc:8080/api/v1/jwks.json".into(),
+            api_url: "http://weir-api.weir-system.svc:8080".into(),
             agent_image: "ghcr.io/weir-dev/weir-agent".into(),
             agent_version: env!("CARGO_PKG_VERSION").into(),
             historian_image: "ghcr.io/weir-dev/weir-agent".into(),

@@ -67,6 +67,16 @@ struct Args {
         default_value = "http://weir-api.weir-system.svc:8080/api/v1/jwks.json"
     )]
     default_jwks_url: String,
+    /// Base URL of weir-api as in-cluster agents reach it: they enroll there
+    /// with their gateway's token and fetch config and MQTT credentials. A
+    /// plain http:// URL makes the operator start them with --insecure-http
+    /// (and say so in an Event on each such gateway).
+    #[arg(
+        long,
+        env = "WEIR_API_URL",
+        default_value = "http://weir-api.weir-system.svc:8080"
+    )]
+    api_url: String,
     /// Image repository of weir-agent for in-cluster gateways.
     #[arg(
         long,
@@ -153,6 +163,7 @@ async fn main() -> anyhow::Result<()> {
     let config = OperatorConfig {
         api_namespace: args.api_namespace,
         default_jwks_url: args.default_jwks_url,
+        api_url: args.api_url,
         agent_image: args.agent_image,
         agent_version: args.agent_version,
         historian_image: args.historian_image,
@@ -164,6 +175,14 @@ async fn main() -> anyhow::Result<()> {
         operator_namespace: args.lease_namespace.clone(),
         secrets_role: args.secrets_cluster_role,
     };
+    if weir_operator::edge_gateway::builders::api_is_plain_http(&config.api_url) {
+        tracing::warn!(
+            api_url = %config.api_url,
+            "in-cluster agents reach the api over plain HTTP and are started with --insecure-http: \
+             enrollment tokens and broker credentials cross the cluster network unencrypted; \
+             set --api-url (WEIR_API_URL) to an https:// URL to avoid it"
+        );
+    }
     let mut ctx = Context::new(client.clone(), config, metrics.clone());
     if let Some(template) = args.emqx_url_template {
         tracing::info!(template = %template, "EMQX API reached through a URL template");

@@ -8,9 +8,9 @@ use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy};
 use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, PersistentVolumeClaim,
+    ConfigMap, Container, EnvVar, EnvVarSource, PersistentVolumeClaim,
     PersistentVolumeClaimVolumeSource, PodSecurityContext, PodSpec, PodTemplateSpec, Secret,
-    SecretVolumeSource, Volume, VolumeMount,
+    SecretKeySelector, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::ByteString;
@@ -313,26 +313,55 @@ pub fn bundle_expiry(cm: &ConfigMap) -> Option<DateTime<Utc>> {
     Some(payload.expires)
 }
 
-/// The in-cluster agent: reads the signed bundle and trust anchor from the
-/// ConfigMap volume and re-reads the bundle when it changes, so a new config
-/// version never restarts the pod (its store-and-forward queue lives there).
-pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deployment {
+/// Whether the in-cluster agent reaches the api at `api_url` over plain
+/// HTTP: it is then started with `--insecure-http` (weir-agent refuses a
+/// plain `http://` server off loopback without it), and the operator says so.
+pub fn api_is_plain_http(api_url: &str) -> bool {
+    api_url
+        .get(..7)
+        .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// The in-cluster agent: enrolls with the api at `api_url` like any agent,
+/// with the token the api writes to the gateway's Secret
+/// (`<gateway>-enrollment`, key `token`, as `WEIR_TOKEN`), and keeps its
+/// identity (key, agent id, broker credentials) and its store-and-forward
+/// queue on its volume, so a restarted pod neither enrolls again nor loses
+/// readings. It then fetches the signed bundle and its MQTT JWT from the
+/// api; a new config version never restarts the pod. `mqtt_url` is the
+/// cluster's in-cluster Service, which overrides the api's broker URLs.
+pub fn agent_deployment(
+    gw: &EdgeGateway,
+    image: &str,
+    mqtt_url: &str,
+    api_url: &str,
+) -> Deployment {
     let mut l = labels(label::EDGE_GATEWAY, &gw.name_any());
     l.insert(label::COMPONENT.into(), "agent".into());
-    let args: Vec<String> = [
-        "run",
-        "--bundle",
-        "/config/bundle.json",
-        "--trust",
-        "/config/trust.json",
-        "--mqtt-url",
-        mqtt_url,
-        "--data-dir",
-        "/data",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let mut args: Vec<String> = vec!["run".into(), "--server".into(), api_url.into()];
+    if api_is_plain_http(api_url) {
+        args.push("--insecure-http".into());
+    }
+    args.extend(
+        ["--mqtt-url", mqtt_url, "--data-dir", "/data"]
+            .iter()
+            .map(|s| s.to_string()),
+    );
+    // Optional: once enrolled, the agent runs from its identity on the
+    // volume and no longer needs the token (whose Secret may be reissued or
+    // gone); before that, a missing token makes it exit and retry.
+    let token = EnvVar {
+        name: "WEIR_TOKEN".into(),
+        value_from: Some(EnvVarSource {
+            secret_key_ref: Some(SecretKeySelector {
+                name: token_secret_name(gw),
+                key: "token".into(),
+                optional: Some(true),
+            }),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
     let mount = |name: &str, path: &str, ro: bool| VolumeMount {
         name: name.into(),
         mount_path: path.into(),
@@ -362,30 +391,11 @@ pub fn agent_deployment(gw: &EdgeGateway, image: &str, mqtt_url: &str) -> Deploy
                         name: "agent".into(),
                         image: Some(image.into()),
                         args: Some(args),
-                        volume_mounts: Some(vec![
-                            mount("config", "/config", true),
-                            mount("enrollment", "/enrollment", true),
-                            mount("data", "/data", false),
-                        ]),
+                        env: Some(vec![token]),
+                        volume_mounts: Some(vec![mount("data", "/data", false)]),
                         ..Default::default()
                     }],
                     volumes: Some(vec![
-                        Volume {
-                            name: "config".into(),
-                            config_map: Some(ConfigMapVolumeSource {
-                                name: config_map_name(gw),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "enrollment".into(),
-                            secret: Some(SecretVolumeSource {
-                                secret_name: Some(token_secret_name(gw)),
-                                ..Default::default()
-                            }),
-                            ..Default::default()
-                        },
                         // The store-and-forward queue survives the pod
                         // moving to another node (an emptyDir would not).
                         Volume {
@@ -547,39 +557,61 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn agent_runs_from_the_signed_bundle() {
+    fn agent_enrolls_with_the_token_and_keeps_its_identity_on_its_volume() {
         let gw = gateway(GatewayMode::InCluster);
         let d = agent_deployment(
             &gw,
             "ghcr.io/weir-dev/weir-agent:0.1.0",
             "mqtt://riverside-mqtt.weir-riverside-water.svc:1883",
+            "https://weir-api.weir-system.svc:8443",
         );
         let spec = d.spec;
         let pod = spec.template.spec.unwrap();
-        let args = pod.containers[0].args.clone().unwrap();
+        let c = &pod.containers[0];
+        let args = c.args.clone().unwrap();
         assert_eq!(
-            &args[..5],
-            &[
+            args,
+            [
                 "run",
-                "--bundle",
-                "/config/bundle.json",
-                "--trust",
-                "/config/trust.json"
+                "--server",
+                "https://weir-api.weir-system.svc:8443",
+                "--mqtt-url",
+                "mqtt://riverside-mqtt.weir-riverside-water.svc:1883",
+                "--data-dir",
+                "/data"
             ]
         );
-        assert!(args
-            .windows(2)
-            .any(|w| w[0] == "--mqtt-url" && w[1].starts_with("mqtt://riverside-mqtt.")));
-        let vols = pod.volumes.unwrap();
+        // No air-gapped bundle: the agent takes its config from the api.
+        assert!(!args.iter().any(|a| a == "--bundle" || a == "--trust"));
+        let env = c.env.clone().unwrap();
+        let token = env.iter().find(|e| e.name == "WEIR_TOKEN").unwrap();
+        let r = token
+            .value_from
+            .as_ref()
+            .unwrap()
+            .secret_key_ref
+            .as_ref()
+            .unwrap();
         assert_eq!(
-            vols[0].config_map.as_ref().unwrap().name,
-            "pump-station-1-config"
+            (r.name.as_str(), r.key.as_str()),
+            ("pump-station-1-enrollment", "token")
+        );
+        assert!(
+            token.value.is_none(),
+            "the token never sits in the pod spec"
+        );
+        let mounts = c.volume_mounts.clone().unwrap();
+        assert_eq!(mounts.len(), 1);
+        assert_eq!(
+            (mounts[0].name.as_str(), mounts[0].mount_path.as_str()),
+            ("data", "/data")
         );
         assert!(
             spec.template.metadata.unwrap().annotations.is_none(),
             "a new config version must not restart the agent"
         );
         assert_eq!(spec.replicas, Some(1));
+        let vols = pod.volumes.unwrap();
         let data = vols.iter().find(|v| v.name == "data").unwrap();
         assert!(data.empty_dir.is_none(), "the queue must survive the pod");
         assert_eq!(
@@ -587,6 +619,37 @@ pub(crate) mod tests {
             "pump-station-1-agent-data"
         );
         assert_eq!(pod.security_context.unwrap().fs_group, Some(65532));
+    }
+
+    #[test]
+    fn a_plain_http_api_is_reached_only_with_insecure_http() {
+        let gw = gateway(GatewayMode::InCluster);
+        let args = |api: &str| {
+            agent_deployment(&gw, "img", "mqtt://m:1883", api)
+                .spec
+                .template
+                .spec
+                .unwrap()
+                .containers[0]
+                .args
+                .clone()
+                .unwrap()
+        };
+        let http = args("http://weir-api.weir-system.svc:8080");
+        assert_eq!(
+            &http[..4],
+            [
+                "run",
+                "--server",
+                "http://weir-api.weir-system.svc:8080",
+                "--insecure-http"
+            ]
+        );
+        assert!(!args("https://weir.example.com")
+            .iter()
+            .any(|a| a == "--insecure-http"));
+        assert!(api_is_plain_http("HTTP://x"));
+        assert!(!api_is_plain_http("https://x"));
     }
 
     #[test]

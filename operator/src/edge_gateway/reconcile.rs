@@ -15,15 +15,26 @@ use weir_crds::gateway::validate::validate_spec;
 use weir_crds::mqtt_cluster::{ListenerProtocol, ReclaimPolicy};
 use weir_crds::{EdgeGateway, EdgeGatewayStatus, GatewayMode, MqttCluster};
 
-use super::builders::{
-    self as b, StoredKey, CONFIG_HASH, CONFIG_VERSION, ROTATE_ANNOTATION,
+use super::builders::{self as b, StoredKey, CONFIG_HASH, CONFIG_VERSION, ROTATE_ANNOTATION};
+use crate::apply::{
+    apply, ensure, ensure_absent, quantity, standard_conditions, sync_owned_status,
 };
-use crate::apply::{apply, ensure, ensure_absent, quantity, standard_conditions, sync_status};
 use crate::context::Context;
 use crate::error::{backoff, Error, Result};
 use crate::mqtt_cluster::builders as mqtt_builders;
 
 const CONTROLLER: &str = "edgegateway";
+/// The fields of `EdgeGateway.status` the operator writes (JSON names).
+/// The rest (online, appliedVersion, lastHeartbeat, device health, ...) the
+/// api writes from heartbeats with its own field manager: the operator
+/// neither copies them into its apply nor writes because they changed.
+pub const OWNED_STATUS: &[&str] = &[
+    "phase",
+    "conditions",
+    "configVersion",
+    "configHash",
+    "observedGeneration",
+];
 /// Times a rotation is tried again after another write to the key Secret
 /// came first, before the reconcile fails (and is retried with backoff).
 const ROTATION_ATTEMPTS: usize = 5;
@@ -62,9 +73,12 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                 (false, "InvalidConfig", "waiting for a valid spec".into()),
                 (true, "InvalidConfig", message.clone()),
             ),
-            ..old.clone()
+            // The last signed version stays published.
+            config_version: old.config_version,
+            config_hash: old.config_hash.clone(),
+            ..Default::default()
         };
-        if sync_status(&api, &gw, gw.status.as_ref(), &status).await? {
+        if sync_owned_status(&api, &gw, gw.status.as_ref(), &status, OWNED_STATUS).await? {
             ctx.event(&*gw, EventType::Warning, "InvalidConfig", "Sign", message)
                 .await;
         }
@@ -192,7 +206,25 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                     if let Some(problem) = ensure_agent_volume(&gw, &ctx, &ns).await? {
                         degraded = Some(problem);
                     }
-                    ensure(&ctx, &deployments, b::agent_deployment(&gw, &image, &url)).await?;
+                    let api_url = &ctx.config.api_url;
+                    let written = ensure(
+                        &ctx,
+                        &deployments,
+                        b::agent_deployment(&gw, &image, &url, api_url),
+                    )
+                    .await?
+                    .written();
+                    if written && b::api_is_plain_http(api_url) {
+                        tracing::warn!(gateway = %gw.name_any(), namespace = %ns, %api_url, "the in-cluster agent reaches the api over plain HTTP (--insecure-http)");
+                        ctx.event(
+                            &*gw,
+                            EventType::Warning,
+                            "InsecureApiUrl",
+                            "Deploy",
+                            insecure_note(api_url),
+                        )
+                        .await;
+                    }
                 }
             }
         }
@@ -228,8 +260,13 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                     true,
                     "ConfigSigned",
                     format!(
-                        "config version {version} is signed and published in ConfigMap {}",
-                        b::config_map_name(&gw)
+                        "config version {version} is signed and published in ConfigMap {}{}",
+                        b::config_map_name(&gw),
+                        match gw.spec.mode {
+                            GatewayMode::InCluster if b::api_is_plain_http(&ctx.config.api_url) =>
+                                format!("; {}", insecure_note(&ctx.config.api_url)),
+                            _ => String::new(),
+                        }
                     ),
                 ),
                 Some((r, _)) => (
@@ -244,14 +281,19 @@ pub async fn reconcile(gw: Arc<EdgeGateway>, ctx: Arc<Context>) -> Result<Action
                 Some((r, m)) => (true, r.as_str(), m.clone()),
             },
         ),
-        ..old.clone()
+        ..Default::default()
     };
-    sync_status(&api, &gw, gw.status.as_ref(), &status).await?;
+    sync_owned_status(&api, &gw, gw.status.as_ref(), &status, OWNED_STATUS).await?;
     ctx.succeeded(&key_of(&gw));
     // Wake up before the bundle needs re-signing even if nothing changes.
     Ok(Action::requeue(Duration::from_secs(
         if degraded.is_some() { 60 } else { 3600 },
     )))
+}
+
+/// What the operator says when the in-cluster agent talks plain HTTP.
+fn insecure_note(api_url: &str) -> String {
+    format!("the in-cluster agent reaches the api at {api_url} over plain HTTP (started with --insecure-http): its enrollment token and broker credentials cross the cluster network unencrypted; give the operator an https:// --api-url to avoid it")
 }
 
 /// Carry out the rotation request `request` on the tenant's key Secret and
@@ -398,4 +440,76 @@ pub fn error_policy(gw: Arc<EdgeGateway>, error: &Error, ctx: Arc<Context>) -> A
     tracing::warn!(gateway = %gw.name_any(), namespace = ?gw.namespace(), error = %error, failures = n, "EdgeGateway reconcile failed");
     crate::report::reconcile_failed(ctx, gw, error.to_string());
     Action::requeue(backoff(n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::apply::owned_fields;
+
+    fn api_written() -> EdgeGatewayStatus {
+        EdgeGatewayStatus {
+            phase: Some("Ready".into()),
+            config_version: Some(3),
+            config_hash: Some("h".into()),
+            observed_generation: Some(2),
+            applied_version: Some(3),
+            online: Some(true),
+            last_heartbeat: Some("2026-01-01T00:00:00Z".into()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_operator_applies_only_its_own_status_fields() {
+        let live = api_written();
+        let mine = EdgeGatewayStatus {
+            phase: Some("Ready".into()),
+            config_version: Some(3),
+            config_hash: Some("h".into()),
+            observed_generation: Some(2),
+            ..Default::default()
+        };
+        let sent = owned_fields(&live, OWNED_STATUS);
+        for k in sent.keys() {
+            assert!(OWNED_STATUS.contains(&k.as_str()), "{k}");
+        }
+        for k in ["online", "appliedVersion", "lastHeartbeat"] {
+            assert!(!sent.contains_key(k), "{k} is the api's");
+        }
+        // What the api wrote is no reason to write: unchanged.
+        assert_eq!(
+            owned_fields(&live, OWNED_STATUS),
+            owned_fields(&mine, OWNED_STATUS)
+        );
+        // A heartbeat field changing is still no reason.
+        let mut later = live.clone();
+        later.online = Some(false);
+        later.last_heartbeat = Some("2026-01-01T00:01:00Z".into());
+        assert_eq!(
+            owned_fields(&later, OWNED_STATUS),
+            owned_fields(&mine, OWNED_STATUS)
+        );
+        // Its own fields are.
+        let mut degraded = mine.clone();
+        degraded.phase = Some("Degraded".into());
+        assert_ne!(
+            owned_fields(&live, OWNED_STATUS),
+            owned_fields(&degraded, OWNED_STATUS)
+        );
+    }
+
+    #[test]
+    fn owned_names_are_the_status_json_names() {
+        let s = EdgeGatewayStatus {
+            phase: Some("Ready".into()),
+            config_version: Some(1),
+            config_hash: Some("h".into()),
+            observed_generation: Some(1),
+            ..Default::default()
+        };
+        // Every owned field is found under the name given (a rename in
+        // crds would silently drop it from the operator's apply).
+        assert_eq!(owned_fields(&s, OWNED_STATUS).len(), OWNED_STATUS.len());
+    }
 }

@@ -299,10 +299,12 @@ async fn in_cluster_gateway_runs_the_agent_against_its_cluster() {
         .expect("agent deployment");
     let c = dep.spec.template.spec.unwrap().containers[0].clone();
     let args = c.args.unwrap().join(" ");
+    // Enrolls with the api (plain HTTP in-cluster by default: said so).
     assert!(
-        args.starts_with("run --bundle /config/bundle.json --trust /config/trust.json"),
+        args.starts_with("run --server http://weir-api.weir-system.svc:8080 --insecure-http"),
         "{args}"
     );
+    assert!(!args.contains("--bundle"), "{args}");
     assert!(
         args.contains("--mqtt-url mqtt://riverside-mqtt.weir-riverside-water.svc:1883"),
         "{args}"
