@@ -156,6 +156,7 @@ expect "operator replicas" "$(get deployment/weir-operator '{.spec.replicas}')" 
 expect "operator serviceAccount" "$(get deployment/weir-operator '{.spec.template.spec.serviceAccountName}')" weir-operator
 expect "operator WEIR_OPERATOR_LEADER_ELECTION" "$(env_value weir-operator WEIR_OPERATOR_LEADER_ELECTION)" true
 expect "operator WEIR_DEFAULT_JWKS_URL" "$(env_value weir-operator WEIR_DEFAULT_JWKS_URL)" "http://weir-api.$ns.svc:8080/api/v1/jwks.json"
+expect "operator WEIR_API_URL" "$(env_value weir-operator WEIR_API_URL)" "http://weir-api.$ns.svc:8080"
 expect "api image" "$(get deployment/weir-api '{.spec.template.spec.containers[0].image}')" "ghcr.io/weir-dev/weir-api:$app"
 expect "api replicas" "$(get deployment/weir-api '{.spec.replicas}')" 1
 expect "api serviceAccount" "$(get deployment/weir-api '{.spec.template.spec.serviceAccountName}')" weir-api
