@@ -232,7 +232,7 @@ EOF
 # gives weir-api (rendered with `helm template`, cluster-scoped names
 # prefixed weir-e2e- so that a `helm install` of the chart does not collide
 # with them), so that a scenario exercises the chart's api permissions, not
-# the admin's. Prints the file's path.
+# the admin's. Sets API_KUBECONFIG to the file's path.
 api_kubeconfig() {
   local ns=weir-e2e-api f="$WEIR_K8S_WORK/api.kubeconfig" out token
   ensure_namespace "$ns"
@@ -270,7 +270,7 @@ print(yaml.safe_dump_all(keep))
   chmod 600 "$f"
   KUBECONFIG=$f kubectl config set-credentials weir-e2e-api --token="$token" >/dev/null
   KUBECONFIG=$f kubectl config set-context --current --user=weir-e2e-api >/dev/null
-  echo "$f"
+  API_KUBECONFIG=$f
 }
 
 # start_api [ARGS...]: build the workspace's binaries and run weir-api (the
@@ -283,8 +283,11 @@ print(yaml.safe_dump_all(keep))
 # exports API_URL, API_LOG, API_DIR, ADMIN_EMAIL and ADMIN_PASSWORD.
 start_api() {
   build_workspace_bins
-  local port kc
-  kc=${WEIR_API_KUBECONFIG:-$(api_kubeconfig)} || exit 1
+  local port kc=${WEIR_API_KUBECONFIG:-}
+  if [ -z "$kc" ]; then
+    api_kubeconfig
+    kc=$API_KUBECONFIG
+  fi
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
   API_DIR="$WEIR_K8S_WORK/api-$(basename "$0" .sh)"
   rm -rf "$API_DIR"

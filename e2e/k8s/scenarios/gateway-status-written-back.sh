@@ -27,31 +27,13 @@ tmp="$WEIR_K8S_WORK/gateway-status-written-back"
 mkdir -p "$tmp"
 fresh_tenant_namespace "$T"
 
-# The Tenant's quota counts EdgeGateways, and the API server refuses them
-# until kube-controller-manager's quota controller counts that kind (it
-# learns a CRD installed after it started at its next discovery pass): wait
-# until it counts them in a probe quota (see edgegateway-lifecycle.sh).
-PROBE=weir-e2e-quota-probe-status
-probe_try=0
-probe_counts_gateways() {
-  probe_try=$((probe_try + 1))
-  kubectl -n "$PROBE" apply -f - >/dev/null <<EOF || return 1
-apiVersion: v1
-kind: ResourceQuota
-metadata: {name: probe}
-spec: {hard: {count/edgegateways.weir.dev: "$((1000 + probe_try))"}}
-EOF
-  sleep 1
-  kubectl -n "$PROBE" get resourcequota probe -o jsonpath='{.status.used}' | grep -q 'count/edgegateways.weir.dev'
-}
-ensure_namespace "$PROBE"
-wait_for 120 probe_counts_gateways || fail "kube-controller-manager's quota controller never counted EdgeGateways"
-kubectl delete namespace "$PROBE" --wait=false >/dev/null
+# The Tenant's quota counts EdgeGateways: the API server refuses them until
+# kube-controller-manager's quota controller counts that kind.
+wait_quota_counts_gateways
 
 start_operator
 create_tenant "$T"
-tenant_counts() { kubectl -n "$NS" get resourcequota weir-quota -o jsonpath='{.status.used}' 2>/dev/null | grep -q 'count/edgegateways.weir.dev'; }
-wait_for 60 tenant_counts || fail "the quota weir-quota of $NS does not count EdgeGateways"
+tenant_quota_counts_gateways "$NS"
 # The monitor looks for missed heartbeats every half second.
 WEIR_FLEET_MONITOR_INTERVAL_MS=500 start_api
 echo "api at $API_URL as serviceaccount weir-e2e-api/weir-api (the chart's api RBAC)"
