@@ -344,6 +344,15 @@ kill -0 "$AGENT_PID" 2>/dev/null || fail "the restarted agent exited: $(tail -n 
 [ "$(jq -r .agentId "$data_dir/identity.json")" = "$agent_id" ] || fail "the restarted agent has another identity"
 echo "restarted: same agent $agent_id, no new enrollment"
 
+# --- the operator's part of the EdgeGateway's status ---------------------------------
+# It applies only the fields it owns; the api's heartbeat fields are not its.
+owned=$(kubectl -n "$NS" get egw "$GW" --show-managed-fields -o json | jq -c '[.metadata.managedFields[]
+  | select(.manager == "weir-operator" and .subresource == "status")
+  | .fieldsV1["f:status"] | keys[]] | unique')
+jq -e 'length > 0 and all(.[]; IN("f:phase", "f:conditions", "f:configVersion", "f:configHash", "f:observedGeneration"))' <<<"$owned" >/dev/null \
+  || fail "weir-operator owns other status fields than its own: $owned"
+echo "weir-operator owns status fields $owned"
+
 # --- the historian ----------------------------------------------------------------
 has_hist() { kubectl -n "$NS" get deploy "$CL-historian" >/dev/null 2>&1; }
 wait_for 60 has_hist || fail "the operator rendered no Deployment $CL-historian: $(kubectl -n "$NS" get mqttcluster "$CL" -o jsonpath='{.status.conditions}')"
