@@ -11,7 +11,8 @@
 # answer gives; those fields belong to the field manager weir-api on the
 # status subresource and the operator's (phase, configVersion) stay its
 # own. The api writes the status only when there is news (the audit log
-# counts its writes), not on every heartbeat. Stopping the agent: online
+# counts its writes), not on every heartbeat, and its writes do not make
+# the operator write its part again. Stopping the agent: online
 # becomes false after the offline threshold (3 missed heartbeats), with the
 # last heartbeat the api has. No broker runs: the gateway has no cluster,
 # so the agent queues its readings (queueDepth grows).
@@ -155,9 +156,9 @@ jq -e 'map(select(.manager != "weir-api") | .fields[]) | (index("f:online") | no
 
 # Not a write per heartbeat: let 5 more heartbeats pass.
 sleep $((5 * HB))
-writes() {
-  tail -n "+$(( mark + 1 ))" "$WEIR_K8S_AUDIT_LOG" | jq -c --arg ns "$NS" --arg gw "$GW" 'select(.stage == "ResponseComplete"
-    and .user.username == "system:serviceaccount:weir-e2e-api:weir-api"
+writes() { # writes USER: its writes of the gateway's status since the agent started
+  tail -n "+$(( mark + 1 ))" "$WEIR_K8S_AUDIT_LOG" | jq -c --arg u "${1:-system:serviceaccount:weir-e2e-api:weir-api}" --arg ns "$NS" --arg gw "$GW" 'select(.stage == "ResponseComplete"
+    and .user.username == $u
     and .objectRef.resource == "edgegateways" and .objectRef.subresource == "status"
     and .objectRef.namespace == $ns and .objectRef.name == $gw) | .responseStatus.code' | wc -l
 }
@@ -165,6 +166,9 @@ n=$(writes)
 echo "status writes by the api so far: $n"
 # The first report, and news at start (devices polled, bundle applied).
 [ "$n" -ge 1 ] && [ "$n" -le 4 ] || fail "the api wrote the status $n times over more than 6 heartbeats (want 1 to 4: only news)"
+# The api's writes are no reason for the operator to write its part again.
+n=$(writes weir-operator)
+[ "$n" -eq 0 ] || fail "weir-operator wrote the status of egw/$GW $n times while only heartbeats changed it"
 
 # Stop the agent: offline after 3 missed heartbeats.
 kill "$agent_pid"
