@@ -34,7 +34,9 @@
 # The historian: the api keeps its broker identity in Secret
 # weir-historian-mqtt; the historian Deployment's env and volumes are
 # resolved the same way, and the JWT in the mounted password file verifies
-# with the historian's ACL row and the username its env names.
+# with the historian's ACL row and the username its env names. JWTs live
+# 40 s here (WEIR_MQTT_JWT_TTL_SECS), so the historian's is seen renewed
+# before it expires.
 set -euo pipefail
 . e2e/k8s/lib.sh
 
@@ -49,7 +51,9 @@ fresh_tenant_namespace "$T"
 wait_quota_counts_gateways
 # The operator's defaults: the api at http://weir-api.weir-system.svc:8080.
 start_sim_and_operator
-WEIR_KUBE_SYNC_INTERVAL_SECS=1 start_api
+# MQTT JWTs live 40 s here, so that the historian's is seen renewed.
+TTL=40
+WEIR_KUBE_SYNC_INTERVAL_SECS=1 WEIR_MQTT_JWT_TTL_SECS=$TTL start_api
 agent="${CARGO_TARGET_DIR:-target}/debug/weir-agent"
 
 create_tenant "$T"
@@ -246,9 +250,9 @@ echo "EMQX verifies JWTs against $jwks_url (here: $host_jwks)"
 # acl claim is ROLE's row (agent:GATEWAY or historian) of the ACL table.
 verify_jwt() {
   curl -fsS "$host_jwks" > "$tmp/jwks.json" || fail "no JWKS at $host_jwks"
-  python3 - "$1" "$2" "$3" "$tmp/jwks.json" "$T" "$tmp" <<'PY'
+  python3 - "$1" "$2" "$3" "$tmp/jwks.json" "$T" "$tmp" "$TTL" <<'PY'
 import base64, json, subprocess, sys, time
-jwt, username, role, jwks_path, tenant, tmp = sys.argv[1:]
+jwt, username, role, jwks_path, tenant, tmp, ttl = sys.argv[1:]
 def b64(s):
     return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
 head_b64, payload_b64, sig_b64 = jwt.split(".")
@@ -275,7 +279,8 @@ r = subprocess.run(["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", f"{tmp}
 assert r.returncode != 0, "a tampered token verified"
 now = time.time()
 assert claims["aud"] == "weir-mqtt", claims["aud"]
-assert claims["exp"] > now + 60, f"expires {claims['exp']} (now {now})"
+assert claims["exp"] > now, f"expired at {claims['exp']} (now {now})"
+assert claims["exp"] - claims["iat"] == int(ttl), f"lives {claims['exp'] - claims['iat']} s, not WEIR_MQTT_JWT_TTL_SECS={ttl}"
 assert claims["username"] == username, f"username claim {claims['username']!r}, MQTT username {username!r}"
 assert claims["tenant"] == tenant, claims["tenant"]
 acl = claims["acl"]
@@ -367,5 +372,17 @@ hist_user=$(hist_env WEIR_MQTT_USERNAME)
 pw_file=$(hist_env WEIR_MQTT_PASSWORD_FILE)
 [ -n "$hist_user" ] || fail "the historian's pod spec gives it no MQTT username"
 [[ -n "$pw_file" && -s "$pw_file" ]] || fail "the historian's pod spec gives it no password file ('$pw_file')"
-out=$(verify_jwt "$(cat "$pw_file")" "$hist_user" historian) || fail "the historian's MQTT JWT does not hold: $out"
+first=$(cat "$pw_file")
+out=$(verify_jwt "$first" "$hist_user" historian) || fail "the historian's MQTT JWT does not hold: $out"
 echo "historian: $out"
+
+# --- renewed well before it expires ------------------------------------------------
+exp_of() { python3 -c 'import base64, json, sys; p = sys.argv[1].split(".")[1]; print(json.loads(base64.urlsafe_b64decode(p + "=" * (-len(p) % 4)))["exp"])' "$1"; }
+first_exp=$(exp_of "$first")
+hist_jwt() { kubectl -n "$NS" get secret weir-historian-mqtt -o jsonpath='{.data.password}' | base64 -d; }
+renewed() { [ "$(hist_jwt)" != "$first" ]; }
+wait_for "$TTL" renewed || fail "the historian's JWT was not renewed within its lifetime of $TTL s"
+now=$(date +%s)
+[ "$now" -lt "$first_exp" ] || fail "the historian's JWT was renewed only after it expired"
+out=$(verify_jwt "$(hist_jwt)" "$hist_user" historian) || fail "the renewed historian JWT does not hold: $out"
+echo "historian JWT renewed $((first_exp - now)) s before the old one expired: $out"
