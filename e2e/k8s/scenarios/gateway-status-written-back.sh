@@ -12,7 +12,8 @@
 # status subresource and the operator's (phase, configVersion) stay its
 # own. The api writes the status only when there is news (the audit log
 # counts its writes), not on every heartbeat, and its writes do not make
-# the operator write its part again. Stopping the agent: online
+# the operator write its part again; with only the heartbeat time and
+# queue counters moving, it refreshes the status once a minute. Stopping the agent: online
 # becomes false after the offline threshold (3 missed heartbeats), with the
 # last heartbeat the api has. No broker runs: the gateway has no cluster,
 # so the agent queues its readings (queueDepth grows).
@@ -169,6 +170,19 @@ echo "status writes by the api so far: $n"
 # The api's writes are no reason for the operator to write its part again.
 n=$(writes weir-operator)
 [ "$n" -eq 0 ] || fail "weir-operator wrote the status of egw/$GW $n times while only heartbeats changed it"
+
+# With only the heartbeat time and queue moving, the status is refreshed
+# once a minute: kubectl's Heartbeat age stays under about a minute.
+hb0=$(egw | jq -r .status.lastHeartbeat)
+before=$(writes)
+refreshed() { [ "$(egw | jq -r .status.lastHeartbeat)" != "$hb0" ]; }
+wait_for 75 refreshed || fail "status.lastHeartbeat still $hb0 after 75 s of heartbeats"
+a=$(gw_api)
+e=$(egw)
+echo "egw: lastHeartbeat refreshed from $hb0 to $(jq -r .status.lastHeartbeat <<<"$e") (api: $(jq -r .last_heartbeat <<<"$a")), queueDepth $(jq .status.queueDepth <<<"$e")"
+[ $(( $(secs "$(jq -r .last_heartbeat <<<"$a")") - $(secs "$(jq -r .status.lastHeartbeat <<<"$e")") )) -le "$HB" ] \
+  || fail "the refreshed status.lastHeartbeat is more than one interval behind the api's"
+[ "$(writes)" -eq $((before + 1)) ] || fail "$(( $(writes) - before )) status writes for one refresh"
 
 # Stop the agent: offline after 3 missed heartbeats.
 kill "$agent_pid"
