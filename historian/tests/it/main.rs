@@ -5,6 +5,7 @@
 
 mod exactly_once;
 mod malformed;
+mod password_file;
 mod pg_terminate;
 mod schema;
 mod support;
