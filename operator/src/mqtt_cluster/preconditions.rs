@@ -106,6 +106,15 @@ pub(super) async fn check(c: &MqttCluster, ctx: &Context, f: &mut Findings) -> R
                 ),
             );
         }
+        // Its broker identity comes from weir-api; until it is there the
+        // historian pod waits for the Secret.
+        let identity = weir_crds::names::historian_mqtt::SECRET;
+        if secrets.get_opt(identity).await?.is_none() {
+            f.progressing(
+                "HistorianIdentityPending",
+                format!("waiting for weir-api to write the historian's broker identity, Secret {identity} in namespace {ns}; the historian starts once it is there"),
+            );
+        }
     }
     if let Some(sc) = &c.spec.storage.storage_class_name {
         if Api::<StorageClass>::all(ctx.client.clone())

@@ -103,6 +103,35 @@ async fn missing_tls_secret_is_requested_from_cert_manager_when_installed() {
 }
 
 #[tokio::test]
+async fn a_historian_waits_for_its_broker_identity_from_the_api() {
+    let fake = FakeApiServer::new();
+    let mut c = cluster(3);
+    c.spec.historian = Some(
+        serde_json::from_value(serde_json::json!({"databaseSecretRef": "historian-db"})).unwrap(),
+    );
+    fake.put(&c);
+    let secret = |name: &str| Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    fake.put(&secret("historian-db"));
+    let ctx = context(&fake, Arc::default());
+    reconcile_cluster(&fake, &ctx).await;
+    let p = condition(&stored_cluster(&fake), "Progressing");
+    assert_eq!(p.reason, "HistorianIdentityPending");
+    assert!(p.message.contains("weir-historian-mqtt"), "{}", p.message);
+    // The api wrote it: nothing to wait for.
+    fake.put(&secret("weir-historian-mqtt"));
+    reconcile_cluster(&fake, &ctx).await;
+    let p = condition(&stored_cluster(&fake), "Progressing");
+    assert_ne!(p.reason, "HistorianIdentityPending");
+}
+
+#[tokio::test]
 async fn quota_exceeded_is_reported_from_the_statefulset_events() {
     use k8s_openapi::api::core::v1::{Event, ObjectReference};
     let (fake, ctx, _emqx, _) = steady_cluster(3).await;
