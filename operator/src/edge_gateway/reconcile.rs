@@ -500,6 +500,28 @@ mod tests {
     }
 
     #[test]
+    fn the_operator_and_the_api_share_the_status_without_overlap() {
+        use kube::CustomResourceExt;
+        let crd = serde_json::to_value(EdgeGateway::crd()).unwrap();
+        let props = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]
+            ["status"]["properties"];
+        let all: std::collections::BTreeSet<&str> = props
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        let api = EdgeGatewayStatus::HEARTBEAT_FIELDS;
+        for f in OWNED_STATUS {
+            assert!(!api.contains(f), "{f} is written by both");
+        }
+        // Every status field has exactly one writer.
+        let both: std::collections::BTreeSet<&str> =
+            OWNED_STATUS.iter().chain(api).copied().collect();
+        assert_eq!(both, all);
+    }
+
+    #[test]
     fn owned_names_are_the_status_json_names() {
         let s = EdgeGatewayStatus {
             phase: Some("Ready".into()),
