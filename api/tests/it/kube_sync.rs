@@ -146,6 +146,25 @@ async fn kubectl_objects_become_clusters_and_gateways(b: Backend) {
     let diff = app.get(&format!("{path}/versions/3/diff"), &admin).await;
     assert_eq!(diff.body["changes"][0]["path"], "/site/name");
 
+    // The operator signed its bundle 2 of generation 4 (status): the api's
+    // latest bundle is that one, holding config version 3, as kubectl says.
+    let mut signed = gateway("pump-1", Some("north"), "Pump 1 (kubectl)", false);
+    signed.metadata.generation = Some(4);
+    signed.status = Some(weir_crds::EdgeGatewayStatus {
+        config_version: Some(2),
+        observed_generation: Some(4),
+        ..Default::default()
+    });
+    let row = gateways::upsert(&st, &mapping::desired_gateway(&signed).unwrap())
+        .await
+        .unwrap()
+        .unwrap()
+        .1;
+    gateways::mirror_bundle(&st, &signed, row).await.unwrap();
+    let r = app.get(path, &admin).await;
+    assert_eq!(r.body["bundle_version"], 2, "{:?}", r.body);
+    assert_eq!(r.body["version"], 3, "{:?}", r.body);
+
     // No label: project default (made when missing).
     let d = mapping::desired_gateway(&gateway("pump-2", None, "Pump 2", false)).unwrap();
     // Its cluster is north's, not shared with default: refused until it is.

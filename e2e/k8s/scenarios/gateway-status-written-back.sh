@@ -123,6 +123,9 @@ echo "egw: $(jq -c .status <<<"$e")"
 # The operator signed the bundle (configVersion); the agent runs it.
 [ "$(jq .status.appliedVersion <<<"$e")" = "$(jq .status.configVersion <<<"$e")" ] \
   || fail "the agent does not run the latest bundle: applied $(jq .status.appliedVersion <<<"$e"), signed $(jq .status.configVersion <<<"$e")"
+# The console's "latest bundle" is the one the operator signed.
+[ "$(jq .bundle_version <<<"$a")" = "$(jq .status.configVersion <<<"$e")" ] \
+  || fail "the api's bundle_version $(jq .bundle_version <<<"$a") is not the operator's configVersion $(jq .status.configVersion <<<"$e")"
 # Seconds: the status holds whole seconds.
 secs() { python3 -c 'import sys, datetime; print(int(datetime.datetime.fromisoformat(sys.argv[1].replace("Z", "+00:00")).timestamp()))' "$1"; }
 egw_hb=$(jq -r .status.lastHeartbeat <<<"$e")

@@ -226,6 +226,42 @@ pub async fn prune(st: &AppState, live: &HashSet<(String, String)>) -> Result<()
     Ok(())
 }
 
+/// The bundle the operator signed (`status.configVersion`) as the gateway's
+/// latest bundle version, so the console's "latest", the rollout view's
+/// up-to-date flag and the clearing of an old refusal agree with
+/// `kubectl get egw` (in this mode the api signs nothing itself). When the
+/// operator has seen the object's generation, that bundle holds the newest
+/// config version.
+pub async fn mirror_bundle(
+    st: &AppState,
+    gw: &EdgeGateway,
+    g: gateway::Model,
+) -> Result<gateway::Model, ApiError> {
+    let Some(status) = &gw.status else {
+        return Ok(g);
+    };
+    let Some(bundle) = status.config_version.map(|v| v as i64) else {
+        return Ok(g);
+    };
+    let current = status.observed_generation.is_some()
+        && status.observed_generation == gw.metadata.generation;
+    let holds = if current {
+        g.config_version
+    } else {
+        g.bundle_config_version
+    };
+    if g.bundle_version == bundle && g.bundle_config_version == holds {
+        return Ok(g);
+    }
+    let tx = st.write().await?;
+    let mut am = g.into_active_model();
+    am.bundle_version = Set(bundle);
+    am.bundle_config_version = Set(holds);
+    let g = am.update(&*tx).await?;
+    tx.commit().await?;
+    Ok(g)
+}
+
 /// Mirror one object and see to its enrollment token.
 async fn sync_one(st: &AppState, client: &Client, gw: &EdgeGateway, issued: &mut tokens::Issued) {
     let d = match mapping::desired_gateway(gw) {
@@ -236,7 +272,10 @@ async fn sync_one(st: &AppState, client: &Client, gw: &EdgeGateway, issued: &mut
         }
     };
     let result = match upsert(st, &d).await {
-        Ok(Some((o, g))) => issued.ensure(st, client, gw, &o, &g).await,
+        Ok(Some((o, g))) => match mirror_bundle(st, gw, g).await {
+            Ok(g) => issued.ensure(st, client, gw, &o, &g).await,
+            Err(e) => Err(e),
+        },
         Ok(None) => {
             tracing::debug!(org = %d.target.org, gateway = %d.target.name, "no such organization yet");
             Ok(())
