@@ -240,6 +240,23 @@ async fn kubectl_objects_become_clusters_and_gateways(b: Backend) {
         "main"
     );
 
+    // Older than a minute and not in the list: pruned; in the list: kept.
+    use sea_orm::{sea_query::Expr, EntityTrait};
+    use weir_api::fleet::entities::gateway as gw_row;
+    gw_row::Entity::update_many()
+        .col_expr(
+            gw_row::Column::CreatedAt,
+            Expr::value(chrono::Utc::now() - chrono::Duration::minutes(2)),
+        )
+        .exec(&st.db)
+        .await
+        .unwrap();
+    let live: HashSet<_> = [("riverside".to_string(), "pump-1".to_string())].into();
+    gateways::prune(&st, &live).await.unwrap();
+    assert_eq!(app.get(path, &admin).await.status, StatusCode::OK);
+    gateways::prune(&st, &HashSet::new()).await.unwrap();
+    assert_eq!(app.get(path, &admin).await.status, StatusCode::NOT_FOUND);
+
     // Audited as kubernetes.
     let audit = app
         .get("/api/v1/orgs/riverside/audit?limit=100", &admin)

@@ -5,7 +5,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
 use kube::runtime::watcher::Event;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -186,28 +186,16 @@ pub async fn remove(st: &AppState, org_slug: &str, name: &str) -> Result<bool, A
     Ok(true)
 }
 
-/// After a full list: delete kubernetes clusters whose MqttCluster is gone
-/// (rows younger than a minute are left alone, as for gateways).
+/// After a full list: delete kubernetes clusters whose MqttCluster is gone.
 pub async fn prune(st: &AppState, live: &HashSet<(String, String)>) -> Result<(), ApiError> {
-    let orgs: HashMap<_, _> = org::Entity::find()
-        .all(&st.db)
-        .await?
-        .into_iter()
-        .map(|o| (o.id, o.slug))
-        .collect();
-    let young = Utc::now() - Duration::minutes(1);
     let rows = cluster::Entity::find()
         .filter(cluster::Column::Backend.eq(BACKEND_KUBERNETES))
         .all(&st.db)
         .await?;
-    for c in rows {
-        let Some(org_slug) = orgs.get(&c.org_id) else {
-            continue;
-        };
-        if c.created_at < young && !live.contains(&(org_slug.clone(), c.slug.clone())) {
-            tracing::info!(cluster = %c.slug, org = %org_slug, "MqttCluster is gone: deleting the cluster");
-            remove(st, org_slug, &c.slug).await?;
-        }
+    let rows = rows.into_iter().map(|c| (c.org_id, c.slug, c.created_at));
+    for (org_slug, name) in super::gone(st, live, rows).await? {
+        tracing::info!(cluster = %name, org = %org_slug, "MqttCluster is gone: deleting the cluster");
+        remove(st, &org_slug, &name).await?;
     }
     Ok(())
 }

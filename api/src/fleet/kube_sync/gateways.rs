@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use chrono::{Duration, Utc};
+use chrono::Utc;
 use futures::TryStreamExt;
 use kube::runtime::watcher::Event;
 use kube::runtime::{watcher, WatchStreamExt};
@@ -204,24 +204,12 @@ pub async fn remove(st: &AppState, org_slug: &str, name: &str) -> Result<bool, A
 }
 
 /// After a full list: delete gateways whose EdgeGateway no longer exists.
-/// Rows younger than a minute are left alone (the api may have just made
-/// one whose object the list predates).
 pub async fn prune(st: &AppState, live: &HashSet<(String, String)>) -> Result<(), ApiError> {
-    let orgs: HashMap<_, _> = org::Entity::find()
-        .all(&st.db)
-        .await?
-        .into_iter()
-        .map(|o| (o.id, o.slug))
-        .collect();
-    let young = Utc::now() - Duration::minutes(1);
-    for g in gateway::Entity::find().all(&st.db).await? {
-        let Some(org_slug) = orgs.get(&g.org_id) else {
-            continue;
-        };
-        if g.created_at < young && !live.contains(&(org_slug.clone(), g.slug.clone())) {
-            tracing::info!(gateway = %g.slug, org = %org_slug, "EdgeGateway is gone: deleting the gateway");
-            remove(st, org_slug, &g.slug).await?;
-        }
+    let rows = gateway::Entity::find().all(&st.db).await?;
+    let rows = rows.into_iter().map(|g| (g.org_id, g.slug, g.created_at));
+    for (org_slug, name) in super::gone(st, live, rows).await? {
+        tracing::info!(gateway = %name, org = %org_slug, "EdgeGateway is gone: deleting the gateway");
+        remove(st, &org_slug, &name).await?;
     }
     Ok(())
 }

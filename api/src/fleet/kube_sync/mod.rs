@@ -17,9 +17,10 @@ pub mod gateways;
 pub mod mapping;
 pub mod tokens;
 
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use clap::Args;
 use sea_orm::{ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, Set};
 use uuid::Uuid;
@@ -90,6 +91,29 @@ pub(crate) fn describe(e: &ApiError) -> String {
             .join("; "),
         other => other.to_string(),
     }
+}
+
+/// After a full list: the (org slug, name) of each row whose object is not
+/// in `live`. Rows younger than a minute are left alone: the api may have
+/// just made one whose object the list predates.
+pub(crate) async fn gone(
+    st: &AppState,
+    live: &HashSet<(String, String)>,
+    rows: impl IntoIterator<Item = (Uuid, String, DateTime<Utc>)>,
+) -> Result<Vec<(String, String)>, ApiError> {
+    let orgs: HashMap<_, _> = org::Entity::find()
+        .all(&st.db)
+        .await?
+        .into_iter()
+        .map(|o| (o.id, o.slug))
+        .collect();
+    let young = Utc::now() - chrono::Duration::minutes(1);
+    Ok(rows
+        .into_iter()
+        .filter(|(_, _, created)| *created < young)
+        .filter_map(|(org_id, name, _)| Some((orgs.get(&org_id)?.clone(), name)))
+        .filter(|key| !live.contains(key))
+        .collect())
 }
 
 /// An audit entry by the watch.
