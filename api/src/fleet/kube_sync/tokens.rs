@@ -182,6 +182,14 @@ impl Issued {
         };
         let cfg = &st.config.kube_sync;
         let tx = st.write().await?;
+        // Another replica (the write lock spans them on PostgreSQL) may have
+        // just answered this: decide again on what the Secret holds now.
+        let now_held = read_held(&secrets, &secret_name(&k.1)).await?;
+        if now_held != held {
+            drop(tx);
+            self.0.remove(&k);
+            return Ok(());
+        }
         // A new request means the old token must stop working.
         if let (Some(t), true) = (&current, asked_again && usable) {
             let mut am = t.clone().into_active_model();
