@@ -17,7 +17,7 @@
 //! streak of failures.
 
 use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::SecondsFormat;
@@ -167,10 +167,6 @@ impl Default for Writer {
     }
 }
 
-/// The process's writer. A static rather than a field of `Fleet`: its
-/// memory is keyed by gateway id, which no two states share.
-static WRITER: LazyLock<Arc<Writer>> = LazyLock::new(Default::default);
-
 impl Writer {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Uuid, Slot>> {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
@@ -318,7 +314,8 @@ pub async fn gateway_changed(st: &AppState, g: &gateway::Model) {
     };
     let patch = status_patch(g);
     let heartbeat = Duration::from_secs(u64::try_from(g.heartbeat_interval_s.max(1)).unwrap_or(1));
-    if !WRITER.wants(g.id, &patch, heartbeat) {
+    let writer = &st.fleet.status_writer;
+    if !writer.wants(g.id, &patch, heartbeat) {
         return;
     }
     let o = match org::Entity::find_by_id(g.org_id).one(&st.db).await {
@@ -333,7 +330,7 @@ pub async fn gateway_changed(st: &AppState, g: &gateway::Model) {
         namespace: namespace(&o.slug),
         name: g.slug.clone(),
     };
-    WRITER.offer(client, g.id, target, patch, heartbeat);
+    writer.offer(client, g.id, target, patch, heartbeat);
 }
 
 #[cfg(test)]

@@ -132,6 +132,8 @@ pub struct Fleet {
     pub public_url: String,
     /// The historian's database, for `/series` (see [`series::Historian`]).
     pub historian: Arc<series::Historian>,
+    /// What was written to each EdgeGateway's status, and the tasks that write it.
+    pub status_writer: Arc<kube_status::Writer>,
 }
 
 impl Fleet {
@@ -169,6 +171,7 @@ impl Fleet {
             kube,
             public_url: config.public_url.trim_end_matches('/').to_string(),
             historian: series::Historian::new(fc.historian_url.as_deref()),
+            status_writer: Default::default(),
             master,
             config: fc,
         }))
