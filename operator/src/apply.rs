@@ -335,16 +335,27 @@ where
     if old == Some(new) {
         return Ok(false);
     }
+    apply_status(api, obj, new).await?;
+    Ok(true)
+}
+
+/// One server-side apply of `status` on the status subresource.
+async fn apply_status<K, S>(api: &Api<K>, obj: &K, status: &S) -> Result<()>
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+    K::DynamicType: Default,
+    S: Serialize,
+{
     let dt = K::DynamicType::default();
     let patch = serde_json::json!({
         "apiVersion": K::api_version(&dt),
         "kind": K::kind(&dt),
-        "status": new,
+        "status": status,
     });
     let pp = PatchParams::apply(FIELD_MANAGER).force();
     api.patch_status(&obj.name_any(), &pp, &Patch::Apply(&patch))
         .await?;
-    Ok(true)
+    Ok(())
 }
 
 /// The fields of `status` (its JSON form) named in `owned`, and no others.
@@ -381,15 +392,7 @@ where
     if old.map(|o| owned_fields(o, owned)).as_ref() == Some(&want) {
         return Ok(false);
     }
-    let dt = K::DynamicType::default();
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&dt),
-        "kind": K::kind(&dt),
-        "status": want,
-    });
-    let pp = PatchParams::apply(FIELD_MANAGER).force();
-    api.patch_status(&obj.name_any(), &pp, &Patch::Apply(&patch))
-        .await?;
+    apply_status(api, obj, &want).await?;
     Ok(true)
 }
 
