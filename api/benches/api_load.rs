@@ -77,6 +77,10 @@ async fn run(label: &str, url: &str) {
     cfg.bootstrap_admin_email = "admin@bench.test".into();
     cfg.bootstrap_admin_password = Some(PASSWORD.into());
     cfg.web_dir = std::env::temp_dir().join("weir-bench-no-web");
+    // One master key for both runs: the audit chain's key is per process
+    // (audit::keys), and a second api with another key refuses to start.
+    cfg.fleet.master_key =
+        Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into());
     let running = weir_api::start(cfg).await.expect("api starts");
     let base = running.url();
     let http = reqwest::Client::builder()
