@@ -30,6 +30,11 @@ pub fn snapshot(
         uptime_s: started.elapsed().as_secs(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         heartbeat_interval_s: interval.as_secs(),
+        // Filled in by the replay work (issue 20).
+        last_acked_seq: None,
+        retained_frames: 0,
+        waiting_for_subscriber: false,
+        replays: 0,
     }
 }
 

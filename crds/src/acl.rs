@@ -77,6 +77,8 @@ pub fn rules(prefix: &str, tenant: &str, who: Identity<'_>) -> Vec<Rule> {
             let gw = format!("{base}/{gateway}");
             vec![
                 rule(Allow, Publish, format!("{gw}/cmd/write/resp")),
+                rule(Allow, Publish, format!("{gw}/cmd/replay/resp")),
+                rule(Allow, Publish, format!("{gw}/cmd/uplink/state")),
                 // Its own command topics are for the api and the historian.
                 rule(Deny, Publish, format!("{gw}/cmd/#")),
                 rule(Allow, Publish, format!("{gw}/+/+")),
@@ -85,6 +87,8 @@ pub fn rules(prefix: &str, tenant: &str, who: Identity<'_>) -> Vec<Rule> {
         }
         Identity::Historian => vec![
             rule(Allow, Subscribe, format!("{base}/+/+/+")),
+            rule(Allow, Subscribe, format!("{base}/+/cmd/replay/resp")),
+            rule(Allow, Subscribe, format!("{base}/+/cmd/uplink/state")),
             rule(Allow, Publish, format!("{base}/+/cmd/replay")),
         ],
         Identity::Api => vec![
@@ -131,7 +135,10 @@ pub fn allows(rules: &[Rule], action: Action, topic: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::{command_response_topic, command_topic, topic};
+    use crate::message::{
+        command_response_topic, command_topic, replay_response_topic, replay_topic, topic,
+        uplink_state_topic,
+    };
 
     const P: &str = "weir";
     const T: &str = "riverside";
@@ -147,10 +154,21 @@ mod tests {
             &command_response_topic(P, T, "ps-1")
         ));
         assert!(allows(&r, Action::Subscribe, &command_topic(P, T, "ps-1")));
+        assert!(allows(&r, Action::Subscribe, &replay_topic(P, T, "ps-1")));
         assert!(allows(
             &r,
-            Action::Subscribe,
-            "weir/riverside/ps-1/cmd/replay"
+            Action::Publish,
+            &replay_response_topic(P, T, "ps-1")
+        ));
+        assert!(allows(
+            &r,
+            Action::Publish,
+            &uplink_state_topic(P, T, "ps-1")
+        ));
+        assert!(!allows(
+            &r,
+            Action::Publish,
+            &uplink_state_topic(P, T, "ps-2")
         ));
         // Another gateway: neither way.
         assert!(!allows(
@@ -185,6 +203,21 @@ mod tests {
             &r,
             Action::Publish,
             "weir/riverside/ps-1/cmd/replay"
+        ));
+        assert!(allows(
+            &r,
+            Action::Subscribe,
+            &replay_response_topic(P, T, "ps-1")
+        ));
+        assert!(allows(
+            &r,
+            Action::Subscribe,
+            &uplink_state_topic(P, T, "ps-1")
+        ));
+        assert!(!allows(
+            &r,
+            Action::Subscribe,
+            &command_response_topic(P, T, "ps-1")
         ));
         assert!(!allows(&r, Action::Publish, &command_topic(P, T, "ps-1")));
         assert!(!allows(&r, Action::Publish, &topic(P, T, "ps-1", "d", "g")));

@@ -232,4 +232,17 @@ pub struct AgentStatus {
     /// Seconds between heartbeats; offline after 3 missed.
     #[serde(default)]
     pub heartbeat_interval_s: u64,
+    /// The highest frame `seq` the broker has acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_acked_seq: Option<u64>,
+    /// Acknowledged frames kept on disk for replays (`uplink.buffer.retain`).
+    #[serde(default)]
+    pub retained_frames: u64,
+    /// The broker answers "no matching subscribers": nothing reads the
+    /// readings, so the agent holds them and retries (`uplink.requireSubscriber`).
+    #[serde(default)]
+    pub waiting_for_subscriber: bool,
+    /// Replay requests answered since the agent started.
+    #[serde(default)]
+    pub replays: u64,
 }

@@ -15,6 +15,44 @@ pub const READINGS_COLUMNS: &str = r#"
     quality    integer NOT NULL DEFAULT 0,
     seq        bigint NOT NULL"#;
 
+/// Gaps the historian could not fill: frames the agent acknowledged (or
+/// numbered) that never reached the table and cannot be replayed any more.
+/// One row per lost range; `seq_from..=seq_to` inclusive. `ts_from`/`ts_to`
+/// are the read times of the last frame committed before the range and the
+/// first after it (NULL when there is none): the time the chart shows as a
+/// gap. `reason` is one of [`GAP_REASONS`].
+pub const READING_GAPS_DDL: &str = r#"CREATE TABLE IF NOT EXISTS reading_gaps (
+    tenant      text COLLATE "C" NOT NULL,
+    gateway     text COLLATE "C" NOT NULL,
+    seq_from    bigint NOT NULL,
+    seq_to      bigint NOT NULL,
+    ts_from     timestamptz,
+    ts_to       timestamptz,
+    detected_at timestamptz NOT NULL DEFAULT now(),
+    reason      text NOT NULL,
+    PRIMARY KEY (tenant, gateway, seq_from)
+);
+CREATE INDEX IF NOT EXISTS reading_gaps_detected ON reading_gaps (detected_at)"#;
+
+/// Why a gap could not be filled.
+/// * `not-retained`: the agent answered that it no longer holds those frames
+///   (past `uplink.buffer.retain`, or dropped when its queue was full);
+/// * `agent-unreachable`: the agent did not answer replay requests for the
+///   whole replay window.
+pub const GAP_REASONS: [&str; 2] = ["not-retained", "agent-unreachable"];
+
+/// Gaps of one gateway whose time window overlaps a range, for charts.
+/// Parameters: `$1` tenant, `$2` gateway, `$3` from, `$4` to (timestamptz).
+/// Rows: `seq_from bigint, seq_to bigint, ts_from timestamptz (NULL),
+/// ts_to timestamptz (NULL), detected_at timestamptz, reason text`.
+pub const GAPS_SQL: &str = "SELECT seq_from, seq_to, ts_from, ts_to, detected_at, reason    FROM reading_gaps   WHERE tenant = $1 AND gateway = $2     AND coalesce(ts_to, detected_at) >= $3 AND coalesce(ts_from, '-infinity') < $4   ORDER BY seq_from";
+
+/// Gaps recorded after a point, oldest first, for the api's `data_gap`
+/// fleet events. Parameters: `$1` detected after (timestamptz), `$2` limit
+/// (bigint). Rows: `tenant, gateway, seq_from, seq_to, ts_from, ts_to,
+/// detected_at, reason`.
+pub const NEW_GAPS_SQL: &str = "SELECT tenant, gateway, seq_from, seq_to, ts_from, ts_to, detected_at, reason    FROM reading_gaps WHERE detected_at > $1 ORDER BY detected_at, tenant, gateway, seq_from LIMIT $2";
+
 /// The unique key that makes redelivered readings a no-op, and the index
 /// [`SERIES_SQL`] reads in order.
 pub const SERIES_INDEX: &str =

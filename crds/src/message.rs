@@ -5,6 +5,34 @@
 //! `errors`), each frame with a per-gateway sequence number. A tag appears at
 //! most once per frame, so (gateway, seq, tag) names one reading exactly; the
 //! historian dedupes on it.
+//!
+//! # What `seq` promises
+//!
+//! A frame gets the next integer of its gateway's sequence when the agent
+//! writes it to its disk queue, before anything is published. So no two
+//! frames of a gateway share a `seq`, and every number between the first and
+//! the last was given to exactly one frame: a frame the agent later drops
+//! (queue full) keeps its number, and its loss shows as a hole. Publish order
+//! is *not* `seq` order: frames are grouped per topic into messages, a
+//! reconnect resends from the first unacknowledged frame, and a replay
+//! resends older ones. Only within one message are `seq`s increasing. A new
+//! agent data directory starts a new sequence at `unix_ms × 1000`, above any
+//! earlier one; [`UplinkState::origin_seq`] says where.
+//!
+//! # Keep, detect, replay
+//!
+//! The agent keeps acknowledged frames on disk for a while
+//! (`uplink.buffer.retain`). It publishes its [`UplinkState`] on
+//! [`uplink_state_topic`] every few seconds, so a loss at the end of the
+//! stream is seen too. The historian tracks which `seq`s it has committed;
+//! a hole still open after a grace period is asked for again with a
+//! [`ReplayRequest`] on [`replay_topic`]. The agent republishes the frames it
+//! still holds on their own topics (readers dedupe them as any redelivery) and
+//! answers with a [`ReplayResponse`] on [`replay_response_topic`] naming what
+//! it no longer has; those ranges become recorded gaps.
+//!
+//! Every topic under `{prefix}/{tenant}/{gateway}/cmd/` is a command or an
+//! answer, never readings (`cmd` is not a device name readers accept).
 
 use std::collections::BTreeMap;
 
@@ -18,7 +46,8 @@ pub struct UplinkMessage {
 /// Readings of one device group taken at one instant.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Frame {
-    /// Per-gateway sequence number; strictly increasing in publish order.
+    /// Per-gateway sequence number, unique and without holes (see the
+    /// module doc for exactly what it promises; not publish order).
     pub seq: u64,
     /// Read time, milliseconds since the Unix epoch.
     pub timestamp: i64,
@@ -80,6 +109,78 @@ pub fn command_topic(prefix: &str, tenant: &str, gateway: &str) -> String {
 /// Topic on which a gateway answers write requests.
 pub fn command_response_topic(prefix: &str, tenant: &str, gateway: &str) -> String {
     format!("{prefix}/{tenant}/{gateway}/cmd/write/resp")
+}
+
+/// Topic on which the historian (or the api) asks a gateway to replay frames.
+pub fn replay_topic(prefix: &str, tenant: &str, gateway: &str) -> String {
+    format!("{prefix}/{tenant}/{gateway}/cmd/replay")
+}
+
+/// Topic on which a gateway answers a [`ReplayRequest`].
+pub fn replay_response_topic(prefix: &str, tenant: &str, gateway: &str) -> String {
+    format!("{prefix}/{tenant}/{gateway}/cmd/replay/resp")
+}
+
+/// Topic on which a gateway publishes its [`UplinkState`].
+pub fn uplink_state_topic(prefix: &str, tenant: &str, gateway: &str) -> String {
+    format!("{prefix}/{tenant}/{gateway}/cmd/uplink/state")
+}
+
+/// An inclusive range of sequence numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeqRange {
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+/// "Publish the frames `fromSeq..=toSeq` again", on [`replay_topic`].
+/// Payload `{"fromSeq":N,"toSeq":M}`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReplayRequest {
+    pub from_seq: u64,
+    pub to_seq: u64,
+}
+
+/// The answer to a [`ReplayRequest`], on [`replay_response_topic`], sent
+/// after the replayed frames were acknowledged by the broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplayResponse {
+    pub from_seq: u64,
+    pub to_seq: u64,
+    /// Frames of the range republished.
+    pub replayed_frames: u64,
+    /// Parts of the range the agent no longer holds (past retention, dropped
+    /// when the queue was full) or never issued; empty when all was replayed.
+    #[serde(default)]
+    pub missing: Vec<SeqRange>,
+    /// Set when the request was refused as a whole (malformed, range too
+    /// large); `missing` is then empty and nothing was replayed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// What the agent's uplink has done, on [`uplink_state_topic`], QoS 1, every
+/// few seconds while connected.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UplinkState {
+    /// Milliseconds since the Unix epoch when this was sent.
+    pub timestamp: i64,
+    /// First `seq` of this agent's data directory: numbers below it (down to
+    /// the previous sequence's last) were never issued.
+    pub origin_seq: u64,
+    /// The highest `seq` the broker has acknowledged, if any: every frame up
+    /// to it should reach the readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_acked_seq: Option<u64>,
+    /// The oldest `seq` still on the agent's disk (retained or pending): a
+    /// replay can only fill holes from here on.
+    pub first_kept_seq: u64,
+    /// The `seq` the next frame will get.
+    pub next_seq: u64,
 }
 
 /// The parts of a readings topic.
@@ -153,6 +254,7 @@ mod tests {
             ("riverside-water", "ps-1", "pump-1", "fast")
         );
         assert!(parse_topic("weir/a/b/cmd/write").is_none());
+        assert!(parse_topic("weir/a/b/cmd/replay").is_none());
         assert!(parse_topic("weir/a/b/c").is_none());
     }
 }

@@ -449,6 +449,16 @@ pub struct Uplink {
     pub linger_ms: u32,
     #[serde(default)]
     pub buffer: BufferSettings,
+    /// Count a publish as delivered only when someone subscribes to it: a
+    /// PUBACK "no matching subscribers" (reason 16) leaves the frame queued
+    /// and the agent retries with back-off. `false` for gateways that really
+    /// publish into the void.
+    #[serde(default = "default_true")]
+    pub require_subscriber: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_prefix() -> String {
@@ -476,6 +486,7 @@ impl Default for Uplink {
             max_bytes_per_message: default_max_bytes(),
             linger_ms: default_linger(),
             buffer: BufferSettings::default(),
+            require_subscriber: true,
         }
     }
 }
@@ -490,6 +501,9 @@ pub struct BufferSettings {
     pub max_bytes: u64,
     #[serde(default)]
     pub overflow: OverflowPolicy,
+    /// Acknowledged frames kept for replays, within `maxBytes`.
+    #[serde(default)]
+    pub retain: RetainSettings,
 }
 
 fn default_buffer_bytes() -> u64 {
@@ -501,6 +515,39 @@ impl Default for BufferSettings {
         Self {
             max_bytes: default_buffer_bytes(),
             overflow: OverflowPolicy::DropOldest,
+            retain: RetainSettings::default(),
+        }
+    }
+}
+
+/// How long acknowledged frames stay on the agent's disk so a reader that
+/// missed them (a broker restarted without persistence) can ask for them
+/// again. Retained frames count in `buffer.maxBytes` and are the first to
+/// go when unacknowledged ones need the room.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RetainSettings {
+    /// Most bytes of acknowledged frames kept; 0 keeps none.
+    #[serde(default = "default_retain_bytes")]
+    pub max_bytes: u64,
+    /// Longest an acknowledged frame is kept, in seconds; 0 keeps none.
+    #[serde(default = "default_retain_age")]
+    #[x_kube(validation = Rule::new("self <= 604800").message("uplink.buffer.retain.maxAgeSecs: must be at most 604800 (7 days)"))]
+    pub max_age_secs: u64,
+}
+
+fn default_retain_bytes() -> u64 {
+    256 * 1024 * 1024
+}
+fn default_retain_age() -> u64 {
+    15 * 60
+}
+
+impl Default for RetainSettings {
+    fn default() -> Self {
+        Self {
+            max_bytes: default_retain_bytes(),
+            max_age_secs: default_retain_age(),
         }
     }
 }
