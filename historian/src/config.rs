@@ -50,6 +50,17 @@ pub struct Config {
     pub maintenance_interval: Duration,
     /// Address for `/metrics` and `/healthz`; `None` disables it.
     pub metrics_listen: Option<SocketAddr>,
+    /// A hole in a gateway's `seq` open this long is a gap (asked for again).
+    pub gap_grace: Duration,
+    /// How often the gaps are checked (by one replica at a time).
+    pub gap_check_interval: Duration,
+    /// A gap still open this long after a replay request is asked again.
+    pub replay_retry: Duration,
+    /// A gap asked for this long without filling is recorded as
+    /// `agent-unreachable`.
+    pub replay_window: Duration,
+    /// Most frames asked for in one replay request; bigger gaps are split.
+    pub replay_max_frames: u64,
 }
 
 impl Default for Config {
@@ -74,6 +85,11 @@ impl Default for Config {
             partitions_ahead_days: 3,
             maintenance_interval: Duration::from_secs(3600),
             metrics_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9103))),
+            gap_grace: Duration::from_secs(10),
+            gap_check_interval: Duration::from_secs(1),
+            replay_retry: Duration::from_secs(15),
+            replay_window: Duration::from_secs(120),
+            replay_max_frames: 10_000,
         }
     }
 }
@@ -89,6 +105,12 @@ impl Config {
         }
         if self.mqtt_inflight == 0 {
             return bad("MQTT inflight must be at least 1");
+        }
+        if self.replay_max_frames == 0 {
+            return bad("replay max frames must be at least 1");
+        }
+        if self.gap_check_interval.is_zero() || self.replay_retry.is_zero() {
+            return bad("the gap check interval and the replay retry must be longer than 0");
         }
         if self.client_id.is_empty() {
             return bad("the MQTT client id must not be empty");

@@ -88,8 +88,12 @@ pub(crate) async fn batcher(
                     rows,
                 });
             }
-            // Commands share the readings' topic depth: skipped, not counted.
+            // Commands share the readings' topic depth: skipped, not counted;
+            // uplink states and replay answers are stored with the batch.
             Err(Malformed::Command) => {
+                if let Some(c) = r.control {
+                    batch.controls.push(c);
+                }
                 tracing::trace!(topic = %r.topic, "command message; acknowledged and skipped");
             }
             Err(e) => {

@@ -21,6 +21,7 @@
 mod config;
 mod database;
 mod error;
+mod gaps;
 mod ingest;
 mod metrics;
 mod mqtt;
@@ -64,6 +65,7 @@ pub async fn run_with_metrics(
     // Fails early on a bad MQTT URL.
     let session = mqtt::session(&cfg)?;
     let acker = session.acker.clone();
+    let publisher = session.client.clone();
 
     let mut admin = database::connect_checked(&pg).await?;
     let layout = schema::migrate(&mut admin).await?;
@@ -111,6 +113,13 @@ pub async fn run_with_metrics(
     )));
 
     let cfg = Arc::new(cfg);
+    handles.push(tokio::spawn(gaps::replay::run(
+        cfg.clone(),
+        pg.clone(),
+        publisher,
+        metrics.clone(),
+        tasks.clone(),
+    )));
     let (msg_tx, msg_rx) = mpsc::channel(usize::from(cfg.mqtt_inflight));
     let (batch_tx, batch_rx) = mpsc::channel(1);
     let idle = Arc::new(ingest::IdleWriters::default());

@@ -118,6 +118,28 @@ struct RunArgs {
         default_value = "127.0.0.1:9103"
     )]
     metrics_listen: String,
+    /// Seconds a hole in a gateway's seq may stay open before it counts as a
+    /// gap and the agent is asked to replay it.
+    #[arg(long, env = "WEIR_HISTORIAN_GAP_GRACE_SECS", default_value_t = 10)]
+    gap_grace_secs: u64,
+    /// Milliseconds between gap checks (one replica checks at a time).
+    #[arg(long, env = "WEIR_HISTORIAN_GAP_CHECK_MS", default_value_t = 1000)]
+    gap_check_ms: u64,
+    /// Seconds between replay requests for a gap that stays open.
+    #[arg(long, env = "WEIR_HISTORIAN_REPLAY_RETRY_SECS", default_value_t = 15)]
+    replay_retry_secs: u64,
+    /// Seconds after the first replay request without the gap filling (or
+    /// the agent answering what it no longer holds) before the gap is
+    /// recorded in reading_gaps as agent-unreachable.
+    #[arg(long, env = "WEIR_HISTORIAN_REPLAY_WINDOW_SECS", default_value_t = 120)]
+    replay_window_secs: u64,
+    /// Most frames asked for in one replay request; bigger gaps are split.
+    #[arg(
+        long,
+        env = "WEIR_HISTORIAN_REPLAY_MAX_FRAMES",
+        default_value_t = 10_000
+    )]
+    replay_max_frames: u64,
 }
 
 fn hostname() -> String {
@@ -161,6 +183,11 @@ impl RunArgs {
             retention_days: self.retention_days,
             partitions_ahead_days: self.partitions_ahead_days,
             metrics_listen,
+            gap_grace: Duration::from_secs(self.gap_grace_secs),
+            gap_check_interval: Duration::from_millis(self.gap_check_ms),
+            replay_retry: Duration::from_secs(self.replay_retry_secs),
+            replay_window: Duration::from_secs(self.replay_window_secs),
+            replay_max_frames: self.replay_max_frames,
             ..Config::default()
         })
     }

@@ -12,11 +12,17 @@
 //! | `weir_historian_lag_seconds` | histogram | commit time minus reading timestamp, per row |
 //! | `weir_historian_db_errors_total` | counter | failed database attempts (each retried) |
 //! | `weir_historian_mqtt_connected` | gauge | 1 while subscribed to the broker |
+//! | `weir_historian_gaps_open` | gauge | holes in a gateway's `seq` open longer than the grace period (set by the replica that checks; 0 on the others) |
+//! | `weir_historian_gap_frames_open` | gauge | frames missing in those holes |
+//! | `weir_historian_replay_requests_total` | counter | replay requests published to agents |
+//! | `weir_historian_gaps_recorded_total{reason}` | counter | gaps written to `reading_gaps`, by reason (`not-retained`, `agent-unreachable`) |
+//! | `weir_historian_frames_recovered_total` | counter | frames committed inside holes after they were asked for again |
 
 use std::sync::{Arc, Mutex};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
@@ -34,6 +40,11 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     pub lag_seconds: Histogram,
     pub mqtt_connected: Gauge,
+    pub gaps_open: Gauge,
+    pub gap_frames_open: Gauge,
+    pub replay_requests: Counter,
+    pub gaps_recorded: Family<Vec<(String, String)>, Counter>,
+    pub frames_recovered: Counter,
     /// Exact per-row lags in seconds, recorded only when enabled with
     /// [`Metrics::record_lag_samples`]; the benchmark uses it to compute a
     /// true p99 instead of a bucket bound.
@@ -77,6 +88,11 @@ impl Metrics {
             commit_seconds: latency(),
             lag_seconds: latency(),
             mqtt_connected: Gauge::default(),
+            gaps_open: Gauge::default(),
+            gap_frames_open: Gauge::default(),
+            replay_requests: Counter::default(),
+            gaps_recorded: Family::default(),
+            frames_recovered: Counter::default(),
             lag_samples: None,
         };
         let r = &mut m.registry;
@@ -130,6 +146,31 @@ impl Metrics {
             "1 while connected and subscribed to the broker",
             m.mqtt_connected.clone(),
         );
+        r.register(
+            "weir_historian_gaps_open",
+            "Holes in a gateway's seq open longer than the grace period",
+            m.gaps_open.clone(),
+        );
+        r.register(
+            "weir_historian_gap_frames_open",
+            "Frames missing in the open gaps",
+            m.gap_frames_open.clone(),
+        );
+        r.register(
+            "weir_historian_replay_requests",
+            "Replay requests published to agents",
+            m.replay_requests.clone(),
+        );
+        r.register(
+            "weir_historian_gaps_recorded",
+            "Gaps written to reading_gaps, by reason",
+            m.gaps_recorded.clone(),
+        );
+        r.register(
+            "weir_historian_frames_recovered",
+            "Frames committed inside holes after a replay request",
+            m.frames_recovered.clone(),
+        );
         m
     }
 
@@ -161,6 +202,13 @@ impl Metrics {
                 s.push(lag as f32);
             }
         }
+    }
+
+    /// Count a gap recorded in `reading_gaps`.
+    pub(crate) fn gap_recorded(&self, reason: &str) {
+        self.gaps_recorded
+            .get_or_create(&vec![("reason".to_owned(), reason.to_owned())])
+            .inc();
     }
 
     /// The text exposition format.

@@ -28,6 +28,7 @@ use rumqttc::{Outgoing, Transport};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::gaps::{control_filters, parse_control, Control};
 use crate::metrics::Metrics;
 use crate::rows::{parse_message, Malformed, MessageRows};
 use crate::{Config, Error};
@@ -49,6 +50,8 @@ pub(crate) struct Received {
     pub rows: Result<MessageRows, Malformed>,
     /// The broker marked it as a re-delivery: its rows may already be stored.
     pub dup: bool,
+    /// An uplink state or replay answer to store with the batch.
+    pub control: Option<Control>,
     pub ack: AckToken,
 }
 
@@ -116,15 +119,20 @@ fn parse_url(url: &str) -> Result<(String, u16, bool), Error> {
     Ok((host.to_owned(), port, tls))
 }
 
-/// The subscription: `$share/{group}/{prefix}/{tenant}/+/+/+`, the readings
-/// filter the historian's broker ACL allows (`weir_crds::acl`); a wider
+/// The subscriptions, all in the share group: `{prefix}/{tenant}/+/+/+`
+/// (readings), and the agents' uplink states and replay answers — the
+/// filters the historian's broker ACL allows (`weir_crds::acl`); a wider
 /// `#` would be refused by a broker that enforces it.
-pub(crate) fn filter(cfg: &Config) -> String {
-    format!(
-        "$share/{}/{}",
-        cfg.share_group,
-        weir_crds::acl::readings_filter(&cfg.topic_prefix, &cfg.tenant)
-    )
+pub(crate) fn filters(cfg: &Config) -> Vec<String> {
+    let [state, answers] = control_filters(&cfg.topic_prefix, &cfg.tenant);
+    [
+        weir_crds::acl::readings_filter(&cfg.topic_prefix, &cfg.tenant),
+        state,
+        answers,
+    ]
+    .into_iter()
+    .map(|f| format!("$share/{}/{f}", cfg.share_group))
+    .collect()
 }
 
 pub(crate) fn options(cfg: &Config) -> Result<MqttOptions, Error> {
@@ -216,7 +224,8 @@ pub(crate) async fn consume(
         mut eventloop,
         acker,
     } = session;
-    let filter = filter(&cfg);
+    let filters = filters(&cfg);
+    let filter = filters.join(", ");
     let mut forwarding = true;
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -236,9 +245,12 @@ pub(crate) async fn consume(
                 );
                 // Subscribing again on a resumed session is harmless and
                 // covers a broker that lost the session.
-                let mut f = Filter::new(filter.clone(), QoS::AtLeastOnce);
-                f.preserve_retain = true;
-                if let Err(e) = client.try_subscribe_many([f]) {
+                let subs = filters.iter().map(|t| {
+                    let mut f = Filter::new(t.clone(), QoS::AtLeastOnce);
+                    f.preserve_retain = true;
+                    f
+                });
+                if let Err(e) = client.try_subscribe_many(subs) {
                     tracing::error!(error = %e, "could not queue MQTT subscribe");
                 }
             }
@@ -267,10 +279,24 @@ pub(crate) async fn consume(
                 }
                 let epoch = *acker.epoch.read().unwrap_or_else(|e| e.into_inner());
                 let rows = parse_message(&p.topic, &p.payload);
+                let topic = String::from_utf8_lossy(&p.topic).into_owned();
+                let control = match rows {
+                    Err(Malformed::Command) => match parse_control(&topic, &p.payload) {
+                        Some(Ok(c)) => Some(c),
+                        Some(Err(e)) => {
+                            metrics.malformed_messages.inc();
+                            tracing::warn!(%topic, error = %e, "malformed control message; acknowledged and skipped");
+                            None
+                        }
+                        None => None,
+                    },
+                    _ => None,
+                };
                 let received = Received {
-                    topic: String::from_utf8_lossy(&p.topic).into_owned(),
+                    topic,
                     rows,
                     dup: p.dup,
+                    control,
                     ack: AckToken {
                         epoch,
                         publish: Publish {

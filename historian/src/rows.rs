@@ -48,6 +48,10 @@ pub struct MessageRows {
     pub gateway: String,
     pub device: String,
     pub readings: Vec<Reading>,
+    /// `(seq, read time in ms)` of every frame, in message order (increasing
+    /// `seq`), also of frames without readings: what the contiguity tracking
+    /// (`gaps::track`) records as committed.
+    pub frames: Vec<(i64, i64)>,
 }
 
 /// Why a message could not be turned into rows.
@@ -108,8 +112,10 @@ pub fn parse_message(topic: &[u8], payload: &[u8]) -> Result<MessageRows, Malfor
         .map_err(|e| Malformed::Payload(e.to_string()))?;
 
     // The same checks, in the same order, as on the typed message.
+    let mut frames = Vec::with_capacity(parsed.frames.len());
     for f in &parsed.frames {
         let seq = i64::try_from(f.seq).map_err(|_| Malformed::Seq(f.seq))?;
+        frames.push((seq, f.ts_ms));
         if !(MIN_TS_MS..=MAX_TS_MS).contains(&f.ts_ms) {
             return Err(Malformed::Timestamp {
                 seq: f.seq,
@@ -132,6 +138,7 @@ pub fn parse_message(topic: &[u8], payload: &[u8]) -> Result<MessageRows, Malfor
         gateway: parts.gateway.to_owned(),
         device: parts.device.to_owned(),
         readings: parsed.readings,
+        frames,
     })
 }
 
@@ -533,9 +540,11 @@ mod tests {
         let msg: UplinkMessage =
             serde_json::from_slice(payload).map_err(|e| Malformed::Payload(e.to_string()))?;
         let mut readings = Vec::new();
+        let mut frames = Vec::new();
         for frame in msg.frames {
             let seq = i64::try_from(frame.seq).map_err(|_| Malformed::Seq(frame.seq))?;
             let ts_ms = frame.timestamp;
+            frames.push((seq, ts_ms));
             if !(MIN_TS_MS..=MAX_TS_MS).contains(&ts_ms) {
                 return Err(Malformed::Timestamp {
                     seq: frame.seq,
@@ -581,6 +590,7 @@ mod tests {
             gateway: parts.gateway.to_owned(),
             device: parts.device.to_owned(),
             readings,
+            frames,
         })
     }
 

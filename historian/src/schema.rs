@@ -34,6 +34,28 @@
 //! * `timescaledb`: when the extension is available, `readings` becomes a
 //!   hypertable with 1-day chunks and retention uses `drop_chunks`. This path
 //!   is not exercised on machines without TimescaleDB.
+//!
+//! Version 2 adds what keeps track of each gateway's `seq` (issue 20, see
+//! `gaps`); `seq`s are bigints, times without a zone are Unix milliseconds:
+//!
+//! ```sql
+//! reading_gaps(tenant, gateway, seq_from, seq_to, ts_from, ts_to, detected_at, reason)
+//!     -- weir_crds::historian::READING_GAPS_DDL: gaps that will not be filled
+//! seq_ranges(tenant, gateway, seq_from, seq_to, ts_from_ms, ts_to_ms)
+//!     -- committed frames as runs of seq; appended in each batch's
+//!     -- transaction (overlaps allowed), merged by the detect loop
+//! seq_state(tenant, gateway PRIMARY KEY, origin_seq, last_acked_seq,
+//!           first_kept_seq, next_seq, state_ms)
+//!     -- the newest UplinkState of each gateway
+//! seq_origins(tenant, gateway, origin_seq PRIMARY KEY)
+//!     -- every sequence start seen: numbers below one were never issued
+//! seq_missing(tenant, gateway, seq_from, seq_to, answered_at)
+//!     -- ranges agents answered they no longer hold, until the detect loop
+//!     -- records the still-missing parts as gaps
+//! seq_holes(tenant, gateway, seq_from PRIMARY KEY, seq_to, ts_before_ms,
+//!           ts_after_ms, first_seen_ms, requests, first_request_ms, last_request_ms)
+//!     -- open holes and the replay requests sent for them
+//! ```
 
 use std::collections::BTreeSet;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -46,7 +68,7 @@ use crate::Error;
 /// Value of the `owner` key; anything else means the schema is not ours.
 pub const OWNER: &str = "weir-historian";
 /// Schema version this build writes and understands.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 /// Arbitrary constant for `pg_advisory_xact_lock` so concurrent instances
 /// migrate one after the other.
 const MIGRATION_LOCK: i64 = 0x5745_4952_4849_5354; // "WEIRHIST"
@@ -69,7 +91,33 @@ impl Layout {
     }
 }
 
-use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
+use weir_crds::historian::{READINGS_COLUMNS, READING_GAPS_DDL, SERIES_INDEX};
+
+/// Version 2: the contiguity tables of `gaps` (documented above).
+const SEQ_TRACKING_DDL: &str = r#"
+CREATE TABLE IF NOT EXISTS seq_ranges (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    seq_from bigint NOT NULL, seq_to bigint NOT NULL,
+    ts_from_ms bigint NOT NULL, ts_to_ms bigint NOT NULL);
+CREATE INDEX IF NOT EXISTS seq_ranges_gateway ON seq_ranges (tenant, gateway, seq_from);
+CREATE TABLE IF NOT EXISTS seq_state (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    origin_seq bigint NOT NULL, last_acked_seq bigint,
+    first_kept_seq bigint NOT NULL, next_seq bigint NOT NULL, state_ms bigint NOT NULL,
+    PRIMARY KEY (tenant, gateway));
+CREATE TABLE IF NOT EXISTS seq_origins (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    origin_seq bigint NOT NULL, PRIMARY KEY (tenant, gateway, origin_seq));
+CREATE TABLE IF NOT EXISTS seq_missing (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    seq_from bigint NOT NULL, seq_to bigint NOT NULL,
+    answered_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE IF NOT EXISTS seq_holes (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    seq_from bigint NOT NULL, seq_to bigint NOT NULL,
+    ts_before_ms bigint, ts_after_ms bigint, first_seen_ms bigint NOT NULL,
+    requests integer NOT NULL, first_request_ms bigint, last_request_ms bigint,
+    PRIMARY KEY (tenant, gateway, seq_from))"#;
 
 /// What a database holds before we touch it.
 async fn inspect(client: &impl GenericClient) -> Result<Option<(String, i32, Layout)>, Error> {
@@ -123,14 +171,14 @@ pub async fn migrate(client: &mut Client) -> Result<Layout, Error> {
     let tx = client.transaction().await?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
         .await?;
-    let layout = match inspect(&tx).await? {
+    let (layout, version) = match inspect(&tx).await? {
         Some((_, version, _)) if version > SCHEMA_VERSION => {
             return Err(Error::SchemaTooNew {
                 found: version,
                 supported: SCHEMA_VERSION,
             })
         }
-        Some((_, _, layout)) => layout,
+        Some((_, version, layout)) => (layout, version),
         None => {
             let timescale = tx
                 .query_opt(
@@ -147,19 +195,32 @@ pub async fn migrate(client: &mut Client) -> Result<Layout, Error> {
                 Layout::Native
             };
             tx.execute(
-                "INSERT INTO weir_historian_meta (key, value) VALUES ('owner', $1), ('version', $2), ('layout', $3)",
-                &[&OWNER, &SCHEMA_VERSION.to_string(), &layout.as_str()],
+                "INSERT INTO weir_historian_meta (key, value) VALUES ('owner', $1), ('version', '1'), ('layout', $2)",
+                &[&OWNER, &layout.as_str()],
             )
             .await?;
-            tracing::info!(
-                layout = layout.as_str(),
-                version = SCHEMA_VERSION,
-                "created historian schema"
-            );
-            layout
+            tracing::info!(layout = layout.as_str(), "created historian schema");
+            (layout, 1)
         }
     };
-    // Later versions add their steps here, each guarded by the stored version.
+    // Each later version's step, guarded by the stored version; all run
+    // under the migration lock, so one instance does each step once.
+    if version < 2 {
+        tx.batch_execute(&format!("{READING_GAPS_DDL}; {SEQ_TRACKING_DDL}"))
+            .await?;
+    }
+    if version < SCHEMA_VERSION {
+        tx.execute(
+            "UPDATE weir_historian_meta SET value = $1 WHERE key = 'version'",
+            &[&SCHEMA_VERSION.to_string()],
+        )
+        .await?;
+        tracing::info!(
+            from = version,
+            to = SCHEMA_VERSION,
+            "migrated historian schema"
+        );
+    }
     tx.commit().await?;
     Ok(layout)
 }

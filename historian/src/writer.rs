@@ -32,6 +32,7 @@ use tokio_postgres::{Client, CopyInSink, NoTls};
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 
+use crate::gaps::{track, Control};
 use crate::metrics::Metrics;
 use crate::rows::{MessageRows, Reading};
 use crate::schema::{self, Layout};
@@ -53,6 +54,8 @@ pub(crate) struct Batch {
     pub rows: usize,
     /// Contains a message the broker marked as re-delivered.
     pub dup: bool,
+    /// Uplink states and replay answers, stored in the batch's transaction.
+    pub controls: Vec<Control>,
 }
 
 /// Outcome of writing a batch.
@@ -399,13 +402,14 @@ impl Writer {
 
     /// One attempt with the fast or the dedupe method; rows inserted.
     async fn attempt(&mut self, batch: &Batch, method: Method) -> Result<u64, Failure> {
-        self.write_messages(batch.messages.iter().collect(), method)
+        self.write_messages(batch.messages.iter().collect(), &batch.controls, method)
             .await
     }
 
     async fn write_messages(
         &mut self,
         messages: Vec<&MessageBatch>,
+        controls: &[Control],
         method: Method,
     ) -> Result<u64, Failure> {
         self.ensure_partitions(messages.iter().copied()).await?;
@@ -425,6 +429,9 @@ impl Writer {
                 .await
                 .map_err(classify)?;
             let inserted = copy_rows(sink, &messages).await.map_err(classify)?;
+            track::record(&tx, &messages, controls)
+                .await
+                .map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             return Ok(inserted);
         }
@@ -455,6 +462,9 @@ impl Writer {
             )
             .await
             .map_err(classify)?;
+        track::record(&tx, &messages, controls)
+            .await
+            .map_err(classify)?;
         tx.commit().await.map_err(classify)?;
         self.stage_ready = true;
         Ok(inserted)
@@ -465,7 +475,7 @@ impl Writer {
         let mut written = Written::default();
         for m in &batch.messages {
             let rows = m.rows.readings.len() as u64;
-            match self.write_messages(vec![m], Method::Dedupe).await {
+            match self.write_messages(vec![m], &[], Method::Dedupe).await {
                 Ok(inserted) => {
                     written.inserted += inserted;
                     written.duplicates += rows - inserted;
@@ -479,6 +489,10 @@ impl Writer {
                 // are then skipped as duplicates.
                 Err(other) => return Err(other),
             }
+        }
+        if !batch.controls.is_empty() {
+            self.write_messages(Vec::new(), &batch.controls, Method::Dedupe)
+                .await?;
         }
         Ok(written)
     }

@@ -4,6 +4,7 @@
 //! expected back.
 
 mod exactly_once;
+mod gaps;
 mod malformed;
 mod password_file;
 mod pg_terminate;

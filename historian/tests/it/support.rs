@@ -261,6 +261,19 @@ impl Sink {
         log_dir: &Path,
         name: &str,
     ) -> Sink {
+        Sink::start_with(broker_url, db_url, tenant, client_id, log_dir, name, &[])
+    }
+
+    /// [`Sink::start`] with more command-line flags.
+    pub fn start_with(
+        broker_url: &str,
+        db_url: &str,
+        tenant: &str,
+        client_id: &str,
+        log_dir: &Path,
+        name: &str,
+        extra: &[&str],
+    ) -> Sink {
         let metrics_port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir-historian"));
         cmd.env("RUST_LOG", "info")
@@ -269,7 +282,8 @@ impl Sink {
             .args(["--tenant", tenant])
             .args(["--client-id", client_id])
             .args(["--metrics-listen", &format!("127.0.0.1:{metrics_port}")])
-            .args(["--batch-rows", "5000", "--linger-ms", "20"]);
+            .args(["--batch-rows", "5000", "--linger-ms", "20"])
+            .args(extra);
         let proc = Proc::spawn(name, &mut cmd, log_dir).expect("start weir-historian");
         Sink { proc, metrics_port }
     }
