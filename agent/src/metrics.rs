@@ -124,6 +124,42 @@ impl prometheus_client::collector::Collector for AgentCollector {
         )?;
         gauge(
             &mut e,
+            "weir_agent_queue_retained_frames",
+            "Acknowledged frames kept on disk for replays",
+            ld(&q.retained_frames) as i64,
+        )?;
+        gauge(
+            &mut e,
+            "weir_agent_queue_retained_bytes",
+            "Bytes of acknowledged frames kept on disk for replays",
+            ld(&q.retained_bytes) as i64,
+        )?;
+        counter(
+            &mut e,
+            "weir_agent_uplink_no_subscribers",
+            "PUBACKs 'no matching subscribers' of readings held for a retry (uplink.requireSubscriber)",
+            ld(&u.no_subscriber_acks),
+        )?;
+        gauge(
+            &mut e,
+            "weir_agent_uplink_waiting_for_subscriber",
+            "1 while readings are held because no subscriber reads them",
+            i64::from(u.waiting_for_subscriber.load(Ordering::Relaxed)),
+        )?;
+        counter(
+            &mut e,
+            "weir_agent_replays",
+            "Replay requests answered",
+            ld(&u.replays),
+        )?;
+        counter(
+            &mut e,
+            "weir_agent_replayed_frames",
+            "Frames republished by replays",
+            ld(&u.replayed_frames),
+        )?;
+        gauge(
+            &mut e,
             "weir_agent_config_version",
             "Applied config bundle version",
             ld(&r.applied_version) as i64,

@@ -15,7 +15,10 @@ use tokio::sync::{mpsc, oneshot, watch, RwLock};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_crds::gateway::GatewayConfig;
-use weir_crds::message::{command_response_topic, command_topic, WriteRequest, WriteResponse};
+use weir_crds::message::{
+    command_response_topic, command_topic, replay_response_topic, replay_topic, uplink_state_topic,
+    WriteRequest, WriteResponse,
+};
 
 use crate::adapters::{Adapters, HealthTable};
 use crate::error::Result;
@@ -79,6 +82,7 @@ impl Runtime {
             max_bytes: weir_crds::gateway::BufferSettings::default().max_bytes,
             overflow: Default::default(),
             fsync: opts.fsync,
+            retain: Default::default(),
         })?);
         let cancel = CancellationToken::new();
         let pipeline_stats = Arc::new(PipelineStats::default());
@@ -209,10 +213,13 @@ impl Runtime {
         {
             let _ = rx.await;
         }
-        self.queue.set_limits(
+        if let Err(e) = self.queue.set_limits(
             config.uplink.buffer.max_bytes,
             config.uplink.buffer.overflow,
-        );
+            config.uplink.buffer.retain.clone(),
+        ) {
+            tracing::error!("applying queue retention: {e}");
+        }
         let broker = self
             .broker
             .lock()
@@ -302,6 +309,10 @@ fn uplink_settings(
         inflight: inflight.max(1),
         command_topic: Some(command_topic(&u.topic_prefix, tenant, gateway)),
         response_topic: Some(command_response_topic(&u.topic_prefix, tenant, gateway)),
+        replay_topic: Some(replay_topic(&u.topic_prefix, tenant, gateway)),
+        replay_response_topic: Some(replay_response_topic(&u.topic_prefix, tenant, gateway)),
+        state_topic: Some(uplink_state_topic(&u.topic_prefix, tenant, gateway)),
+        require_subscriber: u.require_subscriber,
     }
 }
 

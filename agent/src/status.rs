@@ -18,6 +18,7 @@ pub fn snapshot(
     interval: Duration,
 ) -> AgentStatus {
     let q = runtime.queue.stats();
+    let u = &runtime.uplink_stats;
     let v = runtime.applied_version.load(Ordering::Relaxed);
     AgentStatus {
         applied_version: (v > 0).then_some(v),
@@ -30,11 +31,10 @@ pub fn snapshot(
         uptime_s: started.elapsed().as_secs(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
         heartbeat_interval_s: interval.as_secs(),
-        // Filled in by the replay work (issue 20).
-        last_acked_seq: None,
-        retained_frames: 0,
-        waiting_for_subscriber: false,
-        replays: 0,
+        last_acked_seq: runtime.queue.last_acked_seq(),
+        retained_frames: q.retained_frames.load(Ordering::Relaxed),
+        waiting_for_subscriber: u.waiting_for_subscriber.load(Ordering::Relaxed),
+        replays: u.replays.load(Ordering::Relaxed),
     }
 }
 

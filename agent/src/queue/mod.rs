@@ -1,7 +1,8 @@
 //! Store-and-forward: a disk segment log between the pipeline and the uplink.
 //!
 //! Like Vector's disk buffer, readings are written to disk before the uplink
-//! sees them and leave only when the broker acknowledged them:
+//! sees them and leave only when the broker acknowledged them — and, for
+//! replays, a while after (`uplink.buffer.retain`):
 //!
 //! - Segment files `{first_seq:020}.seg` hold records appended in order. A
 //!   record is `len u32 | crc32 u32 | body`, body = `seq u64 | readings u32 |
@@ -10,34 +11,55 @@
 //! - The record's `seq` is the frame's per-gateway sequence number. It comes
 //!   from the log position, so it is persisted with the data and never repeats
 //!   after a restart; a fresh queue starts at `unix_ms * 1000` so even a wiped
-//!   data dir does not reuse numbers.
-//! - `cursor` holds the first sequence number not yet acknowledged. Segments
-//!   wholly below it are deleted.
-//! - The queue is bounded by bytes on disk. When full it drops the oldest
-//!   segment (counting every reading in it) or refuses new frames (counting
-//!   them), as configured.
+//!   data dir does not reuse numbers. The kept segments are contiguous: seqs
+//!   `first_kept..next_seq` are all on disk, none twice.
+//! - `origin` (file `origin`, seq + CRC) is the first seq this data dir ever
+//!   issued, written once at creation. A queue from before the file existed
+//!   gets the lowest seq it can prove it issued (oldest kept segment, or the
+//!   cursor), a lower bound of what it still holds, not of its history.
+//! - `cursor` holds the first sequence number not yet acknowledged.
+//!   Everything from the first kept seq up to it is *retained*: delivered,
+//!   kept only so a replay can send it again. Replays read it with
+//!   [`DiskQueue::read_range`] and never move the cursor.
+//! - Retention: a segment wholly below the cursor is deleted when the
+//!   retained bytes exceed `retain.maxBytes` (oldest first) or it was fully
+//!   acknowledged more than `retain.maxAgeSecs` ago (0 = keep none). The
+//!   clock is the moment the cursor passed it; after a restart, the file's
+//!   mtime (its last append, so an earlier time: a restart can only shorten
+//!   retention, never extend it). The checks run with the throttled cursor
+//!   write and on [`DiskQueue::trim`], never per frame.
+//! - The queue is bounded by bytes on disk, retained bytes included. When an
+//!   append needs room, retained segments go first, without counting any
+//!   loss; only then does it drop the oldest unacknowledged segment
+//!   (counting every reading in it) or refuse new frames (counting them),
+//!   as configured.
 //!
 //! (Over 700 lines on purpose: the writer, the reader and the ack cursor
 //! share the invariants above and keep them together; the segment format is
-//! in `segment.rs`, the tests in `tests.rs`.)
+//! in `segment.rs`, the uplink's reader in `reader.rs`, retention and range
+//! reads in `retain.rs`, the tests in `tests.rs`.)
 
+mod reader;
+mod retain;
 mod segment;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{BufReader, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use weir_crds::gateway::OverflowPolicy;
+use weir_crds::gateway::{OverflowPolicy, RetainSettings};
 
-use crate::error::{Error, IoContext, Result};
+use crate::error::{IoContext, Result};
 use crate::sample::PendingFrame;
 use segment::{scan_segment, SegmentInfo, HEADER_LEN};
 
+pub use reader::QueueReader;
+pub use retain::RangeReader;
 pub use segment::Record;
 
 /// When appended data is forced to disk. Every policy survives `kill -9`
@@ -71,6 +93,7 @@ pub struct QueueConfig {
     pub max_bytes: u64,
     pub overflow: OverflowPolicy,
     pub fsync: FsyncPolicy,
+    pub retain: RetainSettings,
 }
 
 /// Counters the status report and metrics read without taking the lock.
@@ -89,6 +112,11 @@ pub struct QueueStats {
     pub depth_readings: AtomicU64,
     /// Bytes on disk.
     pub bytes: AtomicU64,
+    /// Acknowledged frames kept for replays.
+    pub retained_frames: AtomicU64,
+    /// Bytes of acknowledged frames kept for replays (whole segments exact,
+    /// the partly acknowledged one pro rata).
+    pub retained_bytes: AtomicU64,
 }
 
 pub struct DiskQueue {
@@ -102,6 +130,9 @@ struct Inner {
     max_bytes: u64,
     overflow: OverflowPolicy,
     fsync: FsyncPolicy,
+    retain: RetainSettings,
+    /// First seq this data dir issued (see the module doc).
+    origin: u64,
     segment_bytes: u64,
     /// Oldest first; the last one is the active segment.
     segments: VecDeque<SegmentInfo>,
@@ -130,6 +161,7 @@ pub struct AppendOutcome {
 }
 
 const CURSOR_FILE: &str = "cursor";
+const ORIGIN_FILE: &str = "origin";
 
 fn segment_path(dir: &Path, first_seq: u64) -> PathBuf {
     dir.join(format!("{first_seq:020}.seg"))
@@ -191,6 +223,19 @@ impl DiskQueue {
         let acked = stored_cursor
             .unwrap_or(first_kept)
             .clamp(first_kept, next_seq);
+        for s in segments.iter_mut().filter(|s| s.next_seq <= acked) {
+            // The time the cursor passed it is not kept; the last append is
+            // earlier, so retention after a restart errs on the short side.
+            s.acked_at = Some(
+                fs::metadata(&s.path)
+                    .and_then(|m| m.modified())
+                    .unwrap_or_else(|_| std::time::SystemTime::now()),
+            );
+        }
+        let origin = retain::open_origin(
+            &cfg.dir.join(ORIGIN_FILE),
+            first_kept.min(stored_cursor.unwrap_or(u64::MAX)),
+        )?;
         let active = match segments.back() {
             Some(s) => Some(
                 OpenOptions::new()
@@ -206,6 +251,8 @@ impl DiskQueue {
             max_bytes: cfg.max_bytes,
             overflow: cfg.overflow,
             fsync: cfg.fsync,
+            retain: cfg.retain,
+            origin,
             segment_bytes,
             segments,
             active,
@@ -220,7 +267,7 @@ impl DiskQueue {
             write_buf: Vec::with_capacity(64 * 1024),
         };
         inner.write_cursor()?;
-        inner.delete_acked_segments()?;
+        inner.trim_retained(std::time::SystemTime::now())?;
         let stats = Arc::new(QueueStats::default());
         let q = DiskQueue {
             inner: Mutex::new(inner),
@@ -241,12 +288,21 @@ impl DiskQueue {
         &self.stats
     }
 
-    /// Change the size limit and overflow policy (a new config was applied).
-    pub fn set_limits(&self, max_bytes: u64, overflow: OverflowPolicy) {
+    /// Change the size limit, overflow policy and retention (a new config
+    /// was applied); a smaller retention takes effect at once.
+    pub fn set_limits(
+        &self,
+        max_bytes: u64,
+        overflow: OverflowPolicy,
+        retain: RetainSettings,
+    ) -> Result<()> {
         let mut g = self.lock();
         g.max_bytes = max_bytes;
         g.overflow = overflow;
+        g.retain = retain;
         g.segment_bytes = segment_size(max_bytes);
+        g.trim_retained(std::time::SystemTime::now())?;
+        self.refresh_depth(&g)
     }
 
     /// Append frames in order, giving each the next sequence number.
@@ -268,6 +324,18 @@ impl DiskQueue {
                     g.segments.iter().map(|s| s.bytes).sum::<u64>() + g.write_buf.len() as u64;
                 if total + rec_len <= g.max_bytes {
                     break;
+                }
+                // Retained (acknowledged) data makes room first: no loss.
+                if g.segments
+                    .front()
+                    .is_some_and(|s| s.records > 0 && s.next_seq <= g.acked)
+                {
+                    if g.segments.len() == 1 {
+                        g.flush_buf()?;
+                        g.roll()?;
+                    }
+                    g.drop_oldest()?;
+                    continue;
                 }
                 match g.overflow {
                     OverflowPolicy::RefuseNew => {
@@ -397,7 +465,7 @@ impl DiskQueue {
         let old_segment = g.segments.len() > 1 && g.segments[1].first_seq <= g.acked;
         if old_segment || g.cursor_written_at.elapsed() >= Duration::from_millis(50) {
             g.write_cursor()?;
-            g.delete_acked_segments()?;
+            g.trim_retained(std::time::SystemTime::now())?;
         }
         self.refresh_depth(&g)
     }
@@ -436,6 +504,27 @@ impl DiskQueue {
                 readings += s.readings * (s.next_seq - start) / s.records;
             }
         }
+        let first_kept = g
+            .segments
+            .front()
+            .map(|s| s.first_seq)
+            .unwrap_or(g.next_seq);
+        self.stats
+            .retained_frames
+            .store(start - first_kept, Ordering::Relaxed);
+        let mut retained_bytes = 0u64;
+        for s in g.segments.iter().filter(|s| s.first_seq < start) {
+            if s.next_seq <= start {
+                retained_bytes += s.bytes;
+            } else {
+                retained_bytes += (s.bytes * (start - s.first_seq))
+                    .checked_div(s.records)
+                    .unwrap_or(0);
+            }
+        }
+        self.stats
+            .retained_bytes
+            .store(retained_bytes, Ordering::Relaxed);
         self.stats.depth_frames.store(frames, Ordering::Relaxed);
         self.stats.depth_readings.store(readings, Ordering::Relaxed);
         self.stats
@@ -501,6 +590,7 @@ impl Inner {
             records: 0,
             readings: 0,
             bytes: 0,
+            acked_at: None,
         });
         Ok(())
     }
@@ -539,15 +629,6 @@ impl Inner {
         self.acked = self.acked.max(seg.next_seq);
         self.write_cursor()?;
         Ok(lost)
-    }
-
-    fn delete_acked_segments(&mut self) -> Result<()> {
-        // Keep the active segment: it carries the next sequence number.
-        while self.segments.len() > 1 && self.segments[0].next_seq <= self.acked {
-            let seg = self.segments.pop_front().expect("checked");
-            fs::remove_file(&seg.path).ctx(|| format!("removing {}", seg.path.display()))?;
-        }
-        Ok(())
     }
 
     fn write_cursor(&mut self) -> Result<()> {
@@ -593,134 +674,7 @@ fn record_readings(path: &Path) -> Result<Vec<(u64, u32)>> {
     Ok(out)
 }
 
-/// Reads frames in order from a position; used by the uplink, which rewinds
-/// it to the first unacknowledged frame after a reconnect.
-pub struct QueueReader {
-    queue: Arc<DiskQueue>,
-    pos: u64,
-    file: Option<(u64, BufReader<File>, PathBuf)>,
-}
-
-impl QueueReader {
-    pub fn position(&self) -> u64 {
-        self.pos
-    }
-
-    pub fn queue(&self) -> &Arc<DiskQueue> {
-        &self.queue
-    }
-
-    /// Go back (or forward) to `seq`. Going back means the connection that
-    /// carried the frames after `seq` is gone: frames dropped while in flight
-    /// on it are now known lost and counted.
-    pub fn seek(&mut self, seq: u64) {
-        self.pos = seq;
-        self.file = None;
-        let mut g = self.queue.lock();
-        let lost: u64 = g.limbo.drain(..).map(|(_, r)| u64::from(r)).sum();
-        g.sent_end = seq;
-        drop(g);
-        self.queue
-            .stats
-            .dropped_readings
-            .fetch_add(lost, Ordering::Relaxed);
-    }
-
-    /// Up to `max_frames` frames (and about `max_bytes`) from the position.
-    pub fn read(&mut self, max_frames: usize, max_bytes: usize) -> Result<Vec<Record>> {
-        self.read_while(max_frames, max_bytes, |_| true)
-    }
-
-    /// [`read`](Self::read), stopping before the first frame `take` refuses;
-    /// a refused frame stays unread. So that every read makes progress, a
-    /// refused first frame is taken, but alone.
-    pub fn read_while(
-        &mut self,
-        max_frames: usize,
-        max_bytes: usize,
-        mut take: impl FnMut(&Record) -> bool,
-    ) -> Result<Vec<Record>> {
-        let (segments, end) = self.queue.layout();
-        let oldest = self.queue.first_unacked().min(end);
-        if self.pos < oldest {
-            // Frames were dropped (queue full) while we were behind.
-            self.pos = oldest;
-            self.file = None;
-        }
-        let mut out = Vec::new();
-        let mut bytes = 0usize;
-        while out.len() < max_frames && bytes < max_bytes && self.pos < end {
-            // Which segment holds pos?
-            let Some(idx) = segments.iter().rposition(|(first, _)| *first <= self.pos) else {
-                self.pos = segments.first().map(|s| s.0).unwrap_or(end);
-                self.file = None;
-                continue;
-            };
-            let (first, path) = &segments[idx];
-            let need_open = match &self.file {
-                Some((f, _, _)) => f != first,
-                None => true,
-            };
-            if need_open {
-                let file = match File::open(path) {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                        // Dropped under us; the next read starts from what is kept.
-                        break;
-                    }
-                    Err(e) => {
-                        return Err(Error::Io {
-                            context: format!("opening {}", path.display()),
-                            source: e,
-                        })
-                    }
-                };
-                let mut r = BufReader::with_capacity(256 * 1024, file);
-                r.seek(SeekFrom::Start(0))
-                    .ctx(|| format!("seeking {}", path.display()))?;
-                self.file = Some((*first, r, path.clone()));
-            }
-            let (_, r, p) = self.file.as_mut().expect("opened");
-            match segment::read_record_len(r, p)? {
-                Some((rec, _)) if rec.seq < self.pos => continue,
-                Some((rec, len)) => {
-                    let taken = take(&rec);
-                    if !taken && !out.is_empty() {
-                        // Step back over it so the next read starts there.
-                        r.seek_relative(-(len as i64))
-                            .ctx(|| format!("seeking {}", p.display()))?;
-                        break;
-                    }
-                    self.pos = rec.seq + 1;
-                    bytes += rec.frame.len();
-                    out.push(rec);
-                    if !taken {
-                        // A refused first frame goes alone.
-                        break;
-                    }
-                }
-                None => {
-                    // End of this segment's flushed data: move to the next one.
-                    if idx + 1 < segments.len() {
-                        self.pos = self.pos.max(segments[idx + 1].0);
-                        self.file = None;
-                    } else {
-                        break;
-                    }
-                }
-            }
-        }
-        // From here the uplink will send these: a drop from now on puts
-        // them in limbo. Any dropped while we read them are already counted
-        // as lost, so they must not go out.
-        let mut g = self.queue.lock();
-        g.sent_end = g.sent_end.max(self.pos);
-        let gone_below = g.acked;
-        drop(g);
-        out.retain(|r| r.seq >= gone_below);
-        Ok(out)
-    }
-}
-
+#[cfg(test)]
+mod retain_tests;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
+use std::time::SystemTime;
 
 use crate::error::{Error, IoContext, Result};
 
@@ -21,6 +22,9 @@ pub(super) struct SegmentInfo {
     pub records: u64,
     pub readings: u64,
     pub bytes: u64,
+    /// When the ack cursor passed the segment's last frame (retention's
+    /// clock); `None` while any of it is unacknowledged.
+    pub acked_at: Option<SystemTime>,
 }
 
 /// A frame as stored.
@@ -102,6 +106,7 @@ pub(super) fn scan_segment(path: &Path, first_seq: u64, _is_last: bool) -> Resul
         records: 0,
         readings: 0,
         bytes: 0,
+        acked_at: None,
     };
     while let Some((rec, n)) = read_record_len(&mut r, path)? {
         if rec.seq < info.next_seq && info.records > 0 {

@@ -1,4 +1,5 @@
 use super::*;
+use weir_crds::gateway::RetainSettings;
 
 fn cfg(dir: &Path, max_bytes: u64, overflow: OverflowPolicy) -> QueueConfig {
     QueueConfig {
@@ -6,6 +7,11 @@ fn cfg(dir: &Path, max_bytes: u64, overflow: OverflowPolicy) -> QueueConfig {
         max_bytes,
         overflow,
         fsync: FsyncPolicy::Never,
+        // Keep nothing acknowledged: the tests below are about the pending log.
+        retain: RetainSettings {
+            max_bytes: 0,
+            max_age_secs: 0,
+        },
     }
 }
 
@@ -159,7 +165,10 @@ fn acknowledged_segments_are_deleted_and_numbers_never_repeat() {
     q.ack(end, 4000).unwrap();
     q.close().unwrap();
     let segs_after = fs::read_dir(dir.path()).unwrap().count();
-    assert_eq!(segs_after, 2, "the active segment and the cursor remain");
+    assert_eq!(
+        segs_after, 3,
+        "the active segment, the cursor and the origin remain"
+    );
     drop(q);
     let q = DiskQueue::open(cfg(dir.path(), 1 << 20, OverflowPolicy::DropOldest)).unwrap();
     assert_eq!(q.next_seq(), end);

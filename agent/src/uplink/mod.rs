@@ -11,26 +11,39 @@
 //!   with jitter, reconnects (next broker URL if several) and republishes
 //!   from the first unacknowledged frame. Duplicates are possible (QoS 1);
 //!   the frames' sequence numbers make them detectable.
+//! - With `uplink.requireSubscriber` a PUBACK "no matching subscribers"
+//!   does not count as delivered either, but keeps the connection: see
+//!   [`subscriber`].
 //! - Write requests arrive on `{prefix}/{tenant}/{gateway}/cmd/write` and
-//!   are answered on `.../cmd/write/resp`.
+//!   are answered on `.../cmd/write/resp`; replay requests on `.../cmd/replay`
+//!   (see [`replay`]); the uplink's state goes out on `.../cmd/uplink/state`
+//!   (see [`state`]).
 
-use std::collections::{HashMap, VecDeque};
+mod batch;
+pub mod replay;
+mod session;
+pub mod state;
+pub mod subscriber;
+
+pub use batch::build_messages;
+
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng as _;
-use rumqttc::v5::mqttbytes::v5::{Packet, PubAckReason};
-use rumqttc::v5::mqttbytes::QoS;
-use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
-use rumqttc::{Outgoing, Transport};
+use rumqttc::v5::MqttOptions;
+use rumqttc::Transport;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_crds::message::{WriteRequest, WriteResponse};
 
 use crate::error::{Error, Result};
-use crate::queue::{DiskQueue, QueueReader, Record};
+use crate::queue::DiskQueue;
+use batch::Window;
+use replay::Replays;
+use subscriber::SubscriberWait;
 
 /// How to reach the broker and how to batch.
 #[derive(Clone, Debug, PartialEq)]
@@ -50,6 +63,13 @@ pub struct UplinkSettings {
     /// Topic for write requests (subscribed when set).
     pub command_topic: Option<String>,
     pub response_topic: Option<String>,
+    /// Replay requests (subscribed when set) and their answers.
+    pub replay_topic: Option<String>,
+    pub replay_response_topic: Option<String>,
+    /// Where the uplink state goes (published when set).
+    pub state_topic: Option<String>,
+    /// A PUBACK "no matching subscribers" is not a delivery.
+    pub require_subscriber: bool,
 }
 
 /// Counters for metrics and status.
@@ -61,6 +81,14 @@ pub struct UplinkStats {
     pub frames_published: AtomicU64,
     pub reconnects: AtomicU64,
     pub publish_errors: AtomicU64,
+    /// PUBACKs "no matching subscribers" of live data (with requireSubscriber).
+    pub no_subscriber_acks: AtomicU64,
+    /// True while readings are held because nobody subscribes.
+    pub waiting_for_subscriber: AtomicBool,
+    /// Replay requests answered (replayed, partly or refused).
+    pub replays: AtomicU64,
+    /// Frames republished by replays.
+    pub replayed_frames: AtomicU64,
     /// Publish → PUBACK latency, microseconds, in buckets of [`LATENCY_BUCKETS_US`].
     pub latency: LatencyHistogram,
 }
@@ -104,10 +132,22 @@ struct Batch {
     end_seq: u64,
     readings: u64,
     outstanding: usize,
+    /// A message of it was answered "no matching subscribers": it never
+    /// completes; the uplink rewinds to it.
+    failed: bool,
+}
+
+/// What a published message belongs to.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Tag {
+    Live(u64),
+    Replay,
+    /// An answer or the state: nothing waits for its PUBACK.
+    Other,
 }
 
 struct Flight {
-    batch: u64,
+    tag: Tag,
     sent: Instant,
 }
 
@@ -179,6 +219,10 @@ impl Uplink {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut reader = self.queue.reader(self.queue.first_unacked());
         let mut backoff = Duration::from_millis(100);
+        // Both outlive a connection: the back-off of "no subscribers" and
+        // the replays asked for.
+        let mut wait = SubscriberWait::new();
+        let mut replays = Replays::new(self.queue.clone());
         let mut url_index = 0usize;
         loop {
             let settings = self.settings.borrow_and_update().clone();
@@ -191,8 +235,14 @@ impl Uplink {
             let url = settings.urls[url_index % settings.urls.len()].clone();
             let outcome = match options(&settings, &url) {
                 Ok(o) => {
-                    self.session(o, &settings, &mut reader, &cancel, &mut backoff)
-                        .await
+                    let ctx = session::Context {
+                        reader: &mut reader,
+                        cancel: &cancel,
+                        backoff: &mut backoff,
+                        wait: &mut wait,
+                        replays: &mut replays,
+                    };
+                    self.session(o, &settings, ctx).await
                 }
                 Err(e) => Err(e.to_string()),
             };
@@ -219,207 +269,6 @@ impl Uplink {
             }
         }
     }
-
-    /// One connection. `Ok` only when cancelled.
-    async fn session(
-        &mut self,
-        opts: MqttOptions,
-        s: &UplinkSettings,
-        reader: &mut QueueReader,
-        cancel: &CancellationToken,
-        backoff: &mut Duration,
-    ) -> Result<(), String> {
-        let mut s = s.clone();
-        let (client, mut el): (AsyncClient, EventLoop) =
-            AsyncClient::new(opts, usize::from(s.inflight) * 2 + 64);
-        // Everything not acknowledged goes again, in order.
-        reader.seek(self.queue.first_unacked());
-        let mut connected = false;
-        let mut batches: VecDeque<(u64, Batch)> = VecDeque::new();
-        let mut next_batch_id = 0u64;
-        // Published, waiting for the client to tell us its packet id.
-        let mut unassigned: VecDeque<u64> = VecDeque::new();
-        let mut flights: HashMap<u16, Flight> = HashMap::new();
-        let mut in_flight_msgs = 0usize;
-        let mut linger_deadline: Option<Instant> = None;
-        let (resp_tx, mut resp_rx) = mpsc::channel::<WriteResponse>(64);
-        let mut settings_rx = self.settings.clone();
-        loop {
-            let room = connected && in_flight_msgs < usize::from(s.inflight);
-            let wait_data = async {
-                match linger_deadline {
-                    Some(d) => tokio::time::sleep_until(d).await,
-                    None => self.queue.wait_for(reader.position()).await,
-                }
-            };
-            tokio::select! {
-                _ = cancel.cancelled() => {
-                    let _ = client.try_disconnect();
-                    return Ok(());
-                }
-                _ = settings_rx.changed() => {
-                    let new = settings_rx.borrow().clone();
-                    if !same_connection(&new, &s) {
-                        return Err("broker or credentials changed; reconnecting".into());
-                    }
-                    // Batching limits apply from the next batch on.
-                    s = new;
-                }
-                Some(resp) = resp_rx.recv() => {
-                    if let Some(t) = &s.response_topic {
-                        let body = serde_json::to_vec(&resp).unwrap_or_default();
-                        let _ = client.try_publish(t.clone(), QoS::AtLeastOnce, false, body);
-                        // Not a queue message: no batch waits for its PUBACK.
-                        unassigned.push_back(u64::MAX);
-                    }
-                }
-                ev = el.poll() => {
-                    let ev = ev.map_err(|e| e.to_string())?;
-                    match ev {
-                        Event::Incoming(Packet::ConnAck(_)) => {
-                            connected = true;
-                            *backoff = Duration::from_millis(100);
-                            self.stats.connected.store(true, Ordering::Relaxed);
-                            tracing::info!("uplink connected");
-                            if let (Some(t), Some(_)) = (&s.command_topic, &self.writes) {
-                                let _ = client.try_subscribe(t.clone(), QoS::AtLeastOnce);
-                            }
-                        }
-                        Event::Outgoing(Outgoing::Publish(pkid)) => {
-                            if let Some(b) = unassigned.pop_front() {
-                                if b != u64::MAX {
-                                    flights.insert(pkid, Flight { batch: b, sent: Instant::now() });
-                                }
-                            }
-                        }
-                        Event::Incoming(Packet::PubAck(ack)) => {
-                            let Some(f) = flights.remove(&ack.pkid) else { continue };
-                            in_flight_msgs = in_flight_msgs.saturating_sub(1);
-                            if !matches!(ack.reason, PubAckReason::Success | PubAckReason::NoMatchingSubscribers) {
-                                self.stats.publish_errors.fetch_add(1, Ordering::Relaxed);
-                                return Err(format!("broker refused a publish: {:?}", ack.reason));
-                            }
-                            self.stats.latency.observe(f.sent.elapsed());
-                            self.stats.messages_acked.fetch_add(1, Ordering::Relaxed);
-                            if let Some((_, b)) = batches.iter_mut().find(|(id, _)| *id == f.batch) {
-                                b.outstanding -= 1;
-                            }
-                            // Move the cursor over every leading batch that is complete.
-                            let mut acked_to = None;
-                            let mut readings = 0;
-                            while batches.front().is_some_and(|(_, b)| b.outstanding == 0) {
-                                let (_, b) = batches.pop_front().expect("checked");
-                                acked_to = Some(b.end_seq);
-                                readings += b.readings;
-                            }
-                            if let Some(end) = acked_to {
-                                self.stats.readings_acked.fetch_add(readings, Ordering::Relaxed);
-                                self.queue.ack(end, readings).map_err(|e| e.to_string())?;
-                            }
-                        }
-                        Event::Incoming(Packet::Publish(p)) => {
-                            if let Some(w) = &self.writes {
-                                handle_write(&p.payload, w.clone(), resp_tx.clone());
-                            }
-                        }
-                        Event::Incoming(Packet::Disconnect(d)) => {
-                            return Err(format!("broker disconnected us: {:?}", d.reason_code));
-                        }
-                        _ => {}
-                    }
-                }
-                _ = wait_data, if room => {
-                    let available = self.queue.next_seq().saturating_sub(reader.position());
-                    if available == 0 {
-                        linger_deadline = None;
-                        continue;
-                    }
-                    let full = available as usize >= s.max_readings_per_message;
-                    match linger_deadline {
-                        None if !full && !s.linger.is_zero() => {
-                            linger_deadline = Some(Instant::now() + s.linger);
-                            continue;
-                        }
-                        Some(d) if !full && Instant::now() < d => continue,
-                        _ => {}
-                    }
-                    linger_deadline = None;
-                    let free = usize::from(s.inflight) - in_flight_msgs;
-                    // Frames can hold many readings (a group of 500 tags is
-                    // a whole message): take what fits the publish window so
-                    // the client's request channel never overflows on a backlog.
-                    let mut window = Window::new(free, usize::from(s.inflight), s.max_readings_per_message);
-                    let max_bytes = window.bytes(s.max_bytes_per_message);
-                    let records = reader
-                        .read_while(READ_FRAMES_MAX, max_bytes, |r| window.admit(r))
-                        .map_err(|e| e.to_string())?;
-                    if records.is_empty() {
-                        continue;
-                    }
-                    let end_seq = records.last().expect("non-empty").seq + 1;
-                    let readings: u64 = records.iter().map(|r| u64::from(r.readings)).sum();
-                    let msgs = build_messages(records, s.max_readings_per_message, s.max_bytes_per_message);
-                    let id = next_batch_id;
-                    next_batch_id += 1;
-                    batches.push_back((id, Batch { end_seq, readings, outstanding: msgs.len() }));
-                    for (topic, payload, frames) in msgs {
-                        client
-                            .try_publish(topic, QoS::AtLeastOnce, false, payload)
-                            .map_err(|e| format!("publish: {e}"))?;
-                        unassigned.push_back(id);
-                        in_flight_msgs += 1;
-                        self.stats.frames_published.fetch_add(frames as u64, Ordering::Relaxed);
-                    }
-                }
-            }
-        }
-    }
-}
-
-/// Frames for one read of the backlog, bounded so the messages they make fit
-/// rumqttc's request channel (2 × inflight + 64) on top of what is already in
-/// flight (inflight − free): `cap` = (free + inflight) / 2 full messages of
-/// readings over at most `cap` topics (each topic's last message may be
-/// partly filled), so at most free + inflight messages. Reads stay large
-/// (full messages) even when only one slot just freed up.
-struct Window {
-    cap: usize,
-    budget: usize,
-    readings: usize,
-    topics: Vec<String>,
-}
-
-impl Window {
-    fn new(free: usize, inflight: usize, max_readings: usize) -> Self {
-        let cap = ((free + inflight) / 2).max(1);
-        Self {
-            cap,
-            budget: cap * max_readings.max(1),
-            readings: 0,
-            topics: Vec::new(),
-        }
-    }
-
-    /// Bytes the window's `cap` full messages may hold, bounded so a long
-    /// backlog does not pull megabytes into memory at once.
-    fn bytes(&self, max_bytes_per_message: usize) -> usize {
-        (self.cap * max_bytes_per_message).min(READ_BYTES_MAX)
-    }
-
-    /// Take `r` into the window if it fits.
-    fn admit(&mut self, r: &Record) -> bool {
-        let new_topic = !self.topics.contains(&r.topic);
-        if self.readings + r.readings as usize > self.budget
-            || (new_topic && self.topics.len() >= self.cap)
-        {
-            return false;
-        }
-        self.readings += r.readings as usize;
-        if new_topic {
-            self.topics.push(r.topic.clone());
-        }
-        true
-    }
 }
 
 /// Whether two settings need the same connection (only batching differs).
@@ -432,6 +281,9 @@ fn same_connection(a: &UplinkSettings, b: &UplinkSettings) -> bool {
         && a.inflight == b.inflight
         && a.command_topic == b.command_topic
         && a.response_topic == b.response_topic
+        && a.replay_topic == b.replay_topic
+        && a.replay_response_topic == b.replay_response_topic
+        && a.state_topic == b.state_topic
 }
 
 fn handle_write(payload: &[u8], writes: WriteSender, resp: mpsc::Sender<WriteResponse>) {
@@ -475,112 +327,9 @@ fn handle_write(payload: &[u8], writes: WriteSender, resp: mpsc::Sender<WriteRes
     });
 }
 
-/// Group records per topic, keeping their order, into messages within the
-/// limits. Returns (topic, payload, frames).
-pub fn build_messages(
-    records: Vec<Record>,
-    max_readings: usize,
-    max_bytes: usize,
-) -> Vec<(String, Vec<u8>, usize)> {
-    let mut order: Vec<String> = Vec::new();
-    let mut by_topic: HashMap<String, Vec<Record>> = HashMap::new();
-    for r in records {
-        if !by_topic.contains_key(&r.topic) {
-            order.push(r.topic.clone());
-        }
-        by_topic.entry(r.topic.clone()).or_default().push(r);
-    }
-    let mut out = Vec::new();
-    for topic in order {
-        let recs = by_topic.remove(&topic).unwrap_or_default();
-        let mut payload = Vec::with_capacity(max_bytes.min(1 << 20));
-        let mut readings = 0usize;
-        let mut frames = 0usize;
-        for r in recs {
-            let would = payload.len() + r.frame.len() + 2;
-            if frames > 0
-                && (readings + r.readings as usize > max_readings || would + 2 > max_bytes)
-            {
-                payload.extend_from_slice(b"]}");
-                out.push((topic.clone(), std::mem::take(&mut payload), frames));
-                readings = 0;
-                frames = 0;
-            }
-            payload.extend_from_slice(if frames == 0 { b"{\"frames\":[" } else { b"," });
-            payload.extend_from_slice(&r.frame);
-            readings += r.readings as usize;
-            frames += 1;
-        }
-        if frames > 0 {
-            payload.extend_from_slice(b"]}");
-            out.push((topic, payload, frames));
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use weir_crds::message::UplinkMessage;
-
-    fn rec(seq: u64, topic: &str) -> Record {
-        Record {
-            seq,
-            readings: 2,
-            topic: topic.into(),
-            frame: format!("{{\"seq\":{seq},\"timestamp\":1,\"values\":{{\"a\":1,\"b\":2}}}}")
-                .into_bytes(),
-        }
-    }
-
-    #[test]
-    fn a_backlog_of_big_frames_is_cut_to_the_free_window() {
-        let big = |seq: u64, topic: &str| Record {
-            readings: 500,
-            ..rec(seq, topic)
-        };
-        let taken = |recs: &[Record], free, max| {
-            let mut w = Window::new(free, free, max);
-            recs.iter().take_while(|r| w.admit(r)).count()
-        };
-        let recs: Vec<Record> = (0..100).map(|i| big(i, "a")).collect();
-        assert_eq!(taken(&recs, 8, 500), 8);
-        assert_eq!(build_messages(recs[..8].to_vec(), 500, 1 << 20).len(), 8);
-        // Many topics of small frames: bounded by topics too.
-        let recs: Vec<Record> = (0..100).map(|i| rec(i, &format!("t{i}"))).collect();
-        assert_eq!(taken(&recs, 8, 500), 8);
-    }
-
-    #[test]
-    fn messages_group_by_topic_in_order_within_limits() {
-        let recs = vec![
-            rec(1, "a"),
-            rec(2, "b"),
-            rec(3, "a"),
-            rec(4, "a"),
-            rec(5, "b"),
-        ];
-        let msgs = build_messages(recs, 4, 1 << 20);
-        let seqs: Vec<(String, Vec<u64>)> = msgs
-            .iter()
-            .map(|(t, p, _)| {
-                let m: UplinkMessage = serde_json::from_slice(p).unwrap();
-                (t.clone(), m.frames.iter().map(|f| f.seq).collect())
-            })
-            .collect();
-        assert_eq!(
-            seqs,
-            vec![
-                ("a".into(), vec![1, 3]),
-                ("a".into(), vec![4]),
-                ("b".into(), vec![2, 5]),
-            ]
-        );
-        // Byte limit: each frame alone.
-        let msgs = build_messages(vec![rec(1, "a"), rec(2, "a")], 100, 60);
-        assert_eq!(msgs.len(), 2);
-    }
 
     #[test]
     fn broker_urls_parse() {
