@@ -13,5 +13,6 @@ mod enroll;
 mod insecure_http;
 mod metrics;
 mod modbus_mqtt;
+mod replay;
 mod sigkill;
 mod tls;
