@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::rules::{render, RuleKind, RuleSpec, Severity, ThresholdOp};
+use super::rules::{render, RuleKind, RuleSpec, Severity, ThresholdOp, DATA_GAP_FIRING_SECS};
 
 /// A rule as the engine runs it.
 #[derive(Clone, Debug)]
@@ -160,6 +160,7 @@ pub struct Engine {
     device_rules: Vec<u32>,
     gateway_rules: Vec<u32>,
     cluster_rules: Vec<u32>,
+    data_gap_rules: Vec<u32>,
     key: String,
     /// Rule evaluations done (one per rule a reading or event reached).
     pub evaluations: u64,
@@ -235,6 +236,17 @@ fn make_transition(
     labels.insert("severity".into(), spec.severity.as_str().into());
     if spec.kind == RuleKind::ClusterDegraded {
         labels.insert("cluster".into(), gateway.into());
+    } else if spec.kind == RuleKind::DataGap {
+        // Key `gateway/{seq_from}-{seq_to}/{reason}` (see `observe_gap`).
+        let (from, to) = device.split_once('-').unwrap_or((device, device));
+        for (k, v) in [
+            ("gateway", gateway),
+            ("seq_from", from),
+            ("seq_to", to),
+            ("reason", tag),
+        ] {
+            labels.insert(k.into(), v.into());
+        }
     } else {
         for (k, v) in [("gateway", gateway), ("device", device), ("tag", tag)] {
             if !v.is_empty() {
@@ -300,6 +312,7 @@ impl Engine {
         self.device_rules.clear();
         self.gateway_rules.clear();
         self.cluster_rules.clear();
+        self.data_gap_rules.clear();
         for def in defs.into_iter().filter(|d| d.spec.enabled) {
             let i = self.rules.len() as u32;
             let mut series = old.remove(&def.id).map(|r| r.series).unwrap_or_default();
@@ -330,6 +343,7 @@ impl Engine {
                 RuleKind::DeviceDown => self.device_rules.push(i),
                 RuleKind::GatewayOffline => self.gateway_rules.push(i),
                 RuleKind::ClusterDegraded => self.cluster_rules.push(i),
+                RuleKind::DataGap => self.data_gap_rules.push(i),
             }
             let for_ms = (def.spec.for_secs as i64).saturating_mul(1000);
             self.rules.push(CompiledRule {
@@ -586,10 +600,57 @@ impl Engine {
         );
     }
 
-    /// Time passes: pending alerts whose for-duration is over fire, and
-    /// absence rules check how long each series has been silent.
+    /// The historian recorded a lost range `seq_from..=seq_to` of a
+    /// gateway: every matching `data_gap` rule fires one alert for it (a
+    /// gap seen again changes nothing while its alert is firing).
+    #[allow(clippy::too_many_arguments)]
+    pub fn observe_gap(
+        &mut self,
+        now_ms: i64,
+        project: Uuid,
+        gateway: &str,
+        (seq_from, seq_to): (i64, i64),
+        reason: &str,
+        out: &mut Vec<Transition>,
+    ) {
+        let range = format!("{seq_from}-{seq_to}");
+        for i in self.data_gap_rules.clone() {
+            let rule = &mut self.rules[i as usize];
+            if rule.def.project_id != project || !matches_opt(&rule.def.spec.gateway, gateway) {
+                continue;
+            }
+            self.evaluations += 1;
+            series_key(&mut self.key, gateway, &range, reason);
+            let s = rule
+                .series
+                .entry(self.key.clone().into_boxed_str())
+                .or_insert_with(|| Series::new(now_ms));
+            s.last_seen_ms = now_ms;
+            if let Some(t) = step(s, true, now_ms, 0) {
+                out.push(make_transition(&rule.def, &self.key, s, t, now_ms));
+            }
+        }
+    }
+
+    /// Time passes: pending alerts whose for-duration is over fire,
+    /// absence rules check how long each series has been silent, and
+    /// `data_gap` alerts resolve [`DATA_GAP_FIRING_SECS`] after they fired
+    /// (and are forgotten: each gap is its own series).
     pub fn tick(&mut self, now_ms: i64, out: &mut Vec<Transition>) {
         for rule in &mut self.rules {
+            if rule.def.spec.kind == RuleKind::DataGap {
+                let hold = DATA_GAP_FIRING_SECS * 1000;
+                rule.series.retain(|k, s| {
+                    if now_ms - s.since_ms < hold {
+                        return true;
+                    }
+                    if let Some(t) = step(s, false, now_ms, 0) {
+                        out.push(make_transition(&rule.def, k, s, t, now_ms));
+                    }
+                    false
+                });
+                continue;
+            }
             let absent_ms = (rule.def.spec.kind == RuleKind::Absence)
                 .then(|| rule.def.spec.absent_secs.unwrap_or(0) as i64 * 1000);
             for (k, s) in rule.series.iter_mut() {

@@ -245,3 +245,81 @@ fn a_reading_reaches_only_the_rules_of_its_gateways_project() {
     e.observe(61_000, &at("q-1", 7.0, 61_000), &mut out);
     assert!(out.iter().any(|t| t.rule_name == "any"), "{out:?}");
 }
+
+#[test]
+fn a_data_gap_fires_once_per_gap_and_resolves_on_its_own() {
+    let mut e = engine();
+    let mut out = vec![];
+    e.set_rules(
+        vec![
+            rule(serde_json::json!({"name": "Lost", "kind": "data_gap"})),
+            rule(serde_json::json!({"name": "Lost ps-2", "kind": "data_gap", "gateway": "ps-2"})),
+        ],
+        0,
+        &mut out,
+    );
+    e.observe_gap(
+        1_000,
+        Uuid::nil(),
+        "ps-1",
+        (100, 149),
+        "not-retained",
+        &mut out,
+    );
+    assert_eq!(
+        states(&out),
+        vec![(Inactive, Firing)],
+        "only the rule of ps-1's gateway"
+    );
+    let t = &out[0];
+    assert_eq!(t.labels["gateway"], "ps-1");
+    assert_eq!(t.labels["seq_from"], "100");
+    assert_eq!(t.labels["seq_to"], "149");
+    assert_eq!(t.labels["reason"], "not-retained");
+    assert!(!t.labels.contains_key("device"));
+    assert_eq!(
+        t.summary,
+        "readings of ps-1 lost: seq 100..149 (not-retained)"
+    );
+    out.clear();
+    // The same gap again changes nothing; another gap is another alert;
+    // another project's gap reaches no rule.
+    e.observe_gap(
+        2_000,
+        Uuid::nil(),
+        "ps-1",
+        (100, 149),
+        "not-retained",
+        &mut out,
+    );
+    assert!(out.is_empty());
+    e.observe_gap(
+        3_000,
+        LAKESIDE,
+        "ps-1",
+        (1, 9),
+        "agent-unreachable",
+        &mut out,
+    );
+    assert!(out.is_empty());
+    e.observe_gap(
+        4_000,
+        Uuid::nil(),
+        "ps-1",
+        (150, 150),
+        "agent-unreachable",
+        &mut out,
+    );
+    assert_eq!(states(&out), vec![(Inactive, Firing)]);
+    out.clear();
+    let hold = super::DATA_GAP_FIRING_SECS * 1000;
+    e.tick(1_000 + hold - 1, &mut out);
+    assert!(out.is_empty(), "resolved early");
+    e.tick(1_000 + hold, &mut out);
+    assert_eq!(states(&out), vec![(Firing, Resolved)]);
+    assert_eq!(out[0].labels["seq_from"], "100");
+    out.clear();
+    e.tick(4_000 + hold, &mut out);
+    assert_eq!(states(&out), vec![(Firing, Resolved)]);
+    assert!(e.active().is_empty(), "resolved gaps are forgotten");
+}

@@ -27,7 +27,16 @@ pub enum RuleKind {
     DeviceDown,
     /// The fleet reports the tenant's MQTT cluster degraded.
     ClusterDegraded,
+    /// The historian recorded readings of the gateway as lost for good
+    /// (a `reading_gaps` row). One alert per gap: it fires when the gap is
+    /// recorded and resolves on its own [`DATA_GAP_FIRING_SECS`] later, as
+    /// there is nothing to wait for (the gap stays in the fleet events and
+    /// on the chart).
+    DataGap,
 }
+
+/// How long a `data_gap` alert stays firing before it resolves on its own.
+pub const DATA_GAP_FIRING_SECS: i64 = 600;
 
 impl RuleKind {
     pub fn as_str(self) -> &'static str {
@@ -38,6 +47,7 @@ impl RuleKind {
             RuleKind::GatewayOffline => "gateway_offline",
             RuleKind::DeviceDown => "device_down",
             RuleKind::ClusterDegraded => "cluster_degraded",
+            RuleKind::DataGap => "data_gap",
         }
     }
 
@@ -146,7 +156,8 @@ pub struct RuleSpec {
     pub labels: BTreeMap<String, String>,
     /// Human summary; placeholders: `{{gateway}}`, `{{device}}`, `{{tag}}`,
     /// `{{value}}`, `{{threshold}}`, `{{low}}`, `{{high}}`, `{{rule}}`,
-    /// `{{severity}}`, `{{cluster}}` and any label name.
+    /// `{{severity}}`, `{{cluster}}`, `{{seq_from}}`, `{{seq_to}}`,
+    /// `{{reason}}` (data_gap) and any label name.
     /// E.g. `{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})`.
     #[serde(default)]
     #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
@@ -173,6 +184,9 @@ const PLACEHOLDERS: &[&str] = &[
     "rule",
     "severity",
     "cluster",
+    "seq_from",
+    "seq_to",
+    "reason",
 ];
 
 // What each kind needs (the match in `validate`). The band of `outside`
@@ -200,7 +214,7 @@ crate::body_rule!(
             "max_rate_per_sec": {"type": "number", "exclusiveMinimum": 0},
             "tag": {"type": "string"},
         }},
-        {"properties": {"kind": {"enum": ["gateway_offline", "device_down", "cluster_degraded"]}}},
+        {"properties": {"kind": {"enum": ["gateway_offline", "device_down", "cluster_degraded", "data_gap"]}}},
     ]})
 );
 
@@ -272,6 +286,12 @@ impl Validate for RuleSpec {
                 )),
             },
             RuleKind::GatewayOffline | RuleKind::DeviceDown | RuleKind::ClusterDegraded => {}
+            // Fires at once: a lost range does not come back by waiting.
+            RuleKind::DataGap if self.for_secs != 0 => e.push(FieldError::new(
+                "for_secs",
+                "must be 0 for data_gap rules: a gap is recorded once it cannot be filled any more",
+            )),
+            RuleKind::DataGap => {}
         }
         if self.labels.len() > 32 {
             e.push(FieldError::new("labels", "at most 32 labels"));
@@ -364,6 +384,9 @@ impl RuleSpec {
             (RuleKind::GatewayOffline, _) => "gateway {{gateway}} is offline",
             (RuleKind::DeviceDown, _) => "device {{gateway}}/{{device}} is down",
             (RuleKind::ClusterDegraded, _) => "MQTT cluster {{cluster}} is degraded",
+            (RuleKind::DataGap, _) => {
+                "readings of {{gateway}} lost: seq {{seq_from}}..{{seq_to}} ({{reason}})"
+            }
         }
     }
 }

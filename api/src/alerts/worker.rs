@@ -17,12 +17,12 @@ use super::handle::{Inner, Input};
 use super::notify::{AlertEntry, Notifier};
 use super::replicas::Coordinator;
 use super::rows::{channel_from_row, load_gateways, load_rule_defs, silence_from_row};
-use super::rules::RuleKind;
+use super::rules::{RuleKind, DATA_GAP_FIRING_SECS};
 use super::silences::{mute_fn, ActiveSilence};
 use super::store::{self, alert_channel, alert_nflog, alert_silence, alert_state};
 use super::Alerts;
 use crate::error::ApiError;
-use crate::fleet_events::{device_event, FleetEvent};
+use crate::fleet_events::{device_event, recent_data_gaps, FleetEvent};
 
 pub(super) struct Worker {
     inner: Arc<Inner>,
@@ -256,6 +256,10 @@ impl Worker {
                     sent,
                 );
             }
+            let since = chrono::Utc::now() - chrono::Duration::seconds(DATA_GAP_FIRING_SECS);
+            for ev in recent_data_gaps(db, &gained_projects, since).await? {
+                self.fleet(ev);
+            }
         }
         self.inner.metrics.owned_tenants.set(owned.len() as i64);
         self.inner
@@ -397,6 +401,16 @@ impl Worker {
             FleetEvent::ClusterDegraded { project, cluster } => self
                 .engine
                 .observe_cluster(now, project, &cluster, false, out),
+            FleetEvent::DataGap {
+                project,
+                gateway,
+                seq_from,
+                seq_to,
+                reason,
+                ..
+            } => self
+                .engine
+                .observe_gap(now, project, &gateway, (seq_from, seq_to), &reason, out),
         }
     }
 

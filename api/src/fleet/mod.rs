@@ -13,6 +13,7 @@
 pub mod agents;
 pub mod broker_identity;
 pub mod clusters;
+pub mod data_gaps;
 pub mod enrollment;
 pub mod entities;
 pub mod gateways;
@@ -109,6 +110,12 @@ pub struct FleetConfig {
     /// Unset: those reads answer 503.
     #[arg(long, env = "WEIR_HISTORIAN_URL", hide_env_values = true)]
     pub historian_url: Option<String>,
+
+    /// How often the historian's `reading_gaps` are read for new data gaps
+    /// (fleet events `data_gap`), in milliseconds; 0: never. Only with
+    /// WEIR_HISTORIAN_URL.
+    #[arg(long, env = "WEIR_DATA_GAP_POLL_MS", default_value_t = 5000)]
+    pub data_gap_poll_ms: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -199,9 +206,10 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Start the fleet monitor (heartbeats → online/offline events, bundle
-/// re-signing before expiry). It stops when the state is dropped.
+/// re-signing before expiry) and the data-gap poller. It stops when the state is dropped.
 pub fn spawn_background(st: &AppState) {
     rollout::spawn_monitor(st);
+    data_gaps::spawn(st);
     historian_identity::spawn(st);
     kube_sync::spawn(st);
 }

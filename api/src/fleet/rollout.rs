@@ -115,11 +115,13 @@ pub fn is_online(g: &gateway::Model, now: DateTime<Utc>) -> bool {
 pub struct EventsQuery {
     /// Only events of this gateway.
     pub gateway: Option<String>,
+    /// Only events of this kind (`gateway_offline`, `gateway_online`, `data_gap`).
+    pub kind: Option<String>,
     /// Page size, 1-500 (default 100).
     pub limit: Option<u64>,
 }
 
-/// Fleet-health events of the project (gateway offline / online), newest first.
+/// Fleet-health events of the project (gateway offline / online, data gaps), newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/fleet-events", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path), EventsQuery), responses((status = 200, body = Vec<FleetEventRecord>), ProblemResponses))]
 async fn fleet_events(
@@ -132,6 +134,9 @@ async fn fleet_events(
     if let Some(g) = &q.gateway {
         sel = sel.filter(fleet_event::Column::Gateway.eq(g.as_str()));
     }
+    if let Some(k) = &q.kind {
+        sel = sel.filter(fleet_event::Column::Kind.eq(k.as_str()));
+    }
     let rows = sel
         .order_by_desc(fleet_event::Column::At)
         .limit(q.limit.unwrap_or(100).clamp(1, 500))
@@ -140,8 +145,12 @@ async fn fleet_events(
     Ok(Json(rows.into_iter().map(to_event).collect()))
 }
 
-fn to_event(m: fleet_event::Model) -> FleetEventRecord {
+pub(super) fn to_event(m: fleet_event::Model) -> FleetEventRecord {
+    let gap = (m.kind == crate::fleet_events::DATA_GAP)
+        .then(|| serde_json::from_str(&m.details).ok())
+        .flatten();
     FleetEventRecord {
+        gap,
         id: m.id,
         org_id: m.org_id,
         project_id: m.project_id,

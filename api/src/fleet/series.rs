@@ -92,12 +92,20 @@ impl Historian {
         Arc::new(Historian { pool })
     }
 
+    /// A usable URL is configured (the database may still be down).
+    pub fn configured(&self) -> bool {
+        self.pool.is_ok()
+    }
+
+    pub(super) fn pool(&self) -> Result<&PgPool, ApiError> {
+        self.pool
+            .as_ref()
+            .map_err(|e| ApiError::Unavailable(e.clone()))
+    }
+
     /// Run [`SERIES_SQL`].
     pub async fn series(&self, q: &Query<'_>) -> Result<Vec<SeriesPoint>, ApiError> {
-        let pool = self
-            .pool
-            .as_ref()
-            .map_err(|e| ApiError::Unavailable(e.clone()))?;
+        let pool = self.pool()?;
         let rows = sqlx::query(SERIES_SQL)
             .bind(q.tenant)
             .bind(q.gateway)
@@ -137,7 +145,7 @@ pub struct Query<'a> {
 
 /// The database being down, missing or not the historian's is 503 with the
 /// reason in words; anything else is a bug (500, logged).
-fn historian_error(e: sqlx::Error) -> ApiError {
+pub(super) fn historian_error(e: sqlx::Error) -> ApiError {
     let unavailable = |why: String| {
         tracing::warn!("series: {why}");
         ApiError::Unavailable(why)
@@ -146,12 +154,16 @@ fn historian_error(e: sqlx::Error) -> ApiError {
         sqlx::Error::Database(db) => {
             let code = db.code().map(|c| c.to_string()).unwrap_or_default();
             match code.as_str() {
-                "42P01" => unavailable(
-                    "the historian database has no `readings` table: point WEIR_HISTORIAN_URL at \
-                     the database weir-historian writes to (it creates the table on its first \
-                     start, or run `weir-historian migrate`)"
-                        .into(),
-                ),
+                "42P01" => unavailable(format!(
+                    "the historian database has no `{}` table: point WEIR_HISTORIAN_URL at \
+                     the database weir-historian writes to (it creates its tables on start, \
+                     or run `weir-historian migrate`)",
+                    if db.message().contains("reading_gaps") {
+                        "reading_gaps"
+                    } else {
+                        "readings"
+                    }
+                )),
                 "42883" => unavailable(format!(
                     "the historian database cannot bucket readings (PostgreSQL 14 or later is \
                      needed for date_bin): {}",
@@ -233,6 +245,11 @@ pub struct Series {
     /// Buckets that hold at least one good reading, oldest first. Buckets
     /// without readings are left out (a gap in the chart).
     pub points: Vec<SeriesPoint>,
+    /// Readings the historian recorded as lost for good whose time window
+    /// overlaps the range, by `seq_from`: the chart shows them as gaps,
+    /// never as interpolated data. `ts_from`/`ts_to` bound the window
+    /// (null: no stored frame before/after it).
+    pub gaps: Vec<crate::fleet_events::DataGapInfo>,
 }
 
 /// One time bucket.
@@ -251,7 +268,8 @@ pub struct SeriesPoint {
 /// A tag over time in time buckets, from the historian (for charts).
 ///
 /// Average, minimum, maximum and count of the good readings per bucket,
-/// computed in PostgreSQL from the historian's `readings`. Any member of the
+/// computed in PostgreSQL from the historian's `readings`, and the data
+/// gaps (lost readings, `reading_gaps`) in the range. Any member of the
 /// project may read it. 503 when the api has no historian database
 /// (`WEIR_HISTORIAN_URL`) or cannot reach it.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series", tag = "fleet",
@@ -283,7 +301,13 @@ async fn get_series(
             step_secs: v.step_secs,
         })
         .await?;
+    let gaps = st
+        .fleet
+        .historian
+        .gaps(&o.slug, &g.slug, v.from, v.to)
+        .await?;
     Ok(Json(Series {
+        gaps,
         gateway: g.slug,
         tag: q.tag,
         device: q.device,

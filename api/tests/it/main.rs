@@ -22,6 +22,7 @@ mod audit_chain;
 mod broker_identity;
 mod cli;
 mod cluster_walls;
+mod data_gaps;
 mod fleet_clusters;
 mod fleet_e2e;
 mod kube_sync;

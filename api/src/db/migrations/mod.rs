@@ -14,6 +14,7 @@ mod m0210_cluster_shares;
 mod m0220_broker_identities;
 mod m0230_user_disable;
 mod m0240_audit_keyed;
+mod m0250_data_gaps;
 
 pub struct Migrator;
 
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0220_broker_identities::Migration),
             Box::new(m0230_user_disable::Migration),
             Box::new(m0240_audit_keyed::Migration),
+            Box::new(m0250_data_gaps::Migration),
         ]
     }
 }
