@@ -17,6 +17,11 @@
 //! `ingest` batches it and orders the acknowledgements, `writer` copies the
 //! batch into the tables [`schema`] keeps. Its own crate, apart from the
 //! agent: the two share only the message contract in `weir-crds`.
+//!
+//! Nothing lost unseen (issue 20): the sink also subscribes to the agents'
+//! uplink states and replay answers, tracks which `seq`s it committed in
+//! the batches' own transactions, and `gaps` asks agents to replay holes
+//! and records what cannot be filled in `reading_gaps`.
 
 mod config;
 mod database;

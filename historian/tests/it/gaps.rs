@@ -466,3 +466,64 @@ async fn metrics_text(port: u16) -> String {
     s.read_to_string(&mut body).await.unwrap();
     body
 }
+
+#[tokio::test]
+async fn a_version_1_database_is_upgraded_once_by_concurrent_instances() {
+    let db = test_db().await;
+    weir_historian::migrate(&db.url).await.unwrap();
+    // Back to what version 1 had, with a reading in it.
+    let c = db.client().await;
+    c.batch_execute(
+        "DROP TABLE reading_gaps, seq_ranges, seq_state, seq_origins, seq_missing, seq_holes;
+         UPDATE weir_historian_meta SET value = '1' WHERE key = 'version';
+         CREATE TABLE readings_p20250101 PARTITION OF readings FOR VALUES FROM ('2025-01-01') TO ('2025-01-02');
+         INSERT INTO readings (tenant, gateway, device, tag, ts, value, quality, seq)
+              VALUES ('t', 'g', 'd', 'x', '2025-01-01T00:00:00Z', 1, 0, 1)",
+    )
+    .await
+    .unwrap();
+    let (a, b) = tokio::join!(
+        weir_historian::migrate(&db.url),
+        weir_historian::migrate(&db.url)
+    );
+    a.unwrap();
+    b.unwrap();
+    let version: String = c
+        .query_one(
+            "SELECT value FROM weir_historian_meta WHERE key = 'version'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, weir_historian::schema::SCHEMA_VERSION.to_string());
+    assert_eq!(version, "2");
+    for table in [
+        "reading_gaps",
+        "seq_ranges",
+        "seq_state",
+        "seq_origins",
+        "seq_missing",
+        "seq_holes",
+    ] {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])
+            .await
+            .unwrap_or_else(|e| panic!("{table} after the upgrade: {e}"))
+            .get(0);
+        assert_eq!(n, 0, "{table}");
+    }
+    let kept: i64 = c
+        .query_one("SELECT count(*) FROM readings", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(kept, 1, "the upgrade keeps the readings");
+    // The api reads gaps with the contract's query.
+    c.query(
+        weir_crds::historian::GAPS_SQL,
+        &[&"t", &"g", &SystemTime::UNIX_EPOCH, &SystemTime::now()],
+    )
+    .await
+    .unwrap();
+}
