@@ -66,6 +66,10 @@ fn uplink_config() -> GatewayConfig {
     c.uplink.max_bytes_per_message = 1024 * 1024;
     c.uplink.linger_ms = 5;
     c.uplink.buffer.max_bytes = 4 * 1024 * 1024 * 1024;
+    // Throughput and replay-after-outage measure the broker's PUBACKs with
+    // no reader attached (as before issue 20); a held queue would measure
+    // nothing. Retention stays on (the default), as in production.
+    c.uplink.require_subscriber = false;
     c
 }
 
