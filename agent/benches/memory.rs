@@ -37,7 +37,10 @@ fn config() -> GatewayConfig {
             serde_json::json!({"name": format!("plc-{d}"), "adapter": "simulator", "groups": groups})
         })
         .collect();
+    // No reader is attached: as before issue 20, readings are acknowledged
+    // into the void rather than held for a subscriber.
     serde_json::from_value(serde_json::json!({
+        "uplink": {"requireSubscriber": false},
         "devices": devices,
         "pipelines": [{"name": "db", "select": {"device": "plc-0"}, "steps": [{"deadband": {"percent": 1.0}}]}]
     }))
