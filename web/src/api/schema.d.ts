@@ -751,7 +751,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Fleet-health events of the project (gateway offline / online), newest first. */
+        /** Fleet-health events of the project (gateway offline / online, data gaps), newest first. */
         get: operations["fleet_events"];
         put?: never;
         post?: never;
@@ -934,7 +934,8 @@ export interface paths {
         /**
          * A tag over time in time buckets, from the historian (for charts).
          * @description Average, minimum, maximum and count of the good readings per bucket,
-         *     computed in PostgreSQL from the historian's `readings`. Any member of the
+         *     computed in PostgreSQL from the historian's `readings`, and the data
+         *     gaps (lost readings, `reading_gaps`) in the range. Any member of the
          *     project may read it. 503 when the api has no historian database
          *     (`WEIR_HISTORIAN_URL`) or cannot reach it.
          */
@@ -1393,6 +1394,11 @@ export interface components {
              * @description Seconds between heartbeats; offline after 3 missed.
              */
             heartbeatIntervalS?: number;
+            /**
+             * Format: int64
+             * @description The highest frame `seq` the broker has acknowledged.
+             */
+            lastAckedSeq?: number | null;
             /** Format: int64 */
             queueBytes?: number;
             /** Format: int64 */
@@ -1400,8 +1406,23 @@ export interface components {
             /** Format: int64 */
             readingsOut?: number;
             refused?: null | components["schemas"]["RefusedBundle"];
+            /**
+             * Format: int64
+             * @description Replay requests answered since the agent started.
+             */
+            replays?: number;
+            /**
+             * Format: int64
+             * @description Acknowledged frames kept on disk for replays (`uplink.buffer.retain`).
+             */
+            retainedFrames?: number;
             /** Format: int64 */
             uptimeS?: number;
+            /**
+             * @description The broker answers "no matching subscribers": nothing reads the
+             *     readings, so the agent holds them and retries (`uplink.requireSubscriber`).
+             */
+            waitingForSubscriber?: boolean;
         };
         AgentTokenRequest: {
             signature: string;
@@ -1801,6 +1822,43 @@ export interface components {
             password?: string | null;
             system_admin?: boolean;
         };
+        /**
+         * @description A range of a gateway's readings the historian could not get: frames
+         *     `seq_from..=seq_to` (inclusive) never reached its table and cannot be
+         *     replayed any more.
+         */
+        DataGapInfo: {
+            /**
+             * Format: date-time
+             * @description When the historian gave up on the range.
+             */
+            detected_at: string;
+            /**
+             * @description `not-retained` (the agent no longer holds the frames) or
+             *     `agent-unreachable` (it did not answer replay requests in time).
+             */
+            reason: string;
+            /**
+             * Format: int64
+             * @description First lost frame (`seq` of the uplink frames), inclusive.
+             */
+            seq_from: number;
+            /**
+             * Format: int64
+             * @description Last lost frame, inclusive.
+             */
+            seq_to: number;
+            /**
+             * Format: date-time
+             * @description Read time of the last frame stored before the gap (null: none).
+             */
+            ts_from?: string | null;
+            /**
+             * Format: date-time
+             * @description Read time of the first frame stored after the gap (null: none yet).
+             */
+            ts_to?: string | null;
+        };
         Delivery: {
             /** Format: int32 */
             alerts: number;
@@ -1893,13 +1951,14 @@ export interface components {
         FleetEvent: {
             /** Format: date-time */
             at: string;
+            gap?: null | components["schemas"]["DataGapInfo"];
             /** @description Gateway name. */
             gateway: string;
             /** Format: uuid */
             gateway_id: string;
             /** Format: uuid */
             id: string;
-            /** @description `gateway_offline` or `gateway_online`. */
+            /** @description `gateway_offline`, `gateway_online` or `data_gap`. */
             kind: string;
             /** Format: uuid */
             org_id: string;
@@ -2249,7 +2308,7 @@ export interface components {
          * @description What a rule watches.
          * @enum {string}
          */
-        RuleKind: "threshold" | "absence" | "rate" | "gateway_offline" | "device_down" | "cluster_degraded";
+        RuleKind: "threshold" | "absence" | "rate" | "gateway_offline" | "device_down" | "cluster_degraded" | "data_gap";
         /** @description A rule as created and updated over the API (`PUT` replaces it whole). */
         RuleSpec: {
             /**
@@ -2325,7 +2384,7 @@ export interface components {
             tag: string;
         } | {
             /** @enum {unknown} */
-            kind?: "gateway_offline" | "device_down" | "cluster_degraded";
+            kind?: "gateway_offline" | "device_down" | "cluster_degraded" | "data_gap";
         });
         /** @description A tag of one gateway over time. */
         Series: {
@@ -2336,6 +2395,13 @@ export interface components {
              * @description Start of the range (inclusive), also the start of the first bucket.
              */
             from: string;
+            /**
+             * @description Readings the historian recorded as lost for good whose time window
+             *     overlaps the range, by `seq_from`: the chart shows them as gaps,
+             *     never as interpolated data. `ts_from`/`ts_to` bound the window
+             *     (null: no stored frame before/after it).
+             */
+            gaps: components["schemas"]["DataGapInfo"][];
             gateway: string;
             /**
              * @description Buckets that hold at least one good reading, oldest first. Buckets
@@ -8615,6 +8681,8 @@ export interface operations {
             query?: {
                 /** @description Only events of this gateway. */
                 gateway?: string;
+                /** @description Only events of this kind (`gateway_offline`, `gateway_online`, `data_gap`). */
+                kind?: string;
                 /** @description Page size, 1-500 (default 100). */
                 limit?: number;
             };
