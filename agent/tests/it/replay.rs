@@ -366,3 +366,53 @@ async fn the_uplink_state_goes_out_on_connect_and_every_few_seconds() {
     assert!(states.len() >= 2);
     rt.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_replay_beside_live_data_completes_and_live_data_arrives() {
+    let broker = common::broker();
+    let sub = Subscriber::start(broker.port, "weir/#").await;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime(&dir, broker.url());
+    let mut cfg = GatewayConfig::default();
+    // Small messages: the replay is many publishes.
+    cfg.uplink.max_readings_per_message = 50;
+    rt.apply(&cfg, 1).await.unwrap();
+    let origin = rt.queue.origin();
+    feed(&rt, 4, 2500).await;
+    sub.wait_until(Duration::from_secs(30), "10,000 frames", |s| {
+        s.readings >= (10_000 * TAGS) as u64
+    })
+    .await;
+    let live_before = sub.seen.lock().unwrap().readings;
+    sub.client
+        .publish(
+            replay_topic("weir", "riverside", "ps-1"),
+            rumqttc::QoS::AtLeastOnce,
+            false,
+            format!("{{\"fromSeq\":{origin},\"toSeq\":{}}}", origin + 9_999),
+        )
+        .await
+        .unwrap();
+    // Live data meanwhile.
+    feed(&rt, 4, 500).await;
+    sub.wait_until(Duration::from_secs(30), "live data and the answer", |s| {
+        s.readings >= live_before + (2_000 * TAGS) as u64
+            && s.other.iter().any(|(t, _)| t.ends_with("/cmd/replay/resp"))
+    })
+    .await;
+    let r = &other::<ReplayResponse>(&sub, "/cmd/replay/resp")[0];
+    assert_eq!(r.replayed_frames, 10_000);
+    assert!(r.missing.is_empty() && r.error.is_none(), "{r:?}");
+    let dups = sub.seen.lock().unwrap().duplicates;
+    assert!(
+        dups >= (10_000 * TAGS) as u64,
+        "every replayed reading came again ({dups})"
+    );
+    assert_eq!(
+        rt.uplink_stats.reconnects.load(Ordering::Relaxed),
+        0,
+        "the replay never overflowed the client"
+    );
+    assert_eq!(rt.queue.last_acked_seq(), Some(origin + 11_999));
+    rt.shutdown().await;
+}
