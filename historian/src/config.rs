@@ -107,10 +107,10 @@ impl Config {
             return bad("MQTT inflight must be at least 1");
         }
         if self.replay_max_frames == 0 {
-            return bad("replay max frames must be at least 1");
+            return bad("--replay-max-frames must be at least 1");
         }
         if self.gap_check_interval.is_zero() || self.replay_retry.is_zero() {
-            return bad("the gap check interval and the replay retry must be longer than 0");
+            return bad("--gap-check-ms and --replay-retry-secs must be greater than 0");
         }
         if self.client_id.is_empty() {
             return bad("the MQTT client id must not be empty");
@@ -152,5 +152,11 @@ mod tests {
             ..Default::default()
         };
         assert!(zero.validate().is_err());
+        let no_frames = Config {
+            replay_max_frames: 0,
+            ..Default::default()
+        };
+        let e = no_frames.validate().unwrap_err().to_string();
+        assert!(e.contains("--replay-max-frames"), "{e}");
     }
 }
