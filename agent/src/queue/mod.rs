@@ -34,10 +34,10 @@
 //!   (counting every reading in it) or refuse new frames (counting them),
 //!   as configured.
 //!
-//! (Over 700 lines on purpose: the writer, the reader and the ack cursor
-//! share the invariants above and keep them together; the segment format is
-//! in `segment.rs`, the uplink's reader in `reader.rs`, retention and range
-//! reads in `retain.rs`, the tests in `tests.rs`.)
+//! Here: the writer and the ack cursor, which share the invariants above.
+//! The segment format is in `segment.rs`, the uplink's reader in
+//! `reader.rs`, retention, the origin and range reads in `retain.rs`, the
+//! tests in `tests.rs` and `retain_tests.rs`.
 
 mod reader;
 mod retain;

@@ -106,3 +106,45 @@ impl SubscriberWait {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn waits_rewind_back_off_and_recover() {
+        let stats = UplinkStats::default();
+        let mut w = SubscriberWait::new();
+        assert!(w.can_send());
+        w.no_subscriber(&stats);
+        assert!(!w.can_send(), "nothing new goes out while draining");
+        assert!(stats.waiting_for_subscriber.load(Ordering::Relaxed));
+        assert!(!w.must_rewind(3), "in-flight messages finish first");
+        assert!(w.must_rewind(0));
+        let mut waits = vec![];
+        for _ in 0..8 {
+            let before = Instant::now();
+            w.rewound();
+            let wake = w.wake_at().expect("sleeping");
+            waits.push(wake - before);
+            assert!(!w.can_send());
+            w.wake();
+            assert!(w.can_send(), "probing after the wait");
+            w.no_subscriber(&stats);
+        }
+        // Jittered in [b/2, b], doubling from 500 ms, capped at 30 s.
+        assert!(waits[0] >= Duration::from_millis(250) && waits[0] <= FIRST_BACKOFF);
+        assert!(waits[7] >= MAX_BACKOFF / 2 && waits[7] <= MAX_BACKOFF);
+        assert_eq!(stats.no_subscriber_acks.load(Ordering::Relaxed), 9);
+        w.rewound();
+        w.wake();
+        w.delivered(&stats);
+        assert!(!stats.waiting_for_subscriber.load(Ordering::Relaxed));
+        assert!(w.can_send());
+        // The back-off starts over.
+        w.no_subscriber(&stats);
+        let before = Instant::now();
+        w.rewound();
+        assert!(w.wake_at().unwrap() - before <= FIRST_BACKOFF);
+    }
+}
