@@ -317,6 +317,9 @@ export const gateways = {
     ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens', { params: { path: { ...s, gateway } }, body })),
   revokeEnrollmentToken: (s: Scope, gateway: string, enrollment_token: string) =>
     ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens/{enrollment_token}', { params: { path: { ...s, gateway, enrollment_token } } })),
+  /** The gateway's recent data gaps (fleet events `data_gap`, newest first; at most `limit`). */
+  dataGaps: (s: Scope, gateway: string, limit = 100, signal?: AbortSignal) =>
+    ok(client.GET('/api/v1/orgs/{org}/projects/{project}/fleet-events', { params: { path: s, query: { gateway, kind: 'data_gap', limit } }, signal })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
   series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),

@@ -169,6 +169,10 @@ export type NewEnrollmentToken = Schemas['CreatedEnrollmentToken'];
 
 export type SeriesPoint = Schemas['SeriesPoint'];
 export type Series = Schemas['Series'];
+/** Readings the historian recorded as lost for good (`reading_gaps`). */
+export type DataGap = Schemas['DataGapInfo'];
+/** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
+export type FleetEvent = Schemas['FleetEvent'];
 
 // ---- alerts ----
 

@@ -1,7 +1,11 @@
 // What the agent's last heartbeat said (the api's `agent_status`, an
-// AgentStatus): its devices, the queue on disk, dropped readings and a
-// refused config bundle.
-import type { DeviceHealth, Gateway } from '../api/types';
+// AgentStatus): its devices, the queue on disk, dropped readings, a
+// refused config bundle, what it keeps for replays and whether the broker
+// says nobody reads its readings; and the gateway's recent data gaps.
+import { useEffect, useState } from 'react';
+import { gateways } from '../api/endpoints';
+import type { FleetEvent, DeviceHealth, Gateway } from '../api/types';
+import { useScope } from '../scope';
 import { Badge, Empty, fmtAgo, fmtTime, Notice } from '../ui/kit';
 
 export function fmtBytes(n: number): string {
@@ -52,6 +56,9 @@ export function AgentReport({ g }: { g: Gateway }) {
         </span>
       </div>
       {g.status === 'offline' && <Notice kind="warn">The agent is offline: these are the values of its last heartbeat.</Notice>}
+      {a.waitingForSubscriber && (
+        <Notice kind="warn">The broker says nothing subscribes to this gateway's readings; the agent holds them and retries. Check that the historian (or another reader) is connected to the broker.</Notice>
+      )}
       {a.refused && (
         <Notice kind="error">
           The agent refused config bundle {a.refused.version != null ? `v${a.refused.version}` : '(version unknown)'} on {fmtTime(a.refused.at)}: {a.refused.reason}
@@ -73,6 +80,16 @@ export function AgentReport({ g }: { g: Gateway }) {
           <span className="label">Readings sent</span>
           <span className="value">{n(a.readingsOut)}</span>
           <span className="muted">accepted by the broker since the agent started</span>
+        </div>
+        <div className="stat" aria-label="Kept for replay">
+          <span className="label">Kept for replay</span>
+          <span className="value">{n(a.retainedFrames)}</span>
+          <span className="muted">acknowledged frames on disk the historian can ask for again; {n(a.replays)} replay{a.replays === 1 ? '' : 's'} answered</span>
+        </div>
+        <div className="stat" aria-label="Last acknowledged seq">
+          <span className="label">Last acknowledged seq</span>
+          <span className="value">{a.lastAckedSeq != null ? a.lastAckedSeq.toLocaleString() : '—'}</span>
+          <span className="muted">the newest frame the broker accepted</span>
         </div>
         <div className="stat" aria-label="Uptime">
           <span className="label">Running for</span>
@@ -101,6 +118,41 @@ export function AgentReport({ g }: { g: Gateway }) {
         </div>
       ) : (
         <Empty title="No devices reported">The agent's config has no devices yet.</Empty>
+      )}
+    </section>
+  );
+}
+
+const seqText = (from: number, to: number) => (from === to ? `seq ${from}` : `seq ${from}–${to}`);
+
+/**
+ * The gateway's recent data gaps (fleet events `data_gap`, recorded from the
+ * historian's `reading_gaps` when the api has WEIR_HISTORIAN_URL): how many
+ * and the last one.
+ */
+export function DataGaps({ g }: { g: Gateway }) {
+  const { s } = useScope();
+  const [events, setEvents] = useState<FleetEvent[] | null>(null);
+  useEffect(() => {
+    const ctl = new AbortController();
+    gateways
+      .dataGaps(s, g.name, 100, ctl.signal)
+      .then(setEvents)
+      .catch(() => setEvents(null));
+    return () => ctl.abort();
+  }, [s.org, s.project, g.name]); // eslint-disable-line react-hooks/exhaustive-deps
+  if (!events) return null;
+  const last = events[0]?.gap;
+  return (
+    <section className="card" aria-label="Data gaps">
+      <h2>Data gaps</h2>
+      {last ? (
+        <Notice kind="error">
+          {events.length >= 100 ? '100 or more' : events.length} range{events.length === 1 ? '' : 's'} of readings lost for good. Last: {seqText(last.seq_from, last.seq_to)} ({last.seq_to - last.seq_from + 1} frames, {last.reason === 'not-retained' ? 'the agent no longer held them' : last.reason === 'agent-unreachable' ? 'the agent did not answer replay requests' : last.reason}), recorded {fmtAgo(events[0].at)}
+          {last.ts_from || last.ts_to ? ` (readings between ${last.ts_from ? fmtTime(last.ts_from) : 'the start'} and ${last.ts_to ? fmtTime(last.ts_to) : 'now'})` : ''}. The readings chart shows each gap.
+        </Notice>
+      ) : (
+        <p className="muted">No data gaps recorded: every frame the agent sent reached the historian, or was replayed to it.</p>
       )}
     </section>
   );

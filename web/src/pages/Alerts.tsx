@@ -13,6 +13,7 @@ const KINDS: [RuleKind, string][] = [
   ['gateway_offline', 'Gateway offline'],
   ['device_down', 'Device down'],
   ['cluster_degraded', 'Cluster degraded'],
+  ['data_gap', 'Readings lost (data gap)'],
 ];
 
 export function ruleWords(r: RuleSpec): string {
@@ -31,6 +32,8 @@ export function ruleWords(r: RuleSpec): string {
       return `device ${where || 'any'} down${dur}`;
     case 'cluster_degraded':
       return `the MQTT cluster degraded${dur}`;
+    case 'data_gap':
+      return `readings of gateway ${r.gateway ?? 'any'} lost for good`;
     default:
       return String(r.kind);
   }
@@ -46,9 +49,10 @@ export function specOf(rule: AlertRule): RuleSpec {
 
 /** Keep only the fields the rule's kind uses (the api rejects the others). */
 export function cleanRule(r: RuleSpec): RuleSpec {
-  const out: RuleSpec = { name: r.name, kind: r.kind, for_secs: r.for_secs ?? 0, severity: r.severity, summary: r.summary ?? '', labels: r.labels ?? {}, channels: r.channels ?? [], enabled: r.enabled ?? true };
+  // A data gap fires when it is recorded: there is no for-duration.
+  const out: RuleSpec = { name: r.name, kind: r.kind, for_secs: r.kind === 'data_gap' ? 0 : r.for_secs ?? 0, severity: r.severity, summary: r.summary ?? '', labels: r.labels ?? {}, channels: r.channels ?? [], enabled: r.enabled ?? true };
   const tagRule = ['threshold', 'absence', 'rate', 'device_down'].includes(r.kind);
-  if (tagRule || r.kind === 'gateway_offline') out.gateway = r.gateway || null;
+  if (tagRule || r.kind === 'gateway_offline' || r.kind === 'data_gap') out.gateway = r.gateway || null;
   if (tagRule) out.device = r.device || null;
   if (tagRule && r.kind !== 'device_down') out.tag = r.tag || null;
   if (r.kind === 'threshold') {
@@ -81,7 +85,7 @@ function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClos
       <form className="form" onSubmit={(e) => e.preventDefault()}>
         <Field label="Name" error={f.name}>{(p) => <input {...p} value={r.name} onChange={set('name')} placeholder="Chlorine residual low" />}</Field>
         <Field label="When" error={f.kind}>{(p) => <select {...p} value={r.kind} onChange={set('kind')}>{KINDS.map(([k, l]) => <option key={k} value={k}>{l}</option>)}</select>}</Field>
-        {(onTag || r.kind === 'gateway_offline') && <Field label="Gateway" error={f.gateway}>{(p) => <input {...p} value={r.gateway ?? ''} onChange={set('gateway')} />}</Field>}
+        {(onTag || r.kind === 'gateway_offline' || r.kind === 'data_gap') && <Field label="Gateway" error={f.gateway}>{(p) => <input {...p} value={r.gateway ?? ''} onChange={set('gateway')} />}</Field>}
         {onTag && <Field label="Device" error={f.device}>{(p) => <input {...p} value={r.device ?? ''} onChange={set('device')} />}</Field>}
         {onTag && r.kind !== 'device_down' && <Field label="Tag" error={f.tag}>{(p) => <input {...p} value={r.tag ?? ''} onChange={set('tag')} />}</Field>}
         {r.kind === 'threshold' && (
@@ -97,7 +101,11 @@ function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClos
         )}
         {r.kind === 'absence' && <Field label="No reading for (seconds)" error={f.absent_secs}>{(p) => <input {...p} type="number" min={1} value={r.absent_secs ?? 300} onChange={set('absent_secs')} />}</Field>}
         {r.kind === 'rate' && <Field label="Change per second above" error={f.max_rate_per_sec}>{(p) => <input {...p} type="number" step="any" value={r.max_rate_per_sec ?? ''} onChange={set('max_rate_per_sec')} />}</Field>}
-        <Field label="For (seconds)" hint="How long the condition must hold before the alert fires." error={f.for_secs}>{(p) => <input {...p} type="number" min={0} value={r.for_secs ?? 0} onChange={set('for_secs')} />}</Field>
+        {r.kind === 'data_gap' ? (
+          <Notice kind="info">Fires once for each range of readings the historian could not get back (the agent no longer held them, or did not answer), naming the gateway and the lost seq range; resolves on its own after 10 minutes. The gap stays on the readings chart.</Notice>
+        ) : (
+          <Field label="For (seconds)" hint="How long the condition must hold before the alert fires." error={f.for_secs}>{(p) => <input {...p} type="number" min={0} value={r.for_secs ?? 0} onChange={set('for_secs')} />}</Field>
+        )}
         <Field label="Severity" error={f.severity}>{(p) => <select {...p} value={r.severity} onChange={set('severity')}><option value="critical">Critical</option><option value="warning">Warning</option><option value="info">Info</option></select>}</Field>
         <Field label="Summary" hint="Sent in notifications." error={f.summary}>{(p) => <input {...p} value={r.summary ?? ''} onChange={set('summary')} />}</Field>
         <ErrorNotice error={act.error} />

@@ -8,10 +8,10 @@ import { SLUG_RE } from '../lib/slug';
 import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ConfigEditor, newDevice } from './ConfigEditor';
-import { Chart, toSeries } from '../ui/Chart';
+import { Chart, toSeries, type GapBand } from '../ui/Chart';
 import { ApiError } from '../api/http';
 import { AgentRevoked, RevokeAgentButton } from './RevokeAgent';
-import { AgentReport } from './AgentReport';
+import { AgentReport, DataGaps } from './AgentReport';
 import { ClusterPicker, useOwnClusters } from './ClusterPicker';
 
 export function versionText(g: Pick<Gateway, 'desired_version' | 'applied_version'>) {
@@ -215,6 +215,7 @@ function Overview({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
         {g.last_error && !g.agent_status?.refused && <div style={{ gridColumn: '1 / -1' }}><Notice kind="error">The agent reports: {g.last_error}</Notice></div>}
       </div>
       <AgentReport g={g} />
+      <DataGaps g={g} />
       <ClusterSection g={g} onSaved={onSaved} />
     </div>
   );
@@ -399,7 +400,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
   const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit })))), [cfg]);
   const [tag, setTag] = useState(tags[0]?.id ?? '');
   const [range, setRange] = useState(0);
-  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; span: [number, number] } | null>(null);
+  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; gaps: GapBand[]; span: [number, number] } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
     // The id is `device/tag` (neither name may contain '/').
@@ -435,7 +436,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
       ) : (
         <ErrorNotice error={err} />
       )}
-      {data && (data.times.length ? <Chart times={data.times} lines={lines} span={data.span} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
+      {data && (data.times.length || data.gaps.length ? <Chart times={data.times} lines={lines} span={data.span} gaps={data.gaps} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
     </section>
   );
 }

@@ -1,0 +1,71 @@
+// Issue 20 on the gateway page: the agent's replay fields and the broker's
+// "nobody subscribes" warning, the gateway's recorded data gaps, and a gap
+// on the readings chart (a shaded, labelled band, the line broken).
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { screen, waitFor, within } from '@testing-library/react';
+import { fx, json, me, mockApi, renderAt, Route } from './util';
+import { GatewayDetail } from '../pages/Gateways';
+import type { Schemas } from '../api/http';
+
+afterEach(() => {
+  vi.unstubAllGlobals();
+});
+
+const viewer = me({ memberships: [{ org: 'rw', project: 'north', role: 'project-viewer' }] });
+const P = '/api/v1/orgs/rw/projects/north';
+const detail = <Route path="/o/:org/p/:project/gateways/:gateway/:tab?" element={<GatewayDetail />} />;
+
+const gap: Schemas['DataGapInfo'] = { seq_from: 100, seq_to: 149, ts_from: '2026-01-01T00:01:30Z', ts_to: '2026-01-01T00:02:10Z', detected_at: '2026-01-01T00:03:00Z', reason: 'not-retained' };
+
+function gapEvent(p: Partial<Schemas['FleetEvent']> = {}): Schemas['FleetEvent'] {
+  return { id: 'e1', org_id: 'o', project_id: 'p', gateway_id: 'g1', gateway: 'north-pump', kind: 'data_gap', at: new Date(Date.now() - 120_000).toISOString(), gap, ...p };
+}
+
+function api(g: Schemas['Gateway'], events: Schemas['FleetEvent'][], series?: Schemas['Series']) {
+  return mockApi((_m, u) => {
+    if (u.pathname === `${P}/gateways/north-pump`) return json(g);
+    if (u.pathname === `${P}/rollout`) return json([fx.rollout({ gateway: 'north-pump', online: true, last_heartbeat: g.last_heartbeat })]);
+    if (u.pathname === `${P}/clusters`) return json([]);
+    if (u.pathname === `${P}/fleet-events`) return json(events);
+    if (u.pathname === `${P}/gateways/north-pump/series` && series) return json(series);
+    return undefined;
+  });
+}
+
+describe('keep, detect, replay on the gateway page', () => {
+  it('warns when the broker says nothing subscribes, and shows what the agent keeps for replays', async () => {
+    const at = new Date(Date.now() - 5_000).toISOString();
+    const calls = api(
+      fx.gateway({ online: true, last_heartbeat: at, agent_status: { devices: [], waitingForSubscriber: true, retainedFrames: 12345, lastAckedSeq: 98765, replays: 2 } }),
+      [gapEvent({ id: 'e2' }), gapEvent({ id: 'e1', gap: { ...gap, seq_from: 10, seq_to: 19 } })],
+    );
+    renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
+    const report = await screen.findByRole('region', { name: 'Agent report' });
+    expect(report).toHaveTextContent("The broker says nothing subscribes to this gateway's readings; the agent holds them and retries.");
+    expect(within(report).getByLabelText('Kept for replay')).toHaveTextContent(`${(12345).toLocaleString()}acknowledged frames on disk the historian can ask for again; 2 replays answered`);
+    expect(within(report).getByLabelText('Last acknowledged seq')).toHaveTextContent((98765).toLocaleString());
+    const gaps = await screen.findByRole('region', { name: 'Data gaps' });
+    await waitFor(() => expect(gaps).toHaveTextContent('2 ranges of readings lost for good. Last: seq 100–149 (50 frames, the agent no longer held them), recorded 2 min ago'));
+    expect(calls.some((c) => c.path === `${P}/fleet-events?gateway=north-pump&kind=data_gap&limit=100`)).toBe(true);
+  });
+
+  it('no warning while something subscribes; no gaps said plainly', async () => {
+    api(fx.gateway({ online: true, last_heartbeat: new Date().toISOString(), agent_status: { devices: [], waitingForSubscriber: false } }), []);
+    renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
+    const report = await screen.findByRole('region', { name: 'Agent report' });
+    expect(report).not.toHaveTextContent('nothing subscribes');
+    expect(await screen.findByRole('region', { name: 'Data gaps' })).toHaveTextContent('No data gaps recorded');
+  });
+
+  it('the readings chart shows a gap as a labelled gap, not as data', async () => {
+    const config = { devices: [{ name: 'pump-1', adapter: 'modbusTcp', modbus: { host: '10.0.0.5' }, groups: [{ name: 'fast', intervalMs: 1000, tags: [{ name: 'level', address: '1!400001', dataType: 'float32' }] }] }] };
+    const points = [0, 1, 2, 3].map((m) => ({ t: `2026-01-01T00:0${m}:00Z`, avg: m, count: 6 }));
+    api(fx.gateway({ spec: config } as Partial<Schemas['Gateway']>), [], { gateway: 'north-pump', tag: 'level', from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:05:00Z', step_seconds: 60, points, gaps: [gap] });
+    renderAt('/o/rw/p/north/gateways/north-pump/readings', detail, viewer);
+    const chart = await screen.findByTestId('chart');
+    // Four buckets and one break across the gap.
+    expect(chart).toHaveAttribute('data-points', '5');
+    expect(chart).toHaveAttribute('data-gaps', '1');
+    expect(screen.getByRole('list', { name: 'Data gaps' })).toHaveTextContent(/Data gap: seq 100–149 lost \(50 frames, not-retained\): between .* and .*\. Not interpolated/);
+  });
+});
