@@ -14,3 +14,15 @@ pub async fn broker() -> Mosquitto {
         .start()
         .await
 }
+
+/// A broker WITHOUT persistence, as a Mosquitto or EMQX pod restarted by
+/// Kubernetes is: a kill loses every session and every queued message. The
+/// queue limits match [`broker`], so what is lost is lost to the kill, not
+/// to a full queue.
+pub async fn broker_in_memory() -> Mosquitto {
+    Mosquitto::builder()
+        .config("max_queued_messages 1000000")
+        .config("max_inflight_messages 0")
+        .start()
+        .await
+}

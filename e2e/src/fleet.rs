@@ -132,3 +132,15 @@ pub async fn wait_applied(
     }
     anyhow::bail!("{gateway} did not apply its desired config within {timeout:?}; rollout: {last}")
 }
+
+/// Replace a gateway's spec (a new signed version for its agent).
+pub async fn patch_spec(admin: &ApiClient, base: &str, gateway: &str, spec: Value) -> Result<()> {
+    admin
+        .ok(
+            reqwest::Method::PATCH,
+            &format!("{base}/gateways/{gateway}"),
+            Some(json!({"spec": spec, "comment": "e2e"})),
+        )
+        .await?;
+    Ok(())
+}

@@ -10,7 +10,9 @@
 pub mod api;
 pub mod broker;
 pub mod fleet;
+pub mod historian;
 pub mod k8s_sim;
+pub mod uplink_watch;
 
 pub use api::ApiClient;
-pub use broker::broker;
+pub use broker::{broker, broker_in_memory};

@@ -7,3 +7,4 @@ mod broker_outage;
 mod bundle_refusals;
 mod config_rollout;
 mod org_isolation;
+mod replay;
