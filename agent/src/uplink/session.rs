@@ -113,7 +113,9 @@ impl Uplink {
         let mut linger_deadline: Option<Instant> = None;
         let (resp_tx, mut resp_rx) = mpsc::channel::<WriteResponse>(64);
         let mut settings_rx = self.settings.clone();
-        let mut state_tick = tokio::time::interval(STATE_INTERVAL);
+        // The first state goes out on the ConnAck; the timer follows.
+        let mut state_tick =
+            tokio::time::interval_at(Instant::now() + STATE_INTERVAL, STATE_INTERVAL);
         state_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let window = usize::from(s.inflight);
