@@ -363,6 +363,10 @@ async fn a_lost_tail_is_seen_and_without_an_answer_recorded_as_agent_unreachable
         )]
     );
     assert_eq!(open_holes(&db).await, 0);
+    // Recorded for good: not asked for again.
+    agent.drain();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(agent.drain(), vec![]);
     let log = sink.log_text();
     assert!(
         log.contains("recorded a gap")
