@@ -95,6 +95,11 @@ dynsec createRole "$HIST"
 dynsec addRoleACL "$HIST" subscribePattern "$T/+/+/+" allow 2
 dynsec addRoleACL "$HIST" subscribePattern "\$share/+/$T/+/+/+" allow 2
 dynsec addRoleACL "$HIST" publishClientReceive "$T/+/+/+" allow 2
+for c in cmd/replay/resp cmd/uplink/state; do
+  dynsec addRoleACL "$HIST" subscribePattern "$T/+/$c" allow 2
+  dynsec addRoleACL "$HIST" subscribePattern "\$share/+/$T/+/$c" allow 2
+  dynsec addRoleACL "$HIST" publishClientReceive "$T/+/$c" allow 2
+done
 dynsec addRoleACL "$HIST" publishClientSend "$T/+/cmd/replay" allow 2
 dynsec addRoleACL "$HIST" publishClientReceive "#" deny 0
 dynsec createClient "$HIST" -p "$(cat "$STATE/mqtt-historian-password")"
