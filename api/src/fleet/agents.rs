@@ -650,6 +650,12 @@ mod tests {
             acl,
             vec![
                 rule("allow", "publish", "plant/riverside/pump-1/cmd/write/resp"),
+                rule("allow", "publish", "plant/riverside/pump-1/cmd/replay/resp"),
+                rule(
+                    "allow",
+                    "publish",
+                    "plant/riverside/pump-1/cmd/uplink/state"
+                ),
                 rule("deny", "publish", "plant/riverside/pump-1/cmd/#"),
                 rule("allow", "publish", "plant/riverside/pump-1/+/+"),
                 rule("allow", "subscribe", "plant/riverside/pump-1/cmd/+"),

@@ -142,10 +142,12 @@ pub async fn poll_once(st: &AppState) -> Result<Vec<FleetEventRecord>, ApiError>
             }
         }
         match page.last() {
-            // A full page of one instant cannot move the cursor: move past it.
+            // Read the last instant again (rows of it may be on the next
+            // page), unless that would not move the cursor: then move past it.
             Some((_, _, last)) if page.len() as i64 == PAGE => {
-                after = if last.detected_at > after {
-                    last.detected_at - chrono::Duration::microseconds(1)
+                let again = last.detected_at - chrono::Duration::microseconds(1);
+                after = if again > after {
+                    again
                 } else {
                     last.detected_at
                 };

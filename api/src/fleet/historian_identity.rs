@@ -284,6 +284,8 @@ mod tests {
             allowed,
             vec![
                 ("subscribe", "weir/riverside/+/+/+"),
+                ("subscribe", "weir/riverside/+/cmd/replay/resp"),
+                ("subscribe", "weir/riverside/+/cmd/uplink/state"),
                 ("publish", "weir/riverside/+/cmd/replay"),
             ]
         );

@@ -146,7 +146,8 @@ mod tests {
                 "m0210_cluster_shares",
                 "m0220_broker_identities",
                 "m0230_user_disable",
-                "m0240_audit_keyed"
+                "m0240_audit_keyed",
+                "m0250_data_gaps",
             ]
         );
     }
