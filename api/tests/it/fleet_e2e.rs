@@ -562,6 +562,8 @@ async fn mqtt_jwt_credentials_and_key_rotation(b: Backend) {
         acl,
         &json!([
             {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/write/resp"},
+            {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/replay/resp"},
+            {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/uplink/state"},
             {"permission": "deny", "action": "publish", "topic": "weir/lakeside/tank-1/cmd/#"},
             {"permission": "allow", "action": "publish", "topic": "weir/lakeside/tank-1/+/+"},
             {"permission": "allow", "action": "subscribe", "topic": "weir/lakeside/tank-1/cmd/+"},
