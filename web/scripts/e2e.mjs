@@ -34,6 +34,7 @@ import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
 import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
+import { dataGapStep } from './lib/e2e-gaps.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -430,6 +431,7 @@ async function main() {
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
     }, page);
+    await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });
     await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }

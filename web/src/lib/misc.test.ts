@@ -39,11 +39,11 @@ describe('helpers', () => {
     const t0 = 1767225600;
     expect(s.times).toEqual([t0, t0 + 60, t0 + 90, t0 + 120, t0 + 180]);
     expect(s.values).toEqual([0, 1, null, 2, 3]);
-    expect(s.gaps).toEqual([{ from: t0 + 90, to: t0 + 130, label: 'Data gap: seq 100–149 lost (50 frames, not-retained)' }]);
+    expect(s.gaps).toEqual([{ from: t0 + 90, to: t0 + 130, short: 'gap: seq 100–149', label: 'Data gap: seq 100–149 lost (50 frames, not-retained)' }]);
     // A gap with no stored frame after it yet runs to the end of the range.
     const open = toSeries({ ...api, points: pts.slice(0, 2), gaps: [{ ...gap, ts_to: null, seq_to: 100 }] });
     expect(open.values).toEqual([0, 1]);
-    expect(open.gaps[0]).toEqual({ from: t0 + 90, to: Infinity, label: 'Data gap: seq 100 lost (1 frame, not-retained)' });
+    expect(open.gaps[0]).toEqual({ from: t0 + 90, to: Infinity, short: 'gap: seq 100', label: 'Data gap: seq 100 lost (1 frame, not-retained)' });
   });
 
   it('words for time, versions, install commands and rules', () => {

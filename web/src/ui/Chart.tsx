@@ -13,6 +13,8 @@ export interface Line {
 export interface GapBand {
   from: number;
   to: number;
+  /** On the band: `gap: seq 100–149`. */
+  short: string;
   label: string;
 }
 
@@ -31,9 +33,13 @@ function drawGaps(gaps: GapBand[]) {
       if (x1 <= x0) continue;
       ctx.fillStyle = GAP_FILL;
       ctx.fillRect(x0, top, x1 - x0, height);
+      // The short label, kept inside the plot (the whole one is listed below it).
       ctx.fillStyle = GAP_TEXT;
       ctx.font = `${12 * devicePixelRatio}px sans-serif`;
-      ctx.fillText(g.label, x0 + 4 * devicePixelRatio, top + 14 * devicePixelRatio, Math.max(x1 - x0 - 8, 40 * devicePixelRatio));
+      const pad = 4 * devicePixelRatio;
+      const w = ctx.measureText(g.short).width;
+      const x = Math.max(left + pad, Math.min(x0 + pad, left + width - w - pad));
+      ctx.fillText(g.short, x, top + 14 * devicePixelRatio);
     }
     ctx.restore();
   };
@@ -117,7 +123,7 @@ export function gapBands(r: Series): GapBand[] {
     const to = g.ts_to ? Date.parse(g.ts_to) / 1000 : Infinity;
     const frames = g.seq_to - g.seq_from + 1;
     const seqs = frames === 1 ? `seq ${g.seq_from}` : `seq ${g.seq_from}–${g.seq_to}`;
-    return { from, to, label: `Data gap: ${seqs} lost (${frames} frame${frames === 1 ? '' : 's'}, ${g.reason})` };
+    return { from, to, short: `gap: ${seqs}`, label: `Data gap: ${seqs} lost (${frames} frame${frames === 1 ? '' : 's'}, ${g.reason})` };
   });
 }
 
