@@ -88,7 +88,8 @@ export function AgentReport({ g }: { g: Gateway }) {
         </div>
         <div className="stat" aria-label="Last acknowledged seq">
           <span className="label">Last acknowledged seq</span>
-          <span className="value">{a.lastAckedSeq != null ? a.lastAckedSeq.toLocaleString() : '—'}</span>
+          {/* Seqs start from a time-based origin: long numbers, shown as they appear in messages. */}
+          <span className="value" style={{ fontSize: 18, overflowWrap: 'anywhere' }}>{a.lastAckedSeq != null ? String(a.lastAckedSeq) : '—'}</span>
           <span className="muted">the newest frame the broker accepted</span>
         </div>
         <div className="stat" aria-label="Uptime">

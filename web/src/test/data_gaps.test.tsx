@@ -43,7 +43,7 @@ describe('keep, detect, replay on the gateway page', () => {
     const report = await screen.findByRole('region', { name: 'Agent report' });
     expect(report).toHaveTextContent("The broker says nothing subscribes to this gateway's readings; the agent holds them and retries.");
     expect(within(report).getByLabelText('Kept for replay')).toHaveTextContent(`${(12345).toLocaleString()}acknowledged frames on disk the historian can ask for again; 2 replays answered`);
-    expect(within(report).getByLabelText('Last acknowledged seq')).toHaveTextContent((98765).toLocaleString());
+    expect(within(report).getByLabelText('Last acknowledged seq')).toHaveTextContent('Last acknowledged seq98765the newest frame the broker accepted');
     const gaps = await screen.findByRole('region', { name: 'Data gaps' });
     await waitFor(() => expect(gaps).toHaveTextContent('2 ranges of readings lost for good. Last: seq 100–149 (50 frames, the agent no longer held them), recorded 2 min ago'));
     expect(calls.some((c) => c.path === `${P}/fleet-events?gateway=north-pump&kind=data_gap&limit=100`)).toBe(true);
