@@ -15,7 +15,9 @@ use super::UplinkStats;
 
 /// First wait after a "no subscribers"; doubles up to [`MAX_BACKOFF`].
 pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
-pub const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// Short enough that a reader back after a broker restart gets the backlog
+/// within seconds; each probe costs only one publish window.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Phase {
@@ -132,7 +134,7 @@ mod tests {
             assert!(w.can_send(), "probing after the wait");
             w.no_subscriber(&stats);
         }
-        // Jittered in [b/2, b], doubling from 500 ms, capped at 30 s.
+        // Jittered in [b/2, b], doubling from 500 ms, capped at 5 s.
         assert!(waits[0] >= Duration::from_millis(250) && waits[0] <= FIRST_BACKOFF);
         assert!(waits[7] >= MAX_BACKOFF / 2 && waits[7] <= MAX_BACKOFF);
         assert_eq!(stats.no_subscriber_acks.load(Ordering::Relaxed), 9);
