@@ -30,7 +30,9 @@ use std::time::{Duration, Instant, SystemTime};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use weir_e2e::api::{start_api_with, ADMIN_EMAIL, ADMIN_PASSWORD};
-use weir_e2e::fleet::{gateway_with_token, patch_spec, seed_project, start_agent, wait_applied};
+use weir_e2e::fleet::{
+    gateway_with_token, patch_spec, plant_spec, seed_project, start_agent, wait_applied,
+};
 use weir_e2e::historian::Historian;
 use weir_e2e::uplink_watch::UplinkWatch;
 use weir_e2e::{broker_in_memory, ApiClient};
@@ -45,21 +47,9 @@ const INTERVAL_MS: u64 = 20;
 const RATE: usize = DEVICES * TAGS * 1000 / INTERVAL_MS as usize;
 const GOAL: f64 = 300_000.0;
 
+/// No uplink settings: the defaults.
 fn spec(devices: usize) -> Value {
-    let devices: Vec<Value> = (0..devices)
-        .map(|d| {
-            let tags: Vec<Value> = (0..TAGS)
-                .map(|t| {
-                    json!({"name": format!("t{t}"), "address": "sim", "dataType": "float64",
-                           "signal": {"kind": "randomWalk", "min": 0.0, "max": 10.0}})
-                })
-                .collect();
-            json!({"name": format!("d{d}"), "adapter": "simulator",
-                   "groups": [{"name": "g", "intervalMs": INTERVAL_MS, "tags": tags}]})
-        })
-        .collect();
-    // No uplink settings: the defaults.
-    json!({"mode": "external", "clusterRef": "broker", "devices": devices})
+    plant_spec(devices, TAGS, INTERVAL_MS, json!({}))
 }
 
 /// Frames (one per device read) with read time in `(from, to]`: tag `t0` is

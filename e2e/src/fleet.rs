@@ -28,6 +28,26 @@ pub fn simulated_spec(tags: &[&str], interval_ms: u64) -> Value {
     })
 }
 
+/// A simulated plant: `devices` devices of one group `g` of `tags` float
+/// tags `t0..` read every `interval_ms`; one frame = one device's group =
+/// `tags` readings. `uplink` is the gateway's uplink settings (`{}` for the
+/// defaults).
+pub fn plant_spec(devices: usize, tags: usize, interval_ms: u64, uplink: Value) -> Value {
+    let devices: Vec<Value> = (0..devices)
+        .map(|d| {
+            let tags: Vec<Value> = (0..tags)
+                .map(|t| {
+                    json!({"name": format!("t{t}"), "address": "sim", "dataType": "float64",
+                           "signal": {"kind": "randomWalk", "min": 0.0, "max": 10.0}})
+                })
+                .collect();
+            json!({"name": format!("d{d}"), "adapter": "simulator",
+                   "groups": [{"name": "g", "intervalMs": interval_ms, "tags": tags}]})
+        })
+        .collect();
+    json!({"mode": "external", "clusterRef": "broker", "devices": devices, "uplink": uplink})
+}
+
 /// Create org + project + an external cluster for `broker_url`.
 pub async fn seed_project(
     admin: &ApiClient,

@@ -261,24 +261,10 @@ pub fn spawn(st: &AppState) {
     if every_ms == 0 || !st.fleet.historian.configured() {
         return;
     }
-    let st = st.clone();
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(every_ms.max(100)));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failures = 0u32;
-        loop {
-            tick.tick().await;
-            match poll_once(&st).await {
-                Ok(_) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    // Log the first failure of a streak, then every 100th
-                    // (a historian not started yet has no `reading_gaps`).
-                    if failures % 100 == 1 {
-                        tracing::warn!(error = %e, "data gap poll failed");
-                    }
-                }
-            }
-        }
+    // A historian not started yet has no `reading_gaps`: failures are
+    // logged once per streak (and every 100th), not every poll.
+    let every = Duration::from_millis(every_ms.max(100));
+    super::spawn_periodic(st, every, "data gap poll", |st| async move {
+        poll_once(&st).await.map(drop)
     });
 }

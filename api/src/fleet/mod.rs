@@ -41,6 +41,38 @@ use crate::fleet_events::FleetEventRecord;
 use crate::secrets::MasterKey;
 use crate::state::AppState;
 
+/// Run `pass` every `every` for the life of the process. Failures are
+/// logged as `what` failed: the first of a streak, then every 100th, so a
+/// dependency that is down does not flood the log.
+pub(crate) fn spawn_periodic<F, Fut>(
+    st: &AppState,
+    every: std::time::Duration,
+    what: &'static str,
+    pass: F,
+) where
+    F: Fn(AppState) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<(), ApiError>> + Send,
+{
+    let st = st.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut failures = 0u32;
+        loop {
+            tick.tick().await;
+            match pass(st.clone()).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    if failures % 100 == 1 {
+                        tracing::warn!(error = %e, "{what} failed");
+                    }
+                }
+            }
+        }
+    });
+}
+
 /// Fleet settings; flattened into [`crate::Config`].
 #[derive(Args, Clone, Debug)]
 pub struct FleetConfig {

@@ -283,25 +283,9 @@ async fn resign_expiring(st: &AppState, now: DateTime<Utc>) -> Result<(), ApiErr
 /// health ([`super::clusters::probe_all`]) every `cluster_probe_interval_ms`.
 pub fn spawn_monitor(st: &AppState) {
     spawn_cluster_prober(st);
-    let st = st.clone();
     let every = std::time::Duration::from_millis(st.fleet.config.fleet_monitor_interval_ms.max(50));
-    tokio::spawn(async move {
-        let mut tick = tokio::time::interval(every);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut failures = 0u32;
-        loop {
-            tick.tick().await;
-            match monitor_once(&st).await {
-                Ok(_) => failures = 0,
-                Err(e) => {
-                    failures += 1;
-                    // Log the first failure of a streak, then every 100th.
-                    if failures % 100 == 1 {
-                        tracing::warn!(error = %e, "fleet monitor pass failed");
-                    }
-                }
-            }
-        }
+    super::spawn_periodic(st, every, "fleet monitor pass", |st| async move {
+        monitor_once(&st).await.map(drop)
     });
 }
 

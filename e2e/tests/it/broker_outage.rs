@@ -6,9 +6,9 @@
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::Result;
-use serde_json::{json, Value};
+use serde_json::json;
 use weir_e2e::api::{start_api_with, ADMIN_EMAIL, ADMIN_PASSWORD};
-use weir_e2e::fleet::{gateway_with_token, seed_project, start_agent, wait_applied};
+use weir_e2e::fleet::{gateway_with_token, plant_spec, seed_project, start_agent, wait_applied};
 use weir_e2e::{broker, ApiClient};
 use weir_testkit::{bin, free_port, Proc, TestDb};
 
@@ -19,23 +19,6 @@ const INTERVAL_MS: u64 = 20;
 /// DEVICES × TAGS readings every INTERVAL_MS.
 const RATE: usize = DEVICES * TAGS * 1000 / INTERVAL_MS as usize;
 const OUTAGE: Duration = Duration::from_secs(30);
-
-fn plant_spec() -> Value {
-    let devices: Vec<Value> = (0..DEVICES)
-        .map(|d| {
-            let tags: Vec<Value> = (0..TAGS)
-                .map(|t| {
-                    json!({"name": format!("t{t}"), "address": "sim", "dataType": "float64",
-                                "signal": {"kind": "randomWalk", "min": 0.0, "max": 10.0}})
-                })
-                .collect();
-            json!({"name": format!("d{d}"), "adapter": "simulator",
-                   "groups": [{"name": "g", "intervalMs": INTERVAL_MS, "tags": tags}]})
-        })
-        .collect();
-    json!({"mode": "external", "clusterRef": "broker", "devices": devices,
-           "uplink": {"lingerMs": 20}})
-}
 
 struct Tally {
     rows: i64,
@@ -84,7 +67,13 @@ async fn broker_down_30s_under_50k_readings_per_second_loses_and_repeats_nothing
         .env("RUST_LOG", "info");
     let _historian = Proc::spawn("weir-historian", &mut cmd, dir.path())?;
 
-    let token = gateway_with_token(&admin, &base, "intake", plant_spec()).await?;
+    let token = gateway_with_token(
+        &admin,
+        &base,
+        "intake",
+        plant_spec(DEVICES, TAGS, INTERVAL_MS, json!({"lingerMs": 20})),
+    )
+    .await?;
     let _agent = start_agent(dir.path(), "intake", &base_url, Some(&token))?;
     wait_applied(&admin, &base, "intake", Duration::from_secs(60)).await?;
 

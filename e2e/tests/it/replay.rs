@@ -19,7 +19,9 @@ use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use weir_crds::message::UplinkState;
 use weir_e2e::api::{start_api_with, ADMIN_EMAIL, ADMIN_PASSWORD};
-use weir_e2e::fleet::{gateway_with_token, patch_spec, seed_project, start_agent, wait_applied};
+use weir_e2e::fleet::{
+    gateway_with_token, patch_spec, plant_spec, seed_project, start_agent, wait_applied,
+};
 use weir_e2e::historian::Historian;
 use weir_e2e::uplink_watch::UplinkWatch;
 use weir_e2e::{broker_in_memory, ApiClient};
@@ -27,24 +29,6 @@ use weir_testkit::postgres::connect;
 use weir_testkit::{PgServer, StopMode, TestDb};
 
 const TENANT: &str = "riverside";
-
-/// A simulated plant: `devices` devices of one group of `tags` float tags
-/// read every `interval_ms`; one frame = one device's group = `tags` readings.
-fn plant_spec(devices: usize, tags: usize, interval_ms: u64, uplink: Value) -> Value {
-    let devices: Vec<Value> = (0..devices)
-        .map(|d| {
-            let tags: Vec<Value> = (0..tags)
-                .map(|t| {
-                    json!({"name": format!("t{t}"), "address": "sim", "dataType": "float64",
-                           "signal": {"kind": "randomWalk", "min": 0.0, "max": 10.0}})
-                })
-                .collect();
-            json!({"name": format!("d{d}"), "adapter": "simulator",
-                   "groups": [{"name": "g", "intervalMs": interval_ms, "tags": tags}]})
-        })
-        .collect();
-    json!({"mode": "external", "clusterRef": "broker", "devices": devices, "uplink": uplink})
-}
 
 /// The same gateway with no devices: traffic stops, the agent (and its
 /// retained frames, for replays) stays.
