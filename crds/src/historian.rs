@@ -53,6 +53,15 @@ pub const GAPS_SQL: &str = "SELECT seq_from, seq_to, ts_from, ts_to, detected_at
 /// detected_at, reason`.
 pub const NEW_GAPS_SQL: &str = "SELECT tenant, gateway, seq_from, seq_to, ts_from, ts_to, detected_at, reason    FROM reading_gaps WHERE detected_at > $1 ORDER BY detected_at, tenant, gateway, seq_from LIMIT $2";
 
+/// Holes of one gateway the historian is asking the agent to replay right
+/// now (open longer than its grace period, not yet filled nor recorded as
+/// gaps), from the historian's `seq_holes` table. Parameters: `$1` tenant,
+/// `$2` gateway. Rows: `seq_from bigint, seq_to bigint, first_seen_ms
+/// bigint` (when the hole was first seen, ms since the epoch), `requests
+/// integer` (replay requests sent so far), `last_request_ms bigint`.
+pub const OPEN_GAPS_SQL: &str = "SELECT seq_from, seq_to, first_seen_ms, requests, last_request_ms \
+   FROM seq_holes WHERE tenant = $1 AND gateway = $2 AND requests > 0 ORDER BY seq_from";
+
 /// The unique key that makes redelivered readings a no-op, and the index
 /// [`SERIES_SQL`] reads in order.
 pub const SERIES_INDEX: &str =

@@ -54,7 +54,8 @@
 //!     -- records the still-missing parts as gaps
 //! seq_holes(tenant, gateway, seq_from PRIMARY KEY, seq_to, ts_before_ms,
 //!           ts_after_ms, first_seen_ms, requests, first_request_ms, last_request_ms)
-//!     -- open holes and the replay requests sent for them
+//!     -- open holes and the replay requests sent for them; weir-api reads
+//!     -- it (weir_crds::historian::OPEN_GAPS_SQL), so its columns are a contract
 //! ```
 
 use std::collections::BTreeSet;
