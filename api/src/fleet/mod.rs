@@ -16,6 +16,7 @@ pub mod clusters;
 pub mod data_gaps;
 pub mod enrollment;
 pub mod entities;
+pub mod gap_status;
 pub mod gateways;
 pub mod historian_identity;
 pub mod keys;
@@ -235,6 +236,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(rollout::router())
         .merge(series::router())
+        .merge(gap_status::router())
 }
 
 /// Start the fleet monitor (heartbeats → online/offline events, bundle

@@ -295,3 +295,241 @@ async fn series_answers_the_gaps_of_its_window() {
     app.stop().await;
     hist.drop_db().await;
 }
+
+/// The historian's `seq_holes` table (weir-historian schema v2,
+/// historian/src/schema.rs; its columns are the contract
+/// `weir_crds::historian::OPEN_GAPS_SQL` reads).
+const SEQ_HOLES_DDL: &str = r#"CREATE TABLE IF NOT EXISTS seq_holes (
+    tenant text COLLATE "C" NOT NULL, gateway text COLLATE "C" NOT NULL,
+    seq_from bigint NOT NULL, seq_to bigint NOT NULL,
+    ts_before_ms bigint, ts_after_ms bigint, first_seen_ms bigint NOT NULL,
+    requests integer NOT NULL, first_request_ms bigint, last_request_ms bigint,
+    PRIMARY KEY (tenant, gateway, seq_from))"#;
+
+/// A hole the historian tracks: first seen at `at(seen)`, `requests`
+/// replay requests sent, the last at `at(last)`.
+async fn add_hole(
+    h: &HistorianDb,
+    tenant: &str,
+    gateway: &str,
+    seqs: (i64, i64),
+    seen: i64,
+    requests: i32,
+    last: Option<i64>,
+) {
+    let ms = |s: i64| at(s).timestamp_millis();
+    sqlx::query(
+        "INSERT INTO seq_holes (tenant, gateway, seq_from, seq_to, first_seen_ms, requests, \
+         first_request_ms, last_request_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(tenant)
+    .bind(gateway)
+    .bind(seqs.0)
+    .bind(seqs.1)
+    .bind(ms(seen))
+    .bind(requests)
+    .bind(last.map(ms))
+    .execute(&h.pool)
+    .await
+    .expect("insert hole");
+}
+
+/// A `reading_gaps` row detected at `at(detected)`.
+async fn add_recorded(
+    h: &HistorianDb,
+    gateway: &str,
+    seqs: (i64, i64),
+    detected: i64,
+    reason: &str,
+) {
+    sqlx::query(
+        "INSERT INTO reading_gaps (tenant, gateway, seq_from, seq_to, ts_from, detected_at, reason) \
+         VALUES ('riverside', $1, $2, $3, $4, $5, $6)",
+    )
+    .bind(gateway)
+    .bind(seqs.0)
+    .bind(seqs.1)
+    .bind(at(detected - 30))
+    .bind(at(detected))
+    .bind(reason)
+    .execute(&h.pool)
+    .await
+    .expect("insert gap");
+}
+
+fn gaps_path(org: &str, gw: &str) -> String {
+    format!("/api/v1/orgs/{org}/projects/north/gateways/{gw}/data-gaps")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_gateway_status_shows_open_and_recorded_gaps() {
+    let hist = historian().await;
+    hist.pool.execute(SEQ_HOLES_DDL).await.expect("holes table");
+    let url = hist.url.clone();
+    let app = TestApp::start_with(Backend::Postgres, |c| {
+        c.fleet.historian_url = Some(url);
+        c.fleet.data_gap_poll_ms = 0;
+    })
+    .await;
+    let admin = app.admin().await;
+    for org in ["riverside", "lakeside"] {
+        fleet_support::setup_org(&app, &admin, org, "north").await;
+        alerts_support::gateways(&app, &admin, org, "north", &["ps-1", "ps-3"]).await;
+    }
+
+    // Nothing missing yet.
+    let v = app.get_ok(&gaps_path("riverside", "ps-1"), &admin).await;
+    assert_eq!(v, json!({"historian": true, "open": [], "recorded": []}));
+
+    // Being replayed (requests sent), and one still within the historian's
+    // grace period (no request yet: not a gap).
+    add_hole(&hist, "riverside", "ps-1", (500, 519), 100, 3, Some(160)).await;
+    add_hole(&hist, "riverside", "ps-1", (300, 300), 90, 1, Some(95)).await;
+    add_hole(&hist, "riverside", "ps-1", (600, 610), 170, 0, None).await;
+    // Another organization's gateway of the same name, and another gateway.
+    add_hole(&hist, "lakeside", "ps-1", (700, 799), 100, 2, Some(150)).await;
+    add_hole(&hist, "riverside", "ps-2", (800, 899), 100, 2, Some(150)).await;
+    for (seqs, detected) in [((10, 19), 10), ((40, 49), 40), ((20, 29), 20)] {
+        add_recorded(&hist, "ps-1", seqs, detected, "not-retained").await;
+    }
+    add_recorded(&hist, "ps-2", (1, 2), 50, "agent-unreachable").await;
+    for i in 0..25 {
+        add_recorded(&hist, "ps-3", (i * 10, i * 10 + 1), 100 + i, "not-retained").await;
+    }
+    sqlx::query(
+        "INSERT INTO reading_gaps (tenant, gateway, seq_from, seq_to, detected_at, reason) \
+         VALUES ('lakeside', 'ps-1', 1000, 1009, $1, 'agent-unreachable')",
+    )
+    .bind(at(60))
+    .execute(&hist.pool)
+    .await
+    .unwrap();
+
+    let v = app.get_ok(&gaps_path("riverside", "ps-1"), &admin).await;
+    assert_eq!(v["historian"], true);
+    assert_eq!(
+        v["open"],
+        json!([
+            {"seq_from": 300, "seq_to": 300, "frames": 1, "since": "2026-01-01T00:01:30Z",
+             "replay_requests": 1, "last_request_at": "2026-01-01T00:01:35Z"},
+            {"seq_from": 500, "seq_to": 519, "frames": 20, "since": "2026-01-01T00:01:40Z",
+             "replay_requests": 3, "last_request_at": "2026-01-01T00:02:40Z"},
+        ]),
+        "{v}"
+    );
+    let recorded: Vec<(i64, i64, String)> = v["recorded"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            assert_eq!(g["reason"], "not-retained");
+            let detected = g["detected_at"].as_str().unwrap().parse::<DateTime<Utc>>();
+            let ts_from = g["ts_from"].as_str().unwrap().parse::<DateTime<Utc>>();
+            assert_eq!(
+                detected.unwrap() - ts_from.unwrap(),
+                chrono::Duration::seconds(30)
+            );
+            assert_eq!(g["ts_to"], Value::Null);
+            (
+                g["seq_from"].as_i64().unwrap(),
+                g["seq_to"].as_i64().unwrap(),
+                g["frames"].to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        recorded,
+        vec![
+            (40, 49, "10".into()),
+            (20, 29, "10".into()),
+            (10, 19, "10".into())
+        ],
+        "newest first: {v}"
+    );
+
+    // The latest 20 only.
+    let many = app.get_ok(&gaps_path("riverside", "ps-3"), &admin).await;
+    let many = many["recorded"].as_array().unwrap();
+    assert_eq!(many.len(), 20);
+    assert_eq!(many[0]["seq_from"], 240);
+    assert_eq!(many[19]["seq_from"], 50);
+
+    // The other organization's ps-1 sees only its own.
+    let lake = app.get_ok(&gaps_path("lakeside", "ps-1"), &admin).await;
+    assert_eq!(lake["open"].as_array().unwrap().len(), 1, "{lake}");
+    assert_eq!(lake["open"][0]["seq_from"], 700);
+    assert_eq!(lake["recorded"].as_array().unwrap().len(), 1, "{lake}");
+    assert_eq!(lake["recorded"][0]["seq_from"], 1000);
+    assert_eq!(lake["recorded"][0]["reason"], "agent-unreachable");
+
+    // Who may not read the gateway may not read its gaps: the same answer
+    // as the gateway itself (another organization's owner, a viewer of
+    // another project), and unknown gateways are 404.
+    let (_, owner) = app.user(&admin, "owner@lakeside.test").await;
+    let (_, viewer) = app.user(&admin, "viewer@riverside.test").await;
+    app.post_ok(
+        "/api/v1/orgs/lakeside/members",
+        &admin,
+        json!({"email": "owner@lakeside.test", "role": "org-owner"}),
+    )
+    .await;
+    app.post_ok(
+        "/api/v1/orgs/riverside/projects",
+        &admin,
+        json!({"slug": "south", "name": "south"}),
+    )
+    .await;
+    app.post_ok(
+        "/api/v1/orgs/riverside/projects/south/members",
+        &admin,
+        json!({"email": "viewer@riverside.test", "role": "project-viewer"}),
+    )
+    .await;
+    for who in [&owner, &viewer] {
+        let gw = app
+            .get("/api/v1/orgs/riverside/projects/north/gateways/ps-1", who)
+            .await;
+        let r = app.get(&gaps_path("riverside", "ps-1"), who).await;
+        assert!([403, 404].contains(&r.status.as_u16()), "{:?}", r.body);
+        assert_eq!(r.status, gw.status, "{:?}", r.body);
+        assert!(!r.body.to_string().contains("500"), "{:?}", r.body);
+    }
+    assert_eq!(
+        app.get(&gaps_path("lakeside", "ps-1"), &owner).await.status,
+        200
+    );
+    assert_eq!(
+        app.get(&gaps_path("riverside", "ps-404"), &admin)
+            .await
+            .status,
+        404
+    );
+
+    app.stop().await;
+    hist.drop_db().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_gaps_without_a_historian_or_its_tables() {
+    // A historian database from before issue 20: no gap tables, no gaps.
+    let old = HistorianDb::new().await;
+    let url = old.url.clone();
+    for historian_url in [None, Some(url)] {
+        let configured = historian_url.is_some();
+        let app = TestApp::start_with(Backend::Sqlite, |c| {
+            c.fleet.historian_url = historian_url;
+            c.fleet.data_gap_poll_ms = 0;
+        })
+        .await;
+        let admin = app.admin().await;
+        fleet_support::setup_org(&app, &admin, "riverside", "north").await;
+        alerts_support::gateways(&app, &admin, "riverside", "north", &["ps-1"]).await;
+        let v = app.get_ok(&gaps_path("riverside", "ps-1"), &admin).await;
+        assert_eq!(
+            v,
+            json!({"historian": configured, "open": [], "recorded": []})
+        );
+        app.stop().await;
+    }
+    old.drop_db().await;
+}
