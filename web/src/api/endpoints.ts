@@ -320,6 +320,9 @@ export const gateways = {
   /** The gateway's recent data gaps (fleet events `data_gap`, newest first; at most `limit`). */
   dataGaps: (s: Scope, gateway: string, limit = 100, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/fleet-events', { params: { path: s, query: { gateway, kind: 'data_gap', limit } }, signal })),
+  /** What the historian is replaying for the gateway now (open gaps) and its latest recorded gaps. */
+  gapStatus: (s: Scope, gateway: string, signal?: AbortSignal) =>
+    ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/data-gaps', { params: { path: { ...s, gateway } }, signal })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
   series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),

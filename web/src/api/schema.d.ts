@@ -872,6 +872,31 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/data-gaps": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The gateway's open and recorded data gaps, from the historian.
+         * @description `open`: ranges of frames the historian is missing and asking the agent
+         *     to replay right now (past its grace period); `recorded`: the latest 20
+         *     ranges lost for good, newest first. Any member of the project may read
+         *     it. Without a historian database (`WEIR_HISTORIAN_URL`) `historian` is
+         *     false and both lists are empty; 503 when it is configured but
+         *     unreachable.
+         */
+        get: operations["get_data_gaps"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/enrollment-tokens": {
         parameters: {
             query?: never;
@@ -2000,6 +2025,18 @@ export interface components {
              */
             version: number;
         };
+        /** @description What the gateway's status says about missing readings. */
+        GatewayDataGaps: {
+            /**
+             * @description The api reads a historian database (`WEIR_HISTORIAN_URL`); without
+             *     one both lists are empty.
+             */
+            historian: boolean;
+            /** @description Ranges the historian is asking the agent to replay now, by `seq_from`. */
+            open: components["schemas"]["OpenGap"][];
+            /** @description The latest ranges recorded as lost for good (at most 20), newest first. */
+            recorded: components["schemas"]["RecordedGap"][];
+        };
         GatewayVersion: {
             author: string;
             /** Format: uuid */
@@ -2171,6 +2208,39 @@ export interface components {
             login_url: string;
             name: string;
         };
+        /** @description Frames the historian is missing and asking the agent to replay. */
+        OpenGap: {
+            /**
+             * Format: int64
+             * @description Missing frames (`seq_to - seq_from + 1`).
+             */
+            frames: number;
+            /**
+             * Format: date-time
+             * @description When the last replay request was sent.
+             */
+            last_request_at?: string | null;
+            /**
+             * Format: int32
+             * @description Replay requests sent so far.
+             */
+            replay_requests: number;
+            /**
+             * Format: int64
+             * @description First missing frame (`seq`), inclusive.
+             */
+            seq_from: number;
+            /**
+             * Format: int64
+             * @description Last missing frame, inclusive.
+             */
+            seq_to: number;
+            /**
+             * Format: date-time
+             * @description When the historian first saw the hole.
+             */
+            since: string;
+        };
         Org: {
             /** Format: date-time */
             created_at: string;
@@ -2236,6 +2306,35 @@ export interface components {
         Providers: {
             local: boolean;
             oidc?: null | components["schemas"]["OidcProviderInfo"];
+        };
+        /** @description A range of readings lost for good. */
+        RecordedGap: {
+            /**
+             * Format: date-time
+             * @description When the historian gave up on the range.
+             */
+            detected_at: string;
+            /**
+             * Format: int64
+             * @description Lost frames (`seq_to - seq_from + 1`).
+             */
+            frames: number;
+            /** @description `not-retained` or `agent-unreachable`. */
+            reason: string;
+            /** Format: int64 */
+            seq_from: number;
+            /** Format: int64 */
+            seq_to: number;
+            /**
+             * Format: date-time
+             * @description Read time of the last frame stored before the gap (null: none).
+             */
+            ts_from?: string | null;
+            /**
+             * Format: date-time
+             * @description Read time of the first frame stored after the gap (null: none yet).
+             */
+            ts_to?: string | null;
         };
         RefusedBundle: {
             /** Format: date-time */
@@ -10050,6 +10149,119 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content?: never;
+            };
+        };
+    };
+    get_data_gaps: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                gateway: string;
+                org: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["GatewayDataGaps"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The historian database is configured but unreachable */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
             };
         };
     };

@@ -171,6 +171,9 @@ export type SeriesPoint = Schemas['SeriesPoint'];
 export type Series = Schemas['Series'];
 /** Readings the historian recorded as lost for good (`reading_gaps`). */
 export type DataGap = Schemas['DataGapInfo'];
+/** A gateway's open gaps (being replayed now) and its latest recorded ones. */
+export type GatewayDataGaps = Schemas['GatewayDataGaps'];
+export type OpenGap = Schemas['OpenGap'];
 /** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
 export type FleetEvent = Schemas['FleetEvent'];
 

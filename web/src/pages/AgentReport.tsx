@@ -4,7 +4,7 @@
 // says nobody reads its readings; and the gateway's recent data gaps.
 import { useEffect, useState } from 'react';
 import { gateways } from '../api/endpoints';
-import type { FleetEvent, DeviceHealth, Gateway } from '../api/types';
+import type { FleetEvent, DeviceHealth, Gateway, GatewayDataGaps } from '../api/types';
 import { useScope } from '../scope';
 import { Badge, Empty, fmtAgo, fmtTime, Notice } from '../ui/kit';
 
@@ -126,34 +126,62 @@ export function AgentReport({ g }: { g: Gateway }) {
 
 const seqText = (from: number, to: number) => (from === to ? `seq ${from}` : `seq ${from}–${to}`);
 
+const plural = (n: number, one: string) => `${n.toLocaleString()} ${one}${n === 1 ? '' : 's'}`;
+
 /**
- * The gateway's recent data gaps (fleet events `data_gap`, recorded from the
- * historian's `reading_gaps` when the api has WEIR_HISTORIAN_URL): how many
- * and the last one.
+ * The gateway's data gaps: the ranges the historian is asking the agent to
+ * replay right now (open gaps, `GET .../data-gaps`; a warning, as they may
+ * still arrive) and the ranges lost for good (fleet events `data_gap`,
+ * recorded from the historian's `reading_gaps`): how many and the last one.
+ * Reloads with the gateway (`g` is a new object on every page refresh).
  */
 export function DataGaps({ g }: { g: Gateway }) {
   const { s } = useScope();
   const [events, setEvents] = useState<FleetEvent[] | null>(null);
+  const [status, setStatus] = useState<GatewayDataGaps | null>(null);
   useEffect(() => {
     const ctl = new AbortController();
     gateways
       .dataGaps(s, g.name, 100, ctl.signal)
       .then(setEvents)
-      .catch(() => setEvents(null));
+      .catch(() => !ctl.signal.aborted && setEvents(null));
+    // Without it (e.g. the historian is unreachable) the card still shows the recorded gaps.
+    gateways
+      .gapStatus(s, g.name, ctl.signal)
+      .then(setStatus)
+      .catch(() => !ctl.signal.aborted && setStatus(null));
     return () => ctl.abort();
-  }, [s.org, s.project, g.name]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [s.org, s.project, g]); // eslint-disable-line react-hooks/exhaustive-deps
   if (!events) return null;
   const last = events[0]?.gap;
+  const open = status?.open ?? [];
   return (
     <section className="card" aria-label="Data gaps">
       <h2>Data gaps</h2>
+      {open.length > 0 && (
+        <Notice kind="warn">
+          <ul style={{ margin: 0, paddingLeft: 18 }} aria-label="Open gaps">
+            {open.map((o) => (
+              <li key={o.seq_from}>
+                Replaying {plural(o.frames, 'missing frame')} ({seqText(o.seq_from, o.seq_to)}) since {fmtTime(o.since)}, {plural(o.replay_requests, 'request')}
+                {o.last_request_at ? ` (the last ${fmtAgo(o.last_request_at)})` : ''}.
+              </li>
+            ))}
+          </ul>
+          The historian is asking the agent for these readings; a range it cannot get is recorded as a data gap.
+        </Notice>
+      )}
       {last ? (
         <Notice kind="error">
           {events.length >= 100 ? '100 or more' : events.length} range{events.length === 1 ? '' : 's'} of readings lost for good. Last: {seqText(last.seq_from, last.seq_to)} ({last.seq_to - last.seq_from + 1} frames, {last.reason === 'not-retained' ? 'the agent no longer held them' : last.reason === 'agent-unreachable' ? 'the agent did not answer replay requests' : last.reason}), recorded {fmtAgo(events[0].at)}
           {last.ts_from || last.ts_to ? ` (readings between ${last.ts_from ? fmtTime(last.ts_from) : 'the start'} and ${last.ts_to ? fmtTime(last.ts_to) : 'now'})` : ''}. The readings chart shows each gap.
         </Notice>
-      ) : (
+      ) : status?.historian === false ? (
+        <p className="muted">Data gaps are not tracked: the api reads no historian database (WEIR_HISTORIAN_URL).</p>
+      ) : open.length === 0 ? (
         <p className="muted">No data gaps recorded: every frame the agent sent reached the historian, or was replayed to it.</p>
+      ) : (
+        <p className="muted">No readings lost for good so far.</p>
       )}
     </section>
   );

@@ -2,7 +2,7 @@
 // "nobody subscribes" warning, the gateway's recorded data gaps, and a gap
 // on the readings chart (a shaded, labelled band, the line broken).
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { screen, waitFor, within } from '@testing-library/react';
+import { act, screen, waitFor, within } from '@testing-library/react';
 import { fx, json, me, mockApi, renderAt, Route } from './util';
 import { GatewayDetail } from '../pages/Gateways';
 import type { Schemas } from '../api/http';
@@ -21,8 +21,9 @@ function gapEvent(p: Partial<Schemas['FleetEvent']> = {}): Schemas['FleetEvent']
   return { id: 'e1', org_id: 'o', project_id: 'p', gateway_id: 'g1', gateway: 'north-pump', kind: 'data_gap', at: new Date(Date.now() - 120_000).toISOString(), gap, ...p };
 }
 
-function api(g: Schemas['Gateway'], events: Schemas['FleetEvent'][], series?: Schemas['Series']) {
+function api(g: Schemas['Gateway'], events: Schemas['FleetEvent'][], series?: Schemas['Series'], status?: () => Schemas['GatewayDataGaps']) {
   return mockApi((_m, u) => {
+    if (u.pathname === `${P}/gateways/north-pump/data-gaps` && status) return json(status());
     if (u.pathname === `${P}/gateways/north-pump`) return json(g);
     if (u.pathname === `${P}/rollout`) return json([fx.rollout({ gateway: 'north-pump', online: true, last_heartbeat: g.last_heartbeat })]);
     if (u.pathname === `${P}/clusters`) return json([]);
@@ -67,5 +68,53 @@ describe('keep, detect, replay on the gateway page', () => {
     expect(chart).toHaveAttribute('data-points', '5');
     expect(chart).toHaveAttribute('data-gaps', '1');
     expect(screen.getByRole('list', { name: 'Data gaps' })).toHaveTextContent(/Data gap: seq 100–149 lost \(50 frames, not-retained\): between .* and .*\. Not interpolated/);
+  });
+
+  it('warns of the gaps being replayed now, next to the recorded ones, and refreshes with the page', async () => {
+    const since = '2026-01-01T00:01:40Z';
+    const open: Schemas['OpenGap'][] = [
+      { seq_from: 300, seq_to: 300, frames: 1, since, replay_requests: 1, last_request_at: new Date(Date.now() - 30_000).toISOString() },
+      { seq_from: 500, seq_to: 519, frames: 20, since, replay_requests: 3, last_request_at: null },
+    ];
+    let status: Schemas['GatewayDataGaps'] = { historian: true, open, recorded: [{ ...gap, frames: 50 }] };
+    const calls = api(fx.gateway({ online: true, last_heartbeat: new Date().toISOString() }), [gapEvent()], undefined, () => status);
+    vi.useFakeTimers({ shouldAdvanceTime: true });
+    try {
+      renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
+      const card = await screen.findByRole('region', { name: 'Data gaps' });
+      const list = await within(card).findByRole('list', { name: 'Open gaps' });
+      const items = within(list).getAllByRole('listitem');
+      expect(items[0]).toHaveTextContent(/^Replaying 1 missing frame \(seq 300\) since .+, 1 request \(the last 30 s ago\)\.$/);
+      expect(items[1]).toHaveTextContent(/^Replaying 20 missing frames \(seq 500–519\) since .+, 3 requests\.$/);
+      expect(items[1]).toHaveTextContent(new Date(since).toLocaleString(undefined, { dateStyle: 'medium', timeStyle: 'short' }));
+      // A warning (they may still arrive), apart from the readings lost for good.
+      expect(list.closest('.notice')).toHaveClass('warn');
+      expect(card).toHaveTextContent('1 range of readings lost for good. Last: seq 100–149 (50 frames, the agent no longer held them)');
+      expect(calls.some((c) => c.path === `${P}/gateways/north-pump/data-gaps`)).toBe(true);
+
+      // The historian got them: gone at the page's next refresh.
+      status = { historian: true, open: [], recorded: [] };
+      await act(() => vi.advanceTimersByTimeAsync(10_500));
+      await waitFor(() => expect(within(card).queryByRole('list', { name: 'Open gaps' })).toBeNull());
+      expect(card).toHaveTextContent('1 range of readings lost for good');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it('says plainly when nothing is missing, and when the api reads no historian', async () => {
+    let status: Schemas['GatewayDataGaps'] = { historian: true, open: [], recorded: [] };
+    api(fx.gateway({ online: true, last_heartbeat: new Date().toISOString() }), [], undefined, () => status);
+    const { unmount } = renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
+    const card = await screen.findByRole('region', { name: 'Data gaps' });
+    await waitFor(() => expect(card).toHaveTextContent('No data gaps recorded: every frame the agent sent reached the historian'));
+    expect(within(card).queryByRole('list', { name: 'Open gaps' })).toBeNull();
+    expect(within(card).queryByRole('alert')).toBeNull();
+    unmount();
+
+    status = { historian: false, open: [], recorded: [] };
+    renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
+    const none = await screen.findByRole('region', { name: 'Data gaps' });
+    await waitFor(() => expect(none).toHaveTextContent('Data gaps are not tracked: the api reads no historian database (WEIR_HISTORIAN_URL).'));
   });
 });
