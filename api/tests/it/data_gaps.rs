@@ -3,7 +3,8 @@
 //! replica or after a restart, both fresh processes on the same database),
 //! a `data_gap` rule's webhook gets the gateway and the lost range, another
 //! organization with a gateway of the same name never sees it, the alert
-//! resolves on its own, and `/series` answers the gaps of its window.
+//! resolves on its own, and `/series` answers the gaps of its window;
+//! `GET …/data-gaps` lists the gaps being replayed now and the latest recorded.
 
 use crate::alerts_support;
 use crate::common;
@@ -532,4 +533,19 @@ async fn data_gaps_without_a_historian_or_its_tables() {
         app.stop().await;
     }
     old.drop_db().await;
+
+    // Configured but unreachable: 503 in words, not an empty answer.
+    let app = TestApp::start_with(Backend::Sqlite, |c| {
+        c.fleet.historian_url = Some("postgres://weir@127.0.0.1:1/weir".into());
+        c.fleet.data_gap_poll_ms = 0;
+    })
+    .await;
+    let admin = app.admin().await;
+    fleet_support::setup_org(&app, &admin, "riverside", "north").await;
+    alerts_support::gateways(&app, &admin, "riverside", "north", &["ps-1"]).await;
+    let r = app.get(&gaps_path("riverside", "ps-1"), &admin).await;
+    assert_eq!(r.status, 503, "{:?}", r.body);
+    let detail = r.body["detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("WEIR_HISTORIAN_URL"), "{detail}");
+    app.stop().await;
 }
