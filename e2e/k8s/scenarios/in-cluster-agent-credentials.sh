@@ -289,11 +289,13 @@ base = f"weir/{tenant}"
 if role.startswith("agent:"):
     gw = role.split(":", 1)[1]
     g = f"{base}/{gw}"
-    want = [("allow", "publish", f"{g}/cmd/write/resp"), ("deny", "publish", f"{g}/cmd/#"),
+    want = [("allow", "publish", f"{g}/cmd/write/resp"), ("allow", "publish", f"{g}/cmd/replay/resp"),
+            ("allow", "publish", f"{g}/cmd/uplink/state"), ("deny", "publish", f"{g}/cmd/#"),
             ("allow", "publish", f"{g}/+/+"), ("allow", "subscribe", f"{g}/cmd/+"), ("deny", "all", "#")]
     assert claims["gateway"] == gw, claims.get("gateway")
 else:
-    want = [("allow", "subscribe", f"{base}/+/+/+"), ("allow", "publish", f"{base}/+/cmd/replay"),
+    want = [("allow", "subscribe", f"{base}/+/+/+"), ("allow", "subscribe", f"{base}/+/cmd/replay/resp"),
+            ("allow", "subscribe", f"{base}/+/cmd/uplink/state"), ("allow", "publish", f"{base}/+/cmd/replay"),
             ("deny", "all", "#")]
     assert not claims.get("gateway"), claims.get("gateway")
 got = [(r["permission"], r["action"], r["topic"]) for r in acl]
@@ -317,6 +319,8 @@ if role.startswith("agent:"):
     assert allows("subscribe", f"{g}/cmd/write")
     assert not allows("publish", f"{base}/other-gw/clearwell-1/process")
     assert not allows("publish", f"{g}/cmd/write")
+    assert allows("publish", f"{g}/cmd/replay/resp") and allows("publish", f"{g}/cmd/uplink/state")
+    assert allows("subscribe", f"{g}/cmd/replay")
     assert not allows("subscribe", f"{base}/+/+/+")
 else:
     assert allows("subscribe", f"{base}/+/+/+")
