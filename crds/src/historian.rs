@@ -59,7 +59,8 @@ pub const NEW_GAPS_SQL: &str = "SELECT tenant, gateway, seq_from, seq_to, ts_fro
 /// `$2` gateway. Rows: `seq_from bigint, seq_to bigint, first_seen_ms
 /// bigint` (when the hole was first seen, ms since the epoch), `requests
 /// integer` (replay requests sent so far), `last_request_ms bigint`.
-pub const OPEN_GAPS_SQL: &str = "SELECT seq_from, seq_to, first_seen_ms, requests, last_request_ms \
+pub const OPEN_GAPS_SQL: &str =
+    "SELECT seq_from, seq_to, first_seen_ms, requests, last_request_ms \
    FROM seq_holes WHERE tenant = $1 AND gateway = $2 AND requests > 0 ORDER BY seq_from";
 
 /// The unique key that makes redelivered readings a no-op, and the index
