@@ -31,10 +31,12 @@ for b in "${benches[@]}"; do
       || { echo "(building the binaries it starts failed)" >> "$TMP/$name.txt"; }
     built_bins=1
   fi
+  started=$SECONDS
   if ! cargo bench -q -p "weir-$crate" --bench "$name" >> "$TMP/$name.txt" 2>&1; then
-    echo "(benchmark failed; see output)" >> "$TMP/$name.txt"
+    echo "(benchmark FAILED; see output above)" >> "$TMP/$name.txt"
     failed+=("weir-$crate $name")
   fi
+  echo "(ran in $((SECONDS - started)) s)" >> "$TMP/$name.txt"
   tail -n 40 "$TMP/$name.txt"
 done
 
@@ -75,7 +77,9 @@ ROWS
     echo "Reproduce: \`cargo bench -p weir-$crate --bench $name\`"
     echo
     echo '```'
-    grep -v '^\s*Compiling\|^\s*Finished\|^\s*Running' "$TMP/$name.txt" | tail -n 60
+    # The whole raw output (cargo's own build lines aside), so every figure
+    # in the table above can be checked against what printed it.
+    grep -v '^\s*Compiling\|^\s*Finished\|^\s*Running' "$TMP/$name.txt"
     echo '```'
     echo
   done
