@@ -12,6 +12,7 @@ pub mod broker;
 pub mod fleet;
 pub mod historian;
 pub mod k8s_sim;
+pub mod proc_stats;
 pub mod uplink_watch;
 
 pub use api::ApiClient;

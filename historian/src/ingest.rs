@@ -87,6 +87,9 @@ pub(crate) async fn batcher(
                     topic: r.topic,
                     rows,
                 });
+                if r.received_us != 0 {
+                    batch.received_us.push(r.received_us);
+                }
             }
             // Commands share the readings' topic depth: skipped, not counted;
             // uplink states and replay answers are stored with the batch.

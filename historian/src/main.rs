@@ -3,6 +3,7 @@
 //! migrate` creates or upgrades the schema and exits.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -19,6 +20,11 @@ struct Cli {
     db: DbArgs,
     #[command(flatten)]
     run: RunArgs,
+    /// Benchmarks: write each commit's exact per-frame lags to this file as
+    /// lines `read_ms received_us commit_us rows` (see the metrics module). Off by
+    /// default; the file grows for as long as the historian runs.
+    #[arg(long, env = "WEIR_LAG_SAMPLES")]
+    lag_samples: Option<std::path::PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long, env = "WEIR_LOG_JSON", global = true)]
     log_json: bool,
@@ -256,7 +262,14 @@ async fn main() -> anyhow::Result<()> {
         }
         None => {
             let cfg = cli.run.config(database_url)?;
-            historian::run(cfg, shutdown_on_signals()).await?;
+            let mut metrics = historian::Metrics::new();
+            if let Some(path) = &cli.lag_samples {
+                metrics = metrics
+                    .write_lag_samples(path)
+                    .with_context(|| format!("--lag-samples {}", path.display()))?;
+                tracing::info!(file = %path.display(), "writing exact lag samples");
+            }
+            historian::run_with_metrics(cfg, Arc::new(metrics), shutdown_on_signals()).await?;
             Ok(())
         }
     }

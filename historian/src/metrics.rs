@@ -17,8 +17,21 @@
 //! | `weir_historian_replay_requests_total` | counter | replay requests published to agents |
 //! | `weir_historian_gaps_recorded_total{reason}` | counter | gaps written to `reading_gaps`, by reason (`not-retained`, `agent-unreachable`) |
 //! | `weir_historian_frames_recovered_total` | counter | frames committed inside holes after they were asked for again |
+//!
+//! Exact lags for benchmarks: with `--lag-samples FILE` (env
+//! `WEIR_LAG_SAMPLES`, off by default) every commit also appends one line per
+//! run of rows of one message with the same read timestamp (one frame, in
+//! practice) to FILE: `read_ms received_us commit_us rows` — the reading's
+//! timestamp (ms since the Unix epoch, stamped by the agent at device read),
+//! the wall clock when the historian received the message from the broker
+//! and when the commit returned (µs since the epoch), and the row count. A
+//! thread of its own writes the file (see [`LagLog`]), so a commit only
+//! pushes to a channel.
 
-use std::sync::{Arc, Mutex};
+use std::io::Write as _;
+use std::path::Path;
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -49,6 +62,57 @@ pub struct Metrics {
     /// [`Metrics::record_lag_samples`]; the benchmark uses it to compute a
     /// true p99 instead of a bucket bound.
     lag_samples: Option<Mutex<Vec<f32>>>,
+    /// Exact per-frame lags written to a file (`--lag-samples`).
+    lag_log: Option<LagLog>,
+}
+
+/// `(read_ms, received_us, commit_us, rows)` per run of rows of one message
+/// with one read timestamp.
+type LagRecord = (i64, i64, i64, u32);
+
+/// Appends lag records to a file from a thread of its own: a commit sends
+/// its records over a channel and goes on; the thread writes them buffered
+/// and flushes whenever the channel is empty, so the file is current within
+/// a commit or two while it is being read.
+pub struct LagLog {
+    tx: Mutex<mpsc::Sender<Vec<LagRecord>>>,
+}
+
+fn write_records(out: &mut impl std::io::Write, recs: Vec<LagRecord>) -> std::io::Result<()> {
+    for (read_ms, received_us, commit_us, rows) in recs {
+        writeln!(out, "{read_ms} {received_us} {commit_us} {rows}")?;
+    }
+    Ok(())
+}
+
+impl LagLog {
+    /// Create (truncate) `path` and start the writer thread.
+    pub fn create(path: &Path) -> std::io::Result<LagLog> {
+        let file = std::fs::File::create(path)?;
+        let (tx, rx) = mpsc::channel::<Vec<LagRecord>>();
+        let shown = path.display().to_string();
+        std::thread::Builder::new()
+            .name("lag-samples".into())
+            .spawn(move || {
+                let mut out = std::io::BufWriter::with_capacity(64 * 1024, file);
+                // Ends when the Metrics (the sender) is dropped.
+                while let Ok(recs) = rx.recv() {
+                    let mut result = write_records(&mut out, recs);
+                    while let (Ok(()), Ok(more)) = (&result, rx.try_recv()) {
+                        result = write_records(&mut out, more);
+                    }
+                    if let Err(e) = result.and_then(|()| out.flush()) {
+                        tracing::error!(file = %shown, error = %e, "writing lag samples failed; no more are written");
+                        return;
+                    }
+                }
+            })?;
+        Ok(LagLog { tx: Mutex::new(tx) })
+    }
+
+    fn send(&self, recs: Vec<LagRecord>) {
+        let _ = self.tx.lock().unwrap_or_else(|e| e.into_inner()).send(recs);
+    }
 }
 
 impl std::fmt::Debug for Metrics {
@@ -94,6 +158,7 @@ impl Metrics {
             gaps_recorded: Family::default(),
             frames_recovered: Counter::default(),
             lag_samples: None,
+            lag_log: None,
         };
         let r = &mut m.registry;
         r.register(
@@ -180,6 +245,13 @@ impl Metrics {
         self
     }
 
+    /// Also write every commit's exact per-frame lags to `path` (see the
+    /// module doc); for benchmarks, the file grows without bound.
+    pub fn write_lag_samples(mut self, path: &Path) -> std::io::Result<Self> {
+        self.lag_log = Some(LagLog::create(path)?);
+        Ok(self)
+    }
+
     /// Take the recorded lag samples (seconds).
     pub fn take_lag_samples(&self) -> Vec<f32> {
         self.lag_samples
@@ -188,20 +260,44 @@ impl Metrics {
             .unwrap_or_default()
     }
 
-    /// Record the lag of committed rows, given their timestamps in ms and the
-    /// commit time in ms.
-    pub(crate) fn observe_lags(&self, ts_ms: impl Iterator<Item = i64>, committed_ms: i64) {
+    /// Record the lag of committed rows, given each row's read timestamp in
+    /// ms and when its message was received (µs since the epoch; only for
+    /// `--lag-samples`), and the time the commit returned.
+    pub(crate) fn observe_lags(
+        &self,
+        rows: impl Iterator<Item = (i64, i64)>,
+        committed: SystemTime,
+    ) {
+        let committed_us = unix_us(committed);
+        let committed_ms = committed_us / 1000;
         let mut samples = self
             .lag_samples
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
-        for ts in ts_ms {
+        let mut log: Option<Vec<LagRecord>> = self.lag_log.as_ref().map(|_| Vec::new());
+        for (ts, received_us) in rows {
             let lag = (committed_ms - ts) as f64 / 1000.0;
             self.lag_seconds.observe(lag);
             if let Some(s) = samples.as_mut() {
                 s.push(lag as f32);
             }
+            if let Some(recs) = log.as_mut() {
+                match recs.last_mut() {
+                    Some((read_ms, recv, _, rows)) if *read_ms == ts && *recv == received_us => {
+                        *rows += 1
+                    }
+                    _ => recs.push((ts, received_us, committed_us, 1)),
+                }
+            }
         }
+        if let (Some(l), Some(recs)) = (&self.lag_log, log) {
+            l.send(recs);
+        }
+    }
+
+    /// Whether `--lag-samples` is on (receive times are then worth taking).
+    pub fn logs_lags(&self) -> bool {
+        self.lag_log.is_some()
     }
 
     /// Count a gap recorded in `reading_gaps`.
@@ -218,6 +314,13 @@ impl Metrics {
         let _ = encode(&mut out, &self.registry);
         out
     }
+}
+
+/// Microseconds since the Unix epoch.
+pub(crate) fn unix_us(t: SystemTime) -> i64 {
+    t.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_micros() as i64
 }
 
 /// Serve `/metrics` and `/healthz` until `shutdown` fires.

@@ -52,6 +52,9 @@ pub(crate) struct Received {
     pub dup: bool,
     /// An uplink state or replay answer to store with the batch.
     pub control: Option<Control>,
+    /// When it came from the broker (µs since the epoch); 0 unless
+    /// `--lag-samples` is on.
+    pub received_us: i64,
     pub ack: AckToken,
 }
 
@@ -274,6 +277,11 @@ pub(crate) async fn consume(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 metrics.messages.inc();
+                let received_us = if metrics.logs_lags() {
+                    crate::metrics::unix_us(std::time::SystemTime::now())
+                } else {
+                    0
+                };
                 if !forwarding {
                     continue;
                 }
@@ -297,6 +305,7 @@ pub(crate) async fn consume(
                     rows,
                     dup: p.dup,
                     control,
+                    received_us,
                     ack: AckToken {
                         epoch,
                         publish: Publish {

@@ -24,7 +24,7 @@
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime};
 
 use futures::{pin_mut, SinkExt};
 use tokio_postgres::error::SqlState;
@@ -56,6 +56,10 @@ pub(crate) struct Batch {
     pub dup: bool,
     /// Uplink states and replay answers, stored in the batch's transaction.
     pub controls: Vec<Control>,
+    /// When each of `messages` was received (µs since the epoch), for
+    /// `--lag-samples`; empty when that is off. Beside `messages` rather than
+    /// in them, so a `MessageBatch` stays what the tables are written from.
+    pub received_us: Vec<i64>,
 }
 
 /// Outcome of writing a batch.
@@ -326,16 +330,13 @@ impl Writer {
         m.duplicate_rows.inc_by(written.duplicates);
         m.batch_rows.observe(batch.rows as f64);
         m.commit_seconds.observe(started.elapsed().as_secs_f64());
-        let now_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or(Duration::ZERO)
-            .as_millis() as i64;
+        let committed = SystemTime::now();
         m.observe_lags(
-            batch
-                .messages
-                .iter()
-                .flat_map(|msg| msg.rows.readings.iter().map(|r| r.ts_ms)),
-            now_ms,
+            batch.messages.iter().enumerate().flat_map(|(i, msg)| {
+                let received = batch.received_us.get(i).copied().unwrap_or(0);
+                msg.rows.readings.iter().map(move |r| (r.ts_ms, received))
+            }),
+            committed,
         );
     }
 
