@@ -1,6 +1,10 @@
-//! Load benchmark: `GET /api/v1/orgs/{org}/projects` at a fixed rate
-//! (default 500 req/s for 10 s) against an in-process weir-api, on SQLite and
-//! (when reachable) PostgreSQL. Prints p50/p99/max latency. Goal: p99 ≤ 10 ms.
+//! Microbenchmark of one endpoint, in process: `GET /api/v1/orgs/{org}/projects`
+//! at a fixed rate (default 500 req/s for 10 s) from a reqwest client that
+//! shares the tokio runtime (and so the CPU) of the weir-api it calls, on
+//! SQLite and (when reachable) PostgreSQL. Prints p50/p99/max latency.
+//!
+//! It is not the api's figure: that is `api_mix` (the release binary as its
+//! own process, under oha and wrk, over a mix of eight endpoints).
 //!
 //! `cargo bench -p weir-api --bench api_load`
 //! Knobs: WEIR_BENCH_RPS, WEIR_BENCH_SECS, WEIR_TEST_PG_URL.
@@ -128,7 +132,7 @@ async fn run(label: &str, url: &str) {
     lat.sort();
     let pct = |p: f64| lat[((lat.len() as f64 * p).ceil() as usize).clamp(1, lat.len()) - 1];
     println!(
-        "{label:<10} GET /api/v1/orgs/{{org}}/projects  {} req in {:.1} s ({:.0} req/s)  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {errors}",
+        "{label:<10} one endpoint, in process: GET /api/v1/orgs/{{org}}/projects  {} req in {:.1} s ({:.0} req/s)  p50 {:.2} ms  p99 {:.2} ms  max {:.2} ms  errors {errors}",
         lat.len(),
         elapsed.as_secs_f64(),
         lat.len() as f64 / elapsed.as_secs_f64(),
