@@ -7,9 +7,10 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 use tokio_modbus::server::tcp::{accept_tcp_connection, Server};
 use tokio_modbus::{ExceptionCode, Request, Response};
 
@@ -23,6 +24,30 @@ pub struct Memory {
     pub log: Vec<(u8, u16, u16)>,
     /// Answer each request after this long.
     pub delay: Duration,
+    /// Where each write is reported the moment it lands in memory (see
+    /// [`MemoryDevice::watch_writes`]).
+    pub writes_to: Option<mpsc::UnboundedSender<Written>>,
+}
+
+/// A write as the device applied it: first register (or coil), the words
+/// written (a coil as 0 or 1), and when.
+#[derive(Clone, Debug)]
+pub struct Written {
+    pub addr: u16,
+    pub words: Vec<u16>,
+    pub at: Instant,
+}
+
+impl Memory {
+    fn report_write(&self, addr: u16, words: Vec<u16>) {
+        if let Some(tx) = &self.writes_to {
+            let _ = tx.send(Written {
+                addr,
+                words,
+                at: Instant::now(),
+            });
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -66,6 +91,14 @@ impl MemoryDevice {
             .log
             .clone()
     }
+    /// Report every write from now on, stamped when it is applied: a
+    /// benchmark times command → register written from this, not from a
+    /// later poll of the memory.
+    pub fn watch_writes(&self) -> mpsc::UnboundedReceiver<Written> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.mem.lock().unwrap_or_else(|e| e.into_inner()).writes_to = Some(tx);
+        rx
+    }
     pub fn set_delay(&self, d: Duration) {
         self.mem.lock().unwrap_or_else(|e| e.into_inner()).delay = d;
     }
@@ -105,11 +138,13 @@ impl MemoryDevice {
             Request::WriteSingleCoil(a, v) => {
                 m.log.push((5, a, 1));
                 m.coils.insert(a, v);
+                m.report_write(a, vec![u16::from(v)]);
                 Response::WriteSingleCoil(a, v)
             }
             Request::WriteSingleRegister(a, v) => {
                 m.log.push((6, a, 1));
                 m.holding.insert(a, v);
+                m.report_write(a, vec![v]);
                 Response::WriteSingleRegister(a, v)
             }
             Request::WriteMultipleRegisters(a, ws) => {
@@ -117,6 +152,7 @@ impl MemoryDevice {
                 for (i, w) in ws.iter().enumerate() {
                     m.holding.insert(a + i as u16, *w);
                 }
+                m.report_write(a, ws.to_vec());
                 Response::WriteMultipleRegisters(a, ws.len() as u16)
             }
             _ => return Err(ExceptionCode::IllegalFunction),

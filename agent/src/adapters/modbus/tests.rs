@@ -264,3 +264,51 @@ async fn writes_reach_the_device_and_fail_clearly() {
     assert!(!r.ok);
     adapters.stop().await;
 }
+
+#[tokio::test]
+async fn a_write_waits_for_one_read_not_a_whole_poll_round() {
+    // 10 tags 200 registers apart: 10 read requests per round; the device
+    // answers each after 20 ms, so a round takes 200 ms and, polled every
+    // 50 ms, the device is always in one.
+    let dev = MemoryDevice::default();
+    let addr = serve(dev.clone()).await.unwrap();
+    dev.set_delay(Duration::from_millis(20));
+    let mut tags: Vec<serde_json::Value> = (0..10)
+        .map(|i| serde_json::json!({"name": format!("t{i}"), "address": format!("1!4{:05}", 1 + i * 200), "dataType": "int16"}))
+        .collect();
+    tags.push(serde_json::json!({"name": "sp", "address": "1!402500", "dataType": "int16", "attributes": ["read", "write"]}));
+    let config = weir_crds::gateway::GatewayConfig {
+        devices: vec![device(
+            "plc",
+            addr,
+            50,
+            1000,
+            serde_json::Value::Array(tags),
+        )],
+        ..Default::default()
+    };
+    let (tx, mut rx) = mpsc::channel(1024);
+    let adapters = crate::adapters::Adapters::start(&config, tx, Arc::new(HealthTable::default()));
+    tokio::spawn(async move { while rx.recv().await.is_some() {} });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut worst = Duration::ZERO;
+    for i in 0..5 {
+        let t0 = std::time::Instant::now();
+        let r = adapters
+            .write(WriteRequest {
+                correlation_id: format!("w{i}"),
+                device: "plc".into(),
+                tag: "sp".into(),
+                value: TagValue::Int(i),
+            })
+            .await;
+        assert!(r.ok, "{r:?}");
+        worst = worst.max(t0.elapsed());
+        // Land somewhere else in the next round.
+        tokio::time::sleep(Duration::from_millis(37)).await;
+    }
+    // One read in progress (20 ms) and the write (20 ms), with room for a
+    // slow machine; waiting behind the round would take up to 220 ms.
+    assert!(worst < Duration::from_millis(120), "a write took {worst:?}");
+    adapters.stop().await;
+}
