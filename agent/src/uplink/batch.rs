@@ -70,7 +70,12 @@ pub fn build_messages(
     let mut out = Vec::new();
     for topic in order {
         let recs = by_topic.remove(&topic).unwrap_or_default();
-        let mut payload = Vec::with_capacity(max_bytes.min(1 << 20));
+        // Reserve what this topic's frames need, at most one message: a
+        // payload's allocation lives until its PUBACK (rumqttc keeps it for
+        // a resend), so reserving `max_bytes` (256 KiB by default) for a
+        // message of a few KiB held inflight × 256 KiB.
+        let mut left: usize = recs.iter().map(|r| r.frame.len() + 1).sum::<usize>() + 13;
+        let mut payload = Vec::new();
         let mut readings = 0usize;
         let mut frames = 0usize;
         for r in recs {
@@ -83,6 +88,10 @@ pub fn build_messages(
                 readings = 0;
                 frames = 0;
             }
+            if frames == 0 {
+                payload.reserve_exact(left.min(max_bytes));
+            }
+            left = left.saturating_sub(r.frame.len() + 1);
             payload.extend_from_slice(if frames == 0 { b"{\"frames\":[" } else { b"," });
             payload.extend_from_slice(&r.frame);
             readings += r.readings as usize;

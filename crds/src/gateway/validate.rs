@@ -80,8 +80,20 @@ pub fn validate_spec_value(value: &Value) -> Result<EdgeGatewaySpec, Vec<FieldEr
 /// Validate a typed spec: schema, CEL rules and semantic checks.
 pub fn validate_spec(spec: &EdgeGatewaySpec) -> Result<(), Vec<FieldError>> {
     let value = serde_json::to_value(spec).expect("spec serializes");
-    let mut errors = check_against_schema(spec_schema(), &value, None, "spec");
-    semantic_checks(&spec.config, &mut errors);
+    validate_spec_json(value, &spec.config)
+}
+
+/// [`validate_spec`] of a spec already as JSON (`value`, consumed: the
+/// numbers the CEL rules see as doubles are converted in place rather than
+/// in a copy, which for the largest configs is megabytes an agent would
+/// hold at its memory peak).
+fn validate_spec_json(mut value: Value, config: &GatewayConfig) -> Result<(), Vec<FieldError>> {
+    let schema = spec_schema();
+    let mut errors = schema_errors(schema, &value, "spec");
+    numbers_as_doubles_in_place(schema, &mut value);
+    cel_errors(schema, &value, None, "spec", &mut errors);
+    errors.dedup();
+    semantic_checks(config, &mut errors);
     if errors.is_empty() {
         Ok(())
     } else {
@@ -99,6 +111,19 @@ pub fn check_against_schema(
     old: Option<&Value>,
     root: &str,
 ) -> Vec<FieldError> {
+    let mut errors = schema_errors(schema, value, root);
+    // CEL sees a `number` field as a double even when written `0`, as in
+    // the API server (`scale: 0` must fail `self.scale != 0.0` here too).
+    let value = numbers_as_doubles(schema, value);
+    let old = old.map(|o| numbers_as_doubles(schema, o));
+    cel_errors(schema, &value, old.as_ref(), root, &mut errors);
+    errors.dedup();
+    errors
+}
+
+/// Unknown fields, duplicate keys and the schema's types, enums, ranges and
+/// patterns.
+fn schema_errors(schema: &Value, value: &Value, root: &str) -> Vec<FieldError> {
     let mut errors = Vec::new();
     unknown_fields(schema, value, root, &mut errors);
     duplicate_keys(schema, value, root, &mut errors);
@@ -125,11 +150,19 @@ pub fn check_against_schema(
         }
         errors.push(FieldError::new(field, schema_message(&e.to_string())));
     }
-    // CEL sees a `number` field as a double even when written `0`, as in
-    // the API server (`scale: 0` must fail `self.scale != 0.0` here too).
-    let value = &numbers_as_doubles(schema, value);
-    let old = old.map(|o| numbers_as_doubles(schema, o));
-    if let Err(errs) = cel_validate(schema, value, old.as_ref()) {
+    errors
+}
+
+/// Every CEL rule of `schema` on `value` (its numbers already doubles where
+/// the schema says `number`).
+fn cel_errors(
+    schema: &Value,
+    value: &Value,
+    old: Option<&Value>,
+    root: &str,
+    errors: &mut Vec<FieldError>,
+) {
+    if let Err(errs) = cel_validate(schema, value, old) {
         for e in errs.iter() {
             // A rule on the whole object about its name (a Tenant's) is
             // about `metadata.name`, as its message says.
@@ -142,16 +175,21 @@ pub fn check_against_schema(
             errors.push(FieldError::new(field, strip_field_prefix(&e.message)));
         }
     }
-    errors.dedup();
-    errors
 }
 
 /// Validate the part of a spec an agent runs.
 pub fn validate_config(config: &GatewayConfig) -> Result<(), Vec<FieldError>> {
-    validate_spec(&EdgeGatewaySpec {
-        config: config.clone(),
-        ..Default::default()
-    })
+    // The JSON of `EdgeGatewaySpec { config, ..Default::default() }` (the
+    // config is flattened into the spec) without cloning the config.
+    let mut value = serde_json::to_value(EdgeGatewaySpec::default()).expect("spec serializes");
+    let Value::Object(config_json) = serde_json::to_value(config).expect("config serializes")
+    else {
+        unreachable!("a config serializes to an object")
+    };
+    if let Value::Object(spec) = &mut value {
+        spec.extend(config_json);
+    }
+    validate_spec_json(value, config)
 }
 
 fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
@@ -246,30 +284,36 @@ fn unknown_fields(schema: &Value, value: &Value, path: &str, errors: &mut Vec<Fi
 /// A copy of `value` with the integers written where the schema says
 /// `type: number` turned into floats.
 fn numbers_as_doubles(schema: &Value, value: &Value) -> Value {
+    let mut value = value.clone();
+    numbers_as_doubles_in_place(schema, &mut value);
+    value
+}
+
+/// [`numbers_as_doubles`] without a copy.
+fn numbers_as_doubles_in_place(schema: &Value, value: &mut Value) {
     match value {
-        Value::Number(n) if schema.get("type").and_then(Value::as_str) == Some("number") => n
-            .as_f64()
-            .map_or_else(|| value.clone(), |f| serde_json::json!(f)),
+        Value::Number(n) if schema.get("type").and_then(Value::as_str) == Some("number") => {
+            if let Some(f) = n.as_f64() {
+                *value = serde_json::json!(f);
+            }
+        }
         Value::Object(map) => {
             let props = schema.get("properties").and_then(Value::as_object);
             let extra = schema.get("additionalProperties").filter(|a| a.is_object());
-            Value::Object(
-                map.iter()
-                    .map(|(k, v)| {
-                        let s = props.and_then(|p| p.get(k)).or(extra);
-                        (
-                            k.clone(),
-                            s.map_or_else(|| v.clone(), |s| numbers_as_doubles(s, v)),
-                        )
-                    })
-                    .collect(),
-            )
+            for (k, v) in map.iter_mut() {
+                if let Some(s) = props.and_then(|p| p.get(k)).or(extra) {
+                    numbers_as_doubles_in_place(s, v);
+                }
+            }
         }
-        Value::Array(items) => match schema.get("items") {
-            Some(s) => Value::Array(items.iter().map(|v| numbers_as_doubles(s, v)).collect()),
-            None => value.clone(),
-        },
-        _ => value.clone(),
+        Value::Array(items) => {
+            if let Some(s) = schema.get("items") {
+                for v in items {
+                    numbers_as_doubles_in_place(s, v);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -466,5 +510,38 @@ mod tests {
                 .any(|e| e.field == "spec.devices[0].groups[0].tags[0].address"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn validate_config_agrees_with_validate_spec() {
+        // validate_config builds the spec's JSON without a copy of the
+        // config and converts numbers in place: the same verdicts.
+        let typed = |v: &Value| -> GatewayConfig { serde_json::from_value(v.clone()).unwrap() };
+        let mut cases = vec![modbus_spec()];
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["intervalMs"] = json!(5);
+        cases.push(v);
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["tags"][0]["scale"] = json!(0);
+        cases.push(v);
+        let mut v = modbus_spec();
+        v["devices"][0]["groups"][0]["tags"][1]["name"] = json!("flow");
+        cases.push(v);
+        let mut v = modbus_spec();
+        v["devices"][0]["name"] = json!("cmd");
+        cases.push(v);
+        let mut configs: Vec<GatewayConfig> = cases.iter().map(typed).collect();
+        configs.push(super::super::largest::largest_config());
+        let mut refused = 0;
+        for config in configs {
+            let spec = EdgeGatewaySpec {
+                config: config.clone(),
+                ..Default::default()
+            };
+            let (a, b) = (validate_config(&config), validate_spec(&spec));
+            assert_eq!(a, b);
+            refused += usize::from(a.is_err());
+        }
+        assert_eq!(refused, 4, "the four bad configs are refused");
     }
 }
