@@ -22,7 +22,7 @@
 //! with backoff. Retrying is always safe: whatever was committed before the
 //! failure collides with the unique key and is skipped by the dedupe method.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -122,43 +122,63 @@ const PG_EPOCH_MS: i64 = 946_684_800_000;
 /// i.e. byte order, which is also `str`'s order here. The order only
 /// matters for speed, never for what is stored.
 fn key_order(messages: &[&MessageBatch]) -> Vec<(u32, u32)> {
-    // Rank messages by (tenant, gateway) once so the row comparison does not
-    // compare those strings again and again.
-    let mut by_series: Vec<u32> = (0..messages.len() as u32).collect();
-    by_series.sort_unstable_by(|&a, &b| {
-        let (a, b) = (&messages[a as usize].rows, &messages[b as usize].rows);
-        (&a.tenant, &a.gateway).cmp(&(&b.tenant, &b.gateway))
-    });
-    let mut rank = vec![0u32; messages.len()];
-    let mut r = 0;
-    for w in 0..by_series.len() {
-        if w > 0 {
-            let (a, b) = (
-                &messages[by_series[w - 1] as usize].rows,
-                &messages[by_series[w] as usize].rows,
-            );
-            if (&a.tenant, &a.gateway) != (&b.tenant, &b.gateway) {
-                r += 1;
-            }
-        }
-        rank[by_series[w] as usize] = r;
-    }
+    // Sorting by the strings themselves chases two `Reading`s and their tag
+    // strings per comparison, about 300,000 comparisons for a batch of
+    // 20,000 rows. Instead every string column is replaced by its rank among
+    // the batch's distinct values (byte order, as the "C" collation), and
+    // the rows are sorted by a compact integer key.
+    let series = ranks(
+        messages
+            .iter()
+            .map(|m| (m.rows.tenant.as_str(), m.rows.gateway.as_str())),
+    );
+    let devices = ranks(messages.iter().map(|m| m.rows.device.as_str()));
+    let tags = ranks(
+        messages
+            .iter()
+            .flat_map(|m| m.rows.readings.iter().map(|r| r.tag.as_str())),
+    );
     let rows: usize = messages.iter().map(|m| m.rows.readings.len()).sum();
-    let mut order = Vec::with_capacity(rows);
+    // (series, tag, ts, device, seq, message, reading)
+    let mut keys: Vec<(u32, u32, i64, u32, i64, u32, u32)> = Vec::with_capacity(rows);
+    let mut tag = tags.into_iter();
     for (mi, m) in messages.iter().enumerate() {
-        order.extend((0..m.rows.readings.len() as u32).map(|ri| (mi as u32, ri)));
+        let (s, d) = (series[mi], devices[mi]);
+        for (ri, r) in m.rows.readings.iter().enumerate() {
+            let t = tag.next().expect("one rank per reading");
+            keys.push((s, t, r.ts_ms, d, r.seq, mi as u32, ri as u32));
+        }
     }
-    order.sort_unstable_by(|&(am, ar), &(bm, br)| {
-        let (ma, mb) = (&messages[am as usize].rows, &messages[bm as usize].rows);
-        let (ra, rb) = (&ma.readings[ar as usize], &mb.readings[br as usize]);
-        rank[am as usize]
-            .cmp(&rank[bm as usize])
-            .then_with(|| ra.tag.cmp(&rb.tag))
-            .then(ra.ts_ms.cmp(&rb.ts_ms))
-            .then_with(|| ma.device.cmp(&mb.device))
-            .then(ra.seq.cmp(&rb.seq))
-    });
-    order
+    keys.sort_unstable();
+    keys.into_iter().map(|k| (k.5, k.6)).collect()
+}
+
+/// The rank of each value among the distinct values, in `Ord` order.
+fn ranks<T: Ord + std::hash::Hash + Copy>(values: impl Iterator<Item = T>) -> Vec<u32> {
+    let mut ids: HashMap<T, u32> = HashMap::new();
+    let mut distinct: Vec<T> = Vec::new();
+    let mut first_ids: Vec<u32> = Vec::new();
+    // Runs of one value are common (consecutive messages of one gateway or
+    // device): look it up only when the value changes.
+    let mut last: Option<(T, u32)> = None;
+    for v in values {
+        let id = match last {
+            Some((l, id)) if l == v => id,
+            _ => *ids.entry(v).or_insert_with(|| {
+                distinct.push(v);
+                distinct.len() as u32 - 1
+            }),
+        };
+        last = Some((v, id));
+        first_ids.push(id);
+    }
+    let mut by_value: Vec<u32> = (0..distinct.len() as u32).collect();
+    by_value.sort_unstable_by(|&a, &b| distinct[a as usize].cmp(&distinct[b as usize]));
+    let mut rank = vec![0u32; distinct.len()];
+    for (r, &id) in by_value.iter().enumerate() {
+        rank[id as usize] = r as u32;
+    }
+    first_ids.iter().map(|&id| rank[id as usize]).collect()
 }
 
 fn put_text(buf: &mut BytesMut, s: &str) {
@@ -496,5 +516,65 @@ impl Writer {
                 .await?;
         }
         Ok(written)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::{MessageRows, Reading};
+
+    fn msg(gateway: &str, device: &str, rows: &[(&str, i64, i64)]) -> MessageBatch {
+        MessageBatch {
+            topic: String::new(),
+            rows: MessageRows {
+                tenant: "t".into(),
+                gateway: gateway.into(),
+                device: device.into(),
+                readings: rows
+                    .iter()
+                    .map(|&(tag, ts_ms, seq)| Reading {
+                        tag: tag.into(),
+                        ts_ms,
+                        value: Some(1.0),
+                        value_text: None,
+                        quality: 0,
+                        seq,
+                    })
+                    .collect(),
+                frames: Vec::new(),
+            },
+        }
+    }
+
+    #[test]
+    fn key_order_is_the_unique_keys_order() {
+        let messages = [
+            msg("gw-2", "d", &[("b", 5, 2), ("a", 5, 2), ("B", 6, 3)]),
+            msg("gw-1", "e", &[("a", 5, 1), ("b", 4, 1)]),
+            msg("gw-1", "d", &[("a", 5, 7), ("a", 3, 8), ("é", 1, 9)]),
+            msg("gw-10", "d", &[("a", 1, 1)]),
+        ];
+        let refs: Vec<&MessageBatch> = messages.iter().collect();
+        let key = |&(mi, ri): &(u32, u32)| {
+            let m = &refs[mi as usize].rows;
+            let r = &m.readings[ri as usize];
+            (
+                m.tenant.clone(),
+                m.gateway.clone(),
+                r.tag.clone(),
+                r.ts_ms,
+                m.device.clone(),
+                r.seq,
+            )
+        };
+        let order = key_order(&refs);
+        let mut expected = order.clone();
+        expected.sort_by_key(key);
+        assert_eq!(order.len(), 9);
+        assert_eq!(
+            order.iter().map(key).collect::<Vec<_>>(),
+            expected.iter().map(key).collect::<Vec<_>>()
+        );
     }
 }
