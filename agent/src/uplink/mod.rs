@@ -3,7 +3,10 @@
 //!
 //! - Frames are read from the queue in order and grouped per topic into
 //!   messages of at most `maxReadingsPerMessage` readings and
-//!   `maxBytesPerMessage` bytes, waiting up to `lingerMs` to fill a message.
+//!   `maxBytesPerMessage` bytes. While earlier messages await their PUBACK,
+//!   up to `lingerMs` is waited for more readings to fill messages; with
+//!   nothing in flight (or a message's worth waiting) they go at once
+//!   (Nagle's rule: no reading waits on an idle connection).
 //! - A batch of messages is in flight until every message of it has its
 //!   PUBACK; only then does the queue cursor move past it (end-to-end
 //!   acknowledgement). A PUBACK with an error reason counts as not delivered.

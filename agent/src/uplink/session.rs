@@ -123,8 +123,15 @@ impl Uplink {
             // A replay takes at most a quarter of the window.
             let replay_room = connected && f.in_flight < window && replays.can_send(window / 4);
             let wake_at = wait.wake_at();
+            // Nagle's rule: linger only while live messages await their
+            // PUBACK. Then the pipe is busy and what arrives meanwhile can
+            // fill messages; once every PUBACK is in (or with nothing in
+            // flight to begin with) what is queued goes at once, instead of
+            // every reading waiting `linger` on an idle connection.
+            let pipe_idle = f.live_in_flight == 0;
             let wait_data = async {
                 match linger_deadline {
+                    Some(_) if pipe_idle => {}
                     Some(d) => tokio::time::sleep_until(d).await,
                     None => self.queue.wait_for(reader.position()).await,
                 }
@@ -215,13 +222,23 @@ impl Uplink {
                         linger_deadline = None;
                         continue;
                     }
-                    let full = available as usize >= s.max_readings_per_message;
+                    // A message's worth of readings waits unsent (queued
+                    // readings not yet acknowledged, less those in flight).
+                    let in_flight: u64 = f.batches.iter().map(|(_, b)| b.readings).sum();
+                    let unsent = self
+                        .queue
+                        .stats()
+                        .depth_readings
+                        .load(Ordering::Relaxed)
+                        .saturating_sub(in_flight);
+                    let full = unsent as usize >= s.max_readings_per_message;
+                    let busy = f.live_in_flight > 0;
                     match linger_deadline {
-                        None if !full && !s.linger.is_zero() => {
+                        None if busy && !full && !s.linger.is_zero() => {
                             linger_deadline = Some(Instant::now() + s.linger);
                             continue;
                         }
-                        Some(d) if !full && Instant::now() < d => continue,
+                        Some(d) if busy && !full && Instant::now() < d => continue,
                         _ => {}
                     }
                     linger_deadline = None;
