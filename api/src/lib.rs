@@ -123,6 +123,7 @@ pub async fn build_state(config: Config) -> Result<AppState, ApiError> {
         alerts,
         fleet,
         login,
+        auth_cache: Arc::default(),
     };
     users::bootstrap_admin(&state).await?;
     fleet::spawn_background(&state);

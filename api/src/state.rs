@@ -27,6 +27,8 @@ pub struct AppState {
     pub fleet: std::sync::Arc<crate::fleet::Fleet>,
     /// Sign-in throttle, lockouts and failed-login audit tallies.
     pub login: Arc<crate::auth::throttle::LoginGuard>,
+    /// Tokens, roles, orgs and projects of recent requests (`auth::cache`).
+    pub auth_cache: Arc<crate::auth::cache::AuthCache>,
 }
 
 impl AppState {

@@ -2,6 +2,7 @@
 //! Bearer` API token. Handlers take [`Auth`] and call [`Auth::require`].
 
 pub mod account;
+pub mod cache;
 pub mod local;
 pub mod oidc;
 pub mod password;
@@ -121,30 +122,7 @@ impl Auth {
                 domain: GrantDomain::System,
             });
         }
-        if let Some(m) = org_member::Entity::find_by_id((org_id, self.user.id))
-            .one(&st.db)
-            .await?
-        {
-            if let Some(role) = Role::parse(&m.role) {
-                grants.push(Grant {
-                    role,
-                    domain: GrantDomain::Org(org_id),
-                });
-            }
-        }
-        let pms = project_member::Entity::find()
-            .filter(project_member::Column::UserId.eq(self.user.id))
-            .filter(project_member::Column::OrgId.eq(org_id))
-            .all(&st.db)
-            .await?;
-        for m in pms {
-            if let Some(role) = Role::parse(&m.role) {
-                grants.push(Grant {
-                    role,
-                    domain: GrantDomain::Project(m.project_id),
-                });
-            }
-        }
+        grants.extend(member_grants(st, self.user.id, org_id).await?);
         let mut g = Grants {
             grants,
             limit: None,
@@ -197,6 +175,43 @@ impl Auth {
     }
 }
 
+/// The roles `user` holds as a member of `org_id` and of its projects.
+async fn member_grants(st: &AppState, user: Uuid, org_id: Uuid) -> Result<Vec<Grant>, ApiError> {
+    let generation = st.writes.generation();
+    if let Some(g) = st.auth_cache.grants.get(&(user, org_id), generation) {
+        return Ok(g);
+    }
+    let mut grants = Vec::new();
+    if let Some(m) = org_member::Entity::find_by_id((org_id, user))
+        .one(&st.db)
+        .await?
+    {
+        if let Some(role) = Role::parse(&m.role) {
+            grants.push(Grant {
+                role,
+                domain: GrantDomain::Org(org_id),
+            });
+        }
+    }
+    let pms = project_member::Entity::find()
+        .filter(project_member::Column::UserId.eq(user))
+        .filter(project_member::Column::OrgId.eq(org_id))
+        .all(&st.db)
+        .await?;
+    for m in pms {
+        if let Some(role) = Role::parse(&m.role) {
+            grants.push(Grant {
+                role,
+                domain: GrantDomain::Project(m.project_id),
+            });
+        }
+    }
+    st.auth_cache
+        .grants
+        .insert((user, org_id), generation, grants.clone());
+    Ok(grants)
+}
+
 /// The decision of [`Auth::require`] on grants already loaded.
 pub fn check(
     grants: &Grants,
@@ -240,11 +255,21 @@ pub async fn load_org(
     auth: &Auth,
     slug: &str,
 ) -> Result<(org::Model, Grants), ApiError> {
-    let org = org::Entity::find()
-        .filter(org::Column::Slug.eq(slug))
-        .one(&st.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let generation = st.writes.generation();
+    let org = match st.auth_cache.orgs.get(&slug.to_string(), generation) {
+        Some(o) => o,
+        None => {
+            let o = org::Entity::find()
+                .filter(org::Column::Slug.eq(slug))
+                .one(&st.db)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            st.auth_cache
+                .orgs
+                .insert(slug.to_string(), generation, o.clone());
+            o
+        }
+    };
     let grants = auth.grants_in_org(st, org.id).await?;
     if !grants.sees_org() {
         return Err(ApiError::NotFound);
@@ -259,13 +284,22 @@ pub async fn load_project(
     org_slug: &str,
     project_slug: &str,
 ) -> Result<(org::Model, project::Model, Grants), ApiError> {
+    let generation = st.writes.generation();
     let (org, grants) = load_org(st, auth, org_slug).await?;
-    let project = project::Entity::find()
-        .filter(project::Column::OrgId.eq(org.id))
-        .filter(project::Column::Slug.eq(project_slug))
-        .one(&st.db)
-        .await?
-        .ok_or(ApiError::NotFound)?;
+    let key = (org.id, project_slug.to_string());
+    let project = match st.auth_cache.projects.get(&key, generation) {
+        Some(p) => p,
+        None => {
+            let p = project::Entity::find()
+                .filter(project::Column::OrgId.eq(org.id))
+                .filter(project::Column::Slug.eq(project_slug))
+                .one(&st.db)
+                .await?
+                .ok_or(ApiError::NotFound)?;
+            st.auth_cache.projects.insert(key, generation, p.clone());
+            p
+        }
+    };
     if !grants.sees_project(org.id, project.id) {
         return Err(ApiError::NotFound);
     }

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Duration, Utc};
+use sea_orm::sea_query::Expr;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, Set,
 };
@@ -27,9 +28,6 @@ use crate::state::AppState;
 /// Tokens look like `weir_<prefix>_<secret>`; the prefix is kept in clear to recognise them.
 const TOKEN_PREFIX: &str = "weir_";
 
-/// Don't write last_used_at more often than this per token (keeps reads cheap).
-const LAST_USED_GRANULARITY_SECS: i64 = 60;
-
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_org_tokens, create_org_token))
@@ -42,30 +40,45 @@ pub async fn authenticate(st: &AppState, presented: &str) -> Result<Auth, ApiErr
     if !presented.starts_with(TOKEN_PREFIX) || presented.len() > 200 {
         return Err(ApiError::Unauthenticated);
     }
-    let t = api_token::Entity::find()
-        .filter(api_token::Column::TokenHash.eq(sha256_hex(presented)))
-        .one(&st.db)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
+    let hash = sha256_hex(presented);
+    // Taken before the reads, so a revocation committed meanwhile makes
+    // what they return stale (see `auth::cache`).
+    let generation = st.writes.generation();
+    let (t, u) = match st.auth_cache.tokens.get(&hash, generation) {
+        Some(found) => found,
+        None => {
+            let t = api_token::Entity::find()
+                .filter(api_token::Column::TokenHash.eq(hash.as_str()))
+                .one(&st.db)
+                .await?
+                .ok_or(ApiError::Unauthenticated)?;
+            let u = user::Entity::find_by_id(t.user_id)
+                .one(&st.db)
+                .await?
+                .ok_or(ApiError::Unauthenticated)?;
+            st.auth_cache
+                .tokens
+                .insert(hash, generation, (t.clone(), u.clone()));
+            (t, u)
+        }
+    };
     let now = Utc::now();
     if t.revoked_at.is_some() || t.expires_at.is_some_and(|e| e <= now) {
         return Err(ApiError::Unauthenticated);
     }
-    let u = user::Entity::find_by_id(t.user_id)
-        .one(&st.db)
-        .await?
-        .ok_or(ApiError::Unauthenticated)?;
     // A disabled creator's tokens stop working at once (and again when enabled).
     if u.disabled_at.is_some() {
         return Err(ApiError::Unauthenticated);
     }
-    if t.last_used_at
-        .is_none_or(|l| now - l > Duration::seconds(LAST_USED_GRANULARITY_SECS))
-    {
-        // Bookkeeping only: not a change worth the write lock or an audit entry.
-        let mut am = t.clone().into_active_model();
-        am.last_used_at = Set(Some(now));
-        if let Err(e) = am.update(&st.db).await {
+    if st.auth_cache.should_record_use(t.id, t.last_used_at) {
+        // Bookkeeping only: not a change worth the write lock or an audit
+        // entry; at most once a minute per token, so reads don't write.
+        let r = api_token::Entity::update_many()
+            .col_expr(api_token::Column::LastUsedAt, Expr::value(now))
+            .filter(api_token::Column::Id.eq(t.id))
+            .exec(&st.db)
+            .await;
+        if let Err(e) = r {
             tracing::warn!(error = %e, "could not record token use");
         }
     }

@@ -5,6 +5,7 @@ pub mod entities;
 pub mod migrations;
 
 use std::ops::Deref;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -36,9 +37,14 @@ pub async fn connect(url: &str, max_connections: u32) -> Result<DatabaseConnecti
 }
 
 /// Serializes writers inside this process; on PostgreSQL an advisory lock
-/// extends that to every api replica sharing the database.
+/// extends that to every api replica sharing the database. It also counts
+/// the changes committed in this process (the generation), which is what
+/// tells `auth::cache` that what it holds may be out of date.
 #[derive(Clone, Default)]
-pub struct WriteLock(Arc<Mutex<()>>);
+pub struct WriteLock {
+    lock: Arc<Mutex<()>>,
+    generation: Arc<AtomicU64>,
+}
 
 /// Key of the PostgreSQL advisory lock held by writers ("weir" in ASCII).
 const PG_WRITE_LOCK_KEY: i64 = 0x7765_6972;
@@ -46,12 +52,19 @@ const PG_WRITE_LOCK_KEY: i64 = 0x7765_6972;
 /// A transaction holding the write lock until commit or drop.
 pub struct WriteTx {
     txn: DatabaseTransaction,
+    generation: Arc<AtomicU64>,
     _guard: OwnedMutexGuard<()>,
 }
 
 impl WriteLock {
+    /// Changes committed through this lock so far. Read it before reading
+    /// what you keep: a change committed after that moves it on.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
+    }
+
     pub async fn begin(&self, db: &DatabaseConnection) -> Result<WriteTx, DbErr> {
-        let guard = self.0.clone().lock_owned().await;
+        let guard = self.lock.clone().lock_owned().await;
         let txn = db.begin().await?;
         if txn.get_database_backend() == DbBackend::Postgres {
             txn.execute(Statement::from_string(
@@ -68,13 +81,21 @@ impl WriteLock {
             txn.execute_unprepared("UPDATE seaql_migrations SET version = version WHERE 0")
                 .await?;
         }
-        Ok(WriteTx { txn, _guard: guard })
+        Ok(WriteTx {
+            txn,
+            generation: self.generation.clone(),
+            _guard: guard,
+        })
     }
 }
 
 impl WriteTx {
     pub async fn commit(self) -> Result<(), DbErr> {
-        self.txn.commit().await
+        self.txn.commit().await?;
+        // After the commit: a reader that saw the old rows kept them under
+        // the old generation, which no longer counts.
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        Ok(())
     }
 }
 

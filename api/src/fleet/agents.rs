@@ -72,16 +72,29 @@ impl FromRequestParts<AppState> for AgentAuth {
             .map(|(_, t)| t.trim().to_string())
             .filter(|t| t.starts_with(AGENT_TOKEN_PREFIX))
             .ok_or(ApiError::Unauthenticated)?;
-        let session = agent_session::Entity::find_by_id(sha256_hex(&token))
-            .one(&st.db)
-            .await?
-            .filter(|s| s.expires_at > Utc::now())
-            .ok_or(ApiError::Unauthenticated)?;
-        let agent = agent::Entity::find_by_id(session.agent_id)
-            .one(&st.db)
-            .await?
-            .filter(|a| a.revoked_at.is_none())
-            .ok_or(ApiError::Unauthenticated)?;
+        let hash = sha256_hex(&token);
+        // Before the reads: a revocation committed meanwhile makes them stale.
+        let generation = st.writes.generation();
+        let (expires, agent) = match st.auth_cache.agents.get(&hash, generation) {
+            Some(found) => found,
+            None => {
+                let session = agent_session::Entity::find_by_id(hash.clone())
+                    .one(&st.db)
+                    .await?
+                    .ok_or(ApiError::Unauthenticated)?;
+                let agent = agent::Entity::find_by_id(session.agent_id)
+                    .one(&st.db)
+                    .await?
+                    .ok_or(ApiError::Unauthenticated)?;
+                st.auth_cache
+                    .agents
+                    .insert(hash, generation, (session.expires_at, agent.clone()));
+                (session.expires_at, agent)
+            }
+        };
+        if expires <= Utc::now() || agent.revoked_at.is_some() {
+            return Err(ApiError::Unauthenticated);
+        }
         Ok(AgentAuth { agent })
     }
 }

@@ -492,6 +492,68 @@ on_both_databases!(
     super::api_tokens_scope_revoke_and_hashing
 );
 
+/// Tokens are cached for a few seconds (`auth::cache`): a revocation works
+/// at once on the replica that made it and within the cache's TTL on a
+/// replica that had the token cached.
+async fn revocation_reaches_every_replica(b: Backend) {
+    let app = TestApp::start(b).await;
+    let other = app.replica(|_| {}).await;
+    let admin = app.admin().await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "r-org", "name": "R"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/v1/orgs/r-org/tokens",
+            &admin,
+            json!({"name": "ci", "role": "org-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bearer = Cred::Bearer(r.body["token"].as_str().unwrap().to_string());
+    let id = r.body["id"].as_str().unwrap().to_string();
+    let path = "/api/v1/orgs/r-org/projects";
+    // Both replicas hold it now.
+    for _ in 0..2 {
+        assert_eq!(app.get(path, &bearer).await.status, StatusCode::OK);
+        assert_eq!(other.get(path, &bearer).await.status, StatusCode::OK);
+    }
+    let r = app
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/orgs/r-org/tokens/{id}"),
+            &admin,
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        app.get(path, &bearer).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let started = std::time::Instant::now();
+    let limit = weir_api::auth::cache::TTL + std::time::Duration::from_secs(2);
+    while other.get(path, &bearer).await.status != StatusCode::UNAUTHORIZED {
+        assert!(
+            started.elapsed() < limit,
+            "the other replica still accepts a revoked token after {:?}",
+            started.elapsed()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    other.stop().await;
+    app.stop().await;
+}
+on_both_databases!(
+    revocation_reaches_every_replica,
+    super::revocation_reaches_every_replica
+);
+
 async fn other_orgs_are_invisible(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
