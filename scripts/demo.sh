@@ -65,6 +65,7 @@ fi
 cat > "$STATE/mosquitto.conf" <<CONF
 listener $MQTT_PORT 127.0.0.1
 allow_anonymous false
+set_tcp_nodelay true
 plugin $DYNSEC_PLUGIN
 plugin_opt_config_file $STATE/dynamic-security.json
 persistence true

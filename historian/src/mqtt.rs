@@ -198,7 +198,12 @@ pub(crate) struct Session {
 pub(crate) fn session(cfg: &Config) -> Result<Session, Error> {
     let opts = options(cfg)?;
     // Room for one ack per in-flight message plus subscribe/disconnect.
-    let (client, eventloop) = AsyncClient::new(opts, usize::from(cfg.mqtt_inflight) + 64);
+    let (client, mut eventloop) = AsyncClient::new(opts, usize::from(cfg.mqtt_inflight) + 64);
+    // Without TCP_NODELAY a PUBACK after a commit can wait ~40 ms for the
+    // broker's delayed ACK (Nagle), holding the agent's window for nothing.
+    let mut net = eventloop.options.network_options();
+    net.set_tcp_nodelay(true);
+    eventloop.options.set_network_options(net);
     let acker = Acker {
         client: client.clone(),
         epoch: Arc::new(RwLock::new(0)),

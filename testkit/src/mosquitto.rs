@@ -93,7 +93,9 @@ impl Builder {
         // As root, Mosquitto would drop to the `mosquitto` user, which cannot
         // write its persistence file into our private directory; as any
         // other user `user` has no effect.
-        let mut conf = String::from("user root\nlog_dest stderr\n");
+        // set_tcp_nodelay: as in production configs (scripts/demo.sh), so
+        // latency figures carry no Nagle/delayed-ACK stalls of the broker's.
+        let mut conf = String::from("user root\nlog_dest stderr\nset_tcp_nodelay true\n");
         match &self.dynsec {
             None => conf += "allow_anonymous true\n",
             Some((user, password)) => {

@@ -95,6 +95,12 @@ impl Uplink {
         let mut s = s.clone();
         let (client, mut el): (AsyncClient, EventLoop) =
             AsyncClient::new(opts, usize::from(s.inflight) * 2 + 64);
+        // Nagle's algorithm holds a small publish (or a write's answer)
+        // back until the broker's delayed ACK, about 40 ms a hop on Linux;
+        // batching is the linger's job, not the socket's.
+        let mut net = el.options.network_options();
+        net.set_tcp_nodelay(true);
+        el.options.set_network_options(net);
         // Everything not acknowledged goes again, in order; so does a replay
         // that was running.
         reader.seek(self.queue.first_unacked());

@@ -357,6 +357,10 @@ async fn run(
         };
         tokio::pin!(renew);
         let (client, mut eventloop) = AsyncClient::new(opts.clone(), 1024);
+        // Small acks and subscribes go out at once, not after a delayed ACK.
+        let mut net = eventloop.network_options();
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
         let mut subscribed: BTreeSet<String> = BTreeSet::new();
         loop {
             tokio::select! {

@@ -131,11 +131,16 @@ impl Conn {
                 .map_err(|e| format!("resolving {target}: {e}"))?
                 .next()
                 .ok_or_else(|| format!("{target} has no address"))?;
-        let ctx = tokio::time::timeout(self.timeout(), tcp::connect(addr))
+        let stream = tokio::time::timeout(self.timeout(), tokio::net::TcpStream::connect(addr))
             .await
             .map_err(|_| format!("connecting to {target} timed out"))?
             .map_err(|e| format!("connecting to {target}: {e}"))?;
-        self.ctx = Some(ctx);
+        // A request is one small write answered before the next: with
+        // Nagle on, a write command behind a read waits for a delayed ACK.
+        stream
+            .set_nodelay(true)
+            .map_err(|e| format!("setting TCP_NODELAY to {target}: {e}"))?;
+        self.ctx = Some(tcp::attach(stream));
         Ok(())
     }
 
