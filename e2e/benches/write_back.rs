@@ -94,6 +94,12 @@ impl Commander {
         let mut opts = MqttOptions::new("bench-write-back", "127.0.0.1", port);
         opts.set_keep_alive(Duration::from_secs(30));
         let (client, mut el) = AsyncClient::new(opts, 1000);
+        // As an operator console would: without TCP_NODELAY this client's
+        // PUBACK for one answer holds the next command back until the
+        // broker's delayed ACK (~40 ms), which is the client's, not Weir's.
+        let mut net = el.network_options();
+        net.set_tcp_nodelay(true);
+        el.set_network_options(net);
         let waiting: Waiting = Arc::default();
         let w = waiting.clone();
         let (ready_tx, ready_rx) = oneshot::channel();
