@@ -34,7 +34,7 @@ use weir_e2e::fleet::{
     gateway_with_token, patch_spec, plant_spec, seed_project, start_agent, wait_applied,
 };
 use weir_e2e::historian::Historian;
-use weir_e2e::uplink_watch::UplinkWatch;
+use weir_e2e::uplink_watch::{Committed, UplinkWatch};
 use weir_e2e::{broker_in_memory, ApiClient};
 use weir_testkit::postgres::connect;
 use weir_testkit::TestDb;
@@ -150,31 +150,20 @@ async fn run() -> Result<()> {
     wait_applied(&admin, &base, GW, Duration::from_secs(30)).await?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let stopped = SystemTime::now().duration_since(epoch)?.as_millis() as i64;
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let (issued, frames, rows) = loop {
-        let state = watch.state(GW).filter(|s| s.timestamp > stopped);
-        let r = connect(&pg.url)
-            .await
-            .query_one(
-                "SELECT count(*), count(DISTINCT seq) FROM readings WHERE tenant = $1 AND gateway = $2",
-                &[&TENANT, &GW],
-            )
-            .await?;
-        let (rows, frames): (i64, i64) = (r.get(0), r.get(1));
-        if let Some(s) = &state {
-            let issued = (s.next_seq - s.origin_seq) as i64;
-            if frames == issued {
-                break (issued, frames, rows);
-            }
-        }
-        if Instant::now() > deadline {
-            bail!("not every frame reached PostgreSQL: {frames} distinct frames, {rows} rows; uplink state {state:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    if rows != frames * TAGS as i64 {
-        bail!("{rows} rows for {frames} frames of {TAGS} readings: some twice or missing");
-    }
+    let Committed {
+        issued,
+        frames,
+        rows,
+    } = watch
+        .all_issued_committed(
+            &pg.url,
+            TENANT,
+            GW,
+            stopped,
+            TAGS as i64,
+            Duration::from_secs(120),
+        )
+        .await?;
 
     let outage_frames = frames_between(&pg.url, down, broker_up).await?;
     let done = samples

@@ -76,6 +76,67 @@ impl UplinkWatch {
     }
 }
 
+/// Frames the agent issued, distinct frames and rows in `readings`.
+#[derive(Clone, Copy, Debug)]
+pub struct Committed {
+    pub issued: i64,
+    pub frames: i64,
+    pub rows: i64,
+}
+
+impl UplinkWatch {
+    /// Wait until every frame `gateway`'s agent issued (by an uplink state
+    /// stamped after `after_ms`, epoch milliseconds: send it after the
+    /// traffic stopped) is in `readings` at `db_url`, and check each holds
+    /// `tags` rows: nothing lost, nothing twice. Errors name what is off.
+    pub async fn all_issued_committed(
+        &self,
+        db_url: &str,
+        tenant: &str,
+        gateway: &str,
+        after_ms: i64,
+        tags: i64,
+        timeout: Duration,
+    ) -> anyhow::Result<Committed> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let db = weir_testkit::postgres::connect(db_url).await;
+        let c = loop {
+            let state = self.state(gateway).filter(|s| s.timestamp > after_ms);
+            let r = db
+                .query_one(
+                    "SELECT count(*), count(DISTINCT seq) FROM readings WHERE tenant = $1 AND gateway = $2",
+                    &[&tenant, &gateway],
+                )
+                .await?;
+            let (rows, frames): (i64, i64) = (r.get(0), r.get(1));
+            if let Some(s) = &state {
+                let issued = (s.next_seq - s.origin_seq) as i64;
+                if frames == issued {
+                    break Committed {
+                        issued,
+                        frames,
+                        rows,
+                    };
+                }
+            }
+            if tokio::time::Instant::now() > deadline {
+                anyhow::bail!(
+                    "not every frame reached PostgreSQL: {frames} distinct frames, {rows} rows; uplink state {state:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        if c.rows != c.frames * tags {
+            anyhow::bail!(
+                "{} rows for {} frames of {tags} readings: some twice or missing",
+                c.rows,
+                c.frames
+            );
+        }
+        Ok(c)
+    }
+}
+
 impl Drop for UplinkWatch {
     fn drop(&mut self) {
         self.task.abort();
