@@ -444,6 +444,9 @@ pub struct Uplink {
     #[serde(default = "default_max_bytes")]
     #[x_kube(validation = Rule::new("self >= 1024 && self <= 268435455").message("uplink.maxBytesPerMessage: must be between 1 KiB and 256 MiB"))]
     pub max_bytes_per_message: u32,
+    /// How long to wait for more readings to fill a message, in ms, while
+    /// earlier messages still await their PUBACK; with nothing in flight
+    /// what is queued is sent at once (Nagle's rule).
     #[serde(default = "default_linger")]
     #[x_kube(validation = Rule::new("self <= 60000").message("uplink.lingerMs: must be at most 60000 ms"))]
     pub linger_ms: u32,
