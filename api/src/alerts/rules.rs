@@ -214,7 +214,12 @@ crate::body_rule!(
             "max_rate_per_sec": {"type": "number", "exclusiveMinimum": 0},
             "tag": {"type": "string"},
         }},
-        {"properties": {"kind": {"enum": ["gateway_offline", "device_down", "cluster_degraded", "data_gap"]}}},
+        {"properties": {"kind": {"enum": ["gateway_offline", "device_down", "cluster_degraded"]}}},
+        // Fires at once (see `validate`): `for_secs` must be 0 or absent.
+        {"properties": {
+            "kind": {"const": "data_gap"},
+            "for_secs": {"type": "integer", "minimum": 0, "maximum": 0},
+        }},
     ]})
 );
 

@@ -2483,7 +2483,11 @@ export interface components {
             tag: string;
         } | {
             /** @enum {unknown} */
-            kind?: "gateway_offline" | "device_down" | "cluster_degraded" | "data_gap";
+            kind?: "gateway_offline" | "device_down" | "cluster_degraded";
+        } | {
+            for_secs?: number;
+            /** @constant */
+            kind?: "data_gap";
         });
         /** @description A tag of one gateway over time. */
         Series: {
