@@ -1391,12 +1391,12 @@ export interface components {
             value?: number | null;
         };
         AddOrgMember: {
-            /** Format: email */
+            /** @description An email address: local@domain, without white space */
             email: string;
             role: components["schemas"]["OrgRoleName"];
         };
         AddProjectMember: {
-            /** Format: email */
+            /** @description An email address: local@domain, without white space */
             email: string;
             role: components["schemas"]["ProjectRoleName"];
         };
@@ -1780,7 +1780,7 @@ export interface components {
         CreateOrg: {
             description?: string;
             name: string;
-            /** Format: email */
+            /** @description An email address: local@domain, without white space */
             owner_email?: string | null;
             slug: string;
         };
@@ -1840,7 +1840,7 @@ export interface components {
             title?: string;
         };
         CreateUser: {
-            /** Format: email */
+            /** @description An email address: local@domain, without white space */
             email: string;
             name: string;
             /** @description At least 12 characters. Omit for an SSO-only account. */
@@ -2131,7 +2131,7 @@ export interface components {
             keys: components["schemas"]["Jwk"][];
         };
         LoginRequest: {
-            /** Format: email */
+            /** @description An email address: local@domain, without white space */
             email: string;
             password: string;
         };
