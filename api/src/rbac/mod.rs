@@ -74,7 +74,8 @@ impl fmt::Display for Role {
     }
 }
 
-/// What a route needs. Add a variant, its name, and rows in policy.csv.
+/// What a route needs. Add a variant, its name, a place in [`Permission::ALL`]
+/// and rows in policy.csv.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Permission {
     OrgCreate,
@@ -102,6 +103,31 @@ pub enum Permission {
 }
 
 impl Permission {
+    /// Every permission, for the decision table of [`Rbac`].
+    pub const ALL: [Permission; 21] = [
+        Permission::OrgCreate,
+        Permission::OrgRead,
+        Permission::OrgUpdate,
+        Permission::OrgDelete,
+        Permission::OrgMembersRead,
+        Permission::OrgMembersManage,
+        Permission::OrgOwnersManage,
+        Permission::OrgAuditRead,
+        Permission::OrgTokensManage,
+        Permission::OrgSsoRead,
+        Permission::OrgSsoManage,
+        Permission::ProjectCreate,
+        Permission::ProjectRead,
+        Permission::ProjectUpdate,
+        Permission::ProjectDelete,
+        Permission::ProjectWrite,
+        Permission::ProjectMembersRead,
+        Permission::ProjectMembersManage,
+        Permission::ProjectTokensManage,
+        Permission::UsersManage,
+        Permission::SystemAuditRead,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Permission::OrgCreate => "org.create",
@@ -176,10 +202,64 @@ pub struct Grant {
     pub domain: GrantDomain,
 }
 
-/// The enforcer, built once from the compiled-in model and policy.
+/// The enforcer, built once from the compiled-in model and policy, and its
+/// decisions for every (role, kind of domain, permission), asked once at
+/// start: Casbin evaluates its matcher script against every policy row on
+/// each call, two or more calls per request, which was a large share of a
+/// cheap request's CPU.
 #[derive(Clone)]
 pub struct Rbac {
     enforcer: Arc<Enforcer>,
+    /// `None` when the policy names a single domain rather than a kind
+    /// (`org:*`), so that the kind alone does not decide: then every
+    /// decision is Casbin's, per call.
+    table: Option<Arc<DecisionTable>>,
+}
+
+/// Casbin's answers, indexed by role, domain kind and permission (each
+/// entry asked for its own variants, so a permission missing from
+/// [`Permission::ALL`] is simply asked of Casbin per call).
+struct DecisionTable {
+    allows: Vec<Option<bool>>,
+}
+
+impl DecisionTable {
+    const PERMS: usize = Permission::ALL.len() + 1;
+
+    fn index(role: Role, kind: usize, perm: Permission) -> usize {
+        // Discriminants of field-less enums: exhaustive by construction;
+        // one beyond ALL's length lands in the last (never filled) slot.
+        let p = (perm as usize).min(Self::PERMS - 1);
+        ((role as usize) * DOMAIN_KINDS + kind) * Self::PERMS + p
+    }
+
+    fn len() -> usize {
+        Role::ALL.len() * DOMAIN_KINDS * Self::PERMS
+    }
+}
+
+/// System, org, project.
+const DOMAIN_KINDS: usize = 3;
+
+impl GrantDomain {
+    fn kind(&self) -> usize {
+        match self {
+            GrantDomain::System => 0,
+            GrantDomain::Org(_) => 1,
+            GrantDomain::Project(_) => 2,
+        }
+    }
+}
+
+/// Whether every policy row's domain is `system` or a whole kind (`org:*`,
+/// `project:*`), so a decision depends on the domain's kind only.
+fn policy_is_by_kind(rules: &[Vec<String>]) -> bool {
+    rules.iter().all(|r| {
+        matches!(
+            r.get(1).map(String::as_str),
+            Some("system" | "org:*" | "project:*")
+        )
+    })
 }
 
 impl Rbac {
@@ -191,17 +271,55 @@ impl Rbac {
             .await
             .map_err(|e| ApiError::internal(format!("rbac enforcer: {e}")))?;
         let rules = parse_policy(POLICY);
+        let by_kind = policy_is_by_kind(&rules);
         enforcer
             .add_policies(rules)
             .await
             .map_err(|e| ApiError::internal(format!("rbac policy: {e}")))?;
-        Ok(Self {
+        let mut rbac = Self {
             enforcer: Arc::new(enforcer),
-        })
+            table: None,
+        };
+        if by_kind {
+            // Any id stands for its kind (the policy names kinds only).
+            let samples = [
+                GrantDomain::System,
+                GrantDomain::Org(Uuid::nil()),
+                GrantDomain::Project(Uuid::nil()),
+            ];
+            let mut allows = vec![None; DecisionTable::len()];
+            for role in Role::ALL {
+                for d in &samples {
+                    for perm in Permission::ALL
+                        .into_iter()
+                        .filter(|p| (*p as usize) < Permission::ALL.len())
+                    {
+                        allows[DecisionTable::index(role, d.kind(), perm)] =
+                            Some(rbac.enforce(role, d, perm));
+                    }
+                }
+            }
+            rbac.table = Some(Arc::new(DecisionTable { allows }));
+        }
+        Ok(rbac)
     }
 
     /// Does `role`, held in `domain`, carry `perm`?
     pub fn role_allows(&self, role: Role, domain: &GrantDomain, perm: Permission) -> bool {
+        let known = self
+            .table
+            .as_ref()
+            .and_then(|t| {
+                t.allows
+                    .get(DecisionTable::index(role, domain.kind(), perm))
+            })
+            .copied()
+            .flatten();
+        known.unwrap_or_else(|| self.enforce(role, domain, perm))
+    }
+
+    /// Casbin's decision.
+    fn enforce(&self, role: Role, domain: &GrantDomain, perm: Permission) -> bool {
         self.enforcer
             .enforce((role.as_str(), domain.key().as_str(), perm.as_str()))
             .unwrap_or(false)
@@ -266,6 +384,37 @@ impl Grants {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The table gives Casbin's own answer for every role, permission and
+    /// domain (with ids other than the ones it was built with).
+    #[tokio::test]
+    async fn the_decision_table_is_casbins() {
+        let rbac = Rbac::new().await.unwrap();
+        assert!(rbac.table.is_some(), "the policy names domain kinds only");
+        let id = Uuid::new_v4();
+        for role in Role::ALL {
+            for d in [
+                GrantDomain::System,
+                GrantDomain::Org(id),
+                GrantDomain::Project(id),
+            ] {
+                for perm in Permission::ALL {
+                    assert_eq!(
+                        rbac.role_allows(role, &d, perm),
+                        rbac.enforce(role, &d, perm),
+                        "{role} in {} for {}",
+                        d.key(),
+                        perm.as_str()
+                    );
+                }
+            }
+        }
+        assert!(!policy_is_by_kind(&[vec![
+            "org-admin".into(),
+            format!("org:{id}"),
+            "org.read".into()
+        ]]));
+    }
 
     #[tokio::test]
     async fn policy_denies_by_default_and_scopes_by_domain() {

@@ -260,6 +260,40 @@ async fn enrollment_and_signed_config(b: Backend) {
         r.body["spec"]["devices"][0]["groups"][0]["intervalMs"],
         1000
     );
+
+    // The list leaves each config out unless asked; every answer has the
+    // config of the latest version (each version read once is kept).
+    let one = app.get(&format!("{gw}/pump-1"), &admin).await;
+    assert_eq!(one.body["version"], 3);
+    assert_eq!(
+        one.body["spec"]["devices"][0]["groups"][0]["intervalMs"],
+        1000
+    );
+    let list = app.get(gw, &admin).await;
+    assert_eq!(list.status, StatusCode::OK, "{:?}", list.body);
+    let item = list
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "pump-1")
+        .unwrap();
+    assert!(item.get("spec").is_none(), "{item}");
+    assert_eq!(item["version"], 3);
+    assert_eq!(item["site"], one.body["spec"]["site"]);
+    assert_eq!(item["mode"], one.body["spec"]["mode"]);
+    let full = app.get(&format!("{gw}?include=spec"), &admin).await;
+    assert_eq!(full.status, StatusCode::OK, "{:?}", full.body);
+    let item = full
+        .body
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "pump-1")
+        .unwrap();
+    assert_eq!(item["spec"], one.body["spec"]);
+    let bad = app.get(&format!("{gw}?include=bundle"), &admin).await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{:?}", bad.body);
     let r = app.get(&cfg, &bearer).await;
     let signed3: SignedBundle = serde_json::from_value(r.body.clone()).unwrap();
     let p3 = bundle::verify(&signed3, &key, &expect(Some(p2.version))).unwrap();

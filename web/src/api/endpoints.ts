@@ -10,6 +10,7 @@ import type {
   Condition,
   Gateway,
   GatewayConfig,
+  GatewaySummary,
   Invitation,
   Me,
   Member,
@@ -230,18 +231,17 @@ export function fromApiCluster(c: Schemas['Cluster']): Cluster {
   };
 }
 
-/** The api's Gateway (spec = EdgeGatewaySpec) with its rollout entry, as the console shows it. */
-export function fromApiGateway(g: Schemas['Gateway'], rollout?: RolloutEntry): Gateway {
-  const spec = g.spec as Loose;
+/** What a list item and a whole gateway share, with the rollout entry over the api's own fields. */
+function gatewayFields(g: Schemas['GatewaySummary'] | Schemas['Gateway'], site: Loose | undefined, mode: unknown, rollout?: RolloutEntry): GatewaySummary {
   const online = rollout?.online ?? g.online;
   const heartbeat = rollout?.last_heartbeat ?? g.last_heartbeat ?? null;
   return {
     id: g.id,
     name: g.name,
     version: g.version,
-    site: spec.site,
-    mode: spec.mode,
-    cluster: g.cluster ?? spec.clusterRef ?? null,
+    site,
+    mode: mode as GatewaySummary['mode'],
+    cluster: g.cluster ?? null,
     desired_version: rollout?.desired_version ?? g.bundle_version,
     applied_version: rollout?.applied_version ?? g.applied_version ?? null,
     status: online === true ? 'online' : heartbeat ? 'offline' : 'never-seen',
@@ -250,9 +250,23 @@ export function fromApiGateway(g: Schemas['Gateway'], rollout?: RolloutEntry): G
     agent_version: rollout?.agent_version ?? (g.agent_status?.agentVersion || null),
     agent_hostname: rollout?.agent_hostname ?? null,
     agent_status: g.agent_status ?? null,
+    created_at: g.created_at,
+  };
+}
+
+/** A list item of the api (no config) with its rollout entry. */
+export function fromApiGatewaySummary(g: Schemas['GatewaySummary'], rollout?: RolloutEntry): GatewaySummary {
+  return gatewayFields(g, g.site as Loose, g.mode, rollout);
+}
+
+/** The api's Gateway (spec = EdgeGatewaySpec) with its rollout entry, as the console shows it. */
+export function fromApiGateway(g: Schemas['Gateway'], rollout?: RolloutEntry): Gateway {
+  const spec = g.spec as Loose;
+  return {
+    ...gatewayFields(g, spec.site, spec.mode, rollout),
+    cluster: g.cluster ?? spec.clusterRef ?? null,
     rawSpec: spec,
     config: { devices: spec.devices ?? [], pipelines: spec.pipelines ?? [], uplink: spec.uplink },
-    created_at: g.created_at,
   };
 }
 
@@ -283,9 +297,10 @@ export const clusters = {
 };
 
 export const gateways = {
-  list: async (s: Scope): Promise<Page<Gateway>> => {
+  /** Without each config (the list shows none; `gateways.get` has it). */
+  list: async (s: Scope): Promise<Page<GatewaySummary>> => {
     const [list, ro] = await Promise.all([ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways', { params: at(s) })), rolloutByGateway(s)]);
-    return whole(list.map((g) => fromApiGateway(g, ro.get(g.name))));
+    return whole(list.map((g) => fromApiGatewaySummary(g, ro.get(g.name))));
   },
   get: async (s: Scope, gateway: string): Promise<Gateway> => {
     const [g, ro] = await Promise.all([ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}', { params: { path: { ...s, gateway } } })), rolloutByGateway(s)]);

@@ -805,7 +805,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Gateways of a project. */
+        /**
+         * Gateways of a project, by name: each without its config unless
+         *     `?include=spec`.
+         */
         get: operations["list_gateways"];
         put?: never;
         /** Create a gateway; its config becomes version 1. */
@@ -2036,6 +2039,52 @@ export interface components {
             open: components["schemas"]["OpenGap"][];
             /** @description The latest ranges recorded as lost for good (at most 20), newest first. */
             recorded: components["schemas"]["RecordedGap"][];
+        };
+        /**
+         * @description A gateway as a list shows it: the fields of a Gateway but its config,
+         *     which `?include=spec` adds, and with the config's site and mode.
+         */
+        GatewaySummary: {
+            agent_status?: null | components["schemas"]["AgentStatus"];
+            /**
+             * Format: int64
+             * @description Bundle version the agent reports as applied.
+             */
+            applied_version?: number | null;
+            /**
+             * Format: int64
+             * @description Version of the latest signed bundle (what agents are offered).
+             */
+            bundle_version: number;
+            /** @description The MQTT cluster (`spec.clusterRef`), if any. */
+            cluster?: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: uuid */
+            id: string;
+            /** Format: date-time */
+            last_heartbeat?: string | null;
+            /** @description `spec.mode` of the latest version (`external` or `inCluster`). */
+            mode?: string | null;
+            /** @description Gateway name, unique in the organization (used in MQTT topics). */
+            name: string;
+            online?: boolean | null;
+            org: string;
+            project: string;
+            /** @description `spec.site` of the latest version (name, location, time zone). */
+            site: Record<string, unknown>;
+            /**
+             * @description The config of the latest version (an `EdgeGatewaySpec`); only with
+             *     `?include=spec`.
+             */
+            spec?: Record<string, unknown>;
+            /** Format: date-time */
+            updated_at: string;
+            /**
+             * Format: int64
+             * @description Latest config version.
+             */
+            version: number;
         };
         GatewayVersion: {
             author: string;
@@ -9416,7 +9465,10 @@ export interface operations {
     };
     list_gateways: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description `spec`: each item also carries the config of its latest version. */
+                include?: "spec";
+            };
             header?: never;
             path: {
                 org: string;
@@ -9431,7 +9483,7 @@ export interface operations {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Gateway"][];
+                    "application/json": components["schemas"]["GatewaySummary"][];
                 };
             };
             /** @description Malformed request (syntax, unknown or missing field) */

@@ -88,6 +88,9 @@ export interface Site {
   timezone?: string;
 }
 
+/** A gateway as a list shows it: the api's GatewaySummary (no config) with its rollout entry. */
+export type GatewaySummary = Omit<Gateway, 'rawSpec' | 'config'>;
+
 /** A gateway as the console shows it: the api's Gateway with its rollout entry. */
 export interface Gateway {
   id: string;

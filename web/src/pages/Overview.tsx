@@ -2,7 +2,7 @@
 import { useEffect, useState } from 'react';
 import { Link } from 'react-router';
 import { alerts, clusters, gateways } from '../api/endpoints';
-import type { ActiveAlert, Cluster, Gateway } from '../api/types';
+import type { ActiveAlert, Cluster, GatewaySummary } from '../api/types';
 import { useScope } from '../scope';
 import { gatewayStatus, phaseTone } from '../lib/words';
 import { Badge, Empty, ErrorNotice, fmtAgo, PageHead, Spinner } from '../ui/kit';
@@ -28,7 +28,7 @@ function Section<T>({ title, load, link, children }: { title: string; load: Load
 
 export function Overview() {
   const { s, base } = useScope();
-  const [gws, setGws] = useState<Load<Gateway> | null>(null);
+  const [gws, setGws] = useState<Load<GatewaySummary> | null>(null);
   const [cls, setCls] = useState<Load<Cluster> | null>(null);
   const [act, setAct] = useState<Load<ActiveAlert> | null>(null);
   useEffect(() => {

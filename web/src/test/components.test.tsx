@@ -77,7 +77,7 @@ describe('gateway config editor', () => {
 });
 
 describe('roles', () => {
-  const gw = [fx.gateway({ name: 'north-pump', version: 5, bundle_version: 3, applied_version: 2, spec: { site: { name: 'North' }, devices: [] } })];
+  const gw = [fx.gatewaySummary({ name: 'north-pump', version: 5, bundle_version: 3, applied_version: 2, site: { name: 'North' } })];
   const rollout = [fx.rollout({ gateway: 'north-pump', online: true, last_heartbeat: new Date().toISOString(), desired_version: 3, applied_version: 2 })];
   const fleet = (u: URL) => (u.pathname.endsWith('/gateways') ? json(gw) : u.pathname.endsWith('/rollout') ? json(rollout) : undefined);
 
@@ -87,6 +87,7 @@ describe('roles', () => {
     expect(await screen.findByText('north-pump')).toBeInTheDocument();
     expect(screen.getByText('runs v2, wants v3')).toBeInTheDocument();
     expect(screen.getByText('Online')).toBeInTheDocument();
+    expect(screen.getByText('North')).toBeInTheDocument();
     expect(screen.queryByRole('button', { name: 'New gateway' })).toBeNull();
   });
 

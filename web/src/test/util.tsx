@@ -57,6 +57,7 @@ const T = '2026-01-01T00:00:00Z';
 /** Answers as the api documents them (typed by schema.d.ts, so fixtures follow the contract). */
 export const fx = {
   gateway: (p: Partial<Schemas['Gateway']> = {}): Schemas['Gateway'] => ({ id: 'g1', name: 'north-pump', org: 'rw', project: 'north', version: 1, bundle_version: 1, spec: {}, created_at: T, updated_at: T, ...p }),
+  gatewaySummary: (p: Partial<Schemas['GatewaySummary']> = {}): Schemas['GatewaySummary'] => ({ id: 'g1', name: 'north-pump', org: 'rw', project: 'north', version: 1, bundle_version: 1, site: {}, created_at: T, updated_at: T, ...p }),
   rollout: (p: Partial<Schemas['RolloutEntry']> & { gateway: string }): Schemas['RolloutEntry'] => ({ config_version: 1, desired_version: 1, up_to_date: true, heartbeat_interval_s: 10, online: false, ...p }),
   cluster: (p: Partial<Schemas['Cluster']> = {}): Schemas['Cluster'] => ({ id: 'c1', name: 'plant-broker', title: '', org: 'rw', project: 'north', backend: 'kubernetes', auth_mode: 'apiJwt', agent_identities: 'apiJwt', shared_with: [], has_password: false, endpoints: [], created_at: T, updated_at: T, ...p }),
   member: (p: Partial<Schemas['Member']> = {}): Schemas['Member'] => ({ user_id: 'u2', email: 'op@rw.example', name: 'Op', role: 'project-editor', source: 'manual', created_at: T, ...p }),

@@ -7,6 +7,7 @@
 //!
 //! The versions of a gateway (list, one, diff, rollback) are [`versions`].
 
+pub mod spec_cache;
 pub mod versions;
 
 use axum::extract::State;
@@ -16,12 +17,14 @@ use chrono::{DateTime, Duration, Utc};
 use std::collections::HashMap;
 
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, EntityTrait, IntoActiveModel,
-    QueryFilter, QueryOrder, QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DatabaseConnection, EntityTrait,
+    FromQueryResult, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect, Set,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
+use std::sync::Arc;
+use utoipa::IntoParams;
 use utoipa::ToSchema;
 use utoipa_axum::{router::OpenApiRouter, routes};
 use uuid::Uuid;
@@ -36,7 +39,7 @@ use crate::auth::{Auth, ClientMeta};
 use crate::db::entities::{org, project};
 use crate::db::is_unique_violation;
 use crate::error::{ApiError, FieldError, ProblemResponses};
-use crate::extract::{check as chk, ApiJson, ApiPath, Validate};
+use crate::extract::{check as chk, ApiJson, ApiPath, ApiQuery, Validate};
 use crate::rbac::Permission;
 use crate::scope::{ProjectAccess, ProjectScope};
 use crate::state::AppState;
@@ -266,33 +269,48 @@ fn empty_raw() -> Box<RawValue> {
 }
 
 /// The stored configs of the current versions of many gateways (as
-/// [`current_spec`], unparsed), in one query per 500 of them rather than one
-/// each: a list of N gateways costs two queries, not N + 1.
-pub async fn current_specs<C: ConnectionTrait>(
-    db: &C,
-    gateways: &[gateway::Model],
-) -> Result<HashMap<Uuid, Box<RawValue>>, ApiError> {
+/// [`current_spec`], unparsed), from [`spec_cache`] or else in one query
+/// per 500 of them rather than one each: a list of N gateways costs at most
+/// two queries, not N + 1. It takes the pool, never a transaction (see
+/// [`spec_cache`]).
+pub async fn current_specs(
+    db: &DatabaseConnection,
+    gateways: &[(Uuid, i64)],
+) -> Result<HashMap<Uuid, Arc<spec_cache::CachedSpec>>, ApiError> {
     let mut out = HashMap::with_capacity(gateways.len());
-    for chunk in gateways.chunks(500) {
-        let wanted = chunk.iter().fold(Condition::any(), |c, g| {
+    let mut missing = Vec::new();
+    for &(id, version) in gateways {
+        match spec_cache::get(id, version) {
+            Some(s) => {
+                out.insert(id, s);
+            }
+            None => missing.push((id, version)),
+        }
+    }
+    for chunk in missing.chunks(500) {
+        let wanted = chunk.iter().fold(Condition::any(), |c, (id, version)| {
             c.add(
                 Condition::all()
-                    .add(gateway_version::Column::GatewayId.eq(g.id))
-                    .add(gateway_version::Column::Version.eq(g.config_version)),
+                    .add(gateway_version::Column::GatewayId.eq(*id))
+                    .add(gateway_version::Column::Version.eq(*version)),
             )
         });
-        let rows: Vec<(Uuid, String)> = gateway_version::Entity::find()
+        let rows: Vec<(Uuid, i64, String)> = gateway_version::Entity::find()
             .select_only()
             .columns([
                 gateway_version::Column::GatewayId,
+                gateway_version::Column::Version,
                 gateway_version::Column::Spec,
             ])
             .filter(wanted)
             .into_tuple()
             .all(db)
             .await?;
-        for (id, spec) in rows {
-            out.insert(id, RawValue::from_string(spec).map_err(ApiError::internal)?);
+        for (id, version, spec) in rows {
+            let raw = RawValue::from_string(spec).map_err(ApiError::internal)?;
+            let cached = Arc::new(spec_cache::CachedSpec::parse(raw));
+            spec_cache::insert(id, version, cached.clone());
+            out.insert(id, cached);
         }
     }
     Ok(out)
@@ -470,27 +488,134 @@ pub async fn insert_gateway<C: ConnectionTrait>(
     })
 }
 
-/// Gateways of a project.
+/// A gateway as a list shows it: the fields of a Gateway but its config,
+/// which `?include=spec` adds, and with the config's site and mode.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct GatewaySummary {
+    pub id: Uuid,
+    /// Gateway name, unique in the organization (used in MQTT topics).
+    pub name: String,
+    pub org: String,
+    pub project: String,
+    /// The MQTT cluster (`spec.clusterRef`), if any.
+    pub cluster: Option<String>,
+    /// `spec.site` of the latest version (name, location, time zone).
+    #[schema(value_type = Object)]
+    pub site: Box<RawValue>,
+    /// `spec.mode` of the latest version (`external` or `inCluster`).
+    pub mode: Option<String>,
+    /// Latest config version.
+    pub version: i64,
+    /// The config of the latest version (an `EdgeGatewaySpec`); only with
+    /// `?include=spec`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Object, required = false)]
+    pub spec: Option<Box<RawValue>>,
+    /// Version of the latest signed bundle (what agents are offered).
+    pub bundle_version: i64,
+    /// Bundle version the agent reports as applied.
+    pub applied_version: Option<i64>,
+    pub online: Option<bool>,
+    pub last_heartbeat: Option<DateTime<Utc>>,
+    /// What the agent reported on its last heartbeat; null before the first one.
+    pub agent_status: Option<AgentStatus>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a list adds to each gateway.
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ListInclude {
+    /// The config of the latest version (`spec`).
+    Spec,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ListParams {
+    /// `spec`: each item also carries the config of its latest version.
+    #[param(inline)]
+    pub include: Option<ListInclude>,
+}
+
+/// The columns of a gateway a list shows: not the signed bundle, which is
+/// about as large as the config and only agents fetch.
+#[derive(Debug, FromQueryResult)]
+struct SummaryRow {
+    id: Uuid,
+    slug: String,
+    config_version: i64,
+    bundle_version: i64,
+    applied_version: Option<i64>,
+    online: Option<bool>,
+    last_heartbeat: Option<DateTime<Utc>>,
+    status: Option<String>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+/// Gateways of a project, by name: each without its config unless
+/// `?include=spec`.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/gateways", tag = "fleet",
-    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<Gateway>), ProblemResponses))]
+    params(("org" = String, Path), ("project" = String, Path), ListParams), responses((status = 200, body = Vec<GatewaySummary>), ProblemResponses))]
 async fn list_gateways(
     State(st): State<AppState>,
     scope: ProjectScope,
-) -> Result<Json<Vec<Gateway>>, ApiError> {
+    ApiQuery(q): ApiQuery<ListParams>,
+) -> Result<Json<Vec<GatewaySummary>>, ApiError> {
     let ProjectAccess {
         org: o, project: p, ..
     } = scope.require(Permission::ProjectRead).await?;
-    let rows = gateway::Entity::find()
-        .filter(gateway::Column::ProjectId.eq(p.id))
-        .order_by_asc(gateway::Column::Slug)
+    use gateway::Column as C;
+    let rows: Vec<SummaryRow> = gateway::Entity::find()
+        .select_only()
+        .columns([
+            C::Id,
+            C::Slug,
+            C::ConfigVersion,
+            C::BundleVersion,
+            C::AppliedVersion,
+            C::Online,
+            C::LastHeartbeat,
+            C::Status,
+            C::CreatedAt,
+            C::UpdatedAt,
+        ])
+        .filter(C::ProjectId.eq(p.id))
+        .order_by_asc(C::Slug)
+        .into_model()
         .all(&st.db)
         .await?;
-    let mut specs = current_specs(&st.db, &rows).await?;
+    let current: Vec<(Uuid, i64)> = rows.iter().map(|r| (r.id, r.config_version)).collect();
+    let specs = current_specs(&st.db, &current).await?;
+    let with_spec = q.include == Some(ListInclude::Spec);
     let out = rows
         .into_iter()
         .map(|g| {
-            let spec = specs.remove(&g.id).unwrap_or_else(empty_raw);
-            Gateway::build_raw(&o, &p, g, spec)
+            let spec = specs.get(&g.id);
+            GatewaySummary {
+                id: g.id,
+                name: g.slug,
+                org: o.slug.clone(),
+                project: p.slug.clone(),
+                cluster: spec.and_then(|s| s.cluster.clone()),
+                site: spec.map_or_else(spec_cache::empty_object, |s| s.site.clone()),
+                mode: spec.and_then(|s| s.mode.clone()),
+                version: g.config_version,
+                spec: with_spec.then(|| spec.map_or_else(empty_raw, |s| s.raw.clone())),
+                bundle_version: g.bundle_version,
+                applied_version: g.applied_version,
+                online: g.online,
+                last_heartbeat: g.last_heartbeat,
+                agent_status: g
+                    .status
+                    .as_deref()
+                    .and_then(|s| serde_json::from_str(s).ok()),
+                created_at: g.created_at,
+                updated_at: g.updated_at,
+            }
         })
         .collect();
     Ok(Json(out))
@@ -554,10 +679,10 @@ async fn get_gateway(
     let ProjectAccess {
         org: o, project: p, ..
     } = at;
-    let spec = current_specs(&st.db, std::slice::from_ref(&g))
+    let spec = current_specs(&st.db, &[(g.id, g.config_version)])
         .await?
         .remove(&g.id)
-        .unwrap_or_else(empty_raw);
+        .map_or_else(empty_raw, |s| s.raw.clone());
     Ok(Json(Gateway::build_raw(&o, &p, g, spec)))
 }
 
