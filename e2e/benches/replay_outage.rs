@@ -14,7 +14,7 @@
 //! does the historian. The figure: readings read during the outage (the
 //! agent's backlog) divided by the time from the historian being subscribed
 //! again to the last of them committed. That time includes the agent's
-//! reconnect back-off (doubling up to 30 s while the broker is away), so the
+//! reconnect back-off (doubling up to 1 s while the broker is away) and its wait for a subscriber, so the
 //! line also gives the rate from the first of them committed to the last. Live readings keep coming at
 //! 50,000/s meanwhile and share the path. The run then stops the traffic and
 //! checks that every frame the agent issued is in the table exactly once
@@ -186,13 +186,13 @@ async fn run() -> Result<()> {
         outage.as_secs()
     );
     // From the first outage reading committed to the last: the drain alone,
-    // without the agent's reconnect back-off (doubling to 30 s while the
+    // without the agent's reconnect back-off (doubling to 1 s while the
     // broker was away).
     let drain = done.saturating_sub(first).as_secs_f64().max(0.001);
     println!(
         "  replay into PostgreSQL after a {} s broker outage: {rate:.0} readings/s \
          ({readings} readings read during the outage, all committed {:.2} s after the \
-         historian was back; the first after {:.2} s (agent reconnect back-off), then \
+         historian was back; the first after {:.2} s (agent reconnect back-off and subscriber check), then \
          {:.0} readings/s to the last; goal >= {GOAL:.0})",
         outage.as_secs(),
         done.as_secs_f64(),
