@@ -272,9 +272,9 @@ impl Uplink {
                         let b = backoff.as_millis().max(2) as u64;
                         Duration::from_millis(rand::thread_rng().gen_range(b / 2..=b))
                     };
-                    let repeat = last_logged.as_ref().is_some_and(|(prev, at)| {
-                        *prev == e && at.elapsed() < RECONNECT_LOG_EVERY
-                    });
+                    let repeat = last_logged
+                        .as_ref()
+                        .is_some_and(|(prev, at)| *prev == e && at.elapsed() < RECONNECT_LOG_EVERY);
                     if repeat {
                         tracing::debug!(broker = %url, retry_in_ms = wait.as_millis() as u64, "uplink disconnected: {e}");
                     } else {
