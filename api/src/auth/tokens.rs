@@ -197,7 +197,7 @@ fn check_no_escalation(
         if line[0] != role.as_str() {
             continue;
         }
-        let Some(perm) = ALL_PERMS.iter().find(|p| p.as_str() == line[2]) else {
+        let Some(perm) = Permission::ALL.iter().find(|p| p.as_str() == line[2]) else {
             continue;
         };
         if st.rbac.role_allows(role, &gd, *perm) && !grants.allows(&st.rbac, *perm, &domain) {
@@ -209,28 +209,6 @@ fn check_no_escalation(
     }
     Ok(())
 }
-
-const ALL_PERMS: [Permission; 19] = [
-    Permission::OrgRead,
-    Permission::OrgUpdate,
-    Permission::OrgDelete,
-    Permission::OrgMembersRead,
-    Permission::OrgMembersManage,
-    Permission::OrgOwnersManage,
-    Permission::OrgAuditRead,
-    Permission::OrgTokensManage,
-    Permission::OrgSsoRead,
-    Permission::OrgSsoManage,
-    Permission::ProjectCreate,
-    Permission::ProjectRead,
-    Permission::ProjectUpdate,
-    Permission::ProjectDelete,
-    Permission::ProjectWrite,
-    Permission::ProjectMembersRead,
-    Permission::ProjectMembersManage,
-    Permission::ProjectTokensManage,
-    Permission::OrgCreate,
-];
 
 #[allow(clippy::too_many_arguments)]
 async fn create_token(

@@ -554,6 +554,56 @@ on_both_databases!(
     super::revocation_reaches_every_replica
 );
 
+/// A token never makes a token with more rights than its own: an org-admin
+/// token may make another org-admin token, not an org-owner one.
+async fn a_token_cannot_make_a_stronger_token(b: Backend) {
+    let app = TestApp::start(b).await;
+    let admin = app.admin().await;
+    let r = app
+        .post(
+            "/api/v1/orgs",
+            &admin,
+            json!({"slug": "e-org", "name": "E"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            "/api/v1/orgs/e-org/tokens",
+            &admin,
+            json!({"name": "ci", "role": "org-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bearer = Cred::Bearer(r.body["token"].as_str().unwrap().to_string());
+    let r = app
+        .post(
+            "/api/v1/orgs/e-org/tokens",
+            &bearer,
+            json!({"name": "owner", "role": "org-owner"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", r.body);
+    assert!(
+        r.body.to_string().contains("more rights"),
+        "the refusal names why: {:?}",
+        r.body
+    );
+    let r = app
+        .post(
+            "/api/v1/orgs/e-org/tokens",
+            &bearer,
+            json!({"name": "admin-2", "role": "org-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    app.stop().await;
+}
+on_both_databases!(
+    a_token_cannot_make_a_stronger_token,
+    super::a_token_cannot_make_a_stronger_token
+);
+
 async fn other_orgs_are_invisible(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
