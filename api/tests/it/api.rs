@@ -492,6 +492,25 @@ on_both_databases!(
     super::api_tokens_scope_revoke_and_hashing
 );
 
+/// A new org `slug` and an org-admin API token of it: the bearer and the
+/// token's id.
+async fn org_with_admin_token(app: &TestApp, admin: &Cred, slug: &str) -> (Cred, String) {
+    let r = app
+        .post("/api/v1/orgs", admin, json!({"slug": slug, "name": slug}))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let r = app
+        .post(
+            &format!("/api/v1/orgs/{slug}/tokens"),
+            admin,
+            json!({"name": "ci", "role": "org-admin"}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
+    let bearer = Cred::Bearer(r.body["token"].as_str().unwrap().to_string());
+    (bearer, r.body["id"].as_str().unwrap().to_string())
+}
+
 /// Tokens are cached for a few seconds (`auth::cache`): a revocation works
 /// at once on the replica that made it and within the cache's TTL on a
 /// replica that had the token cached.
@@ -499,24 +518,7 @@ async fn revocation_reaches_every_replica(b: Backend) {
     let app = TestApp::start(b).await;
     let other = app.replica(|_| {}).await;
     let admin = app.admin().await;
-    let r = app
-        .post(
-            "/api/v1/orgs",
-            &admin,
-            json!({"slug": "r-org", "name": "R"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = app
-        .post(
-            "/api/v1/orgs/r-org/tokens",
-            &admin,
-            json!({"name": "ci", "role": "org-admin"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let bearer = Cred::Bearer(r.body["token"].as_str().unwrap().to_string());
-    let id = r.body["id"].as_str().unwrap().to_string();
+    let (bearer, id) = org_with_admin_token(&app, &admin, "r-org").await;
     let path = "/api/v1/orgs/r-org/projects";
     // Both replicas hold it now.
     for _ in 0..2 {
@@ -559,23 +561,7 @@ on_both_databases!(
 async fn a_token_cannot_make_a_stronger_token(b: Backend) {
     let app = TestApp::start(b).await;
     let admin = app.admin().await;
-    let r = app
-        .post(
-            "/api/v1/orgs",
-            &admin,
-            json!({"slug": "e-org", "name": "E"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let r = app
-        .post(
-            "/api/v1/orgs/e-org/tokens",
-            &admin,
-            json!({"name": "ci", "role": "org-admin"}),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
-    let bearer = Cred::Bearer(r.body["token"].as_str().unwrap().to_string());
+    let (bearer, _) = org_with_admin_token(&app, &admin, "e-org").await;
     let r = app
         .post(
             "/api/v1/orgs/e-org/tokens",

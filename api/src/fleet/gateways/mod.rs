@@ -131,16 +131,18 @@ impl Gateway {
             applied_version: g.applied_version,
             online: g.online,
             last_heartbeat: g.last_heartbeat,
-            // Stored as the agent sent it; a row the current type cannot
-            // read shows as no report rather than failing the whole answer.
-            agent_status: g
-                .status
-                .as_deref()
-                .and_then(|s| serde_json::from_str(s).ok()),
+            agent_status: agent_status(g.status.as_deref()),
             created_at: g.created_at,
             updated_at: g.updated_at,
         }
     }
+}
+
+/// The last heartbeat's report, stored as the agent sent it; a row the
+/// current type cannot read shows as no report rather than failing the
+/// whole answer (a gateway or a list).
+fn agent_status(stored: Option<&str>) -> Option<AgentStatus> {
+    stored.and_then(|s| serde_json::from_str(s).ok())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -609,10 +611,7 @@ async fn list_gateways(
                 applied_version: g.applied_version,
                 online: g.online,
                 last_heartbeat: g.last_heartbeat,
-                agent_status: g
-                    .status
-                    .as_deref()
-                    .and_then(|s| serde_json::from_str(s).ok()),
+                agent_status: agent_status(g.status.as_deref()),
                 created_at: g.created_at,
                 updated_at: g.updated_at,
             }
