@@ -246,3 +246,39 @@ pub struct AgentStatus {
     #[serde(default)]
     pub replays: u64,
 }
+
+/// A device credential (named by `devices[].opcUa.credential`), as the
+/// agent fetches it from `GET /api/v1/agent/credentials/{name}` or reads it
+/// from its local credentials file (air-gapped), and keeps it 0600 in its
+/// data dir. Never part of a bundle: bundles are signed, not encrypted.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
+pub enum DeviceCredential {
+    /// An OPC UA user name identity.
+    #[serde(rename_all = "camelCase")]
+    UserPassword { username: String, password: String },
+    /// An OPC UA X.509 user identity: certificate and private key, PEM.
+    #[serde(rename_all = "camelCase")]
+    Certificate {
+        certificate_pem: String,
+        private_key_pem: String,
+    },
+}
+
+/// Secrets stay out of logs.
+impl std::fmt::Debug for DeviceCredential {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeviceCredential::UserPassword { username, .. } => f
+                .debug_struct("UserPassword")
+                .field("username", username)
+                .field("password", &"<redacted>")
+                .finish(),
+            DeviceCredential::Certificate { .. } => f
+                .debug_struct("Certificate")
+                .field("private_key_pem", &"<redacted>")
+                .finish_non_exhaustive(),
+        }
+    }
+}

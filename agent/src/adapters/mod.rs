@@ -104,6 +104,17 @@ impl Adapters {
                         )));
                     }
                 }
+                // Being built (issue 22): the device is reported down, not ignored.
+                AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp | AdapterKind::OpcUa => {
+                    health.set(
+                        &device.name,
+                        DeviceState::Down,
+                        Some(format!(
+                            "adapter {:?} is not supported by this agent",
+                            device.adapter
+                        )),
+                    );
+                }
                 AdapterKind::ModbusTcp => {
                     let (wtx, wrx) = mpsc::channel(64);
                     writers.insert(device.name.clone(), wtx);

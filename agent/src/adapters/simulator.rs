@@ -224,6 +224,8 @@ mod tests {
         let g = TagGroup {
             name: "fast".into(),
             interval_ms: 1000,
+            mode: None,
+            deadband: None,
             tags: vec![
                 tag("demand", SignalKind::Sine, DataType::Float64, 0.0),
                 tag("level", SignalKind::Ramp, DataType::Float64, 0.0),
@@ -239,6 +241,8 @@ mod tests {
             description: None,
             modbus: None,
             simulator: Some(SimulatorSettings { seed: 42 }),
+            serial: None,
+            opc_ua: None,
             groups: vec![g.clone()],
         };
         (d, g)

@@ -27,9 +27,13 @@ fn config(steps: Vec<Step>) -> GatewayConfig {
             description: None,
             modbus: None,
             simulator: None,
+            serial: None,
+            opc_ua: None,
             groups: vec![TagGroup {
                 name: "fast".into(),
                 interval_ms: 1000,
+                mode: None,
+                deadband: None,
                 tags: vec![tag("flow"), tag("level")],
             }],
         }],

@@ -6,6 +6,12 @@
 //! allows, under the per-gateway tag limit: all devices, as many groups as
 //! the tag limit leaves room for, all pipelines with all their steps, and
 //! every optional field set. It passes the same validation as any spec.
+//!
+//! Two shapes compete: Modbus and simulated tags carry a signal and an
+//! address of at most 24 characters; OPC UA tags carry no signal but a node
+//! id of up to `ADDRESS_LENGTH`, their groups a mode and a deadband and
+//! their devices OPC UA settings. [`largest_config`] is the bigger one;
+//! the tests check that both fit.
 
 use super::{limits, *};
 use crate::bundle::{self, BundlePayload, SignedBundle};
@@ -22,22 +28,30 @@ fn fill(prefix: &str, n: usize, len: usize) -> String {
 /// register, a string length and its layout.
 const LONGEST_MODBUS_ADDRESS: &str = "255!400001.250H";
 
-fn tag(device: usize, group: usize, n: usize) -> Tag {
+/// Which adapter the devices of a largest config use.
+#[derive(Clone, Copy, PartialEq)]
+enum Shape {
+    Modbus,
+    OpcUa,
+}
+
+fn tag(shape: Shape, device: usize, group: usize, n: usize) -> Tag {
+    let opc_ua = shape == Shape::OpcUa;
     Tag {
         name: fill(&format!("t{device}-{group}-"), n, limits::TAG_NAME_LENGTH),
-        address: LONGEST_MODBUS_ADDRESS.into(),
+        address: if opc_ua {
+            fill("ns=65535;s=", n, limits::ADDRESS_LENGTH)
+        } else {
+            LONGEST_MODBUS_ADDRESS.into()
+        },
         data_type: DataType::String,
-        attributes: vec![
-            TagAttribute::Read,
-            TagAttribute::Write,
-            TagAttribute::Subscribe,
-        ],
+        attributes: vec![TagAttribute::Read, TagAttribute::Write],
         scale: Some(-1.234_567_890_123_456_7e-300),
         offset: Some(-1.234_567_890_123_456_7e-300),
         decimals: Some(15),
         unit: Some(fill("u", 0, limits::UNIT_LENGTH)),
         description: Some(fill("d", n, limits::TAG_DESCRIPTION_LENGTH)),
-        signal: Some(Signal {
+        signal: (!opc_ua).then_some(Signal {
             kind: SignalKind::RandomWalk,
             min: -1.234_567_890_123_456_7e-300,
             max: 1.234_567_890_123_456_7e300,
@@ -50,6 +64,16 @@ fn tag(device: usize, group: usize, n: usize) -> Tag {
 
 /// The largest config; `validate_config` accepts it.
 pub fn largest_config() -> GatewayConfig {
+    largest(Shape::Modbus)
+}
+
+/// The largest config of OPC UA devices, smaller than [`largest_config`].
+pub fn largest_opc_ua_config() -> GatewayConfig {
+    largest(Shape::OpcUa)
+}
+
+fn largest(shape: Shape) -> GatewayConfig {
+    let opc_ua = shape == Shape::OpcUa;
     let groups_total = limits::TAGS_PER_GATEWAY.min(limits::DEVICES * limits::GROUPS_PER_DEVICE);
     let mut tags_left = limits::TAGS_PER_GATEWAY;
     let mut groups_left = groups_total;
@@ -67,13 +91,19 @@ pub fn largest_config() -> GatewayConfig {
                     TagGroup {
                         name: fill("g", g, limits::NAME_LENGTH),
                         interval_ms: 86_400_000,
-                        tags: (0..n).map(|t| tag(d, g, t)).collect(),
+                        mode: opc_ua.then_some(GroupMode::Subscribe),
+                        deadband: opc_ua.then_some(1.234_567_890_123_456_7e300),
+                        tags: (0..n).map(|t| tag(shape, d, g, t)).collect(),
                     }
                 })
                 .collect();
             Device {
                 name: fill("d", d, limits::NAME_LENGTH),
-                adapter: AdapterKind::ModbusTcp,
+                adapter: if opc_ua {
+                    AdapterKind::OpcUa
+                } else {
+                    AdapterKind::ModbusTcp
+                },
                 description: Some(fill("d", d, limits::DESCRIPTION_LENGTH)),
                 modbus: Some(ModbusSettings {
                     host: fill("h", d, limits::HOST_LENGTH),
@@ -86,6 +116,21 @@ pub fn largest_config() -> GatewayConfig {
                 }),
                 simulator: Some(SimulatorSettings {
                     seed: i64::MAX as u64,
+                }),
+                // Serial settings belong to modbusRtu devices only, and are
+                // shorter than a Modbus TCP device's two host names.
+                serial: None,
+                opc_ua: opc_ua.then(|| OpcUaSettings {
+                    endpoint: format!(
+                        "opc.tcp://{}",
+                        fill("e", d, limits::ENDPOINT_LENGTH - "opc.tcp://".len())
+                    ),
+                    security_policy: SecurityPolicy::Aes128Sha256RsaOaep,
+                    security_mode: SecurityMode::SignAndEncrypt,
+                    credential: Some(fill("c", d, limits::NAME_LENGTH)),
+                    server_certificate_sha256: Some("f".repeat(64)),
+                    timeout_ms: 60_000,
+                    max_backoff_ms: 600_000,
                 }),
                 groups,
             }
@@ -183,29 +228,39 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_largest_config_is_valid_and_at_the_limits() {
-        let c = largest_config();
-        validate_config(&c).unwrap_or_else(|e| panic!("{e:#?}"));
-        assert_eq!(c.tags().count(), limits::TAGS_PER_GATEWAY);
-        assert_eq!(c.devices.len(), limits::DEVICES);
-        assert_eq!(c.pipelines.len(), limits::PIPELINES);
-        let (_, _, t) = c.tags().next().unwrap();
-        assert_eq!(t.name.len(), limits::TAG_NAME_LENGTH);
+    fn the_largest_configs_are_valid_and_at_the_limits() {
+        for c in [largest_config(), largest_opc_ua_config()] {
+            validate_config(&c).unwrap_or_else(|e| panic!("{e:#?}"));
+            assert_eq!(c.tags().count(), limits::TAGS_PER_GATEWAY);
+            assert_eq!(c.devices.len(), limits::DEVICES);
+            assert_eq!(c.pipelines.len(), limits::PIPELINES);
+            let (_, _, t) = c.tags().next().unwrap();
+            assert_eq!(t.name.len(), limits::TAG_NAME_LENGTH);
+            assert_eq!(
+                t.description.as_ref().unwrap().len(),
+                limits::TAG_DESCRIPTION_LENGTH
+            );
+        }
+        let opc_ua = largest_opc_ua_config();
         assert_eq!(
-            t.description.as_ref().unwrap().len(),
-            limits::TAG_DESCRIPTION_LENGTH
+            opc_ua.tags().next().unwrap().2.address.len(),
+            limits::ADDRESS_LENGTH
         );
     }
 
     /// A ConfigMap holds at most 1 MiB of data; the trust anchor beside the
     /// bundle takes under 200 bytes.
     #[test]
-    fn the_largest_bundle_fits_in_a_config_map() {
-        let bundle = stored_bundle(&largest_config());
+    fn the_largest_bundles_fit_in_a_config_map() {
+        let modbus = stored_bundle(&largest_config()).len();
+        let opc_ua = stored_bundle(&largest_opc_ua_config()).len();
         assert!(
-            bundle.len() + 200 <= 1024 * 1024,
-            "the largest bundle is {} bytes",
-            bundle.len()
+            opc_ua <= modbus,
+            "largest_config must be the larger: {opc_ua} > {modbus}"
+        );
+        assert!(
+            modbus + 200 <= 1024 * 1024,
+            "the largest bundle is {modbus} bytes"
         );
     }
 }

@@ -4,12 +4,14 @@
 
 pub mod address;
 pub mod largest;
+pub mod node_id;
 pub mod validate;
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 pub use address::{Area, ByteOrder, ModbusAddress};
+pub use node_id::NodeId;
 pub use validate::{validate_config, FieldError};
 
 /// Limits of one gateway's config. The API server estimates the cost of
@@ -28,7 +30,12 @@ pub mod limits {
     pub const STEPS_PER_PIPELINE: usize = 8;
     pub const NAME_LENGTH: usize = 63;
     pub const TAG_NAME_LENGTH: usize = 64;
-    pub const ADDRESS_LENGTH: usize = 24;
+    /// OPC UA node ids; other adapters' addresses take at most
+    /// `SHORT_ADDRESS_LENGTH` (Modbus ones at most 15 characters).
+    pub const ADDRESS_LENGTH: usize = 96;
+    pub const SHORT_ADDRESS_LENGTH: usize = 24;
+    pub const ENDPOINT_LENGTH: usize = 256;
+    pub const SERIAL_PORT_LENGTH: usize = 128;
     pub const UNIT_LENGTH: usize = 16;
     pub const DESCRIPTION_LENGTH: usize = 128;
     pub const TAG_DESCRIPTION_LENGTH: usize = 64;
@@ -63,18 +70,28 @@ pub const NAME_PATTERN: &str = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$";
 pub const MODBUS_ADDRESS_PATTERN: &str =
     r"^[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?$";
 
-/// A tag address: free text without `!` (simulated tags), or a Modbus
-/// address as [`MODBUS_ADDRESS_PATTERN`]. A pattern costs nothing in the API
-/// server's CEL budget, where a regex per tag would exceed it; a rule on the
-/// device then only checks that a Modbus device's addresses contain `!`.
-pub const TAG_ADDRESS_PATTERN: &str =
-    r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?)$";
+/// A tag address: free text without `!` (simulated tags and most OPC UA
+/// node ids), a Modbus address as [`MODBUS_ADDRESS_PATTERN`], or an OPC UA
+/// string node id (`[ns=N;]s=...`, which may hold `!`). A pattern costs
+/// nothing in the API server's CEL budget, where a regex per tag would
+/// exceed it; a rule on the device then only checks that a Modbus device's
+/// addresses contain `!`, and `node_id.rs` parses OPC UA ones.
+pub const TAG_ADDRESS_PATTERN: &str = r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?|(ns=[0-9]{1,5};)?s=.+)$";
 
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("self.name != 'cmd'").message("devices[].name: 'cmd' is reserved for the gateway's command topics"))]
-#[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || has(self.modbus)").message("devices[].modbus: a modbusTcp device needs modbus connection settings (host, port)"))]
-#[x_kube(validation = Rule::new("self.adapter != 'modbusTcp' || self.groups.all(g, g.tags.all(t, t.address.contains('!')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
+#[x_kube(validation = Rule::new("(self.adapter != 'modbusTcp' && self.adapter != 'modbusRtuOverTcp') || has(self.modbus)").message("devices[].modbus: a modbusTcp or modbusRtuOverTcp device needs modbus connection settings (host, port)"))]
+#[x_kube(validation = Rule::new("self.adapter != 'modbusRtu' || has(self.serial)").message("devices[].serial: a modbusRtu device needs serial settings (port, baudRate, parity, dataBits, stopBits)"))]
+#[x_kube(validation = Rule::new("!has(self.serial) || self.adapter == 'modbusRtu'").message("devices[].serial: only a modbusRtu device has serial settings"))]
+#[x_kube(validation = Rule::new("!has(self.opcUa) || self.adapter == 'opcUa'").message("devices[].opcUa: only an opcUa device has OPC UA settings"))]
+#[x_kube(validation = Rule::new("self.adapter != 'opcUa' || has(self.opcUa)").message("devices[].opcUa: an opcUa device needs OPC UA settings (endpoint, securityPolicy, securityMode)"))]
+// Only OPC UA tags may have long addresses and only they go without a
+// signal, which keeps the largest config within one ConfigMap (largest.rs).
+#[x_kube(validation = Rule::new(format!("self.adapter == 'opcUa' || self.groups.all(g, g.tags.all(t, t.address.size() <= {}))", limits::SHORT_ADDRESS_LENGTH)).message(format!("devices[].groups[].tags[].address: at most {} characters (longer addresses are for OPC UA node ids)", limits::SHORT_ADDRESS_LENGTH).as_str()))]
+#[x_kube(validation = Rule::new("self.adapter != 'opcUa' || self.groups.all(g, g.tags.all(t, !has(t.signal)))").message("devices[].groups[].tags[].signal: OPC UA tags have no signal (signals are for simulator devices)"))]
+#[x_kube(validation = Rule::new("!self.adapter.startsWith('modbus') || self.groups.all(g, g.tags.all(t, t.address.contains('!')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
+#[x_kube(validation = Rule::new("self.adapter == 'opcUa' || self.groups.all(g, !has(g.mode) || g.mode == 'poll')").message("devices[].groups[].mode: only OPC UA devices can subscribe; other adapters poll"))]
 #[x_kube(validation = Rule::new("self.adapter != 'simulator' || self.groups.all(g, g.tags.all(t, has(t.signal)))").message("devices[].groups[].tags[].signal: every tag of a simulator device needs a signal"))]
 pub struct Device {
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
@@ -87,6 +104,12 @@ pub struct Device {
     pub modbus: Option<ModbusSettings>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulator: Option<SimulatorSettings>,
+    /// Serial line of a `modbusRtu` device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<SerialSettings>,
+    /// Server of an `opcUa` device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opc_ua: Option<OpcUaSettings>,
     /// Each group of a device needs its own name.
     #[schemars(length(min = 1, max = limits::GROUPS_PER_DEVICE))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
@@ -96,8 +119,26 @@ pub struct Device {
 #[derive(schemars::JsonSchema, Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub enum AdapterKind {
+    /// Modbus TCP (MBAP frames).
     ModbusTcp,
+    /// Modbus RTU on a serial line (RS-485/RS-232), settings in `serial`.
+    ModbusRtu,
+    /// Modbus RTU frames over a TCP socket, as serial device servers
+    /// forward them; settings in `modbus`.
+    ModbusRtuOverTcp,
+    /// An OPC UA server, settings in `opcUa`.
+    OpcUa,
     Simulator,
+}
+
+impl AdapterKind {
+    /// Devices whose tags use Modbus addresses.
+    pub fn is_modbus(self) -> bool {
+        matches!(
+            self,
+            AdapterKind::ModbusTcp | AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp
+        )
+    }
 }
 
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -128,6 +169,168 @@ pub struct ModbusSettings {
     pub max_registers_per_request: u16,
 }
 
+/// A serial line shared by the `modbusRtu` devices that name the same
+/// `port`: one request at a time on it, so they must agree on its settings.
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SerialSettings {
+    /// Device path, e.g. `/dev/ttyUSB0` or `/dev/ttyS1`.
+    #[schemars(length(min = 1, max = limits::SERIAL_PORT_LENGTH), regex(pattern = r"^/[^\s]*$"))]
+    pub port: String,
+    #[serde(default = "default_baud_rate")]
+    #[schemars(range(min = 300, max = 921600))]
+    pub baud_rate: u32,
+    #[serde(default)]
+    pub parity: Parity,
+    #[serde(default = "default_data_bits")]
+    #[schemars(range(min = 7, max = 8))]
+    pub data_bits: u8,
+    #[serde(default = "default_stop_bits")]
+    #[schemars(range(min = 1, max = 2))]
+    pub stop_bits: u8,
+    /// Silence kept between frames, in ms; omitted means the Modbus rule of
+    /// 3.5 characters at `baudRate` (at least 1.75 ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000))]
+    pub inter_frame_delay_ms: Option<u32>,
+    /// How long to wait for a unit's answer; a unit that does not answer
+    /// holds the bus this long, then is skipped while it backs off.
+    #[serde(default = "default_serial_timeout_ms")]
+    #[x_kube(validation = Rule::new("self >= 10 && self <= 60000").message("devices[].serial.timeoutMs: must be between 10 and 60000 ms"))]
+    pub timeout_ms: u32,
+    #[serde(default = "default_retries")]
+    #[schemars(range(min = 0, max = 10))]
+    pub retries: u32,
+    /// Longest pause between attempts on a failing unit.
+    #[serde(default = "default_max_backoff_ms")]
+    #[schemars(range(min = 100, max = 600000))]
+    pub max_backoff_ms: u32,
+    /// Largest number of registers coalesced into one request.
+    #[serde(default = "default_max_registers")]
+    #[schemars(range(min = 1, max = 125))]
+    pub max_registers_per_request: u16,
+}
+
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum Parity {
+    #[default]
+    None,
+    Even,
+    Odd,
+}
+
+fn default_baud_rate() -> u32 {
+    9600
+}
+fn default_data_bits() -> u8 {
+    8
+}
+fn default_stop_bits() -> u8 {
+    1
+}
+fn default_serial_timeout_ms() -> u32 {
+    500
+}
+
+/// Timing of a Modbus device, whichever transport it uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ModbusTiming {
+    pub timeout_ms: u32,
+    pub retries: u32,
+    pub max_backoff_ms: u32,
+    pub max_registers_per_request: u16,
+}
+
+impl Device {
+    /// The Modbus timing of a Modbus device (from `modbus` or `serial`).
+    pub fn modbus_timing(&self) -> Option<ModbusTiming> {
+        match self.adapter {
+            AdapterKind::ModbusTcp | AdapterKind::ModbusRtuOverTcp => {
+                self.modbus.as_ref().map(|m| ModbusTiming {
+                    timeout_ms: m.timeout_ms,
+                    retries: m.retries,
+                    max_backoff_ms: m.max_backoff_ms,
+                    max_registers_per_request: m.max_registers_per_request,
+                })
+            }
+            AdapterKind::ModbusRtu => self.serial.as_ref().map(|s| ModbusTiming {
+                timeout_ms: s.timeout_ms,
+                retries: s.retries,
+                max_backoff_ms: s.max_backoff_ms,
+                max_registers_per_request: s.max_registers_per_request,
+            }),
+            AdapterKind::OpcUa | AdapterKind::Simulator => None,
+        }
+    }
+}
+
+/// How the agent talks to an OPC UA server. The server's certificate is
+/// trusted explicitly: pinned here by its SHA-256, or placed in the agent's
+/// `opcua/pki/trusted` directory (`weir-agent opcua browse` prints it).
+#[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("(self.securityPolicy == 'none') == (self.securityMode == 'none')").message("devices[].opcUa: securityMode must be 'none' exactly when securityPolicy is 'none'"))]
+pub struct OpcUaSettings {
+    /// `opc.tcp://host:port[/path]`.
+    #[schemars(length(min = 1, max = limits::ENDPOINT_LENGTH), regex(pattern = r"^opc\.tcp://[^\s/]+(/[^\s]*)?$"))]
+    pub endpoint: String,
+    #[serde(default)]
+    pub security_policy: SecurityPolicy,
+    #[serde(default)]
+    pub security_mode: SecurityMode,
+    /// Name of a credential of the gateway's project (a user name and
+    /// password, or a client certificate and key). The bundle only names
+    /// it: the agent fetches it over its authenticated api channel (or reads
+    /// it from its local credentials file when air-gapped). Omitted means an
+    /// anonymous session.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
+    pub credential: Option<String>,
+    /// Lower-case hex SHA-256 of the server's certificate (DER): the agent
+    /// trusts exactly this certificate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub server_certificate_sha256: Option<String>,
+    /// Longest wait for one service call (read, write, connect).
+    #[serde(default = "default_opcua_timeout_ms")]
+    #[x_kube(validation = Rule::new("self >= 100 && self <= 60000").message("devices[].opcUa.timeoutMs: must be between 100 and 60000 ms"))]
+    pub timeout_ms: u32,
+    /// Longest pause between reconnect attempts.
+    #[serde(default = "default_max_backoff_ms")]
+    #[schemars(range(min = 100, max = 600000))]
+    pub max_backoff_ms: u32,
+}
+
+fn default_opcua_timeout_ms() -> u32 {
+    5000
+}
+
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum SecurityPolicy {
+    #[default]
+    None,
+    Basic256Sha256,
+    Aes128Sha256RsaOaep,
+    Aes256Sha256RsaPss,
+}
+
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum SecurityMode {
+    #[default]
+    None,
+    Sign,
+    SignAndEncrypt,
+}
+
 fn default_modbus_port() -> u16 {
     502
 }
@@ -155,6 +358,7 @@ pub struct SimulatorSettings {
 /// Tags read together at one interval.
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.deadband) || (has(self.mode) && self.mode == 'subscribe')").message("devices[].groups[].deadband: only a group with mode 'subscribe' has a deadband"))]
 pub struct TagGroup {
     #[schemars(regex(pattern = r"^[a-z0-9]([-a-z0-9_]{0,61}[a-z0-9])?$"), length(max = limits::NAME_LENGTH))]
     pub name: String,
@@ -163,6 +367,15 @@ pub struct TagGroup {
     #[x_kube(validation = Rule::new("self >= 10").message("devices[].groups[].intervalMs: polling interval must be at least 10 ms"))]
     #[x_kube(validation = Rule::new("self <= 86400000").message("devices[].groups[].intervalMs: polling interval must be at most one day"))]
     pub interval_ms: u32,
+    /// `poll` (the default) reads every `intervalMs`; `subscribe` (OPC UA
+    /// only) has the server report changes, sampled every `intervalMs`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<GroupMode>,
+    /// Subscribed groups only: changes smaller than this (absolute, in the
+    /// tag's raw unit) are not reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 0.0").message("devices[].groups[].deadband: must not be negative"))]
+    pub deadband: Option<f64>,
     /// Each tag of a group needs its own name.
     #[schemars(length(min = 1, max = limits::TAGS_PER_GROUP))]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["name".into()]))]
@@ -173,17 +386,20 @@ pub struct TagGroup {
 #[serde(rename_all = "camelCase")]
 // Per-tag rules run up to devices × groups × tags times: only cheap string
 // operations here (no regex), and ranges in the schema where they fit.
-#[x_kube(validation = Rule::new("!(self.address.contains('!0') || self.address.contains('!1')) || self.dataType == 'bool' || self.dataType == 'bit'").message("devices[].groups[].tags[].dataType: coils (area 0) and discrete inputs (area 1) hold bool or bit values"))]
+#[x_kube(validation = Rule::new("self.address.contains('=') || !(self.address.contains('!0') || self.address.contains('!1')) || self.dataType == 'bool' || self.dataType == 'bit'").message("devices[].groups[].tags[].dataType: coils (area 0) and discrete inputs (area 1) hold bool or bit values"))]
+#[x_kube(validation = Rule::new("!self.attributes.exists(a, a == 'subscribe')").message("devices[].groups[].tags[].attributes: 'subscribe' is no longer a tag attribute; set the group's mode to 'subscribe' (OPC UA devices)"))]
 #[x_kube(validation = Rule::new("!has(self.scale) || self.scale != 0.0").message("devices[].groups[].tags[].scale: must not be zero"))]
 pub struct Tag {
     #[schemars(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9])?$"), length(max = limits::TAG_NAME_LENGTH))]
     pub name: String,
     /// Neuron-style Modbus address `SLAVE!AREAADDRESS[.BIT][#ORDER]`, e.g.
-    /// `1!400001#BB`; free text without `!` for simulated tags.
-    #[schemars(length(min = 1, max = limits::ADDRESS_LENGTH), regex(pattern = r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?)$"))]
+    /// `1!400001#BB`; an OPC UA node id (`ns=2;s=Pump1.Flow`, `ns=2;i=1001`,
+    /// `g=` and `b=` too); free text without `!` for simulated tags.
+    #[schemars(length(min = 1, max = limits::ADDRESS_LENGTH), regex(pattern = r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0-9]{1,3}[HLDE]?)?(#(B|L|BB|BL|LB|LL))?|(ns=[0-9]{1,5};)?s=.+)$"))]
     pub address: String,
     pub data_type: DataType,
-    /// read, write and/or subscribe (report on change only), each once.
+    /// read and/or write, each once. (`subscribe` is refused: a group's
+    /// `mode` decides whether values are polled or subscribed.)
     #[serde(default = "default_attributes")]
     #[schemars(length(min = 1, max = 3))]
     #[x_kube(merge_strategy = ListMerge::Set)]
@@ -229,6 +445,23 @@ pub enum DataType {
     String,
 }
 
+/// How a group's values arrive.
+#[derive(
+    schemars::JsonSchema, Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum GroupMode {
+    #[default]
+    Poll,
+    Subscribe,
+}
+
+impl TagGroup {
+    pub fn mode(&self) -> GroupMode {
+        self.mode.unwrap_or_default()
+    }
+}
+
 impl DataType {
     /// Registers (16-bit words) this type occupies; strings use the address length.
     pub fn registers(self) -> u16 {
@@ -246,6 +479,8 @@ impl DataType {
 pub enum TagAttribute {
     Read,
     Write,
+    /// Refused by validation; kept so old configs get a message pointing
+    /// at the group's `mode` instead of "unknown variant".
     Subscribe,
 }
 

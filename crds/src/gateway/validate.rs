@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AdapterKind, GatewayConfig, ModbusAddress};
+use super::{AdapterKind, DataType, Device, GatewayConfig, ModbusAddress, NodeId};
 use crate::edge_gateway::{EdgeGateway, EdgeGatewaySpec};
 
 /// One problem with one field, e.g. `spec.devices[0].groups[0].intervalMs`:
@@ -196,21 +196,17 @@ fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
     for (di, d) in config.devices.iter().enumerate() {
         for (gi, g) in d.groups.iter().enumerate() {
             for (ti, t) in g.tags.iter().enumerate() {
-                if d.adapter != AdapterKind::ModbusTcp {
-                    continue;
-                }
-                let field = format!("spec.devices[{di}].groups[{gi}].tags[{ti}].address");
-                match ModbusAddress::parse(&t.address) {
-                    Ok(a) => {
-                        if let Err(e) = a.check_type(t.data_type) {
-                            errors.push(FieldError::new(field, format!("tag '{}': {e}", t.name)));
-                        }
-                    }
-                    Err(e) => errors.push(FieldError::new(field, format!("tag '{}': {e}", t.name))),
+                let at = format!("spec.devices[{di}].groups[{gi}].tags[{ti}]");
+                if let Err((field, e)) = check_address(d.adapter, &t.address, t.data_type) {
+                    errors.push(FieldError::new(
+                        format!("{at}.{field}"),
+                        format!("tag '{}': {e}", t.name),
+                    ));
                 }
             }
         }
     }
+    shared_lines_agree(&config.devices, errors);
     for (pi, p) in config.pipelines.iter().enumerate() {
         if let Some(tag) = &p.select.tag {
             let found = config.tags().any(|(d, g, t)| {
@@ -231,6 +227,67 @@ fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
                     errors.push(FieldError::new(
                         format!("spec.pipelines[{pi}].steps[{si}].filter"),
                         format!("expression does not parse: {}", first_line(&e.to_string())),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// A tag's address as its device's adapter reads it: the failing field and why.
+fn check_address(
+    adapter: AdapterKind,
+    address: &str,
+    data_type: DataType,
+) -> Result<(), (&'static str, String)> {
+    if adapter.is_modbus() {
+        let a = ModbusAddress::parse(address).map_err(|e| ("address", e.to_string()))?;
+        return a
+            .check_type(data_type)
+            .map_err(|e| ("address", e.to_string()));
+    }
+    if adapter == AdapterKind::OpcUa {
+        NodeId::parse(address).map_err(|e| ("address", e))?;
+        if data_type == DataType::Bit {
+            return Err((
+                "dataType",
+                "OPC UA values have no 'bit' type; use bool".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Devices on one serial line (the same `serial.port`) share it, so they
+/// must agree on how it is driven.
+fn shared_lines_agree(devices: &[Device], errors: &mut Vec<FieldError>) {
+    let mut first: std::collections::HashMap<&str, (&Device, &super::SerialSettings)> =
+        Default::default();
+    for (di, d) in devices.iter().enumerate() {
+        let (AdapterKind::ModbusRtu, Some(s)) = (d.adapter, d.serial.as_ref()) else {
+            continue;
+        };
+        match first.get(s.port.as_str()) {
+            None => {
+                first.insert(&s.port, (d, s));
+            }
+            Some((other, o)) => {
+                let line = |x: &super::SerialSettings| {
+                    (
+                        x.baud_rate,
+                        x.parity,
+                        x.data_bits,
+                        x.stop_bits,
+                        x.inter_frame_delay_ms,
+                    )
+                };
+                if line(o) != line(s) {
+                    errors.push(FieldError::new(
+                        format!("spec.devices[{di}].serial"),
+                        format!(
+                            "port {} is shared with device '{}', so baudRate, parity, dataBits, stopBits and interFrameDelayMs must be the same as there",
+                            s.port, other.name
+                        ),
                     ));
                 }
             }
