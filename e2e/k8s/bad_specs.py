@@ -88,6 +88,9 @@ def run_case(case):
         if created:
             kubectl(["delete", "--ignore-not-found", "--wait=false"], before)
     said = (r.stdout + r.stderr).strip()
+    if case.get("server") == "accepts":
+        # Beyond the API server's CEL budget: weir refuses it (examples.rs).
+        return None if r.returncode == 0 else f"refused, but the table says the API server accepts it: {said[:300]}"
     if r.returncode == 0:
         return f"accepted: {said[:300]}"
     missing = [s for s in (case["field"], case["message"]) if s not in said]

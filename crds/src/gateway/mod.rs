@@ -90,7 +90,6 @@ pub const TAG_ADDRESS_PATTERN: &str = r"^([^!]*|[0-9]{1,3}![0134][0-9]{1,5}(\.[0
 // signal, which keeps the largest config within one ConfigMap (largest.rs).
 #[x_kube(validation = Rule::new(format!("self.adapter == 'opcUa' || self.groups.all(g, g.tags.all(t, t.address.size() <= {}))", limits::SHORT_ADDRESS_LENGTH)).message(format!("devices[].groups[].tags[].address: at most {} characters (longer addresses are for OPC UA node ids)", limits::SHORT_ADDRESS_LENGTH).as_str()))]
 #[x_kube(validation = Rule::new("self.adapter != 'opcUa' || self.groups.all(g, g.tags.all(t, !has(t.signal)))").message("devices[].groups[].tags[].signal: OPC UA tags have no signal (signals are for simulator devices)"))]
-#[x_kube(validation = Rule::new("!self.adapter.startsWith('modbus') || self.groups.all(g, g.tags.all(t, t.address.contains('!')))").message("devices[].groups[].tags[].address: a Modbus address reads SLAVE!AREAADDRESS[.BIT][#ORDER], e.g. 1!400001#BB"))]
 #[x_kube(validation = Rule::new("self.adapter == 'opcUa' || self.groups.all(g, !has(g.mode) || g.mode == 'poll')").message("devices[].groups[].mode: only OPC UA devices can subscribe; other adapters poll"))]
 #[x_kube(validation = Rule::new("self.adapter != 'simulator' || self.groups.all(g, g.tags.all(t, has(t.signal)))").message("devices[].groups[].tags[].signal: every tag of a simulator device needs a signal"))]
 pub struct Device {
@@ -384,9 +383,12 @@ pub struct TagGroup {
 
 #[derive(KubeSchema, Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-// Per-tag rules run up to devices × groups × tags times: only cheap string
-// operations here (no regex), and ranges in the schema where they fit.
-#[x_kube(validation = Rule::new("self.address.contains('=') || !(self.address.contains('!0') || self.address.contains('!1')) || self.dataType == 'bool' || self.dataType == 'bit'").message("devices[].groups[].tags[].dataType: coils (area 0) and discrete inputs (area 1) hold bool or bit values"))]
+// Per-tag rules run up to devices × groups × tags times, and a string
+// operation costs in proportion to the string's maximum length: with
+// 96-character addresses no rule here may read the address. Which areas
+// hold which types, and a Modbus device's address syntax, are checked by
+// weir itself (`validate.rs`: the api, `weir-agent validate`, and the
+// operator, which reports them on the gateway's status).
 #[x_kube(validation = Rule::new("!self.attributes.exists(a, a == 'subscribe')").message("devices[].groups[].tags[].attributes: 'subscribe' is no longer a tag attribute; set the group's mode to 'subscribe' (OPC UA devices)"))]
 #[x_kube(validation = Rule::new("!has(self.scale) || self.scale != 0.0").message("devices[].groups[].tags[].scale: must not be zero"))]
 pub struct Tag {
