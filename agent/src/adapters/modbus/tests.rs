@@ -43,7 +43,7 @@ fn contiguous_tags_share_a_request_within_the_limit() {
 use std::collections::BTreeMap;
 
 use server::{serve, MemoryDevice};
-use weir_crds::message::TagValue;
+use weir_crds::message::{TagValue, WriteRequest};
 
 fn device(
     name: &str,
@@ -119,7 +119,18 @@ async fn reads_every_type_and_order_in_coalesced_requests() {
     let (_wtx, wrx) = mpsc::channel(1);
     let cancel = CancellationToken::new();
     let health = Arc::new(HealthTable::default());
-    let task = tokio::spawn(run_device(d, tx, wrx, cancel.clone(), health.clone()));
+    let mut handles = Vec::new();
+    let mut buses = Buses::default();
+    spawn_device(
+        &d,
+        &mut buses,
+        tx,
+        wrx,
+        &cancel,
+        health.clone(),
+        &mut handles,
+    );
+    let task = handles.pop().unwrap();
     let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
