@@ -323,3 +323,33 @@ async fn a_write_waits_for_one_read_not_a_whole_poll_round() {
     assert!(worst < Duration::from_millis(120), "a write took {worst:?}");
     adapters.stop().await;
 }
+
+#[test]
+fn inter_frame_delay_is_three_and_a_half_characters_at_least_1750_us() {
+    let line =
+        |baud: u32, parity: &str, delay: Option<u32>| -> weir_crds::gateway::SerialSettings {
+            serde_json::from_value(serde_json::json!({
+                "port": "/dev/ttyS1", "baudRate": baud, "parity": parity, "interFrameDelayMs": delay
+            }))
+            .unwrap()
+        };
+    let us = |d: Duration| d.as_micros();
+    // 8N1: 10 bits a character; 3.5 × 10 / 9600 s.
+    assert_eq!(us(conn::inter_frame_delay(&line(9600, "none", None))), 3645);
+    // 8E1: 11 bits.
+    assert_eq!(us(conn::inter_frame_delay(&line(9600, "even", None))), 4010);
+    // Fast lines keep the spec's fixed 1.75 ms.
+    assert_eq!(
+        us(conn::inter_frame_delay(&line(115200, "none", None))),
+        1750
+    );
+    // Set explicitly, it is used as is (0 too).
+    assert_eq!(
+        conn::inter_frame_delay(&line(9600, "none", Some(0))),
+        Duration::ZERO
+    );
+    assert_eq!(
+        conn::inter_frame_delay(&line(9600, "none", Some(20))),
+        Duration::from_millis(20)
+    );
+}

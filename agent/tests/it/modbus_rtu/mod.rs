@@ -295,19 +295,26 @@ async fn serial_rtu_write_back_lands_and_is_answered() {
     write_back(Bus::serial()).await;
 }
 
-/// Unit 1 answers, unit 2 is absent; both devices share the bus. The
-/// absent one's tags carry the timeout code and its device is down, while
-/// unit 1 keeps most of its poll rate: unit 2 costs one 200 ms timeout per
-/// back-off period (up to 1.6 s), not one per 100 ms poll.
+/// Unit 1 answers, unit 2 is absent; three devices share the bus: one on
+/// unit 1, one on unit 2, and one with tags on both. Unit 2's tags carry
+/// the timeout code and its device is down; the mixed device is degraded
+/// and keeps reading unit 1; unit 1 keeps most of its poll rate: unit 2
+/// costs one 200 ms timeout per back-off period (up to 1.6 s), not one per
+/// 100 ms poll.
 async fn absent_unit_does_not_starve_the_bus(bus: Bus) {
     let present = json!([
         {"name": "flow", "address": "1!400001#B", "dataType": "int16"},
         {"name": "total", "address": "1!400007#BB", "dataType": "int32"}
     ]);
     let absent = json!([{"name": "level", "address": "2!400001", "dataType": "uint16"}]);
+    let mixed = json!([
+        {"name": "flow", "address": "1!400001#B", "dataType": "int16"},
+        {"name": "level", "address": "2!400001", "dataType": "uint16"}
+    ]);
     let run = Running::start(vec![
         bus.device("meter", 100, timing(200, 0, 1600), present),
         bus.device("analyser", 100, timing(200, 0, 1600), absent),
+        bus.device("mixed", 100, timing(200, 0, 1600), mixed),
     ]);
     let timeout = ErrorCode::Timeout as i32;
     run.wait_sample("analyser", "the timeout code", |s| {
@@ -334,6 +341,14 @@ async fn absent_unit_does_not_starve_the_bus(bus: Bus) {
     let meter_bad = count("meter", false);
     let analyser_bad = count("analyser", false);
     let analyser_ok = count("analyser", true);
+    // The mixed device: unit 1's tag read, unit 2's tag the timeout code.
+    let mixed_split = {
+        let g = run.samples.lock().unwrap();
+        g.iter()
+            .filter(|(at, s)| *at >= from && s.schema.device == "mixed")
+            .filter(|(_, s)| s.errors == vec![(1, timeout)] && s.values.len() == 1)
+            .count()
+    };
     // 40 polls in 4 s at 100 ms; at most 3 timeouts of 200 ms delay them.
     assert!(
         meter_ok >= 28,
@@ -347,11 +362,16 @@ async fn absent_unit_does_not_starve_the_bus(bus: Bus) {
         analyser_bad > 0 && analyser_ok == 0,
         "unit 2: {analyser_bad} error samples, {analyser_ok} good"
     );
+    assert!(
+        mixed_split >= 28,
+        "the mixed device read unit 1 only {mixed_split} times in {window:?}"
+    );
     assert_eq!(run.state("meter").0, DeviceState::Ok);
+    assert_eq!(run.state("mixed").0, DeviceState::Degraded);
     let (state, err) = run.state("analyser");
     assert_eq!(state, DeviceState::Down, "{err:?}");
     assert!(err.is_some_and(|e| e.contains("unit 2")));
-    eprintln!("unit 1: {meter_ok} good polls in {window:?} beside absent unit 2 ({analyser_bad} error samples)");
+    eprintln!("unit 1: {meter_ok} good polls in {window:?} beside absent unit 2 ({analyser_bad} error samples; mixed device {mixed_split} polls)");
     run.stop().await;
 }
 
@@ -363,4 +383,59 @@ async fn rtu_over_tcp_absent_unit_does_not_starve_the_bus() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serial_rtu_absent_unit_does_not_starve_the_bus() {
     absent_unit_does_not_starve_the_bus(Bus::serial()).await;
+}
+
+/// A serial port that is not there: the device is down with a message
+/// naming the port, and its tags carry the disconnected code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_serial_port_is_reported() {
+    let d = json!({
+        "name": "rs485", "adapter": "modbusRtu",
+        "serial": {"port": "/dev/weir-no-such-port", "timeoutMs": 100, "retries": 0, "maxBackoffMs": 200},
+        "groups": [{"name": "g", "intervalMs": 100, "tags": [
+            {"name": "flow", "address": "1!400001", "dataType": "uint16"}]}]
+    });
+    let run = Running::start(vec![d]);
+    let code = ErrorCode::Disconnected as i32;
+    run.wait_sample("rs485", "the disconnected code", |s| {
+        s.errors == vec![(0, code)]
+    })
+    .await;
+    let (state, err) = run.state("rs485");
+    assert_eq!(state, DeviceState::Down);
+    let err = err.unwrap();
+    assert!(
+        err.contains("opening serial port /dev/weir-no-such-port"),
+        "{err}"
+    );
+    run.stop().await;
+}
+
+/// `interFrameDelayMs` keeps the line silent between frames: with 50 ms
+/// the bus completes at most one request per 50 ms however fast the group
+/// asks (10 ms) and the peer answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_rtu_keeps_the_inter_frame_delay() {
+    let bus = Bus::serial();
+    let mut d = bus.device(
+        "meter",
+        10,
+        timing(1000, 0, 1000),
+        json!([{"name": "flow", "address": "1!400001#B", "dataType": "int16"}]),
+    );
+    d["serial"]["interFrameDelayMs"] = json!(50);
+    let run = Running::start(vec![d]);
+    run.wait_sample("meter", "a reading", |s| s.errors.is_empty())
+        .await;
+    let from = Instant::now();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let polls = {
+        let g = run.samples.lock().unwrap();
+        g.iter().filter(|(at, _)| *at >= from).count()
+    };
+    assert!(
+        (20..=41).contains(&polls),
+        "{polls} polls in 2 s with a 50 ms inter-frame delay (want at most 40, and the line not stalled)"
+    );
+    run.stop().await;
 }
