@@ -82,6 +82,7 @@ impl Adapters {
         let cancel = CancellationToken::new();
         let mut handles = Vec::new();
         let mut writers = HashMap::new();
+        let mut buses = modbus::Buses::default();
         health.retain(
             &config
                 .devices
@@ -105,7 +106,7 @@ impl Adapters {
                     }
                 }
                 // Being built (issue 22): the device is reported down, not ignored.
-                AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp | AdapterKind::OpcUa => {
+                AdapterKind::OpcUa => {
                     health.set(
                         &device.name,
                         DeviceState::Down,
@@ -115,16 +116,18 @@ impl Adapters {
                         )),
                     );
                 }
-                AdapterKind::ModbusTcp => {
+                AdapterKind::ModbusTcp | AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp => {
                     let (wtx, wrx) = mpsc::channel(64);
                     writers.insert(device.name.clone(), wtx);
-                    handles.push(tokio::spawn(modbus::run_device(
-                        device.clone(),
+                    modbus::spawn_device(
+                        device,
+                        &mut buses,
                         tx.clone(),
                         wrx,
-                        cancel.child_token(),
+                        &cancel,
                         health.clone(),
-                    )));
+                        &mut handles,
+                    );
                 }
             }
         }

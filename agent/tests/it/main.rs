@@ -13,6 +13,7 @@ mod enroll;
 mod insecure_http;
 mod metrics;
 mod modbus_mqtt;
+mod modbus_rtu;
 mod replay;
 mod sigkill;
 mod tls;

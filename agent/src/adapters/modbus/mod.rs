@@ -1,31 +1,39 @@
-//! Modbus TCP devices with tokio-modbus.
+//! Modbus devices with tokio-modbus: Modbus TCP, RTU over TCP and RTU on a
+//! serial line (`conn.rs` opens each; `bus.rs` shares an RTU line).
 //!
-//! One task per device, so one dead PLC never delays another. Per group,
+//! One task per device, so one dead PLC never delays another (RTU devices
+//! on one line take turns on it, see `bus.rs`). Per group,
 //! tags are sorted by (slave, area, register) and contiguous ones are read in
 //! one request of at most `maxRegistersPerRequest` registers (coils and
 //! discrete inputs: up to 16× that many bits). A failed request is retried
 //! `retries` times (reconnecting, and switching to `backupHost` if set); when
 //! a whole poll fails the device is `down` and waits an exponential back-off
-//! (up to `maxBackoffMs`) before the next try. Failed tags are published as
+//! (up to `maxBackoffMs`) before the next try (on an RTU bus, a unit that
+//! does not answer backs off alone and its requests are skipped meanwhile).
+//! Failed tags are published as
 //! error codes so consumers see the outage.
 
+mod bus;
+mod conn;
 pub mod server;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_modbus::client::{tcp, Context, Reader, Writer};
-use tokio_modbus::prelude::{Slave, SlaveContext};
 use tokio_util::sync::CancellationToken;
 use weir_crds::agent_api::DeviceState;
 use weir_crds::gateway::address::{Area, ModbusAddress};
-use weir_crds::gateway::{DataType, Device, ModbusSettings, TagAttribute};
-use weir_crds::message::{ErrorCode, WriteRequest, WriteResponse};
+use weir_crds::gateway::{AdapterKind, DataType, Device, ModbusTiming};
+use weir_crds::message::{ErrorCode, WriteResponse};
 
-use super::codec::{decode_registers, encode_registers};
+use bus::BusHandle;
+pub use bus::Buses;
+use conn::{Conn, ReadError, Transport, WriteOp};
+
+use super::codec::decode_registers;
 use super::{HealthTable, WriteJob};
 use crate::sample::{now_ms, GroupSchema, Sample};
 
@@ -100,196 +108,53 @@ pub fn plan_requests(tags: &[(u16, ModbusAddress, DataType)], max_registers: u16
     out
 }
 
-enum ReadError {
-    /// Connection lost or timed out: reconnect.
-    Io(String, ErrorCode),
-    /// The device answered with an exception: the connection is fine.
-    Exception(String),
+/// How a device reaches its units: its own connection (Modbus TCP) or a
+/// shared RTU bus.
+enum Link {
+    Direct(Conn),
+    Bus(BusHandle),
 }
 
-struct Conn {
-    ctx: Option<Context>,
-    settings: ModbusSettings,
-    use_backup: bool,
-}
-
-impl Conn {
-    fn timeout(&self) -> Duration {
-        Duration::from_millis(u64::from(self.settings.timeout_ms.max(10)))
-    }
-
-    async fn connect(&mut self) -> Result<(), String> {
-        let host = match (&self.settings.backup_host, self.use_backup) {
-            (Some(b), true) => b.clone(),
-            _ => self.settings.host.clone(),
+impl Link {
+    /// Read with retries. Modbus TCP reconnects (and fails over) after I/O
+    /// errors; a bus retries and backs off per unit itself.
+    async fn read(&mut self, r: &ReadPlan, timing: ModbusTiming) -> Result<Vec<u16>, ReadError> {
+        let conn = match self {
+            Link::Bus(bus) => return bus.read(r, timing).await,
+            Link::Direct(conn) => conn,
         };
-        let target = format!("{host}:{}", self.settings.port);
-        let addr: SocketAddr =
-            tokio::time::timeout(self.timeout(), tokio::net::lookup_host(&target))
-                .await
-                .map_err(|_| format!("resolving {target} timed out"))?
-                .map_err(|e| format!("resolving {target}: {e}"))?
-                .next()
-                .ok_or_else(|| format!("{target} has no address"))?;
-        let stream = tokio::time::timeout(self.timeout(), tokio::net::TcpStream::connect(addr))
-            .await
-            .map_err(|_| format!("connecting to {target} timed out"))?
-            .map_err(|e| format!("connecting to {target}: {e}"))?;
-        // A request is one small write answered before the next: with
-        // Nagle on, a write command behind a read waits for a delayed ACK.
-        stream
-            .set_nodelay(true)
-            .map_err(|e| format!("setting TCP_NODELAY to {target}: {e}"))?;
-        self.ctx = Some(tcp::attach(stream));
-        Ok(())
-    }
-
-    /// Drop the connection and, if there is a backup host, try it next.
-    fn fail_over(&mut self) {
-        self.ctx = None;
-        if self.settings.backup_host.is_some() {
-            self.use_backup = !self.use_backup;
-        }
-    }
-
-    async fn ctx(&mut self) -> Result<&mut Context, ReadError> {
-        if self.ctx.is_none() {
-            self.connect()
-                .await
-                .map_err(|e| ReadError::Io(e, ErrorCode::Disconnected))?;
-        }
-        Ok(self.ctx.as_mut().expect("connected"))
-    }
-
-    async fn read(&mut self, r: &ReadPlan) -> Result<Vec<u16>, ReadError> {
-        let t = self.timeout();
-        let ctx = self.ctx().await?;
-        ctx.set_slave(Slave(r.slave));
-        let io = |e: tokio_modbus::Error| ReadError::Io(e.to_string(), ErrorCode::Disconnected);
-        let fut = async {
-            match r.area {
-                Area::Coil => ctx
-                    .read_coils(r.start, r.count)
-                    .await
-                    .map(|x| x.map(|bits| bits.into_iter().map(u16::from).collect())),
-                Area::DiscreteInput => ctx
-                    .read_discrete_inputs(r.start, r.count)
-                    .await
-                    .map(|x| x.map(|bits| bits.into_iter().map(u16::from).collect())),
-                Area::InputRegister => ctx.read_input_registers(r.start, r.count).await,
-                Area::HoldingRegister => ctx.read_holding_registers(r.start, r.count).await,
-            }
-        };
-        match tokio::time::timeout(t, fut).await {
-            Err(_) => Err(ReadError::Io(
-                format!("no answer within {} ms", t.as_millis()),
-                ErrorCode::Timeout,
-            )),
-            Ok(Err(e)) => Err(io(e)),
-            Ok(Ok(Err(ex))) => Err(ReadError::Exception(format!("device exception: {ex}"))),
-            Ok(Ok(Ok(words))) => Ok(words),
-        }
-    }
-
-    /// Read with retries; reconnects (and fails over) after I/O errors.
-    async fn read_retrying(&mut self, r: &ReadPlan) -> Result<Vec<u16>, ReadError> {
+        let t = timeout_of(timing);
         let mut attempt = 0;
         loop {
-            match self.read(r).await {
-                Ok(w) => return Ok(w),
-                Err(ReadError::Exception(e)) => return Err(ReadError::Exception(e)),
+            match conn.read(r, t).await {
                 Err(ReadError::Io(e, code)) => {
-                    self.fail_over();
-                    if attempt >= self.settings.retries {
+                    conn.disconnect();
+                    if attempt >= timing.retries {
                         return Err(ReadError::Io(e, code));
                     }
                     attempt += 1;
                 }
+                other => return other,
             }
         }
     }
 
-    async fn write(&mut self, req: &WriteRequest, device: &Device) -> Result<(), String> {
-        let (tag, _) = device
-            .groups
-            .iter()
-            .flat_map(|g| g.tags.iter().map(move |t| (t, g)))
-            .find(|(t, _)| t.name == req.tag)
-            .ok_or_else(|| format!("device '{}' has no tag '{}'", device.name, req.tag))?;
-        if !tag.attributes.contains(&TagAttribute::Write) {
-            return Err(format!(
-                "tag '{}' is not writable (attributes lack write)",
-                tag.name
-            ));
-        }
-        let addr = ModbusAddress::parse(&tag.address).map_err(|e| e.to_string())?;
-        if !addr.area.writable() {
-            return Err(format!("tag '{}' is in a read-only area", tag.name));
-        }
-        let t = self.timeout();
-        // Undo the tag's scale/offset so the device gets its raw value.
-        let value = match (&req.value, tag.scale, tag.offset) {
-            (v, None, None) => v.clone(),
-            (v, s, o) => {
-                let n = v.as_f64().ok_or("a scaled tag needs a number")?;
-                let raw = (n - o.unwrap_or(0.0)) / s.unwrap_or(1.0);
-                if matches!(tag.data_type, DataType::Float32 | DataType::Float64) {
-                    weir_crds::message::TagValue::Float(raw)
-                } else {
-                    weir_crds::message::TagValue::Int(raw.round() as i64)
+    async fn write(&mut self, op: WriteOp, timing: ModbusTiming) -> Result<(), ReadError> {
+        match self {
+            Link::Bus(bus) => bus.write(op, timing).await,
+            Link::Direct(conn) => {
+                let r = conn.write(&op, timeout_of(timing)).await;
+                if let Err(ReadError::Io(..)) = r {
+                    conn.disconnect();
                 }
+                r
             }
-        };
-        let ctx = self.ctx().await.map_err(|e| match e {
-            ReadError::Io(m, _) | ReadError::Exception(m) => m,
-        })?;
-        ctx.set_slave(Slave(addr.slave));
-        let res = tokio::time::timeout(t, async {
-            match addr.area {
-                Area::Coil => {
-                    let on = value.as_f64().ok_or("a coil needs a bool or number")? != 0.0;
-                    ctx.write_single_coil(addr.register, on)
-                        .await
-                        .map_err(|e| e.to_string())
-                }
-                _ => {
-                    let current = if tag.data_type == DataType::Bit {
-                        let w = ctx
-                            .read_holding_registers(addr.register, 1)
-                            .await
-                            .map_err(|e| e.to_string())?
-                            .map_err(|e| format!("device exception: {e}"))?;
-                        w.first().copied()
-                    } else {
-                        None
-                    };
-                    let words = encode_registers(&value, &addr, tag.data_type, current)?;
-                    if words.len() == 1 {
-                        ctx.write_single_register(addr.register, words[0])
-                            .await
-                            .map_err(|e| e.to_string())
-                    } else {
-                        ctx.write_multiple_registers(addr.register, &words)
-                            .await
-                            .map_err(|e| e.to_string())
-                    }
-                }
-            }
-        })
-        .await;
-        match res {
-            Err(_) => {
-                self.fail_over();
-                Err(format!("no answer within {} ms", t.as_millis()))
-            }
-            Ok(Err(e)) => {
-                self.fail_over();
-                Err(e)
-            }
-            Ok(Ok(Err(ex))) => Err(format!("device exception: {ex}")),
-            Ok(Ok(Ok(()))) => Ok(()),
         }
     }
+}
+
+fn timeout_of(timing: ModbusTiming) -> Duration {
+    Duration::from_millis(u64::from(timing.timeout_ms.max(10)))
 }
 
 fn plan_groups(device: &Device, max_registers: u16) -> Vec<GroupPlan> {
@@ -324,8 +189,11 @@ fn plan_groups(device: &Device, max_registers: u16) -> Vec<GroupPlan> {
 }
 
 /// Apply one write request and answer it.
-async fn answer_write(conn: &mut Conn, job: WriteJob, device: &Device) {
-    let r = conn.write(&job.request, device).await;
+async fn answer_write(link: &mut Link, timing: ModbusTiming, job: WriteJob, device: &Device) {
+    let r = match WriteOp::prepare(&job.request, device) {
+        Ok(op) => link.write(op, timing).await.map_err(ReadError::message),
+        Err(e) => Err(e),
+    };
     let _ = job.reply.send(WriteResponse {
         correlation_id: job.request.correlation_id.clone(),
         ok: r.is_ok(),
@@ -333,28 +201,133 @@ async fn answer_write(conn: &mut Conn, job: WriteJob, device: &Device) {
     });
 }
 
-pub async fn run_device(
+/// Start a Modbus device of any transport: Modbus TCP gets a connection
+/// of its own; RTU devices join (or start) the bus of their line.
+pub fn spawn_device(
+    device: &Device,
+    buses: &mut Buses,
+    tx: mpsc::Sender<Sample>,
+    writes: mpsc::Receiver<WriteJob>,
+    cancel: &CancellationToken,
+    health: Arc<HealthTable>,
+    handles: &mut Vec<JoinHandle<()>>,
+) {
+    let link = match device.adapter {
+        AdapterKind::ModbusTcp => match &device.modbus {
+            Some(m) => Ok(Link::Direct(Conn::new(Transport::Tcp {
+                settings: m.clone(),
+                use_backup: false,
+            }))),
+            None => Err("no modbus settings".to_string()),
+        },
+        _ => buses.join(device, cancel, handles).map(Link::Bus),
+    };
+    let (link, timing) = match (link, device.modbus_timing()) {
+        (Ok(l), Some(t)) => (l, t),
+        (Err(e), _) => return health.set(&device.name, DeviceState::Down, Some(e)),
+        (_, None) => {
+            let e = "no modbus or serial settings".to_string();
+            return health.set(&device.name, DeviceState::Down, Some(e));
+        }
+    };
+    handles.push(tokio::spawn(run_device(
+        device.clone(),
+        link,
+        timing,
+        tx,
+        writes,
+        cancel.child_token(),
+        health,
+    )));
+}
+
+/// What one poll round saw, for the device's health.
+#[derive(Default)]
+struct Round {
+    any_ok: bool,
+    last_error: Option<String>,
+    /// Every request failed without an answer (tried or skipped).
+    all_io_failed: bool,
+    /// At least one request was really tried and failed without an answer.
+    tried_io: bool,
+}
+
+/// Read one group's requests; a write waiting goes before the next read.
+async fn poll_group(
+    g: &GroupPlan,
+    link: &mut Link,
+    timing: ModbusTiming,
+    writes: &mut mpsc::Receiver<WriteJob>,
+    device: &Device,
+    round: &mut Round,
+) -> Sample {
+    let ts = now_ms();
+    let mut values = Vec::new();
+    let mut errors: Vec<(u16, i32)> = g
+        .bad
+        .iter()
+        .map(|i| (*i, ErrorCode::Decode as i32))
+        .collect();
+    for r in &g.requests {
+        match link.read(r, timing).await {
+            Ok(words) => {
+                round.any_ok = true;
+                round.all_io_failed = false;
+                for t in &r.tags {
+                    let off = (t.addr.register - r.start) as usize;
+                    let qty = t.addr.quantity(t.data_type) as usize;
+                    let slice = &words[off.min(words.len())..(off + qty).min(words.len())];
+                    match decode_registers(slice, &t.addr, t.data_type) {
+                        Ok(v) => values.push((t.index, v)),
+                        Err(_) => errors.push((t.index, ErrorCode::Decode as i32)),
+                    }
+                }
+            }
+            Err(ReadError::Exception(e)) => {
+                round.all_io_failed = false;
+                errors.extend(
+                    r.tags
+                        .iter()
+                        .map(|t| (t.index, ErrorCode::DeviceException as i32)),
+                );
+                round.last_error = Some(e);
+            }
+            Err(ReadError::Io(e, code)) => {
+                round.tried_io = true;
+                errors.extend(r.tags.iter().map(|t| (t.index, code as i32)));
+                round.last_error = Some(e);
+            }
+            Err(ReadError::Skipped(e, code)) => {
+                errors.extend(r.tags.iter().map(|t| (t.index, code as i32)));
+                round.last_error = Some(e);
+            }
+        }
+        // A write waiting now goes before the round's next read, so it
+        // waits for one request at most, not a whole poll round (on a PLC
+        // answering in 5 ms, 8 requests: up to 40 ms).
+        while let Ok(job) = writes.try_recv() {
+            answer_write(link, timing, job, device).await;
+        }
+    }
+    Sample {
+        schema: g.schema.clone(),
+        ts_ms: ts,
+        values,
+        errors,
+    }
+}
+
+async fn run_device(
     device: Device,
+    mut link: Link,
+    timing: ModbusTiming,
     tx: mpsc::Sender<Sample>,
     mut writes: mpsc::Receiver<WriteJob>,
     cancel: CancellationToken,
     health: Arc<HealthTable>,
 ) {
-    let Some(settings) = device.modbus.clone() else {
-        health.set(
-            &device.name,
-            DeviceState::Down,
-            Some("no modbus settings".into()),
-        );
-        return;
-    };
-    let mut groups = plan_groups(&device, settings.max_registers_per_request.clamp(1, 125));
-    let max_backoff = Duration::from_millis(u64::from(settings.max_backoff_ms.max(100)));
-    let mut conn = Conn {
-        ctx: None,
-        settings,
-        use_backup: false,
-    };
+    let mut groups = plan_groups(&device, timing.max_registers_per_request.clamp(1, 125));
+    let max_backoff = Duration::from_millis(u64::from(timing.max_backoff_ms.max(100)));
     let mut backoff = Duration::ZERO;
     let mut blocked_until = Instant::now();
     loop {
@@ -367,80 +340,33 @@ pub async fn run_device(
         tokio::select! {
             _ = cancel.cancelled() => return,
             Some(job) = writes.recv() => {
-                answer_write(&mut conn, job, &device).await;
+                answer_write(&mut link, timing, job, &device).await;
                 continue;
             }
             _ = tokio::time::sleep_until(due) => {}
         }
         let now = Instant::now();
-        let mut any_ok = false;
-        let mut any_err: Option<String> = None;
-        let mut all_io_failed = true;
+        let mut round = Round {
+            all_io_failed: true,
+            ..Round::default()
+        };
         for g in groups.iter_mut().filter(|g| g.next <= now) {
             // Keep the schedule; skip ticks missed while the device was slow.
             while g.next <= now {
                 g.next += g.every;
             }
-            let ts = now_ms();
-            let mut values = Vec::new();
-            let mut errors: Vec<(u16, i32)> = g
-                .bad
-                .iter()
-                .map(|i| (*i, ErrorCode::Decode as i32))
-                .collect();
-            for r in &g.requests {
-                match conn.read_retrying(r).await {
-                    Ok(words) => {
-                        any_ok = true;
-                        all_io_failed = false;
-                        for t in &r.tags {
-                            let off = (t.addr.register - r.start) as usize;
-                            let qty = t.addr.quantity(t.data_type) as usize;
-                            let slice = &words[off.min(words.len())..(off + qty).min(words.len())];
-                            match decode_registers(slice, &t.addr, t.data_type) {
-                                Ok(v) => values.push((t.index, v)),
-                                Err(_) => errors.push((t.index, ErrorCode::Decode as i32)),
-                            }
-                        }
-                    }
-                    Err(ReadError::Exception(e)) => {
-                        all_io_failed = false;
-                        errors.extend(
-                            r.tags
-                                .iter()
-                                .map(|t| (t.index, ErrorCode::DeviceException as i32)),
-                        );
-                        any_err = Some(e);
-                    }
-                    Err(ReadError::Io(e, code)) => {
-                        errors.extend(r.tags.iter().map(|t| (t.index, code as i32)));
-                        any_err = Some(e);
-                    }
-                }
-                if cancel.is_cancelled() {
-                    return;
-                }
-                // A write waiting now goes before the round's next read, so
-                // it waits for one request at most, not a whole poll round
-                // (on a PLC answering in 5 ms, 8 requests: up to 40 ms).
-                while let Ok(job) = writes.try_recv() {
-                    answer_write(&mut conn, job, &device).await;
-                }
-            }
-            let n = (values.len() + errors.len()) as u64;
-            let s = Sample {
-                schema: g.schema.clone(),
-                ts_ms: ts,
-                values,
-                errors,
+            let s = tokio::select! {
+                _ = cancel.cancelled() => return,
+                s = poll_group(g, &mut link, timing, &mut writes, &device, &mut round) => s,
             };
+            let n = (s.values.len() + s.errors.len()) as u64;
             tokio::select! {
                 _ = cancel.cancelled() => return,
                 r = tx.send(s) => if r.is_err() { return },
             }
             health.add_readings(&device.name, n);
         }
-        match (&any_err, any_ok) {
+        match (&round.last_error, round.any_ok) {
             (None, _) => {
                 backoff = Duration::ZERO;
                 health.set(&device.name, DeviceState::Ok, None);
@@ -449,15 +375,18 @@ pub async fn run_device(
                 backoff = Duration::ZERO;
                 health.set(&device.name, DeviceState::Degraded, Some(e.clone()));
             }
-            (Some(e), false) => {
-                if all_io_failed {
+            (Some(e), false) if round.all_io_failed => {
+                // Requests skipped by a bus (their unit backs off) are not
+                // a reason to wait longer: the bus already paces them.
+                if round.tried_io {
                     backoff = (backoff * 2).clamp(Duration::from_millis(100), max_backoff);
                     blocked_until = Instant::now() + backoff;
                     tracing::warn!(device = %device.name, backoff_ms = backoff.as_millis() as u64, "device down: {e}");
-                    health.set(&device.name, DeviceState::Down, Some(e.clone()));
-                } else {
-                    health.set(&device.name, DeviceState::Degraded, Some(e.clone()));
                 }
+                health.set(&device.name, DeviceState::Down, Some(e.clone()));
+            }
+            (Some(e), false) => {
+                health.set(&device.name, DeviceState::Degraded, Some(e.clone()));
             }
         }
     }

@@ -43,7 +43,7 @@ fn contiguous_tags_share_a_request_within_the_limit() {
 use std::collections::BTreeMap;
 
 use server::{serve, MemoryDevice};
-use weir_crds::message::TagValue;
+use weir_crds::message::{TagValue, WriteRequest};
 
 fn device(
     name: &str,
@@ -119,7 +119,18 @@ async fn reads_every_type_and_order_in_coalesced_requests() {
     let (_wtx, wrx) = mpsc::channel(1);
     let cancel = CancellationToken::new();
     let health = Arc::new(HealthTable::default());
-    let task = tokio::spawn(run_device(d, tx, wrx, cancel.clone(), health.clone()));
+    let mut handles = Vec::new();
+    let mut buses = Buses::default();
+    spawn_device(
+        &d,
+        &mut buses,
+        tx,
+        wrx,
+        &cancel,
+        health.clone(),
+        &mut handles,
+    );
+    let task = handles.pop().unwrap();
     let s = tokio::time::timeout(Duration::from_secs(5), rx.recv())
         .await
         .unwrap()
@@ -311,4 +322,34 @@ async fn a_write_waits_for_one_read_not_a_whole_poll_round() {
     // slow machine; waiting behind the round would take up to 220 ms.
     assert!(worst < Duration::from_millis(120), "a write took {worst:?}");
     adapters.stop().await;
+}
+
+#[test]
+fn inter_frame_delay_is_three_and_a_half_characters_at_least_1750_us() {
+    let line =
+        |baud: u32, parity: &str, delay: Option<u32>| -> weir_crds::gateway::SerialSettings {
+            serde_json::from_value(serde_json::json!({
+                "port": "/dev/ttyS1", "baudRate": baud, "parity": parity, "interFrameDelayMs": delay
+            }))
+            .unwrap()
+        };
+    let us = |d: Duration| d.as_micros();
+    // 8N1: 10 bits a character; 3.5 × 10 / 9600 s.
+    assert_eq!(us(conn::inter_frame_delay(&line(9600, "none", None))), 3645);
+    // 8E1: 11 bits.
+    assert_eq!(us(conn::inter_frame_delay(&line(9600, "even", None))), 4010);
+    // Fast lines keep the spec's fixed 1.75 ms.
+    assert_eq!(
+        us(conn::inter_frame_delay(&line(115200, "none", None))),
+        1750
+    );
+    // Set explicitly, it is used as is (0 too).
+    assert_eq!(
+        conn::inter_frame_delay(&line(9600, "none", Some(0))),
+        Duration::ZERO
+    );
+    assert_eq!(
+        conn::inter_frame_delay(&line(9600, "none", Some(20))),
+        Duration::from_millis(20)
+    );
 }
