@@ -133,8 +133,8 @@ async fn put_credential(
     Ok((status, Json((&m).into())))
 }
 
-/// Delete a device credential. Agents that still use it keep their copy
-/// until their config stops naming it; new fetches answer 404.
+/// Delete a device credential. Fetches answer 404 from now on; an agent
+/// deletes its kept copy at its next fetch (a config change or a restart).
 #[utoipa::path(delete, path = "/api/v1/orgs/{org}/projects/{project}/credentials/{credential}", tag = "fleet",
     params(("org" = String, Path), ("project" = String, Path), ("credential" = String, Path)),
     responses((status = 204, description = "Deleted"), ProblemResponses))]
