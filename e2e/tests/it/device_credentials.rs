@@ -146,3 +146,117 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
     );
     Ok(())
 }
+
+/// Air-gapped: `weir-agent run --bundle … --credentials-file`: the file's
+/// credentials serve the devices that name them, one it lacks is reported
+/// by name, a file every user may read is used with a warning, and nothing
+/// is copied into the data dir nor logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_air_gapped_agent_reads_its_credentials_file() -> anyhow::Result<()> {
+    use std::process::Command;
+    use weir_testkit::{bin, free_port, Proc};
+    let dir = tempfile::tempdir()?;
+    let d = dir.path();
+    let agent = bin("weir-agent");
+    let ok = |c: &mut Command| -> anyhow::Result<std::process::Output> {
+        let out = c.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "{c:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(out)
+    };
+    ok(Command::new(&agent)
+        .args(["keygen", "--out"])
+        .arg(d.join("sign.key")))?;
+    let mut spec = opcua_spec("scada-login");
+    let mut second = spec["devices"][0].clone();
+    second["name"] = json!("lab");
+    second["opcUa"]["credential"] = json!("absent");
+    spec["devices"].as_array_mut().unwrap().push(second);
+    std::fs::write(d.join("config.json"), spec.to_string())?;
+    let signed = ok(Command::new(&agent)
+        .args([
+            "sign",
+            "--tenant",
+            "riverside",
+            "--gateway",
+            "works",
+            "--version",
+            "1",
+            "--key",
+        ])
+        .arg(d.join("sign.key"))
+        .arg(d.join("config.json")))?;
+    std::fs::write(d.join("bundle.json"), &signed.stdout)?;
+    let creds = d.join("creds.yaml");
+    std::fs::write(
+        &creds,
+        format!(
+            "scada-login: {{kind: userPassword, username: operator, password: {SCADA_PASSWORD}}}\n"
+        ),
+    )?;
+    std::fs::set_permissions(&creds, std::fs::Permissions::from_mode(0o644))?;
+    let data = d.join("data");
+    let mut run = Command::new(&agent);
+    run.arg("run")
+        .arg("--bundle")
+        .arg(d.join("bundle.json"))
+        .arg("--trust")
+        .arg(d.join("sign.key.pub.json"))
+        .arg("--data-dir")
+        .arg(&data)
+        .arg("--metrics-listen")
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .env("WEIR_AGENT_CREDENTIALS_FILE", &creds);
+    let mut p = Proc::spawn("agent-air-gapped", &mut run, d)?;
+    wait_until(
+        Duration::from_secs(30),
+        "both credentials looked at",
+        || {
+            let log = p.log_text();
+            async move {
+                log.contains("device credential ready")
+                    && log.contains("device credential unavailable")
+            }
+        },
+    )
+    .await;
+    p.kill();
+    let log = plain(&p.log_text());
+    assert!(
+        log.contains("is readable by every user of this machine (mode 644)"),
+        "{log}"
+    );
+    assert!(log.contains("chmod 600"), "{log}");
+    assert!(
+        log.contains("credential=scada-login") && log.contains("LocalFile"),
+        "{log}"
+    );
+    assert!(log.contains("has no entry 'absent'"), "{log}");
+    assert!(!log.contains(SCADA_PASSWORD), "the password is in the log");
+    assert!(
+        !data.join("credentials/scada-login.json").exists(),
+        "copied into the data dir"
+    );
+    Ok(())
+}
+
+/// The log without ANSI colour codes.
+fn plain(log: &str) -> String {
+    let mut out = String::with_capacity(log.len());
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
