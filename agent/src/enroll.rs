@@ -11,7 +11,7 @@ use reqwest::StatusCode;
 use tokio::sync::Mutex;
 use weir_crds::agent_api::{
     agent_token_challenge, AgentFacts, AgentStatus, AgentTokenRequest, AgentTokenResponse,
-    EnrollRequest, EnrollResponse, MqttCredentials,
+    DeviceCredential, EnrollRequest, EnrollResponse, MqttCredentials,
 };
 use weir_crds::bundle::SignedBundle;
 
@@ -105,6 +105,19 @@ pub enum ConfigFetch {
     },
     NotModified,
 }
+
+/// What the api answered for a device credential.
+#[derive(Debug)]
+pub enum CredentialFetch {
+    Found(DeviceCredential),
+    /// 404: the gateway's config names no such credential, or the project
+    /// has none by that name; the api's reason.
+    Refused(String),
+}
+
+/// Longest wait for one credential fetch: they run before a config's
+/// devices start, so an unreachable api must not hold them up for long.
+const CREDENTIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// An enrolled agent's client; renews its short-lived token itself.
 pub struct ApiClient {
@@ -219,6 +232,42 @@ impl ApiClient {
         resp.json()
             .await
             .map_err(|e| api_err("mqtt credentials body", e))
+    }
+
+    /// A device credential the gateway's config names. Errors are the api
+    /// being unreachable or failing (the caller falls back to its copy).
+    pub async fn device_credential(&self, name: &str) -> Result<CredentialFetch> {
+        let what = "device credential";
+        let token = self.token().await?;
+        let resp = self
+            .http
+            .get(self.url(&format!("credentials/{name}")))
+            .bearer_auth(&token)
+            .timeout(CREDENTIAL_TIMEOUT)
+            .send()
+            .await
+            .map_err(|e| api_err(what, e))?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => {
+                let body: serde_json::Value = resp.json().await.unwrap_or_default();
+                let reason = body["detail"]
+                    .as_str()
+                    .unwrap_or("the api has no such credential for this gateway")
+                    .to_string();
+                Ok(CredentialFetch::Refused(reason))
+            }
+            StatusCode::UNAUTHORIZED => {
+                self.forget_token().await;
+                Err(error_body(what, resp).await)
+            }
+            // The body is the secret: never put it in an error message.
+            s if s.is_success() => {
+                resp.json().await.map(CredentialFetch::Found).map_err(|_| {
+                    Error::Api(format!("{what}: the answer is not a DeviceCredential"))
+                })
+            }
+            _ => Err(error_body(what, resp).await),
+        }
     }
 
     pub async fn post_status(&self, status: &AgentStatus) -> Result<()> {

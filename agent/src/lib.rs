@@ -9,6 +9,7 @@
 
 pub mod adapters;
 pub mod config_loop;
+pub mod credentials;
 pub mod enroll;
 pub mod error;
 pub mod metrics;

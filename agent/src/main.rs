@@ -11,6 +11,7 @@ use base64::Engine as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 use weir_agent::config_loop::{peek_payload, run_config_loop, Gate};
+use weir_agent::credentials::CredentialStore;
 use weir_agent::enroll::{enroll, ApiClient};
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker, Runtime, RuntimeOptions};
@@ -37,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the agent (enrolls on first start with --server and --token).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Check a gateway config (YAML/JSON config or EdgeGateway manifest).
     Validate { file: PathBuf },
     /// Make a config-signing key for air-gapped sites.
@@ -129,6 +130,13 @@ struct RunArgs {
     /// Seconds between status reports.
     #[arg(long, env = "WEIR_HEARTBEAT_S", default_value_t = 15)]
     heartbeat_s: u64,
+    /// Device credentials for air-gapped sites: a JSON or YAML map of name
+    /// to {kind: userPassword, username, password} or {kind: certificate,
+    /// certificatePem, privateKeyPem}. Keep it mode 0600. Enrolled agents
+    /// fetch credentials from the api and use this file only when the api
+    /// cannot be reached and no stored copy exists.
+    #[arg(long, env = "WEIR_AGENT_CREDENTIALS_FILE")]
+    credentials_file: Option<PathBuf>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -169,7 +177,7 @@ fn main() -> anyhow::Result<()> {
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
-            .block_on(run(args)),
+            .block_on(run(*args)),
     }
 }
 
@@ -416,6 +424,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             broker,
             inflight: a.inflight,
         })?;
+        runtime.set_credentials(Arc::new(CredentialStore::new(
+            &dir,
+            None,
+            a.credentials_file.clone(),
+        )?));
         let mut gate = Gate::new(dir.clone(), anchor, &tenant, &gateway)?;
         let from_disk = gate.start_from_disk(&runtime).await.unwrap_or_else(|e| {
             tracing::warn!("last good bundle unusable: {e}");
@@ -509,11 +522,16 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             broker,
             inflight: a.inflight,
         })?;
+        let api = Arc::new(ApiClient::new(&identity.server, &identity.agent_id, key));
+        runtime.set_credentials(Arc::new(CredentialStore::new(
+            &dir,
+            Some(api.clone()),
+            a.credentials_file.clone(),
+        )?));
         let mut gate = Gate::new(dir.clone(), anchor, &identity.tenant, &identity.gateway)?;
         if let Err(e) = gate.start_from_disk(&runtime).await {
             tracing::warn!("last good bundle unusable: {e}");
         }
-        let api = Arc::new(ApiClient::new(&identity.server, &identity.agent_id, key));
         let refused = gate.refused.clone();
         tokio::spawn(run_config_loop(
             api.clone(),

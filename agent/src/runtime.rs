@@ -21,6 +21,7 @@ use weir_crds::message::{
 };
 
 use crate::adapters::{Adapters, HealthTable};
+use crate::credentials::{CredentialSource, CredentialStore};
 use crate::error::Result;
 use crate::pipeline::{Pipeline, PipelineStats, TopicBase};
 use crate::queue::{DiskQueue, FsyncPolicy, QueueConfig};
@@ -65,6 +66,8 @@ pub struct Runtime {
     settings: watch::Sender<UplinkSettings>,
     broker: std::sync::Mutex<Broker>,
     config: std::sync::Mutex<Option<GatewayConfig>>,
+    /// Device credentials, refreshed by every `apply` before devices start.
+    credentials: std::sync::Mutex<Option<Arc<CredentialStore>>>,
     cancel: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
 }
@@ -173,6 +176,7 @@ impl Runtime {
             settings: settings_tx,
             broker: std::sync::Mutex::new(opts.broker),
             config: std::sync::Mutex::new(None),
+            credentials: std::sync::Mutex::new(None),
             cancel,
             tasks: std::sync::Mutex::new(tasks),
         }))
@@ -190,6 +194,17 @@ impl Runtime {
         &self.gateway
     }
 
+    /// Where device credentials come from; set before the first `apply`.
+    pub fn set_credentials(&self, store: Arc<CredentialStore>) {
+        *self.credentials.lock().unwrap_or_else(|e| e.into_inner()) = Some(store);
+    }
+
+    /// The device credentials the running config names, for the adapters.
+    pub fn credential_source(&self) -> Option<Arc<dyn CredentialSource>> {
+        let store = self.credentials.lock().unwrap_or_else(|e| e.into_inner());
+        store.clone().map(|s| s as Arc<dyn CredentialSource>)
+    }
+
     /// Compile and switch to `config`. On error nothing changes.
     pub async fn apply(&self, config: &GatewayConfig, version: u64) -> Result<()> {
         let base = TopicBase {
@@ -198,6 +213,15 @@ impl Runtime {
             gateway: self.gateway.clone(),
         };
         let pipeline = Pipeline::compile(config, base, self.pipeline_stats.clone())?;
+        // The new devices' credentials, fetched while the old devices still run.
+        let store = self
+            .credentials
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let Some(store) = store {
+            store.refresh(config).await;
+        }
         // Stop the old devices first so no sample is read under the old
         // config after the new rules are in place.
         let mut guard = self.adapters.write().await;

@@ -58,6 +58,10 @@ pub enum ApiError {
     /// Missing, or not visible to the caller: both answer the same.
     #[error("not found")]
     NotFound,
+    /// 404 that says why, where the caller may know the thing exists (an
+    /// agent asking for a credential its config does not name).
+    #[error("{0}")]
+    NotFoundBecause(String),
     #[error("{detail}")]
     Conflict {
         detail: String,
@@ -132,7 +136,7 @@ impl ApiError {
             ApiError::Csrf | ApiError::Forbidden | ApiError::AccountDisabled => {
                 StatusCode::FORBIDDEN
             }
-            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::NotFound | ApiError::NotFoundBecause(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict { .. } | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -153,7 +157,7 @@ impl ApiError {
             ApiError::Csrf => "csrf",
             ApiError::AccountDisabled => "account-disabled",
             ApiError::Forbidden => "forbidden",
-            ApiError::NotFound => "not-found",
+            ApiError::NotFound | ApiError::NotFoundBecause(_) => "not-found",
             ApiError::Conflict { .. } => "conflict",
             ApiError::Refused { kind, .. } => kind,
             ApiError::PayloadTooLarge => "payload-too-large",

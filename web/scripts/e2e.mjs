@@ -35,6 +35,7 @@ import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
 import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
+import { credentialSteps } from './lib/e2e-credentials.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -436,6 +437,7 @@ async function main() {
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
+  await credentialSteps({ page, step, check, shot, apiCall }, { P, base, apiBase });
 
   let viewerAdded = false;
   await step('invite a project viewer', [['POST', '/api/v1/users'], ['POST', `${P}/members`]], async () => {

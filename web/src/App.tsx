@@ -14,6 +14,7 @@ import { Overview } from './pages/Overview';
 import { ClusterDetail, ClusterList, ClusterWizard } from './pages/Clusters';
 import { GatewayDetail, GatewayList } from './pages/Gateways';
 import { Alerts } from './pages/Alerts';
+import { Credentials } from './pages/Credentials';
 import { ErrorNotice, Spinner } from './ui/kit';
 
 function RequireSignIn({ children }: { children: React.ReactNode }) {
@@ -77,6 +78,7 @@ export function App() {
         <Route path="o/:org/p/:project/gateways/:gateway/:tab" element={<GatewayDetail />} />
         <Route path="o/:org/p/:project/alerts" element={<Alerts />} />
         <Route path="o/:org/p/:project/alerts/:tab" element={<Alerts />} />
+        <Route path="o/:org/p/:project/credentials" element={<Credentials />} />
         <Route path="*" element={<div className="empty"><strong>Page not found</strong>Use the menu on the left.</div>} />
       </Route>
     </Routes>

@@ -50,6 +50,7 @@ export function Layout() {
             <NavLink to={`${p}/gateways`}>Edge gateways</NavLink>
             <NavLink to={`${p}/clusters`}>MQTT clusters</NavLink>
             <NavLink to={`${p}/alerts`}>Alerts</NavLink>
+            <NavLink to={`${p}/credentials`}>Device credentials</NavLink>
             {can(me, 'project.members.read', where) && <NavLink to={`${p}/members`}>Project members</NavLink>}
           </>
         )}

@@ -101,7 +101,7 @@ impl FromRequestParts<AppState> for AgentAuth {
 
 impl AgentAuth {
     /// An agent acts only on its own id.
-    fn own(&self, id: &str) -> Result<(), ApiError> {
+    pub(crate) fn own(&self, id: &str) -> Result<(), ApiError> {
         if self.agent.id.to_string() == id {
             Ok(())
         } else {

@@ -248,3 +248,37 @@ pub mod fleet_event {
     }
     entity_boilerplate!();
 }
+
+pub mod device_credential {
+    use sea_orm::entity::prelude::*;
+
+    /// A device credential; `secret_enc` is the sealed `DeviceCredential`
+    /// JSON (see `fleet::credentials`), never returned by the api.
+    #[derive(Clone, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "fleet_device_credentials")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub id: Uuid,
+        pub org_id: Uuid,
+        pub project_id: Uuid,
+        pub name: String,
+        pub kind: String,
+        pub username: String,
+        pub secret_enc: String,
+        pub created_at: DateTimeUtc,
+        pub updated_at: DateTimeUtc,
+    }
+    entity_boilerplate!();
+
+    /// Sealed, yet kept out of logs all the same.
+    impl std::fmt::Debug for Model {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("DeviceCredential")
+                .field("id", &self.id)
+                .field("project_id", &self.project_id)
+                .field("name", &self.name)
+                .field("kind", &self.kind)
+                .finish_non_exhaustive()
+        }
+    }
+}

@@ -13,6 +13,7 @@
 pub mod agents;
 pub mod broker_identity;
 pub mod clusters;
+pub mod credentials;
 pub mod data_gaps;
 pub mod enrollment;
 pub mod entities;
@@ -237,6 +238,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(rollout::router())
         .merge(series::router())
         .merge(gap_status::router())
+        .merge(credentials::routes::router())
+        .merge(credentials::agent::router())
 }
 
 /// Start the fleet monitor (heartbeats → online/offline events, bundle

@@ -23,6 +23,7 @@ mod broker_identity;
 mod cli;
 mod cluster_walls;
 mod data_gaps;
+mod device_credentials;
 mod fleet_clusters;
 mod fleet_e2e;
 mod kube_sync;

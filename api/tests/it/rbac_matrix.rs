@@ -245,6 +245,12 @@ impl World {
             json!({"name": "t", "spec": {}}),
         )
         .await;
+        self.ok(
+            Method::PUT,
+            &format!("{pbase}/credentials/cred"),
+            json!({"kind": "userPassword", "username": "u", "password": "p"}),
+        )
+        .await;
         let r = self
             .ok(
                 Method::POST,
@@ -293,6 +299,7 @@ impl World {
             .replace("{cluster}", "c")
             .replace("{gateway}", "gw")
             .replace("{template}", "t")
+            .replace("{credential}", "cred")
             .replace("{version}", "1")
             .replace("{enrollment_token}", &f.fleet_enrollment_token)
     }
@@ -381,6 +388,9 @@ impl World {
             }
             ("PATCH", t) if t.ends_with("/gateway-templates/{template}") => {
                 json!({"title": "Renamed"})
+            }
+            ("PUT", t) if t.ends_with("/credentials/{credential}") => {
+                json!({"kind": "userPassword", "username": "operator", "password": "pw"})
             }
             ("POST", t) if t.ends_with("/gateways:batch") => {
                 json!({"gateways": ["gw"], "merge_patch": {"site": {"name": "Batch"}}})

@@ -6,5 +6,6 @@
 mod broker_outage;
 mod bundle_refusals;
 mod config_rollout;
+mod device_credentials;
 mod org_isolation;
 mod replay;

@@ -343,6 +343,17 @@ export const gateways = {
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),
 };
 
+// ---------- device credentials ----------
+
+export const credentials = {
+  list: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/credentials', { params: at(s) }))),
+  /** Create or replace; the secret is never answered back. */
+  put: (s: Scope, credential: string, body: Schemas['DeviceCredential']) =>
+    ok(client.PUT('/api/v1/orgs/{org}/projects/{project}/credentials/{credential}', { params: { path: { ...s, credential } }, body })),
+  remove: (s: Scope, credential: string) =>
+    ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/credentials/{credential}', { params: { path: { ...s, credential } } })),
+};
+
 // ---------- alerts ----------
 
 export const alerts = {

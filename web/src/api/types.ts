@@ -123,11 +123,55 @@ export interface GatewayConfig {
   uplink?: Record<string, unknown>;
 }
 
+export type AdapterKind = 'modbusTcp' | 'modbusRtu' | 'modbusRtuOverTcp' | 'opcUa' | 'simulator';
+
+/** Modbus TCP and RTU-over-TCP (a serial device server's host and port). */
+export interface ModbusSettings {
+  host: string;
+  port: number;
+  timeoutMs?: number;
+  retries?: number;
+  maxBackoffMs?: number;
+  maxRegistersPerRequest?: number;
+}
+
+/** A Modbus RTU serial line; devices naming the same port must agree on it. */
+export interface SerialSettings {
+  port: string;
+  baudRate?: number;
+  parity?: 'none' | 'even' | 'odd';
+  dataBits?: number;
+  stopBits?: number;
+  /** Omitted: 3.5 characters at baudRate (at least 1.75 ms). */
+  interFrameDelayMs?: number;
+  timeoutMs?: number;
+  retries?: number;
+  maxBackoffMs?: number;
+  maxRegistersPerRequest?: number;
+}
+
+export type SecurityPolicy = 'none' | 'basic256Sha256' | 'aes128Sha256RsaOaep' | 'aes256Sha256RsaPss';
+export type SecurityMode = 'none' | 'sign' | 'signAndEncrypt';
+
+export interface OpcUaSettings {
+  endpoint: string;
+  securityPolicy?: SecurityPolicy;
+  securityMode?: SecurityMode;
+  /** Name of one of the project's device credentials; omitted: anonymous. */
+  credential?: string;
+  /** Lower-case hex SHA-256 of the server certificate (DER). */
+  serverCertificateSha256?: string;
+  timeoutMs?: number;
+  maxBackoffMs?: number;
+}
+
 export interface Device {
   name: string;
-  adapter: 'modbusTcp' | 'simulator';
+  adapter: AdapterKind;
   description?: string;
-  modbus?: { host: string; port: number; timeoutMs?: number; retries?: number };
+  modbus?: ModbusSettings;
+  serial?: SerialSettings;
+  opcUa?: OpcUaSettings;
   simulator?: { seed?: number };
   groups: TagGroup[];
 }
@@ -135,6 +179,10 @@ export interface Device {
 export interface TagGroup {
   name: string;
   intervalMs: number;
+  /** poll (default) or subscribe (OPC UA only). */
+  mode?: 'poll' | 'subscribe';
+  /** Subscribed groups: smallest change reported (absolute). */
+  deadband?: number;
   tags: Tag[];
 }
 
@@ -166,6 +214,11 @@ export interface DiffChange {
 export type VersionDiff = Omit<Schemas['VersionDiff'], 'changes'> & { changes: DiffChange[] };
 
 export type EnrollmentToken = Schemas['EnrollmentToken'];
+
+/** A device credential as written (the secret is write-only). */
+export type DeviceCredential = Schemas['DeviceCredential'];
+/** A device credential as listed: name, kind, user name, times; never the secret. */
+export type CredentialSummary = Schemas['CredentialSummary'];
 export type NewEnrollmentToken = Schemas['CreatedEnrollmentToken'];
 
 // ---- series ----

@@ -1,6 +1,6 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { Link, NavLink, useNavigate, useParams } from 'react-router';
-import { gateways } from '../api/endpoints';
+import { credentials as credentialsApi, gateways } from '../api/endpoints';
 import type { Gateway, GatewayConfig, NewEnrollmentToken, VersionDiff } from '../api/types';
 import { useScope } from '../scope';
 import { gatewayStatus } from '../lib/words';
@@ -230,10 +230,18 @@ function ConfigTab({ g, onSaved }: { g: Gateway; onSaved: () => void }) {
   const editable = can('project.write');
   const dirty = JSON.stringify(cfg) !== JSON.stringify(initial);
   useEffect(() => setCfg(initial), [initial]);
+  // Names for the OPC UA credential picker; without the list, the name is typed.
+  const [credNames, setCredNames] = useState<string[] | undefined>(undefined);
+  useEffect(() => {
+    credentialsApi
+      .list(s)
+      .then((p) => setCredNames(p.items.map((c) => c.name)))
+      .catch(() => setCredNames(undefined));
+  }, [s.org, s.project]); // eslint-disable-line react-hooks/exhaustive-deps
   return (
     <div className="stack">
       {!editable && <Notice kind="info">You can view this configuration; your role does not allow changing it.</Notice>}
-      <ConfigEditor value={cfg} onChange={setCfg} errors={act.fields} disabled={!editable} />
+      <ConfigEditor value={cfg} onChange={setCfg} errors={act.fields} disabled={!editable} credentials={credNames} />
       {editable && (
         <div className="card stack">
           <Field label="What changed" hint="Saved with the new version, e.g. “Add chlorine analyser on line 2”." error={act.fields.comment}>

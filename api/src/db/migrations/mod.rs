@@ -15,6 +15,7 @@ mod m0220_broker_identities;
 mod m0230_user_disable;
 mod m0240_audit_keyed;
 mod m0250_data_gaps;
+mod m0260_device_credentials;
 
 pub struct Migrator;
 
@@ -32,6 +33,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0230_user_disable::Migration),
             Box::new(m0240_audit_keyed::Migration),
             Box::new(m0250_data_gaps::Migration),
+            Box::new(m0260_device_credentials::Migration),
         ]
     }
 }
@@ -148,6 +150,7 @@ mod tests {
                 "m0230_user_disable",
                 "m0240_audit_keyed",
                 "m0250_data_gaps",
+                "m0260_device_credentials",
             ]
         );
     }
