@@ -109,7 +109,10 @@ pub enum ConfigFetch {
 /// What the api answered for a device credential.
 #[derive(Debug)]
 pub enum CredentialFetch {
-    Found(DeviceCredential),
+    /// The credential, and the ETag to re-check it with.
+    Found(DeviceCredential, Option<String>),
+    /// 304: the copy with the ETag given is current.
+    Unchanged,
     /// 404: the gateway's config names no such credential, or the project
     /// has none by that name; the api's reason.
     Refused(String),
@@ -234,20 +237,27 @@ impl ApiClient {
             .map_err(|e| api_err("mqtt credentials body", e))
     }
 
-    /// A device credential the gateway's config names. Errors are the api
-    /// being unreachable or failing (the caller falls back to its copy).
-    pub async fn device_credential(&self, name: &str) -> Result<CredentialFetch> {
+    /// A device credential the gateway's config names; with `etag`, only
+    /// if it changed since. Errors are the api being unreachable or failing
+    /// (the caller falls back to its copy).
+    pub async fn device_credential(
+        &self,
+        name: &str,
+        etag: Option<&str>,
+    ) -> Result<CredentialFetch> {
         let what = "device credential";
         let token = self.token().await?;
-        let resp = self
+        let mut req = self
             .http
             .get(self.url(&format!("credentials/{name}")))
             .bearer_auth(&token)
-            .timeout(CREDENTIAL_TIMEOUT)
-            .send()
-            .await
-            .map_err(|e| api_err(what, e))?;
+            .timeout(CREDENTIAL_TIMEOUT);
+        if let Some(e) = etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, e);
+        }
+        let resp = req.send().await.map_err(|e| api_err(what, e))?;
         match resp.status() {
+            StatusCode::NOT_MODIFIED => Ok(CredentialFetch::Unchanged),
             StatusCode::NOT_FOUND => {
                 let body: serde_json::Value = resp.json().await.unwrap_or_default();
                 let reason = body["detail"]
@@ -262,9 +272,15 @@ impl ApiClient {
             }
             // The body is the secret: never put it in an error message.
             s if s.is_success() => {
-                resp.json().await.map(CredentialFetch::Found).map_err(|_| {
+                let etag = resp
+                    .headers()
+                    .get(reqwest::header::ETAG)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                let c = resp.json().await.map_err(|_| {
                     Error::Api(format!("{what}: the answer is not a DeviceCredential"))
-                })
+                })?;
+                Ok(CredentialFetch::Found(c, etag))
             }
             _ => Err(error_body(what, resp).await),
         }

@@ -137,6 +137,11 @@ struct RunArgs {
     /// cannot be reached and no stored copy exists.
     #[arg(long, env = "WEIR_AGENT_CREDENTIALS_FILE")]
     credentials_file: Option<PathBuf>,
+    /// Seconds between re-checks of the running config's device credentials
+    /// with the api (a replaced one is fetched, a deleted one dropped); they
+    /// are also fetched at every config change. 0: only then.
+    #[arg(long, env = "WEIR_CREDENTIALS_REFRESH_S", default_value_t = 300)]
+    credentials_refresh_s: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -523,11 +528,16 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             inflight: a.inflight,
         })?;
         let api = Arc::new(ApiClient::new(&identity.server, &identity.agent_id, key));
-        runtime.set_credentials(Arc::new(CredentialStore::new(
+        let store = Arc::new(CredentialStore::new(
             &dir,
             Some(api.clone()),
             a.credentials_file.clone(),
-        )?));
+        )?);
+        runtime.set_credentials(store.clone());
+        if a.credentials_refresh_s > 0 {
+            let every = Duration::from_secs(a.credentials_refresh_s);
+            tokio::spawn(store.run_rechecks(every, cancel.clone()));
+        }
         let mut gate = Gate::new(dir.clone(), anchor, &identity.tenant, &identity.gateway)?;
         if let Err(e) = gate.start_from_disk(&runtime).await {
             tracing::warn!("last good bundle unusable: {e}");

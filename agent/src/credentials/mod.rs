@@ -77,11 +77,24 @@ pub enum Origin {
     LocalFile,
 }
 
-#[derive(Default)]
+#[derive(Clone, Default)]
 struct Held {
+    /// The names the running config uses.
+    wanted: BTreeSet<String>,
     creds: HashMap<String, DeviceCredential>,
+    /// The api's ETag of each credential it handed out (to re-check it).
+    etags: HashMap<String, String>,
     missing: HashMap<String, String>,
 }
+
+/// A credential found, where, and the api's ETag of it.
+struct Got {
+    credential: DeviceCredential,
+    origin: Origin,
+    etag: Option<String>,
+}
+
+type LocalMap = Option<std::result::Result<HashMap<String, DeviceCredential>, String>>;
 
 /// The agent's credentials: see the module docs.
 pub struct CredentialStore {
@@ -89,6 +102,9 @@ pub struct CredentialStore {
     api: Option<Arc<ApiClient>>,
     local: Option<PathBuf>,
     held: RwLock<Held>,
+    /// One refresh at a time: a re-check must not overwrite what a newer
+    /// config's refresh decided.
+    refreshing: tokio::sync::Mutex<()>,
 }
 
 impl CredentialStore {
@@ -112,6 +128,7 @@ impl CredentialStore {
             api,
             local,
             held: RwLock::new(Held::default()),
+            refreshing: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -124,19 +141,64 @@ impl CredentialStore {
     /// forget the others. Returns where each one came from; the missing
     /// ones are logged and answered by [`CredentialSource::why_missing`].
     pub async fn refresh(&self, config: &GatewayConfig) -> HashMap<String, Origin> {
-        let wanted = named(config);
-        let mut next = Held::default();
+        let _one = self.refreshing.lock().await;
+        self.refresh_names(named(config)).await
+    }
+
+    /// Look again at the running config's credentials: a replaced one is
+    /// fetched (the api answers 304 for the others), a refused one deleted,
+    /// a newly created one found.
+    pub async fn recheck(&self) -> HashMap<String, Origin> {
+        let _one = self.refreshing.lock().await;
+        let wanted = self.snapshot().wanted;
+        self.refresh_names(wanted).await
+    }
+
+    /// [`CredentialStore::recheck`] every `every` until cancelled.
+    pub async fn run_rechecks(
+        self: Arc<Self>,
+        every: std::time::Duration,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep(every) => {}
+            }
+            self.recheck().await;
+        }
+    }
+
+    fn snapshot(&self) -> Held {
+        self.held.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    async fn refresh_names(&self, wanted: BTreeSet<String>) -> HashMap<String, Origin> {
+        let prev = self.snapshot();
+        let mut next = Held {
+            wanted: wanted.clone(),
+            ..Held::default()
+        };
         let mut origins = HashMap::new();
-        let mut local: Option<std::result::Result<HashMap<_, _>, String>> = None;
+        let mut local: LocalMap = None;
         for name in &wanted {
-            match self.obtain(name, &mut local).await {
-                Ok((c, origin)) => {
-                    tracing::info!(credential = %name, kind = kind(&c), from = ?origin, "device credential ready");
-                    origins.insert(name.clone(), origin);
-                    next.creds.insert(name.clone(), c);
+            let known = prev.etags.get(name).zip(prev.creds.get(name));
+            match self.obtain(name, known, &mut local).await {
+                Ok(got) => {
+                    // Log news only: re-checks that change nothing stay quiet.
+                    if prev.creds.get(name) != Some(&got.credential) {
+                        tracing::info!(credential = %name, kind = kind(&got.credential), from = ?got.origin, "device credential ready");
+                    }
+                    origins.insert(name.clone(), got.origin);
+                    if let Some(e) = got.etag {
+                        next.etags.insert(name.clone(), e);
+                    }
+                    next.creds.insert(name.clone(), got.credential);
                 }
                 Err(why) => {
-                    tracing::warn!(credential = %name, "device credential unavailable: {why}");
+                    if prev.missing.get(name) != Some(&why) {
+                        tracing::warn!(credential = %name, "device credential unavailable: {why}");
+                    }
                     next.missing.insert(name.clone(), why);
                 }
             }
@@ -147,20 +209,41 @@ impl CredentialStore {
     }
 
     /// One credential, from the first source that has it; else why not.
+    /// `known`: the api's ETag and the credential it named, to re-check.
     async fn obtain(
         &self,
         name: &str,
-        local: &mut Option<std::result::Result<HashMap<String, DeviceCredential>, String>>,
-    ) -> std::result::Result<(DeviceCredential, Origin), String> {
+        known: Option<(&String, &DeviceCredential)>,
+        local: &mut LocalMap,
+    ) -> std::result::Result<Got, String> {
         let mut tried = Vec::new();
         if let Some(api) = &self.api {
-            match api.device_credential(name).await {
-                Ok(CredentialFetch::Found(c)) => {
-                    if let Err(e) = self.keep(name, &c) {
+            match api
+                .device_credential(name, known.map(|k| k.0.as_str()))
+                .await
+            {
+                Ok(CredentialFetch::Found(credential, etag)) => {
+                    if let Err(e) = self.keep(name, &credential) {
                         // Still usable now; only the offline fallback is lost.
                         tracing::error!(credential = %name, "keeping the credential failed: {e}");
                     }
-                    return Ok((c, Origin::Api));
+                    let origin = Origin::Api;
+                    return Ok(Got {
+                        credential,
+                        origin,
+                        etag,
+                    });
+                }
+                Ok(CredentialFetch::Unchanged) => {
+                    if let Some((etag, c)) = known {
+                        let (credential, etag) = (c.clone(), Some(etag.clone()));
+                        return Ok(Got {
+                            credential,
+                            origin: Origin::Api,
+                            etag,
+                        });
+                    }
+                    tried.push("the api answered 'unchanged' to a plain fetch".into());
                 }
                 Ok(CredentialFetch::Refused(reason)) => {
                     self.discard(name);
@@ -183,7 +266,14 @@ impl CredentialStore {
                 _ => self.stored(name),
             };
             match found {
-                Ok(found) => return Ok(found),
+                Ok((credential, origin)) => {
+                    let etag = None;
+                    return Ok(Got {
+                        credential,
+                        origin,
+                        etag,
+                    });
+                }
                 Err(e) => tried.push(e),
             }
         }
@@ -203,7 +293,7 @@ impl CredentialStore {
     fn in_local_file(
         &self,
         name: &str,
-        cache: &mut Option<std::result::Result<HashMap<String, DeviceCredential>, String>>,
+        cache: &mut LocalMap,
     ) -> std::result::Result<(DeviceCredential, Origin), String> {
         let Some(path) = &self.local else {
             return Err("no --credentials-file".into());

@@ -191,6 +191,29 @@ async fn credentials(b: Backend) {
     let r = app.get(&fetch(&works, "scada-login"), &works.bearer).await;
     assert_eq!(r.status, 200, "{:?}", r.body);
     assert_eq!(r.body, up);
+    // Re-checking with the ETag: 304 while unchanged (and not audited, see
+    // below), the new secret once replaced.
+    let tag = r.headers["etag"].to_str().unwrap().to_string();
+    let Cred::Bearer(works_token) = &works.bearer else {
+        unreachable!()
+    };
+    let recheck = |tag: String| {
+        app.http
+            .get(app.url(&fetch(&works, "scada-login")))
+            .bearer_auth(works_token)
+            .header("if-none-match", tag)
+            .send()
+    };
+    assert_eq!(recheck(tag.clone()).await.unwrap().status(), 304);
+    assert_eq!(recheck(tag.clone()).await.unwrap().status(), 304);
+    let replaced =
+        json!({"kind": "userPassword", "username": "operator", "password": "rotated-Secret-43"});
+    let r = put(&app, &editor, base, "scada-login", replaced.clone()).await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let r = recheck(tag.clone()).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_ne!(r.headers()["etag"].to_str().unwrap(), tag);
+    assert_eq!(r.json::<Value>().await.unwrap(), replaced);
     // Not named by the config: refused, saying why.
     let r = app.get(&fetch(&works, "scada-cert"), &works.bearer).await;
     assert_eq!(r.status, 404, "{:?}", r.body);
@@ -301,9 +324,20 @@ async fn credentials(b: Backend) {
         "refused fetches are audited as denied"
     );
     assert!(
-        !text.contains(PASSWORD) && !text.contains("PRIVATE KEY"),
+        !text.contains(PASSWORD)
+            && !text.contains("rotated-Secret")
+            && !text.contains("PRIVATE KEY"),
         "secret in the audit log"
     );
+    let fetched = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "device_credential.fetch" && e["outcome"] == "success")
+        .count();
+    // Handed out three times (the first fetch, after the replace, the
+    // certificate); the 304s made no entries.
+    assert_eq!(fetched, 3, "{audit}");
     app.stop().await;
 }
 on_both_databases!(device_credentials, super::credentials);

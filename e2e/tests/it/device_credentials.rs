@@ -2,8 +2,9 @@
 //! weir-agent binaries: the agent fetches the credential its config names
 //! and keeps it 0600 in its data dir; a config change fetches the new one
 //! and deletes the old copy; a credential the config does not name is
-//! refused by the api; with the api down the kept copy is used; the
-//! secrets appear in neither process's log.
+//! refused by the api; a credential replaced in the console reaches the
+//! running agent by its periodic re-check; with the api down the kept copy
+//! is used; the secrets appear in neither process's log.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -12,17 +13,20 @@ use std::time::Duration;
 
 use reqwest::Method;
 use serde_json::{json, Value};
+use std::process::Command;
 use weir_agent::credentials::{CredentialSource, CredentialStore, Origin};
 use weir_agent::enroll::{ApiClient as AgentApi, CredentialFetch};
 use weir_agent::state::{read_key, DataDir};
 use weir_crds::agent_api::DeviceCredential;
 use weir_e2e::api::{start_api, ADMIN_EMAIL, ADMIN_PASSWORD};
-use weir_e2e::fleet::{gateway_with_token, patch_spec, start_agent};
+use weir_e2e::fleet::{gateway_with_token, patch_spec};
 use weir_e2e::ApiClient;
 use weir_testkit::wait::wait_until;
+use weir_testkit::{bin, free_port, Proc};
 
 const SCADA_PASSWORD: &str = "scada-Pass-7f3a91";
 const SPARE_PASSWORD: &str = "spare-Pass-0c44d2";
+const ROTATED_PASSWORD: &str = "spare-Rotated-9e1b77";
 
 fn opcua_spec(credential: &str) -> Value {
     json!({"devices": [{
@@ -69,8 +73,24 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
         admin.ok(Method::PUT, &path, Some(body)).await?;
     }
     let token = gateway_with_token(&admin, base, "works", opcua_spec("scada-login")).await?;
-    let mut agent = start_agent(dir.path(), "works", &base_url, Some(&token))?;
     let data = dir.path().join("agent-works");
+    // Re-check the credentials every second (the default is 5 minutes).
+    let mut run = Command::new(bin("weir-agent"));
+    run.args([
+        "run",
+        "--server",
+        &base_url,
+        "--token",
+        &token,
+        "--heartbeat-s",
+        "1",
+    ])
+    .arg("--data-dir")
+    .arg(&data)
+    .arg("--metrics-listen")
+    .arg(format!("127.0.0.1:{}", free_port()))
+    .env("WEIR_CREDENTIALS_REFRESH_S", "1");
+    let mut agent = Proc::spawn("agent-works", &mut run, dir.path())?;
     let kept = |name: &str| data.join("credentials").join(format!("{name}.json"));
 
     // Fetched over the agent's channel, kept 0600; only what the config names.
@@ -102,6 +122,28 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
     .await;
     assert_eq!(read_kept(&spare).0, 0o600);
 
+    // Replaced in the console: the running agent has the new secret within
+    // a few re-checks, with no config change.
+    let rotated = login("maint", ROTATED_PASSWORD);
+    admin
+        .ok(
+            Method::PUT,
+            &format!("{base}/credentials/spare"),
+            Some(rotated.clone()),
+        )
+        .await?;
+    let (s2, want) = (spare.clone(), rotated.clone());
+    wait_until(Duration::from_secs(20), "the replaced secret kept", || {
+        let (p, w) = (s2.clone(), want.clone());
+        async move {
+            std::fs::read(&p)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+                == Some(w)
+        }
+    })
+    .await;
+
     // The agent's own channel, as the agent: refused for what the config
     // does not name, with the api's reason.
     let dd = DataDir::open(&data)?;
@@ -111,11 +153,11 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
         &id.agent_id,
         read_key(&data.join("agent.key"))?,
     ));
-    match client.device_credential("scada-login").await? {
+    match client.device_credential("scada-login", None).await? {
         CredentialFetch::Refused(why) => {
             assert!(why.contains("names no credential 'scada-login'"), "{why}")
         }
-        CredentialFetch::Found(_) => {
+        CredentialFetch::Found(..) | CredentialFetch::Unchanged => {
             panic!("the api handed out a credential the config does not name")
         }
     }
@@ -124,10 +166,19 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
     agent.kill();
     for (who, log) in [("agent", agent.log_text()), ("api", api.log_text())] {
         assert!(
-            !log.contains(SCADA_PASSWORD) && !log.contains(SPARE_PASSWORD),
+            !log.contains(SCADA_PASSWORD)
+                && !log.contains(SPARE_PASSWORD)
+                && !log.contains(ROTATED_PASSWORD),
             "{who} log holds a password"
         );
     }
+    // Re-checks that change nothing stay out of the log: spare was ready
+    // twice (fetched, then replaced), whatever the number of re-checks.
+    let readies = plain(&agent.log_text())
+        .lines()
+        .filter(|l| l.contains("device credential ready") && l.contains("credential=spare"))
+        .count();
+    assert_eq!(readies, 2, "{}", agent.log_text());
     assert!(
         agent.log_text().contains("device credential ready"),
         "{}",
@@ -140,10 +191,7 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
     let config = serde_json::from_value(opcua_spec("spare"))?;
     let from = store.refresh(&config).await;
     assert_eq!(from.get("spare"), Some(&Origin::Stored));
-    assert_eq!(
-        serde_json::to_value(store.get("spare").unwrap())?,
-        login("maint", SPARE_PASSWORD)
-    );
+    assert_eq!(serde_json::to_value(store.get("spare").unwrap())?, rotated);
     Ok(())
 }
 
@@ -153,8 +201,6 @@ async fn the_agent_fetches_keeps_and_falls_back_on_its_credentials() -> anyhow::
 /// is copied into the data dir nor logged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_air_gapped_agent_reads_its_credentials_file() -> anyhow::Result<()> {
-    use std::process::Command;
-    use weir_testkit::{bin, free_port, Proc};
     let dir = tempfile::tempdir()?;
     let d = dir.path();
     let agent = bin("weir-agent");

@@ -2996,7 +2996,10 @@ export interface operations {
     agent_credential: {
         parameters: {
             query?: never;
-            header?: never;
+            header?: {
+                /** @description ETag of the copy the agent holds */
+                "If-None-Match"?: string | null;
+            };
             path: {
                 id: string;
                 /** @description As `devices[].opcUa.credential` names it */
@@ -3006,6 +3009,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
+            /** @description The credential; ETag names this version of it */
             200: {
                 headers: {
                     [name: string]: unknown;
@@ -3013,6 +3017,13 @@ export interface operations {
                 content: {
                     "application/json": components["schemas"]["DeviceCredential"];
                 };
+            };
+            /** @description Unchanged since the ETag given */
+            304: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description Malformed request (syntax, unknown or missing field) */
             400: {
