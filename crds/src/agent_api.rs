@@ -248,7 +248,7 @@ pub struct AgentStatus {
 }
 
 /// A device credential (named by `devices[].opcUa.credential`), as the
-/// agent fetches it from `GET /api/v1/agent/credentials/{name}` or reads it
+/// agent fetches it from `GET /api/v1/agents/{id}/credentials/{name}` or reads it
 /// from its local credentials file (air-gapped), and keeps it 0600 in its
 /// data dir. Never part of a bundle: bundles are signed, not encrypted.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
