@@ -441,3 +441,26 @@ async fn serial_rtu_keeps_the_inter_frame_delay() {
     );
     run.stop().await;
 }
+
+/// A new config closes the old bus before opening the port again (the
+/// port is opened exclusively), so readings go on after a swap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_rtu_port_is_reopened_after_a_config_swap() {
+    let bus = Bus::serial();
+    let tags = json!([{"name": "flow", "address": "1!400001#B", "dataType": "int16"}]);
+    for round in 0..2 {
+        let run = Running::start(vec![bus.device(
+            "meter",
+            100,
+            timing(1000, 0, 1000),
+            tags.clone(),
+        )]);
+        let s = run
+            .wait_sample("meter", &format!("a reading in config {round}"), |s| {
+                s.errors.is_empty()
+            })
+            .await;
+        assert_eq!(values(&s)["flow"], TagValue::Int(-12345));
+        run.stop().await;
+    }
+}
