@@ -91,9 +91,10 @@ impl Buses {
             ),
             (AdapterKind::ModbusRtuOverTcp, _, Some(m)) => (
                 format!("tcp:{}:{}", m.host, m.port),
-                Transport::RtuOverTcp {
-                    host: m.host.clone(),
-                    port: m.port,
+                Transport::Tcp {
+                    settings: m.clone(),
+                    use_backup: false,
+                    rtu: true,
                 },
                 // The device server keeps the line's silences itself.
                 Duration::ZERO,

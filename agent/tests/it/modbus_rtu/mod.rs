@@ -464,3 +464,26 @@ async fn serial_rtu_port_is_reopened_after_a_config_swap() {
         run.stop().await;
     }
 }
+
+/// RTU over TCP fails over like Modbus TCP: nothing listens on `host`
+/// (127.0.0.2), so the bus switches to `backupHost` (pymodbus on 127.0.0.1).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rtu_over_tcp_fails_over_to_the_backup_host() {
+    let bus = Bus::rtu_over_tcp();
+    let mut d = bus.device(
+        "meter",
+        100,
+        timing(500, 1, 400),
+        json!([{"name": "flow", "address": "1!400001#B", "dataType": "int16"}]),
+    );
+    d["modbus"]["host"] = json!("127.0.0.2");
+    d["modbus"]["backupHost"] = json!("127.0.0.1");
+    let run = Running::start(vec![d]);
+    let s = run
+        .wait_sample("meter", "a reading from the backup host", |s| {
+            s.errors.is_empty()
+        })
+        .await;
+    assert_eq!(values(&s)["flow"], TagValue::Int(-12345));
+    run.stop().await;
+}
