@@ -4,6 +4,7 @@
 //! type and byte order, write-back, and two unit ids on one bus with one
 //! of them absent.
 
+mod mqtt;
 pub mod peer;
 
 use std::collections::BTreeMap;
