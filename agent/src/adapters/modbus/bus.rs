@@ -9,6 +9,13 @@
 //! error, without touching the line, until its back-off passes (doubling
 //! from 100 ms up to the device's `maxBackoffMs`). So one dead unit costs
 //! the others one timeout per back-off period, not one per poll.
+//!
+//! RTU answers carry no request id: an answer arriving after its request
+//! timed out can be taken for the next request's. The client drops what it
+//! buffered before each request, a header from another unit is refused,
+//! and an answer of the wrong length is refused (conn.rs); a late answer
+//! of the same unit, function and length is not caught, as on any RTU
+//! master, which is why `timeoutMs` must exceed the slowest unit's answer.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -91,9 +98,10 @@ impl Buses {
             ),
             (AdapterKind::ModbusRtuOverTcp, _, Some(m)) => (
                 format!("tcp:{}:{}", m.host, m.port),
-                Transport::RtuOverTcp {
-                    host: m.host.clone(),
-                    port: m.port,
+                Transport::Tcp {
+                    settings: m.clone(),
+                    use_backup: false,
+                    rtu: true,
                 },
                 // The device server keeps the line's silences itself.
                 Duration::ZERO,
@@ -195,7 +203,9 @@ impl Bus {
                     }
                     if attempt >= timing.retries {
                         if code == ErrorCode::Timeout {
-                            let max = Duration::from_millis(u64::from(timing.max_backoff_ms));
+                            // At least the floor: `clamp` panics on min > max.
+                            let max =
+                                Duration::from_millis(u64::from(timing.max_backoff_ms.max(100)));
                             self.back_off(plan.slave, max);
                         }
                         return Err(ReadError::Io(format!("unit {}: {e}", plan.slave), code));

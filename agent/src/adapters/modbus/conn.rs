@@ -37,13 +37,13 @@ impl ReadError {
 /// What carries the frames.
 #[derive(Clone, Debug)]
 pub(super) enum Transport {
-    /// Modbus TCP; a failing host switches to `backupHost` if set.
+    /// Modbus TCP (MBAP frames), or RTU frames (address, PDU, CRC) over a
+    /// TCP socket when `rtu`; a failing host switches to `backupHost` if set.
     Tcp {
         settings: ModbusSettings,
         use_backup: bool,
+        rtu: bool,
     },
-    /// RTU frames (address, PDU, CRC) over a TCP socket.
-    RtuOverTcp { host: String, port: u16 },
     /// RTU on a serial line.
     Serial(SerialSettings),
 }
@@ -55,11 +55,11 @@ impl Transport {
             Transport::Tcp {
                 settings,
                 use_backup,
+                ..
             } => match (&settings.backup_host, use_backup) {
                 (Some(b), true) => format!("{b}:{}", settings.port),
                 _ => format!("{}:{}", settings.host, settings.port),
             },
-            Transport::RtuOverTcp { host, port } => format!("{host}:{port}"),
             Transport::Serial(s) => s.port.clone(),
         }
     }
@@ -151,8 +151,8 @@ impl Conn {
     async fn connect(&mut self, t: Duration) -> Result<(), String> {
         let target = self.transport.target();
         let ctx = match &self.transport {
-            Transport::Tcp { .. } => tcp::attach(Self::tcp_stream(&target, t).await?),
-            Transport::RtuOverTcp { .. } => {
+            Transport::Tcp { rtu: false, .. } => tcp::attach(Self::tcp_stream(&target, t).await?),
+            Transport::Tcp { rtu: true, .. } => {
                 rtu::attach_slave(Self::tcp_stream(&target, t).await?, Slave(1))
             }
             Transport::Serial(s) => rtu::attach_slave(open_serial(s)?, Slave(1)),
@@ -161,12 +161,13 @@ impl Conn {
         Ok(())
     }
 
-    /// Drop the connection; Modbus TCP with a backup host tries it next.
+    /// Drop the connection; over TCP with a backup host, try it next.
     pub(super) fn disconnect(&mut self) {
         self.ctx = None;
         if let Transport::Tcp {
             settings,
             use_backup,
+            ..
         } = &mut self.transport
         {
             if settings.backup_host.is_some() {

@@ -217,6 +217,7 @@ pub fn spawn_device(
             Some(m) => Ok(Link::Direct(Conn::new(Transport::Tcp {
                 settings: m.clone(),
                 use_backup: false,
+                rtu: false,
             }))),
             None => Err("no modbus settings".to_string()),
         },
