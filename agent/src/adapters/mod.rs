@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod modbus;
+pub mod opcua;
 pub mod simulator;
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +80,16 @@ impl Adapters {
         tx: mpsc::Sender<Sample>,
         health: Arc<HealthTable>,
     ) -> Self {
+        Self::start_with(config, tx, health, &opcua::OpcUaContext::default())
+    }
+
+    /// As [`Adapters::start`], with what OPC UA devices need from the agent.
+    pub fn start_with(
+        config: &GatewayConfig,
+        tx: mpsc::Sender<Sample>,
+        health: Arc<HealthTable>,
+        opcua_ctx: &opcua::OpcUaContext,
+    ) -> Self {
         let cancel = CancellationToken::new();
         let mut handles = Vec::new();
         let mut writers = HashMap::new();
@@ -105,7 +116,7 @@ impl Adapters {
                     }
                 }
                 // Being built (issue 22): the device is reported down, not ignored.
-                AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp | AdapterKind::OpcUa => {
+                AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp => {
                     health.set(
                         &device.name,
                         DeviceState::Down,
@@ -114,6 +125,18 @@ impl Adapters {
                             device.adapter
                         )),
                     );
+                }
+                AdapterKind::OpcUa => {
+                    let (wtx, wrx) = mpsc::channel(64);
+                    writers.insert(device.name.clone(), wtx);
+                    handles.push(tokio::spawn(opcua::run_device(
+                        device.clone(),
+                        tx.clone(),
+                        wrx,
+                        cancel.child_token(),
+                        health.clone(),
+                        opcua_ctx.clone(),
+                    )));
                 }
                 AdapterKind::ModbusTcp => {
                     let (wtx, wrx) = mpsc::channel(64);

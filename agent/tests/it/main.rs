@@ -13,6 +13,7 @@ mod enroll;
 mod insecure_http;
 mod metrics;
 mod modbus_mqtt;
+mod opcua;
 mod replay;
 mod sigkill;
 mod tls;
