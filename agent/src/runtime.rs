@@ -67,6 +67,7 @@ pub struct Runtime {
     config: std::sync::Mutex<Option<GatewayConfig>>,
     cancel: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    opcua: std::sync::Mutex<crate::adapters::opcua::OpcUaContext>,
 }
 
 enum Control {
@@ -175,6 +176,7 @@ impl Runtime {
             config: std::sync::Mutex::new(None),
             cancel,
             tasks: std::sync::Mutex::new(tasks),
+            opcua: Default::default(),
         }))
     }
 
@@ -232,10 +234,12 @@ impl Runtime {
             *cur = s;
             changed
         });
-        *guard = Some(Adapters::start(
+        let opcua = self.opcua.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        *guard = Some(Adapters::start_with(
             config,
             self.samples.clone(),
             self.health.clone(),
+            &opcua,
         ));
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.clone());
         self.applied_version.store(version, Ordering::Relaxed);
@@ -247,6 +251,12 @@ impl Runtime {
             "config applied"
         );
         Ok(())
+    }
+
+    /// What OPC UA devices need (data dir, credentials); used from the
+    /// next config applied on.
+    pub fn set_opcua_context(&self, ctx: crate::adapters::opcua::OpcUaContext) {
+        *self.opcua.lock().unwrap_or_else(|e| e.into_inner()) = ctx;
     }
 
     /// New broker credentials (renewed JWT): the uplink reconnects with them.

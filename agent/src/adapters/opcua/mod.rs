@@ -10,6 +10,7 @@
 //! the subscriptions anew. Writes use the Write service and answer with the
 //! server's status.
 
+pub mod browse;
 pub mod errors;
 pub mod groups;
 pub mod session;

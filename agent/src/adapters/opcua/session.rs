@@ -105,6 +105,7 @@ pub fn client(
     store_dir: &Path,
     verify_server_cert: bool,
     timeout: Duration,
+    endpoint: &str,
 ) -> Result<opcua::client::Client, String> {
     let _g = OWN_CERT.lock().unwrap_or_else(|e| e.into_inner());
     let own_dir = pki.root.join("own");
@@ -117,6 +118,10 @@ pub fn client(
         .certificate_path(pki.own_cert())
         .private_key_path(pki.own_key())
         .pki_dir(store_dir)
+        // The session's endpoint is chosen from the server's list; this
+        // one only keeps the stack from warning about an empty config.
+        .endpoint("server", opcua::client::ClientEndpoint::new(endpoint))
+        .default_endpoint("server")
         .trust_server_certs(false)
         .verify_server_certs(verify_server_cert)
         // The device task reconnects with its own back-off and recreates
@@ -279,10 +284,10 @@ pub async fn connect(
     // Endpoints are asked on an unsecured discovery channel with a client
     // that trusts nothing; the session uses a client whose store trusts
     // exactly what `trust_server` decided.
-    let probe = client(pki, &pki.root, true, timeout)?;
+    let probe = client(pki, &pki.root, true, timeout, &s.endpoint)?;
     let endpoint = find_endpoint(&probe, s, timeout).await?;
     let (store, verify) = trust_server(pki, s, &endpoint)?;
-    let mut c = client(pki, &store, verify, timeout)?;
+    let mut c = client(pki, &store, verify, timeout, &s.endpoint)?;
     let (session, event_loop) = c
         .connect_to_endpoint_directly(endpoint, identity)
         .map_err(|e| format!("{}: {e}", s.endpoint))?;

@@ -311,3 +311,66 @@ async fn wrong_pin_or_untrusted_certificate_is_refused() {
     assert!(e.contains("is not trusted"), "{e}");
     rig.stop().await;
 }
+
+/// `weir-agent opcua browse` prints the server's certificate SHA-256 and
+/// its nodes with their data types; an untrusted certificate is refused
+/// with the SHA-256 to pin.
+#[test]
+fn browse_prints_the_certificate_and_the_address_space() {
+    let server = OpcServer::start(ServerOpts {
+        secure: true,
+        user: Some(("operator".into(), "s3cret-pw".into())),
+        tick_ms: 100,
+    });
+    let sha = server.sha256.clone().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let run = |accept: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_weir-agent"));
+        c.args([
+            "opcua",
+            "browse",
+            &server.endpoint(),
+            "--node",
+            "ns=2;s=Plant",
+        ])
+        .args(["--security-policy", "basic256Sha256"])
+        .args([
+            "--security-mode",
+            "signAndEncrypt",
+            "--username",
+            "operator",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("WEIR_OPCUA_PASSWORD", "s3cret-pw")
+        .env("RUST_LOG", "error");
+        if accept {
+            c.arg("--accept-server-certificate");
+        }
+        c.output().unwrap()
+    };
+    let (refused, ok) = (run(false), run(true));
+    let err = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success());
+    assert!(
+        err.contains("is not trusted") && err.contains(&sha),
+        "{err}"
+    );
+    let text = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        ok.status.success(),
+        "{text} {}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(
+        text.contains(&format!("server certificate SHA-256: {sha}")),
+        "{text}"
+    );
+    for line in [
+        "ns=2;s=Plant.Int16\tInt16\tVariable\tInt16 (dataType int16)",
+        "ns=2;s=Plant.Double\tDouble\tVariable\tDouble (dataType float64)",
+        "ns=2;s=Plant.Setpoint\tSetpoint\tVariable\tDouble (dataType float64)",
+    ] {
+        assert!(text.contains(line), "missing {line:?} in\n{text}");
+    }
+}
