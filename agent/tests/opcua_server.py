@@ -6,6 +6,8 @@ Nodes in namespace 2 (string ids `ns=2;s=Plant.<Name>`):
   Counter (UInt32) and Level (Double) change every --tick-ms;
   Setpoint (Double) and SetpointInt (Int32) are writable: every change made by
   a client is printed as `WRITE <name> <value>` on stdout.
+--bench-nodes N adds Double nodes Plant.B0..B<N-1>, all changed every tick;
+the number of node updates made so far is printed as `UPDATES <n>` each second.
 Prints `READY <port> <sha256 of the server certificate or ->` once serving.
 
   --security none            endpoint None only
@@ -13,6 +15,8 @@ Prints `READY <port> <sha256 of the server certificate or ->` once serving.
                              self-signed certificate and key live in --pki
                              (kept across restarts, so a pin stays valid)
   --user U --password P      only that user name and password are accepted
+  --x509-user                only the X.509 user whose certificate and key the
+                             script writes to --pki (user-cert.pem, user-key.pem)
 """
 
 import argparse
@@ -26,6 +30,9 @@ from pathlib import Path
 from asyncua import Server, ua
 from asyncua.crypto.cert_gen import setup_self_signed_certificate
 from asyncua.crypto.permission_rules import User, UserRole
+from asyncua.server.user_managers import CertificateUserManager
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 FIXED = [
@@ -62,10 +69,26 @@ async def main():
     p.add_argument("--user", default=None)
     p.add_argument("--password", default=None)
     p.add_argument("--tick-ms", type=int, default=100)
+    p.add_argument("--bench-nodes", type=int, default=0)
+    p.add_argument("--x509-user", action="store_true")
     a = p.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
-    server = Server(user_manager=OneUser(a.user, a.password) if a.user else None)
+    users = None
+    if a.user:
+        users = OneUser(a.user, a.password)
+    elif a.x509_user:
+        pki = Path(a.pki)
+        pki.mkdir(parents=True, exist_ok=True)
+        ukey, ucert = pki / "user-key.pem", pki / "user-cert.der"
+        await setup_self_signed_certificate(
+            ukey, ucert, "urn:weir:test:user", socket.gethostname(), [ExtendedKeyUsageOID.CLIENT_AUTH], {"commonName": "operator"}
+        )
+        der = x509.load_der_x509_certificate(ucert.read_bytes())
+        (pki / "user-cert.pem").write_bytes(der.public_bytes(serialization.Encoding.PEM))
+        users = CertificateUserManager()
+        await users.add_user(ucert, name="operator")
+    server = Server(user_manager=users)
     await server.init()
     server.set_endpoint(f"opc.tcp://127.0.0.1:{a.port}/weir/")
     server.set_server_name("weir test server")
@@ -85,7 +108,12 @@ async def main():
         server.set_security_policy([ua.SecurityPolicyType.Basic256Sha256_SignAndEncrypt])
     else:
         server.set_security_policy([ua.SecurityPolicyType.NoSecurity])
-    server.set_identity_tokens([ua.UserNameIdentityToken] if a.user else [ua.AnonymousIdentityToken])
+    if a.user:
+        server.set_identity_tokens([ua.UserNameIdentityToken])
+    elif a.x509_user:
+        server.set_identity_tokens([ua.X509IdentityToken])
+    else:
+        server.set_identity_tokens([ua.AnonymousIdentityToken])
 
     ns = await server.register_namespace("urn:weir:test")
     plant = await server.nodes.objects.add_object(ua.NodeId("Plant", ns), "Plant")
@@ -99,12 +127,28 @@ async def main():
         await v.set_writable()
         writable[name] = (v, value)
 
+    bench = []
+    for i in range(a.bench_nodes):
+        bench.append(await plant.add_variable(ua.NodeId(f"Plant.B{i}", ns), f"B{i}", ua.Variant(0.0, ua.VariantType.Double)))
+
+    loop = asyncio.get_running_loop()
     async with server:
         print(f"READY {a.port} {sha}", flush=True)
         n = 0
+        updates = 0
+        last_report = loop.time()
+        next_tick = loop.time()
         while True:
-            await asyncio.sleep(a.tick_ms / 1000)
+            # A fixed schedule: slow ticks are not stretched by the work.
+            next_tick += a.tick_ms / 1000
+            await asyncio.sleep(max(0.0, next_tick - loop.time()))
             n += 1
+            for i, node in enumerate(bench):
+                await node.write_value(ua.Variant(float(n + i), ua.VariantType.Double))
+            updates += len(bench)
+            if bench and loop.time() - last_report >= 1.0:
+                print(f"UPDATES {updates}", flush=True)
+                last_report = loop.time()
             await counter.write_value(ua.Variant(n, ua.VariantType.UInt32))
             await level.write_value(ua.Variant(float(n % 100) / 10.0, ua.VariantType.Double))
             for name, (node, last) in list(writable.items()):

@@ -239,6 +239,7 @@ async fn sign_and_encrypt_with_pinned_certificate_and_user() {
         secure: true,
         user: Some(("operator".into(), "s3cret-pw".into())),
         tick_ms: 100,
+        ..Default::default()
     });
     let sha = server.sha256.clone().unwrap();
     let mut rig = Rig::start(
@@ -269,6 +270,54 @@ async fn sign_and_encrypt_with_pinned_certificate_and_user() {
     let mode = std::fs::metadata(&key).unwrap().permissions();
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(mode.mode() & 0o777, 0o600, "{}", key.display());
+    rig.stop().await;
+}
+
+/// An X.509 user identity (certificate and key from the credential store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn x509_user_identity() {
+    let server = OpcServer::start(ServerOpts {
+        secure: true,
+        x509_user: true,
+        tick_ms: 100,
+        ..Default::default()
+    });
+    let read = |f: &str| std::fs::read_to_string(server.pki().join(f)).unwrap();
+    let mut m = HashMap::new();
+    m.insert(
+        "scada-cert".to_string(),
+        DeviceCredential::Certificate {
+            certificate_pem: read("user-cert.pem"),
+            private_key_pem: read("user-key.pem"),
+        },
+    );
+    let creds: Arc<dyn CredentialSource> = Arc::new(MapCredentials(m));
+    let mut rig = Rig::start(
+        device(json!({"endpoint": server.endpoint(),
+            "securityPolicy": "basic256Sha256", "securityMode": "signAndEncrypt",
+            "credential": "scada-cert", "serverCertificateSha256": server.sha256})),
+        Some(creds),
+    );
+    wait_until(WAIT, "values with the X.509 user", || async {
+        counters(&rig).len() >= 3
+    })
+    .await;
+    rig.stop().await;
+
+    // A credential the agent does not hold keeps the device down, named.
+    let mut rig = Rig::start(
+        device(json!({"endpoint": server.endpoint(),
+            "securityPolicy": "basic256Sha256", "securityMode": "signAndEncrypt",
+            "credential": "nobody", "serverCertificateSha256": server.sha256})),
+        Some(Arc::new(MapCredentials::default())),
+    );
+    wait_until(WAIT, "the device to be down", || async {
+        rig.device("scada")
+            .is_some_and(|d| d.state == DeviceState::Down)
+    })
+    .await;
+    let e = rig.device("scada").unwrap().last_error.unwrap();
+    assert!(e.contains("credential 'nobody'"), "{e}");
     rig.stop().await;
 }
 
@@ -321,6 +370,7 @@ fn browse_prints_the_certificate_and_the_address_space() {
         secure: true,
         user: Some(("operator".into(), "s3cret-pw".into())),
         tick_ms: 100,
+        ..Default::default()
     });
     let sha = server.sha256.clone().unwrap();
     let data = tempfile::tempdir().unwrap();

@@ -39,6 +39,10 @@ pub struct ServerOpts {
     pub secure: bool,
     pub user: Option<(String, String)>,
     pub tick_ms: u32,
+    /// Extra Double nodes `Plant.B<i>`, all changed every tick (benches).
+    pub bench_nodes: u32,
+    /// Accept only an X.509 user whose PEMs the server writes to its pki dir.
+    pub x509_user: bool,
 }
 
 pub struct OpcServer {
@@ -78,8 +82,14 @@ impl OpcServer {
             .args(["--pki", &self.pki.path().display().to_string()])
             .stdout(Stdio::piped())
             .stderr(Stdio::null());
+        if self.opts.bench_nodes > 0 {
+            cmd.args(["--bench-nodes", &self.opts.bench_nodes.to_string()]);
+        }
         if self.opts.secure {
             cmd.args(["--security", "basic256sha256"]);
+        }
+        if self.opts.x509_user {
+            cmd.arg("--x509-user");
         }
         if let Some((u, p)) = &self.opts.user {
             cmd.args(["--user", u, "--password", p]);
@@ -123,6 +133,11 @@ impl OpcServer {
         self.sha256 = (sha != "-").then(|| sha.to_string());
     }
 
+    /// The server's key and certificate dir (also the X.509 user's PEMs).
+    pub fn pki(&self) -> &Path {
+        self.pki.path()
+    }
+
     /// Kill the server (as a crash would) and wait for it to be gone.
     pub fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -145,6 +160,17 @@ impl OpcServer {
             .iter()
             .filter_map(|l| l.strip_prefix("WRITE ").map(str::to_string))
             .collect()
+    }
+
+    /// Node updates the server made so far (bench nodes; once a second).
+    pub fn updates(&self) -> u64 {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find_map(|l| l.strip_prefix("UPDATES ")?.parse().ok())
+            .unwrap_or(0)
     }
 
     /// CPU time the server process used so far, in seconds (Linux).
