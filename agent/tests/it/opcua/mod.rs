@@ -424,3 +424,57 @@ fn browse_prints_the_certificate_and_the_address_space() {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
 }
+
+/// A subscribed group's absolute deadband: the server drops changes
+/// smaller than it (Level moves 0.1 per tick and wraps from 9.9 to 0.0).
+/// asyncua compares with the previous value, not the last reported one,
+/// so there only the wraps pass; a server doing the latter would report
+/// every ~1.1: both show no small step and far fewer changes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deadband_drops_small_changes() {
+    let server = OpcServer::start(ServerOpts {
+        tick_ms: 20,
+        ..Default::default()
+    });
+    let mut rig = Rig::start(
+        json!({"devices": [{"name": "scada", "adapter": "opcUa",
+        "opcUa": {"endpoint": server.endpoint()},
+        "groups": [
+            {"name": "all", "intervalMs": 10, "mode": "subscribe",
+             "tags": [tag("level", "Level", "float64")]},
+            {"name": "banded", "intervalMs": 10, "mode": "subscribe", "deadband": 1.0,
+             "tags": [tag("level", "Level", "float64")]}
+        ]}]}),
+        None,
+    );
+    let levels = |group: &str| -> Vec<f64> {
+        rig.of(group)
+            .iter()
+            .filter_map(|s| value(s, "level").and_then(|v| v.as_f64()))
+            .collect()
+    };
+    // Two wraps of Level (2 s each at 20 ms per tick).
+    wait_until(WAIT, "3 banded changes", || async {
+        levels("banded").len() >= 3
+    })
+    .await;
+    let (banded, all) = (levels("banded"), levels("all"));
+    for w in banded.windows(2) {
+        let d = (w[1] - w[0]).abs();
+        assert!(
+            !(1e-9..=1.0).contains(&d),
+            "a small step passed: {w:?} in {banded:?}"
+        );
+    }
+    assert!(
+        all.windows(2).any(|w| (w[1] - w[0]).abs() < 0.5),
+        "without a deadband small steps arrive: {all:?}"
+    );
+    assert!(
+        banded.len() * 5 < all.len(),
+        "banded {} vs all {}",
+        banded.len(),
+        all.len()
+    );
+    rig.stop().await;
+}
