@@ -4,6 +4,7 @@
 //! Basic256Sha256/SignAndEncrypt with a pinned certificate and a user name,
 //! and a wrong pin refused.
 
+mod mqtt;
 pub mod peer;
 
 use std::collections::HashMap;
