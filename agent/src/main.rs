@@ -751,7 +751,13 @@ async fn opcua_browse(a: BrowseArgs) -> anyhow::Result<()> {
         credentials.as_ref(),
     )
     .await
-    .map_err(|e| anyhow::anyhow!(e))?;
+    .map_err(|e| {
+        if e.contains("is not trusted") {
+            anyhow::anyhow!("{e} (or pass --accept-server-certificate after comparing the SHA-256 above with the server's)")
+        } else {
+            anyhow::anyhow!(e)
+        }
+    })?;
     for n in &report.nodes {
         let indent = "  ".repeat(n.depth as usize);
         let dt = n.data_type.as_deref().unwrap_or("");
