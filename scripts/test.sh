@@ -24,10 +24,10 @@ if [ ! -d e2e/oidc/node_modules/oidc-provider ]; then
   step "installing the OpenID provider for the SSO test (e2e/oidc)"
   (cd e2e/oidc && npm ci --no-audit --no-fund) || die "npm ci in e2e/oidc failed"
 fi
-if ! python3 -c 'import aiosmtpd, pymodbus, serial' 2>/dev/null || ! command -v schemathesis >/dev/null; then
-  step "installing the Python test peers (aiosmtpd, pymodbus, pyserial, schemathesis)"
-  python3 -m pip install -q --disable-pip-version-check aiosmtpd 'pymodbus>=3.9,<4' pyserial schemathesis \
-    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd 'pymodbus>=3.9,<4' pyserial schemathesis \
+if ! python3 -c 'import aiosmtpd, pymodbus, serial, asyncua' 2>/dev/null || ! command -v schemathesis >/dev/null; then
+  step "installing the Python test peers (aiosmtpd, pymodbus, pyserial, schemathesis, asyncua)"
+  python3 -m pip install -q --disable-pip-version-check aiosmtpd 'pymodbus>=3.9,<4' pyserial schemathesis 'asyncua>=2.1,<3' \
+    || python3 -m pip install -q --disable-pip-version-check --break-system-packages aiosmtpd 'pymodbus>=3.9,<4' pyserial schemathesis 'asyncua>=2.1,<3' \
     || die "pip install of the Python test peers failed"
 fi
 

@@ -81,6 +81,55 @@ enum Command {
         gateway: Option<String>,
         bundle: PathBuf,
     },
+    /// OPC UA tools for setting up `opcUa` devices.
+    Opcua {
+        #[command(subcommand)]
+        command: OpcuaCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum OpcuaCommand {
+    /// Print a server's address space (node id, browse name, node class,
+    /// data type) and its certificate's SHA-256 to pin in
+    /// `serverCertificateSha256`.
+    Browse(BrowseArgs),
+}
+
+#[derive(clap::Args)]
+struct BrowseArgs {
+    /// opc.tcp://host:port[/path]
+    endpoint: String,
+    /// Node to browse under (default: the Objects folder, i=85).
+    #[arg(long, env = "WEIR_OPCUA_NODE")]
+    node: Option<String>,
+    /// Levels below the node to print.
+    #[arg(long, env = "WEIR_OPCUA_DEPTH", default_value_t = 3)]
+    depth: u32,
+    /// none, basic256Sha256, aes128Sha256RsaOaep or aes256Sha256RsaPss.
+    #[arg(long, env = "WEIR_OPCUA_SECURITY_POLICY", default_value = "none")]
+    security_policy: String,
+    /// none, sign or signAndEncrypt.
+    #[arg(long, env = "WEIR_OPCUA_SECURITY_MODE", default_value = "none")]
+    security_mode: String,
+    /// Trust exactly the server certificate with this SHA-256 (hex).
+    #[arg(long, env = "WEIR_OPCUA_SERVER_CERTIFICATE_SHA256")]
+    server_certificate_sha256: Option<String>,
+    /// Trust the certificate the server presents now (its SHA-256 is
+    /// printed first: compare it with the server's before pinning it).
+    #[arg(long, env = "WEIR_OPCUA_ACCEPT_SERVER_CERTIFICATE")]
+    accept_server_certificate: bool,
+    /// User name identity (the password from --password).
+    #[arg(long, env = "WEIR_OPCUA_USERNAME")]
+    username: Option<String>,
+    #[arg(long, env = "WEIR_OPCUA_PASSWORD", hide_env_values = true)]
+    password: Option<String>,
+    /// The agent's data dir: its OPC UA application certificate and trusted
+    /// server certificates (`opcua/pki`).
+    #[arg(long, env = "WEIR_DATA_DIR", default_value = "./weir-agent-data")]
+    data_dir: PathBuf,
+    #[arg(long, env = "WEIR_OPCUA_TIMEOUT_MS", default_value_t = 5000)]
+    timeout_ms: u32,
 }
 
 #[derive(clap::Args)]
@@ -179,6 +228,12 @@ fn main() -> anyhow::Result<()> {
             gateway,
             bundle,
         } => verify_cmd(&trust, tenant.as_deref(), gateway.as_deref(), &bundle),
+        Command::Opcua {
+            command: OpcuaCommand::Browse(args),
+        } => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(opcua_browse(args)),
         Command::Run(args) => tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()?
@@ -434,6 +489,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             None,
             a.credentials_file.clone(),
         )?));
+        runtime.set_opcua_context(weir_agent::adapters::opcua::OpcUaContext {
+            data_dir: Some(dir.path().to_path_buf()),
+            // The runtime adds its credential store.
+            credentials: None,
+        });
         let mut gate = Gate::new(dir.clone(), anchor, &tenant, &gateway)?;
         let from_disk = gate.start_from_disk(&runtime).await.unwrap_or_else(|e| {
             tracing::warn!("last good bundle unusable: {e}");
@@ -538,6 +598,11 @@ async fn run(a: RunArgs) -> anyhow::Result<()> {
             let every = Duration::from_secs(a.credentials_refresh_s);
             tokio::spawn(store.run_rechecks(every, cancel.clone()));
         }
+        runtime.set_opcua_context(weir_agent::adapters::opcua::OpcUaContext {
+            data_dir: Some(dir.path().to_path_buf()),
+            // The runtime adds its credential store.
+            credentials: None,
+        });
         let mut gate = Gate::new(dir.clone(), anchor, &identity.tenant, &identity.gateway)?;
         if let Err(e) = gate.start_from_disk(&runtime).await {
             tracing::warn!("last good bundle unusable: {e}");
@@ -662,4 +727,80 @@ async fn credentials_loop(
             Err(e) => tracing::warn!("renewing MQTT credentials failed: {e}"),
         }
     }
+}
+
+/// A single user name and password given on the command line.
+struct CliCredential(weir_crds::agent_api::DeviceCredential);
+
+impl weir_agent::adapters::opcua::CredentialSource for CliCredential {
+    fn get(&self, _name: &str) -> Option<weir_crds::agent_api::DeviceCredential> {
+        Some(self.0.clone())
+    }
+}
+
+async fn opcua_browse(a: BrowseArgs) -> anyhow::Result<()> {
+    use weir_agent::adapters::opcua::{browse, CredentialSource};
+    let mut settings: weir_crds::gateway::OpcUaSettings =
+        serde_json::from_value(serde_json::json!({
+            "endpoint": a.endpoint,
+            "securityPolicy": a.security_policy,
+            "securityMode": a.security_mode,
+            "timeoutMs": a.timeout_ms,
+            "serverCertificateSha256": a.server_certificate_sha256,
+        }))
+        .context("--security-policy must be none, basic256Sha256, aes128Sha256RsaOaep or aes256Sha256RsaPss; --security-mode none, sign or signAndEncrypt")?;
+    let credentials: Option<Arc<dyn CredentialSource>> = match (&a.username, &a.password) {
+        (Some(u), Some(p)) => {
+            settings.credential = Some("cli".into());
+            Some(Arc::new(CliCredential(
+                weir_crds::agent_api::DeviceCredential::UserPassword {
+                    username: u.clone(),
+                    password: p.clone(),
+                },
+            )))
+        }
+        (Some(_), None) => bail!("--username needs --password (or WEIR_OPCUA_PASSWORD)"),
+        _ => None,
+    };
+    let pki = weir_agent::adapters::opcua::session::Pki::new(&a.data_dir);
+    let sha = browse::server_certificate(&pki, &settings)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    match &sha {
+        Some(s) => println!("server certificate SHA-256: {s}"),
+        None => println!("server certificate SHA-256: (the server sent none)"),
+    }
+    if a.accept_server_certificate && settings.server_certificate_sha256.is_none() {
+        settings.server_certificate_sha256 = sha.clone();
+    }
+    let report = browse::browse(
+        &a.data_dir,
+        &settings,
+        a.node.as_deref(),
+        a.depth,
+        credentials.as_ref(),
+    )
+    .await
+    .map_err(|e| {
+        if e.contains("is not trusted") {
+            anyhow::anyhow!("{e} (or pass --accept-server-certificate after comparing the SHA-256 above with the server's)")
+        } else {
+            anyhow::anyhow!(e)
+        }
+    })?;
+    for n in &report.nodes {
+        let indent = "  ".repeat(n.depth as usize);
+        let dt = n.data_type.as_deref().unwrap_or("");
+        println!(
+            "{indent}{}\t{}\t{}\t{dt}",
+            n.node_id, n.browse_name, n.node_class
+        );
+    }
+    if report.nodes.len() >= browse::MAX_NODES {
+        println!(
+            "(stopped at {} nodes: browse under a --node)",
+            browse::MAX_NODES
+        );
+    }
+    Ok(())
 }

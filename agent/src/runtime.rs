@@ -70,6 +70,7 @@ pub struct Runtime {
     credentials: std::sync::Mutex<Option<Arc<CredentialStore>>>,
     cancel: CancellationToken,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    opcua: std::sync::Mutex<crate::adapters::opcua::OpcUaContext>,
 }
 
 enum Control {
@@ -179,6 +180,7 @@ impl Runtime {
             credentials: std::sync::Mutex::new(None),
             cancel,
             tasks: std::sync::Mutex::new(tasks),
+            opcua: Default::default(),
         }))
     }
 
@@ -256,10 +258,15 @@ impl Runtime {
             *cur = s;
             changed
         });
-        *guard = Some(Adapters::start(
+        let mut opcua = self.opcua.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if opcua.credentials.is_none() {
+            opcua.credentials = self.credential_source();
+        }
+        *guard = Some(Adapters::start_with(
             config,
             self.samples.clone(),
             self.health.clone(),
+            &opcua,
         ));
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Some(config.clone());
         self.applied_version.store(version, Ordering::Relaxed);
@@ -271,6 +278,12 @@ impl Runtime {
             "config applied"
         );
         Ok(())
+    }
+
+    /// What OPC UA devices need (data dir, credentials); used from the
+    /// next config applied on.
+    pub fn set_opcua_context(&self, ctx: crate::adapters::opcua::OpcUaContext) {
+        *self.opcua.lock().unwrap_or_else(|e| e.into_inner()) = ctx;
     }
 
     /// New broker credentials (renewed JWT): the uplink reconnects with them.

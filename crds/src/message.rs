@@ -94,6 +94,16 @@ pub enum ErrorCode {
     Decode = 1004,
     /// A pipeline rule failed on this reading.
     RuleFailed = 1005,
+    /// OPC UA: the server does not know the tag's node id
+    /// (BadNodeIdUnknown, BadNodeIdInvalid) or the node has no value
+    /// (BadAttributeIdInvalid).
+    NodeUnknown = 1006,
+    /// OPC UA: the session's user may not read the node (BadUserAccessDenied,
+    /// BadNotReadable, BadSecurityModeInsufficient).
+    AccessDenied = 1007,
+    /// OPC UA: the server reported another Bad status for the value (the
+    /// device's health names it, e.g. BadSensorFailure).
+    BadStatus = 1008,
 }
 
 /// Topic of a device group's readings.

@@ -5,6 +5,7 @@
 
 pub mod codec;
 pub mod modbus;
+pub mod opcua;
 pub mod simulator;
 
 use std::collections::{BTreeMap, HashMap};
@@ -79,6 +80,16 @@ impl Adapters {
         tx: mpsc::Sender<Sample>,
         health: Arc<HealthTable>,
     ) -> Self {
+        Self::start_with(config, tx, health, &opcua::OpcUaContext::default())
+    }
+
+    /// As [`Adapters::start`], with what OPC UA devices need from the agent.
+    pub fn start_with(
+        config: &GatewayConfig,
+        tx: mpsc::Sender<Sample>,
+        health: Arc<HealthTable>,
+        opcua_ctx: &opcua::OpcUaContext,
+    ) -> Self {
         let cancel = CancellationToken::new();
         let mut handles = Vec::new();
         let mut writers = HashMap::new();
@@ -105,16 +116,17 @@ impl Adapters {
                         )));
                     }
                 }
-                // Being built (issue 22): the device is reported down, not ignored.
                 AdapterKind::OpcUa => {
-                    health.set(
-                        &device.name,
-                        DeviceState::Down,
-                        Some(format!(
-                            "adapter {:?} is not supported by this agent",
-                            device.adapter
-                        )),
-                    );
+                    let (wtx, wrx) = mpsc::channel(64);
+                    writers.insert(device.name.clone(), wtx);
+                    handles.push(tokio::spawn(opcua::run_device(
+                        device.clone(),
+                        tx.clone(),
+                        wrx,
+                        cancel.child_token(),
+                        health.clone(),
+                        opcua_ctx.clone(),
+                    )));
                 }
                 AdapterKind::ModbusTcp | AdapterKind::ModbusRtu | AdapterKind::ModbusRtuOverTcp => {
                     let (wtx, wrx) = mpsc::channel(64);

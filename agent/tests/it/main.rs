@@ -14,6 +14,7 @@ mod insecure_http;
 mod metrics;
 mod modbus_mqtt;
 mod modbus_rtu;
+mod opcua;
 mod replay;
 mod sigkill;
 mod tls;

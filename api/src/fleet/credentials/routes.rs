@@ -17,7 +17,7 @@ use crate::audit;
 use crate::auth::ClientMeta;
 use crate::db::entities::project;
 use crate::error::{ApiError, ProblemResponses};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ParsedOnly, Validate};
 use crate::fleet::entities::device_credential;
 use crate::rbac::Permission;
 use crate::scope::ProjectScope;
@@ -76,10 +76,13 @@ async fn put_credential(
     scope: ProjectScope,
     meta: ClientMeta,
     ApiPath((_org, _project, name)): ApiPath<(String, String, String)>,
-    ApiJson(body): ApiJson<DeviceCredential>,
+    ApiJson(ParsedOnly(body)): ApiJson<ParsedOnly<DeviceCredential>>,
 ) -> Result<(StatusCode, Json<CredentialSummary>), ApiError> {
     let at = scope.require(Permission::ProjectWrite).await?;
     check_name(&name)?;
+    // Checked only once the caller may write here: a stranger learns
+    // nothing from 422s, and an unknown project is 404 whatever the body.
+    body.validate().map_err(ApiError::Validation)?;
     let key = st.fleet.master()?;
     let kind = kind_of(&body);
     let username = match &body {
