@@ -41,6 +41,18 @@ pub const OS_LEN: (usize, usize) = (0, 128);
 pub const ARCH_LEN: (usize, usize) = (0, 64);
 pub const AGENT_VERSION_LEN: (usize, usize) = (0, 64);
 
+/// Characters of a device credential's user name and password, and bytes
+/// of each PEM of a certificate credential (ASCII).
+pub const CREDENTIAL_USERNAME_LEN: (usize, usize) = (1, 256);
+pub const CREDENTIAL_PASSWORD_LEN: (usize, usize) = (1, 1024);
+pub const CREDENTIAL_PEM_MAX: usize = 16 * 1024;
+/// A user name: not blank, no control characters at all (no tab either).
+pub const CREDENTIAL_USERNAME_PATTERN: &str = concat!(
+    r"^[^\u0000-\u001F\u007F-\u009F]*",
+    r"[^\u0000-\u0020\u007F-\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000]",
+    r"[^\u0000-\u001F\u007F-\u009F]*$"
+);
+
 /// The schemas of the constants above, for the api's OpenAPI document.
 #[cfg(feature = "openapi")]
 mod schema {
@@ -78,6 +90,68 @@ mod schema {
             .min_length(Some(44))
             .max_length(Some(44))
             .pattern(Some(super::PUBLIC_KEY_PATTERN))
+            .build()
+    }
+    /// `DeviceCredential`, written out: each variant refuses unknown
+    /// fields (`additionalProperties: false`), as the api does, which
+    /// utoipa's derive does not say for an internally tagged enum.
+    pub fn device_credential() -> utoipa::openapi::schema::OneOf {
+        use utoipa::openapi::schema::{AdditionalProperties, OneOfBuilder};
+        let kind = |k: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .enum_values(Some([k.to_string()]))
+                .build()
+        };
+        let variant = |k: &str, doc: &str, fields: Vec<(&str, Object)>| {
+            let mut b = ObjectBuilder::new()
+                .schema_type(Type::Object)
+                .description(Some(doc))
+                .property("kind", kind(k))
+                .required("kind")
+                .additional_properties(Some(AdditionalProperties::FreeForm(false)));
+            for (name, schema) in fields {
+                b = b.property(name, schema).required(name);
+            }
+            b.build()
+        };
+        let pem = |label: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(super::CREDENTIAL_PEM_MAX))
+                .pattern(Some(format!(
+                    "^[\\t\\n\\r\\x20-\\x7E]*-----BEGIN {label}-----[\\t\\n\\r\\x20-\\x7E]*$"
+                )))
+                .build()
+        };
+        let (umin, umax) = super::CREDENTIAL_USERNAME_LEN;
+        let username = ObjectBuilder::new()
+            .schema_type(Type::String)
+            .min_length(Some(umin))
+            .max_length(Some(umax))
+            .pattern(Some(super::CREDENTIAL_USERNAME_PATTERN))
+            .build();
+        OneOfBuilder::new()
+            .description(Some(
+                "A device credential (named by `devices[].opcUa.credential`); the secret is never answered again.",
+            ))
+            .item(variant(
+                "userPassword",
+                "An OPC UA user name identity.",
+                vec![
+                    ("username", username),
+                    ("password", text(super::CREDENTIAL_PASSWORD_LEN)),
+                ],
+            ))
+            .item(variant(
+                "certificate",
+                "An OPC UA X.509 user identity: certificate and private key, PEM.",
+                vec![
+                    ("certificatePem", pem("CERTIFICATE")),
+                    ("privateKeyPem", pem("[A-Z ]*PRIVATE KEY")),
+                ],
+            ))
             .build()
     }
     pub fn signature() -> Object {
@@ -251,7 +325,6 @@ pub struct AgentStatus {
 /// agent fetches it from `GET /api/v1/agents/{id}/credentials/{name}` or reads it
 /// from its local credentials file (air-gapped), and keeps it 0600 in its
 /// data dir. Never part of a bundle: bundles are signed, not encrypted.
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", tag = "kind", deny_unknown_fields)]
 pub enum DeviceCredential {
@@ -280,5 +353,19 @@ impl std::fmt::Debug for DeviceCredential {
                 .field("private_key_pem", &"<redacted>")
                 .finish_non_exhaustive(),
         }
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::PartialSchema for DeviceCredential {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::Schema::OneOf(schema::device_credential()).into()
+    }
+}
+
+#[cfg(feature = "openapi")]
+impl utoipa::ToSchema for DeviceCredential {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "DeviceCredential".into()
     }
 }

@@ -33,9 +33,9 @@ use crate::extract::{check as chk, Validate};
 use crate::secrets::MasterKey;
 
 /// Longest user name, password and PEM text accepted.
-pub const MAX_USERNAME: usize = 256;
-pub const MAX_PASSWORD: usize = 1024;
-pub const MAX_PEM: usize = 16 * 1024;
+pub const MAX_USERNAME: usize = weir_crds::agent_api::CREDENTIAL_USERNAME_LEN.1;
+pub const MAX_PASSWORD: usize = weir_crds::agent_api::CREDENTIAL_PASSWORD_LEN.1;
+pub const MAX_PEM: usize = weir_crds::agent_api::CREDENTIAL_PEM_MAX;
 
 pub const KIND_USER_PASSWORD: &str = "userPassword";
 pub const KIND_CERTIFICATE: &str = "certificate";
