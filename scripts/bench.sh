@@ -71,6 +71,8 @@ replay into PostgreSQL after a 60 s broker outage, historian restarted too (rele
 weir-agent process memory (release binary, enrolled, defaults, 1,000 tags: the per-gateway maximum)|peak ≤ 30 MB|agent_memory|peak RSS (VmHWM)\|steady RSS
 agent library memory microbench (the bench process, 10,000 tags, no subscriber)|(see the row above)|memory|library microbench
 write-back: MQTT command → Modbus register written → answer (release weir-agent, defaults)|p99 ≤ 50 ms|write_back|write-back p99 over all runs
+Modbus RTU requests/s: the agent's RTU bus on a socat pty pair and RTU over TCP, pymodbus answering (a pty ignores the baud rate: this is the agent's pacing and pymodbus's answer time; the real line's capacity is computed beside it)|(no goal)|rtu|^rtu 
+OPC UA subscription readings/s into the pipeline: 1,000 changing Double nodes on a Python asyncua server (the server is the bottleneck when its cores near 1.0)|(no goal)|opcua|readings/s into the pipeline\|node updates/s made
 api over an 8-endpoint read mix at a fixed 500 req/s (release weir-api, oha)|p99 ≤ 10 ms|api_mix|fixed 500 req/s
 api over the mix at saturation (wrk, 4 and 32 connections)|≥ 5,000 req/s on PostgreSQL|api_mix|saturation over the 8-endpoint mix
 api, one endpoint in process (microbench)|(see api_mix)|api_load|GET /api

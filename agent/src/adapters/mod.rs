@@ -16,8 +16,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_crds::agent_api::{DeviceHealth, DeviceState};
-use weir_crds::gateway::{AdapterKind, GatewayConfig};
-use weir_crds::message::{WriteRequest, WriteResponse};
+use weir_crds::gateway::{AdapterKind, DataType, Device, GatewayConfig, Tag, TagAttribute};
+use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
 
 use crate::sample::{now_ms, Sample};
 
@@ -59,6 +59,41 @@ impl HealthTable {
         let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         g.values().cloned().collect()
     }
+}
+
+/// The tag a write request names, if its device has it and it may be
+/// written (the `write` attribute).
+pub(crate) fn writable_tag<'a>(device: &'a Device, req: &WriteRequest) -> Result<&'a Tag, String> {
+    let tag = device
+        .groups
+        .iter()
+        .flat_map(|g| g.tags.iter())
+        .find(|t| t.name == req.tag)
+        .ok_or_else(|| format!("device '{}' has no tag '{}'", device.name, req.tag))?;
+    if !tag.attributes.contains(&TagAttribute::Write) {
+        return Err(format!(
+            "tag '{}' is not writable (attributes lack write)",
+            tag.name
+        ));
+    }
+    Ok(tag)
+}
+
+/// A written value with the tag's scale and offset undone, so the device
+/// gets its raw value (rounded for integer types).
+pub(crate) fn raw_write_value(value: &TagValue, tag: &Tag) -> Result<TagValue, String> {
+    Ok(match (tag.scale, tag.offset) {
+        (None, None) => value.clone(),
+        (s, o) => {
+            let n = value.as_f64().ok_or("a scaled tag needs a number")?;
+            let raw = (n - o.unwrap_or(0.0)) / s.unwrap_or(1.0);
+            if matches!(tag.data_type, DataType::Float32 | DataType::Float64) {
+                TagValue::Float(raw)
+            } else {
+                TagValue::Int(raw.round() as i64)
+            }
+        }
+    })
 }
 
 /// A write request with where to send the answer.

@@ -7,13 +7,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::Subscriber;
-use rumqttc::QoS;
 use weir_agent::adapters::modbus::server::{serve, MemoryDevice};
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
 use weir_crds::gateway::GatewayConfig;
-use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
-use weir_testkit::wait_until;
+use weir_crds::message::{TagValue, WriteRequest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_over_mqtt_is_applied_and_answered() {
@@ -49,44 +47,16 @@ async fn write_over_mqtt_is_applied_and_answered() {
     let responses = Subscriber::start(broker.port, "weir/riverside/ps-1/cmd/write/resp").await;
     let readings = Subscriber::start(broker.port, "weir/riverside/ps-1/plc-1/fast").await;
 
-    let request = |id: &str, tag: &str, v: i64| {
-        serde_json::to_vec(&WriteRequest {
-            correlation_id: id.into(),
-            device: "plc-1".into(),
-            tag: tag.into(),
-            value: TagValue::Int(v),
-        })
-        .unwrap()
+    let request = |id: &str, tag: &str, v: i64| WriteRequest {
+        correlation_id: id.into(),
+        device: "plc-1".into(),
+        tag: tag.into(),
+        value: TagValue::Int(v),
     };
-    let answer = |id: &str| -> Option<WriteResponse> {
-        let g = responses.seen.lock().unwrap();
-        g.other
-            .iter()
-            .filter_map(|(_, p)| serde_json::from_slice::<WriteResponse>(p).ok())
-            .find(|r| r.correlation_id == id)
-    };
-    // The agent subscribes when it connects: repeat the request until answered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let ok = loop {
-        responses
-            .client
-            .publish(
-                "weir/riverside/ps-1/cmd/write",
-                QoS::AtLeastOnce,
-                false,
-                request("w-1", "setpoint", 321),
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Some(r) = answer("w-1") {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no answer to the write request"
-        );
-    };
+    let topic = "weir/riverside/ps-1/cmd/write";
+    let ok = responses
+        .write_until_answered(topic, &request("w-1", "setpoint", 321))
+        .await;
     assert!(ok.ok, "{ok:?}");
     assert_eq!(plc.holding(0), 321);
     // The new value shows up in the readings.
@@ -103,29 +73,9 @@ async fn write_over_mqtt_is_applied_and_answered() {
         )
         .await;
 
-    responses
-        .client
-        .publish(
-            "weir/riverside/ps-1/cmd/write",
-            QoS::AtLeastOnce,
-            false,
-            request("w-2", "nope", 1),
-        )
-        .await
-        .unwrap();
-    responses
-        .wait_until(Duration::from_secs(10), "the refusal", |s| {
-            !s.other.is_empty() && s.other.len() >= 2
-        })
+    let bad = responses
+        .write_until_answered(topic, &request("w-2", "nope", 1))
         .await;
-    let mut bad = None;
-    wait_until(Duration::from_secs(10), "the answer to w-2", || {
-        bad = answer("w-2");
-        let done = bad.is_some();
-        async move { done }
-    })
-    .await;
-    let bad = bad.unwrap();
     assert!(!bad.ok);
     assert!(bad.error.unwrap().contains("no tag 'nope'"));
     assert!(rt.uplink_stats.connected.load(Ordering::Relaxed));

@@ -10,7 +10,7 @@ use tokio_modbus::client::{rtu, tcp, Context, Reader, Writer};
 use tokio_modbus::prelude::{Slave, SlaveContext};
 use tokio_serial::SerialPortBuilderExt;
 use weir_crds::gateway::address::{Area, ModbusAddress};
-use weir_crds::gateway::{DataType, Device, ModbusSettings, Parity, SerialSettings, TagAttribute};
+use weir_crds::gateway::{DataType, Device, ModbusSettings, Parity, SerialSettings};
 use weir_crds::message::{ErrorCode, TagValue, WriteRequest};
 
 use super::super::codec::encode_registers;
@@ -80,34 +80,12 @@ impl WriteOp {
     /// Check the request against the device's tags and undo the tag's
     /// scale and offset, so the device gets its raw value.
     pub(super) fn prepare(req: &WriteRequest, device: &Device) -> Result<WriteOp, String> {
-        let tag = device
-            .groups
-            .iter()
-            .flat_map(|g| g.tags.iter())
-            .find(|t| t.name == req.tag)
-            .ok_or_else(|| format!("device '{}' has no tag '{}'", device.name, req.tag))?;
-        if !tag.attributes.contains(&TagAttribute::Write) {
-            return Err(format!(
-                "tag '{}' is not writable (attributes lack write)",
-                tag.name
-            ));
-        }
+        let tag = crate::adapters::writable_tag(device, req)?;
         let addr = ModbusAddress::parse(&tag.address).map_err(|e| e.to_string())?;
         if !addr.area.writable() {
             return Err(format!("tag '{}' is in a read-only area", tag.name));
         }
-        let value = match (&req.value, tag.scale, tag.offset) {
-            (v, None, None) => v.clone(),
-            (v, s, o) => {
-                let n = v.as_f64().ok_or("a scaled tag needs a number")?;
-                let raw = (n - o.unwrap_or(0.0)) / s.unwrap_or(1.0);
-                if matches!(tag.data_type, DataType::Float32 | DataType::Float64) {
-                    TagValue::Float(raw)
-                } else {
-                    TagValue::Int(raw.round() as i64)
-                }
-            }
-        };
+        let value = crate::adapters::raw_write_value(&req.value, tag)?;
         Ok(WriteOp {
             addr,
             data_type: tag.data_type,

@@ -13,7 +13,7 @@ use opcua::types::{
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use weir_crds::gateway::{DataType, Device, GroupMode, TagAttribute};
+use weir_crds::gateway::{DataType, Device, GroupMode};
 use weir_crds::message::{ErrorCode, TagValue, WriteRequest};
 
 use super::errors::{code_of, describe};
@@ -333,18 +333,7 @@ pub async fn write(
     req: &WriteRequest,
     timeout: Duration,
 ) -> Result<(), String> {
-    let tag = device
-        .groups
-        .iter()
-        .flat_map(|g| g.tags.iter())
-        .find(|t| t.name == req.tag)
-        .ok_or_else(|| format!("device '{}' has no tag '{}'", device.name, req.tag))?;
-    if !tag.attributes.contains(&TagAttribute::Write) {
-        return Err(format!(
-            "tag '{}' is not writable (attributes lack write)",
-            tag.name
-        ));
-    }
+    let tag = crate::adapters::writable_tag(device, req)?;
     let node = node_id(&tag.address)?;
     let value = to_variant(&req.value, tag)?;
     let wv = WriteValue {

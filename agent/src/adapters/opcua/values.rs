@@ -98,19 +98,7 @@ pub fn from_variant(v: &Variant, dt: DataType) -> Result<TagValue, String> {
 /// write whose type differs from the node's with BadTypeMismatch).
 pub fn to_variant(value: &TagValue, tag: &Tag) -> Result<Variant, String> {
     let dt = tag.data_type;
-    // Undo the tag's scale/offset so the server gets its raw value.
-    let value = match (tag.scale, tag.offset) {
-        (None, None) => value.clone(),
-        (s, o) => {
-            let n = value.as_f64().ok_or("a scaled tag needs a number")?;
-            let raw = (n - o.unwrap_or(0.0)) / s.unwrap_or(1.0);
-            if matches!(dt, DataType::Float32 | DataType::Float64) {
-                TagValue::Float(raw)
-            } else {
-                TagValue::Int(raw.round() as i64)
-            }
-        }
-    };
+    let value = crate::adapters::raw_write_value(value, tag)?;
     let num = || -> Result<f64, String> {
         value
             .as_f64()

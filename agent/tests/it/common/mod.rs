@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
-use weir_crds::message::{parse_topic, TagValue, UplinkMessage};
+use weir_crds::message::{parse_topic, TagValue, UplinkMessage, WriteRequest, WriteResponse};
 pub use weir_testkit::{free_port, Mosquitto};
 
 /// A Mosquitto of our own on a free port that keeps the test subscriber's
@@ -107,6 +107,36 @@ impl Subscriber {
             .expect("subscriber subscribed")
             .unwrap();
         Subscriber { seen, client, task }
+    }
+
+    /// Publish a write command on `topic` until the agent's answer with the
+    /// request's correlation id arrives (the agent subscribes only once it
+    /// is connected), for at most 20 s. Subscribe to the answers first.
+    pub async fn write_until_answered(&self, topic: &str, request: &WriteRequest) -> WriteResponse {
+        let body = serde_json::to_vec(request).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            self.client
+                .publish(topic, QoS::AtLeastOnce, false, body.clone())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            let found = self
+                .seen
+                .lock()
+                .unwrap()
+                .other
+                .iter()
+                .filter_map(|(_, p)| serde_json::from_slice::<WriteResponse>(p).ok())
+                .find(|r| r.correlation_id == request.correlation_id);
+            if let Some(r) = found {
+                return r;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no answer to the write {request:?}"
+            );
+        }
     }
 
     pub fn readings(&self) -> u64 {

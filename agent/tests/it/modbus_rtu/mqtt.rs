@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use rumqttc::QoS;
 use serde_json::json;
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
 use weir_crds::gateway::GatewayConfig;
-use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
+use weir_crds::message::{TagValue, WriteRequest};
 
 use super::{assert_matches, timing, Bus};
 use crate::common::{self, Subscriber};
@@ -65,42 +64,15 @@ async fn serial_rtu_readings_and_writes_travel_over_mqtt() {
     };
     assert_matches(&frame, &expected);
 
-    // The agent subscribes when it connects: repeat until answered.
-    let request = serde_json::to_vec(&WriteRequest {
+    let request = WriteRequest {
         correlation_id: "w-1".into(),
         device: "meter".into(),
         tag: "setpoint".into(),
         value: TagValue::Float(12.3),
-    })
-    .unwrap();
-    let answer = || -> Option<WriteResponse> {
-        let g = responses.seen.lock().unwrap();
-        g.other
-            .iter()
-            .filter_map(|(_, p)| serde_json::from_slice::<WriteResponse>(p).ok())
-            .find(|r| r.correlation_id == "w-1")
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let response = loop {
-        responses
-            .client
-            .publish(
-                "weir/riverside/ps-1/cmd/write",
-                QoS::AtLeastOnce,
-                false,
-                request.clone(),
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        if let Some(r) = answer() {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no answer to the write"
-        );
-    };
+    let response = responses
+        .write_until_answered("weir/riverside/ps-1/cmd/write", &request)
+        .await;
     assert!(response.ok, "{response:?}");
     // 12.3 with scale 0.1 is raw 123 on the device.
     let writes = bus.peer.writes();

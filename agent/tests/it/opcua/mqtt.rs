@@ -4,12 +4,11 @@
 
 use std::time::Duration;
 
-use rumqttc::QoS;
 use weir_agent::adapters::opcua::OpcUaContext;
 use weir_agent::queue::FsyncPolicy;
 use weir_agent::runtime::{Broker as BrokerCfg, Runtime, RuntimeOptions};
 use weir_crds::gateway::GatewayConfig;
-use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
+use weir_crds::message::{TagValue, WriteRequest};
 
 use super::peer::{OpcServer, ServerOpts};
 use crate::common::{self, Subscriber};
@@ -71,43 +70,15 @@ async fn readings_and_writes_over_mqtt() {
         )
         .await;
 
-    let request = serde_json::to_vec(&WriteRequest {
+    let request = WriteRequest {
         correlation_id: "w-1".into(),
         device: "scada".into(),
         tag: "setpoint".into(),
         value: TagValue::Float(55.5),
-    })
-    .unwrap();
-    // The agent subscribes when it connects: repeat the request until answered.
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let answer = loop {
-        responses
-            .client
-            .publish(
-                "weir/riverside/ps-1/cmd/write",
-                QoS::AtLeastOnce,
-                false,
-                request.clone(),
-            )
-            .await
-            .unwrap();
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        let found = responses
-            .seen
-            .lock()
-            .unwrap()
-            .other
-            .iter()
-            .filter_map(|(_, p)| serde_json::from_slice::<WriteResponse>(p).ok())
-            .find(|r| r.correlation_id == "w-1");
-        if let Some(r) = found {
-            break r;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no answer to the write"
-        );
     };
+    let answer = responses
+        .write_until_answered("weir/riverside/ps-1/cmd/write", &request)
+        .await;
     assert!(answer.ok, "{answer:?}");
     weir_testkit::wait_until(
         Duration::from_secs(10),
