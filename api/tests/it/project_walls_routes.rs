@@ -121,6 +121,18 @@ impl World {
             )
             .await;
         ids.insert("token", id(tok));
+        let cred = format!("k{p}");
+        let r = self
+            .app
+            .call(
+                "PUT".parse().unwrap(),
+                &format!("{pb}/credentials/{cred}"),
+                &self.admin,
+                Some(json!({"kind": "userPassword", "username": secret("user"), "password": secret("password")})),
+            )
+            .await;
+        assert_eq!(r.status.as_u16(), 201, "{}", r.body);
+        ids.insert("credential", cred);
         ids.insert("project", p.to_string());
         ids.insert("gateway", gw);
         ids.insert("cluster", cl);
@@ -148,6 +160,7 @@ impl World {
             ("gateway", "gnowhere"),
             ("cluster", "cnowhere"),
             ("template", "tnowhere"),
+            ("credential", "knowhere"),
             ("version", "1"),
         ] {
             ids.insert(k, v.into());
@@ -213,6 +226,9 @@ impl World {
             ("PATCH", t) if t.ends_with("/gateway-templates/{template}") => {
                 json!({"title": "Renamed"})
             }
+            ("PUT", t) if t.ends_with("/credentials/{credential}") => {
+                json!({"kind": "userPassword", "username": "stolen", "password": "stolen"})
+            }
             // The gateway is named in the body.
             ("POST", t) if t.ends_with("/gateways:batch") => {
                 json!({"gateways": [ids["gateway"]], "merge_patch": {"site": {"name": "Batch"}}})
@@ -247,6 +263,7 @@ impl World {
             ("invitations", "id"),
             ("tokens", "id"),
             ("gateways/gq/enrollment-tokens", "id"),
+            ("credentials", "username"),
         ] {
             if list.contains("/gq/") && p != "q" {
                 continue;
@@ -306,6 +323,7 @@ fn children(template: &str) -> Vec<&'static str> {
         "user",
         "invitation",
         "token",
+        "credential",
     ]
     .into_iter()
     .filter(|k| template.contains(&format!("{{{k}}}")))
@@ -426,6 +444,12 @@ async fn every_route_of_a_sibling_project_is_walled(b: Backend) {
             let mut cases = vec![("Q's path".to_string(), q_ids.clone(), nowhere.clone())];
             // 2. P's path with one of Q's ids, against one that exists nowhere.
             for k in children(template) {
+                // PUT …/credentials/{name} creates or replaces by name in
+                // the path's own project: Q's name in P's path is just a new
+                // name in P (case 1 covers reaching Q's credential).
+                if method == "PUT" && k == "credential" {
+                    continue;
+                }
                 let (mut foreign, mut none) = (p_ids.clone(), p_ids.clone());
                 foreign.insert(k, q_ids[k].clone());
                 none.insert(k, nowhere[k].clone());
