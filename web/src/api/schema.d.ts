@@ -1975,12 +1975,7 @@ export interface components {
             kind: string;
             ok: boolean;
         };
-        /**
-         * @description A device credential (named by `devices[].opcUa.credential`), as the
-         *     agent fetches it from `GET /api/v1/agent/credentials/{name}` or reads it
-         *     from its local credentials file (air-gapped), and keeps it 0600 in its
-         *     data dir. Never part of a bundle: bundles are signed, not encrypted.
-         */
+        /** @description A device credential (named by `devices[].opcUa.credential`); the secret is never answered again. */
         DeviceCredential: {
             /** @enum {string} */
             kind: "userPassword";
