@@ -448,3 +448,34 @@ async fn invalid_config_is_not_signed() {
     assert_eq!(d.reason, "InvalidConfig");
     assert!(d.message.contains("signal"), "{}", d.message);
 }
+
+/// A mistake the API server no longer checks (CEL's cost budget; README):
+/// the operator refuses it on the status with the field and the reason.
+#[tokio::test]
+async fn an_address_the_api_server_accepts_is_refused_on_the_status() {
+    let fake = FakeApiServer::new();
+    let mut g = gateway("external");
+    let d = &mut g.spec.config.devices[0];
+    d.adapter = weir_crds::gateway::AdapterKind::ModbusTcp;
+    d.modbus = Some(serde_json::from_value(serde_json::json!({"host": "10.0.0.5"})).unwrap());
+    d.groups[0].tags[0].address = "intake".into();
+    fake.put(&g);
+    let ctx = context(&fake, Arc::default());
+    run(&fake, &ctx).await;
+    assert!(fake
+        .get::<ConfigMap>(Some(NS), "pump-station-1-config")
+        .is_none());
+    let st = stored(&fake).status.clone().unwrap();
+    let d = st
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Degraded")
+        .unwrap();
+    assert_eq!(d.reason, "InvalidConfig");
+    assert!(
+        d.message
+            .contains("spec.devices[0].groups[0].tags[0].address: tag 'flow': 'intake' has no '!'"),
+        "{}",
+        d.message
+    );
+}
