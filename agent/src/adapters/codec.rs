@@ -71,7 +71,7 @@ pub fn decode_registers(
             TagValue::Int(i64::from(u32::from_be_bytes(b[..4].try_into().expect("4"))))
         }
         DataType::Float32 => {
-            TagValue::Float(f64::from(f32::from_be_bytes(b[..4].try_into().expect("4"))))
+            TagValue::Float(widen_f32(f32::from_be_bytes(b[..4].try_into().expect("4"))))
         }
         DataType::Int64 => TagValue::Int(i64::from_be_bytes(b[..8].try_into().expect("8"))),
         DataType::Uint64 => {
@@ -84,6 +84,28 @@ pub fn decode_registers(
         DataType::Float64 => TagValue::Float(f64::from_be_bytes(b[..8].try_into().expect("8"))),
         DataType::String => TagValue::Text(decode_string(w, addr)),
     })
+}
+
+/// A float32 as the f64 of its shortest decimal: the register holding
+/// 3.14159 reads as 3.14159, not as 3.141590118408203 (the f32's exact binary
+/// value, which `f64::from` keeps and every table and summary would show).
+/// Writing the value back (`as f32`) gives the same f32 again.
+pub fn widen_f32(x: f32) -> f64 {
+    use std::io::Write;
+    if !x.is_finite() {
+        return f64::from(x);
+    }
+    // `{:e}` is the shortest round-trip form, at most 15 bytes for an f32.
+    let mut buf = [0u8; 32];
+    let mut w = &mut buf[..];
+    if write!(w, "{x:e}").is_err() {
+        return f64::from(x);
+    }
+    let len = 32 - w.len();
+    std::str::from_utf8(&buf[..len])
+        .ok()
+        .and_then(|s| s.parse::<f64>().ok())
+        .unwrap_or(f64::from(x))
 }
 
 fn decode_string(words: &[u16], addr: &ModbusAddress) -> String {
@@ -203,6 +225,24 @@ mod tests {
     }
 
     #[test]
+    fn float32_reads_as_its_shortest_decimal() {
+        for (x, shown) in [
+            (3.14159f32, 3.14159),
+            (0.1, 0.1),
+            (-273.15, -273.15),
+            (1.0e-38, 1e-38),
+            (f32::MAX, 3.4028235e38),
+            (16_777_217.0, 16_777_216.0),
+        ] {
+            let v = widen_f32(x);
+            assert_eq!(v, shown);
+            assert_eq!(v as f32, x, "{shown} must write back as the same f32");
+        }
+        assert!(widen_f32(f32::NAN).is_nan());
+        assert_eq!(widen_f32(f32::INFINITY), f64::INFINITY);
+    }
+
+    #[test]
     fn float32_in_every_byte_order() {
         // 123.456f32 = 0x42F6E979: A=42 B=F6 C=E9 D=79
         let cases = [
@@ -214,7 +254,7 @@ mod tests {
         for (a, words) in cases {
             let a = addr(a);
             let v = decode_registers(&words, &a, DataType::Float32).unwrap();
-            assert_eq!(v, TagValue::Float(f64::from(123.456f32)), "{a}");
+            assert_eq!(v, TagValue::Float(123.456), "{a}");
             assert_eq!(
                 encode_registers(&v, &a, DataType::Float32, None).unwrap(),
                 words.to_vec()

@@ -187,7 +187,7 @@ fn typed(v: f64, dt: DataType) -> TagValue {
         | DataType::Uint32
         | DataType::Int64
         | DataType::Uint64 => TagValue::Int(v.round() as i64),
-        DataType::Float32 => TagValue::Float(f64::from(v as f32)),
+        DataType::Float32 => TagValue::Float(super::codec::widen_f32(v as f32)),
         DataType::Float64 => TagValue::Float(v),
         DataType::String => TagValue::Text(format!("{v:.2}")),
     }

@@ -137,8 +137,8 @@ async fn reads_every_type_and_order_in_coalesced_requests() {
         .unwrap();
     assert!(s.errors.is_empty(), "{:?}", s.errors);
     let v = values(&s);
-    assert_eq!(v["abcd"], TagValue::Float(f64::from(123.456f32)));
-    assert_eq!(v["cdab"], TagValue::Float(f64::from(123.456f32)));
+    assert_eq!(v["abcd"], TagValue::Float(123.456));
+    assert_eq!(v["cdab"], TagValue::Float(123.456));
     assert_eq!(v["i16"], TagValue::Int(-2));
     assert_eq!(v["u32"], TagValue::Int(70000));
     assert_eq!(v["b1"], TagValue::Bool(true));

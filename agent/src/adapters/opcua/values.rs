@@ -52,7 +52,7 @@ fn as_i128(v: &Variant) -> Option<i128> {
 
 fn as_f64(v: &Variant) -> Option<f64> {
     match v {
-        Variant::Float(f) => Some(f64::from(*f)),
+        Variant::Float(f) => Some(crate::adapters::codec::widen_f32(*f)),
         Variant::Double(f) => Some(*f),
         other => as_i128(other).map(|i| i as f64),
     }
