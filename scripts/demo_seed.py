@@ -68,7 +68,7 @@ ensure("/api/v1/orgs", {"slug": ORG, "name": "Riverside Water",
                         "description": "Drinking water for the Riverside valley"})
 
 
-def sim(name, kind, lo, hi, unit=None, period=None, step=None, fault=None, dtype="float64"):
+def sim(name, kind, lo, hi, unit=None, period=None, step=None, fault=None, dtype="float64", decimals=2):
     sig = {"kind": kind, "min": lo, "max": hi}
     if period:
         sig["periodS"] = period
@@ -79,6 +79,8 @@ def sim(name, kind, lo, hi, unit=None, period=None, step=None, fault=None, dtype
     tag = {"name": name, "address": "sim", "dataType": dtype, "signal": sig}
     if unit:
         tag["unit"] = unit
+    if dtype.startswith("float"):
+        tag["decimals"] = decimals
     return tag
 
 
@@ -157,11 +159,11 @@ for project, gateways in GATEWAYS.items():
         "north-plant": [{"name": "Raw water turbidity high", "kind": "threshold",
                          "gateway": "raw-water-ps1", "tag": "turbidity", "op": ">",
                          "threshold": 10.0, "for_secs": 10, "severity": "warning",
-                         "summary": "{{gateway}}/{{tag}} is {{value}} NTU (limit {{threshold}})"}],
+                         "summary": "{{gateway}}/{{tag}} is {{value}}{{unit}} (limit {{threshold}}{{unit}})"}],
         "south-plant": [{"name": "Chlorine residual low", "kind": "threshold",
                          "gateway": "chlorination", "tag": "chlorine_residual", "op": "<",
                          "threshold": 0.3, "for_secs": 10, "severity": "critical",
-                         "summary": "{{gateway}}/{{tag}} is {{value}} mg/L (limit {{threshold}})"},
+                         "summary": "{{gateway}}/{{tag}} is {{value}}{{unit}} (limit {{threshold}}{{unit}})"},
                         {"name": "Clear well gateway offline", "kind": "gateway_offline",
                          "gateway": "clear-well", "for_secs": 0, "severity": "critical",
                          "summary": "{{gateway}} stopped reporting"}],

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::rules::{render, RuleKind, RuleSpec, Severity, ThresholdOp, DATA_GAP_FIRING_SECS};
+use super::rules::{RuleKind, RuleSpec, Severity, ThresholdOp, DATA_GAP_FIRING_SECS};
 
 /// A rule as the engine runs it.
 #[derive(Clone, Debug)]
@@ -209,14 +209,6 @@ fn step(s: &mut Series, cond: bool, now_ms: i64, for_ms: i64) -> Option<(AlertSt
     }
 }
 
-fn fmt_num(v: f64) -> String {
-    if v.fract() == 0.0 && v.abs() < 1e15 {
-        format!("{}", v as i64)
-    } else {
-        format!("{v}")
-    }
-}
-
 fn make_transition(
     def: &RuleDef,
     key: &str,
@@ -254,25 +246,9 @@ fn make_transition(
             }
         }
     }
-    let mut vars = labels.clone();
-    vars.insert("rule".into(), spec.name.clone());
-    if let Some(v) = s.value {
-        vars.insert("value".into(), fmt_num(v));
-    }
-    for (k, v) in [
-        ("threshold", spec.threshold),
-        ("low", spec.low),
-        ("high", spec.high),
-    ] {
-        if let Some(v) = v {
-            vars.insert(k.into(), fmt_num(v));
-        }
-    }
-    let template = if spec.summary.is_empty() {
-        spec.default_summary()
-    } else {
-        &spec.summary
-    };
+    // Plain numbers here; the worker renders again with the tag's decimals
+    // and unit (`formats`), which the engine does not know.
+    let summary = super::formats::summary(spec, &labels, s.value, None);
     Transition {
         rule_id: def.id,
         project_id: def.project_id,
@@ -286,7 +262,7 @@ fn make_transition(
         since_ms: s.since_ms,
         value: s.value,
         labels,
-        summary: render(template, &vars),
+        summary,
         channels: spec.channels.clone(),
     }
 }

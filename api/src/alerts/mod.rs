@@ -26,6 +26,7 @@ pub mod clock;
 pub mod config;
 pub mod engine;
 pub mod entities;
+pub mod formats;
 pub mod handle;
 pub mod ingest;
 pub mod metrics;

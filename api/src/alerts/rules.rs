@@ -155,10 +155,12 @@ pub struct RuleSpec {
     #[schema(schema_with = crate::extract::schema::labels)]
     pub labels: BTreeMap<String, String>,
     /// Human summary; placeholders: `{{gateway}}`, `{{device}}`, `{{tag}}`,
-    /// `{{value}}`, `{{threshold}}`, `{{low}}`, `{{high}}`, `{{rule}}`,
+    /// `{{value}}`, `{{threshold}}`, `{{low}}`, `{{high}}` (with the tag's
+    /// `decimals` from its gateway's config, else six significant digits),
+    /// `{{unit}}` (the tag's unit after a space, or nothing), `{{rule}}`,
     /// `{{severity}}`, `{{cluster}}`, `{{seq_from}}`, `{{seq_to}}`,
     /// `{{reason}}` (data_gap) and any label name.
-    /// E.g. `{{gateway}}/{{tag}} is {{value}} (limit {{threshold}})`.
+    /// E.g. `{{gateway}}/{{tag}} is {{value}}{{unit}} (limit {{threshold}}{{unit}})`.
     #[serde(default)]
     #[schema(schema_with = crate::extract::schema::text::<0, 1000>)]
     pub summary: String,
@@ -178,6 +180,7 @@ const PLACEHOLDERS: &[&str] = &[
     "device",
     "tag",
     "value",
+    "unit",
     "threshold",
     "low",
     "high",
@@ -379,13 +382,13 @@ impl RuleSpec {
     pub fn default_summary(&self) -> &'static str {
         match (self.kind, self.op) {
             (RuleKind::Threshold, Some(ThresholdOp::Outside)) => {
-                "{{gateway}}/{{device}}/{{tag}} is {{value}} (band {{low}}..{{high}})"
+                "{{gateway}}/{{device}}/{{tag}} is {{value}}{{unit}} (band {{low}}..{{high}}{{unit}})"
             }
             (RuleKind::Threshold, _) => {
-                "{{gateway}}/{{device}}/{{tag}} is {{value}} (limit {{threshold}})"
+                "{{gateway}}/{{device}}/{{tag}} is {{value}}{{unit}} (limit {{threshold}}{{unit}})"
             }
             (RuleKind::Absence, _) => "{{gateway}}/{{device}}/{{tag}}: no reading",
-            (RuleKind::Rate, _) => "{{gateway}}/{{device}}/{{tag}} changes too fast ({{value}})",
+            (RuleKind::Rate, _) => "{{gateway}}/{{device}}/{{tag}} changes too fast ({{value}}{{unit}}/s)",
             (RuleKind::GatewayOffline, _) => "gateway {{gateway}} is offline",
             (RuleKind::DeviceDown, _) => "device {{gateway}}/{{device}} is down",
             (RuleKind::ClusterDegraded, _) => "MQTT cluster {{cluster}} is degraded",

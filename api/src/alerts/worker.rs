@@ -13,6 +13,7 @@ use uuid::Uuid;
 use weir_crds::message::ErrorCode;
 
 use super::engine::{self, AlertState, Engine, Reading, RuleDef, Transition};
+use super::formats::TagFormats;
 use super::handle::{Inner, Input};
 use super::notify::{AlertEntry, Notifier};
 use super::replicas::Coordinator;
@@ -27,6 +28,7 @@ use crate::fleet_events::{device_event, recent_data_gaps, FleetEvent};
 pub(super) struct Worker {
     inner: Arc<Inner>,
     engine: Engine,
+    formats: TagFormats,
     notifier: Notifier,
     silences: Vec<ActiveSilence>,
     kinds: HashMap<Uuid, RuleKind>,
@@ -54,6 +56,7 @@ impl Worker {
         Worker {
             inner,
             engine: Engine::new(),
+            formats: TagFormats::default(),
             notifier: Notifier::default(),
             silences: vec![],
             kinds: HashMap::new(),
@@ -104,7 +107,7 @@ impl Worker {
         self.gateways_read = Some(Instant::now());
         let gws = load_gateways(&self.inner.db).await?;
         self.engine.set_gateways(gws);
-        Ok(())
+        self.formats.load(&self.inner.db, &self.defs).await
     }
 
     /// The project of a reading's gateway; an unknown gateway may be a new
@@ -520,8 +523,9 @@ impl Worker {
             .rules_evaluated
             .inc_by(evals - self.last_evaluations);
         self.last_evaluations = evals;
-        let ts = std::mem::take(&mut self.out);
+        let mut ts = std::mem::take(&mut self.out);
         if !ts.is_empty() {
+            self.formats.apply(&self.defs, &mut ts);
             if let Err(e) = store::record(&self.inner.db, &ts).await {
                 tracing::error!(error = %e, "alerts: persisting transitions failed");
             }

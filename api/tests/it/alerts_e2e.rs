@@ -565,3 +565,87 @@ async fn restart_while_firing(b: Backend) {
     w.stop().await;
 }
 on_both_databases!(restart, super::restart_while_firing);
+
+/// A summary shows the tag's value with the `decimals` and `unit` of its
+/// gateway's current config, in the active list and in the notice; a new
+/// config version changes how the next transition reads.
+async fn summaries_use_the_tags_decimals_and_unit(b: Backend) {
+    let (hook, url) = webhook_receiver(0).await;
+    let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
+    let w = world(TestApp::start_with(b, tweak(&clock, None)).await).await;
+    let gateways = format!("/api/v1/orgs/{}/projects/north/gateways", w.org);
+    let spec = |decimals: u8, unit: &str| {
+        json!({"devices": [{"name": "dosing", "adapter": "simulator", "groups": [{"name": "g", "intervalMs": 1000,
+            "tags": [{"name": "chlorine", "address": "sim", "dataType": "float64", "decimals": decimals, "unit": unit,
+                "signal": {"kind": "sine", "min": 0.0, "max": 1.0}}]}]}]})
+    };
+    w.app
+        .post_ok(
+            &gateways,
+            &w.admin,
+            json!({"name": "cl-1", "spec": spec(2, "mg/L")}),
+        )
+        .await;
+    w.post("/channels", json!({"name": "hook", "kind": "webhook", "url": url, "group_wait_secs": 0, "group_interval_secs": 60})).await;
+    w.post(
+        "/rules",
+        json!({"name": "Chlorine low", "kind": "threshold", "tag": "chlorine", "op": "<", "threshold": 0.2}),
+    )
+    .await;
+    w.reading("cl-1", "dosing", "chlorine", 0.18341134607608112)
+        .await;
+    clock.advance(Duration::from_secs(1));
+    until("firing notice", || async { hook.count() == 1 }).await;
+    let shown = "cl-1/dosing/chlorine is 0.18 mg/L (limit 0.20 mg/L)";
+    assert_eq!(w.active().await[0]["summary"], shown);
+    assert_eq!(hook.bodies()[0]["alerts"][0]["summary"], shown);
+    // A tag the config does not format: six significant digits, no unit.
+    w.reading("ps-1", "pump-1", "chlorine", 0.18341134607608112)
+        .await;
+    clock.advance(Duration::from_secs(1));
+    until("the second alert", || async { w.active().await.len() == 2 }).await;
+    let summaries: Vec<String> = w
+        .active()
+        .await
+        .iter()
+        .map(|a| a["summary"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        summaries.contains(&"ps-1/pump-1/chlorine is 0.183411 (limit 0.2)".to_string()),
+        "{summaries:?}"
+    );
+
+    // A new config version: the next transition reads with it.
+    let r = w
+        .app
+        .call(
+            reqwest::Method::PATCH,
+            &format!("{gateways}/cl-1"),
+            &w.admin,
+            Some(json!({"spec": spec(3, "ppm"), "comment": "ppm"})),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{:?}", r.body);
+    let mut v = 0.5;
+    until("the resolution after the new config reads in ppm", || {
+        v += 0.001;
+        let w = &w;
+        let clock = clock.clone();
+        async move {
+            w.reading("cl-1", "dosing", "chlorine", v).await;
+            clock.advance(Duration::from_secs(1));
+            w.passes(2).await;
+            let h = w.get("/history").await;
+            h.as_array().unwrap().iter().any(|e| {
+                e["to"] == "resolved"
+                    && e["summary"].as_str().is_some_and(|s| {
+                        s.starts_with("cl-1/dosing/chlorine is 0.5")
+                            && s.ends_with(" ppm (limit 0.200 ppm)")
+                    })
+            })
+        }
+    })
+    .await;
+    w.stop().await;
+}
+on_both_databases!(tag_formats, super::summaries_use_the_tags_decimals_and_unit);

@@ -107,7 +107,7 @@ function RuleEditor({ rule, onClose, onSaved }: { rule: AlertRule | null; onClos
           <Field label="For (seconds)" hint="How long the condition must hold before the alert fires." error={f.for_secs}>{(p) => <input {...p} type="number" min={0} value={r.for_secs ?? 0} onChange={set('for_secs')} />}</Field>
         )}
         <Field label="Severity" error={f.severity}>{(p) => <select {...p} value={r.severity} onChange={set('severity')}><option value="critical">Critical</option><option value="warning">Warning</option><option value="info">Info</option></select>}</Field>
-        <Field label="Summary" hint="Sent in notifications." error={f.summary}>{(p) => <input {...p} value={r.summary ?? ''} onChange={set('summary')} />}</Field>
+        <Field label="Summary" hint="Sent in notifications. {{value}}{{unit}} shows the tag's value with the decimals and unit of its gateway's config; empty uses a default that does." error={f.summary}>{(p) => <input {...p} value={r.summary ?? ''} onChange={set('summary')} />}</Field>
         <ErrorNotice error={act.error} />
       </form>
     </Dialog>
