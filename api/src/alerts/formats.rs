@@ -33,7 +33,7 @@ pub struct TagFormat {
 type GatewayFormats = HashMap<(String, String), TagFormat>;
 
 /// Formats by (project, gateway slug), each with the config version read.
-#[derive(Default)]
+#[derive(Clone, Default)]
 pub struct TagFormats {
     by_gateway: HashMap<(Uuid, String), (i64, Arc<GatewayFormats>)>,
 }
@@ -159,6 +159,27 @@ impl TagFormats {
     pub fn get(&self, project: Uuid, gateway: &str, device: &str, tag: &str) -> Option<&TagFormat> {
         let (_, f) = self.by_gateway.get(&(project, gateway.to_string()))?;
         f.get(&(device.to_string(), tag.to_string()))
+    }
+
+    /// The value with the decimals and unit of the tag the labels name;
+    /// six significant digits when the config does not format it.
+    pub fn value_text(
+        &self,
+        project: Uuid,
+        labels: &BTreeMap<String, String>,
+        value: f64,
+    ) -> Option<String> {
+        let label = |k: &str| labels.get(k).map(String::as_str).unwrap_or("");
+        let format = self.get(project, label("gateway"), label("device"), label("tag"));
+        let mut s = fmt_value(value, format.and_then(|f| f.decimals));
+        if let Some(u) = format
+            .and_then(|f| f.unit.as_deref())
+            .filter(|u| !u.is_empty())
+        {
+            s.push(' ');
+            s.push_str(u);
+        }
+        Some(s)
     }
 
     /// Render again, with the tag's format, the summaries of transitions

@@ -79,6 +79,8 @@ pub(super) struct Inner {
     /// Inputs (messages, events) processed.
     pub(super) processed: AtomicU64,
     pub(super) tenants: watch::Sender<BTreeSet<String>>,
+    /// The worker's tag formats, for the routes ([`Alerts::value_text`]).
+    pub(super) formats: std::sync::RwLock<Arc<super::formats::TagFormats>>,
 }
 
 impl Alerts {
@@ -123,6 +125,7 @@ impl Alerts {
             passes: AtomicU64::new(0),
             processed: AtomicU64::new(0),
             tenants,
+            formats: Default::default(),
         });
         let alerts = Alerts {
             inner: inner.clone(),
@@ -188,6 +191,23 @@ impl Alerts {
     }
 
     /// The fleet reported this gateway of the project offline (and not back since).
+    /// An alert's value as its summary shows it ("0.18 mg/L"): with the
+    /// decimals and unit of its tag in the gateway's current config.
+    pub fn value_text(
+        &self,
+        project: Uuid,
+        labels: &BTreeMap<String, String>,
+        value: Option<f64>,
+    ) -> Option<String> {
+        let formats = self
+            .inner
+            .formats
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        formats.value_text(project, labels, value?)
+    }
+
     pub fn gateway_offline(&self, project: Uuid, gateway: &str) -> bool {
         self.inner
             .offline

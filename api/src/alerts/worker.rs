@@ -107,7 +107,13 @@ impl Worker {
         self.gateways_read = Some(Instant::now());
         let gws = load_gateways(&self.inner.db).await?;
         self.engine.set_gateways(gws);
-        self.formats.load(&self.inner.db, &self.defs).await
+        self.formats.load(&self.inner.db, &self.defs).await?;
+        *self
+            .inner
+            .formats
+            .write()
+            .unwrap_or_else(|e| e.into_inner()) = Arc::new(self.formats.clone());
+        Ok(())
     }
 
     /// The project of a reading's gateway; an unknown gateway may be a new

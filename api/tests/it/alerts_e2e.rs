@@ -598,6 +598,8 @@ async fn summaries_use_the_tags_decimals_and_unit(b: Backend) {
     until("firing notice", || async { hook.count() == 1 }).await;
     let shown = "cl-1/dosing/chlorine is 0.18 mg/L (limit 0.20 mg/L)";
     assert_eq!(w.active().await[0]["summary"], shown);
+    assert_eq!(w.active().await[0]["value_text"], "0.18 mg/L");
+    assert_eq!(w.get("/history").await[0]["value_text"], "0.18 mg/L");
     assert_eq!(hook.bodies()[0]["alerts"][0]["summary"], shown);
     // A tag the config does not format: six significant digits, no unit.
     w.reading("ps-1", "pump-1", "chlorine", 0.18341134607608112)

@@ -1451,6 +1451,11 @@ export interface components {
             summary: string;
             /** Format: double */
             value?: number | null;
+            /**
+             * @description The value with the decimals and unit of its tag in the gateway's
+             *     current config ("0.18 mg/L"), as the summary shows it.
+             */
+            value_text?: string | null;
         };
         AddOrgMember: {
             /** @description An email address: local@domain, without white space */
@@ -2232,6 +2237,11 @@ export interface components {
             to: components["schemas"]["AlertState"];
             /** Format: double */
             value?: number | null;
+            /**
+             * @description The value with the decimals and unit of its tag in the gateway's
+             *     current config ("0.18 mg/L").
+             */
+            value_text?: string | null;
         };
         Invitation: {
             /** Format: date-time */

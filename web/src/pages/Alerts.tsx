@@ -142,7 +142,7 @@ function ActiveAlerts() {
   return (
     <ListState p={p} empty={<div className="card"><Empty title="Nothing is firing" /></div>}>
       <div className="table-wrap"><table className="table" aria-label="Active alerts"><thead><tr><th>State</th><th>Alert</th><th>Value</th><th>Since</th><th>Labels</th></tr></thead>
-        <tbody>{p.items.map((a) => <tr key={`${a.rule_id}/${a.series}`}><td><Badge kind={STATE_TONE[a.state]}>{a.state}{a.status !== 'active' ? `, ${a.status}` : ''}</Badge></td><td>{a.summary || a.series}</td><td>{a.value ?? '—'}</td><td>{fmtTime(a.fired_at ?? a.since)}</td>
+        <tbody>{p.items.map((a) => <tr key={`${a.rule_id}/${a.series}`}><td><Badge kind={STATE_TONE[a.state]}>{a.state}{a.status !== 'active' ? `, ${a.status}` : ''}</Badge></td><td>{a.summary || a.series}</td><td>{a.value_text ?? a.value ?? '—'}</td><td>{fmtTime(a.fired_at ?? a.since)}</td>
           <td className="small mono">{Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')}</td></tr>)}</tbody></table></div>
       <Pager p={p} />
     </ListState>
@@ -155,7 +155,7 @@ function History() {
   return (
     <ListState p={p} empty={<div className="card"><Empty title="No alerts yet" /></div>}>
       <div className="table-wrap"><table className="table" aria-label="Alert history"><thead><tr><th>When</th><th>Rule</th><th>Change</th><th>Value</th><th>Summary</th></tr></thead>
-        <tbody>{p.items.map((h) => <tr key={h.id}><td>{fmtTime(h.at)}</td><td>{h.rule_name}</td><td>{h.from} → <Badge kind={STATE_TONE[h.to]}>{h.to}</Badge></td><td>{h.value ?? '—'}</td><td>{h.summary || h.series}</td></tr>)}</tbody></table></div>
+        <tbody>{p.items.map((h) => <tr key={h.id}><td>{fmtTime(h.at)}</td><td>{h.rule_name}</td><td>{h.from} → <Badge kind={STATE_TONE[h.to]}>{h.to}</Badge></td><td>{h.value_text ?? h.value ?? '—'}</td><td>{h.summary || h.series}</td></tr>)}</tbody></table></div>
       <Pager p={p} />
     </ListState>
   );

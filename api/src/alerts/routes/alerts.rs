@@ -46,6 +46,9 @@ pub struct ActiveAlert {
     pub labels: BTreeMap<String, String>,
     pub summary: String,
     pub value: Option<f64>,
+    /// The value with the decimals and unit of its tag in the gateway's
+    /// current config ("0.18 mg/L"), as the summary shows it.
+    pub value_text: Option<String>,
     /// When the condition started to hold.
     pub since: DateTime<Utc>,
     pub fired_at: Option<DateTime<Utc>>,
@@ -131,6 +134,7 @@ pub(super) async fn list_active(
                 labels: labels.clone(),
                 summary: r.summary.clone(),
                 value: r.value,
+                value_text: st.alerts.value_text(c.project.id, labels, r.value),
                 since: r.since,
                 fired_at: r.fired_at,
             }
@@ -159,6 +163,9 @@ pub struct HistoryEntry {
     pub to: AlertState,
     pub at: DateTime<Utc>,
     pub value: Option<f64>,
+    /// The value with the decimals and unit of its tag in the gateway's
+    /// current config ("0.18 mg/L").
+    pub value_text: Option<String>,
     pub summary: String,
     pub labels: BTreeMap<String, String>,
 }
@@ -188,17 +195,21 @@ pub(super) async fn list_history(
         .await?;
     Ok(Json(
         rows.into_iter()
-            .map(|h| HistoryEntry {
-                id: h.id,
-                rule_id: h.rule_id,
-                rule_name: h.rule_name,
-                series: h.series,
-                from: AlertState::parse(&h.from_state).unwrap_or(AlertState::Inactive),
-                to: AlertState::parse(&h.to_state).unwrap_or(AlertState::Inactive),
-                at: h.at,
-                value: h.value,
-                summary: h.summary,
-                labels: serde_json::from_str(&h.labels).unwrap_or_default(),
+            .map(|h| {
+                let labels = serde_json::from_str(&h.labels).unwrap_or_default();
+                HistoryEntry {
+                    id: h.id,
+                    rule_id: h.rule_id,
+                    rule_name: h.rule_name,
+                    series: h.series,
+                    from: AlertState::parse(&h.from_state).unwrap_or(AlertState::Inactive),
+                    to: AlertState::parse(&h.to_state).unwrap_or(AlertState::Inactive),
+                    at: h.at,
+                    value_text: st.alerts.value_text(c.project.id, &labels, h.value),
+                    value: h.value,
+                    summary: h.summary,
+                    labels,
+                }
             })
             .collect(),
     ))
