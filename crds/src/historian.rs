@@ -1,6 +1,6 @@
 //! The historian's `readings` table: the contract between `weir-historian`
 //! (which creates it and writes rows) and `weir-api` (which reads series for
-//! charts from it). Kept here so both read one definition.
+//! charts and each tag's latest value from it). Kept here so both read one definition.
 
 /// Columns of `readings` (one row per reading; `seq` is the frame's
 /// per-gateway sequence number, see [`crate::message::Frame`]).
@@ -89,3 +89,37 @@ pub const SERIES_SQL: &str =
     AND quality = 0 \
   GROUP BY bucket \
   ORDER BY bucket";
+
+/// The newest reading of each (device, tag) of one gateway, in one query:
+/// what the console's "Latest values" table shows.
+///
+/// Parameters: `$1` tenant (text), `$2` gateway (text), `$3` devices
+/// (text[]), `$4` tags (text[]): `$3[i]`, `$4[i]` name one tag, as many as
+/// the gateway's config has. Rows, one per pair in the order given:
+/// `device text, tag text, ts timestamptz, value double precision,
+/// value_text text, quality integer` (`ts` and the rest NULL when the tag
+/// was never read). The newest reading counts whatever its quality (an
+/// error reading is the tag's current state).
+///
+/// Each pair is one backward scan of [`SERIES_INDEX`] (`tenant, gateway,
+/// tag` equal, `device` checked in the index tuples) under `LIMIT 1`; the
+/// `ORDER BY` is exactly that index order reversed, and the day partitions
+/// are range partitions on `ts`, so PostgreSQL runs them as an ordered
+/// `Append`, newest day first, and stops at the first tuple. Measured with
+/// `EXPLAIN (ANALYZE, BUFFERS)` on PostgreSQL 15, 2.1 M rows over six day
+/// partitions, 10 devices × 10 tags every 30 s: 100 tags in 13.5 ms
+/// (1,500 buffer hits), of which a tag still read today costs 0.03 ms
+/// (about 5 buffers, the older partitions "never executed"). The cost is in
+/// a tag whose device stopped sending it (or never did) while other
+/// devices send a tag of the same name: its scan walks those devices'
+/// entries of every day back to its last reading (here 1.5–3 ms and 210
+/// buffers per day). A separate index on `(tenant, gateway, device, tag,
+/// ts)` would avoid that, at the cost of the historian's write rate (see
+/// `weir-historian`'s schema notes), so there is none.
+pub const LATEST_SQL: &str = "SELECT t.device, t.tag, r.ts, r.value, r.value_text, r.quality \
+   FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS t(device, tag, i) \
+   LEFT JOIN LATERAL ( \
+     SELECT ts, value, value_text, quality FROM readings \
+      WHERE tenant = $1 AND gateway = $2 AND tag = t.tag AND device = t.device \
+      ORDER BY ts DESC, device DESC, seq DESC LIMIT 1) r ON true \
+  ORDER BY t.i";

@@ -106,6 +106,39 @@ pub enum ErrorCode {
     BadStatus = 1008,
 }
 
+impl ErrorCode {
+    /// Every code, for lookups and docs.
+    pub const ALL: [ErrorCode; 8] = [
+        ErrorCode::Timeout,
+        ErrorCode::DeviceException,
+        ErrorCode::Disconnected,
+        ErrorCode::Decode,
+        ErrorCode::RuleFailed,
+        ErrorCode::NodeUnknown,
+        ErrorCode::AccessDenied,
+        ErrorCode::BadStatus,
+    ];
+
+    /// The code of an `errors` entry (the historian's `quality`), if it is one of ours.
+    pub fn from_code(code: i32) -> Option<ErrorCode> {
+        Self::ALL.into_iter().find(|c| *c as i32 == code)
+    }
+
+    /// What the code means, in words an operator reads next to a tag.
+    pub fn meaning(self) -> &'static str {
+        match self {
+            ErrorCode::Timeout => "the device did not answer in time",
+            ErrorCode::DeviceException => "the device answered with a Modbus exception",
+            ErrorCode::Disconnected => "the connection to the device failed",
+            ErrorCode::Decode => "the raw value could not be decoded as the tag's type",
+            ErrorCode::RuleFailed => "a pipeline rule failed on this reading",
+            ErrorCode::NodeUnknown => "the OPC UA server does not know the tag's node",
+            ErrorCode::AccessDenied => "the OPC UA server does not let the agent read the node",
+            ErrorCode::BadStatus => "the OPC UA server reported a bad status for the value",
+        }
+    }
+}
+
 /// Topic of a device group's readings.
 pub fn topic(prefix: &str, tenant: &str, gateway: &str, device: &str, group: &str) -> String {
     format!("{prefix}/{tenant}/{gateway}/{device}/{group}")
@@ -240,6 +273,16 @@ pub struct WriteResponse {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn error_codes_round_trip_and_have_words() {
+        for c in ErrorCode::ALL {
+            assert_eq!(ErrorCode::from_code(c as i32), Some(c));
+            assert!(c.meaning().len() > 10);
+        }
+        assert_eq!(ErrorCode::from_code(0), None);
+        assert_eq!(ErrorCode::from_code(1009), None);
+    }
+
     use super::*;
 
     #[test]

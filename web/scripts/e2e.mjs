@@ -35,6 +35,7 @@ import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
 import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
+import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
@@ -432,6 +433,7 @@ async function main() {
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
     }, page);
+    await latestValuesStep({ page, step, check, shot, apiCall }, { G, base, apiBase, gateway: GATEWAY, hist, agentOnline });
     await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });
     await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });

@@ -24,6 +24,7 @@ pub mod keys;
 pub mod kube_backend;
 pub mod kube_status;
 pub mod kube_sync;
+pub mod latest;
 pub mod mqtt_probe;
 pub mod ratelimit;
 pub mod revoke;
@@ -237,6 +238,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(keys::router())
         .merge(rollout::router())
         .merge(series::router())
+        .merge(latest::router())
         .merge(gap_status::router())
         .merge(credentials::routes::router())
         .merge(credentials::agent::router())

@@ -27,6 +27,7 @@ mod device_credentials;
 mod fleet_clusters;
 mod fleet_e2e;
 mod kube_sync;
+mod latest;
 mod oidc_sso;
 mod outbound;
 mod project_walls;

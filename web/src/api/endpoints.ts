@@ -338,6 +338,9 @@ export const gateways = {
   /** What the historian is replaying for the gateway now (open gaps) and its latest recorded gaps. */
   gapStatus: (s: Scope, gateway: string, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/data-gaps', { params: { path: { ...s, gateway } }, signal })),
+  /** The newest reading of every tag of the gateway's current config, from the historian. */
+  latest: (s: Scope, gateway: string, signal?: AbortSignal) =>
+    ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest', { params: { path: { ...s, gateway } }, signal })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
   series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),

@@ -994,6 +994,33 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * The newest reading of every tag of the gateway, from the historian.
+         * @description One entry per device and tag of the gateway's current config version,
+         *     with the tag's unit and decimals, and its newest reading in the
+         *     historian's `readings`: time, value, and the agent's error code with
+         *     its meaning when that reading is a read error. Tags never read have
+         *     null readings. Any member of the project may read it. 503 when the api
+         *     has no historian database (`WEIR_HISTORIAN_URL`) or cannot reach it.
+         *     Device health, queue depth and dropped readings are in the gateway's
+         *     `agent_status`.
+         */
+        get: operations["get_latest"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/rollback": {
         parameters: {
             query?: never;
@@ -1999,6 +2026,10 @@ export interface components {
             readings?: number;
             state: components["schemas"]["DeviceState"];
         };
+        DeviceLatest: {
+            name: string;
+            tags: components["schemas"]["TagLatest"][];
+        };
         /**
          * @description How a device's polling goes (also `EdgeGateway.status.devices[].state`).
          * @enum {string}
@@ -2272,6 +2303,21 @@ export interface components {
         JwkSet: {
             keys: components["schemas"]["Jwk"][];
         };
+        /** @description The newest reading of each tag of a gateway's current config. */
+        LatestValues: {
+            /**
+             * @description Devices in config order, each with its tags in config order (all
+             *     groups of the device together).
+             */
+            devices: components["schemas"]["DeviceLatest"][];
+            gateway: string;
+            /**
+             * Format: int64
+             * @description The config version whose devices and tags are listed (0: the
+             *     gateway has no config yet).
+             */
+            version: number;
+        };
         LoginRequest: {
             /** @description An email address: local@domain, without white space */
             email: string;
@@ -2448,6 +2494,16 @@ export interface components {
         Providers: {
             local: boolean;
             oidc?: null | components["schemas"]["OidcProviderInfo"];
+        };
+        /** @description A read error as the agent reported it. */
+        ReadError: {
+            /**
+             * Format: int32
+             * @description The agent's error code (e.g. 1001).
+             */
+            code: number;
+            /** @description What the code means. */
+            meaning: string;
         };
         /** @description A range of readings lost for good. */
         RecordedGap: {
@@ -2726,6 +2782,35 @@ export interface components {
          * @enum {string}
          */
         SmtpTls: "starttls" | "tls" | "none";
+        /**
+         * @description One tag and its newest reading (all reading fields null when the
+         *     historian holds none).
+         */
+        TagLatest: {
+            /** @description The tag's `dataType` in the config (e.g. `float32`, `bool`). */
+            data_type: string;
+            /**
+             * Format: int32
+             * @description Decimals the config rounds the value to, if any: show it with as many.
+             */
+            decimals?: number | null;
+            error?: null | components["schemas"]["ReadError"];
+            name: string;
+            /**
+             * Format: date-time
+             * @description When the newest reading was taken (the agent's read time).
+             */
+            ts?: string | null;
+            /** @description The tag's unit in the config, if any. */
+            unit?: string | null;
+            /**
+             * Format: double
+             * @description Its number (bools as 1 or 0); null for text, errors and no reading.
+             */
+            value?: number | null;
+            /** @description Its text, for text tags (and the exact digits of an integer beyond ±2^53). */
+            value_text?: string | null;
+        };
         Template: {
             /** Format: date-time */
             created_at: string;
@@ -11161,6 +11246,119 @@ export interface operations {
             };
             /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    get_latest: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                gateway: string;
+                org: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LatestValues"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No historian database configured, or it is unreachable */
+            503: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -229,6 +229,8 @@ export type Series = Schemas['Series'];
 export type DataGap = Schemas['DataGapInfo'];
 /** A gateway's open gaps (being replayed now) and its latest recorded ones. */
 export type GatewayDataGaps = Schemas['GatewayDataGaps'];
+export type LatestValues = Schemas['LatestValues'];
+export type TagLatest = Schemas['TagLatest'];
 export type OpenGap = Schemas['OpenGap'];
 /** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
 export type FleetEvent = Schemas['FleetEvent'];

@@ -27,7 +27,7 @@ export function fmtDuration(secs: number): string {
   return `${secs} s`;
 }
 
-const STATE: Record<DeviceHealth['state'], { label: string; tone: 'ok' | 'warn' | 'bad' }> = {
+export const STATE: Record<DeviceHealth['state'], { label: string; tone: 'ok' | 'warn' | 'bad' }> = {
   ok: { label: 'OK', tone: 'ok' },
   degraded: { label: 'Degraded', tone: 'warn' },
   down: { label: 'Down', tone: 'bad' },

@@ -12,6 +12,7 @@ import { Chart, toSeries, type GapBand } from '../ui/Chart';
 import { ApiError } from '../api/http';
 import { AgentRevoked, RevokeAgentButton } from './RevokeAgent';
 import { AgentReport, DataGaps } from './AgentReport';
+import { LatestValues } from './LatestValues';
 import { ClusterPicker, useOwnClusters } from './ClusterPicker';
 
 export function versionText(g: Pick<Gateway, 'desired_version' | 'applied_version'>) {
@@ -161,7 +162,7 @@ export function GatewayDetail() {
       {tab === 'config' && <ConfigTab g={g} onSaved={reload} />}
       {tab === 'versions' && <VersionsTab g={g} onRolledBack={reload} />}
       {tab === 'enrollment' && <EnrollmentTab g={g} />}
-      {tab === 'readings' && <ReadingsTab g={g} />}
+      {tab === 'readings' && <div className="stack"><LatestValues g={g} /><ReadingsTab g={g} /></div>}
       {deleting && (
         <ConfirmDelete what="gateway" name={g.name} consequence="The agent at the site stops receiving configs and its credentials stop working." onConfirm={async () => { await gateways.remove(s, name); nav(`${base}/gateways`); }} onClose={() => setDeleting(false)} />
       )}

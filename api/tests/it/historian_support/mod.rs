@@ -4,24 +4,46 @@
 //!
 //! The DDL is the historian's native layout from `weir_crds::historian`
 //! (same columns, collation and unique index; one DEFAULT partition instead
-//! of daily ones, which the series query does not notice).
+//! of daily ones, which the series query does not notice, or daily ones
+//! with [`HistorianDb::daily`]).
 #![allow(dead_code)]
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use sea_orm::sqlx::postgres::PgPool;
 use sea_orm::sqlx::{self, Executor};
 
 use crate::common::{Backend, TestDb};
 
 fn schema() -> String {
+    schema_with("CREATE TABLE readings_default PARTITION OF readings DEFAULT;".into())
+}
+
+fn schema_with(partitions: String) -> String {
     use weir_crds::historian::{READINGS_COLUMNS, SERIES_INDEX};
     format!(
         "CREATE TABLE weir_historian_meta (key text PRIMARY KEY, value text NOT NULL);
          INSERT INTO weir_historian_meta (key, value) VALUES ('owner', 'weir-historian'), ('version', '1'), ('layout', 'native');
          CREATE TABLE readings ({READINGS_COLUMNS}) PARTITION BY RANGE (ts);
-         CREATE TABLE readings_default PARTITION OF readings DEFAULT;
+         {partitions}
          {SERIES_INDEX};"
     )
+}
+
+/// The historian's own layout: one partition per UTC day (named as
+/// `weir-historian` names them) and no DEFAULT one, so PostgreSQL plans
+/// reads over the days as it does in production.
+fn daily_schema(first: NaiveDate, days: u32) -> String {
+    let parts: String = (0..days)
+        .map(|i| {
+            let d = first + chrono::Days::new(i.into());
+            let next = d + chrono::Days::new(1);
+            format!(
+                "CREATE TABLE readings_p{} PARTITION OF readings FOR VALUES FROM ('{d} 00:00:00+00') TO ('{next} 00:00:00+00');\n",
+                d.format("%Y%m%d")
+            )
+        })
+        .collect();
+    schema_with(parts)
 }
 
 /// One row of `readings`.
@@ -76,6 +98,17 @@ impl HistorianDb {
             .execute(schema().as_str())
             .await
             .expect("historian schema");
+        db
+    }
+
+    /// A fresh database with the historian schema partitioned by day:
+    /// `days` partitions from `first` on, nothing outside them.
+    pub async fn daily(first: NaiveDate, days: u32) -> HistorianDb {
+        let db = Self::empty().await;
+        db.pool
+            .execute(daily_schema(first, days).as_str())
+            .await
+            .expect("historian schema by day");
         db
     }
 
