@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
-use chrono::{Duration, Utc};
+use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::Signature;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, IntoActiveModel, QueryFilter, Set,
@@ -608,7 +608,10 @@ async fn agent_status(
         None if applied == Some(g.bundle_version) => None,
         None => g.last_error.clone(),
     };
+    let previous = agent_status_of(g.status.as_deref()).zip(g.last_heartbeat);
+    let rate = readings_rate(previous, &status, now).or(g.readings_rate);
     let mut am = g.clone().into_active_model();
+    am.readings_rate = Set(rate);
     am.applied_version = Set(applied);
     am.last_error = Set(last_error);
     am.last_heartbeat = Set(Some(now));
@@ -637,9 +640,67 @@ async fn agent_status(
     Ok(StatusCode::NO_CONTENT)
 }
 
+fn agent_status_of(json: Option<&str>) -> Option<AgentStatus> {
+    serde_json::from_str(json?).ok()
+}
+
+/// Readings per second the agent sent since its previous heartbeat, from
+/// its `readingsOut` counter; since it started when the counter went back
+/// (a restart). `None` (keep the last figure) for a first heartbeat or one
+/// that comes less than half a second after the previous: too short a
+/// window to mean anything.
+pub fn readings_rate(
+    previous: Option<(AgentStatus, DateTime<Utc>)>,
+    now_status: &AgentStatus,
+    now: DateTime<Utc>,
+) -> Option<f64> {
+    let (before, at) = previous?;
+    let secs = (now - at).num_milliseconds() as f64 / 1000.0;
+    if now_status.readings_out < before.readings_out {
+        return (now_status.uptime_s > 0)
+            .then(|| now_status.readings_out as f64 / now_status.uptime_s as f64);
+    }
+    (secs >= 0.5).then(|| (now_status.readings_out - before.readings_out) as f64 / secs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_rate_is_the_counter_over_the_time_between_heartbeats() {
+        let st = |out: u64, up: u64| AgentStatus {
+            readings_out: out,
+            uptime_s: up,
+            ..Default::default()
+        };
+        let t0 = Utc::now();
+        let t = |ms: i64| t0 + Duration::milliseconds(ms);
+        assert_eq!(
+            readings_rate(None, &st(500, 5), t0),
+            None,
+            "first heartbeat"
+        );
+        assert_eq!(
+            readings_rate(Some((st(1000, 10), t0)), &st(31_000, 40), t(30_000)),
+            Some(1000.0)
+        );
+        assert_eq!(
+            readings_rate(Some((st(1000, 10), t0)), &st(1000, 40), t(30_000)),
+            Some(0.0),
+            "nothing sent"
+        );
+        assert_eq!(
+            readings_rate(Some((st(90_000, 900), t0)), &st(600, 3), t(30_000)),
+            Some(200.0),
+            "restarted: since its start"
+        );
+        assert_eq!(
+            readings_rate(Some((st(1000, 10), t0)), &st(1200, 10), t(100)),
+            None,
+            "too soon"
+        );
+    }
 
     #[test]
     fn waits_parse() {

@@ -78,7 +78,7 @@ pub mod cluster_share {
 pub mod gateway {
     use sea_orm::entity::prelude::*;
 
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[derive(Clone, Debug, PartialEq, DeriveEntityModel)]
     #[sea_orm(table_name = "fleet_gateways")]
     pub struct Model {
         #[sea_orm(primary_key, auto_increment = false)]
@@ -104,6 +104,9 @@ pub mod gateway {
         pub online: Option<bool>,
         /// JSON `AgentStatus` of the last report.
         pub status: Option<String>,
+        /// Readings per second the agent sent between its last two
+        /// heartbeats (`fleet::agents::readings_rate`).
+        pub readings_rate: Option<f64>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

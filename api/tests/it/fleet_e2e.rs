@@ -230,6 +230,38 @@ async fn enrollment_and_signed_config(b: Backend) {
     assert_eq!(e["online"], true);
     assert_eq!(e["config_version"], 2);
 
+    // The next heartbeat gives the readings rate: the counter's rise over
+    // the time between the two, on the gateway and in the list.
+    assert_eq!(
+        app.get(&format!("{gw}/pump-1"), &admin).await.body["readings_per_sec"],
+        Value::Null,
+        "no rate after one heartbeat"
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let r = app
+        .post(
+            &format!("/api/v1/agents/{id}/status"),
+            &bearer,
+            json!({"appliedVersion": p2.version, "heartbeatIntervalS": 30, "readingsOut": 5000, "uptimeS": 10}),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{:?}", r.body);
+    let rate = app.get(&format!("{gw}/pump-1"), &admin).await.body["readings_per_sec"]
+        .as_f64()
+        .expect("a rate after the second heartbeat");
+    assert!(
+        (1600.0..=5000.0).contains(&rate),
+        "5000 readings in about 1 s: {rate}"
+    );
+    let list = app.get(&gw, &admin).await.body;
+    let listed = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["name"] == "pump-1")
+        .unwrap();
+    assert_eq!(listed["readings_per_sec"].as_f64(), Some(rate));
+
     // Versions, diff and rollback.
     let v = app.get(&format!("{gw}/pump-1/versions"), &admin).await;
     assert_eq!(v.body.as_array().unwrap().len(), 2);

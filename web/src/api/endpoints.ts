@@ -250,6 +250,7 @@ function gatewayFields(g: Schemas['GatewaySummary'] | Schemas['Gateway'], site: 
     agent_version: rollout?.agent_version ?? (g.agent_status?.agentVersion || null),
     agent_hostname: rollout?.agent_hostname ?? null,
     agent_status: g.agent_status ?? null,
+    readings_per_sec: g.readings_per_sec ?? null,
     created_at: g.created_at,
   };
 }

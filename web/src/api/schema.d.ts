@@ -2137,6 +2137,12 @@ export interface components {
             online?: boolean | null;
             org: string;
             project: string;
+            /**
+             * Format: double
+             * @description Readings per second the agent sent between its last two heartbeats;
+             *     null before the second. Not current when the gateway is offline.
+             */
+            readings_per_sec?: number | null;
             /** @description The config of the latest version (an `EdgeGatewaySpec`). */
             spec: Record<string, unknown>;
             /** Format: date-time */
@@ -2190,6 +2196,12 @@ export interface components {
             online?: boolean | null;
             org: string;
             project: string;
+            /**
+             * Format: double
+             * @description Readings per second the agent sent between its last two heartbeats;
+             *     null before the second. Not current when the gateway is offline.
+             */
+            readings_per_sec?: number | null;
             /** @description `spec.site` of the latest version (name, location, time zone). */
             site: Record<string, unknown>;
             /**

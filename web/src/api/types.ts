@@ -109,6 +109,8 @@ export interface Gateway {
   agent_hostname?: string | null;
   /** What the agent reported on its last heartbeat; null before the first one. */
   agent_status: AgentStatus | null;
+  /** Readings/s the agent sent between its last two heartbeats; null before the second. */
+  readings_per_sec?: number | null;
   /** The whole EdgeGatewaySpec as stored (site, mode, clusterRef, devices, pipelines, uplink). */
   rawSpec: Record<string, unknown>;
   /** The devices, pipelines and uplink of the latest version. */

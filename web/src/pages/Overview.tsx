@@ -26,6 +26,16 @@ function Section<T>({ title, load, link, children }: { title: string; load: Load
   );
 }
 
+/** Readings/s of the online gateways that have reported a rate; null when none has. */
+export function readingsRate(items?: GatewaySummary[]): number | null {
+  const rates = (items ?? []).filter((g) => g.status === 'online' && g.readings_per_sec != null).map((g) => g.readings_per_sec as number);
+  return rates.length ? rates.reduce((a, b) => a + b, 0) : null;
+}
+
+export function fmtRate(r: number): string {
+  return r >= 100 ? Math.round(r).toLocaleString('en') : r.toFixed(1);
+}
+
 export function Overview() {
   const { s, base } = useScope();
   const [gws, setGws] = useState<Load<GatewaySummary> | null>(null);
@@ -46,6 +56,7 @@ export function Overview() {
   const offline = gws?.items?.filter((g) => g.status === 'offline').length ?? 0;
   const firing = act?.items?.filter((a) => a.state === 'firing') ?? [];
   const degraded = cls?.items?.filter((c) => phaseTone(c.phase) !== 'ok').length ?? 0;
+  const rate = readingsRate(gws?.items);
   return (
     <>
       <PageHead title="Fleet overview" sub="Gateways, brokers and alerts of this project at a glance. Refreshes every 10 s." />
@@ -53,6 +64,7 @@ export function Overview() {
         <div className="card stat"><span className="label">Gateways online</span><span className="value" data-testid="online-count" style={{ color: 'var(--c-ok)' }}>{gws?.items ? online : '—'}</span><span className="muted">of {gws?.items?.length ?? '—'}</span></div>
         <div className="card stat"><span className="label">Gateways offline</span><span className="value" style={{ color: offline ? 'var(--c-danger)' : undefined }}>{gws?.items ? offline : '—'}</span><span className="muted">no heartbeat for 3 intervals</span></div>
         <div className="card stat"><span className="label">Firing alerts</span><span className="value" style={{ color: firing.length ? 'var(--c-danger)' : undefined }}>{act?.items ? firing.length : '—'}</span><span className="muted">{act?.error ? 'alerts not available' : 'now'}</span></div>
+        <div className="card stat"><span className="label">Readings per second</span><span className="value" data-testid="readings-rate">{rate === null ? '—' : fmtRate(rate)}</span><span className="muted">sent by the online agents between their last two heartbeats</span></div>
         <div className="card stat"><span className="label">Clusters needing attention</span><span className="value">{cls?.items ? degraded : '—'}</span><span className="muted">of {cls?.items?.length ?? '—'}</span></div>
       </div>
       <div className="grid-2">

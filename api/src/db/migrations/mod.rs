@@ -16,6 +16,7 @@ mod m0230_user_disable;
 mod m0240_audit_keyed;
 mod m0250_data_gaps;
 mod m0260_device_credentials;
+mod m0270_gateway_rate;
 
 pub struct Migrator;
 
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0240_audit_keyed::Migration),
             Box::new(m0250_data_gaps::Migration),
             Box::new(m0260_device_credentials::Migration),
+            Box::new(m0270_gateway_rate::Migration),
         ]
     }
 }
@@ -151,6 +153,7 @@ mod tests {
                 "m0240_audit_keyed",
                 "m0250_data_gaps",
                 "m0260_device_credentials",
+                "m0270_gateway_rate",
             ]
         );
     }

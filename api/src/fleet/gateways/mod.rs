@@ -91,6 +91,9 @@ pub struct Gateway {
     /// What the agent reported on its last heartbeat (device health, queue,
     /// dropped readings, refused bundle); null before the first one.
     pub agent_status: Option<AgentStatus>,
+    /// Readings per second the agent sent between its last two heartbeats;
+    /// null before the second. Not current when the gateway is offline.
+    pub readings_per_sec: Option<f64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -132,6 +135,7 @@ impl Gateway {
             online: g.online,
             last_heartbeat: g.last_heartbeat,
             agent_status: agent_status(g.status.as_deref()),
+            readings_per_sec: g.readings_rate,
             created_at: g.created_at,
             updated_at: g.updated_at,
         }
@@ -473,6 +477,7 @@ pub async fn insert_gateway<C: ConnectionTrait>(
         heartbeat_interval_s: Set(0),
         online: Set(None),
         status: Set(None),
+        readings_rate: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }
@@ -521,6 +526,9 @@ pub struct GatewaySummary {
     pub last_heartbeat: Option<DateTime<Utc>>,
     /// What the agent reported on its last heartbeat; null before the first one.
     pub agent_status: Option<AgentStatus>,
+    /// Readings per second the agent sent between its last two heartbeats;
+    /// null before the second. Not current when the gateway is offline.
+    pub readings_per_sec: Option<f64>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -554,6 +562,7 @@ struct SummaryRow {
     online: Option<bool>,
     last_heartbeat: Option<DateTime<Utc>>,
     status: Option<String>,
+    readings_rate: Option<f64>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -582,6 +591,7 @@ async fn list_gateways(
             C::Online,
             C::LastHeartbeat,
             C::Status,
+            C::ReadingsRate,
             C::CreatedAt,
             C::UpdatedAt,
         ])
@@ -612,6 +622,7 @@ async fn list_gateways(
                 online: g.online,
                 last_heartbeat: g.last_heartbeat,
                 agent_status: agent_status(g.status.as_deref()),
+                readings_per_sec: g.readings_rate,
                 created_at: g.created_at,
                 updated_at: g.updated_at,
             }

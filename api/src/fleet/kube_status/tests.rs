@@ -22,6 +22,7 @@ fn row(status: Option<Value>) -> gateway::Model {
         heartbeat_interval_s: 15,
         online: Some(true),
         status: status.map(|v| v.to_string()),
+        readings_rate: None,
         created_at: t,
         updated_at: t,
     }
