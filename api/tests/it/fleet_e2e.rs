@@ -253,7 +253,7 @@ async fn enrollment_and_signed_config(b: Backend) {
         (1600.0..=5000.0).contains(&rate),
         "5000 readings in about 1 s: {rate}"
     );
-    let list = app.get(&gw, &admin).await.body;
+    let list = app.get(gw, &admin).await.body;
     let listed = list
         .as_array()
         .unwrap()
