@@ -33,7 +33,7 @@ import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
-import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
+import { agentReportStep, clusterChoiceSteps, overviewRateStep } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
@@ -436,6 +436,7 @@ async function main() {
     await latestValuesStep({ page, step, check, shot, apiCall }, { G, base, apiBase, gateway: GATEWAY, hist, agentOnline });
     await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });
     await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
+    await overviewRateStep({ page, step, check, shot, apiCall }, { P, apiBase, base, agentOnline });
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });

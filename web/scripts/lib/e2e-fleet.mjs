@@ -89,3 +89,28 @@ export async function clusterChoiceSteps(t, o) {
     await shot(page, '05c-gateway-cluster-changed');
   }, page, [{ status: 422, path: `/gateways/${o.gateway}`, why: 'a cluster name the project may not use, on purpose, to see the api’s objection beside the field' }]);
 }
+
+/**
+ * While the real agent runs: the overview's readings-per-second panel fills
+ * from its heartbeats (the rise of its readings counter between two).
+ * @param {object} t { page, step, check, shot, apiCall }
+ * @param {object} o { P (the project's api route template), apiBase (its api path), base (console path), agentOnline }
+ */
+export async function overviewRateStep(t, o) {
+  const { page, step, check, shot, apiCall } = t;
+  await step('the overview shows the readings per second the running agent sends', [['GET', `${o.P}/gateways`]], async () => {
+    check(o.agentOnline, 'the agent is not online');
+    await page.goto(o.base);
+    await page.getByRole('heading', { name: 'Fleet overview' }).waitFor();
+    const rate = page.getByTestId('readings-rate');
+    // Two heartbeats (2 s apart) give a rate; the page refreshes every 10 s.
+    await page.waitForFunction(() => Number((document.querySelector('[data-testid="readings-rate"]')?.textContent ?? '').replace(/,/g, '')) > 0, null, { timeout: 30000 });
+    const shown = (await rate.textContent()) ?? '';
+    const r = await apiCall(page, 'GET', `${o.apiBase}/gateways`);
+    check(r.status === 200, `GET gateways answered ${r.status}`);
+    const rates = r.json.filter((g) => g.online).map((g) => g.readings_per_sec);
+    check(rates.some((x) => x > 0), `the api's readings_per_sec: ${JSON.stringify(rates)}`);
+    console.log(`   overview: ${shown} readings/s; api: ${JSON.stringify(rates)}`);
+    await shot(page, '09c-overview-readings-rate');
+  }, page);
+}
