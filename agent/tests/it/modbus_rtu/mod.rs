@@ -169,6 +169,12 @@ fn assert_matches(got: &BTreeMap<String, TagValue>, expected: &serde_json::Map<S
     let mut bad = Vec::new();
     for (name, want) in expected {
         let ok = match (got.get(name), want) {
+            // pymodbus gives a float32 register's exact binary value
+            // (123.45600128173828); the agent reads it as the f32's
+            // shortest decimal (123.456), which is what a user sees.
+            (Some(TagValue::Float(g)), Value::Number(w)) if name.starts_with("float32") => w
+                .as_f64()
+                .is_some_and(|w| (w as f32).to_string() == g.to_string()),
             (Some(TagValue::Float(g)), Value::Number(w)) if w.is_f64() => {
                 let w = w.as_f64().unwrap();
                 (g - w).abs() <= w.abs() * 1e-9
