@@ -37,6 +37,7 @@ import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
+import { fleetPageSteps } from './lib/e2e-fleet-pages.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -440,6 +441,7 @@ async function main() {
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
   await credentialSteps({ page, step, check, shot, apiCall }, { P, base, apiBase });
+  await fleetPageSteps({ page, step, check, shot, apiCall }, { P, base, apiBase, gateway: GATEWAY });
 
   let viewerAdded = false;
   await step('invite a project viewer', [['POST', '/api/v1/users'], ['POST', `${P}/members`]], async () => {

@@ -107,7 +107,8 @@ export function ApplyToGateways({ change, what, onFields }: { change: BatchChang
     setResult(null);
     onFields?.({});
     const body = { ...change, gateways: picked, comment } as Schemas['BatchRequestBody'];
-    const r = await act.run(() => fleet.batch(s, body), { ok: `Applied ${what} to ${picked.length} gateway${picked.length === 1 ? '' : 's'}.` });
+    // No toast: some gateways may have refused; the results below say which.
+    const r = await act.run(() => fleet.batch(s, body));
     setConfirming(false);
     if (r) setResult(r);
   };

@@ -11,13 +11,14 @@ import { Badge, Empty, ErrorNotice, fmtAgo, fmtTime, PageHead, Spinner } from '.
 
 export const ROLLOUT_REFRESH_MS = 5000;
 
-/** Where a gateway stands in words: refused, up to date, updating or waiting. */
+/** Where a gateway stands in words: refused, up to date, updating, behind or waiting. */
 export function rolloutState(e: RolloutEntry): { label: string; tone: 'ok' | 'warn' | 'bad' | 'info' } {
   // The api clears the refusal once the agent runs the latest bundle.
   if (e.last_error && !e.up_to_date) return { label: 'Refused', tone: 'bad' };
   if (e.up_to_date) return { label: 'Up to date', tone: 'ok' };
   if (e.applied_version == null) return { label: e.last_heartbeat ? 'Not applied yet' : 'Waiting for the agent', tone: 'info' };
-  return { label: 'Updating', tone: 'warn' };
+  // An agent that is not reporting is not taking the bundle up either.
+  return e.online ? { label: 'Updating', tone: 'warn' } : { label: 'Behind (offline)', tone: 'warn' };
 }
 
 function onlineBadge(e: RolloutEntry) {

@@ -240,6 +240,7 @@ describe('the rollout view', () => {
       fx.rollout({ gateway: 'north-pump', config_version: 4, desired_version: 6, applied_version: 6, up_to_date: true, online: true, last_heartbeat: new Date().toISOString(), agent_version: '0.4.1', agent_hostname: 'ipc-north' }),
       fx.rollout({ gateway: 'south-pump', config_version: 3, desired_version: 5, applied_version: 4, up_to_date: false, online: true, last_heartbeat: new Date().toISOString(), last_error: 'signature does not verify with the pinned key' }),
       fx.rollout({ gateway: 'east-pump', config_version: 1, desired_version: 1, applied_version: null, up_to_date: false }),
+      fx.rollout({ gateway: 'west-pump', config_version: 2, desired_version: 2, applied_version: 1, up_to_date: false, online: false, last_heartbeat: '2026-01-01T00:00:00Z' }),
     ];
     api((_m, u) => (u.pathname === `${P}/rollout` ? json(rows) : undefined));
     renderAt('/o/rw/p/north/rollout', <Route path="/o/:org/p/:project/rollout" element={<Rollout />} />, viewer);
@@ -249,13 +250,14 @@ describe('the rollout view', () => {
       ['north-pump', 'Online', 'v4', 'v6', 'v6', 'Up to date', ''],
       ['south-pump', 'Online', 'v3', 'v5', 'v4', 'Refused', 'signature does not verify with the pinned key'],
       ['east-pump', 'Not enrolled yet', 'v1', 'v1', '—', 'Waiting for the agent', ''],
+      ['west-pump', 'Offline', 'v2', 'v2', 'v1', 'Behind (offline)', ''],
     ]);
-    expect(screen.getByTestId('rollout-summary')).toHaveTextContent('1 of 3 gateways run the bundle they should; 1 refused one.');
+    expect(screen.getByTestId('rollout-summary')).toHaveTextContent('1 of 4 gateways run the bundle they should; 1 refused one.');
     // The agent takes the next bundle: the page shows it on its next refresh.
     rows = rows.map((r) => (r.gateway === 'south-pump' ? { ...r, desired_version: 6, applied_version: 6, up_to_date: true, last_error: null } : r));
     await act(async () => { await vi.advanceTimersByTimeAsync(ROLLOUT_REFRESH_MS); });
     await waitFor(() => expect(cells()[1]).toEqual(['south-pump', 'Online', 'v3', 'v6', 'v6', 'Up to date', '']));
-    expect(screen.getByTestId('rollout-summary')).toHaveTextContent('2 of 3 gateways run the bundle they should.');
+    expect(screen.getByTestId('rollout-summary')).toHaveTextContent('2 of 4 gateways run the bundle they should.');
   });
 });
 
