@@ -37,7 +37,7 @@ import { agentReportStep, clusterChoiceSteps } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
-import { fleetPageSteps } from './lib/e2e-fleet-pages.mjs';
+import { fleetPageSteps, fleetViewerChecks } from './lib/e2e-fleet-pages.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -533,6 +533,7 @@ async function main() {
           await shot(v.page, '22-viewer-gateway-config');
         }
       }
+      await fleetViewerChecks(v.page, check, base);
       // And the api agrees: a viewer's change is refused even with the CSRF token.
       const r = await apiCall(v.page, 'POST', '/api/v1/orgs/' + ORG.slug + '/projects', { slug: 'sneaky', name: 'Sneaky' });
       check(r.status === 403 || r.status === 404, `a viewer creating a project answered ${r.status}`);

@@ -156,3 +156,23 @@ export async function fleetPageSteps(t, o) {
     await shot(page, '14i-fleet-events');
   }, page);
 }
+
+/**
+ * Inside the walk-through's viewer step (after `fleetPageSteps`): a project
+ * viewer reads the templates and the rollout but is offered nothing to change.
+ * @param {import('playwright-core').Page} page the viewer's signed-in page
+ */
+export async function fleetViewerChecks(page, check, base) {
+  await page.goto(`${base}/templates`);
+  await page.getByRole('table', { name: 'Gateway templates' }).getByRole('link', { name: 'pump-station' }).click();
+  await page.getByText('your role does not allow applying it').waitFor();
+  check((await page.getByRole('button', { name: 'Delete template' }).count()) === 0, 'viewer is offered "Delete template"');
+  check((await page.getByRole('checkbox').count()) === 0, 'viewer is offered gateways to apply the template to');
+  const nav = page.getByRole('navigation', { name: 'Main' });
+  check((await nav.getByRole('link', { name: 'Batch changes' }).count()) === 0, 'viewer is offered "Batch changes"');
+  await nav.getByRole('link', { name: 'Gateway templates', exact: true }).click();
+  await page.getByRole('table', { name: 'Gateway templates' }).waitFor();
+  check((await page.getByRole('button', { name: 'New template' }).count()) === 0, 'viewer is offered "New template"');
+  await nav.getByRole('link', { name: 'Rollout', exact: true }).click();
+  await page.getByRole('table', { name: 'Rollout' }).getByRole('link', { name: 'pump-a' }).waitFor();
+}
