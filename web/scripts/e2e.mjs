@@ -37,6 +37,7 @@ import { agentReportStep, clusterChoiceSteps, overviewRateStep } from './lib/e2e
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
+import { fleetPageSteps, fleetViewerChecks } from './lib/e2e-fleet-pages.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -441,6 +442,7 @@ async function main() {
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
   await credentialSteps({ page, step, check, shot, apiCall }, { P, base, apiBase });
+  await fleetPageSteps({ page, step, check, shot, apiCall }, { P, base, apiBase, gateway: GATEWAY });
 
   let viewerAdded = false;
   await step('invite a project viewer', [['POST', '/api/v1/users'], ['POST', `${P}/members`]], async () => {
@@ -532,6 +534,7 @@ async function main() {
           await shot(v.page, '22-viewer-gateway-config');
         }
       }
+      await fleetViewerChecks(v.page, check, base);
       // And the api agrees: a viewer's change is refused even with the CSRF token.
       const r = await apiCall(v.page, 'POST', '/api/v1/orgs/' + ORG.slug + '/projects', { slug: 'sneaky', name: 'Sneaky' });
       check(r.status === 403 || r.status === 404, `a viewer creating a project answered ${r.status}`);

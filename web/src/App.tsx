@@ -15,6 +15,10 @@ import { ClusterDetail, ClusterList, ClusterWizard } from './pages/Clusters';
 import { GatewayDetail, GatewayList } from './pages/Gateways';
 import { Alerts } from './pages/Alerts';
 import { Credentials } from './pages/Credentials';
+import { TemplateDetail, TemplateList } from './pages/Templates';
+import { BatchChanges } from './pages/BatchChanges';
+import { Rollout } from './pages/Rollout';
+import { FleetEvents } from './pages/FleetEvents';
 import { ErrorNotice, Spinner } from './ui/kit';
 
 function RequireSignIn({ children }: { children: React.ReactNode }) {
@@ -79,6 +83,11 @@ export function App() {
         <Route path="o/:org/p/:project/alerts" element={<Alerts />} />
         <Route path="o/:org/p/:project/alerts/:tab" element={<Alerts />} />
         <Route path="o/:org/p/:project/credentials" element={<Credentials />} />
+        <Route path="o/:org/p/:project/templates" element={<TemplateList />} />
+        <Route path="o/:org/p/:project/templates/:template" element={<TemplateDetail />} />
+        <Route path="o/:org/p/:project/batch" element={<BatchChanges />} />
+        <Route path="o/:org/p/:project/rollout" element={<Rollout />} />
+        <Route path="o/:org/p/:project/fleet-events" element={<FleetEvents />} />
         <Route path="*" element={<div className="empty"><strong>Page not found</strong>Use the menu on the left.</div>} />
       </Route>
     </Routes>

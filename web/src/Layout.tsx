@@ -48,6 +48,10 @@ export function Layout() {
               Fleet overview
             </NavLink>
             <NavLink to={`${p}/gateways`}>Edge gateways</NavLink>
+            <NavLink to={`${p}/templates`}>Gateway templates</NavLink>
+            {can(me, 'project.write', where) && <NavLink to={`${p}/batch`}>Batch changes</NavLink>}
+            <NavLink to={`${p}/rollout`}>Rollout</NavLink>
+            <NavLink to={`${p}/fleet-events`}>Fleet events</NavLink>
             <NavLink to={`${p}/clusters`}>MQTT clusters</NavLink>
             <NavLink to={`${p}/alerts`}>Alerts</NavLink>
             <NavLink to={`${p}/credentials`}>Device credentials</NavLink>

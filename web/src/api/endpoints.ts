@@ -358,6 +358,28 @@ export const credentials = {
     ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/credentials/{credential}', { params: { path: { ...s, credential } } })),
 };
 
+// ---------- fleet: templates, batch changes, rollout, fleet events ----------
+
+export const fleet = {
+  templates: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateway-templates', { params: at(s) }))),
+  template: (s: Scope, template: string) =>
+    ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateway-templates/{template}', { params: { path: { ...s, template } } })),
+  /** The spec must make a valid gateway config on its own; its errors name `spec.…` fields. */
+  createTemplate: (s: Scope, body: Schemas['CreateTemplate']) =>
+    ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateway-templates', { params: at(s), body })),
+  removeTemplate: (s: Scope, template: string) =>
+    ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/gateway-templates/{template}', { params: { path: { ...s, template } } })),
+  /** A template or a merge patch applied to each gateway in its own transaction; one result per gateway.
+   *  openapi-fetch cannot match the document's oneOf (a null `merge_patch` beside a template) against
+   *  its own rewrite of it; the body is the document's type and the api checks it. */
+  batch: (s: Scope, body: Schemas['BatchRequestBody']): Promise<Schemas['BatchResponse']> =>
+    ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateways:batch', { params: at(s), body: body as never })),
+  rollout: (s: Scope, signal?: AbortSignal) => ok(client.GET('/api/v1/orgs/{org}/projects/{project}/rollout', { params: at(s), signal })),
+  /** Newest first; the api has no cursor, only `limit` (at most 500). */
+  events: async (s: Scope, query: { gateway?: string; kind?: string; limit?: number } = {}) =>
+    whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/fleet-events', { params: { ...at(s), query } }))),
+};
+
 // ---------- alerts ----------
 
 export const alerts = {

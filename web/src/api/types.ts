@@ -236,6 +236,11 @@ export type TagLatest = Schemas['TagLatest'];
 export type OpenGap = Schemas['OpenGap'];
 /** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
 export type FleetEvent = Schemas['FleetEvent'];
+/** A gateway template: a partial gateway spec, applied as a JSON merge patch. */
+export type GatewayTemplate = Schemas['Template'];
+/** What `gateways:batch` answers: counts, and one item per gateway (`updated`, `unchanged` or `failed`). */
+export type BatchResult = Schemas['BatchResponse'];
+export type BatchItem = Schemas['BatchItem'];
 
 // ---- alerts ----
 
