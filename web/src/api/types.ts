@@ -195,6 +195,8 @@ export interface Tag {
   unit?: string;
   scale?: number;
   offset?: number;
+  /** Rounds the scaled value to this many decimals; the console shows values with as many. */
+  decimals?: number;
   description?: string;
   signal?: { kind: string; min?: number; max?: number; periodS?: number };
 }

@@ -58,6 +58,7 @@ function TagRow({ tag, path, err, set, remove, adapter, disabled }: { tag: Tag; 
         {(p) => <select {...p} disabled={disabled} value={tag.dataType} onChange={(ev) => set((t) => ({ ...t, dataType: ev.target.value }))}>{DATA_TYPES.map((d) => <option key={d}>{d}</option>)}</select>}
       </Field>
       <Field label="Unit" error={e('unit')}>{(p) => <input {...p} disabled={disabled} value={tag.unit ?? ''} placeholder="mg/L" onChange={(ev) => set((t) => ({ ...t, unit: ev.target.value || undefined }))} />}</Field>
+      <Field label="Decimals" hint="Rounds the value; tables, charts and alerts show as many." error={e('decimals')}>{(p) => <input {...p} type="number" min={0} max={15} disabled={disabled} value={tag.decimals ?? ''} onChange={(ev) => set((t) => ({ ...t, decimals: ev.target.value === '' ? undefined : num(ev.target.value) }))} />}</Field>
       {adapter === 'simulator' && (
         <Field label="Signal" error={e('signal') ?? e('signal.kind')}>
           {(p) => <select {...p} disabled={disabled} value={tag.signal?.kind ?? ''} onChange={(ev) => set((t) => ({ ...t, signal: { ...(t.signal ?? {}), kind: ev.target.value } }))}>{SIGNALS.map((d) => <option key={d}>{d}</option>)}</select>}

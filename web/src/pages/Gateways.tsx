@@ -406,7 +406,7 @@ const RANGES: [string, number, string][] = [['Last 15 minutes', 15 * 60, '5s'], 
 function ReadingsTab({ g }: { g: Gateway }) {
   const { s } = useScope();
   const cfg = g.config;
-  const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit })))), [cfg]);
+  const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit, decimals: t.decimals })))), [cfg]);
   const [tag, setTag] = useState(tags[0]?.id ?? '');
   const [range, setRange] = useState(0);
   const [data, setData] = useState<{ times: number[]; values: (number | null)[]; gaps: GapBand[]; span: [number, number] } | null>(null);
@@ -445,7 +445,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
       ) : (
         <ErrorNotice error={err} />
       )}
-      {data && (data.times.length || data.gaps.length ? <Chart times={data.times} lines={lines} span={data.span} gaps={data.gaps} unit={tags.find((t) => t.id === tag)?.unit} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
+      {data && (data.times.length || data.gaps.length ? <Chart times={data.times} lines={lines} span={data.span} gaps={data.gaps} unit={tags.find((t) => t.id === tag)?.unit} decimals={tags.find((t) => t.id === tag)?.decimals} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
     </section>
   );
 }

@@ -129,3 +129,17 @@ describe('Modbus RTU devices', () => {
     expect(d.groups[0].tags[0].address).toMatch(/^ns=2;s=/);
   });
 });
+
+describe('tag display', () => {
+  it('decimals are set, cleared, and a refusal shows beside the field', async () => {
+    const { unmount } = render(<Harness device={modbus} />);
+    const field = screen.getByLabelText('Decimals');
+    await userEvent.type(field, '2');
+    expect(current().devices[0].groups[0].tags[0].decimals).toBe(2);
+    await userEvent.clear(field);
+    expect(current().devices[0].groups[0].tags[0].decimals).toBeUndefined();
+    unmount();
+    render(<Harness device={modbus} errors={{ 'devices[0].groups[0].tags[0].decimals': 'must be at most 15' }} />);
+    expect(screen.getByText('must be at most 15')).toBeInTheDocument();
+  });
+});

@@ -1,6 +1,7 @@
 // Time series chart (uPlot). Times in seconds since the epoch.
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
+import { fmtMeasure } from '../lib/number';
 import 'uplot/dist/uPlot.min.css';
 import type { Series } from '../api/types';
 
@@ -51,7 +52,7 @@ const COLORS = ['#0b5cad', '#1f7a3a', '#b42318', '#9a6700', '#6941c6', '#0e7490'
 // that starts late or ends early shows where it sits in that range.
 // `gaps` are shaded bands with a label (readings the historian lost for
 // good), listed under the chart too; the line is broken across each.
-export function Chart({ times, lines, height = 260, unit, span, gaps = NO_GAPS }: { times: number[]; lines: Line[]; height?: number; unit?: string; span?: [number, number]; gaps?: GapBand[] }) {
+export function Chart({ times, lines, height = 260, unit, decimals, span, gaps = NO_GAPS }: { times: number[]; lines: Line[]; height?: number; unit?: string; decimals?: number | null; span?: [number, number]; gaps?: GapBand[] }) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
   useEffect(() => {
@@ -63,7 +64,8 @@ export function Chart({ times, lines, height = 260, unit, span, gaps = NO_GAPS }
       height,
       scales: { x: span ? { time: true, range: () => span } : { time: true } },
       axes: [{ stroke: '#5b6676', grid: { stroke: '#edf0f4' } }, { stroke: '#5b6676', grid: { stroke: '#edf0f4' }, label: unit, size: 60 }],
-      series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: times.length < 60 } }))],
+      // The legend shows the value under the cursor as tables and alerts do.
+      series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: times.length < 60 }, value: (_u: uPlot, v: number | null) => fmtMeasure(v, decimals, unit) }))],
       legend: { show: true },
       hooks: gaps.length ? { draw: [drawGaps(gaps)] } : {},
     };
@@ -80,7 +82,7 @@ export function Chart({ times, lines, height = 260, unit, span, gaps = NO_GAPS }
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [times, lines, height, unit, span, gaps]);
+  }, [times, lines, height, unit, decimals, span, gaps]);
   return (
     <>
       <div ref={el} className="chart" data-testid="chart" data-points={times.length} data-gaps={gaps.length} />
