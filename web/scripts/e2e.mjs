@@ -433,6 +433,14 @@ async function main() {
       console.log(`   ${device}/${tag}: ${pts.length} buckets of 5 s, ${pts.reduce((n, p) => n + p.count, 0)} readings, last average ${pts[pts.length - 1].avg}`);
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
+      // The shown buckets download as CSV, one row per bucket with its count.
+      const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
+      const csvPath = join(OUT, 'readings-export.csv');
+      await dl.saveAs(csvPath);
+      const rows = readFileSync(csvPath, 'utf8').trim().split('\r\n');
+      check(rows[0] === 'bucket_start,device,tag,avg,min,max,count,unit', `unexpected CSV header: ${rows[0]}`);
+      check(rows.length > 2 && rows.slice(1).every((l) => l.split(',')[1] === device && l.split(',')[2] === tag && Number(l.split(',')[6]) > 0), `CSV rows: ${rows.slice(0, 4).join(' | ')}`);
+      console.log(`   CSV export: ${rows.length - 1} buckets, e.g. ${rows[1]}`);
     }, page);
     await latestValuesStep({ page, step, check, shot, apiCall }, { G, base, apiBase, gateway: GATEWAY, hist, agentOnline });
     await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });

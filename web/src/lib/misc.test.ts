@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { toCsv } from './csv';
+import { seriesCsv, toCsv } from './csv';
 import { slugify } from './slug';
 import { conditionWords, gatewayStatus } from './words';
 import { toSeries } from '../ui/Chart';
@@ -10,6 +10,13 @@ import { cleanRule, ruleWords } from '../pages/Alerts';
 describe('helpers', () => {
   it('writes CSV that spreadsheets read safely', () => {
     expect(toCsv(['a', 'b'], [['x,y', 'he said "hi"'], ['=SUM(A1)', null]])).toBe('a,b\r\n"x,y","he said ""hi"""\r\n\'=SUM(A1),\r\n');
+  });
+
+  it('exports the chart buckets as CSV', () => {
+    const pts = [{ t: '2026-12-07T20:00:00Z', avg: 0.25, min: 0.2, max: 0.3, count: 5 }, { t: '2026-12-07T20:00:05Z', avg: null, min: null, max: null, count: 2 }];
+    expect(seriesCsv(pts, 'dosing', 'chlorine', 'mg/L')).toBe(
+      'bucket_start,device,tag,avg,min,max,count,unit\r\n2026-12-07T20:00:00Z,dosing,chlorine,0.25,0.2,0.3,5,mg/L\r\n2026-12-07T20:00:05Z,dosing,chlorine,,,,2,mg/L\r\n',
+    );
   });
 
   it('makes URL names', () => {

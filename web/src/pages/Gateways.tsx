@@ -1,10 +1,11 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { Link, NavLink, useNavigate, useParams } from 'react-router';
 import { credentials as credentialsApi, gateways } from '../api/endpoints';
-import type { Gateway, GatewayConfig, NewEnrollmentToken, VersionDiff } from '../api/types';
+import type { Gateway, GatewayConfig, NewEnrollmentToken, Series, VersionDiff } from '../api/types';
 import { useScope } from '../scope';
 import { gatewayStatus } from '../lib/words';
 import { SLUG_RE } from '../lib/slug';
+import { download, seriesCsv } from '../lib/csv';
 import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ConfigEditor, newDevice } from './ConfigEditor';
@@ -403,13 +404,20 @@ function EnrollmentTab({ g }: { g: Gateway }) {
 
 const RANGES: [string, number, string][] = [['Last 15 minutes', 15 * 60, '5s'], ['Last hour', 3600, '15s'], ['Last 24 hours', 86400, '5m'], ['Last 7 days', 7 * 86400, '1h']];
 
+/** Download the buckets the chart shows. */
+function exportShown(gateway: string, id: string, r: Series, unit?: string) {
+  const [device, tag] = id.split('/');
+  const from = r.from.slice(0, 19).replace(/:/g, '');
+  download(`weir-${gateway}-${device}-${tag}-${from}.csv`, seriesCsv(r.points, device, tag, unit));
+}
+
 function ReadingsTab({ g }: { g: Gateway }) {
   const { s } = useScope();
   const cfg = g.config;
   const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit, decimals: t.decimals })))), [cfg]);
   const [tag, setTag] = useState(tags[0]?.id ?? '');
   const [range, setRange] = useState(0);
-  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; gaps: GapBand[]; span: [number, number] } | null>(null);
+  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; gaps: GapBand[]; span: [number, number]; raw: Series } | null>(null);
   const [err, setErr] = useState<unknown>(null);
   useEffect(() => {
     // The id is `device/tag` (neither name may contain '/').
@@ -422,7 +430,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
       const from = new Date(to.getTime() - RANGES[range][1] * 1000);
       gateways
         .series(s, g.name, { tag: name, device, from: from.toISOString(), to: to.toISOString(), step: RANGES[range][2] }, ctl.signal)
-        .then((r) => live && (setData({ ...toSeries(r), span: [from.getTime() / 1000, to.getTime() / 1000] }), setErr(null)))
+        .then((r) => live && (setData({ ...toSeries(r), span: [from.getTime() / 1000, to.getTime() / 1000], raw: r }), setErr(null)))
         .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
     };
     load();
@@ -439,6 +447,7 @@ function ReadingsTab({ g }: { g: Gateway }) {
         <label htmlFor="series-range"><strong>Range</strong></label>
         <select id="series-range" value={range} onChange={(e) => setRange(Number(e.target.value))}>{RANGES.map((r, i) => <option key={r[0]} value={i}>{r[0]}</option>)}</select>
         <span className="muted small">refreshes every 5 s</span>
+        {data && data.raw.points.length > 0 && <Button variant="ghost" onClick={() => exportShown(g.name, tag, data.raw, tags.find((t) => t.id === tag)?.unit)}>Export CSV</Button>}
       </div>
       {err instanceof ApiError && err.status === 503 && err.problem?.detail ? (
         <Notice kind="error">Readings cannot be shown: {err.problem.detail}</Notice>
