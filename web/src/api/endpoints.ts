@@ -343,7 +343,7 @@ export const gateways = {
   latest: (s: Scope, gateway: string, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest', { params: { path: { ...s, gateway } }, signal })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
-  series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step: string }, signal?: AbortSignal) =>
+  series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step?: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),
 };
 

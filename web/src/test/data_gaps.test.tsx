@@ -2,7 +2,8 @@
 // "nobody subscribes" warning, the gateway's recorded data gaps, and a gap
 // on the readings chart (a shaded, labelled band, the line broken).
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { act, screen, waitFor, within } from '@testing-library/react';
+import { act, fireEvent, screen, waitFor, within } from '@testing-library/react';
+import userEvent from '@testing-library/user-event';
 import { fx, json, me, mockApi, renderAt, Route } from './util';
 import { GatewayDetail } from '../pages/Gateways';
 import type { Schemas } from '../api/http';
@@ -116,5 +117,29 @@ describe('keep, detect, replay on the gateway page', () => {
     renderAt('/o/rw/p/north/gateways/north-pump', detail, viewer);
     const none = await screen.findByRole('region', { name: 'Data gaps' });
     await waitFor(() => expect(none).toHaveTextContent('Data gaps are not tracked: the api reads no historian database (WEIR_HISTORIAN_URL).'));
+  });
+});
+
+describe('readings chart: a custom range', () => {
+  const config = { devices: [{ name: 'pump-1', adapter: 'modbusTcp', modbus: { host: '10.0.0.5' }, groups: [{ name: 'fast', intervalMs: 1000, tags: [{ name: 'level', address: '1!400001', dataType: 'float32', unit: 'm', decimals: 2 }] }] }] };
+  const series = { gateway: 'north-pump', tag: 'level', from: '2026-01-01T00:00:00Z', to: '2026-01-01T06:00:00Z', step_seconds: 60, points: [{ t: '2026-01-01T00:00:00Z', avg: 1.5, count: 60 }], gaps: [] };
+
+  it('asks for the chosen window without a step, and refuses an inverted one beside the fields', async () => {
+    const calls = api(fx.gateway({ spec: config } as Partial<Schemas['Gateway']>), [], series);
+    renderAt('/o/rw/p/north/gateways/north-pump/readings', detail, viewer);
+    await screen.findByTestId('chart');
+    await userEvent.selectOptions(screen.getByLabelText('Range'), 'Custom range');
+    const from = screen.getByLabelText('From');
+    const to = screen.getByLabelText('To');
+    fireEvent.change(from, { target: { value: '2026-01-01T00:00' } });
+    fireEvent.change(to, { target: { value: '2026-01-01T06:00' } });
+    const want = (u: string) => u.includes(`from=${encodeURIComponent(new Date('2026-01-01T00:00').toISOString())}`) && u.includes(`to=${encodeURIComponent(new Date('2026-01-01T06:00').toISOString())}`);
+    await waitFor(() => expect(calls.some((c) => c.path.includes('/series?') && want(c.path))).toBe(true));
+    expect(calls.filter((c) => c.path.includes('/series?') && want(c.path)).every((c) => !c.path.includes('step='))).toBe(true);
+    const before = calls.length;
+    fireEvent.change(from, { target: { value: '2026-01-01T07:00' } });
+    expect(await screen.findByText('“From” must be before “To”.')).toHaveAttribute('role', 'alert');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(calls.slice(before).some((c) => c.path.includes('/series?'))).toBe(false);
   });
 });
