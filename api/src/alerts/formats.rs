@@ -162,10 +162,12 @@ impl TagFormats {
     }
 
     /// The value with the decimals and unit of the tag the labels name;
-    /// six significant digits when the config does not format it.
+    /// six significant digits when the config does not format it. A rate
+    /// rule's value is a change per second: "0.5 mg/L/s".
     pub fn value_text(
         &self,
         project: Uuid,
+        kind: RuleKind,
         labels: &BTreeMap<String, String>,
         value: f64,
     ) -> Option<String> {
@@ -178,6 +180,9 @@ impl TagFormats {
         {
             s.push(' ');
             s.push_str(u);
+        }
+        if kind == RuleKind::Rate {
+            s.push_str("/s");
         }
         Some(s)
     }
@@ -252,6 +257,37 @@ mod tests {
         assert_eq!(fmt_value(42.0, None), "42");
         assert_eq!(fmt_value(-1.25, None), "-1.25");
         assert_eq!(fmt_value(1234567.8, None), "1234568");
+    }
+
+    #[test]
+    fn value_text_carries_the_unit_and_per_second_for_rates() {
+        let project = Uuid::new_v4();
+        let mut f = TagFormats::default();
+        let tags: GatewayFormats = [(
+            ("d".to_string(), "level".to_string()),
+            TagFormat {
+                decimals: Some(1),
+                unit: Some("m".into()),
+            },
+        )]
+        .into_iter()
+        .collect();
+        f.by_gateway
+            .insert((project, "gw".into()), (1, Arc::new(tags)));
+        let labels: BTreeMap<String, String> =
+            [("gateway", "gw"), ("device", "d"), ("tag", "level")]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+        let text = |kind| f.value_text(project, kind, &labels, 2.345).unwrap();
+        assert_eq!(text(RuleKind::Threshold), "2.3 m");
+        assert_eq!(text(RuleKind::Rate), "2.3 m/s");
+        let other = f.value_text(Uuid::new_v4(), RuleKind::Rate, &labels, 2.345);
+        assert_eq!(
+            other.as_deref(),
+            Some("2.345/s"),
+            "another project's gateway is not formatted"
+        );
     }
 
     fn threshold_spec(summary: &str) -> RuleSpec {

@@ -190,12 +190,12 @@ impl Alerts {
         replicas::announce(&self.inner.db, self.inner.id, signal).await;
     }
 
-    /// The fleet reported this gateway of the project offline (and not back since).
     /// An alert's value as its summary shows it ("0.18 mg/L"): with the
     /// decimals and unit of its tag in the gateway's current config.
     pub fn value_text(
         &self,
         project: Uuid,
+        kind: super::rules::RuleKind,
         labels: &BTreeMap<String, String>,
         value: Option<f64>,
     ) -> Option<String> {
@@ -205,9 +205,10 @@ impl Alerts {
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        formats.value_text(project, labels, value?)
+        formats.value_text(project, kind, labels, value?)
     }
 
+    /// The fleet reported this gateway of the project offline (and not back since).
     pub fn gateway_offline(&self, project: Uuid, gateway: &str) -> bool {
         self.inner
             .offline

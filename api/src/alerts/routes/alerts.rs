@@ -54,6 +54,18 @@ pub struct ActiveAlert {
     pub fired_at: Option<DateTime<Utc>>,
 }
 
+/// The kind of each rule of a project (a deleted rule's alerts read as
+/// threshold ones).
+async fn rule_kinds(st: &AppState, project: Uuid) -> Result<HashMap<Uuid, RuleKind>, ApiError> {
+    Ok(alert_rule::Entity::find()
+        .filter(alert_rule::Column::ProjectId.eq(project))
+        .all(&st.db)
+        .await?
+        .into_iter()
+        .filter_map(|r| Some((r.id, serde_json::from_str::<RuleSpec>(&r.spec).ok()?.kind)))
+        .collect())
+}
+
 /// Pending and firing alerts, with whether they are silenced or inhibited.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/active", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
@@ -76,13 +88,7 @@ pub(super) async fn list_active(
     if rows.is_empty() {
         return Ok(Json(Vec::new()));
     }
-    let kinds: HashMap<Uuid, RuleKind> = alert_rule::Entity::find()
-        .filter(alert_rule::Column::ProjectId.eq(c.project.id))
-        .all(&st.db)
-        .await?
-        .into_iter()
-        .filter_map(|r| Some((r.id, serde_json::from_str::<RuleSpec>(&r.spec).ok()?.kind)))
-        .collect();
+    let kinds = rule_kinds(&st, c.project.id).await?;
     let silences: Vec<_> = alert_silence::Entity::find()
         .filter(alert_silence::Column::ProjectId.eq(c.project.id))
         .all(&st.db)
@@ -134,7 +140,7 @@ pub(super) async fn list_active(
                 labels: labels.clone(),
                 summary: r.summary.clone(),
                 value: r.value,
-                value_text: st.alerts.value_text(c.project.id, labels, r.value),
+                value_text: st.alerts.value_text(c.project.id, *kind, labels, r.value),
                 since: r.since,
                 fired_at: r.fired_at,
             }
@@ -193,6 +199,7 @@ pub(super) async fn list_history(
         .limit(limit)
         .all(&st.db)
         .await?;
+    let kinds = rule_kinds(&st, c.project.id).await?;
     Ok(Json(
         rows.into_iter()
             .map(|h| {
@@ -205,7 +212,15 @@ pub(super) async fn list_history(
                     from: AlertState::parse(&h.from_state).unwrap_or(AlertState::Inactive),
                     to: AlertState::parse(&h.to_state).unwrap_or(AlertState::Inactive),
                     at: h.at,
-                    value_text: st.alerts.value_text(c.project.id, &labels, h.value),
+                    value_text: st.alerts.value_text(
+                        c.project.id,
+                        kinds
+                            .get(&h.rule_id)
+                            .copied()
+                            .unwrap_or(RuleKind::Threshold),
+                        &labels,
+                        h.value,
+                    ),
                     value: h.value,
                     summary: h.summary,
                     labels,
