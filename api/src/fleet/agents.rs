@@ -608,7 +608,7 @@ async fn agent_status(
         None if applied == Some(g.bundle_version) => None,
         None => g.last_error.clone(),
     };
-    let previous = agent_status_of(g.status.as_deref()).zip(g.last_heartbeat);
+    let previous = super::gateways::agent_status(g.status.as_deref()).zip(g.last_heartbeat);
     let rate = readings_rate(previous, &status, now).or(g.readings_rate);
     let mut am = g.clone().into_active_model();
     am.readings_rate = Set(rate);
@@ -638,10 +638,6 @@ async fn agent_status(
     a.last_seen_at = Set(Some(now));
     a.update(&st.db).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-fn agent_status_of(json: Option<&str>) -> Option<AgentStatus> {
-    serde_json::from_str(json?).ok()
 }
 
 /// Readings per second the agent sent since its previous heartbeat, from

@@ -145,7 +145,7 @@ impl Gateway {
 /// The last heartbeat's report, stored as the agent sent it; a row the
 /// current type cannot read shows as no report rather than failing the
 /// whole answer (a gateway or a list).
-fn agent_status(stored: Option<&str>) -> Option<AgentStatus> {
+pub(crate) fn agent_status(stored: Option<&str>) -> Option<AgentStatus> {
     stored.and_then(|s| serde_json::from_str(s).ok())
 }
 
