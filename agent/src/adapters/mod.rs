@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_crds::agent_api::{DeviceHealth, DeviceState};
-use weir_crds::gateway::{AdapterKind, DataType, Device, GatewayConfig, Tag, TagAttribute};
+use weir_crds::gateway::{AdapterKind, DataType, Device, GatewayConfig, Tag};
 use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
 
 use crate::sample::{now_ms, Sample};

@@ -342,6 +342,9 @@ export const gateways = {
   /** The newest reading of every tag of the gateway's current config, from the historian. */
   latest: (s: Scope, gateway: string, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest', { params: { path: { ...s, gateway } }, signal })),
+  /** Write a setpoint through the gateway's agent; answers with the agent's verdict. */
+  write: (s: Scope, gateway: string, body: Schemas['WriteBody']) =>
+    ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/writes', { params: { path: { ...s, gateway } }, body })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
   series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step?: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),

@@ -236,6 +236,7 @@ export type DataGap = Schemas['DataGapInfo'];
 export type GatewayDataGaps = Schemas['GatewayDataGaps'];
 export type LatestValues = Schemas['LatestValues'];
 export type TagLatest = Schemas['TagLatest'];
+export type WriteResult = Schemas['WriteResult'];
 export type OpenGap = Schemas['OpenGap'];
 /** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
 export type FleetEvent = Schemas['FleetEvent'];
