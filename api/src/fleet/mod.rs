@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod broker_identity;
+pub mod broker_stats;
 pub mod clusters;
 pub mod credentials;
 pub mod data_gaps;

@@ -220,6 +220,7 @@ export function fromApiCluster(c: Schemas['Cluster']): Cluster {
     ready_text: st.readyText ?? null,
     phase: external ? (c.health ? (c.health.reachable ? 'Reachable' : 'Unreachable') : 'Unknown') : (st.phase ?? 'Pending'),
     nodes: st.nodes,
+    connection_limit: st.connectionLimit ?? null,
     endpoints: c.endpoints.length ? c.endpoints : (st.endpoints ?? []),
     conditions: (st.conditions ?? []) as Condition[],
     url: c.url,
@@ -293,6 +294,9 @@ export const clusters = {
   probe: async (s: Scope, cluster: string) =>
     fromApiCluster(await ok(client.POST('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}/probe', { params: { path: { ...s, cluster } } }))),
   /** The name again as confirmation. */
+  /** Hand the cluster to another project of the organization. */
+  transfer: async (s: Scope, cluster: string, project: string) =>
+    fromApiCluster(await ok(client.POST('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}/transfer', { params: { path: { ...s, cluster } }, body: { project } }))),
   remove: (s: Scope, cluster: string, confirm: string) =>
     ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}', { params: { path: { ...s, cluster }, query: { confirm } } })),
 };

@@ -1686,6 +1686,41 @@ export interface components {
             unchanged: number;
             updated: number;
         };
+        /** @description What the broker says about itself. */
+        BrokerStats: {
+            /**
+             * Format: int64
+             * @description Clients connected now.
+             */
+            clients_connected?: number | null;
+            /**
+             * Format: int64
+             * @description Messages of any kind received since the broker started.
+             */
+            messages_received?: number | null;
+            /**
+             * Format: double
+             * @description Messages received per minute, averaged over the last minute.
+             */
+            messages_received_per_min?: number | null;
+            /**
+             * Format: int64
+             * @description Messages of any kind sent since the broker started.
+             */
+            messages_sent?: number | null;
+            /**
+             * Format: double
+             * @description Messages sent per minute, averaged over the last minute.
+             */
+            messages_sent_per_min?: number | null;
+            /**
+             * Format: int64
+             * @description Seconds since the broker started.
+             */
+            uptime_secs?: number | null;
+            /** @description The broker's own version string, e.g. "mosquitto version 2.0.21". */
+            version?: string | null;
+        };
         ChangePassword: {
             /**
              * Format: password
@@ -1774,6 +1809,7 @@ export interface components {
             username?: string | null;
         };
         ClusterHealth: {
+            broker?: null | components["schemas"]["BrokerStats"];
             /** Format: date-time */
             checked_at: string;
             error?: string | null;

@@ -70,6 +70,8 @@ export interface Cluster {
   phase?: string;
   ready_nodes?: number;
   nodes?: { name: string; status: string; version?: string; connections?: number }[];
+  /** kubernetes: how the tenant's connection quota is enforced on this cluster. */
+  connection_limit?: { tenantQuota: number; tenantNodes: number; perListener: number; clusterMax: number } | null;
   endpoints: string[];
   conditions: Condition[];
   url?: string | null;
