@@ -33,7 +33,7 @@ import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
-import { setpointWriteStep } from './lib/e2e-setpoint.mjs';
+import { clusterPageSteps, setpointWriteStep } from './lib/e2e-setpoint.mjs';
 import { agentReportStep, clusterChoiceSteps, overviewRateStep } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
@@ -456,6 +456,7 @@ async function main() {
   // the write moves the gateway to a cluster on the suite's own broker.
   if (agentRan) {
     await setpointWriteStep({ page, step, check, shot, apiCall, freePort, cleanups }, { G, base, apiBase, org: ORG.slug, gateway: GATEWAY, hist, agentOnline });
+    await clusterPageSteps({ page, step, check, shot, apiCall }, { P, base, apiBase, org: ORG.slug });
     await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
   await credentialSteps({ page, step, check, shot, apiCall }, { P, base, apiBase });

@@ -1,4 +1,4 @@
-// End-to-end step of issue 23 ("Setpoint writes"), run by e2e.mjs while the
+// End-to-end steps of issue 23 ("Setpoint writes", then the cluster page), run by e2e.mjs while the
 // real agent is online: a pymodbus server (e2e/modbus/setpoints.py) joins
 // the gateway's config as device `skid`; the gateway moves to a cluster on
 // the suite's own Mosquitto (an open broker), so weir-api can reach the
@@ -98,4 +98,49 @@ export async function setpointWriteStep(t, o) {
     check(e?.details?.result === 'ok' && e.details.new_value === 3.75 && e.details.old_value?.value === 2.5 && e.details.comment === 'raise the dose after the storm', `audit entry: ${JSON.stringify(e)}`);
     console.log(`   wrote skid/dose_sp 2.50 → 3.75 mg/L; pymodbus holds ${register(port)}; audited as ${e.actor}`);
   }, page);
+}
+
+/**
+ * The cluster page of the broker the setpoint step adopted (the suite's own
+ * Mosquitto): Probe now brings the broker's $SYS figures; its listener is
+ * plain MQTT; then another cluster is transferred to a second project.
+ * @param {object} t { page, step, check, shot, apiCall }
+ * @param {object} o { P (route template of the project), base, apiBase, org, project }
+ */
+export async function clusterPageSteps(t, o) {
+  const { page, step, check, shot, apiCall } = t;
+  await step('a cluster’s page: Probe now shows the broker’s connections and messages; its listener and limits', [['POST', `${o.P}/clusters/{cluster}/probe`]], async () => {
+    const c = await apiCall(page, 'GET', `${o.apiBase}/clusters/${CLUSTER}`);
+    check(c.status === 200, `no cluster ${CLUSTER} (the setpoint step makes it): ${c.status}`);
+    await page.goto(`${o.base}/clusters/${CLUSTER}`);
+    await page.getByRole('heading', { name: CLUSTER }).waitFor();
+    await page.getByRole('button', { name: 'Probe now' }).click();
+    await page.getByText('Probed the cluster.').waitFor();
+    const figures = page.getByRole('table', { name: 'Broker figures' });
+    await figures.waitFor();
+    const text = (await figures.textContent()) ?? '';
+    check(/Clients connected\d+/.test(text) && /Broker versionmosquitto version/.test(text), `figures: ${text}`);
+    const listeners = (await page.getByRole('table', { name: 'Listeners' }).locator('tbody tr').first().textContent()) ?? '';
+    check(listeners.includes('mqtt') && listeners.includes('none (plain text)'), `listener row: ${listeners}`);
+    check(((await page.getByTestId('connection-limit').textContent()) ?? '').includes('does not manage them on an adopted broker'), 'the limits line');
+    const api = await apiCall(page, 'GET', `${o.apiBase}/clusters/${CLUSTER}`);
+    check(typeof api.json.health?.broker?.clients_connected === 'number', `the api's figures: ${JSON.stringify(api.json.health)}`);
+    console.log(`   ${text.replace(/([a-z])(\d)/g, '$1 $2').slice(0, 160)}`);
+    await shot(page, '13b-cluster-figures');
+  }, page);
+
+  await step('a cluster is transferred to another project from its page', [['POST', `${o.P}/clusters/{cluster}/transfer`]], async () => {
+    const r = await apiCall(page, 'POST', `/api/v1/orgs/${o.org}/projects`, { slug: 'east-plant', name: 'East Plant' });
+    check(r.status === 201, `creating the second project answered ${r.status} ${JSON.stringify(r.json)}`);
+    await page.goto(`${o.base}/clusters/north-broker`);
+    await page.getByRole('button', { name: 'Transfer to another project…' }).click();
+    const dlg = page.getByRole('dialog');
+    await dlg.getByLabel('Project').selectOption('east-plant');
+    await dlg.getByRole('button', { name: 'Transfer to east-plant' }).click();
+    await page.waitForURL(`**/p/east-plant/clusters/north-broker`);
+    const moved = await apiCall(page, 'GET', `/api/v1/orgs/${o.org}/projects/east-plant/clusters/north-broker`);
+    check(moved.status === 200 && moved.json.project === 'east-plant', `after the transfer: ${moved.status} ${JSON.stringify(moved.json).slice(0, 300)}`);
+    const gone = await apiCall(page, 'GET', `${o.apiBase}/clusters/north-broker`);
+    check(gone.status === 404, `the old project still has it: ${gone.status}`);
+  }, page, [{ status: 404, path: '/clusters/north-broker', why: 'the old project no longer has the cluster, on purpose' }]);
 }

@@ -128,7 +128,7 @@ export function TransferCluster({ c }: { c: Cluster }) {
   return (
     <section className="card stack" aria-label="Transfer">
       <h2>Transfer</h2>
-      <p className="small muted">Hand this cluster to another project of the organization. Its gateways keep using it; the other project manages it from then on.</p>
+      <p className="small muted">Hand this cluster to another project of the organization, which manages it from then on. Gateways of this project lose it unless that project shares it back with this one.</p>
       <div><Button onClick={() => setOpen(true)}>Transfer to another project…</Button></div>
       {open && (
         <Dialog
