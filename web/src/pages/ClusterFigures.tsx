@@ -9,20 +9,14 @@ import { useNavigate } from 'react-router';
 import { clusters, projects } from '../api/endpoints';
 import type { Cluster } from '../api/types';
 import { useScope } from '../scope';
+import { fmtDuration } from './AgentReport';
 import { Badge, Button, Dialog, ErrorNotice, Field, fmtTime, useAction } from '../ui/kit';
 
 const num = (n?: number | null) => (n == null ? '—' : n.toLocaleString());
 
-/** "2 d 3 h", "4 h 10 min", "12 min", "40 s". */
+/** "2 d 3 h", "4 h 10 min", "12 min", "40 s" (the agent report's words); '—' when unknown. */
 export function fmtUptime(secs?: number | null): string {
-  if (secs == null) return '—';
-  const d = Math.floor(secs / 86400);
-  const h = Math.floor((secs % 86400) / 3600);
-  const m = Math.floor((secs % 3600) / 60);
-  if (d) return `${d} d ${h} h`;
-  if (h) return `${h} h ${m} min`;
-  if (m) return `${m} min`;
-  return `${secs} s`;
+  return secs == null ? '—' : fmtDuration(secs);
 }
 
 /** Figures rows: what the broker (or EMQX through the operator) reports. */
