@@ -342,8 +342,8 @@ export const gateways = {
   /** The newest reading of every tag of the gateway's current config, from the historian. */
   latest: (s: Scope, gateway: string, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest', { params: { path: { ...s, gateway } }, signal })),
-  /** Readings of one tag (of one device when given) in time buckets, from the historian. */
-  series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step?: string }, signal?: AbortSignal) =>
+  /** Up to 8 `device/tag` series from the historian: raw readings for short ranges, else time buckets (`mode` says which). */
+  series: (s: Scope, gateway: string, query: { series: string[]; from: string; to: string; step?: string; mode?: 'auto' | 'raw' | 'buckets' }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),
 };
 

@@ -35,7 +35,7 @@ pub struct SeriesParams {
     /// the gateway: `series=dosing/chlorine&series=filter-1/turbidity`. 1
     /// to 8, each named once, each a tag of the gateway's current config.
     #[param(style = Form, explode, example = json!(["dosing/chlorine", "filter-1/turbidity"]))]
-    pub series: Vec<String>,
+    pub series: Option<Vec<String>>,
     /// Instead of `series`: one tag name. Not checked against the config
     /// (readings of a tag no longer configured can still be read).
     #[param(min_length = 1, max_length = 128, example = "level")]
@@ -64,7 +64,7 @@ pub struct SeriesParams {
     pub mode: Option<String>,
 }
 
-/// What the client asks for ([`SeriesParams::mode`]).
+/// `auto` (raw readings when few enough, else buckets), `raw` or `buckets`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Mode {
@@ -104,7 +104,7 @@ pub fn parse(raw: Option<&str>) -> Result<SeriesParams, ApiError> {
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         let slot = match k.as_ref() {
             "series" => {
-                p.series.push(v.into_owned());
+                p.series.get_or_insert_with(Vec::new).push(v.into_owned());
                 continue;
             }
             "tag" => &mut p.tag,
@@ -130,7 +130,7 @@ pub fn parse(raw: Option<&str>) -> Result<SeriesParams, ApiError> {
             ));
         }
     }
-    if p.series.is_empty() && p.tag.is_none() {
+    if p.series.is_none() && p.tag.is_none() {
         return Err(bad(
             "series",
             "name what to read: series=device/tag (repeat it for up to 8 series), or tag=".into(),
@@ -228,8 +228,9 @@ pub fn validate(q: &SeriesParams, now: DateTime<Utc>) -> Result<Checked, Vec<Fie
 
 /// The series asked for, from `series=` or the older `tag`/`device`.
 fn pairs(errs: &mut Vec<FieldError>, q: &SeriesParams) -> Vec<Pair> {
+    let series = q.series.as_deref().unwrap_or_default();
     if q.tag.is_some() || q.device.is_some() {
-        if !q.series.is_empty() {
+        if !series.is_empty() {
             let field = if q.tag.is_some() { "tag" } else { "device" };
             errs.push(FieldError::new(
                 field,
@@ -248,18 +249,18 @@ fn pairs(errs: &mut Vec<FieldError>, q: &SeriesParams) -> Vec<Pair> {
             from_series: false,
         }];
     }
-    if q.series.len() > MAX_SERIES {
+    if series.len() > MAX_SERIES {
         errs.push(FieldError::new(
             "series",
             format!(
                 "at most {MAX_SERIES} series per request, {} were given",
-                q.series.len()
+                series.len()
             ),
         ));
         return Vec::new();
     }
     let mut out: Vec<Pair> = Vec::new();
-    for s in &q.series {
+    for s in series {
         let Some((device, tag)) = s.split_once('/').filter(|(_, t)| !t.contains('/')) else {
             errs.push(FieldError::new(
                 "series",
