@@ -19,8 +19,8 @@ export async function trendsStep(t, o) {
     // Two more simulated devices, each with a tag in its own unit.
     const gw = await apiCall(page, 'GET', `${o.apiBase}/gateways/${o.gateway}`);
     check(gw.status === 200, `gateway answered ${gw.status}`);
-    const sim = (name, tag, unit, decimals, min, max) => ({ name, adapter: 'simulator', simulator: { seed: 11 }, groups: [{ name: 'main', intervalMs: 1000, tags: [{ name: tag, address: `sim.${tag}`, dataType: 'float64', unit, decimals, signal: { kind: 'sine', min, max, periodS: 60 } }] }] });
-    const spec = { ...gw.json.spec, devices: [...gw.json.spec.devices.filter((d) => d.name !== 'dosing' && d.name !== 'filter'), sim('dosing', 'chlorine', 'mg/L', 2, 0.2, 1.2), sim('filter', 'turbidity', 'NTU', 3, 0.05, 0.4)] };
+    const sim = (name, tag, unit, decimals, min, max, periodS = 60) => ({ name, adapter: 'simulator', simulator: { seed: 11 }, groups: [{ name: 'main', intervalMs: 1000, tags: [{ name: tag, address: `sim.${tag}`, dataType: 'float64', unit, decimals, signal: { kind: 'sine', min, max, periodS } }] }] });
+    const spec = { ...gw.json.spec, devices: [...gw.json.spec.devices.filter((d) => d.name !== 'dosing' && d.name !== 'filter'), sim('dosing', 'chlorine', 'mg/L', 2, 0.2, 1.2), sim('filter', 'turbidity', 'NTU', 3, 0.05, 0.4, 37)] };
     const patched = await apiCall(page, 'PATCH', `${o.apiBase}/gateways/${o.gateway}`, { spec, comment: 'trends: dosing and filter' });
     check(patched.status === 200, `PATCH answered ${patched.status} ${JSON.stringify(patched.json)}`);
     // The agent applies the new config; wait until the historian holds both.
@@ -54,11 +54,13 @@ export async function trendsStep(t, o) {
     const legend = await chart.locator('.u-legend').textContent();
     check(legend.includes('dosing · chlorine (mg/L)') && legend.includes('filter · turbidity (NTU)'), `legend: ${legend}`);
     console.log(`   two axes (${axisLabels.filter(Boolean).join(', ')}), ${await chart.getAttribute('data-points')} points, ${await card.getByTestId('series-mode').textContent()}`);
-    await shot(page, '10b-trends-two-axes');
+    await shot(page, '10d-trends-two-axes');
 
     // Drag across the end of the plot (80% to 97%, where the new tags have
     // readings): the window narrows to that and is fetched.
     const before = [Number(await chart.getAttribute('data-from')), Number(await chart.getAttribute('data-to'))];
+    // The mouse only reaches what is inside the viewport.
+    await chart.scrollIntoViewIfNeeded();
     const over = await chart.locator('.u-over').boundingBox();
     const y = over.y + over.height / 2;
     const seen = page.waitForRequest((req) => req.url().includes('/series?') && !req.url().includes('step='), { timeout: 15000 });
@@ -79,7 +81,7 @@ export async function trendsStep(t, o) {
     const share = (after[1] - after[0]) / (before[1] - before[0]);
     check(share > 0.12 && share < 0.22, `the drag over 17% of the plot should zoom to about 17% of the range: ${share.toFixed(2)} (${JSON.stringify(before)} → ${JSON.stringify(after)})`);
     console.log(`   zoom: ${(before[1] - before[0]).toFixed(0)} s → ${(after[1] - after[0]).toFixed(1)} s; "${(await card.getByTestId('zoom').textContent()).trim()}"`);
-    await shot(page, '10c-trends-zoomed');
+    await shot(page, '10e-trends-zoomed');
 
     // The shown (zoomed) data as CSV: both series.
     const [dl] = await Promise.all([page.waitForEvent('download'), card.getByRole('button', { name: 'Export CSV' }).click()]);

@@ -61,7 +61,6 @@ export function TrendsChart({ g }: { g: Gateway }) {
     let live = true;
     const ctl = new AbortController();
     const load = () => {
-      if (dragging.current) return;
       // A zoomed or custom window is fixed (the api picks the step); a
       // preset ends now and moves with each refresh.
       const to = zoomed ? new Date(zoomed.to) : custom ? new Date(win.to) : new Date();
@@ -69,11 +68,13 @@ export function TrendsChart({ g }: { g: Gateway }) {
       const step = zoomed || custom ? undefined : RANGES[range][2];
       gateways
         .series(s, g.name, seriesQuery(picked, from, to, step), ctl.signal)
-        .then((r) => live && (setData({ r, span: [from.getTime() / 1000, to.getTime() / 1000] }), setErr(null)))
+        .then((r) => live && !dragging.current && (setData({ r, span: [from.getTime() / 1000, to.getTime() / 1000] }), setErr(null)))
         .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
     };
     load();
-    const t = zoomed || custom ? undefined : setInterval(load, 5000);
+    // The zoom itself lands while the mouse button is still down: only the
+    // periodic refresh waits for the drag to end.
+    const t = zoomed || custom ? undefined : setInterval(() => !dragging.current && load(), 5000);
     return () => { live = false; ctl.abort(); clearInterval(t); };
   }, [s.org, s.project, g.name, picked, range, custom, bad, win.from, win.to, zoomed]);
   const chart = useMemo(() => (data ? toChart(data.r) : null), [data]);
