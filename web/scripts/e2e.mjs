@@ -37,6 +37,7 @@ import { clusterPageSteps, setpointWriteStep } from './lib/e2e-setpoint.mjs';
 import { agentReportStep, clusterChoiceSteps, overviewRateStep } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
+import { trendsStep } from './lib/e2e-trends.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
 import { fleetPageSteps, fleetViewerChecks } from './lib/e2e-fleet-pages.mjs';
 
@@ -419,11 +420,11 @@ async function main() {
       check(!hist.error, `no historian to read from: ${hist.error}`);
       check(agentOnline, 'the agent is not online');
       await page.goto(`${base}/gateways/${GATEWAY}/readings`);
-      const picked = await page.locator('#series-tag').inputValue();
+      const picked = await page.getByRole('region', { name: 'Trends' }).getByRole('checkbox', { checked: true }).first().getAttribute('value');
       const [device, tag] = picked.split('/');
-      const seriesPath = () => `/api/v1/orgs/${ORG.slug}/projects/${PROJECT.slug}/gateways/${GATEWAY}/series?tag=${tag}&device=${device}&from=${new Date(Date.now() - 900e3).toISOString()}&step=5s`;
+      const seriesPath = () => `/api/v1/orgs/${ORG.slug}/projects/${PROJECT.slug}/gateways/${GATEWAY}/series?series=${device}%2F${tag}&from=${new Date(Date.now() - 900e3).toISOString()}&step=5s&mode=buckets`;
       try {
-        // The chart draws the api's buckets (uPlot renders a canvas); more than one point in it.
+        // The chart draws the api's readings (uPlot renders a canvas); more than one point in it.
         await page.waitForFunction(() => Number(document.querySelector('[data-testid=chart]')?.getAttribute('data-points') ?? 0) > 1 && !!document.querySelector('[data-testid=chart] canvas'), null, { timeout: 60000 });
       } catch (e) {
         const r = await apiCall(page, 'GET', seriesPath());
@@ -431,25 +432,27 @@ async function main() {
       }
       // And the buckets hold the agent's readings, stored by the historian.
       const r = await apiCall(page, 'GET', seriesPath());
-      check(r.status === 200, `series answered ${r.status} ${JSON.stringify(r.json)}`);
-      const pts = r.json.points ?? [];
+      check(r.status === 200 && r.json.mode === 'buckets', `series answered ${r.status} ${JSON.stringify(r.json)}`);
+      const pts = r.json.series?.[0]?.points ?? [];
       check(pts.length > 1 && pts.every((p) => p.count > 0 && typeof p.avg === 'number'), `series has no readings: ${JSON.stringify(r.json).slice(0, 500)}`);
       console.log(`   ${device}/${tag}: ${pts.length} buckets of 5 s, ${pts.reduce((n, p) => n + p.count, 0)} readings, last average ${pts[pts.length - 1].avg}`);
       await page.waitForTimeout(300);
       await shot(page, '10-gateway-readings');
-      // The shown buckets download as CSV, one row per bucket with its count.
+      // The chart shows the raw readings of the last 15 minutes (few enough);
+      // the download holds them, one row per reading.
       const [dl] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Export CSV' }).click()]);
       const csvPath = join(OUT, 'readings-export.csv');
       await dl.saveAs(csvPath);
       const rows = readFileSync(csvPath, 'utf8').trim().split('\r\n');
-      check(rows[0] === 'bucket_start,device,tag,avg,min,max,count,unit', `unexpected CSV header: ${rows[0]}`);
-      check(rows.length > 2 && rows.slice(1).every((l) => l.split(',')[1] === device && l.split(',')[2] === tag && Number(l.split(',')[6]) > 0), `CSV rows: ${rows.slice(0, 4).join(' | ')}`);
-      console.log(`   CSV export: ${rows.length - 1} buckets, e.g. ${rows[1]}`);
+      check(rows[0] === 'time,device,tag,value,value_text,error_code,error,unit', `unexpected CSV header: ${rows[0]}`);
+      check(rows.length > 2 && rows.slice(1).every((l) => l.split(',')[1] === device && l.split(',')[2] === tag && l.split(',')[3] !== ''), `CSV rows: ${rows.slice(0, 4).join(' | ')}`);
+      console.log(`   CSV export: ${rows.length - 1} readings, e.g. ${rows[1]}`);
     }, page);
     await latestValuesStep({ page, step, check, shot, apiCall }, { G, base, apiBase, gateway: GATEWAY, hist, agentOnline });
     await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });
     await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
     await overviewRateStep({ page, step, check, shot, apiCall }, { P, apiBase, base, agentOnline });
+    await trendsStep({ page, step, check, shot, apiCall }, { G, base, apiBase, gateway: GATEWAY, hist, agentOnline, out: OUT });
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
   // After the cluster steps (they start from a gateway without a cluster):

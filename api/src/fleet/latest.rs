@@ -93,7 +93,7 @@ pub struct ReadError {
 }
 
 impl ReadError {
-    fn of(code: i32) -> Self {
+    pub(super) fn of(code: i32) -> Self {
         let meaning = ErrorCode::from_code(code).map_or_else(
             || format!("error code {code}, unknown to this version of Weir"),
             |c| c.meaning().to_string(),
@@ -168,6 +168,22 @@ fn tags_of(spec: Spec) -> Vec<DeviceLatest> {
                 .collect(),
         })
         .collect()
+}
+
+/// The devices and tags of the gateway's current config version, readings
+/// still empty (also what `/series` checks its pairs against).
+pub(super) async fn config_tags(
+    st: &AppState,
+    g: &super::entities::gateway::Model,
+) -> Result<Vec<DeviceLatest>, ApiError> {
+    let spec = match current_specs(&st.db, &[(g.id, g.config_version)])
+        .await?
+        .remove(&g.id)
+    {
+        Some(s) => serde_json::from_str::<Spec>(s.raw.get()).map_err(ApiError::internal)?,
+        None => Spec::default(),
+    };
+    Ok(tags_of(spec))
 }
 
 /// The newest reading of a tag: `(ts, value, value_text, quality)`.
@@ -246,14 +262,7 @@ async fn get_latest(
     let g = find_gateway(&st, &at.project, &gw).await?;
     at.require(Permission::ProjectRead)?;
     let ProjectAccess { org: o, .. } = at;
-    let spec = match current_specs(&st.db, &[(g.id, g.config_version)])
-        .await?
-        .remove(&g.id)
-    {
-        Some(s) => serde_json::from_str::<Spec>(s.raw.get()).map_err(ApiError::internal)?,
-        None => Spec::default(),
-    };
-    let mut devices = tags_of(spec);
+    let mut devices = config_tags(&st, &g).await?;
     let pairs: Vec<(&str, &str)> = devices
         .iter()
         .flat_map(|d| d.tags.iter().map(|t| (d.name.as_str(), t.name.as_str())))

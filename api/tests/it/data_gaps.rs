@@ -275,7 +275,7 @@ async fn series_answers_the_gaps_of_its_window() {
     let s = app
         .get_ok(
             "/api/v1/orgs/riverside/projects/north/gateways/ps-1/series?tag=level\
-             &from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z&step=5s",
+             &from=2026-01-01T00:00:00Z&to=2026-01-01T00:01:00Z&step=5s&mode=buckets",
             &admin,
         )
         .await;
@@ -292,7 +292,7 @@ async fn series_answers_the_gaps_of_its_window() {
             .unwrap(),
         at(5)
     );
-    assert_eq!(s["points"].as_array().unwrap().len(), 4);
+    assert_eq!(s["series"][0]["points"].as_array().unwrap().len(), 4);
     app.stop().await;
     hist.drop_db().await;
 }

@@ -35,5 +35,6 @@ mod project_walls_routes;
 mod rbac_matrix;
 mod security_headers;
 mod series;
+mod series_trends;
 mod signin_abuse;
 mod tenants;

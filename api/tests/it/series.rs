@@ -14,19 +14,19 @@ use historian_support::{HistorianDb, Reading};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
-const T0: &str = "2026-01-01T00:00:00Z";
+pub(crate) const T0: &str = "2026-01-01T00:00:00Z";
 
-fn t0() -> DateTime<Utc> {
+pub(crate) fn t0() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(T0)
         .unwrap()
         .with_timezone(&Utc)
 }
 
-fn at(secs: i64) -> DateTime<Utc> {
+pub(crate) fn at(secs: i64) -> DateTime<Utc> {
     t0() + Duration::seconds(secs)
 }
 
-fn series_path(org: &str, q: &str) -> String {
+pub(crate) fn series_path(org: &str, q: &str) -> String {
     format!("/api/v1/orgs/{org}/projects/p/gateways/gw/series?{q}")
 }
 
@@ -58,7 +58,7 @@ async fn org_with_gateway(app: &TestApp, admin: &Cred, org: &str, owner: &str) {
     assert_eq!(r.status, StatusCode::CREATED, "{:?}", r.body);
 }
 
-fn error_fields(body: &Value) -> Vec<String> {
+pub(crate) fn error_fields(body: &Value) -> Vec<String> {
     body["errors"]
         .as_array()
         .map(|a| {
@@ -69,7 +69,7 @@ fn error_fields(body: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-fn close(a: &Value, b: f64) -> bool {
+pub(crate) fn close(a: &Value, b: f64) -> bool {
     a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
 }
 
@@ -128,7 +128,7 @@ async fn series_from_the_historian() {
     hist.insert(&rows).await;
 
     let q = format!(
-        "tag=level&from={T0}&to={}&step=1m",
+        "tag=level&from={T0}&to={}&step=1m&mode=buckets",
         at(240).to_rfc3339().replace('+', "%2B")
     );
     for who in [&viewer, &owner, &admin] {
@@ -136,9 +136,11 @@ async fn series_from_the_historian() {
         assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
         let b = &r.body;
         assert_eq!(b["gateway"], "gw");
-        assert_eq!(b["tag"], "level");
+        assert_eq!(b["mode"], "buckets");
+        assert_eq!(b["series"][0]["tag"], "level");
+        assert_eq!(b["series"][0]["device"], Value::Null);
         assert_eq!(b["step_seconds"], 60.0);
-        let pts = b["points"].as_array().unwrap();
+        let pts = b["series"][0]["points"].as_array().unwrap();
         // Minute 0: d1 0..5 and d2's 100; minute 1: 6..11; minute 2: 12..17;
         // minute 3 has no readings and is absent.
         assert_eq!(pts.len(), 3, "{b}");
@@ -167,15 +169,17 @@ async fn series_from_the_historian() {
         .get(
             &series_path(
                 "acme",
-                &format!("tag=level&device=d1&from={T0}&to=2026-01-01T00:01:30Z&step=30"),
+                &format!(
+                    "tag=level&device=d1&from={T0}&to=2026-01-01T00:01:30Z&step=30&mode=buckets"
+                ),
             ),
             &viewer,
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let pts = r.body["points"].as_array().unwrap().clone();
+    let pts = r.body["series"][0]["points"].as_array().unwrap().clone();
     assert_eq!(pts.len(), 3, "{:?}", r.body);
-    assert_eq!(r.body["device"], "d1");
+    assert_eq!(r.body["series"][0]["device"], "d1");
     assert!(close(&pts[0]["avg"], 1.0)); // 0, 1, 2
     assert!(close(&pts[1]["avg"], 4.0)); // 3, 4, 5 (the bad 1000 is left out)
     assert_eq!(pts[1]["count"], 3);
@@ -186,12 +190,12 @@ async fn series_from_the_historian() {
         .get(
             &series_path(
                 "acme",
-                "tag=level&device=d1&from=2026-01-01T00:00:25Z&to=2026-01-01T00:01:25Z&step=1m",
+                "tag=level&device=d1&from=2026-01-01T00:00:25Z&to=2026-01-01T00:01:25Z&step=1m&mode=buckets",
             ),
             &viewer,
         )
         .await;
-    let pts = r.body["points"].as_array().unwrap().clone();
+    let pts = r.body["series"][0]["points"].as_array().unwrap().clone();
     assert_eq!(pts.len(), 1, "{:?}", r.body);
     assert_eq!(pts[0]["t"], "2026-01-01T00:00:25Z");
     assert_eq!(pts[0]["count"], 6); // 30 s .. 80 s
@@ -202,25 +206,27 @@ async fn series_from_the_historian() {
         .get(
             &series_path(
                 "acme",
-                &format!("tag=flow&from={T0}&to=2026-01-01T01:00:00Z"),
+                &format!("tag=flow&from={T0}&to=2026-01-01T01:00:00Z&mode=buckets"),
             ),
             &viewer,
         )
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["step_seconds"], 15.0, "default step for an hour");
-    assert_eq!(r.body["points"].as_array().unwrap().len(), 1);
-    assert!(close(&r.body["points"][0]["avg"], 7.0));
+    let pts = r.body["series"][0]["points"].as_array().unwrap();
+    assert_eq!(pts.len(), 1);
+    assert!(close(&pts[0]["avg"], 7.0));
 
     // No readings in the range: 200 with no points.
     let r = app.get(&series_path("acme", "tag=level"), &viewer).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    assert_eq!(r.body["points"], json!([]));
+    assert_eq!(r.body["series"][0]["points"], json!([]));
+    assert_eq!(r.body["series"][0]["readings"], json!([]));
 
     // The other organization sees its own gateway `gw` only ...
     let r = app.get(&series_path("other", &q), &other).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
-    let pts = r.body["points"].as_array().unwrap();
+    let pts = r.body["series"][0]["points"].as_array().unwrap();
     assert_eq!(pts.len(), 1);
     assert!(close(&pts[0]["avg"], 999.0));
     // ... and acme's gateway is not there for it (nor for anyone signed out).
@@ -282,7 +288,7 @@ async fn series_from_the_historian() {
         ),
         (
             "from=2026-01-01T00:00:00Z",
-            &["tag"],
+            &["series"],
             StatusCode::BAD_REQUEST,
         ),
         (

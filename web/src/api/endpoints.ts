@@ -349,8 +349,8 @@ export const gateways = {
   /** Write a setpoint through the gateway's agent; answers with the agent's verdict. */
   write: (s: Scope, gateway: string, body: Schemas['WriteBody']) =>
     ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/writes', { params: { path: { ...s, gateway } }, body })),
-  /** Readings of one tag (of one device when given) in time buckets, from the historian. */
-  series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step?: string }, signal?: AbortSignal) =>
+  /** Up to 8 `device/tag` series from the historian: raw readings for short ranges, else time buckets (`mode` says which). */
+  series: (s: Scope, gateway: string, query: { series: string[]; from: string; to: string; step?: string; mode?: 'auto' | 'raw' | 'buckets' }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),
 };
 

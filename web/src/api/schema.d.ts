@@ -1046,11 +1046,15 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * A tag over time in time buckets, from the historian (for charts).
-         * @description Average, minimum, maximum and count of the good readings per bucket,
-         *     computed in PostgreSQL from the historian's `readings`, and the data
-         *     gaps (lost readings, `reading_gaps`) in the range. Any member of the
-         *     project may read it. 503 when the api has no historian database
+         * Several tags of a gateway over time, from the historian (for charts).
+         * @description Up to 8 series (`series=device/tag`, repeated) across the gateway's
+         *     devices, each a tag of its current config, read in one query. With
+         *     `mode=auto` (default) the answer holds the raw readings (time, value,
+         *     read error) when every series has at most 2,000 of them in the range,
+         *     else average, minimum, maximum and count of the good readings per time
+         *     bucket; `mode` in the answer says which. Also the data gaps (lost
+         *     readings, `reading_gaps`) in the range. Any member of the project may
+         *     read it. 503 when the api has no historian database
          *     (`WEIR_HISTORIAN_URL`) or cannot reach it.
          */
         get: operations["get_series"];
@@ -1596,6 +1600,11 @@ export interface components {
          * @enum {string}
          */
         AlertStatus: "active" | "silenced" | "inhibited";
+        /**
+         * @description Which kind of data an answer holds.
+         * @enum {string}
+         */
+        AnswerMode: "raw" | "buckets";
         ApiToken: {
             /** Format: date-time */
             created_at: string;
@@ -2590,6 +2599,22 @@ export interface components {
             local: boolean;
             oidc?: null | components["schemas"]["OidcProviderInfo"];
         };
+        /** @description One stored reading. */
+        RawReading: {
+            error?: null | components["schemas"]["ReadError"];
+            /**
+             * Format: date-time
+             * @description When the agent read it.
+             */
+            t: string;
+            /**
+             * Format: double
+             * @description Its number (bools as 1 or 0); null for text and read errors.
+             */
+            value?: number | null;
+            /** @description Its text, for text tags. */
+            value_text?: string | null;
+        };
         /** @description A read error as the agent reported it. */
         ReadError: {
             /**
@@ -2782,10 +2807,8 @@ export interface components {
             /** @constant */
             kind?: "data_gap";
         });
-        /** @description A tag of one gateway over time. */
+        /** @description Series of one gateway over a range, raw or in buckets. */
         Series: {
-            /** @description The device filter, when one was asked for. */
-            device?: string | null;
             /**
              * Format: date-time
              * @description Start of the range (inclusive), also the start of the first bucket.
@@ -2800,16 +2823,24 @@ export interface components {
             gaps: components["schemas"]["DataGapInfo"][];
             gateway: string;
             /**
-             * @description Buckets that hold at least one good reading, oldest first. Buckets
-             *     without readings are left out (a gap in the chart).
+             * @description `raw`: each series' `readings` are the stored readings; `buckets`:
+             *     each series' `points` are time buckets (`auto` answers raw when every
+             *     series has at most `raw_limit` readings in the range).
              */
-            points: components["schemas"]["SeriesPoint"][];
+            mode: components["schemas"]["AnswerMode"];
+            /**
+             * Format: int64
+             * @description Most readings per series a raw answer holds.
+             */
+            raw_limit: number;
+            /** @description One entry per series asked for, in the order asked. */
+            series: components["schemas"]["TagSeries"][];
             /**
              * Format: double
-             * @description Bucket width in seconds.
+             * @description Bucket width in seconds (in a raw answer: the width buckets would
+             *     have had).
              */
             step_seconds: number;
-            tag: string;
             /**
              * Format: date-time
              * @description End of the range (exclusive).
@@ -2920,6 +2951,33 @@ export interface components {
              * @description Lowest value a write may set, if the config limits it.
              */
             write_min?: number | null;
+        };
+        /** @description One device's tag over the range. */
+        TagSeries: {
+            /**
+             * Format: int32
+             * @description Decimals the config rounds the tag to, if any: show it with as many.
+             */
+            decimals?: number | null;
+            /**
+             * @description The device (null: every device of the gateway with this tag, from
+             *     the older `tag=` form without `device`).
+             */
+            device?: string | null;
+            /**
+             * @description Buckets answer: buckets that hold at least one good reading, oldest
+             *     first; buckets without readings are left out (a gap in the chart).
+             *     Empty in a raw answer.
+             */
+            points: components["schemas"]["SeriesPoint"][];
+            /**
+             * @description Raw answer: every reading in the range, oldest first, read errors
+             *     included. Empty in a buckets answer.
+             */
+            readings: components["schemas"]["RawReading"][];
+            tag: string;
+            /** @description The tag's unit in the gateway's current config, if any. */
+            unit?: string | null;
         };
         Template: {
             /** Format: date-time */
@@ -11613,10 +11671,10 @@ export interface operations {
     };
     get_series: {
         parameters: {
-            query: {
+            query?: {
                 /**
-                 * @description Only this device's readings of the tag (default: every device of the
-                 *     gateway that has a tag of this name).
+                 * @description With `tag`: only this device's readings (default: every device of
+                 *     the gateway that has a tag of this name, as one series).
                  * @example device-1
                  */
                 device?: string;
@@ -11627,18 +11685,36 @@ export interface operations {
                  */
                 from?: string;
                 /**
+                 * @description `auto` (default): the raw readings when every series has at most
+                 *     2,000 in the range, else buckets; `buckets`: always buckets; `raw`:
+                 *     always the raw readings (422 when a series has more than 2,000).
+                 */
+                mode?: "auto" | "raw" | "buckets";
+                /**
+                 * @description One series as `device/tag` (names as in the gateway's config, e.g.
+                 *     `dosing/chlorine`); repeat the parameter for more, across devices of
+                 *     the gateway: `series=dosing/chlorine&series=filter-1/turbidity`. 1
+                 *     to 8, each named once, each a tag of the gateway's current config.
+                 * @example [
+                 *       "dosing/chlorine",
+                 *       "filter-1/turbidity"
+                 *     ]
+                 */
+                series?: string[];
+                /**
                  * @description Bucket width: seconds (`60`, `0.5`) or a number with a unit `ms`, `s`,
                  *     `m`, `h`, `d` (`500ms`, `15s`, `5m`, `1h`). At least 1 ms, and at
                  *     most 10,000 buckets in the range. Default: a round width that makes
-                 *     about 300 buckets.
+                 *     about 300 buckets. Not allowed with `mode=raw`.
                  * @example 15s
                  */
                 step?: string;
                 /**
-                 * @description Tag name, as in the gateway's config (e.g. `level`).
+                 * @description Instead of `series`: one tag name. Not checked against the config
+                 *     (readings of a tag no longer configured can still be read).
                  * @example level
                  */
-                tag: string;
+                tag?: string;
                 /**
                  * @description End, exclusive (RFC 3339). Default: now.
                  * @example 2026-01-01T01:00:00Z

@@ -232,6 +232,9 @@ export type NewEnrollmentToken = Schemas['CreatedEnrollmentToken'];
 
 export type SeriesPoint = Schemas['SeriesPoint'];
 export type Series = Schemas['Series'];
+/** One device's tag in a `Series` answer: `points` (buckets) or `readings` (raw). */
+export type TagSeries = Schemas['TagSeries'];
+export type RawReading = Schemas['RawReading'];
 /** Readings the historian recorded as lost for good (`reading_gaps`). */
 export type DataGap = Schemas['DataGapInfo'];
 /** A gateway's open gaps (being replayed now) and its latest recorded ones. */

@@ -19,11 +19,3 @@ export function download(name: string, text: string, type = 'text/csv;charset=ut
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 1000);
 }
-
-/** A chart's buckets as CSV: one row per bucket, as the api answered them. */
-export function seriesCsv(points: { t: string; avg?: number | null; min?: number | null; max?: number | null; count: number }[], device: string, tag: string, unit?: string | null): string {
-  return toCsv(
-    ['bucket_start', 'device', 'tag', 'avg', 'min', 'max', 'count', 'unit'],
-    points.map((p) => [p.t, device, tag, p.avg, p.min, p.max, p.count, unit ?? '']),
-  );
-}

@@ -1,8 +1,19 @@
 import { describe, expect, it } from 'vitest';
-import { seriesCsv, toCsv } from './csv';
+import { toCsv } from './csv';
 import { slugify } from './slug';
 import { conditionWords, gatewayStatus } from './words';
-import { toSeries } from '../ui/Chart';
+import { toChart } from './trends';
+import type { Series } from '../api/types';
+
+/** The api's answer for one series in buckets (the old single-tag shape). */
+function one(r: { from: string; to: string; step_seconds: number; points: Series['series'][number]['points']; gaps: Series['gaps'] }): Series {
+  return { gateway: 'g', from: r.from, to: r.to, mode: 'buckets', step_seconds: r.step_seconds, raw_limit: 2000, gaps: r.gaps, series: [{ device: 'd', tag: 't', points: r.points, readings: [] }] };
+}
+
+function toSeries(r: Parameters<typeof one>[0]) {
+  const c = toChart(one(r));
+  return { times: c.times, values: c.lines[0].values, gaps: c.gaps };
+}
 import { fmtAgo } from '../ui/kit';
 import { installCommand, versionText } from '../pages/Gateways';
 import { cleanRule, ruleWords } from '../pages/Alerts';
@@ -10,13 +21,6 @@ import { cleanRule, ruleWords } from '../pages/Alerts';
 describe('helpers', () => {
   it('writes CSV that spreadsheets read safely', () => {
     expect(toCsv(['a', 'b'], [['x,y', 'he said "hi"'], ['=SUM(A1)', null]])).toBe('a,b\r\n"x,y","he said ""hi"""\r\n\'=SUM(A1),\r\n');
-  });
-
-  it('exports the chart buckets as CSV', () => {
-    const pts = [{ t: '2026-12-07T20:00:00Z', avg: 0.25, min: 0.2, max: 0.3, count: 5 }, { t: '2026-12-07T20:00:05Z', avg: null, min: null, max: null, count: 2 }];
-    expect(seriesCsv(pts, 'dosing', 'chlorine', 'mg/L')).toBe(
-      'bucket_start,device,tag,avg,min,max,count,unit\r\n2026-12-07T20:00:00Z,dosing,chlorine,0.25,0.2,0.3,5,mg/L\r\n2026-12-07T20:00:05Z,dosing,chlorine,,,,2,mg/L\r\n',
-    );
   });
 
   it('makes URL names', () => {

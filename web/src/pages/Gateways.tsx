@@ -1,15 +1,14 @@
 import { useCallback, useEffect, useMemo, useState } from 'react';
 import { Link, NavLink, useNavigate, useParams } from 'react-router';
 import { credentials as credentialsApi, gateways } from '../api/endpoints';
-import type { Gateway, GatewayConfig, NewEnrollmentToken, Series, VersionDiff } from '../api/types';
+import type { Gateway, GatewayConfig, NewEnrollmentToken, VersionDiff } from '../api/types';
 import { useScope } from '../scope';
 import { gatewayStatus } from '../lib/words';
 import { SLUG_RE } from '../lib/slug';
-import { download, seriesCsv } from '../lib/csv';
 import { Badge, Button, ConfirmDelete, Copyable, Dialog, Empty, ErrorNotice, Field, fmtAgo, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ConfigEditor, newDevice } from './ConfigEditor';
-import { Chart, toSeries, type GapBand } from '../ui/Chart';
+import { TrendsChart } from './Trends';
 import { ApiError } from '../api/http';
 import { AgentRevoked, RevokeAgentButton } from './RevokeAgent';
 import { AgentReport, DataGaps } from './AgentReport';
@@ -163,7 +162,7 @@ export function GatewayDetail() {
       {tab === 'config' && <ConfigTab g={g} onSaved={reload} />}
       {tab === 'versions' && <VersionsTab g={g} onRolledBack={reload} />}
       {tab === 'enrollment' && <EnrollmentTab g={g} />}
-      {tab === 'readings' && <div className="stack"><LatestValues g={g} /><ReadingsTab g={g} /></div>}
+      {tab === 'readings' && <div className="stack"><LatestValues g={g} /><TrendsChart g={g} /></div>}
       {deleting && (
         <ConfirmDelete what="gateway" name={g.name} consequence="The agent at the site stops receiving configs and its credentials stop working." onConfirm={async () => { await gateways.remove(s, name); nav(`${base}/gateways`); }} onClose={() => setDeleting(false)} />
       )}
@@ -399,83 +398,5 @@ function EnrollmentTab({ g }: { g: Gateway }) {
         </ListState>
       </section>
     </div>
-  );
-}
-
-const RANGES: [string, number, string][] = [['Last 15 minutes', 15 * 60, '5s'], ['Last hour', 3600, '15s'], ['Last 24 hours', 86400, '5m'], ['Last 7 days', 7 * 86400, '1h']];
-
-/** The last hour as `datetime-local` values (local time, to the minute). */
-function lastHour(): { from: string; to: string } {
-  const local = (d: Date) => new Date(d.getTime() - d.getTimezoneOffset() * 60_000).toISOString().slice(0, 16);
-  const now = new Date();
-  return { from: local(new Date(now.getTime() - 3600_000)), to: local(now) };
-}
-
-/** Download the buckets the chart shows. */
-function exportShown(gateway: string, id: string, r: Series, unit?: string) {
-  const [device, tag] = id.split('/');
-  const from = r.from.slice(0, 19).replace(/:/g, '');
-  download(`weir-${gateway}-${device}-${tag}-${from}.csv`, seriesCsv(r.points, device, tag, unit));
-}
-
-function ReadingsTab({ g }: { g: Gateway }) {
-  const { s } = useScope();
-  const cfg = g.config;
-  const tags = useMemo(() => (cfg?.devices ?? []).flatMap((d) => d.groups.flatMap((gr) => gr.tags.map((t) => ({ id: `${d.name}/${t.name}`, label: `${d.name} · ${t.name}`, unit: t.unit, decimals: t.decimals })))), [cfg]);
-  const [tag, setTag] = useState(tags[0]?.id ?? '');
-  const [range, setRange] = useState(0);
-  const custom = range === RANGES.length;
-  const [win, setWin] = useState(lastHour);
-  const bad = custom && !(Date.parse(win.from) < Date.parse(win.to));
-  const [data, setData] = useState<{ times: number[]; values: (number | null)[]; gaps: GapBand[]; span: [number, number]; raw: Series } | null>(null);
-  const [err, setErr] = useState<unknown>(null);
-  useEffect(() => {
-    // The id is `device/tag` (neither name may contain '/').
-    const [device, name] = tag.split('/');
-    if (!device || !name || bad) return;
-    let live = true;
-    const ctl = new AbortController();
-    const load = () => {
-      // A custom window is fixed (the api picks a step of about 300
-      // buckets); a preset ends now and moves with each refresh.
-      const to = custom ? new Date(win.to) : new Date();
-      const from = custom ? new Date(win.from) : new Date(to.getTime() - RANGES[range][1] * 1000);
-      const step = custom ? undefined : RANGES[range][2];
-      gateways
-        .series(s, g.name, { tag: name, device, from: from.toISOString(), to: to.toISOString(), step }, ctl.signal)
-        .then((r) => live && (setData({ ...toSeries(r), span: [from.getTime() / 1000, to.getTime() / 1000], raw: r }), setErr(null)))
-        .catch((e) => live && (e as Error).name !== 'AbortError' && setErr(e));
-    };
-    load();
-    const t = custom ? undefined : setInterval(load, 5000);
-    return () => { live = false; ctl.abort(); clearInterval(t); };
-  }, [s.org, s.project, g.name, tag, range, custom, bad, win.from, win.to]);
-  const lines = useMemo(() => (data ? [{ label: tags.find((t) => t.id === tag)?.label ?? tag, values: data.values }] : []), [data, tag, tags]);
-  if (!tags.length) return <div className="card"><Empty title="No tags to show">Add devices and tags under “Devices & rules”.</Empty></div>;
-  return (
-    <section className="card">
-      <div className="row" style={{ marginBottom: 12 }}>
-        <label htmlFor="series-tag"><strong>Tag</strong></label>
-        <select id="series-tag" value={tag} onChange={(e) => setTag(e.target.value)}>{tags.map((t) => <option key={t.id} value={t.id}>{t.label}</option>)}</select>
-        <label htmlFor="series-range"><strong>Range</strong></label>
-        <select id="series-range" value={range} onChange={(e) => setRange(Number(e.target.value))}>{RANGES.map((r, i) => <option key={r[0]} value={i}>{r[0]}</option>)}<option value={RANGES.length}>Custom range</option></select>
-        {custom ? (
-          <>
-            <label htmlFor="series-from">From</label>
-            <input id="series-from" type="datetime-local" value={win.from} aria-invalid={bad} onChange={(e) => setWin({ ...win, from: e.target.value })} />
-            <label htmlFor="series-to">To</label>
-            <input id="series-to" type="datetime-local" value={win.to} aria-invalid={bad} onChange={(e) => setWin({ ...win, to: e.target.value })} />
-            {bad && <span className="small" style={{ color: 'var(--c-danger)' }} role="alert">“From” must be before “To”.</span>}
-          </>
-        ) : <span className="muted small">refreshes every 5 s</span>}
-        {data && data.raw.points.length > 0 && <Button variant="ghost" onClick={() => exportShown(g.name, tag, data.raw, tags.find((t) => t.id === tag)?.unit)}>Export CSV</Button>}
-      </div>
-      {err instanceof ApiError && err.status === 503 && err.problem?.detail ? (
-        <Notice kind="error">Readings cannot be shown: {err.problem.detail}</Notice>
-      ) : (
-        <ErrorNotice error={err} />
-      )}
-      {data && (data.times.length || data.gaps.length ? <Chart times={data.times} lines={lines} span={data.span} gaps={data.gaps} unit={tags.find((t) => t.id === tag)?.unit} decimals={tags.find((t) => t.id === tag)?.decimals} /> : <Empty title="No readings in this range">Readings appear once the agent is online and the historian stores them.</Empty>)}
-    </section>
   );
 }

@@ -62,7 +62,7 @@ describe('keep, detect, replay on the gateway page', () => {
   it('the readings chart shows a gap as a labelled gap, not as data', async () => {
     const config = { devices: [{ name: 'pump-1', adapter: 'modbusTcp', modbus: { host: '10.0.0.5' }, groups: [{ name: 'fast', intervalMs: 1000, tags: [{ name: 'level', address: '1!400001', dataType: 'float32' }] }] }] };
     const points = [0, 1, 2, 3].map((m) => ({ t: `2026-01-01T00:0${m}:00Z`, avg: m, count: 6 }));
-    api(fx.gateway({ spec: config } as Partial<Schemas['Gateway']>), [], { gateway: 'north-pump', tag: 'level', from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:05:00Z', step_seconds: 60, points, gaps: [gap] });
+    api(fx.gateway({ spec: config } as Partial<Schemas['Gateway']>), [], { gateway: 'north-pump', from: '2026-01-01T00:00:00Z', to: '2026-01-01T00:05:00Z', mode: 'buckets', step_seconds: 60, raw_limit: 2000, series: [{ device: 'pump-1', tag: 'level', points, readings: [] }], gaps: [gap] });
     renderAt('/o/rw/p/north/gateways/north-pump/readings', detail, viewer);
     const chart = await screen.findByTestId('chart');
     // Four buckets and one break across the gap.
@@ -122,7 +122,7 @@ describe('keep, detect, replay on the gateway page', () => {
 
 describe('readings chart: a custom range', () => {
   const config = { devices: [{ name: 'pump-1', adapter: 'modbusTcp', modbus: { host: '10.0.0.5' }, groups: [{ name: 'fast', intervalMs: 1000, tags: [{ name: 'level', address: '1!400001', dataType: 'float32', unit: 'm', decimals: 2 }] }] }] };
-  const series = { gateway: 'north-pump', tag: 'level', from: '2026-01-01T00:00:00Z', to: '2026-01-01T06:00:00Z', step_seconds: 60, points: [{ t: '2026-01-01T00:00:00Z', avg: 1.5, count: 60 }], gaps: [] };
+  const series: Schemas['Series'] = { gateway: 'north-pump', from: '2026-01-01T00:00:00Z', to: '2026-01-01T06:00:00Z', mode: 'buckets', step_seconds: 60, raw_limit: 2000, series: [{ device: 'pump-1', tag: 'level', unit: 'm', decimals: 2, points: [{ t: '2026-01-01T00:00:00Z', avg: 1.5, count: 60 }], readings: [] }], gaps: [] };
 
   it('asks for the chosen window without a step, and refuses an inverted one beside the fields', async () => {
     const calls = api(fx.gateway({ spec: config } as Partial<Schemas['Gateway']>), [], series);

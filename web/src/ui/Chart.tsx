@@ -1,23 +1,9 @@
-// Time series chart (uPlot). Times in seconds since the epoch.
+// Time series chart (uPlot): several series, one y-axis per unit, drag to
+// zoom. Times in seconds since the epoch.
 import { useEffect, useRef } from 'react';
 import uPlot from 'uplot';
-import { fmtMeasure } from '../lib/number';
 import 'uplot/dist/uPlot.min.css';
-import type { Series } from '../api/types';
-
-export interface Line {
-  label: string;
-  values: (number | null)[];
-}
-
-/** Readings lost for good between two times (s; ±Infinity: no stored frame on that side). */
-export interface GapBand {
-  from: number;
-  to: number;
-  /** On the band: `gap: seq 100–149`. */
-  short: string;
-  label: string;
-}
+import { legendValue, type Axis, type ChartLine, type GapBand } from '../lib/trends';
 
 const GAP_FILL = 'rgba(180, 35, 24, 0.12)';
 const GAP_TEXT = '#b42318';
@@ -46,29 +32,53 @@ function drawGaps(gaps: GapBand[]) {
   };
 }
 
-const COLORS = ['#0b5cad', '#1f7a3a', '#b42318', '#9a6700', '#6941c6', '#0e7490'];
+export const COLORS = ['#0b5cad', '#1f7a3a', '#b42318', '#9a6700', '#6941c6', '#0e7490', '#c2410c', '#475467'];
+
+/** uPlot options for the lines: the first unit's axis on the left, the others on the right. */
+function options(width: number, height: number, lines: ChartLine[], axes: Axis[], span: [number, number] | undefined, gaps: GapBand[], points: boolean, onZoom?: (from: number, to: number) => void): uPlot.Options {
+  const scales: uPlot.Scales = { x: span ? { time: true, range: () => span } : { time: true } };
+  for (const a of axes) scales[a.scale] = { auto: true };
+  return {
+    width,
+    height,
+    scales,
+    axes: [
+      { stroke: '#5b6676', grid: { stroke: '#edf0f4' } },
+      ...axes.map((a, i): uPlot.Axis => ({ scale: a.scale, side: i === 0 ? 3 : 1, label: a.unit || undefined, stroke: axes.length > 1 ? COLORS[lines.findIndex((l) => l.scale === a.scale) % COLORS.length] : '#5b6676', grid: { show: i === 0, stroke: '#edf0f4' }, size: 60 })),
+    ],
+    // The legend shows each value under the cursor with the tag's decimals and unit.
+    series: [{}, ...lines.map((l, i) => ({ label: l.label, scale: l.scale, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: points }, value: (_u: uPlot, v: number | null) => legendValue(l, v) }))],
+    legend: { show: true },
+    // A drag selects a window; the page fetches it (uPlot does not rescale itself).
+    cursor: { drag: { x: true, y: false, setScale: false } },
+    hooks: {
+      ...(gaps.length ? { draw: [drawGaps(gaps)] } : {}),
+      setSelect: [
+        (u: uPlot) => {
+          const { left, width } = u.select;
+          if (width > 0 && onZoom) onZoom(u.posToVal(left, 'x'), u.posToVal(left + width, 'x'));
+          u.setSelect({ left: 0, top: 0, width: 0, height: 0 }, false);
+        },
+      ],
+    },
+  };
+}
 
 // `span` (seconds) fixes the time axis to the range asked for, so a series
 // that starts late or ends early shows where it sits in that range.
 // `gaps` are shaded bands with a label (readings the historian lost for
-// good), listed under the chart too; the line is broken across each.
-export function Chart({ times, lines, height = 260, unit, decimals, span, gaps = NO_GAPS }: { times: number[]; lines: Line[]; height?: number; unit?: string; decimals?: number | null; span?: [number, number]; gaps?: GapBand[] }) {
+// good), listed under the chart too; each line is broken across each.
+export function Chart({ times, lines, axes, height = 280, span, gaps = NO_GAPS, onZoom }: { times: number[]; lines: ChartLine[]; axes: Axis[]; height?: number; span?: [number, number]; gaps?: GapBand[]; onZoom?: (from: number, to: number) => void }) {
   const el = useRef<HTMLDivElement>(null);
   const plot = useRef<uPlot | null>(null);
+  // The latest handler, without rebuilding the plot when it changes.
+  const zoom = useRef(onZoom);
+  zoom.current = onZoom;
   useEffect(() => {
     const node = el.current;
     if (!node) return;
     const width = Math.max(320, node.clientWidth || 800);
-    const opts: uPlot.Options = {
-      width,
-      height,
-      scales: { x: span ? { time: true, range: () => span } : { time: true } },
-      axes: [{ stroke: '#5b6676', grid: { stroke: '#edf0f4' } }, { stroke: '#5b6676', grid: { stroke: '#edf0f4' }, label: unit, size: 60 }],
-      // The legend shows the value under the cursor as tables and alerts do.
-      series: [{}, ...lines.map((l, i) => ({ label: l.label, stroke: COLORS[i % COLORS.length], width: 2, spanGaps: false, points: { show: times.length < 60 }, value: (_u: uPlot, v: number | null) => fmtMeasure(v, decimals, unit) }))],
-      legend: { show: true },
-      hooks: gaps.length ? { draw: [drawGaps(gaps)] } : {},
-    };
+    const opts = options(width, height, lines, axes, span, gaps, times.length < 60, (a, b) => zoom.current?.(a, b));
     try {
       // No 2D canvas (jsdom in tests): uPlot would fail later, asynchronously.
       plot.current = canDraw() ? new uPlot(opts, [times, ...lines.map((l) => l.values)] as uPlot.AlignedData, node) : null;
@@ -82,10 +92,10 @@ export function Chart({ times, lines, height = 260, unit, decimals, span, gaps =
       plot.current?.destroy();
       plot.current = null;
     };
-  }, [times, lines, height, unit, decimals, span, gaps]);
+  }, [times, lines, axes, height, span, gaps]);
   return (
     <>
-      <div ref={el} className="chart" data-testid="chart" data-points={times.length} data-gaps={gaps.length} />
+      <div ref={el} className="chart" data-testid="chart" data-points={times.length} data-gaps={gaps.length} data-series={lines.length} data-axes={axes.length} data-units={axes.map((a) => a.unit).join('|')} data-from={span?.[0]} data-to={span?.[1]} />
       {gaps.length > 0 && (
         <ul className="small" aria-label="Data gaps" style={{ color: GAP_TEXT, margin: '8px 0 0', paddingLeft: 18 }}>
           {gaps.map((g) => <li key={`${g.from}-${g.label}`}>{g.label}: {gapWindow(g)}. Not interpolated: these readings never reached the historian.</li>)}
@@ -116,45 +126,4 @@ function gapWindow(g: GapBand): string {
   if (!Number.isFinite(g.from)) return `until ${hhmmss(g.to)}`;
   if (!Number.isFinite(g.to)) return `since ${hhmmss(g.from)}`;
   return `between ${hhmmss(g.from)} and ${hhmmss(g.to)}`;
-}
-
-/** The api's data gaps as bands: `seq 100–149 lost (150 frames)`. */
-export function gapBands(r: Series): GapBand[] {
-  return (r.gaps ?? []).map((g) => {
-    const from = g.ts_from ? Date.parse(g.ts_from) / 1000 : -Infinity;
-    const to = g.ts_to ? Date.parse(g.ts_to) / 1000 : Infinity;
-    const frames = g.seq_to - g.seq_from + 1;
-    const seqs = frames === 1 ? `seq ${g.seq_from}` : `seq ${g.seq_from}–${g.seq_to}`;
-    return { from, to, short: `gap: ${seqs}`, label: `Data gap: ${seqs} lost (${frames} frame${frames === 1 ? '' : 's'}, ${g.reason})` };
-  });
-}
-
-/**
- * The api's Series (bucket averages, oldest first) as (times s, values)
- * and its data gaps as bands. A missing bucket becomes a null so the line
- * shows the hole, and so does a data gap between two buckets that both
- * hold readings: a lost range is never drawn as a line across it.
- */
-export function toSeries(r: Series): { times: number[]; values: (number | null)[]; gaps: GapBand[] } {
-  const step = r.step_seconds;
-  const gaps = gapBands(r);
-  const times: number[] = [];
-  const values: (number | null)[] = [];
-  for (const p of r.points) {
-    const ms = Date.parse(p.t);
-    if (Number.isNaN(ms)) continue;
-    const t = ms / 1000;
-    const prev = times[times.length - 1];
-    // A gap lies between two buckets when it starts before this one and
-    // ends after the previous one (bucket `b` holds b..b+step).
-    const missing = step > 0 && prev !== undefined && t - prev > step * 1.5;
-    const lost = prev !== undefined && gaps.some((g) => g.from < t && g.to >= prev + step);
-    if (prev !== undefined && (missing || lost)) {
-      times.push(prev + step < t ? prev + step : (prev + t) / 2);
-      values.push(null);
-    }
-    times.push(t);
-    values.push(p.avg ?? null);
-  }
-  return { times, values, gaps };
 }

@@ -146,6 +146,37 @@ impl HistorianDb {
         }
     }
 
+    /// `n` good readings of one tag, one every `every_secs` from `from`,
+    /// reading `k` (0-based) valued `k % modulo`, in one statement (for
+    /// ranges too long to insert row by row). `seq` counts from `seq0`.
+    pub async fn insert_every(
+        &self,
+        (tenant, gateway, device, tag): (&str, &str, &str, &str),
+        from: DateTime<Utc>,
+        every_secs: f64,
+        n: i64,
+        modulo: i64,
+        seq0: i64,
+    ) {
+        sqlx::query(
+            "INSERT INTO readings (tenant, gateway, device, tag, ts, value, quality, seq) \
+             SELECT $1, $2, $3, $4, $5 + make_interval(secs => k * $6), (k % $8)::float8, 0, $9 + k \
+               FROM generate_series(0::bigint, $7 - 1) AS k",
+        )
+        .bind(tenant)
+        .bind(gateway)
+        .bind(device)
+        .bind(tag)
+        .bind(from)
+        .bind(every_secs)
+        .bind(n)
+        .bind(modulo)
+        .bind(seq0)
+        .execute(&self.pool)
+        .await
+        .expect("insert readings");
+    }
+
     pub async fn drop_db(self) {
         self.pool.close().await;
         self.db.drop_db().await;
