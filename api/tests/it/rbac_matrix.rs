@@ -304,6 +304,16 @@ impl World {
             .replace("{enrollment_token}", &f.fleet_enrollment_token)
     }
 
+    /// Make the fixture's rule fire on `gw/tank/level` (a reading straight
+    /// into the engine) and answer a body that acknowledges that alert.
+    async fn firing_alert(&self, f: &Fixture) -> Value {
+        let a = &self.app.running.state.alerts;
+        let msg = crate::alerts_support::uplink(1, a.now_ms(), "level", 7.0);
+        a.ingest(&f.org, "gw", "tank", msg).await;
+        a.sync().await;
+        json!({"rule_id": f.alert_rule, "series": "gw/tank/level", "comment": "seen on the SCADA too"})
+    }
+
     /// The query a route requires (like `body`): without it the route's
     /// "allow" cells would fail with 400.
     fn query(&self, method: &str, template: &str) -> &'static str {
@@ -534,7 +544,11 @@ async fn rbac_matrix(b: Backend) {
                 &fresh
             };
             let path = world.concrete(f, template) + world.query(method, template);
-            let body = world.body(method, template, caller);
+            let body = if template.ends_with("/alerts/acknowledgements") {
+                Some(world.firing_alert(f).await)
+            } else {
+                world.body(method, template, caller)
+            };
             let mut cred = cred.clone();
             if template == "/api/v1/me/sessions" {
                 if let Some(a) = world.actors.get(caller) {

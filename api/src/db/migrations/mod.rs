@@ -17,6 +17,7 @@ mod m0240_audit_keyed;
 mod m0250_data_gaps;
 mod m0260_device_credentials;
 mod m0270_gateway_rate;
+mod m0280_alert_acknowledgements;
 
 pub struct Migrator;
 
@@ -36,6 +37,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0250_data_gaps::Migration),
             Box::new(m0260_device_credentials::Migration),
             Box::new(m0270_gateway_rate::Migration),
+            Box::new(m0280_alert_acknowledgements::Migration),
         ]
     }
 }
@@ -154,6 +156,7 @@ mod tests {
                 "m0250_data_gaps",
                 "m0260_device_credentials",
                 "m0270_gateway_rate",
+                "m0280_alert_acknowledgements",
             ]
         );
     }
