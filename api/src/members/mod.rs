@@ -32,6 +32,7 @@ pub enum OrgRoleName {
 pub enum ProjectRoleName {
     ProjectAdmin,
     ProjectEditor,
+    ProjectOperator,
     ProjectViewer,
 }
 
@@ -49,6 +50,7 @@ impl From<ProjectRoleName> for Role {
         match r {
             ProjectRoleName::ProjectAdmin => Role::ProjectAdmin,
             ProjectRoleName::ProjectEditor => Role::ProjectEditor,
+            ProjectRoleName::ProjectOperator => Role::ProjectOperator,
             ProjectRoleName::ProjectViewer => Role::ProjectViewer,
         }
     }

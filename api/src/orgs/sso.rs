@@ -81,7 +81,7 @@ crate::body_rule!(
     serde_json::json!({"properties": {"mappings": {"items": {"oneOf": [
         {"properties": {"role": {"enum": ["org-owner", "org-admin"]}, "project": {"type": "null"}}},
         {"required": ["project"], "properties": {
-            "role": {"enum": ["project-admin", "project-editor", "project-viewer"]},
+            "role": {"enum": ["project-admin", "project-editor", "project-operator", "project-viewer"]},
             "project": {"type": "string"},
         }},
     ]}}}})
@@ -108,7 +108,7 @@ impl Validate for GroupMappingsInput {
                 )),
                 _ => e.push(FieldError::new(
                     format!("mappings[{i}].role"),
-                    "must be org-owner, org-admin, project-admin, project-editor or project-viewer",
+                    "must be org-owner, org-admin, project-admin, project-editor, project-operator or project-viewer",
                 )),
             }
         }

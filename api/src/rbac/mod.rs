@@ -28,16 +28,20 @@ pub enum Role {
     OrgAdmin,
     ProjectAdmin,
     ProjectEditor,
+    /// Runs the plant: reads everything in the project, writes setpoints,
+    /// acknowledges and shelves alarms; changes nothing else.
+    ProjectOperator,
     ProjectViewer,
 }
 
 impl Role {
-    pub const ALL: [Role; 6] = [
+    pub const ALL: [Role; 7] = [
         Role::SystemAdmin,
         Role::OrgOwner,
         Role::OrgAdmin,
         Role::ProjectAdmin,
         Role::ProjectEditor,
+        Role::ProjectOperator,
         Role::ProjectViewer,
     ];
 
@@ -48,6 +52,7 @@ impl Role {
             Role::OrgAdmin => "org-admin",
             Role::ProjectAdmin => "project-admin",
             Role::ProjectEditor => "project-editor",
+            Role::ProjectOperator => "project-operator",
             Role::ProjectViewer => "project-viewer",
         }
     }
@@ -63,7 +68,7 @@ impl Role {
     pub fn is_project_role(self) -> bool {
         matches!(
             self,
-            Role::ProjectAdmin | Role::ProjectEditor | Role::ProjectViewer
+            Role::ProjectAdmin | Role::ProjectEditor | Role::ProjectOperator | Role::ProjectViewer
         )
     }
 }
@@ -95,6 +100,8 @@ pub enum Permission {
     ProjectDelete,
     /// Change what a project contains (gateways, configs, alert rules...).
     ProjectWrite,
+    /// Operate the plant: write setpoints, acknowledge and shelve alarms.
+    ProjectOperate,
     ProjectMembersRead,
     ProjectMembersManage,
     ProjectTokensManage,
@@ -104,7 +111,7 @@ pub enum Permission {
 
 impl Permission {
     /// Every permission, for the decision table of [`Rbac`].
-    pub const ALL: [Permission; 21] = [
+    pub const ALL: [Permission; 22] = [
         Permission::OrgCreate,
         Permission::OrgRead,
         Permission::OrgUpdate,
@@ -121,6 +128,7 @@ impl Permission {
         Permission::ProjectUpdate,
         Permission::ProjectDelete,
         Permission::ProjectWrite,
+        Permission::ProjectOperate,
         Permission::ProjectMembersRead,
         Permission::ProjectMembersManage,
         Permission::ProjectTokensManage,
@@ -146,6 +154,7 @@ impl Permission {
             Permission::ProjectUpdate => "project.update",
             Permission::ProjectDelete => "project.delete",
             Permission::ProjectWrite => "project.write",
+            Permission::ProjectOperate => "project.operate",
             Permission::ProjectMembersRead => "project.members.read",
             Permission::ProjectMembersManage => "project.members.manage",
             Permission::ProjectTokensManage => "project.tokens.manage",

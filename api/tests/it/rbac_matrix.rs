@@ -17,12 +17,13 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 const MATRIX: &str = include_str!("../../rbac/matrix.csv");
-const CALLERS: [&str; 8] = [
+const CALLERS: [&str; 9] = [
     "system-admin",
     "org-owner",
     "org-admin",
     "project-admin",
     "project-editor",
+    "project-operator",
     "project-viewer",
     "other-org",
     "anonymous",
@@ -137,7 +138,7 @@ impl World {
                 )
                 .await;
             }
-            "project-admin" | "project-editor" | "project-viewer" => {
+            "project-admin" | "project-editor" | "project-operator" | "project-viewer" => {
                 self.ok(
                     Method::POST,
                     &format!("{pbase}/members"),
@@ -470,6 +471,7 @@ async fn rbac_matrix(b: Backend) {
         ("org-admin", "orgadmin@rbac.test".into()),
         ("project-admin", "padmin@rbac.test".into()),
         ("project-editor", "peditor@rbac.test".into()),
+        ("project-operator", "poperator@rbac.test".into()),
         ("project-viewer", "pviewer@rbac.test".into()),
         ("other-org", "other@rbac.test".into()),
     ] {

@@ -12,6 +12,7 @@ export type Role =
   | 'org-admin'
   | 'project-admin'
   | 'project-editor'
+  | 'project-operator'
   | 'project-viewer';
 
 /** The api documents `role` as a plain string; the console reads it as one of the roles. */

@@ -40,9 +40,21 @@ describe('permissions', () => {
   it('an org admin manages every project but cannot name owners', () => {
     expect(can(admin, 'project.write', { org: 'rw', project: 'south' })).toBe(true);
     expect(assignableRoles(admin, { org: 'rw' })).toEqual(['org-admin']);
-    expect(assignableRoles(admin, { org: 'rw', project: 'x' })).toEqual(['project-admin', 'project-editor', 'project-viewer']);
+    expect(assignableRoles(admin, { org: 'rw', project: 'x' })).toEqual(['project-admin', 'project-editor', 'project-operator', 'project-viewer']);
     expect(assignableRoles(viewer, { org: 'rw', project: 'north' })).toEqual([]);
     expect(roleIn(admin, { org: 'rw', project: 'north' })).toBe('org-admin');
+  });
+
+  it('an operator reads and operates but changes nothing else; a viewer does not operate', () => {
+    const operator = me({ memberships: [{ org: 'rw', project: 'north', role: 'project-operator' }] });
+    const where = { org: 'rw', project: 'north' };
+    expect(can(operator, 'project.read', where)).toBe(true);
+    expect(can(operator, 'project.operate', where)).toBe(true);
+    expect(can(operator, 'project.write', where)).toBe(false);
+    expect(can(operator, 'project.operate', { org: 'rw', project: 'south' })).toBe(false);
+    expect(can(viewer, 'project.operate', where)).toBe(false);
+    expect(can(editor, 'project.operate', where)).toBe(true);
+    expect(roleIn(operator, where)).toBe('project-operator');
   });
 
   it('system admins may do everything; nobody signed out may do anything', () => {

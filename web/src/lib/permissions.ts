@@ -19,6 +19,7 @@ export type Permission =
   | 'project.update'
   | 'project.delete'
   | 'project.write'
+  | 'project.operate'
   | 'project.members.read'
   | 'project.members.manage'
   | 'project.tokens.manage';
@@ -37,6 +38,7 @@ const ORG_ADMIN: Permission[] = [
   'project.update',
   'project.delete',
   'project.write',
+  'project.operate',
   'project.members.read',
   'project.members.manage',
   'project.tokens.manage',
@@ -50,11 +52,13 @@ export const POLICY: Record<Exclude<Role, 'system-admin'>, Permission[]> = {
     'project.read',
     'project.update',
     'project.write',
+    'project.operate',
     'project.members.read',
     'project.members.manage',
     'project.tokens.manage',
   ],
-  'project-editor': ['org.read', 'project.read', 'project.write', 'project.members.read'],
+  'project-editor': ['org.read', 'project.read', 'project.write', 'project.operate', 'project.members.read'],
+  'project-operator': ['org.read', 'project.read', 'project.operate', 'project.members.read'],
   'project-viewer': ['org.read', 'project.read', 'project.members.read'],
 };
 
@@ -64,11 +68,12 @@ export const ROLE_LABEL: Record<Role, string> = {
   'org-admin': 'Organization administrator',
   'project-admin': 'Project administrator',
   'project-editor': 'Project editor',
+  'project-operator': 'Project operator',
   'project-viewer': 'Project viewer',
 };
 
 export const ORG_ROLES: Role[] = ['org-owner', 'org-admin'];
-export const PROJECT_ROLES: Role[] = ['project-admin', 'project-editor', 'project-viewer'];
+export const PROJECT_ROLES: Role[] = ['project-admin', 'project-editor', 'project-operator', 'project-viewer'];
 
 export interface Where {
   org?: string | null;
@@ -96,7 +101,7 @@ export function can(me: Me | null | undefined, perm: Permission, where: Where = 
 export function roleIn(me: Me | null | undefined, where: Where): Role | null {
   if (!me) return null;
   if (me.system_admin) return 'system-admin';
-  const order: Role[] = ['org-owner', 'org-admin', 'project-admin', 'project-editor', 'project-viewer'];
+  const order: Role[] = ['org-owner', 'org-admin', 'project-admin', 'project-editor', 'project-operator', 'project-viewer'];
   const held = me.memberships
     .filter((m) => m.org === where.org && (!m.project || m.project === where.project))
     .map((m) => m.role);

@@ -1,5 +1,5 @@
 // Alerts → Active: the pending and firing alerts, with who acknowledged or
-// shelved them. Operators (and editors, admins) acknowledge an alert (its
+// shelved them. Operators (and editors, admins: `project.operate`) acknowledge an alert (its
 // repeat notifications stop until it resolves) or shelve it for some hours
 // (hidden here and silent until then). Shelved alerts sit behind a toggle
 // that says how many there are.
@@ -73,7 +73,7 @@ export function ActiveAlerts() {
     setShelvedCount(all.items.filter((a) => a.status === 'shelved').length);
     return { ...all, items: visibleAlerts(all.items, showShelved) };
   }, [s.org, s.project, showShelved]);
-  const mayAct = can('project.write');
+  const mayAct = can('project.operate');
   return (
     <>
       {shelvedCount > 0 && (

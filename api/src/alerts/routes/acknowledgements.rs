@@ -33,7 +33,8 @@ pub(super) async fn acknowledge(
     meta: ClientMeta,
     ApiJson(req): ApiJson<Acknowledge>,
 ) -> Result<(StatusCode, Json<Acknowledgement>), ApiError> {
-    let c = scope.require(Permission::ProjectWrite).await?;
+    // Operators, editors and admins (`project.operate`); viewers 403.
+    let c = scope.require(Permission::ProjectOperate).await?;
     let now_ms = st.alerts.now_ms();
     req.check_shelve(now_ms)?;
     let rule = alert_rule::Entity::find_by_id(req.rule_id)

@@ -199,8 +199,9 @@ fn rank(r: Role) -> u8 {
         Role::SystemAdmin => 9,
         Role::OrgOwner => 8,
         Role::OrgAdmin => 7,
-        Role::ProjectAdmin => 3,
-        Role::ProjectEditor => 2,
+        Role::ProjectAdmin => 4,
+        Role::ProjectEditor => 3,
+        Role::ProjectOperator => 2,
         Role::ProjectViewer => 1,
     }
 }
