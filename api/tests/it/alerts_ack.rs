@@ -322,8 +322,8 @@ async fn shelved_alert_is_hidden_and_silent(b: Backend) {
 }
 on_both_databases!(shelve, super::shelved_alert_is_hidden_and_silent);
 
-/// Who may (viewer 403, another organization or project 404), and bad
-/// input answered naming the field.
+/// Who may (an operator does; a viewer 403, another organization or
+/// project 404), and bad input answered naming the field.
 async fn refusals_name_the_field(b: Backend) {
     let w = world(b).await;
     let rule = w.setup("http://127.0.0.1:9/hook").await;
@@ -341,6 +341,7 @@ async fn refusals_name_the_field(b: Backend) {
     let (_, viewer) = w.app.user(&w.admin, "viewer@ack.test").await;
     let (_, south) = w.app.user(&w.admin, "south@ack.test").await;
     let (_, stranger) = w.app.user(&w.admin, "stranger@ack.test").await;
+    let (_, operator) = w.app.user(&w.admin, "operator@ack.test").await;
     let members = |p: &str| format!("/api/v1/orgs/{}/projects/{p}/members", w.org);
     w.app
         .post_ok(
@@ -354,6 +355,13 @@ async fn refusals_name_the_field(b: Backend) {
             &members("south"),
             &w.admin,
             json!({"email": "south@ack.test", "role": "project-editor"}),
+        )
+        .await;
+    w.app
+        .post_ok(
+            &members("north"),
+            &w.admin,
+            json!({"email": "operator@ack.test", "role": "project-operator"}),
         )
         .await;
     w.app
@@ -439,7 +447,13 @@ async fn refusals_name_the_field(b: Backend) {
     // Refusals change nothing.
     assert!(w.audit("alert.acknowledge").await.is_empty());
     assert!(w.audit("alert.shelve").await.is_empty());
-    assert_eq!(call(admin(), good).await.0, 201);
+    // A project operator may.
+    let (st, b) = call(operator, good).await;
+    assert_eq!(
+        (st, b["by"].as_str()),
+        (201, Some("operator@ack.test")),
+        "{b}"
+    );
     w.stop().await;
 }
 on_both_databases!(refusals, super::refusals_name_the_field);
