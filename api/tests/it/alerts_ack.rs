@@ -288,7 +288,7 @@ async fn shelved_alert_is_hidden_and_silent(b: Backend) {
         "nothing about the shelved alert: {n:?}"
     );
     // The shelve ends (two hours after it began): tank-1 is back and notifies.
-    w.advance(2 * 600).await;
+    w.advance(3600).await;
     until(
         "the shelved alert notifies again after its time",
         || async {
