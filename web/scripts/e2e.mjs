@@ -33,6 +33,7 @@ import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 import { ADMIN_EMAIL, ADMIN_PASSWORD, cargoBuild, freePort, startApi, TARGET_DIR, WEB_DIR } from './lib/api-server.mjs';
 import { lifecycleSteps, revokeAgentStep } from './lib/e2e-lifecycle.mjs';
+import { clusterPageSteps, setpointWriteStep } from './lib/e2e-setpoint.mjs';
 import { agentReportStep, clusterChoiceSteps, overviewRateStep } from './lib/e2e-fleet.mjs';
 import { dataGapStep } from './lib/e2e-gaps.mjs';
 import { latestValuesStep } from './lib/e2e-latest.mjs';
@@ -270,8 +271,9 @@ async function main() {
     if (r.status !== 0) throw new Error('vite build failed');
   }
   const hist = await startHistorian();
-  // Loopback allowed for webhooks: the alarm steps' receiver listens on 127.0.0.1.
-  const api = await startApi({ webDir: DIST, env: { WEIR_OUTBOUND_ALLOW_CIDRS: '127.0.0.1/32', ...(hist.url ? { WEIR_HISTORIAN_URL: hist.url } : {}) } });
+  // Loopback is allowed outbound: the setpoint step's cluster is the suite's own
+  // broker, and the alarm steps' webhook receiver listens on 127.0.0.1.
+  const api = await startApi({ webDir: DIST, env: { WEIR_OUTBOUND_ALLOW_CIDRS: '127.0.0.0/8', ...(hist.url ? { WEIR_HISTORIAN_URL: hist.url } : {}) } });
   cleanups.push(() => api.stop());
   console.log(`e2e: weir-api on ${api.url}`);
   doc = await (await fetch(`${api.url}/api/v1/openapi.json`)).json();
@@ -388,8 +390,10 @@ async function main() {
   if (!/\brun\b/.test(help)) {
     results.failed++;
     console.log('e2e: FAIL agent enrolls and turns online: weir-agent has no `run` command (or the api has no POST /api/v1/enroll)');
-  } else {
-    let agentOnline = false;
+  }
+  let agentOnline = false;
+  const agentRan = /\brun\b/.test(help);
+  if (agentRan) {
     await step('agent enrolls with the install command and turns online', [['POST', '/api/v1/enroll'], ['GET', `${P}/rollout`]], async () => {
       check(installCmd, 'no install command');
       const token = installCmd.match(/--token (\S+)/)[1];
@@ -448,9 +452,15 @@ async function main() {
     await dataGapStep({ page, step, check, shot, apiCall }, { P, G, hist, tenant: ORG.slug, gateway: GATEWAY, base, apiBase, agentOnline });
     await agentReportStep({ page, step, check, shot, apiCall }, { G, url: `${base}/gateways/${GATEWAY}`, api: `${apiBase}/gateways/${GATEWAY}`, agentOnline });
     await overviewRateStep({ page, step, check, shot, apiCall }, { P, apiBase, base, agentOnline });
-    await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
   }
   await clusterChoiceSteps({ page, step, check, shot, apiCall, freePort }, { P, G, base, apiBase, gateway: GATEWAY });
+  // After the cluster steps (they start from a gateway without a cluster):
+  // the write moves the gateway to a cluster on the suite's own broker.
+  if (agentRan) {
+    await setpointWriteStep({ page, step, check, shot, apiCall, freePort, cleanups }, { G, base, apiBase, org: ORG.slug, gateway: GATEWAY, hist, agentOnline });
+    await clusterPageSteps({ page, step, check, shot, apiCall }, { P, base, apiBase, org: ORG.slug });
+    await revokeAgentStep({ page, step, check, shot }, { G, url: `${base}/gateways/${GATEWAY}`, agentOnline });
+  }
   await credentialSteps({ page, step, check, shot, apiCall }, { P, base, apiBase });
   await fleetPageSteps({ page, step, check, shot, apiCall }, { P, base, apiBase, gateway: GATEWAY });
 

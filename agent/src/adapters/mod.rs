@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use weir_crds::agent_api::{DeviceHealth, DeviceState};
-use weir_crds::gateway::{AdapterKind, DataType, Device, GatewayConfig, Tag, TagAttribute};
+use weir_crds::gateway::{AdapterKind, DataType, Device, GatewayConfig, Tag};
 use weir_crds::message::{TagValue, WriteRequest, WriteResponse};
 
 use crate::sample::{now_ms, Sample};
@@ -61,8 +61,9 @@ impl HealthTable {
     }
 }
 
-/// The tag a write request names, if its device has it and it may be
-/// written (the `write` attribute).
+/// The tag a write request names, if its device has it and the value may
+/// be written to it (the `write` attribute, the tag's type, `writeMin` and
+/// `writeMax`).
 pub(crate) fn writable_tag<'a>(device: &'a Device, req: &WriteRequest) -> Result<&'a Tag, String> {
     let tag = device
         .groups
@@ -70,12 +71,9 @@ pub(crate) fn writable_tag<'a>(device: &'a Device, req: &WriteRequest) -> Result
         .flat_map(|g| g.tags.iter())
         .find(|t| t.name == req.tag)
         .ok_or_else(|| format!("device '{}' has no tag '{}'", device.name, req.tag))?;
-    if !tag.attributes.contains(&TagAttribute::Write) {
-        return Err(format!(
-            "tag '{}' is not writable (attributes lack write)",
-            tag.name
-        ));
-    }
+    // The api checked the same rule; a config that changed since is
+    // checked again here, before the device sees the value.
+    weir_crds::gateway::write::check_write(tag, &req.value)?;
     Ok(tag)
 }
 

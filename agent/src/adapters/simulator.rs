@@ -209,6 +209,8 @@ mod tests {
             decimals: None,
             unit: None,
             description: None,
+            write_min: None,
+            write_max: None,
             signal: Some(Signal {
                 kind,
                 min: 10.0,

@@ -15,6 +15,8 @@ fn tag(name: &str) -> Tag {
         decimals: None,
         unit: None,
         description: None,
+        write_min: None,
+        write_max: None,
         signal: None,
     }
 }

@@ -169,6 +169,11 @@ impl Alerts {
         &self.inner.replica
     }
 
+    /// `WEIR_ALERTS_MQTT_URL`: the broker every tenant uses, when set.
+    pub fn mqtt_url(&self) -> Option<&str> {
+        self.inner.cfg.mqtt_url.as_deref()
+    }
+
     pub fn clock(&self) -> &Clock {
         &self.inner.cfg.clock
     }

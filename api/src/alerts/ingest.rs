@@ -504,6 +504,7 @@ mod tests {
             probe_ok: None,
             probe_rtt_us: None,
             probe_error: None,
+            probe_stats: None,
             created_at: now,
             updated_at: now,
         }

@@ -53,6 +53,8 @@ pub mod cluster {
         pub probe_ok: Option<bool>,
         pub probe_rtt_us: Option<i64>,
         pub probe_error: Option<String>,
+        /// `BrokerStats` JSON from the last probe's `$SYS` reading.
+        pub probe_stats: Option<String>,
         pub created_at: DateTimeUtc,
         pub updated_at: DateTimeUtc,
     }

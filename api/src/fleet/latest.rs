@@ -66,6 +66,13 @@ pub struct TagLatest {
     pub unit: Option<String>,
     /// Decimals the config rounds the value to, if any: show it with as many.
     pub decimals: Option<u8>,
+    /// The tag has the `write` attribute: operators may write setpoints to
+    /// it (`POST …/writes`).
+    pub writable: bool,
+    /// Lowest value a write may set, if the config limits it.
+    pub write_min: Option<f64>,
+    /// Highest value a write may set, if the config limits it.
+    pub write_max: Option<f64>,
     /// When the newest reading was taken (the agent's read time).
     pub ts: Option<DateTime<Utc>>,
     /// Its number (bools as 1 or 0); null for text, errors and no reading.
@@ -127,6 +134,12 @@ struct SpecTag {
     unit: Option<String>,
     #[serde(default)]
     decimals: Option<u8>,
+    #[serde(default)]
+    attributes: Vec<String>,
+    #[serde(default)]
+    write_min: Option<f64>,
+    #[serde(default)]
+    write_max: Option<f64>,
 }
 
 /// The devices and tags of a config, readings still empty.
@@ -144,6 +157,9 @@ fn tags_of(spec: Spec) -> Vec<DeviceLatest> {
                     data_type: t.data_type,
                     unit: t.unit,
                     decimals: t.decimals,
+                    writable: t.attributes.iter().any(|a| a == "write"),
+                    write_min: t.write_min,
+                    write_max: t.write_max,
                     ts: None,
                     value: None,
                     value_text: None,
@@ -155,7 +171,7 @@ fn tags_of(spec: Spec) -> Vec<DeviceLatest> {
 }
 
 /// The newest reading of a tag: `(ts, value, value_text, quality)`.
-type Newest = (DateTime<Utc>, Option<f64>, Option<String>, i32);
+pub type Newest = (DateTime<Utc>, Option<f64>, Option<String>, i32);
 
 impl Historian {
     /// Run [`LATEST_SQL`] for these `(device, tag)` pairs; one answer per
@@ -265,7 +281,7 @@ mod tests {
             r#"{"site":{"name":"x"},"devices":[
                 {"name":"pump","adapter":"simulator","groups":[
                     {"name":"fast","intervalMs":100,"tags":[{"name":"flow","address":"a","dataType":"float32","unit":"m3/h","decimals":1}]},
-                    {"name":"slow","intervalMs":1000,"tags":[{"name":"run","address":"b","dataType":"bool"}]}]},
+                    {"name":"slow","intervalMs":1000,"tags":[{"name":"run","address":"b","dataType":"bool","attributes":["read","write"]}]}]},
                 {"name":"empty","adapter":"simulator"}],
               "uplink":{}}"#,
         );
@@ -275,6 +291,7 @@ mod tests {
         assert_eq!(d[0].tags[0].unit.as_deref(), Some("m3/h"));
         assert_eq!(d[0].tags[0].decimals, Some(1));
         assert_eq!(d[0].tags[1].data_type, "bool");
+        assert!(!d[0].tags[0].writable && d[0].tags[1].writable);
         assert!(d[1].tags.is_empty());
         assert!(spec("{}").is_empty());
     }

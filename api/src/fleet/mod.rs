@@ -12,6 +12,7 @@
 
 pub mod agents;
 pub mod broker_identity;
+pub mod broker_stats;
 pub mod clusters;
 pub mod credentials;
 pub mod data_gaps;
@@ -31,6 +32,7 @@ pub mod revoke;
 pub mod rollout;
 pub mod series;
 pub mod templates;
+pub mod writes;
 
 use std::sync::Arc;
 
@@ -151,6 +153,13 @@ pub struct FleetConfig {
     /// WEIR_HISTORIAN_URL.
     #[arg(long, env = "WEIR_DATA_GAP_POLL_MS", default_value_t = 5000)]
     pub data_gap_poll_ms: u64,
+
+    /// How long a setpoint write (`POST …/gateways/{gateway}/writes`) waits
+    /// for the agent's answer, in milliseconds (1 to 120000), counted from
+    /// when the api starts connecting to the gateway's broker.
+    #[arg(long, env = "WEIR_WRITE_TIMEOUT_MS", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u64).range(1..=120_000))]
+    pub write_timeout_ms: u64,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -239,6 +248,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(rollout::router())
         .merge(series::router())
         .merge(latest::router())
+        .merge(writes::router())
         .merge(gap_status::router())
         .merge(credentials::routes::router())
         .merge(credentials::agent::router())

@@ -1,13 +1,19 @@
 //! Health probe of an adopted broker: connect over MQTT, subscribe to a
-//! private probe topic, publish to it and time the round trip. Only to
-//! a broker the outbound policy allows (`crate::outbound`): a refused one
-//! is reported as such without a connection.
+//! private probe topic, publish to it and time the round trip; then read
+//! the broker's own figures from `$SYS` ([`super::broker_stats`], for up to
+//! [`STATS_WAIT`]). Only to a broker the outbound policy allows
+//! (`crate::outbound`): a refused one is reported as such without a
+//! connection.
 
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, Transport};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, SubscribeFilter, Transport};
 
+use super::broker_stats::{BrokerStats, SYS_TOPICS};
 use crate::outbound::Policy;
+
+/// How long the probe waits for `$SYS` figures after the round trip.
+pub const STATS_WAIT: Duration = Duration::from_millis(1000);
 
 /// rustls needs one process-wide crypto provider; with more than one
 /// compiled in (ring, aws-lc-rs) it panics at the first TLS config unless
@@ -23,6 +29,8 @@ pub struct ProbeResult {
     /// Publish → receive round trip.
     pub rtt: Option<Duration>,
     pub error: Option<String>,
+    /// The broker's `$SYS` figures, when it published any.
+    pub stats: Option<BrokerStats>,
 }
 
 /// Host, port and TLS of an `mqtt://` / `mqtts://` (or `tcp://`, `ssl://`) URL.
@@ -84,20 +92,23 @@ pub async fn probe(
 ) -> ProbeResult {
     let run = probe_inner(outbound, url, username, password);
     match tokio::time::timeout(timeout, run).await {
-        Ok(Ok(rtt)) => ProbeResult {
+        Ok(Ok((rtt, stats))) => ProbeResult {
             reachable: true,
             rtt: Some(rtt),
             error: None,
+            stats: (!stats.is_empty()).then_some(stats),
         },
         Ok(Err(e)) => ProbeResult {
             reachable: false,
             rtt: None,
             error: Some(e),
+            stats: None,
         },
         Err(_) => ProbeResult {
             reachable: false,
             rtt: None,
             error: Some(format!("no answer within {} ms", timeout.as_millis())),
+            stats: None,
         },
     }
 }
@@ -107,7 +118,7 @@ async fn probe_inner(
     url: &str,
     username: Option<&str>,
     password: Option<&str>,
-) -> Result<Duration, String> {
+) -> Result<(Duration, BrokerStats), String> {
     let (host, port, tls) = parse_broker_url(url)?;
     let checked = outbound
         .resolve(&host, port)
@@ -145,7 +156,7 @@ async fn probe_inner(
                     break Err(format!("subscribe: {e}"));
                 }
             }
-            Event::Incoming(Packet::SubAck(ack)) => {
+            Event::Incoming(Packet::SubAck(ack)) if sent_at.is_none() => {
                 if ack
                     .return_codes
                     .iter()
@@ -168,8 +179,31 @@ async fn probe_inner(
             _ => {}
         }
     };
+    let stats = match result {
+        Ok(_) => read_stats(&client, &mut events).await,
+        Err(_) => BrokerStats::default(),
+    };
     let _ = client.try_disconnect();
-    result
+    result.map(|rtt| (rtt, stats))
+}
+
+/// The broker's `$SYS` figures, for up to [`STATS_WAIT`] (retained: they
+/// come at once where the broker publishes them).
+async fn read_stats(client: &AsyncClient, events: &mut rumqttc::EventLoop) -> BrokerStats {
+    let mut stats = BrokerStats::default();
+    let filters = SYS_TOPICS.map(|t| SubscribeFilter::new(t.to_string(), QoS::AtMostOnce));
+    if client.try_subscribe_many(filters).is_err() {
+        return stats;
+    }
+    let deadline = tokio::time::Instant::now() + STATS_WAIT;
+    while !stats.complete() {
+        match tokio::time::timeout_at(deadline, events.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::Publish(p)))) => stats.absorb(&p.topic, &p.payload),
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) | Err(_) => break,
+        }
+    }
+    stats
 }
 
 #[cfg(test)]

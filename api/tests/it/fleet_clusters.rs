@@ -53,6 +53,16 @@ async fn external_cluster_lifecycle(b: Backend) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body["health"]["reachable"], true);
+    // The broker's own figures, read from $SYS with the api's login (its
+    // role allows `$SYS/broker/#`).
+    let fig = &r.body["health"]["broker"];
+    assert!(
+        fig["version"].as_str().unwrap_or_default().starts_with("mosquitto version"),
+        "{fig}"
+    );
+    assert!(fig["clients_connected"].is_u64(), "{fig}");
+    assert!(fig["messages_received"].is_u64(), "{fig}");
+    assert!(fig["uptime_secs"].is_u64(), "{fig}");
     // Stored encrypted.
     let rows = {
         use sea_orm::EntityTrait;

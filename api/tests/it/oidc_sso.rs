@@ -293,9 +293,11 @@ async fn sso_end_to_end(b: Backend, claims: Claims) {
             Method::PUT,
             "/api/v1/orgs/riverside/sso/group-mappings",
             &admin,
+            // Two mappings for one group: the higher role (operator) wins.
             Some(json!({"mappings": [
                 {"group": "riverside-ops", "role": "org-admin"},
-                {"group": "north-viewers", "role": "project-viewer", "project": "north"}
+                {"group": "north-viewers", "role": "project-viewer", "project": "north"},
+                {"group": "north-viewers", "role": "project-operator", "project": "north"}
             ]})),
         )
         .await;
@@ -317,7 +319,7 @@ async fn sso_end_to_end(b: Backend, claims: Claims) {
         } else {
             assert!(me["orgs"].as_array().unwrap().is_empty());
             assert_eq!(me["projects"][0]["project"], "north", "{me:?}");
-            assert_eq!(me["projects"][0]["role"], "project-viewer");
+            assert_eq!(me["projects"][0]["role"], "project-operator");
         }
     }
     // A replayed or forged state is refused.

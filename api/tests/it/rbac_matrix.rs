@@ -403,6 +403,11 @@ impl World {
                 json!({"merge_patch": {"site": {"name": "Renamed"}}})
             }
             ("POST", t) if t.ends_with("/gateways/{gateway}/rollback") => json!({"version": 1}),
+            // The fixture's gateway has no devices: past the permission
+            // check, the api refuses the device (409).
+            ("POST", t) if t.ends_with("/gateways/{gateway}/writes") => {
+                json!({"device": "d", "tag": "t", "value": 1.5, "comment": "matrix"})
+            }
             ("POST", t) if t.ends_with("/enrollment-tokens") => json!({}),
             ("POST", t) if t.ends_with("/gateway-templates") => {
                 json!({"name": format!("t{n}"), "spec": {}})

@@ -51,6 +51,9 @@ fn tag(shape: Shape, device: usize, group: usize, n: usize) -> Tag {
         decimals: Some(15),
         unit: Some(fill("u", 0, limits::UNIT_LENGTH)),
         description: Some(fill("d", n, limits::TAG_DESCRIPTION_LENGTH)),
+        // Limits apply to numeric tags; this one is text.
+        write_min: None,
+        write_max: None,
         signal: (!opc_ua).then_some(Signal {
             kind: SignalKind::RandomWalk,
             min: -1.234_567_890_123_456_7e-300,

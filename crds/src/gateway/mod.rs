@@ -6,6 +6,7 @@ pub mod address;
 pub mod largest;
 pub mod node_id;
 pub mod validate;
+pub mod write;
 
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
@@ -391,6 +392,7 @@ pub struct TagGroup {
 // operator, which reports them on the gateway's status).
 #[x_kube(validation = Rule::new("!self.attributes.exists(a, a == 'subscribe')").message("devices[].groups[].tags[].attributes: 'subscribe' is no longer a tag attribute; set the group's mode to 'subscribe' (OPC UA devices)"))]
 #[x_kube(validation = Rule::new("!has(self.scale) || self.scale != 0.0").message("devices[].groups[].tags[].scale: must not be zero"))]
+#[x_kube(validation = Rule::new("!has(self.writeMin) || !has(self.writeMax) || self.writeMin <= self.writeMax").message("devices[].groups[].tags[].writeMin: must not be above writeMax").field_path(".writeMin"))]
 pub struct Tag {
     #[schemars(regex(pattern = r"^[A-Za-z0-9]([-A-Za-z0-9_.]{0,62}[A-Za-z0-9])?$"), length(max = limits::TAG_NAME_LENGTH))]
     pub name: String,
@@ -422,6 +424,13 @@ pub struct Tag {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = limits::TAG_DESCRIPTION_LENGTH))]
     pub description: Option<String>,
+    /// Lowest value a write may set (in the tag's scaled unit, inclusive);
+    /// the api refuses a write below it and so does the agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_min: Option<f64>,
+    /// Highest value a write may set (inclusive).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_max: Option<f64>,
     /// What a simulator device produces for this tag.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub signal: Option<Signal>,

@@ -10,7 +10,9 @@ use std::sync::OnceLock;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::{AdapterKind, DataType, Device, GatewayConfig, ModbusAddress, NodeId};
+use super::{
+    AdapterKind, DataType, Device, GatewayConfig, ModbusAddress, NodeId, Tag, TagAttribute,
+};
 use crate::edge_gateway::{EdgeGateway, EdgeGatewaySpec};
 
 /// One problem with one field, e.g. `spec.devices[0].groups[0].intervalMs`:
@@ -203,6 +205,9 @@ fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
                         format!("tag '{}': {e}", t.name),
                     ));
                 }
+                if let Some((field, e)) = write_limits_misplaced(t) {
+                    errors.push(FieldError::new(format!("{at}.{field}"), e));
+                }
             }
         }
     }
@@ -232,6 +237,32 @@ fn semantic_checks(config: &GatewayConfig, errors: &mut Vec<FieldError>) {
             }
         }
     }
+}
+
+/// `writeMin`/`writeMax` on a tag they cannot apply to: one without the
+/// `write` attribute, or one whose value is not a number.
+fn write_limits_misplaced(t: &Tag) -> Option<(&'static str, String)> {
+    let field = match (t.write_min, t.write_max) {
+        (Some(_), _) => "writeMin",
+        (None, Some(_)) => "writeMax",
+        (None, None) => return None,
+    };
+    if !t.attributes.contains(&TagAttribute::Write) {
+        return Some((
+            field,
+            format!("tag '{}': {field} needs the write attribute", t.name),
+        ));
+    }
+    if matches!(
+        t.data_type,
+        DataType::Bool | DataType::Bit | DataType::String
+    ) {
+        return Some((
+            field,
+            format!("tag '{}': {field} applies to numeric tags only", t.name),
+        ));
+    }
+    None
 }
 
 /// A tag's address as its device's adapter reads it: the failing field and why.
@@ -567,6 +598,34 @@ mod tests {
                 .any(|e| e.field == "spec.devices[0].groups[0].tags[0].address"),
             "{errs:?}"
         );
+    }
+
+    #[test]
+    fn write_limits_are_checked() {
+        let at = |v: &Value| validate_spec_value(v).unwrap_err();
+        let mut v = modbus_spec();
+        let t = &mut v["devices"][0]["groups"][0]["tags"][0];
+        t["writeMin"] = json!(5);
+        t["writeMax"] = json!(1);
+        t["attributes"] = json!(["read", "write"]);
+        let errs = at(&v);
+        assert!(
+            errs.iter().any(|e| e.field.ends_with("tags[0].writeMin")
+                && e.message.contains("must not be above writeMax")),
+            "{errs:?}"
+        );
+        let t = &mut v["devices"][0]["groups"][0]["tags"][0];
+        t["writeMax"] = json!(10);
+        t["attributes"] = json!(["read"]);
+        let errs = at(&v);
+        assert!(
+            errs.iter()
+                .any(|e| e.field == "spec.devices[0].groups[0].tags[0].writeMin"
+                    && e.message.contains("needs the write attribute")),
+            "{errs:?}"
+        );
+        v["devices"][0]["groups"][0]["tags"][0]["attributes"] = json!(["read", "write"]);
+        validate_spec_value(&v).expect("limits on a writable number");
     }
 
     #[test]

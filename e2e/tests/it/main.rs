@@ -9,3 +9,4 @@ mod config_rollout;
 mod device_credentials;
 mod org_isolation;
 mod replay;
+mod setpoint_writes;

@@ -220,6 +220,7 @@ export function fromApiCluster(c: Schemas['Cluster']): Cluster {
     ready_text: st.readyText ?? null,
     phase: external ? (c.health ? (c.health.reachable ? 'Reachable' : 'Unreachable') : 'Unknown') : (st.phase ?? 'Pending'),
     nodes: st.nodes,
+    connection_limit: st.connectionLimit ?? null,
     endpoints: c.endpoints.length ? c.endpoints : (st.endpoints ?? []),
     conditions: (st.conditions ?? []) as Condition[],
     url: c.url,
@@ -293,6 +294,9 @@ export const clusters = {
   probe: async (s: Scope, cluster: string) =>
     fromApiCluster(await ok(client.POST('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}/probe', { params: { path: { ...s, cluster } } }))),
   /** The name again as confirmation. */
+  /** Hand the cluster to another project of the organization. */
+  transfer: async (s: Scope, cluster: string, project: string) =>
+    fromApiCluster(await ok(client.POST('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}/transfer', { params: { path: { ...s, cluster } }, body: { project } }))),
   remove: (s: Scope, cluster: string, confirm: string) =>
     ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/clusters/{cluster}', { params: { path: { ...s, cluster }, query: { confirm } } })),
 };
@@ -342,6 +346,9 @@ export const gateways = {
   /** The newest reading of every tag of the gateway's current config, from the historian. */
   latest: (s: Scope, gateway: string, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/latest', { params: { path: { ...s, gateway } }, signal })),
+  /** Write a setpoint through the gateway's agent; answers with the agent's verdict. */
+  write: (s: Scope, gateway: string, body: Schemas['WriteBody']) =>
+    ok(client.POST('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/writes', { params: { path: { ...s, gateway } }, body })),
   /** Readings of one tag (of one device when given) in time buckets, from the historian. */
   series: (s: Scope, gateway: string, query: { tag: string; device?: string; from: string; to: string; step?: string }, signal?: AbortSignal) =>
     ok(client.GET('/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/series', { params: { path: { ...s, gateway }, query }, signal })),

@@ -1138,6 +1138,36 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/api/v1/orgs/{org}/projects/{project}/gateways/{gateway}/writes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Write a setpoint to a tag, through the gateway's agent.
+         * @description Checks the tag (in the current config, with the `write` attribute) and
+         *     the value (its type, `writeMin`/`writeMax`), publishes the request on
+         *     the gateway's `cmd/write` topic with the api's own broker identity,
+         *     and returns the agent's answer: `ok` true when the device took the
+         *     value, false with the agent's reason when it (or the device) refused.
+         *     504 when no answer came within `WEIR_WRITE_TIMEOUT_MS` (the write may or
+         *     may not have reached the device); 503 when the broker cannot be
+         *     reached; 409 when the gateway has no cluster or the config refuses the
+         *     tag or value. Needs `project.operate`; every write that reached the
+         *     broker is audited (`gateway.write`) with old and new value, result and
+         *     comment.
+         */
+        post: operations["post_write"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/projects/{project}/invitations": {
         parameters: {
             query?: never;
@@ -1714,6 +1744,41 @@ export interface components {
             unchanged: number;
             updated: number;
         };
+        /** @description What the broker says about itself. */
+        BrokerStats: {
+            /**
+             * Format: int64
+             * @description Clients connected now.
+             */
+            clients_connected?: number | null;
+            /**
+             * Format: int64
+             * @description Messages of any kind received since the broker started.
+             */
+            messages_received?: number | null;
+            /**
+             * Format: double
+             * @description Messages received per minute, averaged over the last minute.
+             */
+            messages_received_per_min?: number | null;
+            /**
+             * Format: int64
+             * @description Messages of any kind sent since the broker started.
+             */
+            messages_sent?: number | null;
+            /**
+             * Format: double
+             * @description Messages sent per minute, averaged over the last minute.
+             */
+            messages_sent_per_min?: number | null;
+            /**
+             * Format: int64
+             * @description Seconds since the broker started.
+             */
+            uptime_secs?: number | null;
+            /** @description The broker's own version string, e.g. "mosquitto version 2.0.21". */
+            version?: string | null;
+        };
         ChangePassword: {
             /**
              * Format: password
@@ -1802,6 +1867,7 @@ export interface components {
             username?: string | null;
         };
         ClusterHealth: {
+            broker?: null | components["schemas"]["BrokerStats"];
             /** Format: date-time */
             checked_at: string;
             error?: string | null;
@@ -2481,6 +2547,23 @@ export interface components {
             login_url: string;
             name: string;
         };
+        /** @description The tag's newest reading before the write, from the historian. */
+        OldValue: {
+            /**
+             * Format: int32
+             * @description The agent's error code when that reading was a read error.
+             */
+            error_code?: number | null;
+            /** Format: date-time */
+            ts: string;
+            /**
+             * Format: double
+             * @description Its number (bools as 1 or 0); null for text and read errors.
+             */
+            value?: number | null;
+            /** @description Its text, for text tags. */
+            value_text?: string | null;
+        };
         /** @description Frames the historian is missing and asking the agent to replay. */
         OpenGap: {
             /**
@@ -2895,6 +2978,21 @@ export interface components {
             value?: number | null;
             /** @description Its text, for text tags (and the exact digits of an integer beyond ±2^53). */
             value_text?: string | null;
+            /**
+             * @description The tag has the `write` attribute: operators may write setpoints to
+             *     it (`POST …/writes`).
+             */
+            writable: boolean;
+            /**
+             * Format: double
+             * @description Highest value a write may set, if the config limits it.
+             */
+            write_max?: number | null;
+            /**
+             * Format: double
+             * @description Lowest value a write may set, if the config limits it.
+             */
+            write_min?: number | null;
         };
         Template: {
             /** Format: date-time */
@@ -3042,6 +3140,31 @@ export interface components {
             from: number;
             /** Format: int64 */
             to: number;
+        };
+        /** @description Body of `POST …/writes`. */
+        WriteBody: {
+            comment?: string | null;
+            device: string;
+            tag: string;
+            value: number | boolean | string;
+        };
+        /** @description The agent's answer to a write. */
+        WriteResult: {
+            /**
+             * Format: int64
+             * @description From the request reaching the api to the agent's answer.
+             */
+            answered_in_ms: number;
+            /** @description The request's id on the command topic (also in the audit entry). */
+            correlation_id: string;
+            device: string;
+            /** @description Why the agent or the device refused it, when `ok` is false. */
+            error?: string | null;
+            /** @description The agent wrote the value to the device. */
+            ok: boolean;
+            old_value?: null | components["schemas"]["OldValue"];
+            tag: string;
+            value: number | boolean | string;
         };
     };
     responses: never;
@@ -12126,6 +12249,132 @@ export interface operations {
             };
             /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
             429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    post_write: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                gateway: string;
+                org: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WriteBody"];
+            };
+        };
+        responses: {
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WriteResult"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The gateway's broker cannot be reached with the api's identity */
+            503: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The agent did not answer in time */
+            504: {
                 headers: {
                     [name: string]: unknown;
                 };

@@ -70,6 +70,8 @@ export interface Cluster {
   phase?: string;
   ready_nodes?: number;
   nodes?: { name: string; status: string; version?: string; connections?: number }[];
+  /** kubernetes: how the tenant's connection quota is enforced on this cluster. */
+  connection_limit?: { tenantQuota: number; tenantNodes: number; perListener: number; clusterMax: number } | null;
   endpoints: string[];
   conditions: Condition[];
   url?: string | null;
@@ -236,6 +238,7 @@ export type DataGap = Schemas['DataGapInfo'];
 export type GatewayDataGaps = Schemas['GatewayDataGaps'];
 export type LatestValues = Schemas['LatestValues'];
 export type TagLatest = Schemas['TagLatest'];
+export type WriteResult = Schemas['WriteResult'];
 export type OpenGap = Schemas['OpenGap'];
 /** A fleet-health event: gateway offline/online, or a data gap (with `gap`). */
 export type FleetEvent = Schemas['FleetEvent'];

@@ -8,6 +8,7 @@ import { SLUG_RE } from '../lib/slug';
 import { Badge, Button, ConfirmDelete, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, Spinner, useAction } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
 import { ApiError } from '../api/http';
+import { BrokerFigures, Listeners, TransferCluster } from './ClusterFigures';
 
 export const EMQX_VERSIONS = ['5.8.6', '5.8.5', '5.8.4'];
 
@@ -272,6 +273,10 @@ export function ClusterDetail() {
           {c.endpoints?.length ? <ul style={{ margin: 0, paddingLeft: 18 }}>{c.endpoints.map((e) => <li key={e} className="mono">{e}</li>)}</ul> : <p className="muted">{c.url ?? 'None yet.'}</p>}
         </section>
       </div>
+      <div className="grid-2" style={{ marginTop: 16 }}>
+        <BrokerFigures c={c} onChange={setC} />
+        <Listeners c={c} />
+      </div>
       {c.backend !== 'external' && (
         <section className="card" style={{ marginTop: 16 }}>
           <h2>Nodes</h2>
@@ -299,6 +304,7 @@ export function ClusterDetail() {
           )}
         </section>
       )}
+      {editable && <div style={{ marginTop: 16 }}><TransferCluster c={c} /></div>}
       {deleting && (
         <ConfirmDelete
           what="cluster"

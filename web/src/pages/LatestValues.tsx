@@ -8,8 +8,9 @@ import { gateways } from '../api/endpoints';
 import { ApiError } from '../api/http';
 import type { Gateway, LatestValues as Latest, TagLatest } from '../api/types';
 import { useScope } from '../scope';
-import { Badge, Empty, ErrorNotice, fmtAgo, fmtTime, Notice } from '../ui/kit';
+import { Badge, Button, Empty, ErrorNotice, fmtAgo, fmtTime, Notice } from '../ui/kit';
 import { STATE } from './AgentReport';
+import { WriteDialog } from './SetpointWrite';
 
 const REFRESH_MS = 5000;
 
@@ -49,21 +50,26 @@ function Quality({ t }: { t: TagLatest }) {
 
 const n = (x?: number | null) => (x ?? 0).toLocaleString();
 
-/** The table itself: one row group per device, headed by its health. */
-export function LatestTable({ data, agent, now = Date.now() }: { data: Latest; agent: Gateway['agent_status']; now?: number }) {
+/**
+ * The table itself: one row group per device, headed by its health. With
+ * `onWrite` (the user may operate), writable tags get a Write button.
+ */
+export function LatestTable({ data, agent, now = Date.now(), onWrite }: { data: Latest; agent: Gateway['agent_status']; now?: number; onWrite?: (device: string, t: TagLatest) => void }) {
   if (!data.devices.some((d) => d.tags.length)) return <Empty title="No tags to show">Add devices and tags under “Devices & rules”.</Empty>;
   const health = new Map((agent?.devices ?? []).map((d) => [d.name, d]));
+  const writes = !!onWrite && data.devices.some((d) => d.tags.some((t) => t.writable));
+  const cols = writes ? 5 : 4;
   return (
     <div className="table-wrap">
       <table className="table" aria-label="Latest values">
-        <thead><tr><th>Tag</th><th style={{ textAlign: 'right' }}>Value</th><th>Age</th><th>Quality</th></tr></thead>
+        <thead><tr><th>Tag</th><th style={{ textAlign: 'right' }}>Value</th><th>Age</th><th>Quality</th>{writes && <th><span className="sr-only">Setpoint</span></th>}</tr></thead>
         {data.devices.map((d) => {
           const h = health.get(d.name);
           const st = h ? STATE[h.state] ?? { label: h.state, tone: 'warn' as const } : null;
           return (
             <tbody key={d.name} aria-label={`Device ${d.name}`}>
               <tr>
-                <th colSpan={4} scope="rowgroup" style={{ textTransform: 'none', fontSize: 14, color: 'inherit' }}>
+                <th colSpan={cols} scope="rowgroup" style={{ textTransform: 'none', fontSize: 14, color: 'inherit' }}>
                   {d.name} {st ? <Badge kind={st.tone}>{st.label}</Badge> : <Badge>not reported</Badge>}
                   {h?.lastError && <span className="small" style={{ color: 'var(--c-danger)', fontWeight: 400 }}> {h.lastError}</span>}
                 </th>
@@ -74,6 +80,15 @@ export function LatestTable({ data, agent, now = Date.now() }: { data: Latest; a
                   <td className="mono" style={{ textAlign: 'right' }}>{fmtValue(t)}</td>
                   <td title={t.ts ? fmtTime(t.ts) : undefined}>{fmtAge(t.ts, now)}</td>
                   <td><Quality t={t} /></td>
+                  {writes && (
+                    <td>
+                      {t.writable && (
+                        <Button variant="link" aria-label={`Write ${d.name}/${t.name}`} onClick={() => onWrite?.(d.name, t)}>
+                          Write
+                        </Button>
+                      )}
+                    </td>
+                  )}
                 </tr>
               ))}
             </tbody>
@@ -86,9 +101,11 @@ export function LatestTable({ data, agent, now = Date.now() }: { data: Latest; a
 
 /** The card on the gateway page: loads and refreshes the table. */
 export function LatestValues({ g }: { g: Gateway }) {
-  const { s } = useScope();
+  const { s, can } = useScope();
   const [data, setData] = useState<{ v: Latest; at: number } | null>(null);
   const [err, setErr] = useState<unknown>(null);
+  const [writing, setWriting] = useState<{ device: string; t: TagLatest } | null>(null);
+  const [tick, setTick] = useState(0);
   useEffect(() => {
     let live = true;
     const ctl = new AbortController();
@@ -100,7 +117,7 @@ export function LatestValues({ g }: { g: Gateway }) {
     void load();
     const t = setInterval(load, REFRESH_MS);
     return () => { live = false; ctl.abort(); clearInterval(t); };
-  }, [s.org, s.project, g.name]); // eslint-disable-line react-hooks/exhaustive-deps
+  }, [s.org, s.project, g.name, tick]); // eslint-disable-line react-hooks/exhaustive-deps
   const a = g.agent_status;
   return (
     <section className="card stack" aria-label="Latest values">
@@ -116,7 +133,8 @@ export function LatestValues({ g }: { g: Gateway }) {
       ) : (
         <ErrorNotice error={err} />
       )}
-      {data && <LatestTable data={data.v} agent={a} now={data.at} />}
+      {data && <LatestTable data={data.v} agent={a} now={data.at} onWrite={can('project.operate') ? (device, t) => setWriting({ device, t }) : undefined} />}
+      {writing && <WriteDialog gateway={g.name} device={writing.device} t={writing.t} onClose={() => setWriting(null)} onWritten={() => setTick((x) => x + 1)} />}
     </section>
   );
 }

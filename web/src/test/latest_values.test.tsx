@@ -10,7 +10,7 @@ const NOW = Date.parse('2026-01-01T12:00:00Z');
 const ago = (s: number) => new Date(NOW - s * 1000).toISOString();
 
 function tag(p: Partial<TagLatest>): TagLatest {
-  return { name: 't', data_type: 'float32', unit: null, decimals: null, ts: ago(3), value: null, value_text: null, error: null, ...p };
+  return { name: 't', data_type: 'float32', unit: null, decimals: null, writable: false, write_min: null, write_max: null, ts: ago(3), value: null, value_text: null, error: null, ...p };
 }
 
 const data: LatestValues = {

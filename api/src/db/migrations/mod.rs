@@ -18,6 +18,7 @@ mod m0250_data_gaps;
 mod m0260_device_credentials;
 mod m0270_gateway_rate;
 mod m0280_alert_acknowledgements;
+mod m0290_cluster_broker_stats;
 
 pub struct Migrator;
 
@@ -38,6 +39,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0260_device_credentials::Migration),
             Box::new(m0270_gateway_rate::Migration),
             Box::new(m0280_alert_acknowledgements::Migration),
+            Box::new(m0290_cluster_broker_stats::Migration),
         ]
     }
 }
@@ -157,6 +159,7 @@ mod tests {
                 "m0260_device_credentials",
                 "m0270_gateway_rate",
                 "m0280_alert_acknowledgements",
+                "m0290_cluster_broker_stats",
             ]
         );
     }

@@ -45,6 +45,8 @@ pub const IDENTITIES_JWT: &str = "apiJwt";
 const API: &str = "api";
 /// Topic of the cluster health probe (`mqtt_probe`), which the api identity may use.
 const PROBE_TOPIC: &str = "weir-probe/+";
+/// The broker's `$SYS` figures, which the api identity may read.
+const SYS_TOPICS: &str = "$SYS/broker/#";
 const DEFAULT_PREFIX: &str = "weir";
 
 /// The plugin's answers that mean "already gone".
@@ -438,7 +440,7 @@ pub async fn forget_gateway<C: ConnectionTrait>(
 }
 
 /// The api's rules on a cluster of `tenant`: its row of the ACL table for
-/// every prefix in use there, and the health probe's topic.
+/// every prefix in use there, the health probe's topic and `$SYS`.
 fn api_rules(tenant: &str, prefixes: &BTreeSet<String>) -> Vec<Rule> {
     let mut out = Vec::new();
     for p in prefixes {
@@ -453,6 +455,12 @@ fn api_rules(tenant: &str, prefixes: &BTreeSet<String>) -> Vec<Rule> {
             topic: PROBE_TOPIC.into(),
         });
     }
+    // The probe reads the broker's own figures (`broker_stats`).
+    out.push(Rule {
+        permission: Permission::Allow,
+        action: Action::Subscribe,
+        topic: SYS_TOPICS.into(),
+    });
     out.push(Rule {
         permission: Permission::Deny,
         action: Action::All,

@@ -108,6 +108,7 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
                 reachable: false,
                 rtt: None,
                 error: refused,
+                stats: None,
             },
             Ok((user, password)) => {
                 mqtt_probe::probe(
@@ -123,11 +124,13 @@ pub(super) async fn refresh_health<C: ConnectionTrait>(
                 reachable: false,
                 rtt: None,
                 error: Some(format!("cannot make the api's login on this broker: {e}")),
+                stats: None,
             },
         };
         am.probe_ok = Set(Some(r.reachable));
         am.probe_rtt_us = Set(r.rtt.map(|d| d.as_micros() as i64));
         am.probe_error = Set(r.error);
+        am.probe_stats = Set(r.stats.and_then(|s| serde_json::to_string(&s).ok()));
     } else {
         let client = st.fleet.kube.as_ref().ok_or_else(|| {
             ApiError::Unavailable(

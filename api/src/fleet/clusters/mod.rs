@@ -73,6 +73,8 @@ pub struct ClusterHealth {
     /// MQTT publish → receive round trip in milliseconds.
     pub rtt_ms: Option<f64>,
     pub error: Option<String>,
+    /// The broker's own figures (`$SYS`) at that check, when it publishes them.
+    pub broker: Option<crate::fleet::broker_stats::BrokerStats>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -152,6 +154,10 @@ impl Cluster {
             reachable: c.probe_ok.unwrap_or(false),
             rtt_ms: c.probe_rtt_us.map(|us| us as f64 / 1000.0),
             error: c.probe_error.clone(),
+            broker: c
+                .probe_stats
+                .as_deref()
+                .and_then(|s| serde_json::from_str(s).ok()),
         });
         Self {
             endpoints: endpoints(&c),
@@ -476,6 +482,7 @@ async fn create_cluster(
         probe_ok: Set(None),
         probe_rtt_us: Set(None),
         probe_error: Set(None),
+        probe_stats: Set(None),
         created_at: Set(now),
         updated_at: Set(now),
     }

@@ -107,6 +107,7 @@ pub async fn upsert(
                 probe_ok: Set(None),
                 probe_rtt_us: Set(None),
                 probe_error: Set(None),
+                probe_stats: Set(None),
                 created_at: Set(now),
                 updated_at: Set(now),
             }
