@@ -9,7 +9,7 @@
 import { createServer } from 'node:http';
 import { freePort } from './api-server.mjs';
 
-const PROJECT = { slug: 'east-plant', name: 'East Plant' };
+const PROJECT = { slug: 'west-works', name: 'West Works' }; // a project no other step makes
 const REPEAT_S = 2;
 
 /** A webhook receiver: the cluster label of every alert of every notice, with when it came. */
