@@ -40,6 +40,7 @@ import { latestValuesStep } from './lib/e2e-latest.mjs';
 import { trendsStep } from './lib/e2e-trends.mjs';
 import { credentialSteps } from './lib/e2e-credentials.mjs';
 import { fleetPageSteps, fleetViewerChecks } from './lib/e2e-fleet-pages.mjs';
+import { alarmAckSteps } from './lib/e2e-alerts-ack.mjs';
 
 const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 const MOSQUITTO = process.env.MOSQUITTO ?? '/usr/sbin/mosquitto';
@@ -271,7 +272,8 @@ async function main() {
     if (r.status !== 0) throw new Error('vite build failed');
   }
   const hist = await startHistorian();
-  // Loopback is allowed outbound: the setpoint step's cluster is the suite's own broker.
+  // Loopback is allowed outbound: the setpoint step's cluster is the suite's own
+  // broker, and the alarm steps' webhook receiver listens on 127.0.0.1.
   const api = await startApi({ webDir: DIST, env: { WEIR_OUTBOUND_ALLOW_CIDRS: '127.0.0.0/8', ...(hist.url ? { WEIR_HISTORIAN_URL: hist.url } : {}) } });
   cleanups.push(() => api.stop());
   console.log(`e2e: weir-api on ${api.url}`);
@@ -579,6 +581,9 @@ async function main() {
   await lifecycleSteps({ page, browserFor, baseURL: api.url, step, check, shot, signIn, admin: { email: ADMIN_EMAIL, password: ADMIN_PASSWORD }, viewer: VIEWER });
 
   await seededProject(page);
+
+  // Acknowledge and shelve alerts (scripts/lib/e2e-alerts-ack.mjs).
+  await alarmAckSteps({ page, step, check, shot, apiCall }, { P, org: ORG.slug });
 }
 
 /** Call the api and insist on a 2xx answer. */

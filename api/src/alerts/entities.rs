@@ -1,6 +1,7 @@
 //! The alerts tables as sea-orm entities: rules, alert states and their
-//! history, silences, channels, the delivery log and the notification log.
-//! The migration that makes them is `db::migrations::m0100_alerts`.
+//! history, silences, channels, the delivery log and the notification log
+//! (`db::migrations::m0100_alerts`); acknowledgements and shelves
+//! (`m0280_alert_acknowledgements`).
 
 pub mod alert_rule {
     use sea_orm::entity::prelude::*;
@@ -71,6 +72,41 @@ pub mod alert_history {
         pub value: Option<f64>,
         pub summary: String,
         pub labels: String,
+        /// `transition` (from_state → to_state), `acknowledged` or `shelved`
+        /// (both states are the alert's state at the time).
+        pub event: String,
+        /// Who acknowledged or shelved (email); null for transitions.
+        pub actor: Option<String>,
+        pub comment: Option<String>,
+        pub shelve_until: Option<DateTimeUtc>,
+    }
+
+    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+    pub enum Relation {}
+
+    impl ActiveModelBehavior for ActiveModel {}
+}
+
+pub mod alert_acknowledgement {
+    use sea_orm::entity::prelude::*;
+
+    /// The current acknowledgement or shelve of one alert (the latest
+    /// `POST .../alerts/acknowledgements` for its rule and series).
+    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+    #[sea_orm(table_name = "alert_acknowledgements")]
+    pub struct Model {
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub rule_id: Uuid,
+        #[sea_orm(primary_key, auto_increment = false)]
+        pub series: String,
+        pub project_id: Uuid,
+        /// `since` of the alert instance it was given for.
+        pub alert_since: DateTimeUtc,
+        pub author: String,
+        pub comment: String,
+        pub created_at: DateTimeUtc,
+        /// Set: a shelve (hidden and silent until then); null: an acknowledgement.
+        pub shelve_until: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -36,6 +36,8 @@ pub(super) enum Input {
         msg: UplinkMessage,
     },
     Reload,
+    /// An alert was acknowledged or shelved: read the acknowledgements again.
+    Acks,
     /// Gateways were created, changed or deleted: read their projects again.
     Gateways,
     Delivered {
@@ -247,6 +249,17 @@ impl Alerts {
 
     pub(super) async fn reload_local(&self) {
         let _ = self.inner.tx.send(Input::Reload).await;
+    }
+
+    /// An alert was acknowledged or shelved: the worker (here and on the
+    /// other replicas) reads the acknowledgements again.
+    pub async fn acks_changed(&self) {
+        self.acks_changed_local().await;
+        self.announce(Signal::Acks).await;
+    }
+
+    pub(super) async fn acks_changed_local(&self) {
+        let _ = self.inner.tx.send(Input::Acks).await;
     }
 
     /// Gateways were created, changed or deleted: the worker (here and on

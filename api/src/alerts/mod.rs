@@ -7,6 +7,8 @@
 //! - [`ingest`]: the MQTT subscription (`$share/weir-alerts/{prefix}/{tenant}/#`);
 //!   [`mqtt_auth`]: the api's own subscribe-only JWT for `apiJwt` clusters.
 //! - [`store`]: tables and persistence; [`routes`]: the HTTP API.
+//! - [`acknowledgements`]: acknowledged (no repeat notices) and shelved
+//!   (hidden and silent for a while) alerts.
 //!
 //! One worker task owns the engine and the notifier, so neither needs a
 //! lock: readings, fleet events, reloads and delivery reports reach it
@@ -22,6 +24,7 @@
 //! them and tell each other about fleet events and changes ([`replicas`]):
 //! each tenant's rules run on exactly one replica.
 
+pub mod acknowledgements;
 pub mod clock;
 pub mod config;
 pub mod engine;

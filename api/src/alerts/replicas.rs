@@ -278,6 +278,8 @@ impl PgCoordinator {
 pub enum Signal {
     /// Rules, channels or silences changed.
     Reload,
+    /// An alert was acknowledged or shelved.
+    Acks,
     /// Clusters were created, changed or deleted.
     Clusters,
     /// Gateways were created, changed or deleted (their projects).
@@ -399,6 +401,7 @@ async fn dispatch(alerts: &Alerts, payload: &str) {
     }
     match env.signal {
         Signal::Reload => alerts.reload_local().await,
+        Signal::Acks => alerts.acks_changed_local().await,
         Signal::Clusters => alerts.clusters_changed_local(),
         Signal::Gateways => alerts.gateways_changed_local().await,
         Signal::Fleet { event } => alerts.fleet_event_local(event).await,

@@ -178,6 +178,11 @@ pub enum Mute {
     None,
     Silenced,
     Inhibited,
+    /// Acknowledged (see [`super::acknowledgements`]): no repeat notices,
+    /// its resolution is still announced.
+    Acknowledged,
+    /// Shelved: nothing at all until the shelve ends, then announced as new.
+    Shelved,
 }
 
 /// Why each alert is muted now: silences first, then inhibition of device

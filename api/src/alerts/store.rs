@@ -10,8 +10,8 @@ use sea_orm::{ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait
 use uuid::Uuid;
 
 pub use super::entities::{
-    alert_channel, alert_delivery, alert_history, alert_nflog, alert_rule, alert_silence,
-    alert_state,
+    alert_acknowledgement, alert_channel, alert_delivery, alert_history, alert_nflog, alert_rule,
+    alert_silence, alert_state,
 };
 
 use super::engine::{AlertState, Transition};
@@ -41,6 +41,10 @@ pub async fn record<C: ConnectionTrait>(db: &C, ts: &[Transition]) -> Result<(),
         value: Set(tr.value),
         summary: Set(tr.summary.clone()),
         labels: Set(serde_json::to_string(&tr.labels).unwrap_or_default()),
+        event: Set("transition".into()),
+        actor: Set(None),
+        comment: Set(None),
+        shelve_until: Set(None),
     });
     alert_history::Entity::insert_many(rows).exec(db).await?;
     for tr in ts {
@@ -95,10 +99,21 @@ pub async fn forget_resolved<C: ConnectionTrait>(
     rule_id: Uuid,
     series: &str,
 ) -> Result<(), DbErr> {
-    alert_state::Entity::delete_many()
+    let gone = alert_state::Entity::delete_many()
         .filter(alert_state::Column::RuleId.eq(rule_id))
         .filter(alert_state::Column::Series.eq(series))
         .filter(alert_state::Column::State.eq(AlertState::Resolved.as_str()))
+        .exec(db)
+        .await?;
+    if gone.rows_affected == 0 {
+        return Ok(());
+    }
+    // Its acknowledgement goes with it (a later firing is a new alert); a
+    // shelve stays until its time.
+    alert_acknowledgement::Entity::delete_many()
+        .filter(alert_acknowledgement::Column::RuleId.eq(rule_id))
+        .filter(alert_acknowledgement::Column::Series.eq(series))
+        .filter(alert_acknowledgement::Column::ShelveUntil.is_null())
         .exec(db)
         .await?;
     Ok(())

@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 use weir_crds::message::ErrorCode;
 
+use super::acknowledgements::{AckState, Acks};
 use super::engine::{self, AlertState, Engine, Reading, RuleDef, Transition};
 use super::formats::TagFormats;
 use super::handle::{Inner, Input};
@@ -19,7 +20,7 @@ use super::notify::{AlertEntry, Notifier};
 use super::replicas::Coordinator;
 use super::rows::{channel_from_row, load_gateways, load_rule_defs, silence_from_row};
 use super::rules::{RuleKind, DATA_GAP_FIRING_SECS};
-use super::silences::{mute_fn, ActiveSilence};
+use super::silences::{mute_fn, ActiveSilence, Mute};
 use super::store::{self, alert_channel, alert_nflog, alert_silence, alert_state};
 use super::Alerts;
 use crate::error::ApiError;
@@ -31,6 +32,8 @@ pub(super) struct Worker {
     formats: TagFormats,
     notifier: Notifier,
     silences: Vec<ActiveSilence>,
+    /// Acknowledged and shelved alerts.
+    acks: Acks,
     kinds: HashMap<Uuid, RuleKind>,
     out: Vec<Transition>,
     last_evaluations: u64,
@@ -59,6 +62,7 @@ impl Worker {
             formats: TagFormats::default(),
             notifier: Notifier::default(),
             silences: vec![],
+            acks: Acks::default(),
             kinds: HashMap::new(),
             out: Vec::new(),
             last_evaluations: 0,
@@ -95,6 +99,7 @@ impl Worker {
             .iter()
             .map(silence_from_row)
             .collect();
+        self.acks = Acks::load(db).await?;
         self.read_gateways().await?;
         let owned = self.assign().await;
         self.take(owned).await?;
@@ -483,6 +488,12 @@ impl Worker {
                     tracing::error!(error = %e, "alerts: reload failed");
                 }
             }
+            Input::Acks => match Acks::load(&self.inner.db).await {
+                Ok(a) => self.acks = a,
+                Err(e) => {
+                    tracing::error!(error = %e, "alerts: reading the acknowledgements failed")
+                }
+            },
             Input::Gateways => {
                 if let Err(e) = self.read_gateways().await {
                     tracing::error!(error = %e, "alerts: reading the gateways failed");
@@ -554,12 +565,22 @@ impl Worker {
                 snapshot.iter().map(|(p, k, s, l)| (*p, *k, *s, l)),
                 |p, g| offline.contains(&(p, g.to_string())),
             );
+            let acks = &self.acks;
             self.notifier.flush(now, |a| {
-                mute(
+                let ack = acks.state(a.rule_id, &a.series, a.starts_ms, now);
+                if ack == AckState::Shelved {
+                    return Mute::Shelved;
+                }
+                let m = mute(
                     a.project_id,
                     kinds.get(&a.rule_id).copied().unwrap_or(a.kind),
                     &a.labels,
-                )
+                );
+                if m == Mute::None && ack == AckState::Acknowledged {
+                    Mute::Acknowledged
+                } else {
+                    m
+                }
             })
         };
         for a in forgotten {

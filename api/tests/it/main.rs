@@ -13,6 +13,7 @@ mod historian_support;
 
 mod account_lifecycle;
 mod agent_bodies;
+mod alerts_ack;
 mod alerts_e2e;
 mod alerts_fleet;
 mod alerts_mqtt_jwt;

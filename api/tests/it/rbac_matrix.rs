@@ -305,6 +305,26 @@ impl World {
             .replace("{enrollment_token}", &f.fleet_enrollment_token)
     }
 
+    /// Make the fixture's rule fire on `gw/tank/level` (readings straight
+    /// into the engine, until one arrives after the engine learnt of the
+    /// new gateway) and answer a body that acknowledges that alert.
+    async fn firing_alert(&self, f: &Fixture) -> Value {
+        let a = &self.app.running.state.alerts;
+        let active = format!(
+            "/api/v1/orgs/{}/projects/{}/alerts/active",
+            f.org, f.project
+        );
+        crate::alerts_support::until("the fixture's alert fires", || async {
+            let msg = crate::alerts_support::uplink(1, a.now_ms(), "level", 7.0);
+            a.ingest(&f.org, "gw", "tank", msg).await;
+            a.sync().await;
+            let r = self.app.get(&active, &self.admin).await;
+            r.body.as_array().is_some_and(|x| !x.is_empty())
+        })
+        .await;
+        json!({"rule_id": f.alert_rule, "series": "gw/tank/level", "comment": "seen on the SCADA too"})
+    }
+
     /// The query a route requires (like `body`): without it the route's
     /// "allow" cells would fail with 400.
     fn query(&self, method: &str, template: &str) -> &'static str {
@@ -541,7 +561,11 @@ async fn rbac_matrix(b: Backend) {
                 &fresh
             };
             let path = world.concrete(f, template) + world.query(method, template);
-            let body = world.body(method, template, caller);
+            let body = if template.ends_with("/alerts/acknowledgements") {
+                Some(world.firing_alert(f).await)
+            } else {
+                world.body(method, template, caller)
+            };
             let mut cred = cred.clone();
             if template == "/api/v1/me/sessions" {
                 if let Some(a) = world.actors.get(caller) {

@@ -394,7 +394,9 @@ export const alerts = {
   createRule: (s: Scope, body: Schemas['RuleSpec']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/rules', { params: at(s), body: body as Schemas['RuleSpecBody'] })),
   updateRule: (s: Scope, rule: string, body: Schemas['RuleSpec']) => ok(client.PUT('/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}', { params: { path: { ...s, rule } }, body: body as Schemas['RuleSpecBody'] })),
   deleteRule: (s: Scope, rule: string) => ok(client.DELETE('/api/v1/orgs/{org}/projects/{project}/alerts/rules/{rule}', { params: { path: { ...s, rule } } })),
-  active: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/active', { params: at(s) }))),
+  active: async (s: Scope, query: { include_shelved?: boolean } = {}) =>
+    whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/active', { params: { ...at(s), query } }))),
+  acknowledge: (s: Scope, body: Schemas['Acknowledge']) => ok(client.POST('/api/v1/orgs/{org}/projects/{project}/alerts/acknowledgements', { params: at(s), body })),
   history: async (s: Scope, query: { rule?: string; limit?: number } = {}) =>
     whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/history', { params: { ...at(s), query } }))),
   silences: async (s: Scope) => whole(await ok(client.GET('/api/v1/orgs/{org}/projects/{project}/alerts/silences', { params: at(s) }))),

@@ -504,6 +504,28 @@ export interface paths {
         patch: operations["update_project"];
         trace?: never;
     };
+    "/api/v1/orgs/{org}/projects/{project}/alerts/acknowledgements": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Acknowledge a pending or firing alert (no repeat notices until it
+         *     resolves; its resolution is still announced), or with `shelve_until`
+         *     shelve it (hidden from the active list and silent until then). The
+         *     latest one for an alert replaces the one before.
+         */
+        post: operations["acknowledge"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/api/v1/orgs/{org}/projects/{project}/alerts/active": {
         parameters: {
             query?: never;
@@ -511,7 +533,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Pending and firing alerts, with whether they are silenced or inhibited. */
+        /**
+         * Pending and firing alerts, with whether they are silenced, inhibited,
+         *     acknowledged or shelved (shelved ones only with `include_shelved=true`).
+         */
         get: operations["list_active"];
         put?: never;
         post?: never;
@@ -598,7 +623,7 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** State transitions, newest first. */
+        /** State transitions, acknowledgements and shelves, newest first. */
         get: operations["list_history"];
         put?: never;
         post?: never;
@@ -1490,7 +1515,40 @@ export interface paths {
 export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
+        /** @description Body of `POST .../alerts/acknowledgements`. */
+        Acknowledge: {
+            comment: string;
+            /**
+             * Format: uuid
+             * @description The alert's rule.
+             */
+            rule_id: string;
+            series: string;
+            /**
+             * Format: date-time
+             * @description Shelve instead of acknowledging: hidden and silent until this time
+             *     (RFC 3339; in the future, at most 30 days ahead).
+             */
+            shelve_until?: string | null;
+        };
+        /** @description An alert's acknowledgement or shelve, as the active list shows it. */
+        Acknowledgement: {
+            /** Format: date-time */
+            at: string;
+            /** @description Who (email). */
+            by: string;
+            comment: string;
+            /** Format: uuid */
+            rule_id: string;
+            series: string;
+            /**
+             * Format: date-time
+             * @description Set for a shelve: hidden and silent until then.
+             */
+            shelve_until?: string | null;
+        };
         ActiveAlert: {
+            acknowledgement?: null | components["schemas"]["Acknowledgement"];
             /** Format: date-time */
             fired_at?: string | null;
             labels: {
@@ -1599,7 +1657,7 @@ export interface components {
          * @description What an active alert does now.
          * @enum {string}
          */
-        AlertStatus: "active" | "silenced" | "inhibited";
+        AlertStatus: "active" | "silenced" | "inhibited" | "acknowledged" | "shelved";
         /**
          * @description Which kind of data an answer holds.
          * @enum {string}
@@ -2341,6 +2399,14 @@ export interface components {
         HistoryEntry: {
             /** Format: date-time */
             at: string;
+            /** @description Who acknowledged or shelved (email). */
+            by?: string | null;
+            comment?: string | null;
+            /**
+             * @description A state transition (`from` → `to`), or an acknowledgement or
+             *     shelve of the alert (`from` = `to` = its state then).
+             */
+            event: components["schemas"]["HistoryEvent"];
             from: components["schemas"]["AlertState"];
             /** Format: uuid */
             id: string;
@@ -2351,6 +2417,11 @@ export interface components {
             rule_id: string;
             rule_name: string;
             series: string;
+            /**
+             * Format: date-time
+             * @description Until when it was shelved.
+             */
+            shelve_until?: string | null;
             summary: string;
             to: components["schemas"]["AlertState"];
             /** Format: double */
@@ -2361,6 +2432,8 @@ export interface components {
              */
             value_text?: string | null;
         };
+        /** @enum {string} */
+        HistoryEvent: "transition" | "acknowledged" | "shelved";
         Invitation: {
             /** Format: date-time */
             claimed_at?: string | null;
@@ -6897,9 +6970,119 @@ export interface operations {
             };
         };
     };
-    list_active: {
+    acknowledge: {
         parameters: {
             query?: never;
+            header?: never;
+            path: {
+                org: string;
+                project: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["Acknowledge"];
+            };
+        };
+        responses: {
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Acknowledgement"];
+                };
+            };
+            /** @description Malformed request (syntax, unknown or missing field) */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not signed in */
+            401: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Signed in but not allowed */
+            403: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Not found or not visible to the caller */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Conflicts with existing data, or well-formed but refused by this server's state or settings (kinds no-such, outbound-refused) */
+            409: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body too large */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Body is not JSON */
+            415: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Invalid field values */
+            422: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed sign-ins from this address, or this address is locked out of the account; see Retry-After */
+            429: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    list_active: {
+        parameters: {
+            query?: {
+                /** @description Also list shelved alerts (status `shelved`); by default they are left out. */
+                include_shelved?: boolean;
+            };
             header?: never;
             path: {
                 org: string;

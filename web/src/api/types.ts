@@ -260,6 +260,7 @@ export type AlertRule = Schemas['Rule'];
 export type AlertState = Schemas['AlertState'];
 export type ActiveAlert = Schemas['ActiveAlert'];
 export type AlertHistoryEntry = Schemas['HistoryEntry'];
+export type AlertAcknowledgement = Schemas['Acknowledgement'];
 export type Matcher = Schemas['Matcher'];
 export type Silence = Schemas['Silence'];
 export type CreateSilence = Schemas['CreateSilence'];

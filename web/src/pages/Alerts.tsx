@@ -1,7 +1,8 @@
 import { useState } from 'react';
 import { NavLink, useParams } from 'react-router';
 import { alerts } from '../api/endpoints';
-import type { AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence, SmtpTls } from '../api/types';
+import type { AlertHistoryEntry, AlertRule, Channel, CreateChannel, RuleKind, RuleSpec, Silence, SmtpTls } from '../api/types';
+import { ActiveAlerts } from './AlertsActive';
 import { useScope } from '../scope';
 import { Badge, Button, Dialog, Empty, ErrorNotice, Field, fmtTime, Notice, PageHead, useAction, useToast } from '../ui/kit';
 import { ListState, Pager, usePaged } from '../ui/paged';
@@ -136,17 +137,13 @@ function Rules() {
 
 const STATE_TONE: Record<string, 'bad' | 'warn' | 'ok' | 'info'> = { firing: 'bad', pending: 'warn', resolved: 'ok', inactive: 'info' };
 
-function ActiveAlerts() {
-  const { s } = useScope();
-  const p = usePaged(() => alerts.active(s), [s.org, s.project]);
-  return (
-    <ListState p={p} empty={<div className="card"><Empty title="Nothing is firing" /></div>}>
-      <div className="table-wrap"><table className="table" aria-label="Active alerts"><thead><tr><th>State</th><th>Alert</th><th>Value</th><th>Since</th><th>Labels</th></tr></thead>
-        <tbody>{p.items.map((a) => <tr key={`${a.rule_id}/${a.series}`}><td><Badge kind={STATE_TONE[a.state]}>{a.state}{a.status !== 'active' ? `, ${a.status}` : ''}</Badge></td><td>{a.summary || a.series}</td><td>{a.value_text ?? a.value ?? '—'}</td><td>{fmtTime(a.fired_at ?? a.since)}</td>
-          <td className="small mono">{Object.entries(a.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(', ')}</td></tr>)}</tbody></table></div>
-      <Pager p={p} />
-    </ListState>
-  );
+/** A transition as from → to; an acknowledgement or shelve with who, why (and until when). */
+export function historyChange(h: AlertHistoryEntry) {
+  if (h.event === 'acknowledged' || h.event === 'shelved') {
+    const until = h.event === 'shelved' && h.shelve_until ? ` until ${fmtTime(h.shelve_until)}` : '';
+    return <><Badge kind="info">{h.event}</Badge> by {h.by}{until}: {h.comment}</>;
+  }
+  return <>{h.from} → <Badge kind={STATE_TONE[h.to]}>{h.to}</Badge></>;
 }
 
 function History() {
@@ -155,7 +152,7 @@ function History() {
   return (
     <ListState p={p} empty={<div className="card"><Empty title="No alerts yet" /></div>}>
       <div className="table-wrap"><table className="table" aria-label="Alert history"><thead><tr><th>When</th><th>Rule</th><th>Change</th><th>Value</th><th>Summary</th></tr></thead>
-        <tbody>{p.items.map((h) => <tr key={h.id}><td>{fmtTime(h.at)}</td><td>{h.rule_name}</td><td>{h.from} → <Badge kind={STATE_TONE[h.to]}>{h.to}</Badge></td><td>{h.value_text ?? h.value ?? '—'}</td><td>{h.summary || h.series}</td></tr>)}</tbody></table></div>
+        <tbody>{p.items.map((h) => <tr key={h.id}><td>{fmtTime(h.at)}</td><td>{h.rule_name}</td><td>{historyChange(h)}</td><td>{h.value_text ?? h.value ?? '—'}</td><td>{h.summary || h.series}</td></tr>)}</tbody></table></div>
       <Pager p={p} />
     </ListState>
   );

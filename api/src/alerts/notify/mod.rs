@@ -356,19 +356,29 @@ impl Notifier {
             if g.in_flight {
                 continue;
             }
-            let firing: Vec<&AlertEntry> = list
+            let muted: Vec<(&AlertEntry, Mute)> = list.iter().map(|a| (*a, mute(a))).collect();
+            let firing: Vec<&AlertEntry> = muted
                 .iter()
-                .copied()
-                .filter(|a| a.state == AlertState::Firing && mute(a) == Mute::None)
+                .filter(|(a, m)| a.state == AlertState::Firing && *m == Mute::None)
+                .map(|(a, _)| *a)
                 .collect();
-            let resolved: Vec<&AlertEntry> = list
+            let resolved: Vec<&AlertEntry> = muted
                 .iter()
-                .copied()
-                .filter(|a| a.state == AlertState::Resolved && g.sent.contains(&a.fingerprint))
+                .filter(|(a, m)| {
+                    a.state == AlertState::Resolved
+                        && *m != Mute::Shelved
+                        && g.sent.contains(&a.fingerprint)
+                })
+                .map(|(a, _)| *a)
                 .collect();
-            // Alerts that vanished entirely (their rule went away) leave the log quietly.
-            g.sent
-                .retain(|fp| list.iter().any(|a| &a.fingerprint == fp));
+            // Alerts that vanished entirely (their rule went away) leave the
+            // log quietly; so do shelved ones: nothing about them goes out
+            // while shelved, and afterwards they are announced as new.
+            g.sent.retain(|fp| {
+                muted
+                    .iter()
+                    .any(|(a, m)| &a.fingerprint == fp && *m != Mute::Shelved)
+            });
             if firing.is_empty() && resolved.is_empty() {
                 if g.sent.is_empty() {
                     self.groups.remove(&gk);
@@ -569,5 +579,58 @@ mod tests {
         let (out, gone) = n.flush(31_000, |_| Mute::None);
         assert!(out.is_empty());
         assert_eq!(gone.len(), 1);
+    }
+
+    /// Acknowledged: no repeat notice, the resolution still announced.
+    /// Shelved: nothing while shelved, not even a resolution; announced
+    /// again as new once the shelve ends.
+    #[test]
+    fn acknowledged_and_shelved_alerts() {
+        let p = Uuid::new_v4();
+        let mut n = Notifier::default();
+        n.set_channels(vec![channel(p)]);
+        n.apply(&alert(p, "hi", "a", AlertState::Firing, 0));
+        n.apply(&alert(p, "hi", "b", AlertState::Firing, 0));
+        assert!(flush(&mut n, 0).is_empty(), "group wait");
+        assert_eq!(flush(&mut n, 10_000)[0].firing.len(), 2);
+        let mute = |acked: &'static str, shelved: &'static str| {
+            move |a: &AlertEntry| {
+                if a.series == acked {
+                    Mute::Acknowledged
+                } else if a.series == shelved {
+                    Mute::Shelved
+                } else {
+                    Mute::None
+                }
+            }
+        };
+        let run = |n: &mut Notifier, now: i64, m: &dyn Fn(&AlertEntry) -> Mute| {
+            let (out, _) = n.flush(now, m);
+            for x in &out {
+                n.delivered(x, true, now);
+            }
+            out
+        };
+        // a acknowledged, b shelved: the repeat interval passes in silence.
+        let out = run(&mut n, 10_000 + 3_600_000, &mute("a", "b"));
+        assert!(out.is_empty(), "{out:?}");
+        // a resolves: its resolution goes out even though it was acknowledged.
+        n.apply(&alert(p, "hi", "a", AlertState::Resolved, 4_000_000));
+        let out = run(&mut n, 4_000_000, &mute("a", "b"));
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].firing.len(), out[0].resolved.len()), (0, 1));
+        assert_eq!(out[0].resolved[0].series, "a");
+        // The shelve ends while b still fires: announced again, as new
+        // (after the group interval since the last notice).
+        let out = run(&mut n, 4_000_000 + 60_000, &mute("", ""));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].firing[0].series, "b");
+        // A shelved alert that resolves sends nothing.
+        n.apply(&alert(p, "hi", "c", AlertState::Firing, 5_000_000));
+        assert_eq!(run(&mut n, 5_000_000, &mute("", "")).len(), 1);
+        n.apply(&alert(p, "hi", "c", AlertState::Resolved, 5_100_000));
+        let (out, gone) = n.flush(5_200_000, mute("", "c"));
+        assert!(out.is_empty(), "{out:?}");
+        assert_eq!(gone.len(), 1, "forgotten without a notice");
     }
 }

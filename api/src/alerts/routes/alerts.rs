@@ -1,5 +1,6 @@
 //! Alert instances: the pending and firing alerts of a project (with
-//! whether they are silenced or inhibited), and their state history.
+//! whether they are silenced, inhibited, acknowledged or shelved), and
+//! their history (transitions, acknowledgements and shelves).
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -11,10 +12,13 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use crate::alerts::acknowledgements::{row_state, AckState, Acknowledgement};
 use crate::alerts::engine::AlertState;
 use crate::alerts::rules::{RuleKind, RuleSpec};
 use crate::alerts::silences::Mute;
-use crate::alerts::store::{alert_history, alert_rule, alert_silence, alert_state};
+use crate::alerts::store::{
+    alert_acknowledgement, alert_history, alert_rule, alert_silence, alert_state,
+};
 use crate::alerts::{mute_fn, silence_from_row};
 use crate::error::{ApiError, ProblemResponses};
 use crate::extract::ApiQuery;
@@ -32,6 +36,11 @@ pub enum AlertStatus {
     Silenced,
     /// Its gateway is offline: nothing is sent.
     Inhibited,
+    /// Acknowledged: no repeat notices; its resolution is announced.
+    Acknowledged,
+    /// Shelved: hidden from the default list, nothing is sent until
+    /// `acknowledgement.shelve_until`.
+    Shelved,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -52,6 +61,18 @@ pub struct ActiveAlert {
     /// When the condition started to hold.
     pub since: DateTime<Utc>,
     pub fired_at: Option<DateTime<Utc>>,
+    /// Who acknowledged this alert, or shelved it (with until when); null
+    /// when neither holds now.
+    pub acknowledgement: Option<Acknowledgement>,
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct ActiveQuery {
+    /// Also list shelved alerts (status `shelved`); by default they are left out.
+    #[serde(default)]
+    pub include_shelved: bool,
 }
 
 /// The kind of each rule of a project (a deleted rule's alerts read as
@@ -66,12 +87,14 @@ async fn rule_kinds(st: &AppState, project: Uuid) -> Result<HashMap<Uuid, RuleKi
         .collect())
 }
 
-/// Pending and firing alerts, with whether they are silenced or inhibited.
+/// Pending and firing alerts, with whether they are silenced, inhibited,
+/// acknowledged or shelved (shelved ones only with `include_shelved=true`).
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/active", tag = "alerts",
-    params(("org" = String, Path), ("project" = String, Path)), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
+    params(("org" = String, Path), ("project" = String, Path), ActiveQuery), responses((status = 200, body = Vec<ActiveAlert>), ProblemResponses))]
 pub(super) async fn list_active(
     State(st): State<AppState>,
     scope: ProjectScope,
+    ApiQuery(q): ApiQuery<ActiveQuery>,
 ) -> Result<Json<Vec<ActiveAlert>>, ApiError> {
     let c = scope.require(Permission::ProjectRead).await?;
     let now = st.alerts.now_ms();
@@ -96,6 +119,14 @@ pub(super) async fn list_active(
         .iter()
         .map(silence_from_row)
         .collect();
+    let acks: HashMap<(Uuid, String), alert_acknowledgement::Model> =
+        alert_acknowledgement::Entity::find()
+            .filter(alert_acknowledgement::Column::ProjectId.eq(c.project.id))
+            .all(&st.db)
+            .await?
+            .into_iter()
+            .map(|a| ((a.rule_id, a.series.clone()), a))
+            .collect();
     let parsed: Vec<(
         alert_state::Model,
         AlertState,
@@ -121,13 +152,24 @@ pub(super) async fn list_active(
     );
     let out = parsed
         .iter()
-        .map(|(r, state, kind, labels)| {
-            let status = match mute(c.project.id, *kind, labels) {
-                Mute::None => AlertStatus::Active,
-                Mute::Silenced => AlertStatus::Silenced,
-                Mute::Inhibited => AlertStatus::Inhibited,
+        .filter_map(|(r, state, kind, labels)| {
+            let ack = acks.get(&(r.rule_id, r.series.clone())).and_then(|a| {
+                match row_state(a, r.since.timestamp_millis(), now) {
+                    AckState::None => None,
+                    held => Some((held, a)),
+                }
+            });
+            let status = match (ack.map(|(h, _)| h), mute(c.project.id, *kind, labels)) {
+                (Some(AckState::Shelved), _) => AlertStatus::Shelved,
+                (_, Mute::Silenced) => AlertStatus::Silenced,
+                (_, Mute::Inhibited) => AlertStatus::Inhibited,
+                (Some(AckState::Acknowledged), _) => AlertStatus::Acknowledged,
+                _ => AlertStatus::Active,
             };
-            ActiveAlert {
+            if status == AlertStatus::Shelved && !q.include_shelved {
+                return None;
+            }
+            Some(ActiveAlert {
                 rule_id: r.rule_id,
                 series: r.series.clone(),
                 state: *state,
@@ -143,7 +185,8 @@ pub(super) async fn list_active(
                 value_text: st.alerts.value_text(c.project.id, *kind, labels, r.value),
                 since: r.since,
                 fired_at: r.fired_at,
-            }
+                acknowledgement: ack.map(|(_, a)| Acknowledgement::from(a)),
+            })
         })
         .collect();
     Ok(Json(out))
@@ -174,9 +217,25 @@ pub struct HistoryEntry {
     pub value_text: Option<String>,
     pub summary: String,
     pub labels: BTreeMap<String, String>,
+    /// A state transition (`from` → `to`), or an acknowledgement or
+    /// shelve of the alert (`from` = `to` = its state then).
+    pub event: HistoryEvent,
+    /// Who acknowledged or shelved (email).
+    pub by: Option<String>,
+    pub comment: Option<String>,
+    /// Until when it was shelved.
+    pub shelve_until: Option<DateTime<Utc>>,
 }
 
-/// State transitions, newest first.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum HistoryEvent {
+    Transition,
+    Acknowledged,
+    Shelved,
+}
+
+/// State transitions, acknowledgements and shelves, newest first.
 #[utoipa::path(get, path = "/api/v1/orgs/{org}/projects/{project}/alerts/history", tag = "alerts",
     params(("org" = String, Path), ("project" = String, Path), HistoryQuery), responses((status = 200, body = Vec<HistoryEntry>), ProblemResponses))]
 pub(super) async fn list_history(
@@ -224,6 +283,14 @@ pub(super) async fn list_history(
                     value: h.value,
                     summary: h.summary,
                     labels,
+                    event: match h.event.as_str() {
+                        "acknowledged" => HistoryEvent::Acknowledged,
+                        "shelved" => HistoryEvent::Shelved,
+                        _ => HistoryEvent::Transition,
+                    },
+                    by: h.actor,
+                    comment: h.comment,
+                    shelve_until: h.shelve_until,
                 }
             })
             .collect(),

@@ -1,9 +1,11 @@
 //! `/api/v1/orgs/{org}/projects/{project}/alerts/...`: one file per
-//! resource: [`rules`], [`alerts`] (active and history), [`silences`],
+//! resource: [`rules`], [`alerts`] (active and history),
+//! [`acknowledgements`] (acknowledge or shelve an alert), [`silences`],
 //! [`channels`] (with "send test" and the delivery log).
 //! Viewers read (`project.read`), editors change (`project.write`); every
 //! change is audited.
 
+mod acknowledgements;
 mod alerts;
 mod channels;
 mod rules;
@@ -15,7 +17,7 @@ use uuid::Uuid;
 use crate::scope::ProjectAccess;
 use crate::state::AppState;
 
-pub use alerts::{ActiveAlert, AlertStatus, HistoryEntry, HistoryQuery};
+pub use alerts::{ActiveAlert, ActiveQuery, AlertStatus, HistoryEntry, HistoryEvent, HistoryQuery};
 pub use channels::{
     ChannelType, CreateChannel, CreatedChannel, DeliveriesQuery, Delivery, NotificationChannel,
     TestResult,
@@ -33,6 +35,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(alerts::list_active))
         .routes(routes!(alerts::list_history))
+        .routes(routes!(acknowledgements::acknowledge))
         .routes(routes!(silences::list_silences, silences::create_silence))
         .routes(routes!(silences::expire_silence))
         .routes(routes!(channels::list_channels, channels::create_channel))

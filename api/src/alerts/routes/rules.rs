@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::target;
 use crate::alerts::engine::AlertState;
 use crate::alerts::rules::RuleSpec;
-use crate::alerts::store::{alert_channel, alert_rule, alert_state};
+use crate::alerts::store::{alert_acknowledgement, alert_channel, alert_rule, alert_state};
 use crate::audit;
 use crate::auth::ClientMeta;
 use crate::error::{ApiError, ProblemResponses};
@@ -213,6 +213,10 @@ pub(super) async fn delete_rule(
     alert_state::Entity::delete_many()
         .filter(alert_state::Column::RuleId.eq(id))
         .filter(alert_state::Column::State.eq(AlertState::Pending.as_str()))
+        .exec(&*tx)
+        .await?;
+    alert_acknowledgement::Entity::delete_many()
+        .filter(alert_acknowledgement::Column::RuleId.eq(id))
         .exec(&*tx)
         .await?;
     audit::append(

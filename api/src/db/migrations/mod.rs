@@ -17,6 +17,7 @@ mod m0240_audit_keyed;
 mod m0250_data_gaps;
 mod m0260_device_credentials;
 mod m0270_gateway_rate;
+mod m0280_alert_acknowledgements;
 mod m0290_cluster_broker_stats;
 
 pub struct Migrator;
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0250_data_gaps::Migration),
             Box::new(m0260_device_credentials::Migration),
             Box::new(m0270_gateway_rate::Migration),
+            Box::new(m0280_alert_acknowledgements::Migration),
             Box::new(m0290_cluster_broker_stats::Migration),
         ]
     }
@@ -156,6 +158,7 @@ mod tests {
                 "m0250_data_gaps",
                 "m0260_device_credentials",
                 "m0270_gateway_rate",
+                "m0280_alert_acknowledgements",
                 "m0290_cluster_broker_stats",
             ]
         );
