@@ -57,7 +57,10 @@ async fn external_cluster_lifecycle(b: Backend) {
     // role allows `$SYS/broker/#`).
     let fig = &r.body["health"]["broker"];
     assert!(
-        fig["version"].as_str().unwrap_or_default().starts_with("mosquitto version"),
+        fig["version"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("mosquitto version"),
         "{fig}"
     );
     assert!(fig["clients_connected"].is_u64(), "{fig}");
