@@ -229,6 +229,13 @@ impl World {
             ("PUT", t) if t.ends_with("/credentials/{credential}") => {
                 json!({"kind": "userPassword", "username": "stolen", "password": "stolen"})
             }
+            // Q's rule, acknowledged through P's path.
+            ("POST", t) if t.ends_with("/alerts/acknowledgements") => {
+                json!({"rule_id": ids["rule"], "series": format!("{}/d/t", ids["gateway"]), "comment": "wall"})
+            }
+            ("POST", t) if t.ends_with("/gateways/{gateway}/writes") => {
+                json!({"device": "d", "tag": "t", "value": 1.5, "comment": "wall"})
+            }
             // The gateway is named in the body.
             ("POST", t) if t.ends_with("/gateways:batch") => {
                 json!({"gateways": [ids["gateway"]], "merge_patch": {"site": {"name": "Batch"}}})
