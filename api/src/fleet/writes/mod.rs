@@ -186,9 +186,10 @@ async fn post_write(
     let resp_topic = command_response_topic(&prefix, &at.org.slug, &g.slug);
     let answer = command::round_trip(opts, &topic, &resp_topic, &req, deadline).await;
     let elapsed = started.elapsed().as_millis() as u64;
-    let (ok, error) = match &answer {
-        Ok(r) => (r.ok, r.error.clone()),
-        Err(CommandError::NoAnswer) => (false, None),
+    let (answer, result) = match answer {
+        Ok(r) if r.ok => (Some(r), "ok"),
+        Ok(r) => (Some(r), "refused"),
+        Err(CommandError::NoAnswer) => (None, "timeout"),
         Err(CommandError::Broker(e)) => {
             tracing::warn!(gateway = %g.slug, error = %e, "write: the gateway's broker cannot be reached");
             return Err(ApiError::Unavailable(format!(
@@ -197,36 +198,35 @@ async fn post_write(
             )));
         }
     };
-    let result = match &answer {
-        Ok(_) if ok => "ok",
-        Ok(_) => "refused",
-        Err(_) => "timeout",
-    };
-    audit_write(
-        &st,
-        &at,
-        &g,
-        &meta,
-        &body,
-        &req,
-        old_value.as_ref(),
-        result,
-        error.as_deref(),
-    )
-    .await?;
-    if answer.is_err() {
+    let error = answer.as_ref().and_then(|r| r.error.clone());
+    let target = format!(
+        "gateway:{}/{}/{}/{}/{}",
+        at.org.slug, at.project.slug, g.slug, body.device, body.tag
+    );
+    let details = json!({
+        "device": body.device,
+        "tag": body.tag,
+        "old_value": old_value,
+        "new_value": req.value,
+        "result": result,
+        "error": error,
+        "comment": body.comment,
+        "correlation_id": req.correlation_id,
+    });
+    audit_write(&st, &at, &meta, target, result == "ok", details).await?;
+    let Some(answer) = answer else {
         return Err(ApiError::Timeout(format!(
             "the agent of gateway '{}' did not answer within {} ms; the write may or may not \
              have reached the device (is the agent online?)",
             g.slug, st.fleet.config.write_timeout_ms
         )));
-    }
+    };
     Ok(Json(WriteResult {
         device: body.device,
         tag: body.tag,
         value,
         old_value,
-        ok,
+        ok: answer.ok,
         error,
         correlation_id: req.correlation_id,
         answered_in_ms: elapsed,
@@ -303,47 +303,27 @@ async fn old_value(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
+/// One `gateway.write` audit entry, in its own transaction (after the
+/// agent's answer: the write lock is not held while waiting for it).
 async fn audit_write(
     st: &AppState,
     at: &ProjectAccess,
-    g: &gateway::Model,
     meta: &ClientMeta,
-    body: &WriteBody,
-    req: &WriteRequest,
-    old: Option<&OldValue>,
-    result: &str,
-    error: Option<&str>,
+    target: String,
+    ok: bool,
+    details: Value,
 ) -> Result<(), ApiError> {
-    let outcome = if result == "ok" {
+    let outcome = if ok {
         Outcome::Success
     } else {
         Outcome::Failure
     };
-    let old_json = old.map(|o| {
-        json!({"value": o.value, "value_text": o.value_text, "ts": o.ts, "error_code": o.error_code})
-    });
     let tx = st.write().await?;
     audit::append(
         &*tx,
-        at.event(
-            "gateway.write",
-            format!(
-                "gateway:{}/{}/{}/{}/{}",
-                at.org.slug, at.project.slug, g.slug, body.device, body.tag
-            ),
-        )
-        .outcome(outcome)
-        .details(json!({
-            "device": body.device,
-            "tag": body.tag,
-            "old_value": old_json,
-            "new_value": req.value,
-            "result": result,
-            "error": error,
-            "comment": body.comment,
-            "correlation_id": req.correlation_id,
-        })),
+        at.event("gateway.write", target)
+            .outcome(outcome)
+            .details(details),
         meta,
     )
     .await?;
